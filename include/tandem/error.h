@@ -1,0 +1,46 @@
+// tandem's own error type. Exceptions thrown by libraries (libpqxx, yaml-cpp,
+// nlohmann_json) are caught by the adapter that calls them and rethrown as
+// tandem::Error, so code above the adapters reasons in these categories only.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace tandem {
+
+enum class ErrorKind {
+  // Safe to try again after a pause: lock timeout, deadlock, serialization
+  // failure, statement timeout, a broken connection outside a commit.
+  kRetryable,
+  // The commit's outcome is unknown (the connection broke during COMMIT). The
+  // caller must re-read what was recorded before doing anything else and must
+  // never blindly replay the work.
+  kInDoubt,
+  // Trying again will not help: a syntax error, a missing table, a violated
+  // constraint, a failed verification. The SQL state is kept when there is one.
+  kFatal,
+  // The user's input (spec file, command line) is wrong; nothing was changed.
+  kBadInput,
+};
+
+const char* to_string(ErrorKind kind);
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, const std::string& message, std::string sqlstate = {})
+      : std::runtime_error(message), kind_(kind), sqlstate_(std::move(sqlstate)) {}
+
+  ErrorKind kind() const { return kind_; }
+  // Five-character SQLSTATE, or empty when the error did not come from the server.
+  const std::string& sqlstate() const { return sqlstate_; }
+  bool retryable() const { return kind_ == ErrorKind::kRetryable; }
+
+ private:
+  ErrorKind kind_;
+  std::string sqlstate_;
+};
+
+// Classifies a server SQLSTATE into an ErrorKind.
+ErrorKind classify_sqlstate(const std::string& sqlstate);
+
+}  // namespace tandem

@@ -1,0 +1,62 @@
+// A plan: the ordered steps that operations expand into, per phase.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tandem/phase.h"
+#include "tandem/spec.h"
+
+namespace tandem {
+
+enum class StepKind {
+  kPrecheck,  // read-only catalog checks; every returned row is a reason to refuse
+  kSql,       // statements run with a lock timeout; transactional unless said otherwise
+  kBackfill,  // keyset batches, one short transaction each, checkpoint in the same transaction
+  kVerify,    // chunked compare of old and new storage; any mismatch fails the step
+};
+
+const char* to_string(StepKind kind);
+
+// What a backfill or verify step works on. The key is the table's primary key,
+// read from the catalog when the step starts.
+struct BatchWork {
+  std::string table;       // qualified and quoted
+  std::string set_clause;  // backfill: the SET list that copies one row
+  std::string mismatch;    // verify: a predicate true for a row whose copy is wrong
+};
+
+struct Step {
+  std::string id;  // stable across runs: "<operation index>.<name>", stored in the state store
+  Phase phase = Phase::kPrepare;
+  StepKind kind = StepKind::kSql;
+  std::string description;
+  std::string sql;                    // forward SQL (kPrecheck: the check query)
+  std::optional<std::string> rollback_sql;  // nullopt: irreversible
+  bool reversible = true;             // false: running it passes the point of no return
+  bool transactional = true;
+  std::string lock;                   // the strongest lock it takes, in words
+  std::string table_access;           // "none", "scans table", "updates every row", "rewrites table"
+  // Run before retrying a non-transactional step that may have left something half done.
+  std::optional<std::string> repair_sql;
+  std::optional<BatchWork> batch;
+};
+
+struct Plan {
+  std::string migration;
+  std::vector<Step> steps;  // in run order; phases never interleave
+
+  std::vector<const Step*> steps_in(Phase phase) const;
+  const Step* find(const std::string& id) const;
+  nlohmann::json to_json() const;
+  std::string to_text() const;
+};
+
+// Expands a spec into a plan. Pure: touches no database. Throws Error(kBadInput)
+// for operations the planner refuses.
+Plan make_plan(const Spec& spec);
+
+}  // namespace tandem

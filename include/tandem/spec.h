@@ -1,0 +1,90 @@
+// The migration spec: the model a YAML file is parsed into. See docs/spec.md.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "tandem/phase.h"
+
+namespace tandem {
+
+// A place in a spec file, 1-based.
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string to_string() const;
+};
+
+struct Settings {
+  // Upper bound on how long any DDL waits for its lock; application queries
+  // queue behind a waiting DDL for at most this long.
+  std::chrono::milliseconds lock_timeout{500};
+  std::chrono::milliseconds statement_timeout{60000};
+  int batch_size = 5000;
+  // Attempts of one step (or one batch) that failed with a retryable error
+  // before the migration stops as failed.
+  int retry_budget = 30;
+  std::chrono::milliseconds retry_backoff{100};      // first pause; doubles, with jitter
+  std::chrono::milliseconds retry_backoff_max{10000};
+};
+
+// Changes a column's type through a shadow column (see docs/operations.md).
+struct AlterColumnType {
+  std::string schema = "public";
+  std::string table;
+  std::string column;
+  std::string type;                 // the new type, as SQL
+  std::optional<std::string> up;    // expression over `column` giving the new value
+  std::optional<std::string> down;  // expression over `column` (new type) giving the old value
+};
+
+// Hand-written SQL for one phase.
+struct SqlOperation {
+  Phase phase = Phase::kPrepare;
+  std::string up;
+  std::optional<std::string> down;  // absent: irreversible
+  bool transaction = true;          // false for CREATE INDEX CONCURRENTLY and the like
+  std::optional<std::string> lock;  // what the statement locks, for `plan`
+};
+
+struct Operation {
+  SourceLocation where;
+  std::variant<AlterColumnType, SqlOperation> op;
+};
+
+struct Spec {
+  std::string file;
+  std::string text;  // the file's bytes, stored with the migration
+  std::string name;
+  std::string description;
+  Settings settings;
+  std::vector<Operation> operations;
+  // Phases that wait for an operator's approval (cleanup always does).
+  std::vector<Phase> approval_gates;
+
+  bool requires_approval(Phase phase) const;
+};
+
+// One located problem in a spec file.
+struct SpecError {
+  SourceLocation where;
+  std::string message;
+  std::string to_string() const;  // "file:line:column: message"
+};
+
+struct SpecParseResult {
+  std::optional<Spec> spec;
+  std::vector<SpecError> errors;  // empty when spec is set
+};
+
+// Parses spec text. `file` names the source in error messages. Never throws.
+SpecParseResult parse_spec(const std::string& text, const std::string& file);
+// Reads and parses a file; an unreadable file is reported as one error.
+SpecParseResult load_spec_file(const std::string& path);
+
+}  // namespace tandem

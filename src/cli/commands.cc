@@ -1,0 +1,289 @@
+#include "cli/commands.h"
+
+#include <pwd.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+#include "cli/exit_codes.h"
+#include "db/connection.h"
+#include "engine/executor.h"
+#include "engine/state_store.h"
+#include "tandem/plan.h"
+#include "util/duration.h"
+#include "util/text.h"
+
+namespace tandem {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) { g_stop.store(true); }
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESETHAND;  // a second signal ends the process at once
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+std::string actor() {
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  const passwd* pw = getpwuid(getuid());
+  return std::string("tandemd run by ") + (pw ? pw->pw_name : "?") + "@" + host + " (uid " +
+         std::to_string(getuid()) + ", pid " + std::to_string(getpid()) + ")";
+}
+
+// Loads and plans a spec; prints located errors and returns false on failure.
+bool load(const std::string& file, std::optional<Spec>& spec, std::optional<Plan>& plan) {
+  auto parsed = load_spec_file(file);
+  for (const auto& e : parsed.errors) std::cerr << e.to_string() << "\n";
+  if (!parsed.spec) return false;
+  spec = std::move(parsed.spec);
+  try {
+    plan = make_plan(*spec);
+  } catch (const Error& e) {
+    std::cerr << file << ": " << e.what() << "\n";
+    return false;
+  }
+  return true;
+}
+
+// Maps an error that escaped a command to an exit code, after saying it.
+int report(const std::exception& ex) {
+  std::cerr << "tandemd: " << ex.what() << "\n";
+  if (dynamic_cast<const LockHeldError*>(&ex)) return kExitLocked;
+  if (dynamic_cast<const RollbackRefusedError*>(&ex)) return kExitRollbackRefused;
+  if (dynamic_cast<const StepFailedError*>(&ex)) return kExitStepFailed;
+  if (const auto* e = dynamic_cast<const Error*>(&ex)) {
+    if (e->kind() == ErrorKind::kBadInput) return kExitBadInput;
+    if (e->kind() == ErrorKind::kRetryable || e->kind() == ErrorKind::kInDoubt) {
+      return kExitUnreachable;
+    }
+  }
+  return kExitStepFailed;
+}
+
+void print_summary(const Spec& spec, const Plan& plan, const std::string& dsn) {
+  auto conn = connect_postgres(dsn, "tandemd status");
+  StateStore store(spec.name);
+  std::cerr << "summary of " << spec.name << ":\n";
+  for (const auto& [phase, secs] : store.phase_seconds(*conn)) {
+    std::fprintf(stderr, "  %-12s %s\n", phase_name(phase),
+                 format_duration(std::chrono::milliseconds(static_cast<long long>(secs * 1000)))
+                     .c_str());
+  }
+  for (const auto& s : plan.steps) {
+    if (s.kind != StepKind::kBackfill) continue;
+    if (auto cp = store.checkpoint(*conn, s.id)) {
+      std::cerr << "  rows moved by " << s.id << ": " << with_commas(cp->rows_done) << "\n";
+    }
+  }
+}
+
+}  // namespace
+
+std::string resolve_dsn(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("TANDEM_DSN")) return env;
+  return "";
+}
+
+int cmd_validate(const std::vector<std::string>& files) {
+  int rc = kExitOk;
+  for (const auto& f : files) {
+    std::optional<Spec> spec;
+    std::optional<Plan> plan;
+    if (load(f, spec, plan)) {
+      std::cout << f << ": ok (" << spec->name << ", " << plan->steps.size() << " steps)\n";
+    } else {
+      rc = kExitBadInput;
+    }
+  }
+  return rc;
+}
+
+int cmd_plan(const std::string& file, bool json) {
+  std::optional<Spec> spec;
+  std::optional<Plan> plan;
+  if (!load(file, spec, plan)) return kExitBadInput;
+  if (json) {
+    std::cout << plan->to_json().dump(2) << "\n";
+  } else {
+    std::cout << plan->to_text();
+  }
+  return kExitOk;
+}
+
+int cmd_run(const RunArgs& args) {
+  std::optional<Spec> spec;
+  std::optional<Plan> plan;
+  if (!load(args.file, spec, plan)) return kExitBadInput;
+  RunOptions options;
+  options.dsn = resolve_dsn(args.dsn);
+  options.actor = actor();
+  if (!args.until.empty()) options.until = parse_phase(args.until);
+  for (const auto& a : args.approve) {
+    if (a == "all") {
+      options.approve_all = true;
+    } else {
+      options.approve.insert(*parse_phase(a));
+    }
+  }
+  auto progress = args.progress_tty ? make_terminal_progress()
+                                    : make_log_progress(std::chrono::seconds(5));
+  options.progress = progress.get();
+  options.stop = &g_stop;
+  install_stop_handlers();
+  try {
+    Executor executor(*spec, *plan, options);
+    switch (executor.run()) {
+      case RunOutcome::kCompleted:
+        std::cerr << "migration " << spec->name << " completed\n";
+        print_summary(*spec, *plan, options.dsn);
+        return kExitOk;
+      case RunOutcome::kAlreadyCompleted:
+        std::cerr << "migration " << spec->name << " was already completed; nothing to do\n";
+        return kExitOk;
+      case RunOutcome::kReachedUntil:
+        std::cerr << "migration " << spec->name << " stopped after phase " << args.until
+                  << " as asked; run again without --until to go on\n";
+        return kExitOk;
+      case RunOutcome::kWaitingApproval: {
+        const char* p = phase_name(executor.waiting_phase());
+        std::cerr << "migration " << spec->name << " is waiting for approval of phase " << p
+                  << (phase_info(executor.waiting_phase()).reversible ? ""
+                                                                       : ", which cannot be undone")
+                  << ".\nTo go on: tandemd run " << args.file << " --approve " << p << "\n";
+        return kExitNeedsApproval;
+      }
+      case RunOutcome::kStopped:
+        std::cerr << "migration " << spec->name
+                  << " stopped at a safe point; run the same command again to resume\n";
+        return kExitInterrupted;
+    }
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+  return kExitOk;
+}
+
+int cmd_rollback(const std::string& file, const std::string& dsn) {
+  std::optional<Spec> spec;
+  std::optional<Plan> plan;
+  if (!load(file, spec, plan)) return kExitBadInput;
+  RunOptions options;
+  options.dsn = resolve_dsn(dsn);
+  options.actor = actor();
+  options.stop = &g_stop;
+  install_stop_handlers();
+  try {
+    Executor executor(*spec, *plan, options);
+    switch (executor.rollback()) {
+      case RollbackOutcome::kRolledBack:
+        std::cerr << "migration " << spec->name << " rolled back\n";
+        return kExitOk;
+      case RollbackOutcome::kNothingToDo:
+        std::cerr << "migration " << spec->name << " has nothing to roll back\n";
+        return kExitOk;
+      case RollbackOutcome::kStopped:
+        std::cerr << "rollback of " << spec->name
+                  << " stopped at a safe point; run it again to finish\n";
+        return kExitInterrupted;
+    }
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+  return kExitOk;
+}
+
+int cmd_status(const std::string& file, const std::string& dsn, bool json) {
+  std::optional<Spec> spec;
+  std::optional<Plan> plan;
+  if (!load(file, spec, plan)) return kExitBadInput;
+  try {
+    auto conn = connect_postgres(resolve_dsn(dsn), "tandemd status");
+    StateStore store(spec->name);
+    std::optional<MigrationRecord> rec;
+    if (StateStore::schema_version(*conn) > 0) rec = store.load(*conn);
+    nlohmann::json out = {{"migration", spec->name}};
+    if (!rec) {
+      out["state"] = "not_started";
+    } else {
+      out["state"] = rec->state;
+      out["phase"] = phase_name(rec->phase);
+      out["updated_at"] = rec->updated_at;
+      out["last_step"] = rec->last_step;
+      out["last_error"] = rec->last_error.empty() ? nlohmann::json() : nlohmann::json(rec->last_error);
+      out["last_sqlstate"] = rec->last_sqlstate;
+      nlohmann::json steps = nlohmann::json::array();
+      for (const auto& s : store.steps(*conn)) {
+        nlohmann::json j = {{"id", s.step_id},        {"phase", phase_name(s.phase)},
+                            {"status", s.status},     {"attempts", s.attempts},
+                            {"started_at", s.started_at}, {"finished_at", s.finished_at}};
+        if (!s.last_error.empty()) {
+          j["last_error"] = s.last_error;
+          j["last_sqlstate"] = s.last_sqlstate;
+        }
+        if (auto cp = store.checkpoint(*conn, s.step_id)) {
+          j["rows_done"] = cp->rows_done;
+          j["rows_total"] = cp->rows_total ? nlohmann::json(*cp->rows_total) : nlohmann::json();
+          if (cp->seconds > 0) j["rows_per_second"] = cp->rows_done / cp->seconds;
+          j["mismatches"] = cp->mismatches;
+        }
+        steps.push_back(j);
+      }
+      out["steps"] = steps;
+      nlohmann::json phases = nlohmann::json::object();
+      for (const auto& [p, secs] : store.phase_seconds(*conn)) phases[phase_name(p)] = secs;
+      out["phase_seconds"] = phases;
+      out["events"] = store.events_json(*conn, 10);
+    }
+    if (json) {
+      std::cout << out.dump(2) << "\n";
+      return kExitOk;
+    }
+    std::cout << "migration " << spec->name << ": " << out["state"].get<std::string>();
+    if (!rec) {
+      std::cout << " on this database\n";
+      return kExitOk;
+    }
+    std::cout << ", phase " << out["phase"].get<std::string>() << " (updated "
+              << rec->updated_at << ")\n";
+    std::printf("  %-28s %-12s %-12s %8s  %s\n", "step", "phase", "status", "attempts",
+                "progress");
+    for (const auto& s : out["steps"]) {
+      std::string progress;
+      if (s.contains("rows_done")) {
+        progress = with_commas(s["rows_done"].get<long long>()) + " rows";
+        if (!s["rows_total"].is_null() && s["rows_total"].get<long long>() > 0) {
+          char pct[32];
+          std::snprintf(pct, sizeof pct, " (%.0f%%)",
+                        std::min(100.0, 100.0 * s["rows_done"].get<long long>() /
+                                            s["rows_total"].get<long long>()));
+          progress += pct;
+        }
+      }
+      std::printf("  %-28s %-12s %-12s %8d  %s\n", s["id"].get<std::string>().c_str(),
+                  s["phase"].get<std::string>().c_str(), s["status"].get<std::string>().c_str(),
+                  s["attempts"].get<int>(), progress.c_str());
+    }
+    if (!rec->last_error.empty()) {
+      std::cout << "last error (step " << rec->last_step << ", SQLSTATE " << rec->last_sqlstate
+                << "): " << rec->last_error << "\n";
+    }
+    return kExitOk;
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+}
+
+}  // namespace tandem

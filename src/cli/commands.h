@@ -1,0 +1,26 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tandem {
+
+struct RunArgs {
+  std::string file;
+  std::string dsn;
+  std::string until;
+  std::vector<std::string> approve;
+  bool progress_tty = false;
+};
+
+int cmd_validate(const std::vector<std::string>& files);
+int cmd_plan(const std::string& file, bool json);
+int cmd_run(const RunArgs& args);
+int cmd_rollback(const std::string& file, const std::string& dsn);
+int cmd_status(const std::string& file, const std::string& dsn, bool json);
+
+// --dsn, else TANDEM_DSN, else "" (libpq reads PGHOST, PGPORT, ...).
+std::string resolve_dsn(const std::string& flag);
+
+}  // namespace tandem

@@ -1,0 +1,28 @@
+// tandemd's exit codes. Scripts depend on them: never renumber.
+#pragma once
+
+namespace tandem {
+
+constexpr int kExitOk = 0;               // done, or stopped where --until said
+constexpr int kExitBadInput = 1;         // invalid spec or input; nothing was changed
+constexpr int kExitUsage = 2;            // bad command line
+constexpr int kExitNeedsApproval = 3;    // waiting at a phase that needs --approve
+constexpr int kExitStepFailed = 4;       // a step failed; the migration is parked as failed
+constexpr int kExitLocked = 5;           // another tandemd is running this migration
+constexpr int kExitUnreachable = 6;      // the database cannot be reached
+constexpr int kExitRollbackRefused = 7;  // an irreversible step has run
+constexpr int kExitInterrupted = 8;      // stopped by a signal at a safe point; run again to resume
+
+constexpr const char* kExitCodeHelp =
+    "Exit codes:\n"
+    "  0  done (or stopped after the phase named by --until)\n"
+    "  1  invalid spec or input; nothing was changed\n"
+    "  2  bad command line\n"
+    "  3  waiting for approval: run again with --approve PHASE\n"
+    "  4  a step failed; the migration is parked as failed (see the message)\n"
+    "  5  another tandemd is running this migration\n"
+    "  6  the database cannot be reached\n"
+    "  7  rollback refused: an irreversible step has run\n"
+    "  8  interrupted by a signal at a safe point; run again to resume\n";
+
+}  // namespace tandem

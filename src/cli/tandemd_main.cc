@@ -1,0 +1,82 @@
+// tandemd: online, zero-downtime schema migrations for PostgreSQL.
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "tandem/phase.h"
+#include "tandem_version.h"
+#include "util/text.h"
+
+int main(int argc, char** argv) {
+  using namespace tandem;
+  CLI::App app{"tandemd - online, zero-downtime schema migrations for PostgreSQL"};
+  app.footer(std::string("\nThe database comes from --dsn, else TANDEM_DSN, else libpq's PG* "
+                         "variables.\n") +
+             kExitCodeHelp);
+  app.set_version_flag("--version", std::string("tandemd ") + TANDEM_VERSION);
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+
+  std::vector<std::string> validate_files;
+  auto* validate = app.add_subcommand("validate", "Check spec files; exit 0 when all are valid");
+  validate->add_option("FILE", validate_files, "spec files")->required();
+
+  std::string file;
+  bool json = false;
+  auto* plan = app.add_subcommand("plan", "Print every step of every phase: SQL, rollback, lock");
+  plan->add_option("FILE", file, "spec file")->required();
+  plan->add_flag("--json", json, "machine-readable output");
+
+  const auto phases = phase_names();
+  RunArgs run_args;
+  auto* run = app.add_subcommand("run", "Run or resume a migration in the foreground");
+  run->add_option("FILE", run_args.file, "spec file")->required();
+  run->add_option("--dsn", run_args.dsn, "libpq connection string");
+  run->add_option("--until", run_args.until, "stop after this phase")
+      ->check(CLI::IsMember(phases));
+  std::vector<std::string> approvable = phases;
+  approvable.push_back("all");
+  run->add_option("--approve", run_args.approve,
+                  "approve a phase that needs approval (cleanup always does), or all")
+      ->check(CLI::IsMember(approvable));
+  run->footer(kExitCodeHelp);
+
+  std::string dsn;
+  auto* rollback = app.add_subcommand("rollback", "Undo a migration back to its starting state");
+  rollback->add_option("FILE", file, "spec file")->required();
+  rollback->add_option("--dsn", dsn, "libpq connection string");
+  rollback->footer(kExitCodeHelp);
+
+  auto* status = app.add_subcommand("status", "Show where a migration stands");
+  status->add_option("FILE", file, "spec file")->required();
+  status->add_option("--dsn", dsn, "libpq connection string");
+  status->add_flag("--json", json, "machine-readable output");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  auto logger = spdlog::stderr_color_mt("tandemd");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern(isatty(STDERR_FILENO) ? "%H:%M:%S.%e %^%l%$ %v"
+                                            : "%Y-%m-%dT%H:%M:%S.%e %l %v");
+
+  if (*validate) return cmd_validate(validate_files);
+  if (*plan) return cmd_plan(file, json);
+  if (*run) {
+    run_args.progress_tty = isatty(STDERR_FILENO);
+    return cmd_run(run_args);
+  }
+  if (*rollback) return cmd_rollback(file, dsn);
+  if (*status) return cmd_status(file, dsn, json);
+  return kExitUsage;
+}

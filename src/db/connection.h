@@ -1,0 +1,74 @@
+// The database adapter: the only code that talks to libpqxx is behind this
+// interface (see pqxx_connection.cc). Everything it throws is tandem::Error.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tandem/error.h"
+
+namespace tandem {
+
+// A query result, copied out of libpqxx.
+struct Rows {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::optional<std::string>>> rows;
+  long long affected = 0;  // rows changed by INSERT/UPDATE/DELETE
+
+  size_t size() const { return rows.size(); }
+  bool empty() const { return rows.empty(); }
+  bool is_null(size_t row, size_t col) const { return !rows.at(row).at(col).has_value(); }
+  // The value as text; "" for NULL.
+  std::string text(size_t row, size_t col) const { return rows.at(row).at(col).value_or(""); }
+  // The value as an integer; `fallback` for NULL.
+  long long integer(size_t row, size_t col, long long fallback = 0) const;
+};
+
+// One database session. Not thread-safe: one thread uses a connection at a time.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Runs `sql`. Without parameters it may hold several statements; with
+  // parameters ($1, $2, ... sent as text, types inferred by the server) it
+  // must be one statement.
+  virtual Rows exec(const std::string& sql, const std::vector<std::string>& params = {}) = 0;
+  // Runs COMMIT. If the connection breaks here, the outcome is unknown and the
+  // error is ErrorKind::kInDoubt.
+  virtual void commit() = 0;
+  virtual bool is_open() const = 0;
+  virtual int backend_pid() const = 0;
+};
+
+// Opens a session. The libpq connection string may be empty (libpq then reads
+// PGHOST, PGPORT, ... from the environment). A lost connection is never
+// silently re-established: session state (the migration lock) would be lost.
+// Throws Error(kRetryable) when the server cannot be reached.
+std::unique_ptr<Connection> connect_postgres(const std::string& dsn,
+                                             const std::string& application_name);
+
+// BEGIN on construction; ROLLBACK on destruction unless commit() was called.
+class Transaction {
+ public:
+  explicit Transaction(Connection& conn);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  Rows exec(const std::string& sql, const std::vector<std::string>& params = {}) {
+    return conn_.exec(sql, params);
+  }
+  // SET LOCAL lock_timeout and statement_timeout for this transaction only,
+  // which is also safe behind a transaction-pooling proxy.
+  void set_timeouts(std::chrono::milliseconds lock_timeout,
+                    std::chrono::milliseconds statement_timeout);
+  void commit();
+
+ private:
+  Connection& conn_;
+  bool done_ = false;
+};
+
+}  // namespace tandem

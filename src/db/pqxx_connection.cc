@@ -1,0 +1,112 @@
+// libpqxx 6.4 behind tandem::Connection. libpqxx's exceptions stop here.
+#include <pqxx/pqxx>
+
+#include <csignal>
+
+#include "db/connection.h"
+
+namespace tandem {
+namespace {
+
+std::string first_line(const std::string& s) {
+  auto end = s.find_last_not_of("\n ");
+  std::string t = end == std::string::npos ? s : s.substr(0, end + 1);
+  return t;
+}
+
+class PqxxConnection final : public Connection {
+ public:
+  explicit PqxxConnection(const std::string& dsn) : conn_(dsn) {
+    conn_.inhibit_reactivation(true);
+  }
+
+  Rows exec(const std::string& sql, const std::vector<std::string>& params) override {
+    return translate([&] {
+      pqxx::nontransaction tx(conn_);
+      pqxx::result r = params.empty()
+                           ? tx.exec(sql)
+                           : tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params));
+      Rows out;
+      out.affected = r.affected_rows();
+      for (pqxx::row::size_type c = 0; c < r.columns(); ++c) out.columns.emplace_back(r.column_name(c));
+      out.rows.reserve(r.size());
+      for (const auto& row : r) {
+        std::vector<std::optional<std::string>> values;
+        values.reserve(row.size());
+        for (const auto& f : row) {
+          if (f.is_null()) {
+            values.emplace_back(std::nullopt);
+          } else {
+            values.emplace_back(std::string(f.c_str(), f.size()));
+          }
+        }
+        out.rows.push_back(std::move(values));
+      }
+      return out;
+    }, false);
+  }
+
+  void commit() override {
+    translate([&] {
+      pqxx::nontransaction tx(conn_);
+      tx.exec("COMMIT");
+      return 0;
+    }, true);
+  }
+
+  bool is_open() const override { return conn_.is_open(); }
+  int backend_pid() const override { return conn_.backendpid(); }
+
+ private:
+  template <typename F>
+  auto translate(F&& f, bool committing) -> decltype(f()) {
+    try {
+      return f();
+    } catch (const pqxx::broken_connection& e) {
+      if (committing) {
+        throw Error(ErrorKind::kInDoubt,
+                    "connection lost during COMMIT; the outcome is unknown: " + first_line(e.what()),
+                    "08006");
+      }
+      throw Error(ErrorKind::kRetryable, "connection lost: " + first_line(e.what()), "08006");
+    } catch (const pqxx::in_doubt_error& e) {
+      throw Error(ErrorKind::kInDoubt, first_line(e.what()), "08006");
+    } catch (const pqxx::sql_error& e) {
+      ErrorKind kind = classify_sqlstate(e.sqlstate());
+      if (committing && !conn_.is_open()) kind = ErrorKind::kInDoubt;
+      throw Error(kind, first_line(e.what()), e.sqlstate());
+    } catch (const pqxx::failure& e) {
+      if (!conn_.is_open()) {
+        throw Error(committing ? ErrorKind::kInDoubt : ErrorKind::kRetryable,
+                    "connection lost: " + first_line(e.what()), "08006");
+      }
+      throw Error(ErrorKind::kFatal, first_line(e.what()));
+    }
+  }
+
+  pqxx::connection conn_;
+};
+
+}  // namespace
+
+std::unique_ptr<Connection> connect_postgres(const std::string& dsn,
+                                             const std::string& application_name) {
+  // A broken socket must surface as an error, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  std::unique_ptr<Connection> conn;
+  try {
+    conn = std::make_unique<PqxxConnection>(dsn);
+  } catch (const pqxx::broken_connection& e) {
+    throw Error(ErrorKind::kRetryable, "cannot connect to the database: " + first_line(e.what()),
+                "08001");
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::kBadInput, "cannot connect to the database: " + first_line(e.what()));
+  }
+  conn->exec("SELECT set_config('application_name', $1, false)", {application_name});
+  // Let the server notice a vanished client (kill -9) within a second even in
+  // the middle of a long statement, so its locks are released quickly.
+  conn->exec("SET client_connection_check_interval = '1s'");
+  return conn;
+}
+
+}  // namespace tandem

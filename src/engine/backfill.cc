@@ -1,0 +1,98 @@
+#include "engine/backfill.h"
+
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+
+std::vector<std::string> primary_key_columns(Connection& conn, const std::string& table) {
+  Rows r = conn.exec(
+      "SELECT a.attname FROM pg_index i"
+      "  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
+      " WHERE i.indrelid = $1::regclass AND i.indisprimary"
+      " ORDER BY array_position(i.indkey::int2[], a.attnum)",
+      {table});
+  if (r.empty()) {
+    throw Error(ErrorKind::kFatal, "table " + table + " has no primary key; the backfill walks "
+                                   "the primary key");
+  }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < r.size(); ++i) out.push_back(quote_ident(r.text(i, 0)));
+  return out;
+}
+
+long long estimate_rows(Connection& conn, const std::string& table) {
+  long long n = conn.exec("SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass",
+                          {table})
+                    .integer(0, 0, -1);
+  if (n >= 0) return n;
+  return conn.exec("SELECT count(*) FROM " + table).integer(0, 0);
+}
+
+std::string KeysetWalker::tuple(const std::string& prefix) const {
+  std::vector<std::string> cols;
+  for (const auto& k : key_) cols.push_back(prefix + k);
+  return "(" + join(cols, ", ") + ")";
+}
+
+std::string KeysetWalker::params_tuple(int first) const {
+  std::vector<std::string> ps;
+  for (size_t i = 0; i < key_.size(); ++i) ps.push_back("$" + std::to_string(first + i));
+  return "(" + join(ps, ", ") + ")";
+}
+
+std::vector<std::string> KeysetWalker::params(const KeyRange& range) const {
+  std::vector<std::string> out = range.after;
+  out.insert(out.end(), range.upper.begin(), range.upper.end());
+  return out;
+}
+
+std::string KeysetWalker::range_predicate(const KeyRange& range) const {
+  std::vector<std::string> parts;
+  int next = 1;
+  if (!range.after.empty()) {
+    parts.push_back(tuple("") + " > " + params_tuple(next));
+    next += static_cast<int>(key_.size());
+  }
+  if (!range.upper.empty()) parts.push_back(tuple("") + " <= " + params_tuple(next));
+  return parts.empty() ? "true" : join(parts, " AND ");
+}
+
+std::vector<std::string> KeysetWalker::upper_bound(Connection& conn,
+                                                   const std::vector<std::string>& after,
+                                                   int batch_size) const {
+  std::vector<std::string> cols;
+  for (const auto& k : key_) cols.push_back(k + "::text");
+  Rows r = conn.exec("SELECT " + join(cols, ", ") + " FROM " + table_ + " WHERE " +
+                         range_predicate({after, {}}) + " ORDER BY " + join(key_, ", ") +
+                         " OFFSET " + std::to_string(batch_size - 1) + " LIMIT 1",
+                     after);
+  std::vector<std::string> out;
+  if (r.empty()) return out;
+  for (size_t c = 0; c < key_.size(); ++c) out.push_back(r.text(0, c));
+  return out;
+}
+
+long long KeysetWalker::backfill(Connection& conn, const BatchWork& work,
+                                 const KeyRange& range) const {
+  Rows r = conn.exec(
+      "UPDATE " + table_ + " SET " + work.set_clause + " WHERE " + range_predicate(range),
+      params(range));
+  return r.affected;
+}
+
+KeysetWalker::VerifyResult KeysetWalker::verify(Connection& conn, const BatchWork& work,
+                                                const KeyRange& range) const {
+  std::vector<std::string> cols;
+  for (const auto& k : key_) cols.push_back(k + "::text");
+  std::string key_text = "'(' || concat_ws(',', " + join(cols, ", ") + ") || ')'";
+  Rows r = conn.exec(
+      "SELECT count(*), count(*) FILTER (WHERE bad),"
+      " coalesce(array_to_string((array_agg(k ORDER BY n) FILTER (WHERE bad))[1:5], ' '), '')"
+      " FROM (SELECT " + key_text + " AS k, row_number() OVER () AS n, (" + work.mismatch +
+          ") AS bad FROM " + table_ + " WHERE " + range_predicate(range) + ") s",
+      params(range));
+  return {r.integer(0, 0), r.integer(0, 1), r.text(0, 2)};
+}
+
+}  // namespace tandem

@@ -1,0 +1,434 @@
+#include "engine/executor.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <map>
+#include <thread>
+
+#include "engine/backfill.h"
+#include "util/duration.h"
+#include "util/text.h"
+
+namespace tandem {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string sqlstate_note(const Error& e) {
+  return e.sqlstate().empty() ? "" : " [SQLSTATE " + e.sqlstate() + "]";
+}
+
+}  // namespace
+
+Executor::Executor(const Spec& spec, const Plan& plan, RunOptions options)
+    : spec_(spec),
+      plan_(plan),
+      options_(std::move(options)),
+      store_(spec.name),
+      rng_(std::random_device{}()) {}
+
+bool Executor::needs_approval(Phase phase) const {
+  if (spec_.requires_approval(phase)) return true;
+  for (const Step* s : plan_.steps_in(phase)) {
+    if (!s->reversible) return true;
+  }
+  return false;
+}
+
+void Executor::connect() {
+  conn_.reset();
+  auto conn = connect_postgres(options_.dsn,
+                               "tandemd " + spec_.name + " pid " + std::to_string(getpid()));
+  StateStore::ensure_schema(*conn);
+  auto deadline = Clock::now() + options_.lock_wait;
+  std::string holder;
+  while (!store_.try_lock(*conn, holder)) {
+    if (Clock::now() >= deadline) {
+      throw LockHeldError("migration \"" + spec_.name + "\" is being run by another tandemd: " +
+                          holder + ". Wait for it to finish or stop it, then run again.");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  conn_ = std::move(conn);
+}
+
+std::chrono::milliseconds Executor::backoff(int attempt) {
+  // Exponential, capped, with "equal jitter": half fixed, half random, so
+  // retries spread out without ever collapsing to zero.
+  double base = static_cast<double>(spec_.settings.retry_backoff.count());
+  double cap = static_cast<double>(spec_.settings.retry_backoff_max.count());
+  double d = std::min(cap, base * std::pow(2.0, std::min(attempt - 1, 30)));
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  return std::chrono::milliseconds(static_cast<long long>(d * jitter(rng_)));
+}
+
+std::string Executor::step_status(const std::string& step_id) {
+  for (const auto& s : store_.steps(*conn_)) {
+    if (s.step_id == step_id) return s.status;
+  }
+  return "";
+}
+
+void Executor::with_retries(const std::string& step_id, const std::string& what,
+                            const std::function<void()>& work,
+                            const std::function<bool()>& already_done) {
+  const int budget = spec_.settings.retry_budget;
+  bool check_done = false;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      if (!conn_ || !conn_->is_open()) connect();
+      if (check_done) {
+        check_done = false;
+        if (already_done()) return;
+      }
+      work();
+      return;
+    } catch (const LockHeldError&) {
+      throw;
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::kInDoubt) {
+        spdlog::warn("{}: {}; re-reading the state store before going on", what, e.what());
+        conn_.reset();
+        check_done = true;
+      } else if (!e.retryable() || attempt >= budget) {
+        bool spent = e.retryable();
+        if (conn_ && conn_->is_open()) {
+          store_.record_failure(*conn_, step_id, e, true);
+          try {
+            store_.event(*conn_, "step_failed", std::nullopt, step_id, options_.actor,
+                         {{"error", e.what()}, {"sqlstate", e.sqlstate()}, {"attempts", attempt}});
+          } catch (const Error&) {
+          }
+        }
+        std::string next =
+            spent && e.sqlstate() == "55P03"
+                ? "Next: find the session holding a conflicting lock (pg_locks joined with "
+                  "pg_stat_activity), end it or wait for it, then run the same command to resume; "
+                  "or run `tandemd rollback` to undo the migration."
+                : "Next: the migration is parked as failed; fix the cause, then run the same "
+                  "command to resume, or run `tandemd rollback` to undo the migration.";
+        throw StepFailedError(what + " failed: " + e.what() + sqlstate_note(e) +
+                                  (spent ? " (retry budget of " + std::to_string(budget) +
+                                               " attempts spent)"
+                                         : "") +
+                                  ".\n" + next,
+                              e.sqlstate());
+      } else if (conn_ && conn_->is_open()) {
+        store_.record_failure(*conn_, step_id, e, false);
+      } else {
+        conn_.reset();
+      }
+      auto pause = backoff(attempt);
+      spdlog::warn("{}: {}{}; attempt {}/{}, retrying in {}", what, e.what(), sqlstate_note(e),
+                   attempt, budget, format_duration(pause));
+      std::this_thread::sleep_for(pause);
+    }
+  }
+}
+
+RunOutcome Executor::run() {
+  connect();
+  auto record = store_.load(*conn_);
+  const std::string hash = StateStore::hash_of(*conn_, spec_.text);
+  if (record && record->state != "rolled_back") {
+    if (record->spec_hash != hash) {
+      throw Error(ErrorKind::kBadInput,
+                  "the spec of migration \"" + spec_.name + "\" has changed since it started "
+                  "(state " + record->state + "); restore the file it started with, or roll the "
+                  "migration back before changing it");
+    }
+    if (record->state == "completed") return RunOutcome::kAlreadyCompleted;
+    auto stored = store_.steps(*conn_);
+    bool same = stored.size() == plan_.steps.size();
+    for (size_t i = 0; same && i < stored.size(); ++i) {
+      same = stored[i].step_id == plan_.steps[i].id;
+    }
+    if (!same) {
+      throw Error(ErrorKind::kBadInput,
+                  "migration \"" + spec_.name + "\" was started by a tandemd that planned "
+                  "different steps; finish or roll it back with that version");
+    }
+    store_.event(*conn_, "resumed", record->phase, "", options_.actor,
+                 {{"state", record->state}});
+  } else {
+    store_.start(*conn_, spec_.text, plan_, options_.actor);
+  }
+  record = store_.load(*conn_);
+  for (const auto& p : phase_table()) {
+    bool given = options_.approve_all || options_.approve.count(p.phase);
+    if (given && needs_approval(p.phase) && !record->approved.count(p.phase)) {
+      store_.approve(*conn_, p.phase, options_.actor);
+      record->approved.insert(p.phase);
+    }
+  }
+
+  std::map<std::string, std::string> status;
+  for (const auto& s : store_.steps(*conn_)) status[s.step_id] = s.status;
+
+  for (const auto& p : phase_table()) {
+    auto steps = plan_.steps_in(p.phase);
+    bool done = true;
+    for (const Step* s : steps) done = done && status[s->id] == "done";
+    if (done) continue;
+    if (options_.until && static_cast<int>(p.phase) > static_cast<int>(*options_.until)) {
+      store_.set_state(*conn_, "paused", p.phase);
+      return RunOutcome::kReachedUntil;
+    }
+    if (needs_approval(p.phase) && !record->approved.count(p.phase)) {
+      waiting_phase_ = p.phase;
+      store_.set_state(*conn_, "waiting_approval", p.phase);
+      store_.event(*conn_, "waiting_approval", p.phase, "", options_.actor);
+      return RunOutcome::kWaitingApproval;
+    }
+    store_.set_state(*conn_, "running", p.phase);
+    store_.event(*conn_, "phase_started", p.phase, "", options_.actor);
+    if (options_.progress) options_.progress->phase_started(p.phase);
+    for (const Step* s : steps) {
+      if (status[s->id] == "done") continue;
+      if (stop_requested()) {
+        store_.set_state(*conn_, "paused", p.phase);
+        return RunOutcome::kStopped;
+      }
+      auto t0 = Clock::now();
+      if (options_.progress) options_.progress->step_started(*s);
+      if (s->kind == StepKind::kBackfill || s->kind == StepKind::kVerify) {
+        if (!run_keyset_step(*s)) {
+          store_.set_state(*conn_, "paused", p.phase);
+          return RunOutcome::kStopped;
+        }
+      } else {
+        run_step(*s);
+      }
+      if (options_.progress) options_.progress->step_finished(*s, seconds_since(t0));
+    }
+  }
+  store_.set_state(*conn_, "completed", Phase::kCleanup);
+  store_.event(*conn_, "completed", std::nullopt, "", options_.actor);
+  return RunOutcome::kCompleted;
+}
+
+void Executor::run_step(const Step& step) {
+  if (step.kind == StepKind::kPrecheck) {
+    run_precheck(step);
+  } else {
+    run_sql_step(step);
+  }
+}
+
+void Executor::run_precheck(const Step& step) {
+  with_retries(
+      step.id, "step " + step.id,
+      [&] {
+        Transaction tx(*conn_);
+        tx.set_timeouts(spec_.settings.lock_timeout, spec_.settings.statement_timeout);
+        Rows problems = tx.exec(step.sql);
+        if (!problems.empty()) {
+          std::vector<std::string> reasons;
+          for (size_t i = 0; i < problems.size(); ++i) reasons.push_back(problems.text(i, 0));
+          throw Error(ErrorKind::kFatal, "refused: " + join(reasons, "; "));
+        }
+        store_.mark_step(*conn_, step.id, "done");
+        store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);
+        tx.commit();
+      },
+      [&] { return step_status(step.id) == "done"; });
+}
+
+void Executor::run_sql_step(const Step& step) {
+  const auto& st = spec_.settings;
+  if (step.transactional) {
+    with_retries(
+        step.id, "step " + step.id,
+        [&] {
+          Transaction tx(*conn_);
+          tx.set_timeouts(st.lock_timeout, st.statement_timeout);
+          tx.exec(step.sql);
+          store_.mark_step(*conn_, step.id, "done");
+          store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);
+          tx.commit();
+        },
+        [&] { return step_status(step.id) == "done"; });
+    return;
+  }
+  // Outside a transaction the work and its record cannot commit together, so
+  // the step is made idempotent: an earlier attempt's leftovers are repaired
+  // before it runs again.
+  with_retries(
+      step.id, "step " + step.id,
+      [&] {
+        if (step.repair_sql && step_status(step.id) == "running") {
+          spdlog::info("step {}: repairing what an interrupted attempt left", step.id);
+          conn_->exec(*step.repair_sql);
+        }
+        store_.mark_step(*conn_, step.id, "running");
+        conn_->exec("SET lock_timeout = '" + std::to_string(st.lock_timeout.count()) +
+                    "ms'; SET statement_timeout = '" +
+                    std::to_string(st.statement_timeout.count()) + "ms'");
+        try {
+          conn_->exec(step.sql);
+        } catch (const Error&) {
+          if (conn_->is_open()) conn_->exec("RESET lock_timeout; RESET statement_timeout");
+          throw;
+        }
+        conn_->exec("RESET lock_timeout; RESET statement_timeout");
+        Transaction tx(*conn_);
+        store_.mark_step(*conn_, step.id, "done");
+        store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);
+        tx.commit();
+      },
+      [&] { return step_status(step.id) == "done"; });
+}
+
+bool Executor::run_keyset_step(const Step& step) {
+  const auto& st = spec_.settings;
+  const BatchWork& work = *step.batch;
+  const bool verify = step.kind == StepKind::kVerify;
+  std::vector<std::string> key;
+  std::optional<Checkpoint> cp;
+  with_retries(
+      step.id, "step " + step.id,
+      [&] {
+        key = primary_key_columns(*conn_, work.table);
+        // A verification that failed starts over: its earlier verdict is void.
+        if (verify && step_status(step.id) == "failed") store_.clear_checkpoint(*conn_, step.id);
+        store_.mark_step(*conn_, step.id, "running");
+        cp = store_.checkpoint(*conn_, step.id);
+        if (!cp) {
+          store_.init_checkpoint(*conn_, step.id, estimate_rows(*conn_, work.table));
+          cp = store_.checkpoint(*conn_, step.id);
+        }
+      },
+      [] { return false; });
+  KeysetWalker walker(work.table, key);
+  RateMeter meter;
+  bool finished = false;
+  long long mismatches = 0;
+  std::string sample;
+  while (!finished) {
+    if (stop_requested()) return false;
+    with_retries(
+        step.id, "batch of step " + step.id,
+        [&] {
+          cp = store_.checkpoint(*conn_, step.id);
+          auto t0 = Clock::now();
+          Transaction tx(*conn_);
+          tx.set_timeouts(st.lock_timeout, st.statement_timeout);
+          KeyRange range{cp->last_key, walker.upper_bound(*conn_, cp->last_key, st.batch_size)};
+          long long rows;
+          KeysetWalker::VerifyResult v;
+          if (verify) {
+            v = walker.verify(*conn_, work, range);
+            rows = v.rows;
+          } else {
+            rows = walker.backfill(*conn_, work, range);
+          }
+          bool last = range.upper.empty();
+          store_.save_checkpoint(*conn_, step.id, last ? cp->last_key : range.upper, rows,
+                                 v.mismatches, v.sample);
+          mismatches = cp->mismatches + v.mismatches;
+          if (!v.sample.empty() && sample.size() < 200) sample += (sample.empty() ? "" : " ") + v.sample;
+          if (last && mismatches == 0) {
+            store_.mark_step(*conn_, step.id, "done");
+            store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
+                         {{"rows", cp->rows_done + rows}});
+          }
+          tx.commit();
+          finished = last;
+          meter.add(rows, seconds_since(t0));
+          cp->rows_done += rows;
+          if (options_.progress) {
+            ProgressUpdate u{&step, cp->rows_done, cp->rows_total, meter.rows_per_second(), {}};
+            if (cp->rows_total) u.eta_seconds = meter.eta_seconds(*cp->rows_total - cp->rows_done);
+            options_.progress->progress(u);
+          }
+        },
+        [&] {
+          if (step_status(step.id) != "done") return false;
+          finished = true;
+          return true;
+        });
+  }
+  if (mismatches > 0) {
+    Error e(ErrorKind::kFatal,
+            std::to_string(mismatches) + " rows differ between old and new storage (first keys: " +
+                sample + ")");
+    with_retries(step.id, "step " + step.id, [&] { throw e; }, [] { return false; });
+  }
+  return true;
+}
+
+RollbackOutcome Executor::rollback() {
+  connect();
+  auto record = store_.load(*conn_);
+  if (!record || record->state == "rolled_back") return RollbackOutcome::kNothingToDo;
+  if (record->spec_hash != StateStore::hash_of(*conn_, spec_.text)) {
+    throw Error(ErrorKind::kBadInput,
+                "the spec of migration \"" + spec_.name + "\" has changed since it started; "
+                "roll back with the file it started with");
+  }
+  auto records = store_.steps(*conn_);
+  std::map<std::string, std::string> status;
+  for (const auto& r : records) status[r.step_id] = r.status;
+  for (const auto& s : plan_.steps) {
+    const std::string& st = status[s.id];
+    bool ran = st == "done" || ((st == "running" || st == "failed") && !s.transactional);
+    if (!s.reversible && ran) {
+      throw RollbackRefusedError(
+          "cannot roll back migration \"" + spec_.name + "\": step " + s.id + " (" +
+          phase_name(s.phase) + ": " + s.description +
+          ") has run and cannot be undone. The migration can only go forward: run it again "
+          "with --approve " + phase_name(s.phase) + " to finish it.");
+    }
+  }
+  store_.set_state(*conn_, "rolling_back", record->phase);
+  store_.event(*conn_, "rollback_started", record->phase, "", options_.actor);
+  for (auto it = plan_.steps.rbegin(); it != plan_.steps.rend(); ++it) {
+    const Step& s = *it;
+    const std::string& st = status[s.id];
+    bool partial = (st == "running" || st == "failed") &&
+                   (!s.transactional || s.kind == StepKind::kBackfill ||
+                    s.kind == StepKind::kVerify);
+    if (st != "done" && !partial) continue;
+    if (stop_requested()) return RollbackOutcome::kStopped;
+    rollback_step(s, st);
+  }
+  Transaction tx(*conn_);
+  conn_->exec("UPDATE tandem.steps SET status = 'pending', attempts = 0 WHERE migration = $1"
+              " AND status IN ('running', 'failed')",
+              {spec_.name});
+  store_.set_state(*conn_, "rolled_back", Phase::kPrepare);
+  store_.event(*conn_, "rolled_back", std::nullopt, "", options_.actor);
+  tx.commit();
+  return RollbackOutcome::kRolledBack;
+}
+
+void Executor::rollback_step(const Step& step, const std::string&) {
+  const auto& st = spec_.settings;
+  if (options_.progress) spdlog::info("rolling back step {}: {}", step.id, step.description);
+  const std::string sql = step.rollback_sql.value_or("");
+  with_retries(
+      step.id, "rollback of step " + step.id,
+      [&] {
+        if (!step.transactional && !sql.empty()) {
+          conn_->exec("SET lock_timeout = '" + std::to_string(st.lock_timeout.count()) + "ms'");
+          conn_->exec(sql);
+          conn_->exec("RESET lock_timeout");
+        }
+        Transaction tx(*conn_);
+        tx.set_timeouts(st.lock_timeout, st.statement_timeout);
+        if (step.transactional && !sql.empty()) tx.exec(sql);
+        store_.clear_checkpoint(*conn_, step.id);
+        store_.mark_step(*conn_, step.id, "rolled_back");
+        store_.event(*conn_, "step_rolled_back", step.phase, step.id, options_.actor);
+        tx.commit();
+      },
+      [&] { return step_status(step.id) == "rolled_back"; });
+}
+
+}  // namespace tandem

@@ -1,0 +1,115 @@
+// The executor: runs a plan's phases in order against a database, resumably,
+// and rolls completed steps back in reverse order.
+//
+// Contract:
+//  - Exactly one executor runs a migration at a time: it holds the
+//    migration's session advisory lock on the connection it works on, and a
+//    lost connection is only replaced after the lock is taken again.
+//  - A transactional step's work and its "done" record commit together. A
+//    backfill batch and its checkpoint commit together. After a crash the same
+//    command resumes exactly where the last commit left off.
+//  - Retryable errors (lock timeout, deadlock, lost connection...) are retried
+//    with exponential backoff and jitter up to the spec's retry budget; an
+//    in-doubt commit is resolved by re-reading the state store, never by
+//    replaying; any other error parks the migration as failed.
+// Not thread-safe; one thread drives an executor.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+
+#include "db/connection.h"
+#include "engine/progress.h"
+#include "engine/state_store.h"
+#include "tandem/error.h"
+#include "tandem/plan.h"
+#include "tandem/spec.h"
+
+namespace tandem {
+
+// Another session holds the migration's lock.
+class LockHeldError : public Error {
+ public:
+  explicit LockHeldError(const std::string& m) : Error(ErrorKind::kFatal, m) {}
+};
+// A step failed for good; the migration is parked as failed.
+class StepFailedError : public Error {
+ public:
+  StepFailedError(const std::string& m, std::string sqlstate)
+      : Error(ErrorKind::kFatal, m, std::move(sqlstate)) {}
+};
+// Rollback was refused because an irreversible step has run.
+class RollbackRefusedError : public Error {
+ public:
+  explicit RollbackRefusedError(const std::string& m) : Error(ErrorKind::kFatal, m) {}
+};
+
+struct RunOptions {
+  std::string dsn;
+  std::optional<Phase> until;  // stop after this phase
+  std::set<Phase> approve;     // approvals given now
+  bool approve_all = false;
+  std::string actor;           // who is acting, for the event log
+  const std::atomic<bool>* stop = nullptr;  // set by a signal handler: stop at the next safe point
+  ProgressSink* progress = nullptr;
+  // How long to wait for the migration's lock before reporting its holder.
+  // A killed runner's session can outlive it by a moment.
+  std::chrono::milliseconds lock_wait{5000};
+};
+
+enum class RunOutcome {
+  kCompleted,         // every phase is done
+  kAlreadyCompleted,  // it was done before this run
+  kReachedUntil,      // stopped after --until's phase
+  kWaitingApproval,   // stopped at a phase that needs approval (waiting_phase())
+  kStopped,           // stopped by a signal at a safe point; run again to resume
+};
+
+enum class RollbackOutcome { kRolledBack, kNothingToDo, kStopped };
+
+class Executor {
+ public:
+  Executor(const Spec& spec, const Plan& plan, RunOptions options);
+
+  RunOutcome run();
+  RollbackOutcome rollback();
+
+  Phase waiting_phase() const { return waiting_phase_; }
+  // Whether a phase needs an explicit approval before it runs.
+  bool needs_approval(Phase phase) const;
+
+ private:
+  void connect();
+  void reconnect_with_retries(const std::string& step_id, int& attempt);
+  // Runs `work` until it succeeds; see the contract above. `already_done`
+  // answers, after an in-doubt commit, whether the work did commit.
+  void with_retries(const std::string& step_id, const std::string& what,
+                    const std::function<void()>& work,
+                    const std::function<bool()>& already_done);
+  std::chrono::milliseconds backoff(int attempt);
+  bool stop_requested() const { return options_.stop && options_.stop->load(); }
+  std::string step_status(const std::string& step_id);
+
+  void run_step(const Step& step);
+  void run_sql_step(const Step& step);
+  void run_precheck(const Step& step);
+  // Returns false when stopped before the end.
+  bool run_keyset_step(const Step& step);
+  void rollback_step(const Step& step, const std::string& status);
+
+  const Spec& spec_;
+  const Plan& plan_;
+  RunOptions options_;
+  StateStore store_;
+  std::unique_ptr<Connection> conn_;
+  std::mt19937_64 rng_;
+  Phase waiting_phase_ = Phase::kPrepare;
+};
+
+}  // namespace tandem

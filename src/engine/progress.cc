@@ -1,0 +1,107 @@
+#include "engine/progress.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "util/duration.h"
+#include "util/text.h"
+
+namespace tandem {
+
+void RateMeter::add(long long rows, double seconds) {
+  if (seconds <= 0) return;
+  double r = rows / seconds;
+  rate_ = primed_ ? smoothing_ * r + (1 - smoothing_) * rate_ : r;
+  primed_ = true;
+}
+
+std::optional<double> RateMeter::eta_seconds(long long remaining) const {
+  if (!primed_ || rate_ <= 0) return std::nullopt;
+  return remaining < 0 ? 0.0 : remaining / rate_;
+}
+
+std::string format_progress(const ProgressUpdate& u) {
+  std::string out = "[" + std::string(phase_name(u.step->phase)) + "] " + u.step->id + "  " +
+                    with_commas(u.rows_done);
+  if (u.rows_total && *u.rows_total > 0) {
+    char pct[32];
+    double p = std::min(100.0, 100.0 * u.rows_done / *u.rows_total);
+    std::snprintf(pct, sizeof pct, " (%.1f%%)", p);
+    out += "/" + with_commas(*u.rows_total) + " rows" + pct;
+  } else {
+    out += " rows";
+  }
+  out += "  " + with_commas(std::llround(u.rows_per_second)) + " rows/s";
+  if (u.eta_seconds) {
+    out += "  ETA " + format_duration(std::chrono::milliseconds(
+                          static_cast<long long>(*u.eta_seconds * 1000)));
+  }
+  return out;
+}
+
+namespace {
+
+class TerminalProgress final : public ProgressSink {
+ public:
+  void phase_started(Phase phase) override {
+    clear();
+    std::fprintf(stderr, "phase %s\n", phase_name(phase));
+  }
+  void step_started(const Step& step) override {
+    clear();
+    std::fprintf(stderr, "  %s: %s\n", step.id.c_str(), step.description.c_str());
+  }
+  void progress(const ProgressUpdate& u) override {
+    std::string line = format_progress(u);
+    std::fprintf(stderr, "\r\033[K  %s", line.c_str());
+    std::fflush(stderr);
+    dirty_ = true;
+  }
+  void step_finished(const Step& step, double seconds) override {
+    clear();
+    std::fprintf(stderr, "  %s done in %s\n", step.id.c_str(),
+                 format_duration(std::chrono::milliseconds(std::llround(seconds * 1000))).c_str());
+  }
+
+ private:
+  void clear() {
+    if (dirty_) std::fprintf(stderr, "\r\033[K");
+    dirty_ = false;
+  }
+  bool dirty_ = false;
+};
+
+class LogProgress final : public ProgressSink {
+ public:
+  explicit LogProgress(std::chrono::seconds interval) : interval_(interval) {}
+  void phase_started(Phase phase) override { spdlog::info("phase {} started", phase_name(phase)); }
+  void step_started(const Step& step) override {
+    spdlog::info("step {} started: {}", step.id, step.description);
+  }
+  void progress(const ProgressUpdate& u) override {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_ < interval_) return;
+    last_ = now;
+    spdlog::info("{}", format_progress(u));
+  }
+  void step_finished(const Step& step, double seconds) override {
+    spdlog::info("step {} done in {:.2f}s", step.id, seconds);
+  }
+
+ private:
+  std::chrono::seconds interval_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace
+
+std::unique_ptr<ProgressSink> make_terminal_progress() {
+  return std::make_unique<TerminalProgress>();
+}
+std::unique_ptr<ProgressSink> make_log_progress(std::chrono::seconds interval) {
+  return std::make_unique<LogProgress>(interval);
+}
+
+}  // namespace tandem

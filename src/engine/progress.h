@@ -1,0 +1,53 @@
+// Progress reporting for long work: a rate meter and the sinks that show it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "tandem/plan.h"
+
+namespace tandem {
+
+// Rows per second, smoothed over recent batches (exponentially weighted, so a
+// pause or a burst moves the estimate without whipsawing the ETA).
+class RateMeter {
+ public:
+  explicit RateMeter(double smoothing = 0.3) : smoothing_(smoothing) {}
+  void add(long long rows, double seconds);
+  double rows_per_second() const { return rate_; }
+  // Seconds left for `remaining` rows; nullopt until a rate is known.
+  std::optional<double> eta_seconds(long long remaining) const;
+
+ private:
+  double smoothing_;
+  double rate_ = 0;
+  bool primed_ = false;
+};
+
+struct ProgressUpdate {
+  const Step* step = nullptr;
+  long long rows_done = 0;
+  std::optional<long long> rows_total;
+  double rows_per_second = 0;
+  std::optional<double> eta_seconds;
+};
+
+class ProgressSink {
+ public:
+  virtual ~ProgressSink() = default;
+  virtual void phase_started(Phase phase) = 0;
+  virtual void step_started(const Step& step) = 0;
+  virtual void progress(const ProgressUpdate& update) = 0;
+  virtual void step_finished(const Step& step, double seconds) = 0;
+};
+
+// On a terminal: one status line rewritten in place. Otherwise: log lines,
+// at most one progress line every `interval`.
+std::unique_ptr<ProgressSink> make_terminal_progress();
+std::unique_ptr<ProgressSink> make_log_progress(std::chrono::seconds interval);
+
+std::string format_progress(const ProgressUpdate& u);
+
+}  // namespace tandem

@@ -1,0 +1,305 @@
+#include "engine/state_store.h"
+
+#include "engine/state_schema.h"
+
+namespace tandem {
+namespace {
+
+std::string pg_text_array(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+std::set<Phase> parse_phase_array(const std::string& text) {
+  // "{1,3}" → {kPrepare, kBackfill}
+  std::set<Phase> out;
+  std::string num;
+  for (char c : text) {
+    if (c >= '0' && c <= '9') {
+      num += c;
+    } else if (!num.empty()) {
+      out.insert(static_cast<Phase>(std::stoi(num)));
+      num.clear();
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int StateStore::schema_version(Connection& conn) {
+  Rows r = conn.exec("SELECT to_regclass('tandem.schema_version') IS NOT NULL");
+  if (r.text(0, 0) != "t") return 0;
+  return static_cast<int>(conn.exec("SELECT coalesce(max(version), 0) FROM tandem.schema_version")
+                              .integer(0, 0));
+}
+
+void StateStore::ensure_schema(Connection& conn) {
+  const auto& versions = state_schema_versions();
+  Transaction tx(conn);
+  tx.exec("SELECT pg_advisory_xact_lock($1::int, 0)", {std::to_string(kAdvisoryLockClass)});
+  tx.exec("CREATE SCHEMA IF NOT EXISTS tandem");
+  tx.exec(
+      "CREATE TABLE IF NOT EXISTS tandem.schema_version ("
+      " version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+  int current = static_cast<int>(
+      tx.exec("SELECT coalesce(max(version), 0) FROM tandem.schema_version").integer(0, 0));
+  if (current > static_cast<int>(versions.size())) {
+    throw Error(ErrorKind::kFatal,
+                "the tandem state schema in this database is at version " +
+                    std::to_string(current) + ", newer than this tandemd understands (" +
+                    std::to_string(versions.size()) + "); upgrade tandemd");
+  }
+  for (size_t v = current; v < versions.size(); ++v) {
+    tx.exec(versions[v]);
+    tx.exec("INSERT INTO tandem.schema_version (version) VALUES ($1)", {std::to_string(v + 1)});
+  }
+  tx.commit();
+}
+
+bool StateStore::try_lock(Connection& conn, std::string& holder) const {
+  const std::vector<std::string> key = {std::to_string(kAdvisoryLockClass), migration_};
+  Rows r = conn.exec("SELECT pg_try_advisory_lock($1::int, hashtext($2))", key);
+  if (r.text(0, 0) == "t") return true;
+  Rows h = conn.exec(
+      "SELECT a.pid, coalesce(nullif(a.application_name, ''), '(no application_name)'),"
+      "       coalesce(host(a.client_addr), 'local socket'),"
+      "       to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ')"
+      "  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+      " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+      "   AND l.classid = $1::bigint::oid"
+      "   AND l.objid = ((hashtext($2)::bigint + 4294967296) % 4294967296)::oid",
+      key);
+  if (h.empty()) {
+    holder = "another session (it has just let go; try again)";
+  } else {
+    holder = "backend pid " + h.text(0, 0) + " (" + h.text(0, 1) + ", from " + h.text(0, 2) +
+             ", connected since " + h.text(0, 3) + ")";
+  }
+  return false;
+}
+
+std::optional<MigrationRecord> StateStore::load(Connection& conn) const {
+  Rows r = conn.exec(
+      "SELECT name, spec_hash, state, phase, approved_phases::text, coalesce(last_step, ''),"
+      " coalesce(last_error, ''), coalesce(last_sqlstate, ''), created_at::text, updated_at::text"
+      " FROM tandem.migrations WHERE name = $1",
+      {migration_});
+  if (r.empty()) return std::nullopt;
+  MigrationRecord m;
+  m.name = r.text(0, 0);
+  m.spec_hash = r.text(0, 1);
+  m.state = r.text(0, 2);
+  m.phase = static_cast<Phase>(r.integer(0, 3));
+  m.approved = parse_phase_array(r.text(0, 4));
+  m.last_step = r.text(0, 5);
+  m.last_error = r.text(0, 6);
+  m.last_sqlstate = r.text(0, 7);
+  m.created_at = r.text(0, 8);
+  m.updated_at = r.text(0, 9);
+  return m;
+}
+
+std::vector<StepRecord> StateStore::steps(Connection& conn) const {
+  Rows r = conn.exec(
+      "SELECT step_id, phase, status, attempts, coalesce(started_at::text, ''),"
+      " coalesce(finished_at::text, ''), coalesce(last_error, ''), coalesce(last_sqlstate, '')"
+      " FROM tandem.steps WHERE migration = $1 ORDER BY seq",
+      {migration_});
+  std::vector<StepRecord> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    StepRecord s;
+    s.step_id = r.text(i, 0);
+    s.phase = static_cast<Phase>(r.integer(i, 1));
+    s.status = r.text(i, 2);
+    s.attempts = static_cast<int>(r.integer(i, 3));
+    s.started_at = r.text(i, 4);
+    s.finished_at = r.text(i, 5);
+    s.last_error = r.text(i, 6);
+    s.last_sqlstate = r.text(i, 7);
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::optional<Checkpoint> StateStore::checkpoint(Connection& conn,
+                                                 const std::string& step_id) const {
+  Rows r = conn.exec(
+      "SELECT rows_done, rows_total, mismatches, coalesce(sample, ''),"
+      " extract(epoch FROM updated_at - started_at), last_key IS NULL"
+      " FROM tandem.checkpoints WHERE migration = $1 AND step_id = $2 AND worker = 0",
+      {migration_, step_id});
+  if (r.empty()) return std::nullopt;
+  Checkpoint c;
+  c.rows_done = r.integer(0, 0);
+  if (!r.is_null(0, 1)) c.rows_total = r.integer(0, 1);
+  c.mismatches = r.integer(0, 2);
+  c.sample = r.text(0, 3);
+  c.seconds = std::stod(r.text(0, 4).empty() ? "0" : r.text(0, 4));
+  if (r.text(0, 5) == "f") {
+    Rows k = conn.exec(
+        "SELECT k FROM tandem.checkpoints, unnest(last_key) WITH ORDINALITY AS u(k, i)"
+        " WHERE migration = $1 AND step_id = $2 AND worker = 0 ORDER BY i",
+        {migration_, step_id});
+    for (size_t i = 0; i < k.size(); ++i) c.last_key.push_back(k.text(i, 0));
+  }
+  return c;
+}
+
+std::string StateStore::hash_of(Connection& conn, const std::string& text) {
+  return conn.exec("SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')", {text}).text(0, 0);
+}
+
+void StateStore::start(Connection& conn, const std::string& spec_text, const Plan& plan,
+                       const std::string& actor) const {
+  Transaction tx(conn);
+  bool restart = !tx.exec("SELECT 1 FROM tandem.migrations WHERE name = $1", {migration_}).empty();
+  tx.exec("DELETE FROM tandem.migrations WHERE name = $1", {migration_});
+  tx.exec(
+      "INSERT INTO tandem.migrations (name, spec_text, spec_hash, state, phase)"
+      " VALUES ($1, $2, encode(sha256(convert_to($2, 'UTF8')), 'hex'), 'running', $3)",
+      {migration_, spec_text, std::to_string(static_cast<int>(Phase::kPrepare))});
+  int seq = 0;
+  for (const auto& s : plan.steps) {
+    tx.exec("INSERT INTO tandem.steps (migration, step_id, phase, seq) VALUES ($1, $2, $3, $4)",
+            {migration_, s.id, std::to_string(static_cast<int>(s.phase)), std::to_string(++seq)});
+  }
+  tx.exec(
+      "INSERT INTO tandem.events (migration, kind, actor, detail)"
+      " VALUES ($1, $2, $3, jsonb_build_object('steps', $4::int))",
+      {migration_, restart ? "restarted" : "started", actor, std::to_string(plan.steps.size())});
+  tx.commit();
+}
+
+void StateStore::set_state(Connection& conn, const std::string& state, Phase phase) const {
+  conn.exec(
+      "UPDATE tandem.migrations SET state = $2, phase = $3, updated_at = now() WHERE name = $1",
+      {migration_, state, std::to_string(static_cast<int>(phase))});
+}
+
+void StateStore::approve(Connection& conn, Phase phase, const std::string& actor) const {
+  Transaction tx(conn);
+  tx.exec(
+      "UPDATE tandem.migrations SET approved_phases = array_append(approved_phases, $2::int),"
+      " updated_at = now() WHERE name = $1 AND NOT ($2::int = ANY (approved_phases))",
+      {migration_, std::to_string(static_cast<int>(phase))});
+  event(conn, "approved", phase, "", actor);
+  tx.commit();
+}
+
+void StateStore::mark_step(Connection& conn, const std::string& step_id,
+                           const std::string& status) const {
+  conn.exec(
+      "UPDATE tandem.steps SET status = $3,"
+      " started_at = CASE WHEN $3 IN ('running', 'done') THEN coalesce(started_at, now()) ELSE started_at END,"
+      " finished_at = CASE WHEN $3 IN ('done', 'rolled_back') THEN now() ELSE NULL END,"
+      " last_error = CASE WHEN $3 = 'done' THEN NULL ELSE last_error END"
+      " WHERE migration = $1 AND step_id = $2",
+      {migration_, step_id, status});
+  conn.exec("UPDATE tandem.migrations SET last_step = $2, updated_at = now() WHERE name = $1",
+            {migration_, step_id});
+}
+
+void StateStore::record_failure(Connection& conn, const std::string& step_id, const Error& e,
+                                bool migration_failed) const {
+  if (!conn.is_open()) return;
+  try {
+    Transaction tx(conn);
+    tx.exec(
+        "UPDATE tandem.steps SET attempts = attempts + 1, last_error = $3, last_sqlstate = $4,"
+        " status = CASE WHEN $5 THEN 'failed' ELSE status END"
+        " WHERE migration = $1 AND step_id = $2",
+        {migration_, step_id, e.what(), e.sqlstate(), migration_failed ? "true" : "false"});
+    if (migration_failed) {
+      tx.exec(
+          "UPDATE tandem.migrations SET state = 'failed', last_step = $2, last_error = $3,"
+          " last_sqlstate = $4, updated_at = now() WHERE name = $1",
+          {migration_, step_id, e.what(), e.sqlstate()});
+    }
+    tx.commit();
+  } catch (const Error&) {
+    // Best effort: the caller reports the original error either way.
+  }
+}
+
+void StateStore::init_checkpoint(Connection& conn, const std::string& step_id,
+                                 std::optional<long long> rows_total) const {
+  conn.exec(
+      "INSERT INTO tandem.checkpoints (migration, step_id, rows_total) VALUES ($1, $2, $3::bigint)"
+      " ON CONFLICT (migration, step_id, worker) DO UPDATE SET rows_total = EXCLUDED.rows_total",
+      {migration_, step_id, rows_total ? std::to_string(*rows_total) : std::string("-1")});
+  conn.exec(
+      "UPDATE tandem.checkpoints SET rows_total = NULL"
+      " WHERE migration = $1 AND step_id = $2 AND rows_total < 0",
+      {migration_, step_id});
+}
+
+void StateStore::save_checkpoint(Connection& conn, const std::string& step_id,
+                                 const std::vector<std::string>& last_key, long long rows,
+                                 long long mismatches, const std::string& sample) const {
+  conn.exec(
+      "UPDATE tandem.checkpoints SET last_key = $3::text[], rows_done = rows_done + $4,"
+      " mismatches = mismatches + $5,"
+      " sample = CASE WHEN $6 = '' THEN sample ELSE left(concat_ws(' ', sample, $6), 2000) END,"
+      " updated_at = now() WHERE migration = $1 AND step_id = $2 AND worker = 0",
+      {migration_, step_id, pg_text_array(last_key), std::to_string(rows),
+       std::to_string(mismatches), sample});
+}
+
+void StateStore::clear_checkpoint(Connection& conn, const std::string& step_id) const {
+  conn.exec("DELETE FROM tandem.checkpoints WHERE migration = $1 AND step_id = $2",
+            {migration_, step_id});
+}
+
+void StateStore::event(Connection& conn, const std::string& kind, std::optional<Phase> phase,
+                       const std::string& step_id, const std::string& actor,
+                       const nlohmann::json& detail) const {
+  conn.exec(
+      "INSERT INTO tandem.events (migration, kind, phase, step_id, actor, detail)"
+      " VALUES ($1, $2, nullif($3, '')::int, nullif($4, ''), $5, $6::jsonb)",
+      {migration_, kind, phase ? std::to_string(static_cast<int>(*phase)) : "", step_id, actor,
+       detail.dump()});
+}
+
+nlohmann::json StateStore::events_json(Connection& conn, int limit) const {
+  Rows r = conn.exec(
+      "SELECT id, at::text, kind, coalesce(phase, 0), coalesce(step_id, ''),"
+      " coalesce(actor, ''), coalesce(detail::text, '{}') FROM ("
+      "  SELECT * FROM tandem.events WHERE migration = $1 ORDER BY id DESC LIMIT $2) e"
+      " ORDER BY id",
+      {migration_, std::to_string(limit)});
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < r.size(); ++i) {
+    nlohmann::json e = {{"id", r.integer(i, 0)}, {"at", r.text(i, 1)}, {"kind", r.text(i, 2)},
+                        {"step", r.text(i, 4)}, {"actor", r.text(i, 5)},
+                        {"detail", nlohmann::json::parse(r.text(i, 6))}};
+    int phase = static_cast<int>(r.integer(i, 3));
+    e["phase"] = phase ? nlohmann::json(phase_name(static_cast<Phase>(phase))) : nlohmann::json();
+    out.push_back(e);
+  }
+  return out;
+}
+
+std::vector<std::pair<Phase, double>> StateStore::phase_seconds(Connection& conn) const {
+  Rows r = conn.exec(
+      "SELECT phase, extract(epoch FROM max(finished_at) - min(started_at)) FROM tandem.steps"
+      " WHERE migration = $1 AND finished_at IS NOT NULL AND status = 'done'"
+      " GROUP BY phase ORDER BY phase",
+      {migration_});
+  std::vector<std::pair<Phase, double>> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.emplace_back(static_cast<Phase>(r.integer(i, 0)), std::stod(r.text(i, 1)));
+  }
+  return out;
+}
+
+}  // namespace tandem

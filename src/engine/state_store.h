@@ -1,0 +1,95 @@
+// The state store: schema `tandem` in the target database. Every record of
+// progress is written in the same transaction as the work it describes, so
+// what the store says happened is exactly what happened.
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "db/connection.h"
+#include "tandem/phase.h"
+#include "tandem/plan.h"
+
+namespace tandem {
+
+struct MigrationRecord {
+  std::string name;
+  std::string spec_hash;
+  std::string state;  // running | waiting_approval | failed | completed | rolling_back | rolled_back
+  Phase phase = Phase::kPrepare;
+  std::set<Phase> approved;
+  std::string last_step, last_error, last_sqlstate;
+  std::string created_at, updated_at;
+};
+
+struct StepRecord {
+  std::string step_id;
+  Phase phase = Phase::kPrepare;
+  std::string status;  // pending | running | done | failed | rolled_back
+  int attempts = 0;
+  std::string started_at, finished_at, last_error, last_sqlstate;
+};
+
+struct Checkpoint {
+  std::vector<std::string> last_key;  // empty: no batch done yet
+  long long rows_done = 0;
+  std::optional<long long> rows_total;
+  long long mismatches = 0;
+  std::string sample;
+  double seconds = 0;  // since the step started
+};
+
+class StateStore {
+ public:
+  explicit StateStore(std::string migration) : migration_(std::move(migration)) {}
+
+  // Creates schema `tandem` or upgrades it to the newest version this binary
+  // knows. Safe to call from several processes at once. Throws Error(kFatal)
+  // when the database holds a newer version than this binary understands.
+  static void ensure_schema(Connection& conn);
+  // 0 when tandem has never run on this database.
+  static int schema_version(Connection& conn);
+
+  // Takes the session-level advisory lock of this migration. Returns false
+  // when another session holds it; `holder` then describes that session.
+  bool try_lock(Connection& conn, std::string& holder) const;
+
+  std::optional<MigrationRecord> load(Connection& conn) const;
+  std::vector<StepRecord> steps(Connection& conn) const;
+  std::optional<Checkpoint> checkpoint(Connection& conn, const std::string& step_id) const;
+  static std::string hash_of(Connection& conn, const std::string& text);
+
+  // Inserts the migration and one pending row per step; or, for a migration
+  // that was rolled back, resets it to start again.
+  void start(Connection& conn, const std::string& spec_text, const Plan& plan,
+             const std::string& actor) const;
+
+  void set_state(Connection& conn, const std::string& state, Phase phase) const;
+  void approve(Connection& conn, Phase phase, const std::string& actor) const;
+  void mark_step(Connection& conn, const std::string& step_id, const std::string& status) const;
+  // Records a failed attempt of a step (best effort, in its own transaction).
+  void record_failure(Connection& conn, const std::string& step_id, const Error& e,
+                      bool migration_failed) const;
+  void init_checkpoint(Connection& conn, const std::string& step_id,
+                       std::optional<long long> rows_total) const;
+  void save_checkpoint(Connection& conn, const std::string& step_id,
+                       const std::vector<std::string>& last_key, long long rows,
+                       long long mismatches, const std::string& sample) const;
+  void clear_checkpoint(Connection& conn, const std::string& step_id) const;
+  void event(Connection& conn, const std::string& kind, std::optional<Phase> phase,
+             const std::string& step_id, const std::string& actor,
+             const nlohmann::json& detail = nlohmann::json::object()) const;
+
+  nlohmann::json events_json(Connection& conn, int limit) const;
+  // Wall time of each phase with finished steps: first step start to last step end.
+  std::vector<std::pair<Phase, double>> phase_seconds(Connection& conn) const;
+
+ private:
+  std::string migration_;
+};
+
+}  // namespace tandem

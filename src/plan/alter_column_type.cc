@@ -1,0 +1,293 @@
+// alter_column_type: change a column's type online through a shadow column.
+//
+//   prepare      add shadow column _tandem_new_<c> of the new type; create the
+//                up/down conversion functions and the two sync trigger functions
+//   dual_write   trigger: every INSERT/UPDATE sets new := up(old) in the writer's
+//                own transaction
+//   backfill     keyset batches UPDATE ... SET new = up(old); then, when the
+//                column is NOT NULL, a NOT VALID check on the shadow, validated
+//   shadow_read  every row: new IS NOT DISTINCT FROM up(old)
+//   cutover      one short transaction: swap names, move default / identity /
+//                sequence ownership / NOT NULL, flip the trigger to old := down(new)
+//   cleanup      drop the old column, the trigger and the functions
+//
+// Why the backfill cannot overwrite a newer write with a stale copy: it is an
+// UPDATE, so it locks each row and, under READ COMMITTED, re-evaluates up(old)
+// on the newest row version; and the BEFORE trigger recomputes the shadow from
+// the row being written anyway, so the shadow is a function of the row itself.
+#include <string>
+
+#include "plan/operations.h"
+#include "tandem/error.h"
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+namespace {
+
+struct Names {
+  std::string table;     // qualified, quoted
+  std::string regclass;  // 'schema.table'::regclass
+  std::string column, shadow, old;        // raw names
+  std::string q_column, q_shadow, q_old;  // quoted
+  std::string fn_up, fn_down, fn_fwd, fn_bwd;  // qualified function names
+  std::string trg_fwd, trg_bwd, nn_check;
+};
+
+Names names_for(const Spec& spec, const AlterColumnType& op) {
+  Names n;
+  n.table = qualified(op.schema, op.table);
+  n.regclass = quote_literal(n.table) + "::regclass";
+  n.column = op.column;
+  n.shadow = "_tandem_new_" + op.column;
+  n.old = "_tandem_old_" + op.column;
+  n.q_column = quote_ident(n.column);
+  n.q_shadow = quote_ident(n.shadow);
+  n.q_old = quote_ident(n.old);
+  // Helper names must be unique per (migration, table, column) and fit in 63 bytes.
+  std::string tag = hex(fnv1a(spec.name + "|" + op.schema + "." + op.table + "." + op.column), 6);
+  std::string base = (op.table + "__" + op.column).substr(0, 40) + "_" + tag;
+  n.fn_up = "tandem." + quote_ident(base + "_up");
+  n.fn_down = "tandem." + quote_ident(base + "_down");
+  n.fn_fwd = "tandem." + quote_ident(base + "_fwd");
+  n.fn_bwd = "tandem." + quote_ident(base + "_bwd");
+  // Trigger names sort after typical application triggers ("zz_"), so the
+  // shadow is computed from the row as the other BEFORE triggers left it.
+  std::string short_col = op.column.substr(0, 40);
+  n.trg_fwd = quote_ident("zz_tandem_" + short_col + "_" + tag + "_fwd");
+  n.trg_bwd = quote_ident("zz_tandem_" + short_col + "_" + tag + "_bwd");
+  n.nn_check = "_tandem_nn_" + short_col + "_" + tag;
+  return n;
+}
+
+std::string precheck_sql(const AlterColumnType& op, const Names& n) {
+  std::string rel = quote_literal(n.table);
+  std::string col = quote_literal(n.column);
+  return
+      "WITH t AS (SELECT to_regclass(" + rel + ") AS rel)\n"
+      "SELECT format('table %s does not exist', " + rel + ") FROM t WHERE rel IS NULL\n"
+      "UNION ALL\n"
+      "SELECT format('%s is not a plain table (relkind %s); alter_column_type supports "
+      "plain tables only', rel, c.relkind)\n"
+      "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind <> 'r'\n"
+      "UNION ALL\n"
+      "SELECT format('column %I does not exist in table %s', " + col + ", rel) FROM t\n"
+      " WHERE rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel\n"
+      "   AND attname = " + col + " AND attnum > 0 AND NOT attisdropped)\n"
+      "UNION ALL\n"
+      "SELECT format('type %s does not exist', " + quote_literal(op.type) + ")\n"
+      " WHERE to_regtype(" + quote_literal(op.type) + ") IS NULL\n"
+      "UNION ALL\n"
+      "SELECT format('table %s has no primary key; the backfill walks the primary key', rel)\n"
+      "  FROM t WHERE rel IS NOT NULL\n"
+      "   AND NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = rel AND indisprimary)\n"
+      "UNION ALL\n"
+      "SELECT format('column %I already exists in %s; an earlier migration left it behind: "
+      "roll that migration back or drop the column', a.attname, rel)\n"
+      "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel\n"
+      " WHERE a.attname IN (" + quote_literal(n.shadow) + ", " + quote_literal(n.old) +
+      ") AND NOT a.attisdropped\n"
+      "UNION ALL\n"
+      "SELECT format('index %s on %s is INVALID (left by a failed CREATE INDEX CONCURRENTLY?); "
+      "drop or rebuild it first', i.indexrelid::regclass, rel)\n"
+      "  FROM t JOIN pg_index i ON i.indrelid = t.rel WHERE NOT i.indisvalid\n"
+      "UNION ALL\n"
+      "SELECT format('%s depends on column %I; tandem cannot change the type of a column that "
+      "%s uses yet: drop it and recreate it after the migration',\n"
+      "       CASE WHEN d.classid = 'pg_rewrite'::regclass\n"
+      "            THEN 'view ' || (SELECT ev_class::regclass::text FROM pg_rewrite\n"
+      "                              WHERE oid = d.objid)\n"
+      "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,\n"
+      "       " + col + ",\n"
+      "       CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'a view'\n"
+      "            WHEN d.classid = 'pg_class'::regclass AND d.objid <> t.rel\n"
+      "              THEN 'an index' ELSE 'another object' END)\n"
+      "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " + col + "\n"
+      "  JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.rel\n"
+      "                  AND d.refobjsubid = a.attnum\n"
+      " WHERE d.classid <> 'pg_attrdef'::regclass\n"
+      "   AND NOT (d.classid = 'pg_class'::regclass\n"
+      "            AND (SELECT relkind FROM pg_class WHERE oid = d.objid) = 'S')";
+}
+
+std::string conversion_function(const std::string& name, const std::string& param,
+                                const std::string& param_type, const std::string& return_type,
+                                const std::optional<std::string>& expr) {
+  // plpgsql's RETURN applies an assignment cast, so the default conversion is
+  // simply the value itself.
+  std::string body = expr ? "(" + *expr + ")" : quote_ident(param);
+  return "CREATE FUNCTION " + name + "(" + quote_ident(param) + " " + param_type + ")\n"
+         "  RETURNS " + return_type + " LANGUAGE plpgsql AS $tandem$\n"
+         "BEGIN\n  RETURN " + body + ";\nEND\n$tandem$;\n";
+}
+
+std::string sync_trigger_function(const std::string& name, const std::string& target,
+                                  const std::string& convert, const std::string& source) {
+  return "CREATE FUNCTION " + name + "() RETURNS trigger LANGUAGE plpgsql AS $tandem$\n"
+         "BEGIN\n  NEW." + target + " := " + convert + "(NEW." + source + ");\n"
+         "  RETURN NEW;\nEND\n$tandem$;\n";
+}
+
+std::string create_trigger(const std::string& trigger, const std::string& table,
+                           const std::string& function) {
+  return "CREATE TRIGGER " + trigger + " BEFORE INSERT OR UPDATE ON " + table +
+         "\n  FOR EACH ROW EXECUTE FUNCTION " + function + "();\n";
+}
+
+}  // namespace
+
+void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& op,
+                            std::vector<Step>& out) {
+  if (op.column.size() > 51) {
+    throw Error(ErrorKind::kBadInput,
+                "alter_column_type: column name \"" + op.column +
+                    "\" is longer than 51 bytes; the shadow column's name would not fit");
+  }
+  const Names n = names_for(spec, op);
+  const std::string id = std::to_string(index) + ".";
+  const std::string what = n.table + "." + n.q_column;
+  const std::string old_type = n.table + "." + n.q_column + "%TYPE";
+  const std::string lock_table = "LOCK TABLE " + n.table + " IN ACCESS EXCLUSIVE MODE;\n";
+
+  Step s;
+  s.id = id + "precheck";
+  s.phase = Phase::kPrepare;
+  s.kind = StepKind::kPrecheck;
+  s.description = "check that " + what + " can change type to " + op.type;
+  s.sql = precheck_sql(op, n);
+  s.rollback_sql = "";
+  s.lock = "none (catalog reads)";
+  s.table_access = "none";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "add_shadow_column";
+  s.phase = Phase::kPrepare;
+  s.description = "add shadow column " + n.q_shadow + " " + op.type;
+  s.sql = "ALTER TABLE " + n.table + " ADD COLUMN " + n.q_shadow + " " + op.type + ";\n";
+  s.rollback_sql = "ALTER TABLE " + n.table + " DROP COLUMN IF EXISTS " + n.q_shadow + ";\n";
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "create_functions";
+  s.phase = Phase::kPrepare;
+  s.description = "create the up/down conversions and the sync trigger functions";
+  // %TYPE resolves when the function is created, before any rename.
+  s.sql = conversion_function(n.fn_up, n.column, old_type, op.type, op.up) +
+          conversion_function(n.fn_down, n.column, op.type, old_type, op.down) +
+          sync_trigger_function(n.fn_fwd, n.q_shadow, n.fn_up, n.q_column) +
+          sync_trigger_function(n.fn_bwd, n.q_old, n.fn_down, n.q_column);
+  s.rollback_sql = "DROP FUNCTION IF EXISTS " + n.fn_fwd + "(), " + n.fn_bwd + "();\n" +
+                   "DROP FUNCTION IF EXISTS " + n.fn_up + ", " + n.fn_down + ";\n";
+  s.lock = "none";
+  s.table_access = "none";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "create_forward_trigger";
+  s.phase = Phase::kDualWrite;
+  s.description = "every write sets " + n.q_shadow + " := up(" + n.q_column + ")";
+  s.sql = create_trigger(n.trg_fwd, n.table, n.fn_fwd);
+  s.rollback_sql = "DROP TRIGGER IF EXISTS " + n.trg_fwd + " ON " + n.table + ";\n";
+  s.lock = "SHARE ROW EXCLUSIVE (brief: blocks writes while waiting)";
+  s.table_access = "none";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "backfill";
+  s.phase = Phase::kBackfill;
+  s.kind = StepKind::kBackfill;
+  s.description = "copy " + what + " into " + n.q_shadow + " in primary-key batches";
+  s.batch = BatchWork{n.table, n.q_shadow + " = " + n.fn_up + "(" + n.q_column + ")", ""};
+  s.sql = "UPDATE " + n.table + " SET " + s.batch->set_clause +
+          "\n WHERE <primary key> > <checkpoint> ... LIMIT " +
+          std::to_string(spec.settings.batch_size) + "  -- one transaction per batch\n";
+  s.rollback_sql = "";
+  s.lock = "ROW EXCLUSIVE; row locks on one batch at a time";
+  s.table_access = "updates every row";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "add_not_null_check";
+  s.phase = Phase::kBackfill;
+  s.description = "when " + n.q_column + " is NOT NULL: CHECK (" + n.q_shadow +
+                  " IS NOT NULL) NOT VALID";
+  s.sql = "SELECT tandem.add_not_null_check(" + n.regclass + ", " + quote_literal(n.column) +
+          ", " + quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) + ");\n";
+  s.rollback_sql = "ALTER TABLE " + n.table + " DROP CONSTRAINT IF EXISTS " +
+                   quote_ident(n.nn_check) + ";\n";
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "validate_not_null_check";
+  s.phase = Phase::kBackfill;
+  s.description = "validate that check, so cutover's SET NOT NULL needs no scan";
+  s.sql = "SELECT tandem.validate_constraint_if_exists(" + n.regclass + ", " +
+          quote_literal(n.nn_check) + ");\n";
+  s.rollback_sql = "";
+  s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on)";
+  s.table_access = "scans table";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "verify";
+  s.phase = Phase::kShadowRead;
+  s.kind = StepKind::kVerify;
+  s.description = "every row: " + n.q_shadow + " = up(" + n.q_column + ")";
+  s.batch = BatchWork{n.table, "",
+                      n.q_shadow + " IS DISTINCT FROM " + n.fn_up + "(" + n.q_column + ")"};
+  s.sql = "SELECT <primary key> FROM " + n.table + " WHERE " + s.batch->mismatch +
+          "  -- in primary-key chunks\n";
+  s.rollback_sql = "";
+  s.lock = "ACCESS SHARE";
+  s.table_access = "scans table";
+  out.push_back(s);
+
+  const std::string swap_in = "SELECT tandem.swap_columns(" + n.regclass + ", " +
+                              quote_literal(n.column) + ", " + quote_literal(n.shadow) + ", " +
+                              quote_literal(n.old) + ", " + quote_literal(n.nn_check) + ");\n";
+  const std::string swap_back = "SELECT tandem.swap_columns(" + n.regclass + ", " +
+                                quote_literal(n.column) + ", " + quote_literal(n.old) + ", " +
+                                quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) +
+                                ");\n";
+  s = Step{};
+  s.id = id + "cutover";
+  s.phase = Phase::kCutover;
+  s.description = "swap " + n.q_column + " and " + n.q_shadow +
+                  "; sync flips to " + n.q_old + " := down(" + n.q_column + ")";
+  s.sql = lock_table + "DROP TRIGGER " + n.trg_fwd + " ON " + n.table + ";\n" + swap_in +
+          create_trigger(n.trg_bwd, n.table, n.fn_bwd);
+  s.rollback_sql = lock_table + "DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" +
+                   swap_back + create_trigger(n.trg_fwd, n.table, n.fn_fwd);
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "drop_old_column";
+  s.phase = Phase::kCleanup;
+  s.description = "drop the backward sync and the old column " + n.q_old;
+  s.sql = lock_table + "DROP TRIGGER IF EXISTS " + n.trg_bwd + " ON " + n.table + ";\n" +
+          "ALTER TABLE " + n.table + " DROP COLUMN IF EXISTS " + n.q_old + ";\n";
+  s.reversible = false;
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none (space is reclaimed by later updates and VACUUM)";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "drop_functions";
+  s.phase = Phase::kCleanup;
+  s.description = "drop the conversion and trigger functions";
+  s.sql = "DROP FUNCTION IF EXISTS " + n.fn_fwd + "(), " + n.fn_bwd + "();\n" +
+          "DROP FUNCTION IF EXISTS " + n.fn_up + ", " + n.fn_down + ";\n";
+  s.reversible = false;
+  s.lock = "none";
+  s.table_access = "none";
+  out.push_back(s);
+}
+
+}  // namespace tandem

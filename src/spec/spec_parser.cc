@@ -1,0 +1,370 @@
+// YAML → Spec. Every problem is reported with the file, line and column of the
+// node it concerns; parsing goes on after an error so that one run reports all
+// of them. yaml-cpp's exceptions stop here.
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "spec/suggest.h"
+#include "tandem/spec.h"
+#include "util/duration.h"
+#include "util/text.h"
+
+namespace tandem {
+
+std::string SourceLocation::to_string() const {
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+std::string SpecError::to_string() const {
+  return (where.line ? where.to_string() : where.file) + ": " + message;
+}
+
+bool Spec::requires_approval(Phase phase) const {
+  if (phase_info(phase).approval_required) return true;
+  return std::find(approval_gates.begin(), approval_gates.end(), phase) != approval_gates.end();
+}
+
+namespace {
+
+std::string kind_name(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Null: return "nothing";
+    default: return "an undefined value";
+  }
+}
+
+class Parser {
+ public:
+  explicit Parser(std::string file) : file_(std::move(file)) {}
+
+  std::vector<SpecError> errors;
+
+  SourceLocation at(const YAML::Node& n) const {
+    YAML::Mark m = n.Mark();
+    if (m.is_null()) return {file_, 1, 1};
+    return {file_, m.line + 1, m.column + 1};
+  }
+
+  void error(const YAML::Node& n, const std::string& message) { errors.push_back({at(n), message}); }
+
+  // Reports keys of `map` that are not in `allowed`.
+  void check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,
+                  const std::string& where) {
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      if (!it->first.IsScalar()) {
+        error(it->first, "keys in " + where + " must be plain names");
+        continue;
+      }
+      auto key = it->first.Scalar();
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        error(it->first, "unknown key \"" + key + "\" in " + where + did_you_mean(key, allowed));
+      }
+    }
+  }
+
+  bool expect_map(const YAML::Node& n, const std::string& what) {
+    if (n.IsMap()) return true;
+    error(n, what + ": expected a mapping, got " + kind_name(n));
+    return false;
+  }
+
+  std::optional<std::string> scalar(const YAML::Node& map, const std::string& key,
+                                    bool required, const std::string& where) {
+    YAML::Node n = map[key];
+    if (!n.IsDefined() || n.IsNull()) {
+      if (required) error(map, where + ": missing required key \"" + key + "\"");
+      return std::nullopt;
+    }
+    if (!n.IsScalar()) {
+      error(n, key + ": expected a string, got " + kind_name(n));
+      return std::nullopt;
+    }
+    if (n.Scalar().empty()) {
+      if (required) error(n, key + ": must not be empty");
+      return std::nullopt;
+    }
+    return n.Scalar();
+  }
+
+  void duration(const YAML::Node& map, const std::string& key, std::chrono::milliseconds min,
+                std::chrono::milliseconds max, std::chrono::milliseconds& out) {
+    auto text = scalar(map, key, false, "settings");
+    if (!text) return;
+    auto d = parse_duration(*text);
+    if (!d) {
+      error(map[key], key + ": expected a duration such as 500ms or 2s, got \"" + *text + "\"");
+    } else if (*d < min || *d > max) {
+      error(map[key], key + ": " + *text + " is out of range (" + format_duration(min) + " to " +
+                          format_duration(max) + ")");
+    } else {
+      out = *d;
+    }
+  }
+
+  void integer(const YAML::Node& map, const std::string& key, long min, long max, int& out) {
+    auto text = scalar(map, key, false, "settings");
+    if (!text) return;
+    char* end = nullptr;
+    long v = std::strtol(text->c_str(), &end, 10);
+    if (end == text->c_str() || *end != '\0') {
+      error(map[key], key + ": expected a whole number, got \"" + *text + "\"");
+    } else if (v < min || v > max) {
+      error(map[key], key + ": " + *text + " is out of range (" + std::to_string(min) + " to " +
+                          std::to_string(max) + ")");
+    } else {
+      out = static_cast<int>(v);
+    }
+  }
+
+  std::optional<bool> boolean(const YAML::Node& map, const std::string& key) {
+    auto text = scalar(map, key, false, "");
+    if (!text) return std::nullopt;
+    std::string t = *text;
+    if (t == "true" || t == "yes" || t == "on") return true;
+    if (t == "false" || t == "no" || t == "off") return false;
+    error(map[key], key + ": expected true or false, got \"" + t + "\"");
+    return std::nullopt;
+  }
+
+  std::optional<Phase> phase(const YAML::Node& n, const std::string& what) {
+    if (!n.IsScalar()) {
+      error(n, what + ": expected a phase name, got " + kind_name(n));
+      return std::nullopt;
+    }
+    auto p = parse_phase(n.Scalar());
+    if (!p) error(n, what + ": unknown phase \"" + n.Scalar() + "\"" +
+                         did_you_mean(n.Scalar(), phase_names()));
+    return p;
+  }
+
+  // Table, column and type names: a single line of at most 63 bytes.
+  void identifier(const YAML::Node& map, const std::string& key, bool required, std::string& out) {
+    auto v = scalar(map, key, required, "alter_column_type");
+    if (!v) return;
+    if (v->size() > 63) {
+      error(map[key], key + ": \"" + *v + "\" is longer than PostgreSQL's 63-byte limit");
+    } else if (v->find_first_of("\"\n\r\t\0") != std::string::npos) {
+      error(map[key], key + ": \"" + *v + "\" contains a quote or control character");
+    } else {
+      out = *v;
+    }
+  }
+
+  // An SQL expression that tandem embeds in a function body.
+  std::optional<std::string> expression(const YAML::Node& map, const std::string& key) {
+    auto v = scalar(map, key, false, "");
+    if (v && v->find(';') != std::string::npos) {
+      error(map[key], key + ": expected one SQL expression, found ';'");
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  void settings(const YAML::Node& n, Settings& s) {
+    if (!expect_map(n, "settings")) return;
+    check_keys(n,
+               {"lock_timeout", "statement_timeout", "batch_size", "retry_budget", "retry_backoff",
+                "retry_backoff_max"},
+               "settings");
+    using std::chrono::milliseconds;
+    duration(n, "lock_timeout", milliseconds(10), milliseconds(600'000), s.lock_timeout);
+    duration(n, "statement_timeout", milliseconds(100), milliseconds(86'400'000),
+             s.statement_timeout);
+    integer(n, "batch_size", 1, 1'000'000, s.batch_size);
+    integer(n, "retry_budget", 1, 10'000, s.retry_budget);
+    duration(n, "retry_backoff", milliseconds(1), milliseconds(600'000), s.retry_backoff);
+    duration(n, "retry_backoff_max", milliseconds(1), milliseconds(3'600'000),
+             s.retry_backoff_max);
+  }
+
+  std::optional<AlterColumnType> alter_column_type(const YAML::Node& n) {
+    if (!expect_map(n, "alter_column_type")) return std::nullopt;
+    check_keys(n, {"schema", "table", "column", "type", "up", "down"}, "alter_column_type");
+    size_t before = errors.size();
+    AlterColumnType a;
+    identifier(n, "table", true, a.table);
+    identifier(n, "schema", false, a.schema);
+    identifier(n, "column", true, a.column);
+    if (auto t = scalar(n, "type", true, "alter_column_type")) {
+      if (t->find(';') != std::string::npos) error(n["type"], "type: expected a type name, found ';'");
+      a.type = *t;
+    }
+    if (a.schema == "public") {
+      // "schema.table" in `table` is accepted as a shorthand.
+      auto dot = a.table.find('.');
+      if (dot != std::string::npos && !n["schema"].IsDefined()) {
+        a.schema = a.table.substr(0, dot);
+        a.table = a.table.substr(dot + 1);
+      }
+    }
+    a.up = expression(n, "up");
+    a.down = expression(n, "down");
+    if (errors.size() != before) return std::nullopt;
+    return a;
+  }
+
+  std::optional<SqlOperation> sql(const YAML::Node& n) {
+    if (!expect_map(n, "sql")) return std::nullopt;
+    check_keys(n, {"phase", "up", "down", "transaction", "lock"}, "sql");
+    size_t before = errors.size();
+    SqlOperation s;
+    if (!n["phase"].IsDefined()) {
+      error(n, "sql: missing required key \"phase\"");
+    } else if (auto p = phase(n["phase"], "phase")) {
+      s.phase = *p;
+    }
+    if (auto up = scalar(n, "up", true, "sql")) s.up = *up;
+    s.down = scalar(n, "down", false, "sql");
+    if (auto t = boolean(n, "transaction")) s.transaction = *t;
+    s.lock = scalar(n, "lock", false, "sql");
+    if (errors.size() != before) return std::nullopt;
+    return s;
+  }
+
+  void operations(const YAML::Node& n, Spec& spec) {
+    if (!n.IsSequence()) {
+      error(n, "operations: expected a list, got " + kind_name(n));
+      return;
+    }
+    if (n.size() == 0) error(n, "operations: the list is empty; a migration needs at least one");
+    static const std::vector<std::string> kOperations = {"alter_column_type", "sql"};
+    for (const auto& item : n) {
+      if (!item.IsMap() || item.size() != 1) {
+        error(item, "operation: expected a mapping with exactly one operation name, such as "
+                    "\"alter_column_type:\"");
+        continue;
+      }
+      auto entry = *item.begin();
+      std::string op = entry.first.Scalar();
+      Operation o{at(entry.first), {}};
+      if (op == "alter_column_type") {
+        if (auto a = alter_column_type(entry.second)) {
+          o.op = *a;
+          spec.operations.push_back(o);
+        }
+      } else if (op == "sql") {
+        if (auto s = sql(entry.second)) {
+          o.op = *s;
+          spec.operations.push_back(o);
+        }
+      } else {
+        error(entry.first, "unknown operation \"" + op + "\"" + did_you_mean(op, kOperations));
+      }
+    }
+  }
+
+  void gates(const YAML::Node& n, Spec& spec) {
+    if (!expect_map(n, "gates")) return;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      auto p = phase(it->first, "gates");
+      if (!it->second.IsScalar() || it->second.Scalar() != "approval") {
+        error(it->second, "gates: the only gate is \"approval\", got " +
+                              (it->second.IsScalar() ? "\"" + it->second.Scalar() + "\""
+                                                     : kind_name(it->second)));
+        continue;
+      }
+      if (p) spec.approval_gates.push_back(*p);
+    }
+  }
+
+  void name(const YAML::Node& root, Spec& spec) {
+    auto v = scalar(root, "name", true, "spec");
+    if (!v) return;
+    bool ok = v->size() <= 48;
+    for (char c : *v) {
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) ok = false;
+    }
+    if (!ok) {
+      error(root["name"], "name: \"" + *v +
+                              "\" must be 1 to 48 characters of a-z, 0-9, '_' and '-'");
+    }
+    spec.name = *v;
+  }
+
+  std::optional<Spec> parse(const std::string& text) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+      errors.push_back({{file_, e.mark.line + 1, e.mark.column + 1}, "YAML syntax: " + e.msg});
+      return std::nullopt;
+    } catch (const YAML::Exception& e) {
+      errors.push_back({{file_, 1, 1}, std::string("YAML: ") + e.what()});
+      return std::nullopt;
+    }
+    if (root.IsNull() || !root.IsDefined()) {
+      errors.push_back({{file_, 1, 1}, "the spec is empty; expected a mapping with \"name\" and "
+                                       "\"operations\""});
+      return std::nullopt;
+    }
+    if (!root.IsMap()) {
+      error(root, std::string("expected a mapping at the top level, got ") + kind_name(root));
+      return std::nullopt;
+    }
+    check_keys(root, {"name", "description", "settings", "operations", "gates"}, "the spec");
+    Spec spec;
+    spec.file = file_;
+    spec.text = text;
+    name(root, spec);
+    if (auto d = scalar(root, "description", false, "spec")) spec.description = *d;
+    if (root["settings"].IsDefined()) settings(root["settings"], spec.settings);
+    if (spec.settings.retry_backoff_max < spec.settings.retry_backoff) {
+      error(root["settings"], "settings: retry_backoff_max must not be less than retry_backoff");
+    }
+    if (!root["operations"].IsDefined()) {
+      error(root, "spec: missing required key \"operations\"");
+    } else {
+      operations(root["operations"], spec);
+    }
+    if (root["gates"].IsDefined()) gates(root["gates"], spec);
+    if (!errors.empty()) return std::nullopt;
+    return spec;
+  }
+
+ private:
+  std::string file_;
+};
+
+}  // namespace
+
+SpecParseResult parse_spec(const std::string& text, const std::string& file) {
+  Parser parser(file);
+  SpecParseResult result;
+  try {
+    result.spec = parser.parse(text);
+  } catch (const YAML::Exception& e) {
+    parser.errors.push_back({{file, e.mark.line + 1, e.mark.column + 1}, e.msg});
+    result.spec.reset();
+  }
+  result.errors = std::move(parser.errors);
+  std::stable_sort(result.errors.begin(), result.errors.end(),
+                   [](const SpecError& a, const SpecError& b) {
+                     return std::tie(a.where.line, a.where.column) <
+                            std::tie(b.where.line, b.where.column);
+                   });
+  if (!result.errors.empty()) result.spec.reset();
+  return result;
+}
+
+SpecParseResult load_spec_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    SpecParseResult r;
+    r.errors.push_back({{path, 0, 0}, std::string("cannot read the file: ") + std::strerror(errno)});
+    return r;
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parse_spec(buf.str(), path);
+}
+
+}  // namespace tandem

@@ -1,0 +1,20 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tandem {
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep);
+// Edit distance, for "did you mean" hints.
+size_t edit_distance(const std::string& a, const std::string& b);
+// The candidate closest to `word`, or "" when none is close enough to suggest.
+std::string closest(const std::string& word, const std::vector<std::string>& candidates);
+// 64-bit FNV-1a, for short stable names; not for security.
+uint64_t fnv1a(const std::string& s);
+std::string hex(uint64_t v, int digits);
+// "1,234,567"
+std::string with_commas(long long n);
+
+}  // namespace tandem
