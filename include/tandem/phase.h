@@ -19,9 +19,9 @@ enum class Phase : int {
 
 struct PhaseInfo {
   Phase phase;
-  const char* name;         // as written in specs, on the command line and in the state store
-  bool reversible;          // false: steps of this phase cannot be rolled back
-  bool approval_required;   // true: never runs without an explicit approval
+  const char* name;        // as written in specs, on the command line and in the state store
+  bool reversible;         // false: steps of this phase cannot be rolled back
+  bool approval_required;  // true: never runs without an explicit approval
   const char* summary;
 };
 

@@ -1,11 +1,10 @@
 // A plan: the ordered steps that operations expand into, per phase.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "tandem/phase.h"
 #include "tandem/spec.h"
@@ -34,12 +33,12 @@ struct Step {
   Phase phase = Phase::kPrepare;
   StepKind kind = StepKind::kSql;
   std::string description;
-  std::string sql;                    // forward SQL (kPrecheck: the check query)
+  std::string sql;                          // forward SQL (kPrecheck: the check query)
   std::optional<std::string> rollback_sql;  // nullopt: irreversible
-  bool reversible = true;             // false: running it passes the point of no return
+  bool reversible = true;                   // false: running it passes the point of no return
   bool transactional = true;
-  std::string lock;                   // the strongest lock it takes, in words
-  std::string table_access;           // "none", "scans table", "updates every row", "rewrites table"
+  std::string lock;          // the strongest lock it takes, in words
+  std::string table_access;  // "none", "scans table", "updates every row", "rewrites table"
   // Run before retrying a non-transactional step that may have left something half done.
   std::optional<std::string> repair_sql;
   std::optional<BatchWork> batch;

@@ -29,7 +29,7 @@ struct Settings {
   // Attempts of one step (or one batch) that failed with a retryable error
   // before the migration stops as failed.
   int retry_budget = 30;
-  std::chrono::milliseconds retry_backoff{100};      // first pause; doubles, with jitter
+  std::chrono::milliseconds retry_backoff{100};  // first pause; doubles, with jitter
   std::chrono::milliseconds retry_backoff_max{10000};
 };
 

@@ -77,9 +77,9 @@ void print_summary(const Spec& spec, const Plan& plan, const std::string& dsn) {
   StateStore store(spec.name);
   std::cerr << "summary of " << spec.name << ":\n";
   for (const auto& [phase, secs] : store.phase_seconds(*conn)) {
-    std::fprintf(stderr, "  %-12s %s\n", phase_name(phase),
-                 format_duration(std::chrono::milliseconds(static_cast<long long>(secs * 1000)))
-                     .c_str());
+    std::fprintf(
+        stderr, "  %-12s %s\n", phase_name(phase),
+        format_duration(std::chrono::milliseconds(static_cast<long long>(secs * 1000))).c_str());
   }
   for (const auto& s : plan.steps) {
     if (s.kind != StepKind::kBackfill) continue;
@@ -138,8 +138,8 @@ int cmd_run(const RunArgs& args) {
       options.approve.insert(*parse_phase(a));
     }
   }
-  auto progress = args.progress_tty ? make_terminal_progress()
-                                    : make_log_progress(std::chrono::seconds(5));
+  auto progress =
+      args.progress_tty ? make_terminal_progress() : make_log_progress(std::chrono::seconds(5));
   options.progress = progress.get();
   options.stop = &g_stop;
   install_stop_handlers();
@@ -161,7 +161,7 @@ int cmd_run(const RunArgs& args) {
         const char* p = phase_name(executor.waiting_phase());
         std::cerr << "migration " << spec->name << " is waiting for approval of phase " << p
                   << (phase_info(executor.waiting_phase()).reversible ? ""
-                                                                       : ", which cannot be undone")
+                                                                      : ", which cannot be undone")
                   << ".\nTo go on: tandemd run " << args.file << " --approve " << p << "\n";
         return kExitNeedsApproval;
       }
@@ -222,13 +222,17 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
       out["phase"] = phase_name(rec->phase);
       out["updated_at"] = rec->updated_at;
       out["last_step"] = rec->last_step;
-      out["last_error"] = rec->last_error.empty() ? nlohmann::json() : nlohmann::json(rec->last_error);
+      out["last_error"] =
+          rec->last_error.empty() ? nlohmann::json() : nlohmann::json(rec->last_error);
       out["last_sqlstate"] = rec->last_sqlstate;
       nlohmann::json steps = nlohmann::json::array();
       for (const auto& s : store.steps(*conn)) {
-        nlohmann::json j = {{"id", s.step_id},        {"phase", phase_name(s.phase)},
-                            {"status", s.status},     {"attempts", s.attempts},
-                            {"started_at", s.started_at}, {"finished_at", s.finished_at}};
+        nlohmann::json j = {{"id", s.step_id},
+                            {"phase", phase_name(s.phase)},
+                            {"status", s.status},
+                            {"attempts", s.attempts},
+                            {"started_at", s.started_at},
+                            {"finished_at", s.finished_at}};
         if (!s.last_error.empty()) {
           j["last_error"] = s.last_error;
           j["last_sqlstate"] = s.last_sqlstate;
@@ -256,10 +260,9 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
       std::cout << " on this database\n";
       return kExitOk;
     }
-    std::cout << ", phase " << out["phase"].get<std::string>() << " (updated "
-              << rec->updated_at << ")\n";
-    std::printf("  %-28s %-12s %-12s %8s  %s\n", "step", "phase", "status", "attempts",
-                "progress");
+    std::cout << ", phase " << out["phase"].get<std::string>() << " (updated " << rec->updated_at
+              << ")\n";
+    std::printf("  %-28s %-12s %-12s %8s  %s\n", "step", "phase", "status", "attempts", "progress");
     for (const auto& s : out["steps"]) {
       std::string progress;
       if (s.contains("rows_done")) {

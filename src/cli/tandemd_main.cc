@@ -1,8 +1,9 @@
 // tandemd: online, zero-downtime schema migrations for PostgreSQL.
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+
+#include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
@@ -37,8 +38,7 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Run or resume a migration in the foreground");
   run->add_option("FILE", run_args.file, "spec file")->required();
   run->add_option("--dsn", run_args.dsn, "libpq connection string");
-  run->add_option("--until", run_args.until, "stop after this phase")
-      ->check(CLI::IsMember(phases));
+  run->add_option("--until", run_args.until, "stop after this phase")->check(CLI::IsMember(phases));
   std::vector<std::string> approvable = phases;
   approvable.push_back("all");
   run->add_option("--approve", run_args.approve,

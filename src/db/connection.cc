@@ -6,22 +6,26 @@ namespace tandem {
 
 const char* to_string(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kRetryable: return "retryable";
-    case ErrorKind::kInDoubt: return "in doubt";
-    case ErrorKind::kFatal: return "fatal";
-    case ErrorKind::kBadInput: return "bad input";
+    case ErrorKind::kRetryable:
+      return "retryable";
+    case ErrorKind::kInDoubt:
+      return "in doubt";
+    case ErrorKind::kFatal:
+      return "fatal";
+    case ErrorKind::kBadInput:
+      return "bad input";
   }
   return "?";
 }
 
 ErrorKind classify_sqlstate(const std::string& s) {
-  if (s == "40001" || s == "40P01" ||  // serialization failure, deadlock
-      s == "55P03" ||                  // lock_not_available: lock_timeout
-      s == "57014" ||                  // query_canceled: statement_timeout
-      s == "25P03" ||                  // idle_in_transaction_session_timeout
+  if (s == "40001" || s == "40P01" ||                  // serialization failure, deadlock
+      s == "55P03" ||                                  // lock_not_available: lock_timeout
+      s == "57014" ||                                  // query_canceled: statement_timeout
+      s == "25P03" ||                                  // idle_in_transaction_session_timeout
       s == "57P01" || s == "57P02" || s == "57P03" ||  // shutdown, crash, not yet accepting
-      s == "53300" ||                  // too_many_connections
-      s.rfind("08", 0) == 0) {         // connection exceptions
+      s == "53300" ||                                  // too_many_connections
+      s.rfind("08", 0) == 0) {                         // connection exceptions
     return ErrorKind::kRetryable;
   }
   if (s == "40003") return ErrorKind::kInDoubt;  // statement_completion_unknown

@@ -1,57 +1,72 @@
 // libpqxx 6.4 behind tandem::Connection. libpqxx's exceptions stop here.
-#include <pqxx/pqxx>
-
 #include <csignal>
+#include <pqxx/pqxx>
 
 #include "db/connection.h"
 
 namespace tandem {
 namespace {
 
+// libpq's text: "ERROR:  message\nDETAIL:  ...\n" → "message (DETAIL:  ...)".
 std::string first_line(const std::string& s) {
-  auto end = s.find_last_not_of("\n ");
-  std::string t = end == std::string::npos ? s : s.substr(0, end + 1);
+  std::string t = s;
+  for (const char* prefix : {"ERROR:  ", "FATAL:  "}) {
+    if (t.rfind(prefix, 0) == 0) t = t.substr(std::string(prefix).size());
+  }
+  auto end = t.find_last_not_of("\n ");
+  t = end == std::string::npos ? t : t.substr(0, end + 1);
+  auto nl = t.find('\n');
+  if (nl != std::string::npos) {
+    std::string rest = t.substr(nl + 1);
+    for (char& c : rest) {
+      if (c == '\n') c = ' ';
+    }
+    t = t.substr(0, nl) + " (" + rest + ")";
+  }
   return t;
 }
 
 class PqxxConnection final : public Connection {
  public:
-  explicit PqxxConnection(const std::string& dsn) : conn_(dsn) {
-    conn_.inhibit_reactivation(true);
-  }
+  explicit PqxxConnection(const std::string& dsn) : conn_(dsn) { conn_.inhibit_reactivation(true); }
 
   Rows exec(const std::string& sql, const std::vector<std::string>& params) override {
-    return translate([&] {
-      pqxx::nontransaction tx(conn_);
-      pqxx::result r = params.empty()
-                           ? tx.exec(sql)
-                           : tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params));
-      Rows out;
-      out.affected = r.affected_rows();
-      for (pqxx::row::size_type c = 0; c < r.columns(); ++c) out.columns.emplace_back(r.column_name(c));
-      out.rows.reserve(r.size());
-      for (const auto& row : r) {
-        std::vector<std::optional<std::string>> values;
-        values.reserve(row.size());
-        for (const auto& f : row) {
-          if (f.is_null()) {
-            values.emplace_back(std::nullopt);
-          } else {
-            values.emplace_back(std::string(f.c_str(), f.size()));
+    return translate(
+        [&] {
+          pqxx::nontransaction tx(conn_);
+          pqxx::result r = params.empty()
+                               ? tx.exec(sql)
+                               : tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params));
+          Rows out;
+          out.affected = r.affected_rows();
+          for (pqxx::row::size_type c = 0; c < r.columns(); ++c)
+            out.columns.emplace_back(r.column_name(c));
+          out.rows.reserve(r.size());
+          for (const auto& row : r) {
+            std::vector<std::optional<std::string>> values;
+            values.reserve(row.size());
+            for (const auto& f : row) {
+              if (f.is_null()) {
+                values.emplace_back(std::nullopt);
+              } else {
+                values.emplace_back(std::string(f.c_str(), f.size()));
+              }
+            }
+            out.rows.push_back(std::move(values));
           }
-        }
-        out.rows.push_back(std::move(values));
-      }
-      return out;
-    }, false);
+          return out;
+        },
+        false);
   }
 
   void commit() override {
-    translate([&] {
-      pqxx::nontransaction tx(conn_);
-      tx.exec("COMMIT");
-      return 0;
-    }, true);
+    translate(
+        [&] {
+          pqxx::nontransaction tx(conn_);
+          tx.exec("COMMIT");
+          return 0;
+        },
+        true);
   }
 
   bool is_open() const override { return conn_.is_open(); }
@@ -64,9 +79,10 @@ class PqxxConnection final : public Connection {
       return f();
     } catch (const pqxx::broken_connection& e) {
       if (committing) {
-        throw Error(ErrorKind::kInDoubt,
-                    "connection lost during COMMIT; the outcome is unknown: " + first_line(e.what()),
-                    "08006");
+        throw Error(
+            ErrorKind::kInDoubt,
+            "connection lost during COMMIT; the outcome is unknown: " + first_line(e.what()),
+            "08006");
       }
       throw Error(ErrorKind::kRetryable, "connection lost: " + first_line(e.what()), "08006");
     } catch (const pqxx::in_doubt_error& e) {

@@ -43,8 +43,8 @@ bool Executor::needs_approval(Phase phase) const {
 
 void Executor::connect() {
   conn_.reset();
-  auto conn = connect_postgres(options_.dsn,
-                               "tandemd " + spec_.name + " pid " + std::to_string(getpid()));
+  auto conn =
+      connect_postgres(options_.dsn, "tandemd " + spec_.name + " pid " + std::to_string(getpid()));
   StateStore::ensure_schema(*conn);
   auto deadline = Clock::now() + options_.lock_wait;
   std::string holder;
@@ -113,12 +113,11 @@ void Executor::with_retries(const std::string& step_id, const std::string& what,
                   "or run `tandemd rollback` to undo the migration."
                 : "Next: the migration is parked as failed; fix the cause, then run the same "
                   "command to resume, or run `tandemd rollback` to undo the migration.";
-        throw StepFailedError(what + " failed: " + e.what() + sqlstate_note(e) +
-                                  (spent ? " (retry budget of " + std::to_string(budget) +
-                                               " attempts spent)"
-                                         : "") +
-                                  ".\n" + next,
-                              e.sqlstate());
+        throw StepFailedError(
+            what + " failed: " + e.what() + sqlstate_note(e) +
+                (spent ? " (retry budget of " + std::to_string(budget) + " attempts spent)" : "") +
+                ".\n" + next,
+            e.sqlstate());
       } else if (conn_ && conn_->is_open()) {
         store_.record_failure(*conn_, step_id, e, false);
       } else {
@@ -132,16 +131,29 @@ void Executor::with_retries(const std::string& step_id, const std::string& what,
   }
 }
 
+// Closes the session, and with it the migration lock, when run() or
+// rollback() returns: the lock is held for a call, not for the object's life.
+class Executor::SessionScope {
+ public:
+  explicit SessionScope(Executor& e) : e_(e) { e_.connect(); }
+  ~SessionScope() { e_.conn_.reset(); }
+
+ private:
+  Executor& e_;
+};
+
 RunOutcome Executor::run() {
-  connect();
+  SessionScope session(*this);
   auto record = store_.load(*conn_);
   const std::string hash = StateStore::hash_of(*conn_, spec_.text);
   if (record && record->state != "rolled_back") {
     if (record->spec_hash != hash) {
-      throw Error(ErrorKind::kBadInput,
-                  "the spec of migration \"" + spec_.name + "\" has changed since it started "
-                  "(state " + record->state + "); restore the file it started with, or roll the "
-                  "migration back before changing it");
+      throw Error(ErrorKind::kBadInput, "the spec of migration \"" + spec_.name +
+                                            "\" has changed since it started "
+                                            "(state " +
+                                            record->state +
+                                            "); restore the file it started with, or roll the "
+                                            "migration back before changing it");
     }
     if (record->state == "completed") return RunOutcome::kAlreadyCompleted;
     auto stored = store_.steps(*conn_);
@@ -151,11 +163,11 @@ RunOutcome Executor::run() {
     }
     if (!same) {
       throw Error(ErrorKind::kBadInput,
-                  "migration \"" + spec_.name + "\" was started by a tandemd that planned "
-                  "different steps; finish or roll it back with that version");
+                  "migration \"" + spec_.name +
+                      "\" was started by a tandemd that planned "
+                      "different steps; finish or roll it back with that version");
     }
-    store_.event(*conn_, "resumed", record->phase, "", options_.actor,
-                 {{"state", record->state}});
+    store_.event(*conn_, "resumed", record->phase, "", options_.actor, {{"state", record->state}});
   } else {
     store_.start(*conn_, spec_.text, plan_, options_.actor);
   }
@@ -332,7 +344,8 @@ bool Executor::run_keyset_step(const Step& step) {
           store_.save_checkpoint(*conn_, step.id, last ? cp->last_key : range.upper, rows,
                                  v.mismatches, v.sample);
           mismatches = cp->mismatches + v.mismatches;
-          if (!v.sample.empty() && sample.size() < 200) sample += (sample.empty() ? "" : " ") + v.sample;
+          if (!v.sample.empty() && sample.size() < 200)
+            sample += (sample.empty() ? "" : " ") + v.sample;
           if (last && mismatches == 0) {
             store_.mark_step(*conn_, step.id, "done");
             store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
@@ -356,21 +369,22 @@ bool Executor::run_keyset_step(const Step& step) {
   }
   if (mismatches > 0) {
     Error e(ErrorKind::kFatal,
-            std::to_string(mismatches) + " rows differ between old and new storage (first keys: " +
-                sample + ")");
-    with_retries(step.id, "step " + step.id, [&] { throw e; }, [] { return false; });
+            std::to_string(mismatches) +
+                " rows differ between old and new storage (first keys: " + sample + ")");
+    with_retries(
+        step.id, "step " + step.id, [&] { throw e; }, [] { return false; });
   }
   return true;
 }
 
 RollbackOutcome Executor::rollback() {
-  connect();
+  SessionScope session(*this);
   auto record = store_.load(*conn_);
   if (!record || record->state == "rolled_back") return RollbackOutcome::kNothingToDo;
   if (record->spec_hash != StateStore::hash_of(*conn_, spec_.text)) {
-    throw Error(ErrorKind::kBadInput,
-                "the spec of migration \"" + spec_.name + "\" has changed since it started; "
-                "roll back with the file it started with");
+    throw Error(ErrorKind::kBadInput, "the spec of migration \"" + spec_.name +
+                                          "\" has changed since it started; "
+                                          "roll back with the file it started with");
   }
   auto records = store_.steps(*conn_);
   std::map<std::string, std::string> status;
@@ -383,7 +397,8 @@ RollbackOutcome Executor::rollback() {
           "cannot roll back migration \"" + spec_.name + "\": step " + s.id + " (" +
           phase_name(s.phase) + ": " + s.description +
           ") has run and cannot be undone. The migration can only go forward: run it again "
-          "with --approve " + phase_name(s.phase) + " to finish it.");
+          "with --approve " +
+          phase_name(s.phase) + " to finish it.");
     }
   }
   store_.set_state(*conn_, "rolling_back", record->phase);
@@ -391,17 +406,18 @@ RollbackOutcome Executor::rollback() {
   for (auto it = plan_.steps.rbegin(); it != plan_.steps.rend(); ++it) {
     const Step& s = *it;
     const std::string& st = status[s.id];
-    bool partial = (st == "running" || st == "failed") &&
-                   (!s.transactional || s.kind == StepKind::kBackfill ||
-                    s.kind == StepKind::kVerify);
+    bool partial =
+        (st == "running" || st == "failed") &&
+        (!s.transactional || s.kind == StepKind::kBackfill || s.kind == StepKind::kVerify);
     if (st != "done" && !partial) continue;
     if (stop_requested()) return RollbackOutcome::kStopped;
     rollback_step(s, st);
   }
   Transaction tx(*conn_);
-  conn_->exec("UPDATE tandem.steps SET status = 'pending', attempts = 0 WHERE migration = $1"
-              " AND status IN ('running', 'failed')",
-              {spec_.name});
+  conn_->exec(
+      "UPDATE tandem.steps SET status = 'pending', attempts = 0 WHERE migration = $1"
+      " AND status IN ('running', 'failed')",
+      {spec_.name});
   store_.set_state(*conn_, "rolled_back", Phase::kPrepare);
   store_.event(*conn_, "rolled_back", std::nullopt, "", options_.actor);
   tx.commit();

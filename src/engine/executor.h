@@ -55,7 +55,7 @@ struct RunOptions {
   std::optional<Phase> until;  // stop after this phase
   std::set<Phase> approve;     // approvals given now
   bool approve_all = false;
-  std::string actor;           // who is acting, for the event log
+  std::string actor;                        // who is acting, for the event log
   const std::atomic<bool>* stop = nullptr;  // set by a signal handler: stop at the next safe point
   ProgressSink* progress = nullptr;
   // How long to wait for the migration's lock before reporting its holder.
@@ -85,13 +85,12 @@ class Executor {
   bool needs_approval(Phase phase) const;
 
  private:
+  class SessionScope;
   void connect();
-  void reconnect_with_retries(const std::string& step_id, int& attempt);
   // Runs `work` until it succeeds; see the contract above. `already_done`
   // answers, after an in-doubt commit, whether the work did commit.
   void with_retries(const std::string& step_id, const std::string& what,
-                    const std::function<void()>& work,
-                    const std::function<bool()>& already_done);
+                    const std::function<void()>& work, const std::function<bool()>& already_done);
   std::chrono::milliseconds backoff(int attempt);
   bool stop_requested() const { return options_.stop && options_.stop->load(); }
   std::string step_status(const std::string& step_id);

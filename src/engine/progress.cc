@@ -35,8 +35,8 @@ std::string format_progress(const ProgressUpdate& u) {
   }
   out += "  " + with_commas(std::llround(u.rows_per_second)) + " rows/s";
   if (u.eta_seconds) {
-    out += "  ETA " + format_duration(std::chrono::milliseconds(
-                          static_cast<long long>(*u.eta_seconds * 1000)));
+    out += "  ETA " + format_duration(
+                          std::chrono::milliseconds(static_cast<long long>(*u.eta_seconds * 1000)));
   }
   return out;
 }

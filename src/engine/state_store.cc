@@ -39,8 +39,8 @@ std::set<Phase> parse_phase_array(const std::string& text) {
 int StateStore::schema_version(Connection& conn) {
   Rows r = conn.exec("SELECT to_regclass('tandem.schema_version') IS NOT NULL");
   if (r.text(0, 0) != "t") return 0;
-  return static_cast<int>(conn.exec("SELECT coalesce(max(version), 0) FROM tandem.schema_version")
-                              .integer(0, 0));
+  return static_cast<int>(
+      conn.exec("SELECT coalesce(max(version), 0) FROM tandem.schema_version").integer(0, 0));
 }
 
 void StateStore::ensure_schema(Connection& conn) {
@@ -54,10 +54,10 @@ void StateStore::ensure_schema(Connection& conn) {
   int current = static_cast<int>(
       tx.exec("SELECT coalesce(max(version), 0) FROM tandem.schema_version").integer(0, 0));
   if (current > static_cast<int>(versions.size())) {
-    throw Error(ErrorKind::kFatal,
-                "the tandem state schema in this database is at version " +
-                    std::to_string(current) + ", newer than this tandemd understands (" +
-                    std::to_string(versions.size()) + "); upgrade tandemd");
+    throw Error(ErrorKind::kFatal, "the tandem state schema in this database is at version " +
+                                       std::to_string(current) +
+                                       ", newer than this tandemd understands (" +
+                                       std::to_string(versions.size()) + "); upgrade tandemd");
   }
   for (size_t v = current; v < versions.size(); ++v) {
     tx.exec(versions[v]);
@@ -200,7 +200,8 @@ void StateStore::mark_step(Connection& conn, const std::string& step_id,
                            const std::string& status) const {
   conn.exec(
       "UPDATE tandem.steps SET status = $3,"
-      " started_at = CASE WHEN $3 IN ('running', 'done') THEN coalesce(started_at, now()) ELSE started_at END,"
+      " started_at = CASE WHEN $3 IN ('running', 'done') THEN coalesce(started_at, now()) ELSE "
+      "started_at END,"
       " finished_at = CASE WHEN $3 IN ('done', 'rolled_back') THEN now() ELSE NULL END,"
       " last_error = CASE WHEN $3 = 'done' THEN NULL ELSE last_error END"
       " WHERE migration = $1 AND step_id = $2",
@@ -279,9 +280,9 @@ nlohmann::json StateStore::events_json(Connection& conn, int limit) const {
       {migration_, std::to_string(limit)});
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < r.size(); ++i) {
-    nlohmann::json e = {{"id", r.integer(i, 0)}, {"at", r.text(i, 1)}, {"kind", r.text(i, 2)},
-                        {"step", r.text(i, 4)}, {"actor", r.text(i, 5)},
-                        {"detail", nlohmann::json::parse(r.text(i, 6))}};
+    nlohmann::json e = {{"id", r.integer(i, 0)}, {"at", r.text(i, 1)},
+                        {"kind", r.text(i, 2)},  {"step", r.text(i, 4)},
+                        {"actor", r.text(i, 5)}, {"detail", nlohmann::json::parse(r.text(i, 6))}};
     int phase = static_cast<int>(r.integer(i, 3));
     e["phase"] = phase ? nlohmann::json(phase_name(static_cast<Phase>(phase))) : nlohmann::json();
     out.push_back(e);

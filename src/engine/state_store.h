@@ -3,12 +3,11 @@
 // what the store says happened is exactly what happened.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "db/connection.h"
 #include "tandem/phase.h"
@@ -19,7 +18,8 @@ namespace tandem {
 struct MigrationRecord {
   std::string name;
   std::string spec_hash;
-  std::string state;  // running | waiting_approval | failed | completed | rolling_back | rolled_back
+  std::string
+      state;  // running | waiting_approval | failed | completed | rolling_back | rolled_back
   Phase phase = Phase::kPrepare;
   std::set<Phase> approved;
   std::string last_step, last_error, last_sqlstate;

@@ -26,10 +26,10 @@ namespace tandem {
 namespace {
 
 struct Names {
-  std::string table;     // qualified, quoted
-  std::string regclass;  // 'schema.table'::regclass
-  std::string column, shadow, old;        // raw names
-  std::string q_column, q_shadow, q_old;  // quoted
+  std::string table;                           // qualified, quoted
+  std::string regclass;                        // 'schema.table'::regclass
+  std::string column, shadow, old;             // raw names
+  std::string q_column, q_shadow, q_old;       // quoted
   std::string fn_up, fn_down, fn_fwd, fn_bwd;  // qualified function names
   std::string trg_fwd, trg_bwd, nn_check;
 };
@@ -63,51 +63,66 @@ Names names_for(const Spec& spec, const AlterColumnType& op) {
 std::string precheck_sql(const AlterColumnType& op, const Names& n) {
   std::string rel = quote_literal(n.table);
   std::string col = quote_literal(n.column);
-  return
-      "WITH t AS (SELECT to_regclass(" + rel + ") AS rel)\n"
-      "SELECT format('table %s does not exist', " + rel + ") FROM t WHERE rel IS NULL\n"
-      "UNION ALL\n"
-      "SELECT format('%s is not a plain table (relkind %s); alter_column_type supports "
-      "plain tables only', rel, c.relkind)\n"
-      "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind <> 'r'\n"
-      "UNION ALL\n"
-      "SELECT format('column %I does not exist in table %s', " + col + ", rel) FROM t\n"
-      " WHERE rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel\n"
-      "   AND attname = " + col + " AND attnum > 0 AND NOT attisdropped)\n"
-      "UNION ALL\n"
-      "SELECT format('type %s does not exist', " + quote_literal(op.type) + ")\n"
-      " WHERE to_regtype(" + quote_literal(op.type) + ") IS NULL\n"
-      "UNION ALL\n"
-      "SELECT format('table %s has no primary key; the backfill walks the primary key', rel)\n"
-      "  FROM t WHERE rel IS NOT NULL\n"
-      "   AND NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = rel AND indisprimary)\n"
-      "UNION ALL\n"
-      "SELECT format('column %I already exists in %s; an earlier migration left it behind: "
-      "roll that migration back or drop the column', a.attname, rel)\n"
-      "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel\n"
-      " WHERE a.attname IN (" + quote_literal(n.shadow) + ", " + quote_literal(n.old) +
-      ") AND NOT a.attisdropped\n"
-      "UNION ALL\n"
-      "SELECT format('index %s on %s is INVALID (left by a failed CREATE INDEX CONCURRENTLY?); "
-      "drop or rebuild it first', i.indexrelid::regclass, rel)\n"
-      "  FROM t JOIN pg_index i ON i.indrelid = t.rel WHERE NOT i.indisvalid\n"
-      "UNION ALL\n"
-      "SELECT format('%s depends on column %I; tandem cannot change the type of a column that "
-      "%s uses yet: drop it and recreate it after the migration',\n"
-      "       CASE WHEN d.classid = 'pg_rewrite'::regclass\n"
-      "            THEN 'view ' || (SELECT ev_class::regclass::text FROM pg_rewrite\n"
-      "                              WHERE oid = d.objid)\n"
-      "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,\n"
-      "       " + col + ",\n"
-      "       CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'a view'\n"
-      "            WHEN d.classid = 'pg_class'::regclass AND d.objid <> t.rel\n"
-      "              THEN 'an index' ELSE 'another object' END)\n"
-      "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " + col + "\n"
-      "  JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.rel\n"
-      "                  AND d.refobjsubid = a.attnum\n"
-      " WHERE d.classid <> 'pg_attrdef'::regclass\n"
-      "   AND NOT (d.classid = 'pg_class'::regclass\n"
-      "            AND (SELECT relkind FROM pg_class WHERE oid = d.objid) = 'S')";
+  return "WITH t AS (SELECT to_regclass(" + rel +
+         ") AS rel)\n"
+         "SELECT format('table %s does not exist', " +
+         rel +
+         ") FROM t WHERE rel IS NULL\n"
+         "UNION ALL\n"
+         "SELECT format('%s is not a plain table (relkind %s); alter_column_type supports "
+         "plain tables only', rel, c.relkind)\n"
+         "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind <> 'r'\n"
+         "UNION ALL\n"
+         "SELECT format('column %I does not exist in table %s', " +
+         col +
+         ", rel) FROM t\n"
+         " WHERE rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel\n"
+         "   AND attname = " +
+         col +
+         " AND attnum > 0 AND NOT attisdropped)\n"
+         "UNION ALL\n"
+         "SELECT format('type %s does not exist', " +
+         quote_literal(op.type) +
+         ")\n"
+         " WHERE to_regtype(" +
+         quote_literal(op.type) +
+         ") IS NULL\n"
+         "UNION ALL\n"
+         "SELECT format('table %s has no primary key; the backfill walks the primary key', rel)\n"
+         "  FROM t WHERE rel IS NOT NULL\n"
+         "   AND NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = rel AND indisprimary)\n"
+         "UNION ALL\n"
+         "SELECT format('column %I already exists in %s; an earlier migration left it behind: "
+         "roll that migration back or drop the column', a.attname, rel)\n"
+         "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel\n"
+         " WHERE a.attname IN (" +
+         quote_literal(n.shadow) + ", " + quote_literal(n.old) +
+         ") AND NOT a.attisdropped\n"
+         "UNION ALL\n"
+         "SELECT format('index %s on %s is INVALID (left by a failed CREATE INDEX CONCURRENTLY?); "
+         "drop or rebuild it first', i.indexrelid::regclass, rel)\n"
+         "  FROM t JOIN pg_index i ON i.indrelid = t.rel WHERE NOT i.indisvalid\n"
+         "UNION ALL\n"
+         "SELECT format('%s depends on column %I; tandem cannot change the type of a column that "
+         "%s uses yet: drop it and recreate it after the migration',\n"
+         "       CASE WHEN d.classid = 'pg_rewrite'::regclass\n"
+         "            THEN 'view ' || (SELECT ev_class::regclass::text FROM pg_rewrite\n"
+         "                              WHERE oid = d.objid)\n"
+         "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,\n"
+         "       " +
+         col +
+         ",\n"
+         "       CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'a view'\n"
+         "            WHEN d.classid = 'pg_class'::regclass AND d.objid <> t.rel\n"
+         "              THEN 'an index' ELSE 'another object' END)\n"
+         "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " +
+         col +
+         "\n"
+         "  JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.rel\n"
+         "                  AND d.refobjsubid = a.attnum\n"
+         " WHERE d.classid <> 'pg_attrdef'::regclass\n"
+         "   AND NOT (d.classid = 'pg_class'::regclass\n"
+         "            AND (SELECT relkind FROM pg_class WHERE oid = d.objid) = 'S')";
 }
 
 std::string conversion_function(const std::string& name, const std::string& param,
@@ -116,15 +131,22 @@ std::string conversion_function(const std::string& name, const std::string& para
   // plpgsql's RETURN applies an assignment cast, so the default conversion is
   // simply the value itself.
   std::string body = expr ? "(" + *expr + ")" : quote_ident(param);
-  return "CREATE FUNCTION " + name + "(" + quote_ident(param) + " " + param_type + ")\n"
-         "  RETURNS " + return_type + " LANGUAGE plpgsql AS $tandem$\n"
-         "BEGIN\n  RETURN " + body + ";\nEND\n$tandem$;\n";
+  return "CREATE FUNCTION " + name + "(" + quote_ident(param) + " " + param_type +
+         ")\n"
+         "  RETURNS " +
+         return_type +
+         " LANGUAGE plpgsql AS $tandem$\n"
+         "BEGIN\n  RETURN " +
+         body + ";\nEND\n$tandem$;\n";
 }
 
 std::string sync_trigger_function(const std::string& name, const std::string& target,
                                   const std::string& convert, const std::string& source) {
-  return "CREATE FUNCTION " + name + "() RETURNS trigger LANGUAGE plpgsql AS $tandem$\n"
-         "BEGIN\n  NEW." + target + " := " + convert + "(NEW." + source + ");\n"
+  return "CREATE FUNCTION " + name +
+         "() RETURNS trigger LANGUAGE plpgsql AS $tandem$\n"
+         "BEGIN\n  NEW." +
+         target + " := " + convert + "(NEW." + source +
+         ");\n"
          "  RETURN NEW;\nEND\n$tandem$;\n";
 }
 
@@ -212,12 +234,12 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s = Step{};
   s.id = id + "add_not_null_check";
   s.phase = Phase::kBackfill;
-  s.description = "when " + n.q_column + " is NOT NULL: CHECK (" + n.q_shadow +
-                  " IS NOT NULL) NOT VALID";
-  s.sql = "SELECT tandem.add_not_null_check(" + n.regclass + ", " + quote_literal(n.column) +
-          ", " + quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) + ");\n";
-  s.rollback_sql = "ALTER TABLE " + n.table + " DROP CONSTRAINT IF EXISTS " +
-                   quote_ident(n.nn_check) + ";\n";
+  s.description =
+      "when " + n.q_column + " is NOT NULL: CHECK (" + n.q_shadow + " IS NOT NULL) NOT VALID";
+  s.sql = "SELECT tandem.add_not_null_check(" + n.regclass + ", " + quote_literal(n.column) + ", " +
+          quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) + ");\n";
+  s.rollback_sql =
+      "ALTER TABLE " + n.table + " DROP CONSTRAINT IF EXISTS " + quote_ident(n.nn_check) + ";\n";
   s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
   s.table_access = "none";
   out.push_back(s);
@@ -238,8 +260,8 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.phase = Phase::kShadowRead;
   s.kind = StepKind::kVerify;
   s.description = "every row: " + n.q_shadow + " = up(" + n.q_column + ")";
-  s.batch = BatchWork{n.table, "",
-                      n.q_shadow + " IS DISTINCT FROM " + n.fn_up + "(" + n.q_column + ")"};
+  s.batch =
+      BatchWork{n.table, "", n.q_shadow + " IS DISTINCT FROM " + n.fn_up + "(" + n.q_column + ")"};
   s.sql = "SELECT <primary key> FROM " + n.table + " WHERE " + s.batch->mismatch +
           "  -- in primary-key chunks\n";
   s.rollback_sql = "";
@@ -252,17 +274,16 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
                               quote_literal(n.old) + ", " + quote_literal(n.nn_check) + ");\n";
   const std::string swap_back = "SELECT tandem.swap_columns(" + n.regclass + ", " +
                                 quote_literal(n.column) + ", " + quote_literal(n.old) + ", " +
-                                quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) +
-                                ");\n";
+                                quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) + ");\n";
   s = Step{};
   s.id = id + "cutover";
   s.phase = Phase::kCutover;
-  s.description = "swap " + n.q_column + " and " + n.q_shadow +
-                  "; sync flips to " + n.q_old + " := down(" + n.q_column + ")";
+  s.description = "swap " + n.q_column + " and " + n.q_shadow + "; sync flips to " + n.q_old +
+                  " := down(" + n.q_column + ")";
   s.sql = lock_table + "DROP TRIGGER " + n.trg_fwd + " ON " + n.table + ";\n" + swap_in +
           create_trigger(n.trg_bwd, n.table, n.fn_bwd);
-  s.rollback_sql = lock_table + "DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" +
-                   swap_back + create_trigger(n.trg_fwd, n.table, n.fn_fwd);
+  s.rollback_sql = lock_table + "DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" + swap_back +
+                   create_trigger(n.trg_fwd, n.table, n.fn_fwd);
   s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
   s.table_access = "none";
   out.push_back(s);

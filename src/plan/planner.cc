@@ -9,10 +9,14 @@ namespace tandem {
 
 const char* to_string(StepKind kind) {
   switch (kind) {
-    case StepKind::kPrecheck: return "precheck";
-    case StepKind::kSql: return "sql";
-    case StepKind::kBackfill: return "backfill";
-    case StepKind::kVerify: return "verify";
+    case StepKind::kPrecheck:
+      return "precheck";
+    case StepKind::kSql:
+      return "sql";
+    case StepKind::kBackfill:
+      return "backfill";
+    case StepKind::kVerify:
+      return "verify";
   }
   return "?";
 }
@@ -98,8 +102,7 @@ std::string Plan::to_text() const {
     if (in_phase.empty()) out << "  (no steps)\n";
     for (const Step* s : in_phase) {
       out << "  step " << s->id << " [" << to_string(s->kind)
-          << (s->transactional ? "" : ", outside a transaction") << "]: " << s->description
-          << "\n";
+          << (s->transactional ? "" : ", outside a transaction") << "]: " << s->description << "\n";
       out << "    lock: " << s->lock << "\n    table: " << s->table_access << "\n    sql:\n";
       indent(out, s->sql, "      ");
       if (!s->rollback_sql) {

@@ -5,9 +5,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "spec/suggest.h"
@@ -34,11 +35,16 @@ namespace {
 
 std::string kind_name(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Scalar: return "a scalar";
-    case YAML::NodeType::Null: return "nothing";
-    default: return "an undefined value";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Null:
+      return "nothing";
+    default:
+      return "an undefined value";
   }
 }
 
@@ -54,7 +60,9 @@ class Parser {
     return {file_, m.line + 1, m.column + 1};
   }
 
-  void error(const YAML::Node& n, const std::string& message) { errors.push_back({at(n), message}); }
+  void error(const YAML::Node& n, const std::string& message) {
+    errors.push_back({at(n), message});
+  }
 
   // Reports keys of `map` that are not in `allowed`.
   void check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,
@@ -67,8 +75,16 @@ class Parser {
       auto key = it->first.Scalar();
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
         error(it->first, "unknown key \"" + key + "\" in " + where + did_you_mean(key, allowed));
+        std::string best = closest(key, allowed);
+        if (!best.empty()) suggested_.insert(place(map) + best);
       }
     }
+  }
+
+  // Reports a missing required key, unless a misspelt key already pointed at it.
+  void missing(const YAML::Node& map, const std::string& key, const std::string& where) {
+    if (suggested_.count(place(map) + key)) return;
+    error(map, where + ": missing required key \"" + key + "\"");
   }
 
   bool expect_map(const YAML::Node& n, const std::string& what) {
@@ -77,11 +93,11 @@ class Parser {
     return false;
   }
 
-  std::optional<std::string> scalar(const YAML::Node& map, const std::string& key,
-                                    bool required, const std::string& where) {
+  std::optional<std::string> scalar(const YAML::Node& map, const std::string& key, bool required,
+                                    const std::string& where) {
     YAML::Node n = map[key];
     if (!n.IsDefined() || n.IsNull()) {
-      if (required) error(map, where + ": missing required key \"" + key + "\"");
+      if (required) missing(map, key, where);
       return std::nullopt;
     }
     if (!n.IsScalar()) {
@@ -141,8 +157,9 @@ class Parser {
       return std::nullopt;
     }
     auto p = parse_phase(n.Scalar());
-    if (!p) error(n, what + ": unknown phase \"" + n.Scalar() + "\"" +
-                         did_you_mean(n.Scalar(), phase_names()));
+    if (!p)
+      error(n, what + ": unknown phase \"" + n.Scalar() + "\"" +
+                   did_you_mean(n.Scalar(), phase_names()));
     return p;
   }
 
@@ -182,8 +199,7 @@ class Parser {
     integer(n, "batch_size", 1, 1'000'000, s.batch_size);
     integer(n, "retry_budget", 1, 10'000, s.retry_budget);
     duration(n, "retry_backoff", milliseconds(1), milliseconds(600'000), s.retry_backoff);
-    duration(n, "retry_backoff_max", milliseconds(1), milliseconds(3'600'000),
-             s.retry_backoff_max);
+    duration(n, "retry_backoff_max", milliseconds(1), milliseconds(3'600'000), s.retry_backoff_max);
   }
 
   std::optional<AlterColumnType> alter_column_type(const YAML::Node& n) {
@@ -195,7 +211,8 @@ class Parser {
     identifier(n, "schema", false, a.schema);
     identifier(n, "column", true, a.column);
     if (auto t = scalar(n, "type", true, "alter_column_type")) {
-      if (t->find(';') != std::string::npos) error(n["type"], "type: expected a type name, found ';'");
+      if (t->find(';') != std::string::npos)
+        error(n["type"], "type: expected a type name, found ';'");
       a.type = *t;
     }
     if (a.schema == "public") {
@@ -218,7 +235,7 @@ class Parser {
     size_t before = errors.size();
     SqlOperation s;
     if (!n["phase"].IsDefined()) {
-      error(n, "sql: missing required key \"phase\"");
+      missing(n, "phase", "sql");
     } else if (auto p = phase(n["phase"], "phase")) {
       s.phase = *p;
     }
@@ -239,8 +256,9 @@ class Parser {
     static const std::vector<std::string> kOperations = {"alter_column_type", "sql"};
     for (const auto& item : n) {
       if (!item.IsMap() || item.size() != 1) {
-        error(item, "operation: expected a mapping with exactly one operation name, such as "
-                    "\"alter_column_type:\"");
+        error(item,
+              "operation: expected a mapping with exactly one operation name, such as "
+              "\"alter_column_type:\"");
         continue;
       }
       auto entry = *item.begin();
@@ -284,8 +302,8 @@ class Parser {
       if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) ok = false;
     }
     if (!ok) {
-      error(root["name"], "name: \"" + *v +
-                              "\" must be 1 to 48 characters of a-z, 0-9, '_' and '-'");
+      error(root["name"],
+            "name: \"" + *v + "\" must be 1 to 48 characters of a-z, 0-9, '_' and '-'");
     }
     spec.name = *v;
   }
@@ -302,8 +320,9 @@ class Parser {
       return std::nullopt;
     }
     if (root.IsNull() || !root.IsDefined()) {
-      errors.push_back({{file_, 1, 1}, "the spec is empty; expected a mapping with \"name\" and "
-                                       "\"operations\""});
+      errors.push_back({{file_, 1, 1},
+                        "the spec is empty; expected a mapping with \"name\" and "
+                        "\"operations\""});
       return std::nullopt;
     }
     if (!root.IsMap()) {
@@ -321,7 +340,7 @@ class Parser {
       error(root["settings"], "settings: retry_backoff_max must not be less than retry_backoff");
     }
     if (!root["operations"].IsDefined()) {
-      error(root, "spec: missing required key \"operations\"");
+      missing(root, "operations", "spec");
     } else {
       operations(root["operations"], spec);
     }
@@ -331,7 +350,12 @@ class Parser {
   }
 
  private:
+  static std::string place(const YAML::Node& n) {
+    return std::to_string(n.Mark().line) + ":" + std::to_string(n.Mark().column) + ":";
+  }
+
   std::string file_;
+  std::set<std::string> suggested_;  // "line:column:key" of keys a typo pointed at
 };
 
 }  // namespace
@@ -346,11 +370,10 @@ SpecParseResult parse_spec(const std::string& text, const std::string& file) {
     result.spec.reset();
   }
   result.errors = std::move(parser.errors);
-  std::stable_sort(result.errors.begin(), result.errors.end(),
-                   [](const SpecError& a, const SpecError& b) {
-                     return std::tie(a.where.line, a.where.column) <
-                            std::tie(b.where.line, b.where.column);
-                   });
+  std::stable_sort(
+      result.errors.begin(), result.errors.end(), [](const SpecError& a, const SpecError& b) {
+        return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
+      });
   if (!result.errors.empty()) result.spec.reset();
   return result;
 }
@@ -359,7 +382,8 @@ SpecParseResult load_spec_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     SpecParseResult r;
-    r.errors.push_back({{path, 0, 0}, std::string("cannot read the file: ") + std::strerror(errno)});
+    r.errors.push_back(
+        {{path, 0, 0}, std::string("cannot read the file: ") + std::strerror(errno)});
     return r;
   }
   std::stringstream buf;

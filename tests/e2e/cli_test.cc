@@ -1,0 +1,180 @@
+// End to end: the real tandemd binary against a real PostgreSQL under
+// pgbench load, including kill -9 at random points of every phase.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "support/scenario.h"
+
+namespace tandem::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string tandemd(const std::string& args) { return std::string(TANDEMD_PATH) + " " + args; }
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = pg_.create_database("cli");
+    pgbench_init(pg_, db_, 2);
+    spec_path_ = write_temp_file(abalance_spec());
+  }
+  CommandResult run(const std::string& args) {
+    return run_command("TANDEM_DSN='" + pg_.dsn(db_) + "' " + tandemd(args));
+  }
+
+  PgServer& pg_ = PgServer::shared();
+  std::string db_, spec_path_;
+};
+
+TEST(CliStatic, ValidateReportsLocatedErrorsAndExitsOne) {
+  std::string bad = write_temp_file("name: x\nsettings:\n  batch_sise: 10\noperations: []\n");
+  auto r = run_command(tandemd("validate " + bad));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, bad +
+                          ":3:3: unknown key \"batch_sise\" in settings; did you mean "
+                          "\"batch_size\"?\n" +
+                          bad +
+                          ":4:13: operations: the list is empty; a migration needs at least one\n");
+  std::string example =
+      std::string(TANDEM_SOURCE_DIR) + "/migrations/examples/pgbench_abalance_bigint.yaml";
+  r = run_command(tandemd("validate " + example));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST(CliStatic, PlanJsonListsEveryPhaseWithLocksAndRollbacks) {
+  std::string example =
+      std::string(TANDEM_SOURCE_DIR) + "/migrations/examples/pgbench_abalance_bigint.yaml";
+  auto r = run_command(tandemd("plan --json " + example + " 2>/dev/null"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  ASSERT_EQ(j["phases"].size(), 6u);
+  for (const auto& phase : j["phases"]) {
+    EXPECT_FALSE(phase["steps"].empty()) << phase["phase"];
+    for (const auto& step : phase["steps"]) EXPECT_FALSE(step["lock"].get<std::string>().empty());
+  }
+}
+
+TEST(CliStatic, BadCommandLineExitsTwo) {
+  EXPECT_EQ(run_command(tandemd("run")).exit_code, 2);
+  EXPECT_EQ(run_command(tandemd("frobnicate")).exit_code, 2);
+  EXPECT_EQ(run_command(tandemd("run x.yaml --until later")).exit_code, 2);
+  auto help = run_command(tandemd("run --help"));
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.output.find("3  waiting for approval"), std::string::npos) << help.output;
+}
+
+TEST_F(Cli, StopsAtTheCleanupGateWithItsOwnExitCodeThenFinishesWhenApproved) {
+  auto r = run("run " + spec_path_);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("is waiting for approval of phase cleanup, which cannot be undone.\n"
+                          "To go on: tandemd run " +
+                          spec_path_ + " --approve cleanup"),
+            std::string::npos)
+      << r.output;
+  auto status = run("status --json " + spec_path_);
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  auto j = nlohmann::json::parse(status.output);
+  EXPECT_EQ(j["state"], "waiting_approval");
+  EXPECT_EQ(j["phase"], "cleanup");
+  r = run("run " + spec_path_ + " --approve cleanup");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("rows moved by 1.backfill: 200,000"), std::string::npos) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(run("status --json " + spec_path_).output)["state"], "completed");
+  r = run("rollback " + spec_path_);
+  EXPECT_EQ(r.exit_code, 7) << r.output;
+}
+
+TEST_F(Cli, UnreachableDatabaseExitsSix) {
+  auto r = run_command("TANDEM_DSN='host=/nonexistent port=1' " + tandemd("run " + spec_path_));
+  EXPECT_EQ(r.exit_code, 6) << r.output;
+}
+
+// Starts tandemd in the background.
+pid_t spawn(const std::string& command) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + command + " >/dev/null 2>&1").c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+TEST_F(Cli, SurvivesKillNineAtRandomPointsInEveryPhase) {
+  // Smaller batches and a bigger table stretch backfill and shadow_read, so
+  // kills land inside them as well as between steps.
+  pgbench_init(pg_, db_, 4);
+  spec_path_ = write_temp_file(abalance_spec(1000));
+  PgbenchLoad load(pg_, db_);
+  load.start();
+  std::mt19937 rng(std::random_device{}());
+  const std::string cmd =
+      "env TANDEM_DSN='" + pg_.dsn(db_) + "' " + tandemd("run " + spec_path_ + " --approve all");
+  auto watcher = pg_.connect(db_);
+  auto phase_now = [&]() -> std::string {
+    Rows r = watcher->exec(
+        "SELECT CASE WHEN to_regclass('tandem.migrations') IS NULL THEN '0 none' ELSE"
+        " (SELECT coalesce((SELECT phase || ' ' || state FROM tandem.migrations), '0 none')) END");
+    return r.text(0, 0);
+  };
+  std::vector<std::string> killed_in;
+  bool finished = false;
+  for (int target = 1; target <= 6 && !finished; ++target) {
+    pid_t pid = spawn(cmd);
+    // Wait until the run has reached the target phase, then kill it a random
+    // moment later.
+    int status = 0;
+    for (int i = 0; i < 600; ++i) {
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        finished = true;
+        break;
+      }
+      std::string p;
+      try {
+        p = phase_now();
+      } catch (const std::exception&) {
+        p = "0 none";  // the state schema is being created
+      }
+      if (std::stoi(p) >= target) break;
+      std::this_thread::sleep_for(1ms);
+    }
+    if (finished) {
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+      break;
+    }
+    std::uniform_int_distribution<int> delay(0, target == 3 || target == 4 ? 1500 : 40);
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status)) {
+      finished = WEXITSTATUS(status) == 0;
+    } else {
+      killed_in.push_back(phase_now());
+    }
+  }
+  // Run again until it completes; every run resumes where the last stopped.
+  auto r = run_command(cmd);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  load.stop();
+  std::string where;
+  for (const auto& k : killed_in) where += "[" + k + "] ";
+  RecordProperty("killed_in", where);
+  std::cout << "killed in (phase state): " << where << "\n";
+  EXPECT_GE(killed_in.size(), 2u) << "too few kills landed mid-run: " << where;
+  EXPECT_EQ(load.failures(), 0) << load.last_error_output();
+  EXPECT_TRUE(tpcb_invariant_holds(pg_, db_));
+  EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
+  EXPECT_EQ(leftovers(pg_, db_, "pgbench_accounts"), "");
+  EXPECT_EQ(pg_.psql(db_, "SELECT state FROM tandem.migrations"), "completed");
+}
+
+}  // namespace
+}  // namespace tandem::testing

@@ -1,0 +1,302 @@
+// The executor's safety mechanisms against a real PostgreSQL: lock timeouts
+// and retries, the migration lock, prechecks, serial and identity columns.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "engine/state_schema.h"
+#include "support/scenario.h"
+
+namespace tandem::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = pg_.create_database("exec");
+    pg_.psql(db_,
+             "CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL, note text);"
+             "INSERT INTO items SELECT g, g % 100, 'n' FROM generate_series(1, 5000) g;"
+             "ANALYZE items;");
+  }
+  RunOptions options() const {
+    RunOptions o;
+    o.dsn = pg_.dsn(db_);
+    o.actor = "test";
+    return o;
+  }
+  static std::string items_spec(const std::string& settings = "") {
+    return "name: items_qty\n"
+           "settings:\n"
+           "  lock_timeout: 200ms\n"
+           "  retry_backoff: 20ms\n"
+           "  retry_backoff_max: 100ms\n" +
+           settings +
+           "operations:\n"
+           "  - alter_column_type: {table: items, column: qty, type: bigint}\n";
+  }
+
+  PgServer& pg_ = PgServer::shared();
+  std::string db_;
+};
+
+TEST_F(ExecutorTest, DdlWaitsAtMostTheLockTimeoutAndSucceedsOnceTheBlockerEnds) {
+  Spec spec = spec_from(items_spec("  retry_budget: 200\n"));
+  Plan plan = make_plan(spec);
+  auto blocker = pg_.connect(db_);
+  blocker->exec("BEGIN");
+  blocker->exec("SELECT * FROM items LIMIT 1");  // holds ACCESS SHARE until it ends
+
+  RunOptions o = options();
+  o.until = Phase::kPrepare;
+  auto run = std::async(std::launch::async, [&] { return Executor(spec, plan, o).run(); });
+
+  // An application reader, queued behind each waiting DDL attempt, waits at
+  // most about one lock timeout; behind an unbounded DDL it would wait for
+  // the blocker's whole 3 seconds.
+  auto app = pg_.connect(db_);
+  double worst = 0;
+  auto end = Clock::now() + 3s;
+  while (Clock::now() < end) {
+    auto t0 = Clock::now();
+    app->exec("SELECT qty FROM items WHERE id = 1");
+    worst = std::max(worst, std::chrono::duration<double>(Clock::now() - t0).count());
+    std::this_thread::sleep_for(20ms);
+  }
+  blocker->exec("COMMIT");
+  EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
+  EXPECT_LT(worst, 1.0) << "an application query waited " << worst << "s behind a tandem DDL";
+  EXPECT_GT(worst, 0.05) << "the reader never queued behind the DDL: the test proves nothing";
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT attempts > 1, last_sqlstate, status FROM tandem.steps"
+                     " WHERE step_id = '1.add_shadow_column'"),
+            "t|55P03|done");
+}
+
+TEST_F(ExecutorTest, FailsClearlyWhenTheRetryBudgetIsSpentAndResumesLater) {
+  Spec spec = spec_from(items_spec("  retry_budget: 3\n"));
+  Plan plan = make_plan(spec);
+  auto blocker = pg_.connect(db_);
+  blocker->exec("BEGIN");
+  blocker->exec("SELECT * FROM items LIMIT 1");
+  RunOptions o = options();
+  o.until = Phase::kPrepare;
+  try {
+    Executor(spec, plan, o).run();
+    FAIL() << "expected the step to fail";
+  } catch (const StepFailedError& e) {
+    EXPECT_EQ(e.sqlstate(), "55P03");
+    EXPECT_STREQ(e.what(),
+                 "step 1.add_shadow_column failed: canceling statement due to lock timeout "
+                 "[SQLSTATE 55P03] (retry budget of 3 attempts spent).\n"
+                 "Next: find the session holding a conflicting lock (pg_locks joined with "
+                 "pg_stat_activity), end it or wait for it, then run the same command to resume; "
+                 "or run `tandemd rollback` to undo the migration.");
+  }
+  EXPECT_EQ(pg_.psql(db_, "SELECT state, last_step, last_sqlstate FROM tandem.migrations"),
+            "failed|1.add_shadow_column|55P03");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) FROM pg_attribute WHERE attrelid = 'items'::regclass"
+                     " AND attname LIKE '_tandem%'"),
+            "0");
+  blocker->exec("COMMIT");
+  EXPECT_EQ(Executor(spec, plan, o).run(), RunOutcome::kReachedUntil);
+}
+
+TEST_F(ExecutorTest, ASecondRunnerIsToldWhoHoldsTheMigration) {
+  Spec spec = spec_from(items_spec());
+  Plan plan = make_plan(spec);
+  auto holder = pg_.connect(db_);
+  StateStore::ensure_schema(*holder);
+  holder->exec("SET application_name = 'tandemd on host-a'");
+  holder->exec("SELECT pg_advisory_lock($1::int, hashtext('items_qty'))",
+               {std::to_string(kAdvisoryLockClass)});
+  RunOptions o = options();
+  o.lock_wait = 300ms;
+  try {
+    Executor(spec, plan, o).run();
+    FAIL() << "expected the lock to be refused";
+  } catch (const LockHeldError& e) {
+    std::string m = e.what();
+    EXPECT_EQ(m.rfind("migration \"items_qty\" is being run by another tandemd: backend pid " +
+                          std::to_string(holder->backend_pid()) +
+                          " (tandemd on host-a, from local socket",
+                      0),
+              0u)
+        << m;
+  }
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.migrations"), "0");
+}
+
+TEST_F(ExecutorTest, RefusesAChangedSpecMidMigration) {
+  Spec spec = spec_from(items_spec());
+  Plan plan = make_plan(spec);
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kDualWrite), RunOutcome::kReachedUntil);
+  Spec changed = spec_from(items_spec("  batch_size: 10\n"));
+  Plan changed_plan = make_plan(changed);
+  try {
+    Executor(changed, changed_plan, options()).run();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    EXPECT_STREQ(e.what(),
+                 "the spec of migration \"items_qty\" has changed since it started (state "
+                 "paused); restore the file it started with, or roll the migration back before "
+                 "changing it");
+  }
+}
+
+TEST_F(ExecutorTest, PrecheckRefusesADependentViewAndChangesNothing) {
+  pg_.psql(db_, "CREATE VIEW item_qty AS SELECT id, qty FROM items");
+  Spec spec = spec_from(items_spec());
+  Plan plan = make_plan(spec);
+  try {
+    Executor(spec, plan, options()).run();
+    FAIL();
+  } catch (const StepFailedError& e) {
+    EXPECT_EQ(std::string(e.what()).substr(0, std::string(e.what()).find('\n')),
+              "step 1.precheck failed: refused: view item_qty depends on column qty; tandem "
+              "cannot change the type of a column that a view uses yet: drop it and recreate it "
+              "after the migration.");
+  }
+  EXPECT_EQ(leftovers(pg_, db_, "items"), "");
+}
+
+TEST_F(ExecutorTest, PrecheckRefusesAMissingColumn) {
+  Spec spec = spec_from(
+      "name: nope\noperations:\n  - alter_column_type: {table: items, column: qtty, type: "
+      "bigint}\n");
+  Plan plan = make_plan(spec);
+  try {
+    Executor(spec, plan, options()).run();
+    FAIL();
+  } catch (const StepFailedError& e) {
+    EXPECT_EQ(std::string(e.what()).substr(0, std::string(e.what()).find('\n')),
+              "step 1.precheck failed: refused: column qtty does not exist in table items.");
+  }
+}
+
+TEST_F(ExecutorTest, NotNullMovesToTheNewColumnWithoutAScanAtCutover) {
+  Spec spec = spec_from(items_spec());
+  Plan plan = make_plan(spec);
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kCutover), RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute"
+                     " WHERE attrelid = 'items'::regclass AND attname = 'qty'"),
+            "bigint|t");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) FROM pg_constraint WHERE conrelid = 'items'::regclass"
+                     " AND contype = 'c'"),
+            "0");
+  try {
+    pg_.psql(db_, "INSERT INTO items (id, qty) VALUES (99999, NULL)");
+    ADD_FAILURE() << "NULL must still be refused";
+  } catch (const std::runtime_error&) {
+  }
+}
+
+TEST_F(ExecutorTest, SerialColumnKeepsItsSequenceThroughCutoverRollbackAndCleanup) {
+  pg_.psql(db_,
+           "CREATE TABLE tickets (id bigint PRIMARY KEY, number serial, label text);"
+           "INSERT INTO tickets (id, label) SELECT g, 'x' FROM generate_series(1, 1000) g;");
+  Spec spec = spec_from(
+      "name: tickets\noperations:\n"
+      "  - alter_column_type: {table: tickets, column: number, type: bigint}\n");
+  Plan plan = make_plan(spec);
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kCutover), RunOutcome::kReachedUntil);
+  pg_.psql(db_, "INSERT INTO tickets (id, label) VALUES (1001, 'after cutover')");
+  EXPECT_EQ(Executor(spec, plan, options()).rollback(), RollbackOutcome::kRolledBack);
+  pg_.psql(db_, "INSERT INTO tickets (id, label) VALUES (1002, 'after rollback')");
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_)), RunOutcome::kCompleted);
+  pg_.psql(db_, "INSERT INTO tickets (id, label) VALUES (1003, 'after cleanup')");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT string_agg(number::text, ',' ORDER BY id) FROM tickets"
+                     " WHERE id > 1000"),
+            "1001,1002,1003");
+  EXPECT_EQ(column_type(pg_, db_, "tickets", "number"), "bigint");
+  EXPECT_EQ(pg_.psql(db_, "SELECT pg_get_serial_sequence('tickets', 'number')"),
+            "public.tickets_number_seq");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(DISTINCT number) FROM tickets"), "1003");
+}
+
+TEST_F(ExecutorTest, IdentityColumnMovesWithItsNextValue) {
+  pg_.psql(db_,
+           "CREATE TABLE events (id int PRIMARY KEY,"
+           " seq int GENERATED BY DEFAULT AS IDENTITY, body text);"
+           "INSERT INTO events (id, body) SELECT g, 'x' FROM generate_series(1, 500) g;");
+  Spec spec = spec_from(
+      "name: events_seq\noperations:\n"
+      "  - alter_column_type: {table: events, column: seq, type: bigint}\n");
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_)), RunOutcome::kCompleted);
+  pg_.psql(db_, "INSERT INTO events (id, body) VALUES (501, 'new')");
+  EXPECT_EQ(pg_.psql(db_, "SELECT seq FROM events WHERE id = 501"), "501");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT attidentity FROM pg_attribute WHERE attrelid = 'events'::regclass"
+                     " AND attname = 'seq'"),
+            "d");
+  EXPECT_EQ(column_type(pg_, db_, "events", "seq"), "bigint");
+}
+
+TEST_F(ExecutorTest, ConcurrentUpdatesDuringBackfillAreNeverOverwrittenByStaleCopies) {
+  // Small batches and a writer hammering the same rows: if the backfill ever
+  // wrote a stale copy, the shadow_read verification would find the mismatch.
+  Spec spec = spec_from(items_spec("  batch_size: 50\n"));
+  Plan plan = make_plan(spec);
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    auto c = pg_.connect(db_);
+    int i = 0;
+    while (!stop) {
+      c->exec("UPDATE items SET qty = qty + 1 WHERE id = $1",
+              {std::to_string(1 + (i++ * 37) % 5000)});
+    }
+  });
+  RunOptions o = options();
+  o.until = Phase::kShadowRead;
+  RunOutcome outcome = Executor(spec, plan, o).run();
+  stop = true;
+  writer.join();
+  EXPECT_EQ(outcome, RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_, "SELECT mismatches FROM tandem.checkpoints WHERE step_id = '1.verify'"),
+            "0");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
+            "0");
+}
+
+TEST_F(ExecutorTest, ShadowReadCatchesACorruptedCopyAndStartsOverAfterARepair) {
+  Spec spec = spec_from(items_spec("  batch_size: 700\n"));
+  Plan plan = make_plan(spec);
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kBackfill), RunOutcome::kReachedUntil);
+  // Corrupt two shadow values behind the trigger's back.
+  pg_.psql(db_,
+           "SET session_replication_role = replica;"
+           "UPDATE items SET _tandem_new_qty = -1 WHERE id IN (7, 4321);");
+  try {
+    run_until(spec, pg_.dsn(db_), Phase::kShadowRead);
+    FAIL() << "the verification must fail";
+  } catch (const StepFailedError& e) {
+    std::string m = e.what();
+    EXPECT_EQ(m.substr(0, m.find('\n')),
+              "step 1.verify failed: 2 rows differ between old and new storage (first keys: (7) "
+              "(4321)).");
+  }
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT status, mismatches FROM tandem.steps JOIN tandem.checkpoints"
+                     " USING (migration, step_id) WHERE step_id = '1.verify'"),
+            "failed|2");
+  pg_.psql(db_, "UPDATE items SET qty = qty WHERE id IN (7, 4321)");  // the trigger repairs them
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kShadowRead), RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT status, mismatches, rows_done FROM tandem.steps"
+                     " JOIN tandem.checkpoints USING (migration, step_id)"
+                     " WHERE step_id = '1.verify'"),
+            "done|0|5000");
+}
+
+}  // namespace
+}  // namespace tandem::testing

@@ -1,0 +1,83 @@
+// Test support: a throwaway PostgreSQL server started by the test itself, and
+// a pgbench load that runs beside a migration.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "db/connection.h"
+
+namespace tandem::testing {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs a shell command and collects its output.
+CommandResult run_command(const std::string& command);
+
+// A PostgreSQL server in a temporary directory, listening on a unix socket
+// only. As root it runs as the `postgres` user (runuser). Removed on destruction.
+class PgServer {
+ public:
+  PgServer();
+  ~PgServer();
+  PgServer(const PgServer&) = delete;
+  PgServer& operator=(const PgServer&) = delete;
+
+  // One server per test process, started on first use.
+  static PgServer& shared();
+
+  // A new empty database; each test uses its own.
+  std::string create_database(const std::string& prefix);
+  std::string dsn(const std::string& database) const;
+  // "PGHOST=... PGPORT=... PGUSER=postgres PGDATABASE=db " for shell commands.
+  std::string env(const std::string& database) const;
+  std::unique_ptr<Connection> connect(const std::string& database) const;
+  // Runs SQL through psql; returns its output (unaligned, tuples only).
+  std::string psql(const std::string& database, const std::string& sql) const;
+
+  void restart();
+  const std::string& bin_dir() const { return bin_dir_; }
+
+ private:
+  std::string as_owner(const std::string& command) const;
+  std::string bin_dir_, dir_, socket_dir_, data_dir_;
+  int port_ = 0;
+  int db_counter_ = 0;
+};
+
+// pgbench's TPC-B-like load, run in back-to-back short rounds on a thread
+// until stop(). Counts failed and aborted transactions across rounds.
+class PgbenchLoad {
+ public:
+  PgbenchLoad(const PgServer& server, std::string database, int clients = 4);
+  ~PgbenchLoad();
+  void start();
+  void stop();
+  long long transactions() const { return transactions_; }
+  long long failures() const { return failures_; }
+  const std::string& last_error_output() const { return last_error_; }
+
+ private:
+  const PgServer& server_;
+  std::string database_;
+  int clients_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::atomic<long long> transactions_{0};
+  std::atomic<long long> failures_{0};
+  std::string last_error_;
+};
+
+// Initialises pgbench tables at `scale` (100,000 accounts per unit).
+void pgbench_init(const PgServer& server, const std::string& database, int scale);
+// sum(abalance) = sum(tbalance) = sum(bbalance) = sum(history.delta)
+bool tpcb_invariant_holds(const PgServer& server, const std::string& database);
+
+}  // namespace tandem::testing

@@ -1,0 +1,86 @@
+#include "support/scenario.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+namespace tandem::testing {
+
+Spec spec_from(const std::string& text) {
+  auto r = parse_spec(text, "test.yaml");
+  if (!r.spec) {
+    ADD_FAILURE() << r.errors.at(0).to_string();
+    return Spec{};
+  }
+  return *r.spec;
+}
+
+RunOutcome run_until(const Spec& spec, const std::string& dsn, std::optional<Phase> until) {
+  Plan plan = make_plan(spec);
+  RunOptions o;
+  o.dsn = dsn;
+  o.actor = "test";
+  o.until = until;
+  o.approve_all = !until;
+  return Executor(spec, plan, o).run();
+}
+
+std::string abalance_spec(int batch_size) {
+  return "name: abalance_bigint\n"
+         "settings:\n"
+         "  lock_timeout: 500ms\n"
+         "  batch_size: " +
+         std::to_string(batch_size) +
+         "\n"
+         "operations:\n"
+         "  - alter_column_type:\n"
+         "      table: pgbench_accounts\n"
+         "      column: abalance\n"
+         "      type: bigint\n"
+         "      up: abalance::bigint\n"
+         "      down: abalance::integer\n";
+}
+
+std::string leftovers(const PgServer& pg, const std::string& db, const std::string& table) {
+  return pg.psql(db,
+                 "SELECT string_agg(x, ', ') FROM ("
+                 " SELECT 'trigger ' || tgname AS x FROM pg_trigger"
+                 "  WHERE tgrelid = '" +
+                     table +
+                     "'::regclass AND tgname LIKE '%tandem%'"
+                     " UNION ALL SELECT 'column ' || attname FROM pg_attribute"
+                     "  WHERE attrelid = '" +
+                     table +
+                     "'::regclass AND attname LIKE '_tandem%'"
+                     "    AND NOT attisdropped"
+                     " UNION ALL SELECT 'constraint ' || conname FROM pg_constraint"
+                     "  WHERE conrelid = '" +
+                     table +
+                     "'::regclass AND conname LIKE '_tandem%'"
+                     " UNION ALL SELECT 'function ' || p.proname FROM pg_proc p"
+                     "  JOIN pg_namespace n ON n.oid = p.pronamespace"
+                     "  WHERE n.nspname = 'tandem' AND p.proname NOT IN"
+                     "   ('add_not_null_check', 'validate_constraint_if_exists', 'swap_columns')"
+                     ") s");
+}
+
+std::string column_type(const PgServer& pg, const std::string& db, const std::string& table,
+                        const std::string& column) {
+  return pg.psql(
+      db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '" + table +
+              "'::regclass AND attname = '" + column + "' AND NOT attisdropped");
+}
+
+std::string write_temp_file(const std::string& text, const std::string& suffix) {
+  std::string tmpl = "/tmp/tandem-spec-XXXXXX" + suffix;
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  int fd = mkstemps(buf.data(), static_cast<int>(suffix.size()));
+  if (fd < 0) throw std::runtime_error("mkstemps failed");
+  close(fd);
+  std::ofstream(buf.data()) << text;
+  return buf.data();
+}
+
+}  // namespace tandem::testing

@@ -1,0 +1,35 @@
+// Helpers shared by the integration and end-to-end tests.
+#pragma once
+
+#include <string>
+
+#include "engine/executor.h"
+#include "support/pg_server.h"
+#include "tandem/plan.h"
+#include "tandem/spec.h"
+
+namespace tandem::testing {
+
+// Parses spec text or fails the test.
+Spec spec_from(const std::string& text);
+
+// Plans `spec` and runs it against `dsn` through `until` (every phase, with
+// every approval, when `until` is not given). Returns the outcome.
+RunOutcome run_until(const Spec& spec, const std::string& dsn,
+                     std::optional<Phase> until = std::nullopt);
+
+// The pgbench example's spec with test-sized settings.
+std::string abalance_spec(int batch_size = 2000);
+
+// Every tandem leftover on `table`: triggers, shadow columns, functions in the
+// tandem schema, check constraints. Empty when the table is clean.
+std::string leftovers(const PgServer& pg, const std::string& db, const std::string& table);
+
+// format_type of a column.
+std::string column_type(const PgServer& pg, const std::string& db, const std::string& table,
+                        const std::string& column);
+
+// Writes text to a new temporary file and returns its path.
+std::string write_temp_file(const std::string& text, const std::string& suffix = ".yaml");
+
+}  // namespace tandem::testing

@@ -1,0 +1,196 @@
+#include <gtest/gtest.h>
+
+#include "tandem/spec.h"
+
+namespace tandem {
+namespace {
+
+const char* kValid = R"(name: widen
+description: widen a column
+settings:
+  lock_timeout: 250ms
+  statement_timeout: 30s
+  batch_size: 1000
+  retry_budget: 5
+operations:
+  - alter_column_type:
+      table: app.accounts
+      column: balance
+      type: bigint
+      up: balance::bigint
+  - sql:
+      phase: backfill
+      up: ANALYZE app.accounts
+      down: SELECT 1
+gates:
+  cutover: approval
+)";
+
+TEST(SpecParser, ParsesAValidSpec) {
+  auto r = parse_spec(kValid, "spec.yaml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0].to_string();
+  const Spec& s = *r.spec;
+  EXPECT_EQ(s.name, "widen");
+  EXPECT_EQ(s.settings.lock_timeout.count(), 250);
+  EXPECT_EQ(s.settings.statement_timeout.count(), 30000);
+  EXPECT_EQ(s.settings.batch_size, 1000);
+  EXPECT_EQ(s.settings.retry_budget, 5);
+  ASSERT_EQ(s.operations.size(), 2u);
+  const auto& a = std::get<AlterColumnType>(s.operations[0].op);
+  EXPECT_EQ(a.schema, "app");
+  EXPECT_EQ(a.table, "accounts");
+  EXPECT_EQ(a.column, "balance");
+  EXPECT_EQ(*a.up, "balance::bigint");
+  EXPECT_FALSE(a.down.has_value());
+  EXPECT_EQ(s.operations[0].where.line, 9);
+  EXPECT_EQ(s.operations[0].where.column, 5);
+  const auto& q = std::get<SqlOperation>(s.operations[1].op);
+  EXPECT_EQ(q.phase, Phase::kBackfill);
+  EXPECT_TRUE(q.transaction);
+  EXPECT_TRUE(s.requires_approval(Phase::kCutover));
+  EXPECT_TRUE(s.requires_approval(Phase::kCleanup));  // always
+  EXPECT_FALSE(s.requires_approval(Phase::kBackfill));
+}
+
+TEST(SpecParser, DefaultsWhenSettingsAreAbsent) {
+  auto r = parse_spec("name: x\noperations:\n  - sql: {phase: prepare, up: SELECT 1}\n", "s.yaml");
+  ASSERT_TRUE(r.spec);
+  EXPECT_EQ(r.spec->settings.lock_timeout.count(), 500);
+  EXPECT_EQ(r.spec->settings.batch_size, 5000);
+  EXPECT_EQ(r.spec->settings.retry_budget, 30);
+}
+
+struct Malformed {
+  const char* title;
+  const char* text;
+  const char* message;  // the first error, exactly
+};
+
+const Malformed kMalformed[] = {
+    {"empty file", "",
+     "bad.yaml:1:1: the spec is empty; expected a mapping with \"name\" and "
+     "\"operations\""},
+    {"top level list", "- a\n- b\n",
+     "bad.yaml:1:1: expected a mapping at the top level, got a list"},
+    {"yaml syntax", "name: [unclosed\n",
+     "bad.yaml:2:1: YAML syntax: end of sequence flow not found"},
+    {"missing name", "operations:\n  - sql: {phase: prepare, up: x}\n",
+     "bad.yaml:1:1: spec: missing required key \"name\""},
+    {"missing operations", "name: x\n", "bad.yaml:1:1: spec: missing required key \"operations\""},
+    {"unknown top key", "name: x\noperation:\n  - sql: {phase: prepare, up: x}\n",
+     "bad.yaml:2:1: unknown key \"operation\" in the spec; did you mean \"operations\"?"},
+    {"bad name", "name: Widen Column\noperations: []\n",
+     "bad.yaml:1:7: name: \"Widen Column\" must be 1 to 48 characters of a-z, 0-9, '_' and '-'"},
+    {"name is a list", "name: [a]\noperations: []\n",
+     "bad.yaml:1:7: name: expected a string, got a list"},
+    {"empty operations", "name: x\noperations: []\n",
+     "bad.yaml:2:13: operations: the list is empty; a migration needs at least one"},
+    {"operations not a list", "name: x\noperations: {sql: 1}\n",
+     "bad.yaml:2:13: operations: expected a list, got a mapping"},
+    {"unknown operation", "name: x\noperations:\n  - alter_colum_type: {table: t}\n",
+     "bad.yaml:3:5: unknown operation \"alter_colum_type\"; did you mean \"alter_column_type\"?"},
+    {"operation with two names",
+     "name: x\noperations:\n  - sql: {phase: prepare, up: x}\n    alter_column_type: {}\n",
+     "bad.yaml:3:5: operation: expected a mapping with exactly one operation name, such as "
+     "\"alter_column_type:\""},
+    {"unknown setting", "name: x\nsettings:\n  lock_timout: 1s\noperations: []\n",
+     "bad.yaml:3:3: unknown key \"lock_timout\" in settings; did you mean \"lock_timeout\"?"},
+    {"bad duration", "name: x\nsettings:\n  lock_timeout: soon\noperations: []\n",
+     "bad.yaml:3:17: lock_timeout: expected a duration such as 500ms or 2s, got \"soon\""},
+    {"duration out of range", "name: x\nsettings:\n  lock_timeout: 1ms\noperations: []\n",
+     "bad.yaml:3:17: lock_timeout: 1ms is out of range (10ms to 10m00s)"},
+    {"batch size not a number", "name: x\nsettings:\n  batch_size: lots\noperations: []\n",
+     "bad.yaml:3:15: batch_size: expected a whole number, got \"lots\""},
+    {"batch size zero", "name: x\nsettings:\n  batch_size: 0\noperations: []\n",
+     "bad.yaml:3:15: batch_size: 0 is out of range (1 to 1000000)"},
+    {"backoff max below backoff",
+     "name: x\nsettings:\n  retry_backoff: 2s\n  retry_backoff_max: 1s\noperations:\n"
+     "  - sql: {phase: prepare, up: x}\n",
+     "bad.yaml:3:3: settings: retry_backoff_max must not be less than retry_backoff"},
+    {"alter without table",
+     "name: x\noperations:\n  - alter_column_type:\n      column: c\n      type: bigint\n",
+     "bad.yaml:4:7: alter_column_type: missing required key \"table\""},
+    {"alter without type",
+     "name: x\noperations:\n  - alter_column_type:\n      table: t\n      column: c\n",
+     "bad.yaml:4:7: alter_column_type: missing required key \"type\""},
+    {"alter unknown key",
+     "name: x\noperations:\n  - alter_column_type:\n      table: t\n      column: c\n"
+     "      type: bigint\n      dwon: c::int\n",
+     "bad.yaml:7:7: unknown key \"dwon\" in alter_column_type; did you mean \"down\"?"},
+    {"alter up with semicolon",
+     "name: x\noperations:\n  - alter_column_type:\n      table: t\n      column: c\n"
+     "      type: bigint\n      up: c::bigint; DROP TABLE t\n",
+     "bad.yaml:7:11: up: expected one SQL expression, found ';'"},
+    {"alter long table name",
+     "name: x\noperations:\n  - alter_column_type:\n      table: "
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n      column: c\n"
+     "      type: bigint\n",
+     "bad.yaml:4:14: table: "
+     "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" "
+     "is longer than PostgreSQL's 63-byte limit"},
+    {"alter is not a mapping", "name: x\noperations:\n  - alter_column_type: yes\n",
+     "bad.yaml:3:24: alter_column_type: expected a mapping, got a scalar"},
+    {"sql without phase", "name: x\noperations:\n  - sql:\n      up: SELECT 1\n",
+     "bad.yaml:4:7: sql: missing required key \"phase\""},
+    {"sql unknown phase",
+     "name: x\noperations:\n  - sql:\n      phase: backfil\n      up: SELECT 1\n",
+     "bad.yaml:4:14: phase: unknown phase \"backfil\"; did you mean \"backfill\"?"},
+    {"sql without up", "name: x\noperations:\n  - sql:\n      phase: prepare\n",
+     "bad.yaml:4:7: sql: missing required key \"up\""},
+    {"sql bad transaction flag",
+     "name: x\noperations:\n  - sql:\n      phase: prepare\n      up: SELECT 1\n      transaction: "
+     "maybe\n",
+     "bad.yaml:6:20: transaction: expected true or false, got \"maybe\""},
+    {"gate unknown phase",
+     "name: x\noperations:\n  - sql: {phase: prepare, up: x}\ngates:\n  cutovr: approval\n",
+     "bad.yaml:5:3: gates: unknown phase \"cutovr\"; did you mean \"cutover\"?"},
+    {"gate unknown kind",
+     "name: x\noperations:\n  - sql: {phase: prepare, up: x}\ngates:\n  cutover: vote\n",
+     "bad.yaml:5:12: gates: the only gate is \"approval\", got \"vote\""},
+    {"unknown key far off", "name: x\nzzz: 1\noperations:\n  - sql: {phase: prepare, up: x}\n",
+     "bad.yaml:2:1: unknown key \"zzz\" in the spec; expected one of: name, description, settings, "
+     "operations, gates"},
+};
+
+void PrintTo(const Malformed& m, std::ostream* os) { *os << m.title; }
+
+class MalformedSpec : public ::testing::TestWithParam<Malformed> {};
+
+TEST_P(MalformedSpec, IsRejectedWithItsExactMessage) {
+  const Malformed& m = GetParam();
+  auto r = parse_spec(m.text, "bad.yaml");
+  EXPECT_FALSE(r.spec.has_value());
+  ASSERT_FALSE(r.errors.empty());
+  EXPECT_EQ(r.errors[0].to_string(), m.message);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, MalformedSpec, ::testing::ValuesIn(kMalformed), [](const auto& info) {
+  std::string n = info.param.title;
+  for (char& c : n) {
+    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return n;
+});
+
+TEST(SpecParser, AMisspeltRequiredKeyIsReportedOnceWithItsHint) {
+  auto r = parse_spec("name: x\noperation:\n  - sql: {phase: prepare, up: x}\n", "bad.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+}
+
+TEST(SpecParser, ReportsEveryErrorNotJustTheFirst) {
+  auto r = parse_spec("name: x\nsettings:\n  batch_size: 0\n  retry_budget: -1\noperations: []\n",
+                      "bad.yaml");
+  ASSERT_EQ(r.errors.size(), 3u);
+  EXPECT_EQ(r.errors[1].to_string(),
+            "bad.yaml:4:17: retry_budget: -1 is out of range (1 to 10000)");
+}
+
+TEST(SpecParser, UnreadableFileNamesTheFile) {
+  auto r = load_spec_file("/nonexistent/spec.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(),
+            "/nonexistent/spec.yaml: cannot read the file: No such file or directory");
+}
+
+}  // namespace
+}  // namespace tandem

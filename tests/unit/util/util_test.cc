@@ -1,0 +1,85 @@
+#include <gtest/gtest.h>
+
+#include "engine/backfill.h"
+#include "engine/progress.h"
+#include "tandem/error.h"
+#include "util/duration.h"
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+namespace {
+
+TEST(Duration, ParsesUnits) {
+  EXPECT_EQ(parse_duration("250ms")->count(), 250);
+  EXPECT_EQ(parse_duration("2s")->count(), 2000);
+  EXPECT_EQ(parse_duration("1.5s")->count(), 1500);
+  EXPECT_EQ(parse_duration("3m")->count(), 180000);
+  EXPECT_EQ(parse_duration("1h")->count(), 3600000);
+  EXPECT_EQ(parse_duration("40")->count(), 40);
+  EXPECT_FALSE(parse_duration("-1s"));
+  EXPECT_FALSE(parse_duration("2 s"));
+  EXPECT_FALSE(parse_duration("fast"));
+  EXPECT_FALSE(parse_duration(""));
+}
+
+TEST(Duration, Formats) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(format_duration(milliseconds(850)), "850ms");
+  EXPECT_EQ(format_duration(milliseconds(2500)), "2.5s");
+  EXPECT_EQ(format_duration(milliseconds(200000)), "3m20s");
+  EXPECT_EQ(format_duration(milliseconds(3900000)), "1h05m");
+}
+
+TEST(Text, ClosestSuggestsOnlyNearNames) {
+  EXPECT_EQ(closest("lock_timout", {"lock_timeout", "batch_size"}), "lock_timeout");
+  EXPECT_EQ(closest("zzz", {"lock_timeout", "batch_size"}), "");
+  EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
+  EXPECT_EQ(with_commas(1234567), "1,234,567");
+  EXPECT_EQ(with_commas(-1000), "-1,000");
+}
+
+TEST(Ident, QuotesLikePostgres) {
+  EXPECT_EQ(quote_ident("abalance"), "abalance");
+  EXPECT_EQ(quote_ident("user"), "\"user\"");
+  EXPECT_EQ(quote_ident("Mixed"), "\"Mixed\"");
+  EXPECT_EQ(quote_ident("a\"b"), "\"a\"\"b\"");
+  EXPECT_EQ(quote_ident("1abc"), "\"1abc\"");
+  EXPECT_EQ(quote_literal("it's"), "'it''s'");
+}
+
+TEST(Errors, ClassifiesSqlStates) {
+  EXPECT_EQ(classify_sqlstate("55P03"), ErrorKind::kRetryable);  // lock timeout
+  EXPECT_EQ(classify_sqlstate("40P01"), ErrorKind::kRetryable);  // deadlock
+  EXPECT_EQ(classify_sqlstate("40001"), ErrorKind::kRetryable);  // serialization
+  EXPECT_EQ(classify_sqlstate("08006"), ErrorKind::kRetryable);  // connection failure
+  EXPECT_EQ(classify_sqlstate("57P01"), ErrorKind::kRetryable);  // admin shutdown
+  EXPECT_EQ(classify_sqlstate("40003"), ErrorKind::kInDoubt);
+  EXPECT_EQ(classify_sqlstate("42P01"), ErrorKind::kFatal);  // undefined table
+  EXPECT_EQ(classify_sqlstate("23505"), ErrorKind::kFatal);  // unique violation
+}
+
+TEST(RateMeter, SmoothsAndEstimates) {
+  RateMeter m(0.5);
+  EXPECT_FALSE(m.eta_seconds(100));
+  m.add(1000, 1.0);
+  EXPECT_DOUBLE_EQ(m.rows_per_second(), 1000);
+  m.add(3000, 1.0);
+  EXPECT_DOUBLE_EQ(m.rows_per_second(), 2000);
+  EXPECT_DOUBLE_EQ(*m.eta_seconds(4000), 2.0);
+  m.add(10, 0);  // ignored: no time passed
+  EXPECT_DOUBLE_EQ(m.rows_per_second(), 2000);
+}
+
+TEST(KeysetWalker, RangePredicateNumbersParametersAfterThenUpper) {
+  KeysetWalker one("t", {"id"});
+  EXPECT_EQ(one.range_predicate({{}, {}}), "true");
+  EXPECT_EQ(one.range_predicate({{"5"}, {}}), "(id) > ($1)");
+  EXPECT_EQ(one.range_predicate({{}, {"9"}}), "(id) <= ($1)");
+  KeysetWalker two("t", {"a", "b"});
+  EXPECT_EQ(two.range_predicate({{"1", "2"}, {"3", "4"}}),
+            "(a, b) > ($1, $2) AND (a, b) <= ($3, $4)");
+}
+
+}  // namespace
+}  // namespace tandem
