@@ -39,7 +39,11 @@ struct Step {
   bool transactional = true;
   std::string lock;          // the strongest lock it takes, in words
   std::string table_access;  // "none", "scans table", "updates every row", "rewrites table"
-  // Run before retrying a non-transactional step that may have left something half done.
+  // For non-transactional steps, which cannot record "done" together with
+  // their work: a query run before every attempt that returns 'done' when the
+  // work is already complete (the attempt is skipped) or 'repair' when an
+  // earlier attempt left something half done (repair_sql runs first).
+  std::optional<std::string> state_check;
   std::optional<std::string> repair_sql;
   std::optional<BatchWork> batch;
 };

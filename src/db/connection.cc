@@ -58,7 +58,19 @@ void Transaction::set_timeouts(std::chrono::milliseconds lock_timeout,
 
 void Transaction::commit() {
   done_ = true;
-  conn_.commit();
+  try {
+    conn_.commit();
+  } catch (...) {
+    // A COMMIT that failed on a live session leaves no transaction open on the
+    // server; make sure of it, so the next BEGIN starts a fresh one.
+    if (conn_.is_open()) {
+      try {
+        conn_.exec("ROLLBACK");
+      } catch (...) {
+      }
+    }
+    throw;
+  }
 }
 
 }  // namespace tandem

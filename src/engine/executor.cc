@@ -43,8 +43,9 @@ bool Executor::needs_approval(Phase phase) const {
 
 void Executor::connect() {
   conn_.reset();
+  const std::string app = "tandemd " + spec_.name + " pid " + std::to_string(getpid());
   auto conn =
-      connect_postgres(options_.dsn, "tandemd " + spec_.name + " pid " + std::to_string(getpid()));
+      options_.connect ? options_.connect(options_.dsn, app) : connect_postgres(options_.dsn, app);
   StateStore::ensure_schema(*conn);
   auto deadline = Clock::now() + options_.lock_wait;
   std::string holder;
@@ -56,6 +57,7 @@ void Executor::connect() {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   conn_ = std::move(conn);
+  ever_connected_ = true;
 }
 
 std::chrono::milliseconds Executor::backoff(int attempt) {
@@ -91,7 +93,13 @@ void Executor::with_retries(const std::string& step_id, const std::string& what,
       return;
     } catch (const LockHeldError&) {
       throw;
+    } catch (const StepFailedError&) {
+      throw;
+    } catch (const RollbackRefusedError&) {
+      throw;
     } catch (const Error& e) {
+      if (e.kind() == ErrorKind::kBadInput) throw;
+      if (!ever_connected_ && e.sqlstate() == "08001") throw;  // never reached the server
       if (e.kind() == ErrorKind::kInDoubt) {
         spdlog::warn("{}: {}; re-reading the state store before going on", what, e.what());
         conn_.reset();
@@ -135,53 +143,84 @@ void Executor::with_retries(const std::string& step_id, const std::string& what,
 // rollback() returns: the lock is held for a call, not for the object's life.
 class Executor::SessionScope {
  public:
-  explicit SessionScope(Executor& e) : e_(e) { e_.connect(); }
+  explicit SessionScope(Executor& e) : e_(e) {
+    // The first connection, the state schema and the lock go through the
+    // retry path like everything else; only a server that cannot be reached
+    // at all fails at once.
+    e_.with_retries(
+        "", "connecting", [] {}, [] { return false; });
+  }
   ~SessionScope() { e_.conn_.reset(); }
 
  private:
   Executor& e_;
 };
 
+void Executor::record_state(const std::string& state, Phase phase, const std::string& event) {
+  with_retries(
+      "", "recording state " + state,
+      [&] {
+        Transaction tx(*conn_);
+        store_.set_state(*conn_, state, phase);
+        if (!event.empty()) store_.event(*conn_, event, phase, "", options_.actor);
+        tx.commit();
+      },
+      [] { return false; });  // idempotent: doing it twice is harmless
+}
+
 RunOutcome Executor::run() {
   SessionScope session(*this);
-  auto record = store_.load(*conn_);
-  const std::string hash = StateStore::hash_of(*conn_, spec_.text);
-  if (record && record->state != "rolled_back") {
-    if (record->spec_hash != hash) {
-      throw Error(ErrorKind::kBadInput, "the spec of migration \"" + spec_.name +
-                                            "\" has changed since it started "
-                                            "(state " +
-                                            record->state +
-                                            "); restore the file it started with, or roll the "
-                                            "migration back before changing it");
-    }
-    if (record->state == "completed") return RunOutcome::kAlreadyCompleted;
-    auto stored = store_.steps(*conn_);
-    bool same = stored.size() == plan_.steps.size();
-    for (size_t i = 0; same && i < stored.size(); ++i) {
-      same = stored[i].step_id == plan_.steps[i].id;
-    }
-    if (!same) {
-      throw Error(ErrorKind::kBadInput,
-                  "migration \"" + spec_.name +
-                      "\" was started by a tandemd that planned "
-                      "different steps; finish or roll it back with that version");
-    }
-    store_.event(*conn_, "resumed", record->phase, "", options_.actor, {{"state", record->state}});
-  } else {
-    store_.start(*conn_, spec_.text, plan_, options_.actor);
-  }
-  record = store_.load(*conn_);
-  for (const auto& p : phase_table()) {
-    bool given = options_.approve_all || options_.approve.count(p.phase);
-    if (given && needs_approval(p.phase) && !record->approved.count(p.phase)) {
-      store_.approve(*conn_, p.phase, options_.actor);
-      record->approved.insert(p.phase);
-    }
-  }
-
+  std::optional<MigrationRecord> record;
   std::map<std::string, std::string> status;
-  for (const auto& s : store_.steps(*conn_)) status[s.step_id] = s.status;
+  bool already_completed = false;
+  // Everything here is idempotent, so after any retryable error or an
+  // in-doubt commit it simply runs again from the top.
+  with_retries(
+      "", "starting migration " + spec_.name,
+      [&] {
+        record = store_.load(*conn_);
+        const std::string hash = StateStore::hash_of(*conn_, spec_.text);
+        if (record && record->state != "rolled_back") {
+          if (record->spec_hash != hash) {
+            throw Error(ErrorKind::kBadInput,
+                        "the spec of migration \"" + spec_.name +
+                            "\" has changed since it started (state " + record->state +
+                            "); restore the file it started with, or roll the migration back "
+                            "before changing it");
+          }
+          if (record->state == "completed") {
+            already_completed = true;
+            return;
+          }
+          auto stored = store_.steps(*conn_);
+          bool same = stored.size() == plan_.steps.size();
+          for (size_t i = 0; same && i < stored.size(); ++i) {
+            same = stored[i].step_id == plan_.steps[i].id;
+          }
+          if (!same) {
+            throw Error(ErrorKind::kBadInput,
+                        "migration \"" + spec_.name +
+                            "\" was started by a tandemd that planned different steps; finish "
+                            "or roll it back with that version");
+          }
+          store_.event(*conn_, "resumed", record->phase, "", options_.actor,
+                       {{"state", record->state}});
+        } else {
+          store_.start(*conn_, spec_.text, plan_, options_.actor);
+          record = store_.load(*conn_);
+        }
+        for (const auto& p : phase_table()) {
+          bool given = options_.approve_all || options_.approve.count(p.phase);
+          if (given && needs_approval(p.phase) && !record->approved.count(p.phase)) {
+            store_.approve(*conn_, p.phase, options_.actor);
+            record->approved.insert(p.phase);
+          }
+        }
+        status.clear();
+        for (const auto& st : store_.steps(*conn_)) status[st.step_id] = st.status;
+      },
+      [] { return false; });
+  if (already_completed) return RunOutcome::kAlreadyCompleted;
 
   for (const auto& p : phase_table()) {
     auto steps = plan_.steps_in(p.phase);
@@ -189,29 +228,27 @@ RunOutcome Executor::run() {
     for (const Step* s : steps) done = done && status[s->id] == "done";
     if (done) continue;
     if (options_.until && static_cast<int>(p.phase) > static_cast<int>(*options_.until)) {
-      store_.set_state(*conn_, "paused", p.phase);
+      record_state("paused", p.phase, "");
       return RunOutcome::kReachedUntil;
     }
     if (needs_approval(p.phase) && !record->approved.count(p.phase)) {
       waiting_phase_ = p.phase;
-      store_.set_state(*conn_, "waiting_approval", p.phase);
-      store_.event(*conn_, "waiting_approval", p.phase, "", options_.actor);
+      record_state("waiting_approval", p.phase, "waiting_approval");
       return RunOutcome::kWaitingApproval;
     }
-    store_.set_state(*conn_, "running", p.phase);
-    store_.event(*conn_, "phase_started", p.phase, "", options_.actor);
+    record_state("running", p.phase, "phase_started");
     if (options_.progress) options_.progress->phase_started(p.phase);
     for (const Step* s : steps) {
       if (status[s->id] == "done") continue;
       if (stop_requested()) {
-        store_.set_state(*conn_, "paused", p.phase);
+        record_state("paused", p.phase, "");
         return RunOutcome::kStopped;
       }
       auto t0 = Clock::now();
       if (options_.progress) options_.progress->step_started(*s);
       if (s->kind == StepKind::kBackfill || s->kind == StepKind::kVerify) {
         if (!run_keyset_step(*s)) {
-          store_.set_state(*conn_, "paused", p.phase);
+          record_state("paused", p.phase, "");
           return RunOutcome::kStopped;
         }
       } else {
@@ -220,8 +257,7 @@ RunOutcome Executor::run() {
       if (options_.progress) options_.progress->step_finished(*s, seconds_since(t0));
     }
   }
-  store_.set_state(*conn_, "completed", Phase::kCleanup);
-  store_.event(*conn_, "completed", std::nullopt, "", options_.actor);
+  record_state("completed", Phase::kCleanup, "completed");
   return RunOutcome::kCompleted;
 }
 
@@ -274,27 +310,48 @@ void Executor::run_sql_step(const Step& step) {
   with_retries(
       step.id, "step " + step.id,
       [&] {
-        if (step.repair_sql && step_status(step.id) == "running") {
-          spdlog::info("step {}: repairing what an interrupted attempt left", step.id);
-          conn_->exec(*step.repair_sql);
+        if (step.state_check) {
+          Rows r = conn_->exec(*step.state_check);
+          std::string state = r.empty() ? "" : r.text(0, 0);
+          if (state == "done") {
+            spdlog::info("step {}: already complete from an earlier attempt", step.id);
+            Transaction tx(*conn_);
+            store_.mark_step(*conn_, step.id, "done");
+            store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
+                         {{"found_complete", true}});
+            tx.commit();
+            return;
+          }
+          if (state == "repair" && step.repair_sql) {
+            spdlog::info("step {}: removing what an interrupted attempt left: {}", step.id,
+                         *step.repair_sql);
+            with_session_timeouts([&] { conn_->exec(*step.repair_sql); });
+          }
         }
         store_.mark_step(*conn_, step.id, "running");
-        conn_->exec("SET lock_timeout = '" + std::to_string(st.lock_timeout.count()) +
-                    "ms'; SET statement_timeout = '" +
-                    std::to_string(st.statement_timeout.count()) + "ms'");
-        try {
-          conn_->exec(step.sql);
-        } catch (const Error&) {
-          if (conn_->is_open()) conn_->exec("RESET lock_timeout; RESET statement_timeout");
-          throw;
-        }
-        conn_->exec("RESET lock_timeout; RESET statement_timeout");
+        with_session_timeouts([&] { conn_->exec(step.sql); });
         Transaction tx(*conn_);
         store_.mark_step(*conn_, step.id, "done");
         store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);
         tx.commit();
       },
       [&] { return step_status(step.id) == "done"; });
+}
+
+void Executor::with_session_timeouts(const std::function<void()>& work) {
+  // Statements that cannot run in a transaction cannot use SET LOCAL; the
+  // session settings are put back whatever happens.
+  const auto& st = spec_.settings;
+  conn_->exec("SET lock_timeout = '" + std::to_string(st.lock_timeout.count()) +
+              "ms'; SET statement_timeout = '" + std::to_string(st.statement_timeout.count()) +
+              "ms'");
+  try {
+    work();
+  } catch (const Error&) {
+    if (conn_->is_open()) conn_->exec("RESET lock_timeout; RESET statement_timeout");
+    throw;
+  }
+  conn_->exec("RESET lock_timeout; RESET statement_timeout");
 }
 
 bool Executor::run_keyset_step(const Step& step) {
@@ -379,16 +436,24 @@ bool Executor::run_keyset_step(const Step& step) {
 
 RollbackOutcome Executor::rollback() {
   SessionScope session(*this);
-  auto record = store_.load(*conn_);
-  if (!record || record->state == "rolled_back") return RollbackOutcome::kNothingToDo;
-  if (record->spec_hash != StateStore::hash_of(*conn_, spec_.text)) {
-    throw Error(ErrorKind::kBadInput, "the spec of migration \"" + spec_.name +
-                                          "\" has changed since it started; "
-                                          "roll back with the file it started with");
-  }
-  auto records = store_.steps(*conn_);
+  std::optional<MigrationRecord> record;
   std::map<std::string, std::string> status;
-  for (const auto& r : records) status[r.step_id] = r.status;
+  with_retries(
+      "", "reading migration " + spec_.name,
+      [&] {
+        record = store_.load(*conn_);
+        if (!record || record->state == "rolled_back") return;
+        if (record->spec_hash != StateStore::hash_of(*conn_, spec_.text)) {
+          throw Error(ErrorKind::kBadInput,
+                      "the spec of migration \"" + spec_.name +
+                          "\" has changed since it started; roll back with the file it started "
+                          "with");
+        }
+        status.clear();
+        for (const auto& r : store_.steps(*conn_)) status[r.step_id] = r.status;
+      },
+      [] { return false; });
+  if (!record || record->state == "rolled_back") return RollbackOutcome::kNothingToDo;
   for (const auto& s : plan_.steps) {
     const std::string& st = status[s.id];
     bool ran = st == "done" || ((st == "running" || st == "failed") && !s.transactional);
@@ -401,8 +466,7 @@ RollbackOutcome Executor::rollback() {
           phase_name(s.phase) + " to finish it.");
     }
   }
-  store_.set_state(*conn_, "rolling_back", record->phase);
-  store_.event(*conn_, "rollback_started", record->phase, "", options_.actor);
+  record_state("rolling_back", record->phase, "rollback_started");
   for (auto it = plan_.steps.rbegin(); it != plan_.steps.rend(); ++it) {
     const Step& s = *it;
     const std::string& st = status[s.id];
@@ -411,20 +475,25 @@ RollbackOutcome Executor::rollback() {
         (!s.transactional || s.kind == StepKind::kBackfill || s.kind == StepKind::kVerify);
     if (st != "done" && !partial) continue;
     if (stop_requested()) return RollbackOutcome::kStopped;
-    rollback_step(s, st);
+    rollback_step(s);
   }
-  Transaction tx(*conn_);
-  conn_->exec(
-      "UPDATE tandem.steps SET status = 'pending', attempts = 0 WHERE migration = $1"
-      " AND status IN ('running', 'failed')",
-      {spec_.name});
-  store_.set_state(*conn_, "rolled_back", Phase::kPrepare);
-  store_.event(*conn_, "rolled_back", std::nullopt, "", options_.actor);
-  tx.commit();
+  with_retries(
+      "", "recording the rollback",
+      [&] {
+        Transaction tx(*conn_);
+        conn_->exec(
+            "UPDATE tandem.steps SET status = 'pending', attempts = 0 WHERE migration = $1"
+            " AND status IN ('running', 'failed')",
+            {spec_.name});
+        store_.set_state(*conn_, "rolled_back", Phase::kPrepare);
+        store_.event(*conn_, "rolled_back", std::nullopt, "", options_.actor);
+        tx.commit();
+      },
+      [] { return false; });
   return RollbackOutcome::kRolledBack;
 }
 
-void Executor::rollback_step(const Step& step, const std::string&) {
+void Executor::rollback_step(const Step& step) {
   const auto& st = spec_.settings;
   if (options_.progress) spdlog::info("rolling back step {}: {}", step.id, step.description);
   const std::string sql = step.rollback_sql.value_or("");
@@ -432,9 +501,7 @@ void Executor::rollback_step(const Step& step, const std::string&) {
       step.id, "rollback of step " + step.id,
       [&] {
         if (!step.transactional && !sql.empty()) {
-          conn_->exec("SET lock_timeout = '" + std::to_string(st.lock_timeout.count()) + "ms'");
-          conn_->exec(sql);
-          conn_->exec("RESET lock_timeout");
+          with_session_timeouts([&] { conn_->exec(sql); });
         }
         Transaction tx(*conn_);
         tx.set_timeouts(st.lock_timeout, st.statement_timeout);

@@ -61,6 +61,9 @@ struct RunOptions {
   // How long to wait for the migration's lock before reporting its holder.
   // A killed runner's session can outlive it by a moment.
   std::chrono::milliseconds lock_wait{5000};
+  // Opens a session; connect_postgres when empty. Tests wrap it to inject faults.
+  std::function<std::unique_ptr<Connection>(const std::string& dsn, const std::string& app)>
+      connect;
 };
 
 enum class RunOutcome {
@@ -94,13 +97,17 @@ class Executor {
   std::chrono::milliseconds backoff(int attempt);
   bool stop_requested() const { return options_.stop && options_.stop->load(); }
   std::string step_status(const std::string& step_id);
+  // Sets the migration's state (and logs an event) with retries.
+  void record_state(const std::string& state, Phase phase, const std::string& event);
 
   void run_step(const Step& step);
   void run_sql_step(const Step& step);
+  // Runs `work` with the spec's lock and statement timeouts set on the session.
+  void with_session_timeouts(const std::function<void()>& work);
   void run_precheck(const Step& step);
   // Returns false when stopped before the end.
   bool run_keyset_step(const Step& step);
-  void rollback_step(const Step& step, const std::string& status);
+  void rollback_step(const Step& step);
 
   const Spec& spec_;
   const Plan& plan_;
@@ -109,6 +116,7 @@ class Executor {
   std::unique_ptr<Connection> conn_;
   std::mt19937_64 rng_;
   Phase waiting_phase_ = Phase::kPrepare;
+  bool ever_connected_ = false;
 };
 
 }  // namespace tandem

@@ -1,0 +1,53 @@
+// A Connection wrapper that makes the Nth call (counted across every
+// connection one plan creates) fail in a chosen way, for sweeping N over a
+// whole migration and checking the invariant after each run.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "db/connection.h"
+
+namespace tandem::testing {
+
+enum class Fault {
+  kLockTimeout,      // the statement fails as if its lock timed out; the session lives on
+  kDropConnection,   // the session is closed before the statement (or COMMIT) reaches the server
+  kDropAfterCommit,  // COMMIT succeeds on the server, then the session is lost: in doubt
+};
+
+class FaultPlan {
+ public:
+  FaultPlan(Fault fault, int fail_at) : fault_(fault), fail_at_(fail_at) {}
+  // A connect function for RunOptions::connect.
+  std::function<std::unique_ptr<Connection>(const std::string&, const std::string&)> connector();
+  int calls() const { return calls_; }
+  bool fired() const { return fired_; }
+
+  // Called by the wrapper for every exec and commit; true when this one fails.
+  bool should_fail(bool is_commit, Fault& fault);
+
+ private:
+  Fault fault_;
+  int fail_at_;  // 1-based; 0 never fails
+  std::atomic<int> calls_{0};
+  std::atomic<bool> fired_{false};
+};
+
+class FaultInjectionConnection final : public Connection {
+ public:
+  FaultInjectionConnection(std::unique_ptr<Connection> inner, FaultPlan& plan)
+      : inner_(std::move(inner)), plan_(plan) {}
+  Rows exec(const std::string& sql, const std::vector<std::string>& params) override;
+  void commit() override;
+  bool is_open() const override { return inner_ && inner_->is_open(); }
+  int backend_pid() const override { return inner_ ? inner_->backend_pid() : 0; }
+
+ private:
+  std::unique_ptr<Connection> inner_;
+  FaultPlan& plan_;
+};
+
+}  // namespace tandem::testing
