@@ -111,16 +111,43 @@ int cmd_validate(const std::vector<std::string>& files) {
   return rc;
 }
 
-int cmd_plan(const std::string& file, bool json) {
+int cmd_plan(const std::string& file, bool json, const std::string& dsn) {
   std::optional<Spec> spec;
   std::optional<Plan> plan;
   if (!load(file, spec, plan)) return kExitBadInput;
+  nlohmann::json refusals = nlohmann::json::array();
+  if (!dsn.empty()) {
+    try {
+      auto conn = connect_postgres(dsn, "tandemd plan");
+      for (const auto& s : plan->steps) {
+        if (s.kind != StepKind::kPrecheck) continue;
+        Transaction tx(*conn);
+        tx.exec("SET TRANSACTION READ ONLY");
+        Rows r = tx.exec(s.sql);
+        for (size_t i = 0; i < r.size(); ++i) {
+          refusals.push_back({{"step", s.id}, {"reason", r.text(i, 0)}});
+        }
+      }
+    } catch (const std::exception& e) {
+      return report(e);
+    }
+  }
   if (json) {
-    std::cout << plan->to_json().dump(2) << "\n";
+    nlohmann::json out = plan->to_json();
+    if (!dsn.empty()) out["refusals"] = refusals;
+    std::cout << out.dump(2) << "\n";
   } else {
     std::cout << plan->to_text();
+    if (!dsn.empty()) {
+      std::cout << "\nprechecks against the database: " << (refusals.empty() ? "passed" : "REFUSED")
+                << "\n";
+      for (const auto& r : refusals) {
+        std::cout << "  step " << r["step"].get<std::string>() << ": "
+                  << r["reason"].get<std::string>() << "\n";
+      }
+    }
   }
-  return kExitOk;
+  return refusals.empty() ? kExitOk : kExitBadInput;
 }
 
 int cmd_run(const RunArgs& args) {

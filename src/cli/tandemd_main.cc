@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   auto* plan = app.add_subcommand("plan", "Print every step of every phase: SQL, rollback, lock");
   plan->add_option("FILE", file, "spec file")->required();
   plan->add_flag("--json", json, "machine-readable output");
+  std::string plan_dsn;
+  plan->add_option("--dsn", plan_dsn,
+                   "also run the read-only prechecks against this database; exit 1 if refused");
 
   const auto phases = phase_names();
   RunArgs run_args;
@@ -71,7 +74,7 @@ int main(int argc, char** argv) {
                                             : "%Y-%m-%dT%H:%M:%S.%e %l %v");
 
   if (*validate) return cmd_validate(validate_files);
-  if (*plan) return cmd_plan(file, json);
+  if (*plan) return cmd_plan(file, json, plan_dsn);
   if (*run) {
     run_args.progress_tty = isatty(STDERR_FILENO);
     return cmd_run(run_args);

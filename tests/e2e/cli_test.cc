@@ -19,6 +19,17 @@ using namespace std::chrono_literals;
 
 std::string tandemd(const std::string& args) { return std::string(TANDEMD_PATH) + " " + args; }
 
+// Starts tandemd in the background.
+pid_t spawn(const std::string& command) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + command + " >/dev/null 2>&1").c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -92,20 +103,58 @@ TEST_F(Cli, StopsAtTheCleanupGateWithItsOwnExitCodeThenFinishesWhenApproved) {
   EXPECT_EQ(r.exit_code, 7) << r.output;
 }
 
+TEST_F(Cli, PlanWithADsnRefusesADependentViewAndChangesNothing) {
+  pg_.psql(db_, "CREATE VIEW balances AS SELECT aid, abalance FROM pgbench_accounts");
+  auto r = run_command(tandemd("plan " + spec_path_ + " --dsn '" + pg_.dsn(db_) + "'"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("prechecks against the database: REFUSED\n"
+                          "  step 1.precheck: view balances depends on column abalance; tandem "
+                          "cannot change the type of a column that a view uses yet: drop it and "
+                          "recreate it after the migration\n"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(pg_.psql(db_, "SELECT to_regnamespace('tandem') IS NULL"), "t");
+  pg_.psql(db_, "DROP VIEW balances");
+  r = run_command(tandemd("plan --json " + spec_path_ + " --dsn '" + pg_.dsn(db_) + "'"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(nlohmann::json::parse(r.output)["refusals"].empty());
+}
+
+TEST_F(Cli, SigtermStopsAtASafePointAndTheNextRunResumes) {
+  spec_path_ = write_temp_file(abalance_spec(1000));
+  const std::string cmd =
+      "env TANDEM_DSN='" + pg_.dsn(db_) + "' " + tandemd("run " + spec_path_ + " --approve all");
+  pid_t pid = spawn(cmd);
+  auto watcher = pg_.connect(db_);
+  bool in_backfill = false;
+  for (int i = 0; i < 3000 && !in_backfill; ++i) {
+    try {
+      in_backfill = watcher
+                        ->exec(
+                            "SELECT 1 FROM tandem.checkpoints WHERE step_id = '1.backfill'"
+                            " AND rows_done > 0")
+                        .size() == 1;
+    } catch (const std::exception&) {
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(in_backfill);
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 8);
+  auto j = nlohmann::json::parse(run("status --json " + spec_path_).output);
+  EXPECT_EQ(j["state"], "paused");
+  auto r = run_command(cmd);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.events WHERE kind = 'resumed'"), "1");
+  EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
+}
+
 TEST_F(Cli, UnreachableDatabaseExitsSix) {
   auto r = run_command("TANDEM_DSN='host=/nonexistent port=1' " + tandemd("run " + spec_path_));
   EXPECT_EQ(r.exit_code, 6) << r.output;
-}
-
-// Starts tandemd in the background.
-pid_t spawn(const std::string& command) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", ("exec " + command + " >/dev/null 2>&1").c_str(),
-          static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  return pid;
 }
 
 TEST_F(Cli, SurvivesKillNineAtRandomPointsInEveryPhase) {

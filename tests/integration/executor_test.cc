@@ -317,16 +317,18 @@ TEST_F(ExecutorTest, AFailedConcurrentIndexBuildIsDroppedAndRebuilt) {
   // Wait until an attempt has left an INVALID index behind.
   bool saw_invalid = false;
   for (int i = 0; i < 300 && !saw_invalid; ++i) {
-    saw_invalid = pg_.psql(db_, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"
-                                " AND indexrelid = to_regclass('items_note')") == "1";
+    saw_invalid = pg_.psql(db_,
+                           "SELECT count(*) FROM pg_index WHERE NOT indisvalid"
+                           " AND indexrelid = to_regclass('items_note')") == "1";
     std::this_thread::sleep_for(10ms);
   }
   std::this_thread::sleep_for(300ms);
   blocker->exec("COMMIT");
   EXPECT_EQ(run.get(), RunOutcome::kCompleted);  // the later phases have no steps
   EXPECT_TRUE(saw_invalid) << "no attempt left an INVALID index: the test proves nothing";
-  EXPECT_EQ(pg_.psql(db_, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_note'::regclass"),
-            "t");
+  EXPECT_EQ(
+      pg_.psql(db_, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_note'::regclass"),
+      "t");
   EXPECT_EQ(pg_.psql(db_, "SELECT status, attempts > 1 FROM tandem.steps WHERE step_id = '1.sql'"),
             "done|t");
   // Rolling back drops it outside a transaction, as it must.
@@ -344,22 +346,25 @@ TEST_F(ExecutorTest, ConcurrentIndexFoundCompleteAfterACrashIsNotBuiltAgain) {
   // As if a run built the index and died before recording it.
   pg_.psql(db_, "CREATE INDEX items_qty_idx ON items (qty)");
   EXPECT_EQ(run_until(spec, pg_.dsn(db_)), RunOutcome::kCompleted);
-  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.events WHERE kind = 'step_done'"
-                          " AND detail->>'found_complete' = 'true'"),
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) FROM tandem.events WHERE kind = 'step_done'"
+                     " AND detail->>'found_complete' = 'true'"),
             "1");
 }
 
 TEST_F(ExecutorTest, SurvivesAPostgresRestartMidBackfill) {
   pg_.psql(db_, "INSERT INTO items SELECT g, g % 100, 'n' FROM generate_series(5001, 60000) g");
-  Spec spec = spec_from(items_spec("  batch_size: 200\n  retry_budget: 60\n"
-                                   "  retry_backoff_max: 500ms\n"));
+  Spec spec =
+      spec_from(items_spec("  batch_size: 200\n  retry_budget: 60\n"
+                           "  retry_backoff_max: 500ms\n"));
   auto run = std::async(std::launch::async,
                         [&] { return run_until(spec, pg_.dsn(db_), Phase::kShadowRead); });
   bool mid = false;
   for (int i = 0; i < 500 && !mid; ++i) {
     try {
-      mid = pg_.psql(db_, "SELECT rows_done > 0 FROM tandem.checkpoints"
-                          " WHERE step_id = '1.backfill'") == "t";
+      mid = pg_.psql(db_,
+                     "SELECT rows_done > 0 FROM tandem.checkpoints"
+                     " WHERE step_id = '1.backfill'") == "t";
     } catch (const std::exception&) {
     }
     std::this_thread::sleep_for(10ms);
@@ -367,8 +372,9 @@ TEST_F(ExecutorTest, SurvivesAPostgresRestartMidBackfill) {
   ASSERT_TRUE(mid) << "the backfill never started";
   pg_.restart();
   EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
-  EXPECT_EQ(pg_.psql(db_, "SELECT status, mismatches FROM tandem.steps JOIN tandem.checkpoints"
-                          " USING (migration, step_id) WHERE step_id = '1.verify'"),
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT status, mismatches FROM tandem.steps JOIN tandem.checkpoints"
+                     " USING (migration, step_id) WHERE step_id = '1.verify'"),
             "done|0");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
             "0");
