@@ -105,29 +105,9 @@ void Executor::with_retries(const std::string& step_id, const std::string& what,
         conn_.reset();
         check_done = true;
       } else if (!e.retryable() || attempt >= budget) {
-        bool spent = e.retryable();
-        if (conn_ && conn_->is_open()) {
-          store_.record_failure(*conn_, step_id, e, true);
-          try {
-            store_.event(*conn_, "step_failed", std::nullopt, step_id, options_.actor,
-                         {{"error", e.what()}, {"sqlstate", e.sqlstate()}, {"attempts", attempt}});
-          } catch (const Error&) {
-          }
-        }
-        std::string next =
-            spent && e.sqlstate() == "55P03"
-                ? "Next: find the session holding a conflicting lock (pg_locks joined with "
-                  "pg_stat_activity), end it or wait for it, then run the same command to resume; "
-                  "or run `tandemd rollback` to undo the migration."
-                : "Next: the migration is parked as failed; fix the cause, then run the same "
-                  "command to resume, or run `tandemd rollback` to undo the migration.";
-        throw StepFailedError(
-            what + " failed: " + e.what() + sqlstate_note(e) +
-                (spent ? " (retry budget of " + std::to_string(budget) + " attempts spent)" : "") +
-                ".\n" + next,
-            e.sqlstate());
+        fail(step_id, what, e, attempt);
       } else if (conn_ && conn_->is_open()) {
-        store_.record_failure(*conn_, step_id, e, false);
+        store_.record_failure(*conn_, step_id, e, false, attempt);
       } else {
         conn_.reset();
       }
@@ -166,6 +146,25 @@ void Executor::record_state(const std::string& state, Phase phase, const std::st
         tx.commit();
       },
       [] { return false; });  // idempotent: doing it twice is harmless
+}
+
+void Executor::fail(const std::string& step_id, const std::string& what, const Error& e,
+                    int attempts) {
+  const bool spent = e.retryable();
+  if (conn_ && conn_->is_open()) store_.record_failure(*conn_, step_id, e, true, attempts);
+  std::string next =
+      spent && e.sqlstate() == "55P03"
+          ? "Next: find the session holding a conflicting lock (pg_locks joined with "
+            "pg_stat_activity), end it or wait for it, then run the same command to resume; "
+            "or run `tandemd rollback` to undo the migration."
+          : "Next: the migration is parked as failed; fix the cause, then run the same "
+            "command to resume, or run `tandemd rollback` to undo the migration.";
+  throw StepFailedError(what + " failed: " + e.what() + sqlstate_note(e) +
+                            (spent ? " (retry budget of " + std::to_string(attempts) +
+                                         " attempts spent)"
+                                   : "") +
+                            ".\n" + next,
+                        e.sqlstate());
 }
 
 RunOutcome Executor::run() {
@@ -378,7 +377,6 @@ bool Executor::run_keyset_step(const Step& step) {
   RateMeter meter;
   bool finished = false;
   long long mismatches = 0;
-  std::string sample;
   while (!finished) {
     if (stop_requested()) return false;
     with_retries(
@@ -401,8 +399,6 @@ bool Executor::run_keyset_step(const Step& step) {
           store_.save_checkpoint(*conn_, step.id, last ? cp->last_key : range.upper, rows,
                                  v.mismatches, v.sample);
           mismatches = cp->mismatches + v.mismatches;
-          if (!v.sample.empty() && sample.size() < 200)
-            sample += (sample.empty() ? "" : " ") + v.sample;
           if (last && mismatches == 0) {
             store_.mark_step(*conn_, step.id, "done");
             store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
@@ -425,11 +421,14 @@ bool Executor::run_keyset_step(const Step& step) {
         });
   }
   if (mismatches > 0) {
-    Error e(ErrorKind::kFatal,
-            std::to_string(mismatches) +
-                " rows differ between old and new storage (first keys: " + sample + ")");
-    with_retries(
-        step.id, "step " + step.id, [&] { throw e; }, [] { return false; });
+    // The checkpoint holds the sample keys of every chunk, including chunks
+    // verified by an earlier, interrupted run.
+    std::string sample = store_.checkpoint(*conn_, step.id)->sample;
+    fail(step.id, "step " + step.id,
+         Error(ErrorKind::kFatal, std::to_string(mismatches) +
+                                      " rows differ between old and new storage (first keys: " +
+                                      sample + ")"),
+         1);
   }
   return true;
 }

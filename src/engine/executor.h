@@ -95,6 +95,10 @@ class Executor {
   void with_retries(const std::string& step_id, const std::string& what,
                     const std::function<void()>& work, const std::function<bool()>& already_done);
   std::chrono::milliseconds backoff(int attempt);
+  // Records the failure, parks the migration as failed and throws
+  // StepFailedError with the next move for the operator.
+  [[noreturn]] void fail(const std::string& step_id, const std::string& what, const Error& e,
+                         int attempts);
   bool stop_requested() const { return options_.stop && options_.stop->load(); }
   std::string step_status(const std::string& step_id);
   // Sets the migration's state (and logs an event) with retries.

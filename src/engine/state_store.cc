@@ -211,7 +211,7 @@ void StateStore::mark_step(Connection& conn, const std::string& step_id,
 }
 
 void StateStore::record_failure(Connection& conn, const std::string& step_id, const Error& e,
-                                bool migration_failed) const {
+                                bool migration_failed, int attempts) const {
   if (!conn.is_open()) return;
   try {
     Transaction tx(conn);
@@ -225,6 +225,8 @@ void StateStore::record_failure(Connection& conn, const std::string& step_id, co
           "UPDATE tandem.migrations SET state = 'failed', last_step = $2, last_error = $3,"
           " last_sqlstate = $4, updated_at = now() WHERE name = $1",
           {migration_, step_id, e.what(), e.sqlstate()});
+      event(conn, "step_failed", std::nullopt, step_id, "",
+            {{"error", e.what()}, {"sqlstate", e.sqlstate()}, {"attempts", attempts}});
     }
     tx.commit();
   } catch (const Error&) {
@@ -235,13 +237,10 @@ void StateStore::record_failure(Connection& conn, const std::string& step_id, co
 void StateStore::init_checkpoint(Connection& conn, const std::string& step_id,
                                  std::optional<long long> rows_total) const {
   conn.exec(
-      "INSERT INTO tandem.checkpoints (migration, step_id, rows_total) VALUES ($1, $2, $3::bigint)"
+      "INSERT INTO tandem.checkpoints (migration, step_id, rows_total)"
+      " VALUES ($1, $2, nullif($3, '')::bigint)"
       " ON CONFLICT (migration, step_id, worker) DO UPDATE SET rows_total = EXCLUDED.rows_total",
-      {migration_, step_id, rows_total ? std::to_string(*rows_total) : std::string("-1")});
-  conn.exec(
-      "UPDATE tandem.checkpoints SET rows_total = NULL"
-      " WHERE migration = $1 AND step_id = $2 AND rows_total < 0",
-      {migration_, step_id});
+      {migration_, step_id, rows_total ? std::to_string(*rows_total) : std::string()});
 }
 
 void StateStore::save_checkpoint(Connection& conn, const std::string& step_id,

@@ -71,9 +71,10 @@ class StateStore {
   void set_state(Connection& conn, const std::string& state, Phase phase) const;
   void approve(Connection& conn, Phase phase, const std::string& actor) const;
   void mark_step(Connection& conn, const std::string& step_id, const std::string& status) const;
-  // Records a failed attempt of a step (best effort, in its own transaction).
+  // Records a failed attempt of a step (best effort, in its own transaction);
+  // when `migration_failed`, also parks the migration as failed and logs it.
   void record_failure(Connection& conn, const std::string& step_id, const Error& e,
-                      bool migration_failed) const;
+                      bool migration_failed, int attempts) const;
   void init_checkpoint(Connection& conn, const std::string& step_id,
                        std::optional<long long> rows_total) const;
   void save_checkpoint(Connection& conn, const std::string& step_id,
