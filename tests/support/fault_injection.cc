@@ -13,7 +13,7 @@ bool FaultPlan::should_fail(bool is_commit, Fault& fault) {
   int n = ++calls_;
   if (n != fail_at_) return false;
   // A commit-only fault falls on the next COMMIT at or after the Nth call.
-  if (fault_ == Fault::kDropAfterCommit && !is_commit) {
+  if ((fault_ == Fault::kDropAfterCommit || fault_ == Fault::kCrashAfterCommit) && !is_commit) {
     ++fail_at_;
     return false;
   }
@@ -32,6 +32,7 @@ Rows FaultInjectionConnection::exec(const std::string& sql,
                   "55P03");
     }
     inner_.reset();
+    if (fault == Fault::kCrash) throw SimulatedCrash();
     throw Error(ErrorKind::kRetryable, "connection lost (injected)", "08006");
   }
   return inner_->exec(sql, params);
@@ -42,7 +43,7 @@ void FaultInjectionConnection::commit() {
     throw Error(ErrorKind::kInDoubt, "connection lost during COMMIT (injected)", "08006");
   Fault fault;
   if (plan_.should_fail(true, fault)) {
-    if (fault == Fault::kDropAfterCommit) inner_->commit();
+    if (fault == Fault::kDropAfterCommit || fault == Fault::kCrashAfterCommit) inner_->commit();
     if (fault == Fault::kLockTimeout) {
       // As a real COMMIT that fails (a serialization failure, say): the
       // server rolls the transaction back.
@@ -51,6 +52,7 @@ void FaultInjectionConnection::commit() {
                   "40001");
     }
     inner_.reset();
+    if (fault == Fault::kCrash || fault == Fault::kCrashAfterCommit) throw SimulatedCrash();
     throw Error(ErrorKind::kInDoubt, "connection lost during COMMIT (injected)", "08006");
   }
   inner_->commit();

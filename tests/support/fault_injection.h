@@ -6,6 +6,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "db/connection.h"
@@ -13,9 +14,17 @@
 namespace tandem::testing {
 
 enum class Fault {
-  kLockTimeout,      // the statement fails as if its lock timed out; the session lives on
-  kDropConnection,   // the session is closed before the statement (or COMMIT) reaches the server
-  kDropAfterCommit,  // COMMIT succeeds on the server, then the session is lost: in doubt
+  kLockTimeout,       // the statement fails as if its lock timed out; the session lives on
+  kDropConnection,    // the session is closed before the statement (or COMMIT) reaches the server
+  kDropAfterCommit,   // COMMIT succeeds on the server, then the session is lost: in doubt
+  kCrash,             // the process dies before the call reaches the server (kill -9)
+  kCrashAfterCommit,  // the process dies right after a COMMIT succeeded on the server
+};
+
+// Thrown by a crash fault. Not a tandem::Error, so nothing in tandem catches
+// it: the run ends as if the process had died, and its session is closed.
+struct SimulatedCrash : std::runtime_error {
+  SimulatedCrash() : std::runtime_error("simulated crash") {}
 };
 
 class FaultPlan {
