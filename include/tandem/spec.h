@@ -43,6 +43,49 @@ struct AlterColumnType {
   std::optional<std::string> down;  // expression over `column` (new type) giving the old value
 };
 
+// CREATE [UNIQUE] INDEX CONCURRENTLY; an INVALID leftover is dropped and rebuilt.
+struct CreateIndex {
+  std::string schema = "public";
+  std::string table;
+  std::string name;
+  std::vector<std::string> columns;  // column names or expressions, in order
+  bool unique = false;
+  std::string method = "btree";
+  std::optional<std::string> where;  // partial index predicate
+  Phase phase = Phase::kPrepare;
+};
+
+// A constraint added without blocking writers: NOT VALID, then VALIDATE (CHECK,
+// FOREIGN KEY), or a unique index built concurrently and attached (UNIQUE).
+struct AddConstraint {
+  enum class Kind { kCheck, kForeignKey, kUnique };
+  std::string schema = "public";
+  std::string table;
+  std::string name;
+  Kind kind = Kind::kCheck;
+  std::string check;                 // kCheck: the boolean expression
+  std::vector<std::string> columns;  // kForeignKey, kUnique
+  std::string references;            // kForeignKey: the referenced table, qualified
+  std::vector<std::string> referenced_columns;
+  std::string on_delete;  // kForeignKey: "", cascade, restrict, set null, ...
+};
+
+// SET NOT NULL without a long exclusive lock: CHECK NOT VALID, VALIDATE, SET NOT NULL.
+struct SetNotNull {
+  std::string schema = "public";
+  std::string table;
+  std::string column;
+};
+
+// DROP COLUMN at cleanup; reversible when `down` (and the column's `type`) are given.
+struct DropColumn {
+  std::string schema = "public";
+  std::string table;
+  std::string column;
+  std::optional<std::string> type;
+  std::optional<std::string> down;  // the value the column gets back on rollback
+};
+
 // Hand-written SQL for one phase.
 struct SqlOperation {
   Phase phase = Phase::kPrepare;
@@ -54,7 +97,8 @@ struct SqlOperation {
 
 struct Operation {
   SourceLocation where;
-  std::variant<AlterColumnType, SqlOperation> op;
+  std::variant<AlterColumnType, SqlOperation, CreateIndex, AddConstraint, SetNotNull, DropColumn>
+      op;
 };
 
 struct Spec {

@@ -17,6 +17,7 @@
 // the row being written anyway, so the shadow is a function of the row itself.
 #include <string>
 
+#include "plan/checks.h"
 #include "plan/operations.h"
 #include "tandem/error.h"
 #include "util/ident.h"
@@ -58,71 +59,6 @@ Names names_for(const Spec& spec, const AlterColumnType& op) {
   n.trg_bwd = quote_ident("zz_tandem_" + short_col + "_" + tag + "_bwd");
   n.nn_check = "_tandem_nn_" + short_col + "_" + tag;
   return n;
-}
-
-std::string precheck_sql(const AlterColumnType& op, const Names& n) {
-  std::string rel = quote_literal(n.table);
-  std::string col = quote_literal(n.column);
-  return "WITH t AS (SELECT to_regclass(" + rel +
-         ") AS rel)\n"
-         "SELECT format('table %s does not exist', " +
-         rel +
-         ") FROM t WHERE rel IS NULL\n"
-         "UNION ALL\n"
-         "SELECT format('%s is not a plain table (relkind %s); alter_column_type supports "
-         "plain tables only', rel, c.relkind)\n"
-         "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind <> 'r'\n"
-         "UNION ALL\n"
-         "SELECT format('column %I does not exist in table %s', " +
-         col +
-         ", rel) FROM t\n"
-         " WHERE rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel\n"
-         "   AND attname = " +
-         col +
-         " AND attnum > 0 AND NOT attisdropped)\n"
-         "UNION ALL\n"
-         "SELECT format('type %s does not exist', " +
-         quote_literal(op.type) +
-         ")\n"
-         " WHERE to_regtype(" +
-         quote_literal(op.type) +
-         ") IS NULL\n"
-         "UNION ALL\n"
-         "SELECT format('table %s has no primary key; the backfill walks the primary key', rel)\n"
-         "  FROM t WHERE rel IS NOT NULL\n"
-         "   AND NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = rel AND indisprimary)\n"
-         "UNION ALL\n"
-         "SELECT format('column %I already exists in %s; an earlier migration left it behind: "
-         "roll that migration back or drop the column', a.attname, rel)\n"
-         "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel\n"
-         " WHERE a.attname IN (" +
-         quote_literal(n.shadow) + ", " + quote_literal(n.old) +
-         ") AND NOT a.attisdropped\n"
-         "UNION ALL\n"
-         "SELECT format('index %s on %s is INVALID (left by a failed CREATE INDEX CONCURRENTLY?); "
-         "drop or rebuild it first', i.indexrelid::regclass, rel)\n"
-         "  FROM t JOIN pg_index i ON i.indrelid = t.rel WHERE NOT i.indisvalid\n"
-         "UNION ALL\n"
-         "SELECT format('%s depends on column %I; tandem cannot change the type of a column that "
-         "%s uses yet: drop it and recreate it after the migration',\n"
-         "       CASE WHEN d.classid = 'pg_rewrite'::regclass\n"
-         "            THEN 'view ' || (SELECT ev_class::regclass::text FROM pg_rewrite\n"
-         "                              WHERE oid = d.objid)\n"
-         "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,\n"
-         "       " +
-         col +
-         ",\n"
-         "       CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'a view'\n"
-         "            WHEN d.classid = 'pg_class'::regclass AND d.objid <> t.rel\n"
-         "              THEN 'an index' ELSE 'another object' END)\n"
-         "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " +
-         col +
-         "\n"
-         "  JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.rel\n"
-         "                  AND d.refobjsubid = a.attnum\n"
-         " WHERE d.classid <> 'pg_attrdef'::regclass\n"
-         "   AND NOT (d.classid = 'pg_class'::regclass\n"
-         "            AND (SELECT relkind FROM pg_class WHERE oid = d.objid) = 'S')";
 }
 
 std::string conversion_function(const std::string& name, const std::string& param,
@@ -171,15 +107,12 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   const std::string old_type = n.table + "." + n.q_column + "%TYPE";
   const std::string lock_table = "LOCK TABLE " + n.table + " IN ACCESS EXCLUSIVE MODE;\n";
 
-  Step s;
-  s.id = id + "precheck";
-  s.phase = Phase::kPrepare;
-  s.kind = StepKind::kPrecheck;
-  s.description = "check that " + what + " can change type to " + op.type;
-  s.sql = precheck_sql(op, n);
-  s.rollback_sql = "";
-  s.lock = "none (catalog reads)";
-  s.table_access = "none";
+  Step s = checks::precheck_step(
+      id + "precheck", "check that " + what + " can change type to " + op.type, n.table,
+      {checks::table_exists(n.table), checks::plain_table("alter_column_type"),
+       checks::column_exists(n.column), checks::type_exists(op.type), checks::has_primary_key(),
+       checks::columns_absent({n.shadow, n.old}), checks::no_invalid_indexes(),
+       checks::no_dependents(n.column, "change the type of", false)});
   out.push_back(s);
 
   s = Step{};

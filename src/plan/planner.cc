@@ -28,11 +28,19 @@ Plan make_plan(const Spec& spec) {
   int index = 0;
   for (const auto& operation : spec.operations) {
     ++index;
-    if (auto* a = std::get_if<AlterColumnType>(&operation.op)) {
-      plan_alter_column_type(spec, index, *a, steps);
-    } else if (auto* s = std::get_if<SqlOperation>(&operation.op)) {
-      plan_sql(spec, index, *s, steps);
-    }
+    std::visit(
+        [&](const auto& op) {
+          using T = std::decay_t<decltype(op)>;
+          if constexpr (std::is_same_v<T, AlterColumnType>)
+            plan_alter_column_type(spec, index, op, steps);
+          if constexpr (std::is_same_v<T, SqlOperation>) plan_sql(spec, index, op, steps);
+          if constexpr (std::is_same_v<T, CreateIndex>) plan_create_index(spec, index, op, steps);
+          if constexpr (std::is_same_v<T, AddConstraint>)
+            plan_add_constraint(spec, index, op, steps);
+          if constexpr (std::is_same_v<T, SetNotNull>) plan_set_not_null(spec, index, op, steps);
+          if constexpr (std::is_same_v<T, DropColumn>) plan_drop_column(spec, index, op, steps);
+        },
+        operation.op);
   }
   // Phases run in order; within a phase, operations run in spec order.
   std::stable_sort(steps.begin(), steps.end(), [](const Step& a, const Step& b) {

@@ -1,8 +1,8 @@
 // sql: a hand-written statement in one phase, with an optional `down`.
 #include <regex>
 
+#include "plan/index_build.h"
 #include "plan/operations.h"
-#include "util/ident.h"
 
 namespace tandem {
 namespace {
@@ -37,11 +37,7 @@ void plan_sql(const Spec&, int index, const SqlOperation& op, std::vector<Step>&
   s.lock = op.lock.value_or("as written (not analysed)");
   if (!op.transaction) {
     if (auto index = concurrent_index_name(op.up)) {
-      s.state_check =
-          "SELECT CASE WHEN indisvalid THEN 'done' ELSE 'repair' END FROM pg_index"
-          " WHERE indexrelid = to_regclass(" +
-          quote_literal(*index) + ")";
-      s.repair_sql = "DROP INDEX CONCURRENTLY IF EXISTS " + *index;
+      make_index_build_idempotent(s, *index);
       s.lock = op.lock.value_or("SHARE UPDATE EXCLUSIVE (reads and writes go on)");
     }
   }

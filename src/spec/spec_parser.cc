@@ -14,6 +14,7 @@
 #include "spec/suggest.h"
 #include "tandem/spec.h"
 #include "util/duration.h"
+#include "util/ident.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -164,8 +165,9 @@ class Parser {
   }
 
   // Table, column and type names: a single line of at most 63 bytes.
-  void identifier(const YAML::Node& map, const std::string& key, bool required, std::string& out) {
-    auto v = scalar(map, key, required, "alter_column_type");
+  void identifier(const YAML::Node& map, const std::string& key, bool required, std::string& out,
+                  const std::string& where) {
+    auto v = scalar(map, key, required, where);
     if (!v) return;
     if (v->size() > 63) {
       error(map[key], key + ": \"" + *v + "\" is longer than PostgreSQL's 63-byte limit");
@@ -202,31 +204,180 @@ class Parser {
     duration(n, "retry_backoff_max", milliseconds(1), milliseconds(3'600'000), s.retry_backoff_max);
   }
 
-  std::optional<AlterColumnType> alter_column_type(const YAML::Node& n) {
-    if (!expect_map(n, "alter_column_type")) return std::nullopt;
-    check_keys(n, {"schema", "table", "column", "type", "up", "down"}, "alter_column_type");
-    size_t before = errors.size();
-    AlterColumnType a;
-    identifier(n, "table", true, a.table);
-    identifier(n, "schema", false, a.schema);
-    identifier(n, "column", true, a.column);
-    if (auto t = scalar(n, "type", true, "alter_column_type")) {
-      if (t->find(';') != std::string::npos)
-        error(n["type"], "type: expected a type name, found ';'");
-      a.type = *t;
+  // `table` (with "schema.table" accepted as a shorthand) and `schema`.
+  void table_ref(const YAML::Node& n, const std::string& where, std::string& schema,
+                 std::string& table) {
+    identifier(n, "table", true, table, where);
+    identifier(n, "schema", false, schema, where);
+    auto dot = table.find('.');
+    if (dot != std::string::npos && !n["schema"].IsDefined()) {
+      schema = table.substr(0, dot);
+      table = table.substr(dot + 1);
     }
-    if (a.schema == "public") {
-      // "schema.table" in `table` is accepted as a shorthand.
-      auto dot = a.table.find('.');
-      if (dot != std::string::npos && !n["schema"].IsDefined()) {
-        a.schema = a.table.substr(0, dot);
-        a.table = a.table.substr(dot + 1);
+  }
+
+  std::optional<std::string> type_name(const YAML::Node& n, bool required,
+                                       const std::string& where) {
+    auto t = scalar(n, "type", required, where);
+    if (t && t->find(';') != std::string::npos) {
+      error(n["type"], "type: expected a type name, found ';'");
+      return std::nullopt;
+    }
+    return t;
+  }
+
+  // A list of column names or expressions: [a, b] or a single scalar.
+  std::vector<std::string> string_list(const YAML::Node& map, const std::string& key,
+                                       const std::string& where) {
+    std::vector<std::string> out;
+    YAML::Node n = map[key];
+    if (!n.IsDefined() || n.IsNull()) {
+      missing(map, key, where);
+      return out;
+    }
+    if (n.IsScalar()) {
+      out.push_back(n.Scalar());
+    } else if (n.IsSequence() && n.size() > 0) {
+      for (const auto& item : n) {
+        if (!item.IsScalar() || item.Scalar().empty()) {
+          error(item, key + ": expected a column name or expression, got " + kind_name(item));
+          continue;
+        }
+        out.push_back(item.Scalar());
+      }
+    } else if (n.IsSequence()) {
+      error(n, key + ": the list is empty; name at least one column");
+      return out;
+    } else {
+      error(n, key + ": expected a list of columns, got " + kind_name(n));
+      return out;
+    }
+    for (const auto& c : out) {
+      if (c.find(';') != std::string::npos) {
+        error(n, key + ": expected column names or expressions, found ';'");
+        break;
       }
     }
+    return out;
+  }
+
+  std::optional<AlterColumnType> alter_column_type(const YAML::Node& n) {
+    const std::string w = "alter_column_type";
+    if (!expect_map(n, w)) return std::nullopt;
+    check_keys(n, {"schema", "table", "column", "type", "up", "down"}, w);
+    size_t before = errors.size();
+    AlterColumnType a;
+    table_ref(n, w, a.schema, a.table);
+    identifier(n, "column", true, a.column, w);
+    if (auto t = type_name(n, true, w)) a.type = *t;
     a.up = expression(n, "up");
     a.down = expression(n, "down");
     if (errors.size() != before) return std::nullopt;
     return a;
+  }
+
+  std::optional<CreateIndex> create_index(const YAML::Node& n) {
+    const std::string w = "create_index";
+    if (!expect_map(n, w)) return std::nullopt;
+    check_keys(n, {"schema", "table", "name", "columns", "unique", "method", "where", "phase"}, w);
+    size_t before = errors.size();
+    CreateIndex c;
+    table_ref(n, w, c.schema, c.table);
+    identifier(n, "name", true, c.name, w);
+    c.columns = string_list(n, "columns", w);
+    if (auto u = boolean(n, "unique")) c.unique = *u;
+    identifier(n, "method", false, c.method, w);
+    c.where = expression(n, "where");
+    if (n["phase"].IsDefined()) {
+      if (auto p = phase(n["phase"], "phase")) c.phase = *p;
+    }
+    if (errors.size() != before) return std::nullopt;
+    return c;
+  }
+
+  std::optional<AddConstraint> add_constraint(const YAML::Node& n) {
+    const std::string w = "add_constraint";
+    if (!expect_map(n, w)) return std::nullopt;
+    check_keys(n,
+               {"schema", "table", "name", "check", "foreign_key", "unique", "references",
+                "referenced_columns", "on_delete"},
+               w);
+    size_t before = errors.size();
+    AddConstraint c;
+    table_ref(n, w, c.schema, c.table);
+    identifier(n, "name", true, c.name, w);
+    int kinds = n["check"].IsDefined() + n["foreign_key"].IsDefined() + n["unique"].IsDefined();
+    if (kinds != 1) {
+      error(n, "add_constraint: give exactly one of \"check\", \"foreign_key\" or \"unique\"");
+      return std::nullopt;
+    }
+    if (n["check"].IsDefined()) {
+      c.kind = AddConstraint::Kind::kCheck;
+      if (auto e = expression(n, "check")) c.check = *e;
+      if (c.check.empty() && errors.size() == before) error(n["check"], "check: must not be empty");
+    } else if (n["unique"].IsDefined()) {
+      c.kind = AddConstraint::Kind::kUnique;
+      c.columns = string_list(n, "unique", w);
+    } else {
+      c.kind = AddConstraint::Kind::kForeignKey;
+      c.columns = string_list(n, "foreign_key", w);
+      std::string ref_schema = "public";
+      std::string ref_table;
+      identifier(n, "references", true, ref_table, w);
+      auto dot = ref_table.find('.');
+      if (dot != std::string::npos) {
+        ref_schema = ref_table.substr(0, dot);
+        ref_table = ref_table.substr(dot + 1);
+      }
+      c.references = qualified(ref_schema, ref_table);
+      c.referenced_columns = string_list(n, "referenced_columns", w);
+      if (auto d = scalar(n, "on_delete", false, w)) {
+        static const std::vector<std::string> kActions = {"no action", "restrict", "cascade",
+                                                          "set null", "set default"};
+        if (std::find(kActions.begin(), kActions.end(), *d) == kActions.end()) {
+          error(n["on_delete"],
+                "on_delete: unknown action \"" + *d + "\"" + did_you_mean(*d, kActions));
+        } else {
+          c.on_delete = *d;
+        }
+      }
+      if (c.columns.size() != c.referenced_columns.size() && errors.size() == before) {
+        error(n, "add_constraint: foreign_key has " + std::to_string(c.columns.size()) +
+                     " columns but referenced_columns has " +
+                     std::to_string(c.referenced_columns.size()));
+      }
+    }
+    if (errors.size() != before) return std::nullopt;
+    return c;
+  }
+
+  std::optional<SetNotNull> set_not_null(const YAML::Node& n) {
+    const std::string w = "set_not_null";
+    if (!expect_map(n, w)) return std::nullopt;
+    check_keys(n, {"schema", "table", "column"}, w);
+    size_t before = errors.size();
+    SetNotNull s;
+    table_ref(n, w, s.schema, s.table);
+    identifier(n, "column", true, s.column, w);
+    if (errors.size() != before) return std::nullopt;
+    return s;
+  }
+
+  std::optional<DropColumn> drop_column(const YAML::Node& n) {
+    const std::string w = "drop_column";
+    if (!expect_map(n, w)) return std::nullopt;
+    check_keys(n, {"schema", "table", "column", "type", "down"}, w);
+    size_t before = errors.size();
+    DropColumn d;
+    table_ref(n, w, d.schema, d.table);
+    identifier(n, "column", true, d.column, w);
+    d.type = type_name(n, false, w);
+    d.down = expression(n, "down");
+    if (d.down && !d.type && errors.size() == before) {
+      error(n, "drop_column: \"down\" needs \"type\", the type the column is re-created with");
+    }
+    if (errors.size() != before) return std::nullopt;
+    return d;
   }
 
   std::optional<SqlOperation> sql(const YAML::Node& n) {
@@ -253,7 +404,9 @@ class Parser {
       return;
     }
     if (n.size() == 0) error(n, "operations: the list is empty; a migration needs at least one");
-    static const std::vector<std::string> kOperations = {"alter_column_type", "sql"};
+    static const std::vector<std::string> kOperations = {"alter_column_type", "create_index",
+                                                         "add_constraint",    "set_not_null",
+                                                         "drop_column",       "sql"};
     for (const auto& item : n) {
       if (!item.IsMap() || item.size() != 1) {
         error(item,
@@ -264,16 +417,23 @@ class Parser {
       auto entry = *item.begin();
       std::string op = entry.first.Scalar();
       Operation o{at(entry.first), {}};
+      auto keep = [&](auto parsed) {
+        if (!parsed) return;
+        o.op = *parsed;
+        spec.operations.push_back(o);
+      };
       if (op == "alter_column_type") {
-        if (auto a = alter_column_type(entry.second)) {
-          o.op = *a;
-          spec.operations.push_back(o);
-        }
+        keep(alter_column_type(entry.second));
+      } else if (op == "create_index") {
+        keep(create_index(entry.second));
+      } else if (op == "add_constraint") {
+        keep(add_constraint(entry.second));
+      } else if (op == "set_not_null") {
+        keep(set_not_null(entry.second));
+      } else if (op == "drop_column") {
+        keep(drop_column(entry.second));
       } else if (op == "sql") {
-        if (auto s = sql(entry.second)) {
-          o.op = *s;
-          spec.operations.push_back(o);
-        }
+        keep(sql(entry.second));
       } else {
         error(entry.first, "unknown operation \"" + op + "\"" + did_you_mean(op, kOperations));
       }

@@ -115,5 +115,83 @@ TEST(PhaseTable, NamesRoundTripAndOnlyCleanupIsIrreversible) {
   EXPECT_FALSE(parse_phase("nope").has_value());
 }
 
+Plan plan_of(const std::string& operations) {
+  auto r = parse_spec("name: ops\noperations:\n" + operations, "spec.yaml");
+  EXPECT_TRUE(r.spec) << (r.errors.empty() ? "" : r.errors[0].to_string());
+  return make_plan(*r.spec);
+}
+
+std::vector<std::string> ids_and_phases(const Plan& plan) {
+  std::vector<std::string> out;
+  for (const auto& s : plan.steps) out.push_back(s.id + "@" + phase_name(s.phase));
+  return out;
+}
+
+TEST(Planner, CreateIndexBuildsConcurrentlyAndIdempotently) {
+  Plan plan = plan_of(
+      "  - create_index: {table: app.users, name: users_email, columns: [lower(email)], "
+      "unique: true, where: deleted_at IS NULL}\n");
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{"1.precheck@prepare", "1.create_index@prepare"}));
+  const Step* s = plan.find("1.create_index");
+  EXPECT_EQ(s->sql,
+            "CREATE UNIQUE INDEX CONCURRENTLY users_email ON app.users USING btree (lower(email))"
+            " WHERE deleted_at IS NULL;\n");
+  EXPECT_FALSE(s->transactional);
+  EXPECT_EQ(*s->repair_sql, "DROP INDEX CONCURRENTLY IF EXISTS app.users_email");
+  EXPECT_EQ(*s->rollback_sql, "DROP INDEX CONCURRENTLY IF EXISTS app.users_email;\n");
+}
+
+TEST(Planner, ForeignKeyIsAddedNotValidThenValidated) {
+  Plan plan = plan_of(
+      "  - add_constraint: {table: orders, name: orders_user_fk, foreign_key: [user_id], "
+      "references: users, referenced_columns: [id], on_delete: cascade}\n");
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{"1.precheck@prepare", "1.add_not_valid@prepare",
+                                      "1.validate@backfill"}));
+  EXPECT_EQ(plan.find("1.add_not_valid")->sql,
+            "ALTER TABLE public.orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) "
+            "REFERENCES public.users (id) ON DELETE cascade NOT VALID;\n");
+}
+
+TEST(Planner, UniqueConstraintAttachesAConcurrentlyBuiltIndex) {
+  Plan plan = plan_of("  - add_constraint: {table: t, name: t_k, unique: [a, b]}\n");
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{"1.precheck@prepare", "1.build_unique_index@prepare",
+                                      "1.attach_unique_index@backfill"}));
+  EXPECT_EQ(plan.find("1.attach_unique_index")->sql,
+            "ALTER TABLE public.t ADD CONSTRAINT t_k UNIQUE USING INDEX t_k;\n");
+}
+
+TEST(Planner, SetNotNullAvoidsTheScanUnderAnExclusiveLock) {
+  Plan plan = plan_of("  - set_not_null: {table: t, column: c}\n");
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{"1.precheck@prepare", "1.add_check@prepare",
+                                      "1.validate@backfill", "1.set_not_null@cutover"}));
+  EXPECT_EQ(*plan.find("1.set_not_null")->rollback_sql,
+            "ALTER TABLE public.t ALTER COLUMN c DROP NOT NULL;\n");
+}
+
+TEST(Planner, DropColumnIsReversibleOnlyWithDown) {
+  Plan with = plan_of("  - drop_column: {table: t, column: c, type: int, down: \"0\"}\n");
+  EXPECT_TRUE(with.find("1.drop_column")->reversible);
+  EXPECT_EQ(*with.find("1.drop_column")->rollback_sql,
+            "ALTER TABLE public.t ADD COLUMN IF NOT EXISTS c int DEFAULT (0);\n"
+            "ALTER TABLE public.t ALTER COLUMN c DROP DEFAULT;\n");
+  Plan without = plan_of("  - drop_column: {table: t, column: c}\n");
+  EXPECT_FALSE(without.find("1.drop_column")->reversible);
+  EXPECT_EQ(without.find("1.drop_column")->phase, Phase::kCleanup);
+}
+
+TEST(Planner, SeveralOperationsRunPhaseByPhaseInSpecOrder) {
+  Plan plan = plan_of(
+      "  - set_not_null: {table: t, column: c}\n"
+      "  - create_index: {table: t, name: t_c, columns: [c]}\n");
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{"1.precheck@prepare", "1.add_check@prepare",
+                                      "2.precheck@prepare", "2.create_index@prepare",
+                                      "1.validate@backfill", "1.set_not_null@cutover"}));
+}
+
 }  // namespace
 }  // namespace tandem

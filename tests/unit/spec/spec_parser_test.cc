@@ -147,6 +147,32 @@ const Malformed kMalformed[] = {
     {"gate unknown kind",
      "name: x\noperations:\n  - sql: {phase: prepare, up: x}\ngates:\n  cutover: vote\n",
      "bad.yaml:5:12: gates: the only gate is \"approval\", got \"vote\""},
+    {"constraint with two kinds",
+     "name: x\noperations:\n  - add_constraint:\n      table: t\n      name: c\n"
+     "      check: a > 0\n      unique: [a]\n",
+     "bad.yaml:4:7: add_constraint: give exactly one of \"check\", \"foreign_key\" or "
+     "\"unique\""},
+    {"foreign key column count",
+     "name: x\noperations:\n  - add_constraint:\n      table: t\n      name: c\n"
+     "      foreign_key: [a, b]\n      references: u\n      referenced_columns: [id]\n",
+     "bad.yaml:4:7: add_constraint: foreign_key has 2 columns but referenced_columns has 1"},
+    {"foreign key bad on_delete",
+     "name: x\noperations:\n  - add_constraint:\n      table: t\n      name: c\n"
+     "      foreign_key: [a]\n      references: u\n      referenced_columns: [id]\n"
+     "      on_delete: cascde\n",
+     "bad.yaml:9:18: on_delete: unknown action \"cascde\"; did you mean \"cascade\"?"},
+    {"drop column down without type",
+     "name: x\noperations:\n  - drop_column: {table: t, column: c, down: \"'x'\"}\n",
+     "bad.yaml:3:18: drop_column: \"down\" needs \"type\", the type the column is re-created "
+     "with"},
+    {"create index empty columns",
+     "name: x\noperations:\n  - create_index: {table: t, name: i, columns: []}\n",
+     "bad.yaml:3:48: columns: the list is empty; name at least one column"},
+    {"create index without name",
+     "name: x\noperations:\n  - create_index: {table: t, columns: [a]}\n",
+     "bad.yaml:3:19: create_index: missing required key \"name\""},
+    {"set not null unknown key", "name: x\noperations:\n  - set_not_null: {table: t, colunm: c}\n",
+     "bad.yaml:3:30: unknown key \"colunm\" in set_not_null; did you mean \"column\"?"},
     {"unknown key far off", "name: x\nzzz: 1\noperations:\n  - sql: {phase: prepare, up: x}\n",
      "bad.yaml:2:1: unknown key \"zzz\" in the spec; expected one of: name, description, settings, "
      "operations, gates"},

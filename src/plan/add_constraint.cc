@@ -1,0 +1,97 @@
+// add_constraint: CHECK and FOREIGN KEY are added NOT VALID (a brief lock, no
+// scan: new writes are checked from then on) and validated later under a lock
+// that lets reads and writes go on. UNIQUE is built as a unique index
+// concurrently and attached as the constraint.
+#include "plan/checks.h"
+#include "plan/index_build.h"
+#include "plan/operations.h"
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+
+void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::vector<Step>& out) {
+  const std::string id = std::to_string(index) + ".";
+  const std::string table = qualified(op.schema, op.table);
+  const std::string name = quote_ident(op.name);
+  const std::string drop = "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + name + ";\n";
+  std::vector<std::string> prechecks = {checks::table_exists(table),
+                                        checks::plain_table("add_constraint"),
+                                        checks::constraint_absent(op.name)};
+  if (op.kind == AddConstraint::Kind::kUnique) {
+    prechecks.push_back(checks::relation_absent(op.schema, op.name));
+  }
+  if (op.kind == AddConstraint::Kind::kForeignKey) {
+    prechecks.push_back("SELECT format('referenced table %s does not exist', " +
+                        quote_literal(op.references) + ") WHERE to_regclass(" +
+                        quote_literal(op.references) + ") IS NULL");
+  }
+  out.push_back(checks::precheck_step(id + "precheck",
+                                      "check that constraint " + name + " can be added to " + table,
+                                      table, prechecks));
+
+  Step s;
+  if (op.kind == AddConstraint::Kind::kUnique) {
+    const std::string index = qualified(op.schema, op.name);
+    s.id = id + "build_unique_index";
+    s.phase = Phase::kPrepare;
+    s.description = "build the unique index " + index + " concurrently";
+    s.sql = "CREATE UNIQUE INDEX CONCURRENTLY " + name + " ON " + table + " (" +
+            join(op.columns, ", ") + ");\n";
+    s.rollback_sql = "DROP INDEX CONCURRENTLY IF EXISTS " + index + ";\n";
+    s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on; waits for older writers)";
+    s.table_access = "scans table twice";
+    make_index_build_idempotent(s, index);
+    out.push_back(s);
+
+    s = Step{};
+    s.id = id + "attach_unique_index";
+    s.phase = Phase::kBackfill;
+    s.description = "make the index the constraint " + name;
+    s.sql =
+        "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " UNIQUE USING INDEX " + name + ";\n";
+    s.rollback_sql = drop;
+    s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+    s.table_access = "none";
+    out.push_back(s);
+    return;
+  }
+
+  std::string definition;
+  std::string lock;
+  if (op.kind == AddConstraint::Kind::kCheck) {
+    definition = "CHECK (" + op.check + ")";
+    lock = "ACCESS EXCLUSIVE (brief: no scan)";
+  } else {
+    std::vector<std::string> cols, refs;
+    for (const auto& c : op.columns) cols.push_back(quote_ident(c));
+    for (const auto& c : op.referenced_columns) refs.push_back(quote_ident(c));
+    definition = "FOREIGN KEY (" + join(cols, ", ") + ") REFERENCES " + op.references + " (" +
+                 join(refs, ", ") + ")" +
+                 (op.on_delete.empty() ? "" : " ON DELETE " + op.on_delete);
+    lock = "SHARE ROW EXCLUSIVE on both tables (brief: no scan)";
+  }
+  s.id = id + "add_not_valid";
+  s.phase = Phase::kPrepare;
+  s.description = "add " + name + " NOT VALID: new writes are checked from now on";
+  s.sql = "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " " + definition + " NOT VALID;\n";
+  s.rollback_sql = drop;
+  s.lock = lock;
+  s.table_access = "none";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "validate";
+  s.phase = Phase::kBackfill;
+  s.description = "validate " + name + " against the existing rows";
+  s.sql = "ALTER TABLE " + table + " VALIDATE CONSTRAINT " + name + ";\n";
+  s.rollback_sql = "";  // dropping the constraint is the previous step's rollback
+  s.lock =
+      op.kind == AddConstraint::Kind::kForeignKey
+          ? "SHARE UPDATE EXCLUSIVE; ROW SHARE on the referenced table (reads and writes go on)"
+          : "SHARE UPDATE EXCLUSIVE (reads and writes go on)";
+  s.table_access = "scans table";
+  out.push_back(s);
+}
+
+}  // namespace tandem

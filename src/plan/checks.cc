@@ -1,0 +1,122 @@
+#include "plan/checks.h"
+
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem::checks {
+
+std::string table_exists(const std::string& table) {
+  return "SELECT format('table %s does not exist', " + quote_literal(table) +
+         ") FROM t WHERE rel IS NULL";
+}
+
+std::string plain_table(const std::string& operation) {
+  return "SELECT format('%s is not a plain table (relkind %s); " + operation +
+         " supports plain tables only', rel, c.relkind)\n"
+         "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind <> 'r'";
+}
+
+std::string column_exists(const std::string& column) {
+  const std::string col = quote_literal(column);
+  return "SELECT format('column %I does not exist in table %s', " + col +
+         ", rel) FROM t\n"
+         " WHERE rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel\n"
+         "   AND attname = " +
+         col + " AND attnum > 0 AND NOT attisdropped)";
+}
+
+std::string has_primary_key() {
+  return "SELECT format('table %s has no primary key; the backfill walks the primary key', "
+         "rel)\n"
+         "  FROM t WHERE rel IS NOT NULL\n"
+         "   AND NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = rel AND indisprimary)";
+}
+
+std::string no_invalid_indexes() {
+  return "SELECT format('index %s on %s is INVALID (left by a failed CREATE INDEX "
+         "CONCURRENTLY?); drop or rebuild it first', i.indexrelid::regclass, rel)\n"
+         "  FROM t JOIN pg_index i ON i.indrelid = t.rel WHERE NOT i.indisvalid";
+}
+
+std::string type_exists(const std::string& type) {
+  return "SELECT format('type %s does not exist', " + quote_literal(type) +
+         ")\n WHERE to_regtype(" + quote_literal(type) + ") IS NULL";
+}
+
+std::string columns_absent(const std::vector<std::string>& columns) {
+  std::vector<std::string> lits;
+  for (const auto& c : columns) lits.push_back(quote_literal(c));
+  return "SELECT format('column %I already exists in %s; an earlier migration left it behind: "
+         "roll that migration back or drop the column', a.attname, rel)\n"
+         "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel\n"
+         " WHERE a.attname IN (" +
+         join(lits, ", ") + ") AND NOT a.attisdropped";
+}
+
+std::string relation_absent(const std::string& schema, const std::string& name) {
+  const std::string q = quote_literal(qualified(schema, name));
+  return "SELECT format('%s already exists', to_regclass(" + q + "))\n WHERE to_regclass(" + q +
+         ") IS NOT NULL";
+}
+
+std::string constraint_absent(const std::string& name) {
+  return "SELECT format('constraint %I already exists on %s', conname, rel)\n"
+         "  FROM t JOIN pg_constraint c ON c.conrelid = t.rel WHERE c.conname = " +
+         quote_literal(name);
+}
+
+std::string column_nullable(const std::string& column) {
+  return "SELECT format('column %I of %s is already NOT NULL', attname, rel)\n"
+         "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel\n"
+         " WHERE a.attname = " +
+         quote_literal(column) + " AND a.attnotnull";
+}
+
+std::string no_dependents(const std::string& column, const std::string& doing, bool allow_indexes) {
+  const std::string col = quote_literal(column);
+  std::string sql =
+      "SELECT format('%s depends on column %I; tandem cannot " + doing +
+      " a column that %s uses yet: drop it and recreate it after the migration',\n"
+      "       CASE WHEN d.classid = 'pg_rewrite'::regclass\n"
+      "            THEN 'view ' || (SELECT ev_class::regclass::text FROM pg_rewrite\n"
+      "                              WHERE oid = d.objid)\n"
+      "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,\n"
+      "       " +
+      col +
+      ",\n"
+      "       CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'a view'\n"
+      "            WHEN d.classid = 'pg_class'::regclass AND d.objid <> t.rel\n"
+      "              THEN 'an index' ELSE 'another object' END)\n"
+      "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " +
+      col +
+      "\n"
+      "  JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.rel\n"
+      "                  AND d.refobjsubid = a.attnum\n"
+      " WHERE d.classid <> 'pg_attrdef'::regclass\n"
+      "   AND NOT (d.classid = 'pg_class'::regclass\n"
+      "            AND (SELECT relkind FROM pg_class WHERE oid = d.objid) = 'S')";
+  if (allow_indexes) {
+    // DROP COLUMN removes the column's own indexes and constraints with it.
+    sql +=
+        "\n   AND NOT (d.classid = 'pg_class'::regclass AND d.deptype = 'a')"
+        "\n   AND d.classid <> 'pg_constraint'::regclass";
+  }
+  return sql;
+}
+
+Step precheck_step(const std::string& id, const std::string& description, const std::string& table,
+                   const std::vector<std::string>& checks) {
+  Step s;
+  s.id = id;
+  s.phase = Phase::kPrepare;
+  s.kind = StepKind::kPrecheck;
+  s.description = description;
+  s.sql = "WITH t AS (SELECT to_regclass(" + quote_literal(table) + ") AS rel)\n" +
+          join(checks, "\nUNION ALL\n");
+  s.rollback_sql = "";
+  s.lock = "none (catalog reads)";
+  s.table_access = "none";
+  return s;
+}
+
+}  // namespace tandem::checks

@@ -1,0 +1,34 @@
+// Building blocks of precheck queries. A precheck is one query over
+// `WITH t AS (SELECT to_regclass('table') AS rel)` that returns one row of
+// text per reason to refuse; no rows means the operation may go ahead.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tandem/plan.h"
+
+namespace tandem::checks {
+
+std::string table_exists(const std::string& table);  // qualified, quoted
+std::string plain_table(const std::string& operation);
+std::string column_exists(const std::string& column);
+std::string has_primary_key();
+std::string no_invalid_indexes();
+std::string type_exists(const std::string& type);
+// Refuses when any of `columns` exists: left behind by an earlier attempt.
+std::string columns_absent(const std::vector<std::string>& columns);
+// Refuses when a relation (index, table) named `name` exists in the table's schema.
+std::string relation_absent(const std::string& schema, const std::string& name);
+std::string constraint_absent(const std::string& name);
+std::string column_nullable(const std::string& column);
+// Refuses when a view, index, constraint or other object depends on the
+// column; `doing` completes "tandem cannot <doing> a column that ... uses yet".
+// Defaults and owned sequences are allowed when `allow_defaults`.
+std::string no_dependents(const std::string& column, const std::string& doing, bool allow_indexes);
+
+// The precheck step itself.
+Step precheck_step(const std::string& id, const std::string& description, const std::string& table,
+                   const std::vector<std::string>& checks);
+
+}  // namespace tandem::checks

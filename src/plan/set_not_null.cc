@@ -1,0 +1,57 @@
+// set_not_null: SET NOT NULL scans the whole table under ACCESS EXCLUSIVE,
+// unless a validated CHECK (column IS NOT NULL) already proves it. So: add
+// that check NOT VALID, validate it while writes go on, then SET NOT NULL
+// (no scan) and drop the check.
+#include "plan/checks.h"
+#include "plan/operations.h"
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+
+void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::vector<Step>& out) {
+  const std::string id = std::to_string(index) + ".";
+  const std::string table = qualified(op.schema, op.table);
+  const std::string col = quote_ident(op.column);
+  const std::string check =
+      quote_ident("_tandem_nn_" + op.column.substr(0, 40) + "_" +
+                  hex(fnv1a(spec.name + "|" + op.schema + "." + op.table + "." + op.column), 6));
+  out.push_back(checks::precheck_step(
+      id + "precheck", "check that " + table + "." + col + " can be made NOT NULL", table,
+      {checks::table_exists(table), checks::plain_table("set_not_null"),
+       checks::column_exists(op.column), checks::column_nullable(op.column)}));
+
+  Step s;
+  s.id = id + "add_check";
+  s.phase = Phase::kPrepare;
+  s.description = "CHECK (" + col + " IS NOT NULL) NOT VALID: new writes are checked from now on";
+  s.sql = "ALTER TABLE " + table + " ADD CONSTRAINT " + check + " CHECK (" + col +
+          " IS NOT NULL) NOT VALID;\n";
+  s.rollback_sql = "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + check + ";\n";
+  s.lock = "ACCESS EXCLUSIVE (brief: no scan)";
+  s.table_access = "none";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "validate";
+  s.phase = Phase::kBackfill;
+  s.description = "validate the check against the existing rows";
+  s.sql = "ALTER TABLE " + table + " VALIDATE CONSTRAINT " + check + ";\n";
+  s.rollback_sql = "";
+  s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on)";
+  s.table_access = "scans table";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "set_not_null";
+  s.phase = Phase::kCutover;
+  s.description = "SET NOT NULL (proved by the check, so no scan) and drop the check";
+  s.sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " SET NOT NULL;\n" + "ALTER TABLE " +
+          table + " DROP CONSTRAINT " + check + ";\n";
+  s.rollback_sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " DROP NOT NULL;\n";
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  out.push_back(s);
+}
+
+}  // namespace tandem

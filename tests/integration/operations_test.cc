@@ -1,0 +1,242 @@
+// The pgroll-style lifecycle for each operation, under a concurrent writer:
+// start (through cutover) → check → rollback → check → start → complete →
+// check. The writer counts every insert and update it commits; afterwards the
+// table must hold exactly those, and no write may have failed.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "support/scenario.h"
+
+namespace tandem::testing {
+namespace {
+
+struct OperationCase {
+  const char* title;
+  const char* operation;  // YAML of one list item under operations:
+  const char* probe;      // a query describing the state the operation changes
+  const char* before;     // the probe before the migration (and after rollback)
+  const char* started;    // after start (through cutover)
+  const char* completed;  // after cleanup
+};
+
+void PrintTo(const OperationCase& c, std::ostream* os) { *os << c.title; }
+
+const OperationCase kCases[] = {
+    {"create_index",
+     "  - create_index: {table: accounts, name: accounts_email_idx, columns: [email]}\n",
+     "SELECT coalesce((SELECT indisvalid::text FROM pg_index"
+     " WHERE indexrelid = to_regclass('accounts_email_idx')), 'absent')",
+     "absent", "true", "true"},
+    {"create_unique_partial_index",
+     "  - create_index:\n      table: accounts\n      name: accounts_email_live\n"
+     "      columns: [lower(email)]\n      unique: true\n      where: balance >= 0\n",
+     "SELECT coalesce((SELECT indisunique::text || '/' || (indpred IS NOT NULL)::text"
+     " FROM pg_index WHERE indexrelid = to_regclass('accounts_email_live')), 'absent')",
+     "absent", "true/true", "true/true"},
+    {"add_check_constraint",
+     "  - add_constraint: {table: accounts, name: balance_not_negative, check: balance >= 0}\n",
+     "SELECT coalesce((SELECT contype::text || '/' || convalidated::text FROM pg_constraint"
+     " WHERE conname = 'balance_not_negative'), 'absent')",
+     "absent", "c/true", "c/true"},
+    {"add_foreign_key",
+     "  - add_constraint:\n      table: accounts\n      name: accounts_owner_fk\n"
+     "      foreign_key: [owner_id]\n      references: owners\n      referenced_columns: [id]\n"
+     "      on_delete: restrict\n",
+     "SELECT coalesce((SELECT contype::text || '/' || convalidated::text FROM pg_constraint"
+     " WHERE conname = 'accounts_owner_fk'), 'absent')",
+     "absent", "f/true", "f/true"},
+    {"add_unique_constraint",
+     "  - add_constraint: {table: accounts, name: accounts_email_key, unique: [email]}\n",
+     "SELECT coalesce((SELECT contype::text FROM pg_constraint WHERE conname = "
+     "'accounts_email_key'),"
+     " 'absent') || '/' || coalesce((SELECT 'index' FROM pg_class"
+     " WHERE relname = 'accounts_email_key'), 'no index')",
+     "absent/no index", "u/index", "u/index"},
+    {"set_not_null", "  - set_not_null: {table: accounts, column: email}\n",
+     "SELECT attnotnull::text || '/' || (SELECT count(*) FROM pg_constraint"
+     " WHERE conrelid = 'accounts'::regclass AND contype = 'c')::text"
+     " FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'email'",
+     "false/0", "true/0", "true/0"},
+    {"drop_column",
+     "  - drop_column: {table: accounts, column: note, type: text, down: \"'restored'\"}\n",
+     "SELECT coalesce((SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+     " WHERE attrelid = 'accounts'::regclass AND attname = 'note' AND NOT attisdropped),"
+     " 'absent')",
+     "text", "text", "absent"},
+};
+
+class OperationLifecycle : public ::testing::TestWithParam<OperationCase> {
+ protected:
+  void SetUp() override {
+    db_ = pg_.create_database("ops");
+    pg_.psql(db_,
+             "CREATE TABLE owners (id int PRIMARY KEY);"
+             "INSERT INTO owners SELECT g FROM generate_series(1, 100) g;"
+             "CREATE TABLE accounts (id bigserial PRIMARY KEY, email text, owner_id int,"
+             " balance int NOT NULL DEFAULT 0, note text);"
+             "INSERT INTO accounts (email, owner_id, balance, note)"
+             " SELECT 'u' || g || '@x', 1 + g % 100, g % 1000, 'n'"
+             " FROM generate_series(1, 20000) g;"
+             "ANALYZE accounts;");
+  }
+  std::string spec() const {
+    return std::string("name: op_") + GetParam().title +
+           "\nsettings:\n  lock_timeout: 300ms\n  retry_backoff: 20ms\n"
+           "operations:\n" +
+           GetParam().operation;
+  }
+  std::string probe() { return pg_.psql(db_, GetParam().probe); }
+
+  PgServer& pg_ = PgServer::shared();
+  std::string db_;
+};
+
+// Inserts rows and updates balances until stopped, counting what committed.
+class Writer {
+ public:
+  Writer(const PgServer& pg, const std::string& db) {
+    thread_ = std::thread([this, &pg, db] {
+      auto c = pg.connect(db);
+      long i = 0;
+      while (!stop_) {
+        try {
+          if (i++ % 2 == 0) {
+            c->exec(
+                "INSERT INTO accounts (email, owner_id, balance)"
+                " VALUES ('w' || $1 || '@x', 1 + $1::int % 100, 5)",
+                {std::to_string(i)});
+            ++inserted_;
+          } else {
+            updated_ += c->exec("UPDATE accounts SET balance = balance + 1 WHERE id = $1",
+                                {std::to_string(1 + (i * 7919) % 20000)})
+                            .affected;
+          }
+        } catch (const std::exception& e) {
+          ++failed_;
+          last_error_ = e.what();
+          if (!c->is_open()) c = pg.connect(db);
+        }
+      }
+    });
+  }
+  ~Writer() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  long inserted() const { return inserted_; }
+  long updated() const { return updated_; }
+  long failed() const { return failed_; }
+  const std::string& last_error() const { return last_error_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<long> inserted_{0}, updated_{0}, failed_{0};
+  std::string last_error_;
+  std::thread thread_;
+};
+
+TEST_P(OperationLifecycle, StartRollbackStartCompleteUnderAConcurrentWriter) {
+  const OperationCase& c = GetParam();
+  const long base_sum = std::stol(pg_.psql(db_, "SELECT sum(balance) FROM accounts"));
+  Spec s = spec_from(spec());
+  Plan plan = make_plan(s);
+  ASSERT_EQ(probe(), c.before);
+
+  // An operation without cleanup steps is complete once cutover is done.
+  auto started = [](RunOutcome o) {
+    return o == RunOutcome::kReachedUntil || o == RunOutcome::kCompleted;
+  };
+  auto completed = [](RunOutcome o) {
+    return o == RunOutcome::kCompleted || o == RunOutcome::kAlreadyCompleted;
+  };
+  Writer writer(pg_, db_);
+  EXPECT_TRUE(started(run_until(s, pg_.dsn(db_), Phase::kCutover)));
+  EXPECT_EQ(probe(), c.started);
+  RunOptions o;
+  o.dsn = pg_.dsn(db_);
+  EXPECT_EQ(Executor(s, plan, o).rollback(), RollbackOutcome::kRolledBack);
+  EXPECT_EQ(probe(), c.before);
+  EXPECT_TRUE(started(run_until(s, pg_.dsn(db_), Phase::kCutover)));
+  EXPECT_EQ(probe(), c.started);
+  EXPECT_TRUE(completed(run_until(s, pg_.dsn(db_))));
+  EXPECT_EQ(probe(), c.completed);
+  writer.stop();
+
+  EXPECT_EQ(writer.failed(), 0) << writer.last_error();
+  EXPECT_GT(writer.inserted(), 10);
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*), sum(balance) FROM accounts"),
+            std::to_string(20000 + writer.inserted()) + "|" +
+                std::to_string(base_sum + 5 * writer.inserted() + writer.updated()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Every, OperationLifecycle, ::testing::ValuesIn(kCases),
+                         [](const auto& info) { return std::string(info.param.title); });
+
+class DropColumnRollback : public OperationLifecycle {};
+
+TEST_P(DropColumnRollback, ReversibleEvenAfterCleanupWhenDownIsGiven) {
+  Spec s = spec_from(spec());
+  Plan plan = make_plan(s);
+  EXPECT_EQ(run_until(s, pg_.dsn(db_)), RunOutcome::kCompleted);
+  EXPECT_EQ(probe(), "absent");
+  RunOptions o;
+  o.dsn = pg_.dsn(db_);
+  EXPECT_EQ(Executor(s, plan, o).rollback(), RollbackOutcome::kRolledBack);
+  EXPECT_EQ(probe(), "text");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FILTER (WHERE note = 'restored') FROM accounts"),
+            "20000");
+  pg_.psql(db_, "INSERT INTO accounts (email) VALUES ('after@x')");
+  EXPECT_EQ(pg_.psql(db_, "SELECT note IS NULL FROM accounts WHERE email = 'after@x'"), "t");
+}
+
+INSTANTIATE_TEST_SUITE_P(Down, DropColumnRollback, ::testing::Values(kCases[6]),
+                         [](const auto&) { return std::string("drop_column"); });
+
+class ViolatingData : public OperationLifecycle {};
+
+TEST_P(ViolatingData, FailsAtTheStepThatFindsItAndRollsBackCleanly) {
+  // A NULL email and a duplicate email break set_not_null and unique.
+  pg_.psql(db_,
+           "UPDATE accounts SET email = NULL WHERE id = 17;"
+           "UPDATE accounts SET email = 'u2@x' WHERE id = 3;");
+  Spec s = spec_from(spec());
+  Plan plan = make_plan(s);
+  try {
+    run_until(s, pg_.dsn(db_));
+    FAIL() << "the migration must fail";
+  } catch (const StepFailedError& e) {
+    std::string m = e.what();
+    EXPECT_EQ(m.substr(0, m.find('\n')), GetParam().completed);  // the expected message here
+  }
+  RunOptions o;
+  o.dsn = pg_.dsn(db_);
+  EXPECT_EQ(Executor(s, plan, o).rollback(), RollbackOutcome::kRolledBack);
+  EXPECT_EQ(probe(), GetParam().before);
+}
+
+const OperationCase kViolations[] = {
+    {"set_not_null", kCases[5].operation, kCases[5].probe, kCases[5].before, "",
+     "step 1.validate failed: check constraint \"_tandem_nn_email_c4030c\" of relation "
+     "\"accounts\" is violated by some row [SQLSTATE 23514]."},
+    {"add_unique_constraint", kCases[4].operation, kCases[4].probe, kCases[4].before, "",
+     "step 1.build_unique_index failed: could not create unique index \"accounts_email_key\" "
+     "(DETAIL:  Key (email)=(u2@x) is duplicated.) [SQLSTATE 23505]."},
+};
+
+INSTANTIATE_TEST_SUITE_P(Every, ViolatingData, ::testing::ValuesIn(kViolations),
+                         [](const auto& info) { return std::string(info.param.title); });
+
+TEST(DropColumnWithoutDown, IsIrreversibleAndNeedsApproval) {
+  Spec s = spec_from("name: d\noperations:\n  - drop_column: {table: t, column: c}\n");
+  Plan plan = make_plan(s);
+  const Step* step = plan.find("1.drop_column");
+  ASSERT_NE(step, nullptr);
+  EXPECT_FALSE(step->reversible);
+  EXPECT_EQ(step->phase, Phase::kCleanup);
+}
+
+}  // namespace
+}  // namespace tandem::testing
