@@ -26,6 +26,7 @@ struct BatchWork {
   std::string table;       // qualified and quoted
   std::string set_clause;  // backfill: the SET list that copies one row
   std::string mismatch;    // verify: a predicate true for a row whose copy is wrong
+  std::string filter;      // backfill: only rows matching this predicate ("" = every row)
 };
 
 struct Step {

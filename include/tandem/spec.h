@@ -43,6 +43,19 @@ struct AlterColumnType {
   std::optional<std::string> down;  // expression over `column` (new type) giving the old value
 };
 
+// A new column filled for existing rows by a backfill expression, and for new
+// rows in the writer's own transaction; then optionally unique and NOT NULL.
+struct AddColumn {
+  std::string schema = "public";
+  std::string table;
+  std::string column;
+  std::string type;
+  std::string backfill;                      // expression over the row's columns; may be volatile
+  std::optional<std::string> default_value;  // the column's DEFAULT from cutover on
+  bool unique = false;
+  bool not_null = false;
+};
+
 // CREATE [UNIQUE] INDEX CONCURRENTLY; an INVALID leftover is dropped and rebuilt.
 struct CreateIndex {
   std::string schema = "public";
@@ -97,7 +110,8 @@ struct SqlOperation {
 
 struct Operation {
   SourceLocation where;
-  std::variant<AlterColumnType, SqlOperation, CreateIndex, AddConstraint, SetNotNull, DropColumn>
+  std::variant<AlterColumnType, SqlOperation, CreateIndex, AddConstraint, SetNotNull, DropColumn,
+               AddColumn>
       op;
 };
 

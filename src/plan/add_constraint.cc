@@ -10,6 +10,39 @@
 
 namespace tandem {
 
+void plan_unique_via_index(const std::string& id, const std::string& schema,
+                           const std::string& table_name, const std::string& constraint,
+                           const std::vector<std::string>& columns, Phase build, Phase attach,
+                           std::vector<Step>& out) {
+  const std::string table = qualified(schema, table_name);
+  const std::string name = quote_ident(constraint);
+  const std::string index = qualified(schema, constraint);
+  std::vector<std::string> cols;
+  for (const auto& c : columns) cols.push_back(c);
+  Step s;
+  s.id = id + "build_unique_index";
+  s.phase = build;
+  s.description = "build the unique index " + index + " concurrently";
+  s.sql = "CREATE UNIQUE INDEX CONCURRENTLY " + name + " ON " + table + " (" + join(cols, ", ") +
+          ");\n";
+  s.rollback_sql = "DROP INDEX CONCURRENTLY IF EXISTS " + index + ";\n";
+  s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on; waits for older writers)";
+  s.table_access = "scans table twice";
+  make_index_build_idempotent(s, index);
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "attach_unique_index";
+  s.phase = attach;
+  s.description = "make the index the constraint " + name;
+  s.sql =
+      "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " UNIQUE USING INDEX " + name + ";\n";
+  s.rollback_sql = "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + name + ";\n";
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  out.push_back(s);
+}
+
 void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::vector<Step>& out) {
   const std::string id = std::to_string(index) + ".";
   const std::string table = qualified(op.schema, op.table);
@@ -30,33 +63,13 @@ void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::v
                                       "check that constraint " + name + " can be added to " + table,
                                       table, prechecks));
 
-  Step s;
   if (op.kind == AddConstraint::Kind::kUnique) {
-    const std::string index = qualified(op.schema, op.name);
-    s.id = id + "build_unique_index";
-    s.phase = Phase::kPrepare;
-    s.description = "build the unique index " + index + " concurrently";
-    s.sql = "CREATE UNIQUE INDEX CONCURRENTLY " + name + " ON " + table + " (" +
-            join(op.columns, ", ") + ");\n";
-    s.rollback_sql = "DROP INDEX CONCURRENTLY IF EXISTS " + index + ";\n";
-    s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on; waits for older writers)";
-    s.table_access = "scans table twice";
-    make_index_build_idempotent(s, index);
-    out.push_back(s);
-
-    s = Step{};
-    s.id = id + "attach_unique_index";
-    s.phase = Phase::kBackfill;
-    s.description = "make the index the constraint " + name;
-    s.sql =
-        "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " UNIQUE USING INDEX " + name + ";\n";
-    s.rollback_sql = drop;
-    s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
-    s.table_access = "none";
-    out.push_back(s);
+    plan_unique_via_index(id, op.schema, op.table, op.name, op.columns, Phase::kPrepare,
+                          Phase::kBackfill, out);
     return;
   }
 
+  Step s;
   std::string definition;
   std::string lock;
   if (op.kind == AddConstraint::Kind::kCheck) {

@@ -155,7 +155,7 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.phase = Phase::kBackfill;
   s.kind = StepKind::kBackfill;
   s.description = "copy " + what + " into " + n.q_shadow + " in primary-key batches";
-  s.batch = BatchWork{n.table, n.q_shadow + " = " + n.fn_up + "(" + n.q_column + ")", ""};
+  s.batch = BatchWork{n.table, n.q_shadow + " = " + n.fn_up + "(" + n.q_column + ")", "", ""};
   s.sql = "UPDATE " + n.table + " SET " + s.batch->set_clause +
           "\n WHERE <primary key> > <checkpoint> ... LIMIT " +
           std::to_string(spec.settings.batch_size) + "  -- one transaction per batch\n";
@@ -193,8 +193,8 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.phase = Phase::kShadowRead;
   s.kind = StepKind::kVerify;
   s.description = "every row: " + n.q_shadow + " = up(" + n.q_column + ")";
-  s.batch =
-      BatchWork{n.table, "", n.q_shadow + " IS DISTINCT FROM " + n.fn_up + "(" + n.q_column + ")"};
+  s.batch = BatchWork{n.table, "",
+                      n.q_shadow + " IS DISTINCT FROM " + n.fn_up + "(" + n.q_column + ")", ""};
   s.sql = "SELECT <primary key> FROM " + n.table + " WHERE " + s.batch->mismatch +
           "  -- in primary-key chunks\n";
   s.rollback_sql = "";

@@ -39,6 +39,7 @@ Plan make_plan(const Spec& spec) {
             plan_add_constraint(spec, index, op, steps);
           if constexpr (std::is_same_v<T, SetNotNull>) plan_set_not_null(spec, index, op, steps);
           if constexpr (std::is_same_v<T, DropColumn>) plan_drop_column(spec, index, op, steps);
+          if constexpr (std::is_same_v<T, AddColumn>) plan_add_column(spec, index, op, steps);
         },
         operation.op);
   }

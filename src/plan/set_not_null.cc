@@ -9,21 +9,17 @@
 
 namespace tandem {
 
-void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::vector<Step>& out) {
-  const std::string id = std::to_string(index) + ".";
-  const std::string table = qualified(op.schema, op.table);
-  const std::string col = quote_ident(op.column);
+void plan_not_null_via_check(const Spec& spec, const std::string& id, const std::string& schema,
+                             const std::string& table_name, const std::string& column, Phase add,
+                             Phase validate, std::vector<Step>& out) {
+  const std::string table = qualified(schema, table_name);
+  const std::string col = quote_ident(column);
   const std::string check =
-      quote_ident("_tandem_nn_" + op.column.substr(0, 40) + "_" +
-                  hex(fnv1a(spec.name + "|" + op.schema + "." + op.table + "." + op.column), 6));
-  out.push_back(checks::precheck_step(
-      id + "precheck", "check that " + table + "." + col + " can be made NOT NULL", table,
-      {checks::table_exists(table), checks::plain_table("set_not_null"),
-       checks::column_exists(op.column), checks::column_nullable(op.column)}));
-
+      quote_ident("_tandem_nn_" + column.substr(0, 40) + "_" +
+                  hex(fnv1a(spec.name + "|" + schema + "." + table_name + "." + column), 6));
   Step s;
   s.id = id + "add_check";
-  s.phase = Phase::kPrepare;
+  s.phase = add;
   s.description = "CHECK (" + col + " IS NOT NULL) NOT VALID: new writes are checked from now on";
   s.sql = "ALTER TABLE " + table + " ADD CONSTRAINT " + check + " CHECK (" + col +
           " IS NOT NULL) NOT VALID;\n";
@@ -34,7 +30,7 @@ void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::v
 
   s = Step{};
   s.id = id + "validate";
-  s.phase = Phase::kBackfill;
+  s.phase = validate;
   s.description = "validate the check against the existing rows";
   s.sql = "ALTER TABLE " + table + " VALIDATE CONSTRAINT " + check + ";\n";
   s.rollback_sql = "";
@@ -52,6 +48,18 @@ void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::v
   s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
   s.table_access = "none";
   out.push_back(s);
+}
+
+void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::vector<Step>& out) {
+  const std::string id = std::to_string(index) + ".";
+  const std::string table = qualified(op.schema, op.table);
+  out.push_back(checks::precheck_step(
+      id + "precheck",
+      "check that " + table + "." + quote_ident(op.column) + " can be made NOT NULL", table,
+      {checks::table_exists(table), checks::plain_table("set_not_null"),
+       checks::column_exists(op.column), checks::column_nullable(op.column)}));
+  plan_not_null_via_check(spec, id, op.schema, op.table, op.column, Phase::kPrepare,
+                          Phase::kBackfill, out);
 }
 
 }  // namespace tandem

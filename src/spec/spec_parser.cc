@@ -276,6 +276,28 @@ class Parser {
     return a;
   }
 
+  std::optional<AddColumn> add_column(const YAML::Node& n) {
+    const std::string w = "add_column";
+    if (!expect_map(n, w)) return std::nullopt;
+    check_keys(
+        n, {"schema", "table", "column", "type", "backfill", "default", "unique", "not_null"}, w);
+    size_t before = errors.size();
+    AddColumn a;
+    table_ref(n, w, a.schema, a.table);
+    identifier(n, "column", true, a.column, w);
+    if (auto t = type_name(n, true, w)) a.type = *t;
+    if (!n["backfill"].IsDefined()) {
+      missing(n, "backfill", w);
+    } else if (auto e = expression(n, "backfill")) {
+      a.backfill = *e;
+    }
+    a.default_value = expression(n, "default");
+    if (auto u = boolean(n, "unique")) a.unique = *u;
+    if (auto nn = boolean(n, "not_null")) a.not_null = *nn;
+    if (errors.size() != before) return std::nullopt;
+    return a;
+  }
+
   std::optional<CreateIndex> create_index(const YAML::Node& n) {
     const std::string w = "create_index";
     if (!expect_map(n, w)) return std::nullopt;
@@ -424,6 +446,8 @@ class Parser {
       };
       if (op == "alter_column_type") {
         keep(alter_column_type(entry.second));
+      } else if (op == "add_column") {
+        keep(add_column(entry.second));
       } else if (op == "create_index") {
         keep(create_index(entry.second));
       } else if (op == "add_constraint") {

@@ -59,6 +59,22 @@ const OperationCase kCases[] = {
      " WHERE conrelid = 'accounts'::regclass AND contype = 'c')::text"
      " FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'email'",
      "false/0", "true/0", "true/0"},
+    {"add_column_uuid",
+     "  - add_column:\n      table: accounts\n      column: uid\n      type: uuid\n"
+     "      backfill: gen_random_uuid()\n      default: gen_random_uuid()\n"
+     "      unique: true\n      not_null: true\n",
+     "SELECT coalesce((SELECT format_type(atttypid, atttypmod) || '/' || attnotnull::text"
+     " FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'uid'"
+     " AND NOT attisdropped), 'absent') || '/' || coalesce((SELECT contype::text"
+     " FROM pg_constraint WHERE conname = 'accounts_uid_key'), '-')",
+     "absent/-", "uuid/true/u", "uuid/true/u"},
+    {"add_column_derived",
+     "  - add_column: {table: accounts, column: email_domain, type: text,"
+     " backfill: \"split_part(email, '@', 2)\"}\n",
+     "SELECT coalesce((SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+     " WHERE attrelid = 'accounts'::regclass AND attname = 'email_domain'"
+     " AND NOT attisdropped), 'absent')",
+     "absent", "text", "text"},
     {"drop_column",
      "  - drop_column: {table: accounts, column: note, type: text, down: \"'restored'\"}\n",
      "SELECT coalesce((SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
@@ -192,7 +208,7 @@ TEST_P(DropColumnRollback, ReversibleEvenAfterCleanupWhenDownIsGiven) {
   EXPECT_EQ(pg_.psql(db_, "SELECT note IS NULL FROM accounts WHERE email = 'after@x'"), "t");
 }
 
-INSTANTIATE_TEST_SUITE_P(Down, DropColumnRollback, ::testing::Values(kCases[6]),
+INSTANTIATE_TEST_SUITE_P(Down, DropColumnRollback, ::testing::Values(kCases[8]),
                          [](const auto&) { return std::string("drop_column"); });
 
 class ViolatingData : public OperationLifecycle {};
@@ -228,6 +244,35 @@ const OperationCase kViolations[] = {
 
 INSTANTIATE_TEST_SUITE_P(Every, ViolatingData, ::testing::ValuesIn(kViolations),
                          [](const auto& info) { return std::string(info.param.title); });
+
+class AddColumnValues : public OperationLifecycle {};
+
+TEST_P(AddColumnValues, NewRowsGetTheirValueInTheWritersTransactionAndEveryRowEndsUpFilled) {
+  Spec s = spec_from(spec());
+  // Once the trigger is in place, a row is never visible without its value.
+  EXPECT_EQ(run_until(s, pg_.dsn(db_), Phase::kDualWrite), RunOutcome::kReachedUntil);
+  pg_.psql(db_, "INSERT INTO accounts (email) VALUES ('new@x')");
+  EXPECT_EQ(pg_.psql(db_, "SELECT uid IS NOT NULL FROM accounts WHERE email = 'new@x'"), "t");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM accounts WHERE uid IS NULL"), "20000");
+  {
+    Writer writer(pg_, db_);
+    EXPECT_EQ(run_until(s, pg_.dsn(db_)), RunOutcome::kCompleted);
+    writer.stop();
+    EXPECT_EQ(writer.failed(), 0) << writer.last_error();
+  }
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) = count(DISTINCT uid) AND count(uid) = count(*)"
+                     " FROM accounts"),
+            "t");
+  // After cleanup the fill trigger is gone and the default serves new rows.
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'accounts'::regclass"),
+            "0");
+  pg_.psql(db_, "INSERT INTO accounts (email) VALUES ('later@x')");
+  EXPECT_EQ(pg_.psql(db_, "SELECT uid IS NOT NULL FROM accounts WHERE email = 'later@x'"), "t");
+}
+
+INSTANTIATE_TEST_SUITE_P(Uuid, AddColumnValues, ::testing::Values(kCases[6]),
+                         [](const auto&) { return std::string("add_column_uuid"); });
 
 TEST(DropColumnWithoutDown, IsIrreversibleAndNeedsApproval) {
   Spec s = spec_from("name: d\noperations:\n  - drop_column: {table: t, column: c}\n");

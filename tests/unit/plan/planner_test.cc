@@ -183,6 +183,26 @@ TEST(Planner, DropColumnIsReversibleOnlyWithDown) {
   EXPECT_EQ(without.find("1.drop_column")->phase, Phase::kCleanup);
 }
 
+TEST(Planner, AddColumnFillsNewRowsByTriggerAndOldRowsByBackfill) {
+  Plan plan = plan_of(
+      "  - add_column: {table: users, column: user_id, type: uuid, backfill: gen_random_uuid(),"
+      " unique: true, not_null: true, default: gen_random_uuid()}\n");
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{
+                "1.precheck@prepare", "1.add_column@prepare", "1.create_fill_function@prepare",
+                "1.create_fill_trigger@dual_write", "1.backfill@backfill",
+                "1.build_unique_index@backfill", "1.attach_unique_index@backfill",
+                "1.add_check@backfill", "1.validate@backfill", "1.verify@shadow_read",
+                "1.set_not_null@cutover", "1.set_default@cutover", "1.drop_fill_trigger@cleanup"}));
+  const Step* b = plan.find("1.backfill");
+  EXPECT_EQ(b->batch->set_clause, "user_id = (gen_random_uuid())");
+  EXPECT_EQ(b->batch->filter, "user_id IS NULL");
+  EXPECT_NE(
+      plan.find("1.create_fill_function")
+          ->sql.find("NEW.user_id := (SELECT gen_random_uuid() FROM (SELECT NEW.*) AS _row);"),
+      std::string::npos);
+}
+
 TEST(Planner, SeveralOperationsRunPhaseByPhaseInSpecOrder) {
   Plan plan = plan_of(
       "  - set_not_null: {table: t, column: c}\n"

@@ -1,0 +1,139 @@
+// add_column: a new column that every row has a value in before anyone relies
+// on it.
+//
+//   prepare     ADD COLUMN (nullable, no default: metadata only); the fill function
+//   dual_write  trigger: a write that leaves the column NULL gets the backfill
+//               expression, evaluated over the row, in the writer's own transaction
+//   backfill    keyset batches: UPDATE ... SET c = expr WHERE c IS NULL; then the
+//               unique index (concurrently) and the NOT NULL check, when asked for
+//   shadow_read every row whose expression is not NULL has a value
+//   cutover     SET NOT NULL (no scan), SET DEFAULT, when asked for
+//   cleanup     drop the fill trigger and function
+//
+// A volatile expression (gen_random_uuid()) is evaluated once per row: the
+// backfill only touches rows that are still NULL, and so does the trigger.
+#include "plan/checks.h"
+#include "plan/operations.h"
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+
+void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vector<Step>& out) {
+  const std::string id = std::to_string(index) + ".";
+  const std::string table = qualified(op.schema, op.table);
+  const std::string col = quote_ident(op.column);
+  const std::string tag =
+      hex(fnv1a(spec.name + "|" + op.schema + "." + op.table + "." + op.column), 6);
+  const std::string fn =
+      "tandem." + quote_ident((op.table + "__" + op.column).substr(0, 40) + "_" + tag + "_fill");
+  const std::string trigger =
+      quote_ident("zz_tandem_" + op.column.substr(0, 40) + "_" + tag + "_fill");
+
+  out.push_back(checks::precheck_step(
+      id + "precheck", "check that " + table + " can gain column " + col, table,
+      {checks::table_exists(table), checks::plain_table("add_column"), checks::type_exists(op.type),
+       checks::has_primary_key(), checks::columns_absent({op.column}),
+       checks::no_invalid_indexes()}));
+
+  Step s;
+  s.id = id + "add_column";
+  s.phase = Phase::kPrepare;
+  s.description = "add column " + col + " " + op.type + " (nullable, no default)";
+  s.sql = "ALTER TABLE " + table + " ADD COLUMN " + col + " " + op.type + ";\n";
+  s.rollback_sql = "ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + col + ";\n";
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  out.push_back(s);
+
+  // The expression is written over the row's columns; the subquery over NEW.*
+  // lets it be evaluated as written, without rewriting it.
+  const std::string fill_body = "BEGIN\n  IF NEW." + col + " IS NULL THEN\n    NEW." + col +
+                                " := (SELECT " + op.backfill +
+                                " FROM (SELECT NEW.*) AS _row);\n"
+                                "  END IF;\n  RETURN NEW;\nEND\n";
+  s = Step{};
+  s.id = id + "create_fill_function";
+  s.phase = Phase::kPrepare;
+  s.description = "create the function that fills " + col + " for new writes";
+  s.sql = "CREATE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $tandem$\n" +
+          fill_body + "$tandem$;\n";
+  s.rollback_sql = "DROP FUNCTION IF EXISTS " + fn + "();\n";
+  s.lock = "none";
+  s.table_access = "none";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "create_fill_trigger";
+  s.phase = Phase::kDualWrite;
+  s.description = "writes that leave " + col + " NULL get " + op.backfill;
+  s.sql = "CREATE TRIGGER " + trigger + " BEFORE INSERT OR UPDATE ON " + table +
+          "\n  FOR EACH ROW EXECUTE FUNCTION " + fn + "();\n";
+  s.rollback_sql = "DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\n";
+  s.lock = "SHARE ROW EXCLUSIVE (brief: blocks writes while waiting)";
+  s.table_access = "none";
+  out.push_back(s);
+
+  s = Step{};
+  s.id = id + "backfill";
+  s.phase = Phase::kBackfill;
+  s.kind = StepKind::kBackfill;
+  s.description = "fill " + col + " for existing rows in primary-key batches";
+  s.batch = BatchWork{table, col + " = (" + op.backfill + ")", "", col + " IS NULL"};
+  s.sql = "UPDATE " + table + " SET " + s.batch->set_clause + "\n WHERE " + col +
+          " IS NULL AND <primary key> in the next " + std::to_string(spec.settings.batch_size) +
+          " keys  -- one transaction per batch\n";
+  s.rollback_sql = "";
+  s.lock = "ROW EXCLUSIVE; row locks on one batch at a time";
+  s.table_access = "updates every row";
+  out.push_back(s);
+
+  if (op.unique) {
+    plan_unique_via_index(id, op.schema, op.table, op.table + "_" + op.column + "_key", {col},
+                          Phase::kBackfill, Phase::kBackfill, out);
+  }
+  if (op.not_null) {
+    // After the backfill: every row has a value, and the trigger fills new ones.
+    plan_not_null_via_check(spec, id, op.schema, op.table, op.column, Phase::kBackfill,
+                            Phase::kBackfill, out);
+  }
+
+  s = Step{};
+  s.id = id + "verify";
+  s.phase = Phase::kShadowRead;
+  s.kind = StepKind::kVerify;
+  s.description = "every row has " + col + " filled";
+  s.batch = BatchWork{table, "", col + " IS NULL AND (" + op.backfill + ") IS NOT NULL", ""};
+  s.sql = "SELECT <primary key> FROM " + table + " WHERE " + s.batch->mismatch +
+          "  -- in primary-key chunks\n";
+  s.rollback_sql = "";
+  s.lock = "ACCESS SHARE";
+  s.table_access = "scans table";
+  out.push_back(s);
+
+  if (op.default_value) {
+    s = Step{};
+    s.id = id + "set_default";
+    s.phase = Phase::kCutover;
+    s.description = "new rows get DEFAULT " + *op.default_value;
+    s.sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " SET DEFAULT " + *op.default_value +
+            ";\n";
+    s.rollback_sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " DROP DEFAULT;\n";
+    s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+    s.table_access = "none";
+    out.push_back(s);
+  }
+
+  s = Step{};
+  s.id = id + "drop_fill_trigger";
+  s.phase = Phase::kCleanup;
+  s.description = "drop the fill trigger and function; the application writes " + col + " now";
+  s.sql = "DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\nDROP FUNCTION IF EXISTS " +
+          fn + "();\n";
+  s.reversible = false;
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  out.push_back(s);
+}
+
+}  // namespace tandem
