@@ -14,6 +14,7 @@
 // backfill only touches rows that are still NULL, and so does the trigger.
 #include "plan/checks.h"
 #include "plan/operations.h"
+#include "plan/steps.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -63,30 +64,13 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
   s.table_access = "none";
   out.push_back(s);
 
-  s = Step{};
-  s.id = id + "create_fill_trigger";
-  s.phase = Phase::kDualWrite;
-  s.description = "writes that leave " + col + " NULL get " + op.backfill;
-  s.sql = "CREATE TRIGGER " + trigger + " BEFORE INSERT OR UPDATE ON " + table +
-          "\n  FOR EACH ROW EXECUTE FUNCTION " + fn + "();\n";
-  s.rollback_sql = "DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\n";
-  s.lock = "SHARE ROW EXCLUSIVE (brief: blocks writes while waiting)";
-  s.table_access = "none";
-  out.push_back(s);
-
-  s = Step{};
-  s.id = id + "backfill";
-  s.phase = Phase::kBackfill;
-  s.kind = StepKind::kBackfill;
-  s.description = "fill " + col + " for existing rows in primary-key batches";
-  s.batch = BatchWork{table, col + " = (" + op.backfill + ")", "", col + " IS NULL"};
-  s.sql = "UPDATE " + table + " SET " + s.batch->set_clause + "\n WHERE " + col +
-          " IS NULL AND <primary key> in the next " + std::to_string(spec.settings.batch_size) +
-          " keys  -- one transaction per batch\n";
-  s.rollback_sql = "";
-  s.lock = "ROW EXCLUSIVE; row locks on one batch at a time";
-  s.table_access = "updates every row";
-  out.push_back(s);
+  out.push_back(row_trigger_step(id + "create_fill_trigger", Phase::kDualWrite,
+                                 "writes that leave " + col + " NULL get " + op.backfill, trigger,
+                                 table, fn));
+  out.push_back(
+      backfill_step(id + "backfill", "fill " + col + " for existing rows in primary-key batches",
+                    BatchWork{table, col + " = (" + op.backfill + ")", "", col + " IS NULL"},
+                    spec.settings.batch_size));
 
   if (op.unique) {
     plan_unique_via_index(id, op.schema, op.table, op.table + "_" + op.column + "_key", {col},
@@ -98,18 +82,9 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
                             Phase::kBackfill, out);
   }
 
-  s = Step{};
-  s.id = id + "verify";
-  s.phase = Phase::kShadowRead;
-  s.kind = StepKind::kVerify;
-  s.description = "every row has " + col + " filled";
-  s.batch = BatchWork{table, "", col + " IS NULL AND (" + op.backfill + ") IS NOT NULL", ""};
-  s.sql = "SELECT <primary key> FROM " + table + " WHERE " + s.batch->mismatch +
-          "  -- in primary-key chunks\n";
-  s.rollback_sql = "";
-  s.lock = "ACCESS SHARE";
-  s.table_access = "scans table";
-  out.push_back(s);
+  out.push_back(verify_step(
+      id + "verify", "every row has " + col + " filled",
+      BatchWork{table, "", col + " IS NULL AND (" + op.backfill + ") IS NOT NULL", ""}));
 
   if (op.default_value) {
     s = Step{};

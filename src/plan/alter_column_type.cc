@@ -19,6 +19,7 @@
 
 #include "plan/checks.h"
 #include "plan/operations.h"
+#include "plan/steps.h"
 #include "tandem/error.h"
 #include "util/ident.h"
 #include "util/text.h"
@@ -86,12 +87,6 @@ std::string sync_trigger_function(const std::string& name, const std::string& ta
          "  RETURN NEW;\nEND\n$tandem$;\n";
 }
 
-std::string create_trigger(const std::string& trigger, const std::string& table,
-                           const std::string& function) {
-  return "CREATE TRIGGER " + trigger + " BEFORE INSERT OR UPDATE ON " + table +
-         "\n  FOR EACH ROW EXECUTE FUNCTION " + function + "();\n";
-}
-
 }  // namespace
 
 void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& op,
@@ -140,29 +135,13 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.table_access = "none";
   out.push_back(s);
 
-  s = Step{};
-  s.id = id + "create_forward_trigger";
-  s.phase = Phase::kDualWrite;
-  s.description = "every write sets " + n.q_shadow + " := up(" + n.q_column + ")";
-  s.sql = create_trigger(n.trg_fwd, n.table, n.fn_fwd);
-  s.rollback_sql = "DROP TRIGGER IF EXISTS " + n.trg_fwd + " ON " + n.table + ";\n";
-  s.lock = "SHARE ROW EXCLUSIVE (brief: blocks writes while waiting)";
-  s.table_access = "none";
-  out.push_back(s);
-
-  s = Step{};
-  s.id = id + "backfill";
-  s.phase = Phase::kBackfill;
-  s.kind = StepKind::kBackfill;
-  s.description = "copy " + what + " into " + n.q_shadow + " in primary-key batches";
-  s.batch = BatchWork{n.table, n.q_shadow + " = " + n.fn_up + "(" + n.q_column + ")", "", ""};
-  s.sql = "UPDATE " + n.table + " SET " + s.batch->set_clause +
-          "\n WHERE <primary key> > <checkpoint> ... LIMIT " +
-          std::to_string(spec.settings.batch_size) + "  -- one transaction per batch\n";
-  s.rollback_sql = "";
-  s.lock = "ROW EXCLUSIVE; row locks on one batch at a time";
-  s.table_access = "updates every row";
-  out.push_back(s);
+  out.push_back(row_trigger_step(id + "create_forward_trigger", Phase::kDualWrite,
+                                 "every write sets " + n.q_shadow + " := up(" + n.q_column + ")",
+                                 n.trg_fwd, n.table, n.fn_fwd));
+  out.push_back(backfill_step(
+      id + "backfill", "copy " + what + " into " + n.q_shadow + " in primary-key batches",
+      BatchWork{n.table, n.q_shadow + " = " + n.fn_up + "(" + n.q_column + ")", "", ""},
+      spec.settings.batch_size));
 
   s = Step{};
   s.id = id + "add_not_null_check";
@@ -188,19 +167,10 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.table_access = "scans table";
   out.push_back(s);
 
-  s = Step{};
-  s.id = id + "verify";
-  s.phase = Phase::kShadowRead;
-  s.kind = StepKind::kVerify;
-  s.description = "every row: " + n.q_shadow + " = up(" + n.q_column + ")";
-  s.batch = BatchWork{n.table, "",
-                      n.q_shadow + " IS DISTINCT FROM " + n.fn_up + "(" + n.q_column + ")", ""};
-  s.sql = "SELECT <primary key> FROM " + n.table + " WHERE " + s.batch->mismatch +
-          "  -- in primary-key chunks\n";
-  s.rollback_sql = "";
-  s.lock = "ACCESS SHARE";
-  s.table_access = "scans table";
-  out.push_back(s);
+  out.push_back(verify_step(
+      id + "verify", "every row: " + n.q_shadow + " = up(" + n.q_column + ")",
+      BatchWork{n.table, "", n.q_shadow + " IS DISTINCT FROM " + n.fn_up + "(" + n.q_column + ")",
+                ""}));
 
   const std::string swap_in = "SELECT tandem.swap_columns(" + n.regclass + ", " +
                               quote_literal(n.column) + ", " + quote_literal(n.shadow) + ", " +
@@ -214,9 +184,9 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.description = "swap " + n.q_column + " and " + n.q_shadow + "; sync flips to " + n.q_old +
                   " := down(" + n.q_column + ")";
   s.sql = lock_table + "DROP TRIGGER " + n.trg_fwd + " ON " + n.table + ";\n" + swap_in +
-          create_trigger(n.trg_bwd, n.table, n.fn_bwd);
+          create_row_trigger(n.trg_bwd, n.table, n.fn_bwd);
   s.rollback_sql = lock_table + "DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" + swap_back +
-                   create_trigger(n.trg_fwd, n.table, n.fn_fwd);
+                   create_row_trigger(n.trg_fwd, n.table, n.fn_fwd);
   s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
   s.table_access = "none";
   out.push_back(s);
