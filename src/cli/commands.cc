@@ -91,6 +91,12 @@ void print_summary(const Spec& spec, const Plan& plan, const std::string& dsn) {
 
 }  // namespace
 
+// JSON for people and scripts; bytes that are not UTF-8 (from the database's
+// error text, say) are replaced rather than aborting the output.
+std::string to_json_text(const nlohmann::json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string resolve_dsn(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("TANDEM_DSN")) return env;
@@ -135,7 +141,7 @@ int cmd_plan(const std::string& file, bool json, const std::string& dsn) {
   if (json) {
     nlohmann::json out = plan->to_json();
     if (!dsn.empty()) out["refusals"] = refusals;
-    std::cout << out.dump(2) << "\n";
+    std::cout << to_json_text(out) << "\n";
   } else {
     std::cout << plan->to_text();
     if (!dsn.empty()) {
@@ -279,7 +285,7 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
       out["events"] = store.events_json(*conn, 10);
     }
     if (json) {
-      std::cout << out.dump(2) << "\n";
+      std::cout << to_json_text(out) << "\n";
       return kExitOk;
     }
     std::cout << "migration " << spec->name << ": " << out["state"].get<std::string>();

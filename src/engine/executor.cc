@@ -159,12 +159,11 @@ void Executor::fail(const std::string& step_id, const std::string& what, const E
             "or run `tandemd rollback` to undo the migration."
           : "Next: the migration is parked as failed; fix the cause, then run the same "
             "command to resume, or run `tandemd rollback` to undo the migration.";
-  throw StepFailedError(what + " failed: " + e.what() + sqlstate_note(e) +
-                            (spent ? " (retry budget of " + std::to_string(attempts) +
-                                         " attempts spent)"
-                                   : "") +
-                            ".\n" + next,
-                        e.sqlstate());
+  throw StepFailedError(
+      what + " failed: " + e.what() + sqlstate_note(e) +
+          (spent ? " (retry budget of " + std::to_string(attempts) + " attempts spent)" : "") +
+          ".\n" + next,
+      e.sqlstate());
 }
 
 RunOutcome Executor::run() {
@@ -425,9 +424,9 @@ bool Executor::run_keyset_step(const Step& step) {
     // verified by an earlier, interrupted run.
     std::string sample = store_.checkpoint(*conn_, step.id)->sample;
     fail(step.id, "step " + step.id,
-         Error(ErrorKind::kFatal, std::to_string(mismatches) +
-                                      " rows differ between old and new storage (first keys: " +
-                                      sample + ")"),
+         Error(ErrorKind::kFatal,
+               std::to_string(mismatches) +
+                   " rows differ between old and new storage (first keys: " + sample + ")"),
          1);
   }
   return true;

@@ -267,7 +267,7 @@ void StateStore::event(Connection& conn, const std::string& kind, std::optional<
       "INSERT INTO tandem.events (migration, kind, phase, step_id, actor, detail)"
       " VALUES ($1, $2, nullif($3, '')::int, nullif($4, ''), $5, $6::jsonb)",
       {migration_, kind, phase ? std::to_string(static_cast<int>(*phase)) : "", step_id, actor,
-       detail.dump()});
+       detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
 }
 
 nlohmann::json StateStore::events_json(Connection& conn, int limit) const {

@@ -27,9 +27,9 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
   const std::string tag =
       hex(fnv1a(spec.name + "|" + op.schema + "." + op.table + "." + op.column), 6);
   const std::string fn =
-      "tandem." + quote_ident((op.table + "__" + op.column).substr(0, 40) + "_" + tag + "_fill");
+      "tandem." + quote_ident(utf8_prefix(op.table + "__" + op.column, 40) + "_" + tag + "_fill");
   const std::string trigger =
-      quote_ident("zz_tandem_" + op.column.substr(0, 40) + "_" + tag + "_fill");
+      quote_ident("zz_tandem_" + utf8_prefix(op.column, 40) + "_" + tag + "_fill");
 
   out.push_back(checks::precheck_step(
       id + "precheck", "check that " + table + " can gain column " + col, table,

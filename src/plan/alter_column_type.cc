@@ -48,14 +48,14 @@ Names names_for(const Spec& spec, const AlterColumnType& op) {
   n.q_old = quote_ident(n.old);
   // Helper names must be unique per (migration, table, column) and fit in 63 bytes.
   std::string tag = hex(fnv1a(spec.name + "|" + op.schema + "." + op.table + "." + op.column), 6);
-  std::string base = (op.table + "__" + op.column).substr(0, 40) + "_" + tag;
+  std::string base = utf8_prefix(op.table + "__" + op.column, 40) + "_" + tag;
   n.fn_up = "tandem." + quote_ident(base + "_up");
   n.fn_down = "tandem." + quote_ident(base + "_down");
   n.fn_fwd = "tandem." + quote_ident(base + "_fwd");
   n.fn_bwd = "tandem." + quote_ident(base + "_bwd");
   // Trigger names sort after typical application triggers ("zz_"), so the
   // shadow is computed from the row as the other BEFORE triggers left it.
-  std::string short_col = op.column.substr(0, 40);
+  std::string short_col = utf8_prefix(op.column, 40);
   n.trg_fwd = quote_ident("zz_tandem_" + short_col + "_" + tag + "_fwd");
   n.trg_bwd = quote_ident("zz_tandem_" + short_col + "_" + tag + "_bwd");
   n.nn_check = "_tandem_nn_" + short_col + "_" + tag;

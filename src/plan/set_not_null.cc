@@ -15,7 +15,7 @@ void plan_not_null_via_check(const Spec& spec, const std::string& id, const std:
   const std::string table = qualified(schema, table_name);
   const std::string col = quote_ident(column);
   const std::string check =
-      quote_ident("_tandem_nn_" + column.substr(0, 40) + "_" +
+      quote_ident("_tandem_nn_" + utf8_prefix(column, 40) + "_" +
                   hex(fnv1a(spec.name + "|" + schema + "." + table_name + "." + column), 6));
   Step s;
   s.id = id + "add_check";

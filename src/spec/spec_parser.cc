@@ -34,6 +34,19 @@ bool Spec::requires_approval(Phase phase) const {
 
 namespace {
 
+// Control bytes shown as \xNN, so a message never carries them.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += "\\x" + hex(static_cast<unsigned char>(c), 2);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string kind_name(const YAML::Node& n) {
   switch (n.Type()) {
     case YAML::NodeType::Map:
@@ -109,7 +122,16 @@ class Parser {
       if (required) error(n, key + ": must not be empty");
       return std::nullopt;
     }
-    return n.Scalar();
+    // Escapes ("\0", "\x85") can put what the file itself may not hold into a value.
+    const std::string& v = n.Scalar();
+    if (invalid_utf8_at(v) != std::string::npos || std::any_of(v.begin(), v.end(), [](char c) {
+          const auto u = static_cast<unsigned char>(c);
+          return (u < 0x20 && u != '\t' && u != '\n' && u != '\r') || u == 0x7F;
+        })) {
+      error(n, key + ": contains a control character or bytes that are not UTF-8");
+      return std::nullopt;
+    }
+    return v;
   }
 
   void duration(const YAML::Node& map, const std::string& key, std::chrono::milliseconds min,
@@ -171,8 +193,10 @@ class Parser {
     if (!v) return;
     if (v->size() > 63) {
       error(map[key], key + ": \"" + *v + "\" is longer than PostgreSQL's 63-byte limit");
-    } else if (v->find_first_of("\"\n\r\t\0") != std::string::npos) {
-      error(map[key], key + ": \"" + *v + "\" contains a quote or control character");
+    } else if (std::any_of(v->begin(), v->end(), [](char c) {
+                 return c == '"' || static_cast<unsigned char>(c) < 0x20;
+               })) {
+      error(map[key], key + ": \"" + printable(*v) + "\" contains a quote or control character");
     } else {
       out = *v;
     }
@@ -493,6 +517,32 @@ class Parser {
   }
 
   std::optional<Spec> parse(const std::string& text) {
+    // YAML allows no control characters in a stream but tab, CR and LF.
+    size_t bad = invalid_utf8_at(text);
+    for (size_t i = 0; i < text.size() && i < bad; ++i) {
+      const auto c = static_cast<unsigned char>(text[i]);
+      if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) {
+        bad = i;
+        break;
+      }
+    }
+    if (bad != std::string::npos) {
+      int line = 1, column = 1;
+      for (size_t i = 0; i < bad; ++i) {
+        if (text[i] == '\n') {
+          ++line;
+          column = 1;
+        } else if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {
+          ++column;
+        }
+      }
+      errors.push_back({{file_, line, column},
+                        (static_cast<unsigned char>(text[bad]) < 0x80
+                             ? "the file contains a control character (byte 0x"
+                             : "the file is not valid UTF-8 (byte 0x") +
+                            hex(static_cast<unsigned char>(text[bad]), 2) + ")"});
+      return std::nullopt;
+    }
     YAML::Node root;
     try {
       root = YAML::Load(text);

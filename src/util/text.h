@@ -14,6 +14,10 @@ std::string closest(const std::string& word, const std::vector<std::string>& can
 // 64-bit FNV-1a, for short stable names; not for security.
 uint64_t fnv1a(const std::string& s);
 std::string hex(uint64_t v, int digits);
+// The offset of the first byte that is not part of valid UTF-8, or npos.
+size_t invalid_utf8_at(const std::string& s);
+// At most `max_bytes` of `s`, cut on a UTF-8 character boundary.
+std::string utf8_prefix(const std::string& s, size_t max_bytes);
 // "1,234,567"
 std::string with_commas(long long n);
 

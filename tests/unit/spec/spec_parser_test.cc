@@ -211,6 +211,30 @@ TEST(SpecParser, ReportsEveryErrorNotJustTheFirst) {
             "bad.yaml:4:17: retry_budget: -1 is out of range (1 to 10000)");
 }
 
+// Found by the fuzzer: invalid UTF-8 reached `plan --json` and aborted it.
+TEST(SpecParser, RejectsInvalidUtf8WithItsPlace) {
+  auto r = parse_spec("name: x\ndescription: caf\xc3\xa9 \x9e\noperations: []\n", "bad.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(), "bad.yaml:2:19: the file is not valid UTF-8 (byte 0x9e)");
+}
+
+// Found by the fuzzer: a NUL byte slipped through the identifier check.
+TEST(SpecParser, RejectsControlBytesInNames) {
+  std::string text = "name: x\noperations:\n  - set_not_null: {table: \"a\\0b\", column: c}\n";
+  auto r = parse_spec(text, "bad.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(),
+            "bad.yaml:3:27: table: contains a control character or bytes that are not UTF-8");
+  // A raw NUL in the file is refused before YAML sees it.
+  r = parse_spec(std::string("name: x\ndescription: a\0b\n", 26), "bad.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(),
+            "bad.yaml:2:15: the file contains a control character (byte 0x00)");
+  r = parse_spec("name: x\ndescription: \"\\x01\"\noperations: []\n", "bad.yaml");
+  EXPECT_EQ(r.errors[0].to_string(),
+            "bad.yaml:2:14: description: contains a control character or bytes that are not UTF-8");
+}
+
 TEST(SpecParser, UnreadableFileNamesTheFile) {
   auto r = load_spec_file("/nonexistent/spec.yaml");
   ASSERT_EQ(r.errors.size(), 1u);

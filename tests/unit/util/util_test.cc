@@ -39,6 +39,23 @@ TEST(Text, ClosestSuggestsOnlyNearNames) {
   EXPECT_EQ(with_commas(-1000), "-1,000");
 }
 
+TEST(Text, FindsTheFirstByteThatIsNotUtf8) {
+  EXPECT_EQ(invalid_utf8_at("plain ascii"), std::string::npos);
+  EXPECT_EQ(invalid_utf8_at("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), std::string::npos);
+  EXPECT_EQ(invalid_utf8_at("ab\x9e"), 2u);            // a lone continuation byte
+  EXPECT_EQ(invalid_utf8_at("ab\xc3"), 2u);            // truncated
+  EXPECT_EQ(invalid_utf8_at("\xc0\xaf"), 0u);          // overlong '/'
+  EXPECT_EQ(invalid_utf8_at("\xed\xa0\x80"), 0u);      // a UTF-16 surrogate
+  EXPECT_EQ(invalid_utf8_at("\xf4\x90\x80\x80"), 0u);  // past U+10FFFF
+}
+
+TEST(Text, Utf8PrefixNeverSplitsACharacter) {
+  EXPECT_EQ(utf8_prefix("abcdef", 4), "abcd");
+  EXPECT_EQ(utf8_prefix("ab\xc3\xa9", 3), "ab");  // é is two bytes
+  EXPECT_EQ(utf8_prefix("ab\xc3\xa9", 4), "ab\xc3\xa9");
+  EXPECT_EQ(utf8_prefix("short", 40), "short");
+}
+
 TEST(Ident, QuotesLikePostgres) {
   EXPECT_EQ(quote_ident("abalance"), "abalance");
   EXPECT_EQ(quote_ident("user"), "\"user\"");

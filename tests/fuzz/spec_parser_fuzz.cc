@@ -1,0 +1,30 @@
+// libFuzzer target: the spec parser must never crash, hang or throw, and must
+// either return a spec or at least one located error — never both, never neither.
+// A spec it accepts must also plan, or be refused with tandem's own error.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "tandem/error.h"
+#include "tandem/plan.h"
+#include "tandem/spec.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  auto result = tandem::parse_spec(text, "fuzz.yaml");
+  if (result.spec.has_value() == !result.errors.empty()) std::abort();
+  for (const auto& e : result.errors) {
+    if (e.where.line < 1 || e.where.column < 1 || e.message.empty()) std::abort();
+  }
+  if (result.spec) {
+    try {
+      auto plan = tandem::make_plan(*result.spec);
+      (void)plan.to_json().dump();
+      (void)plan.to_text();
+    } catch (const tandem::Error& e) {
+      if (e.kind() != tandem::ErrorKind::kBadInput) std::abort();
+    }
+  }
+  return 0;
+}
