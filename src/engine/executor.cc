@@ -375,13 +375,17 @@ bool Executor::run_keyset_step(const Step& step) {
   KeysetWalker walker(work.table, key);
   RateMeter meter;
   bool finished = false;
-  long long mismatches = 0;
+  // `cp` mirrors the committed checkpoint. It is read again only when an
+  // attempt did not finish: after a failure, or a commit whose outcome is
+  // unknown, only the database knows where the step stands.
+  bool cp_current = true;
   while (!finished) {
     if (stop_requested()) return false;
     with_retries(
         step.id, "batch of step " + step.id,
         [&] {
-          cp = store_.checkpoint(*conn_, step.id);
+          if (!cp_current) cp = store_.checkpoint(*conn_, step.id);
+          cp_current = false;
           auto t0 = Clock::now();
           Transaction tx(*conn_);
           tx.set_timeouts(st.lock_timeout, st.statement_timeout);
@@ -394,19 +398,21 @@ bool Executor::run_keyset_step(const Step& step) {
           } else {
             rows = walker.backfill(*conn_, work, range);
           }
-          bool last = range.upper.empty();
+          const bool last = range.upper.empty();
           store_.save_checkpoint(*conn_, step.id, last ? cp->last_key : range.upper, rows,
                                  v.mismatches, v.sample);
-          mismatches = cp->mismatches + v.mismatches;
-          if (last && mismatches == 0) {
+          if (last && cp->mismatches + v.mismatches == 0) {
             store_.mark_step(*conn_, step.id, "done");
             store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
                          {{"rows", cp->rows_done + rows}});
           }
           tx.commit();
+          if (!last) cp->last_key = range.upper;
+          cp->rows_done += rows;
+          cp->mismatches += v.mismatches;
+          cp_current = true;
           finished = last;
           meter.add(rows, seconds_since(t0));
-          cp->rows_done += rows;
           if (options_.progress) {
             ProgressUpdate u{&step, cp->rows_done, cp->rows_total, meter.rows_per_second(), {}};
             if (cp->rows_total) u.eta_seconds = meter.eta_seconds(*cp->rows_total - cp->rows_done);
@@ -414,18 +420,20 @@ bool Executor::run_keyset_step(const Step& step) {
           }
         },
         [&] {
+          // The step is marked done only with no mismatches, so nothing is left to report.
           if (step_status(step.id) != "done") return false;
+          cp->mismatches = 0;
           finished = true;
           return true;
         });
   }
-  if (mismatches > 0) {
+  if (cp->mismatches > 0) {
     // The checkpoint holds the sample keys of every chunk, including chunks
     // verified by an earlier, interrupted run.
     std::string sample = store_.checkpoint(*conn_, step.id)->sample;
     fail(step.id, "step " + step.id,
          Error(ErrorKind::kFatal,
-               std::to_string(mismatches) +
+               std::to_string(cp->mismatches) +
                    " rows differ between old and new storage (first keys: " + sample + ")"),
          1);
   }
