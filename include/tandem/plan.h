@@ -20,14 +20,21 @@ enum class StepKind {
 
 const char* to_string(StepKind kind);
 
-// What a backfill or verify step works on. The key is the table's primary key,
-// read from the catalog when the step starts.
+// What a backfill or verify step works on. The walk key is the table's primary
+// key (or a unique NOT NULL key), read from the catalog when the step starts.
+// In every expression the walked table's row is `_row`.
 struct BatchWork {
   std::string table;       // qualified and quoted
   std::string set_clause;  // backfill: the SET list that copies one row
   std::string mismatch;    // verify: a predicate true for a row whose copy is wrong
   std::string filter;      // backfill: only rows matching this predicate ("" = every row)
+  // backfill: instead of UPDATE ... SET set_clause, this statement, in which
+  // {range} stands for the predicate selecting one batch of `_row`.
+  std::string statement;
 };
+
+// The placeholder a BatchWork statement carries.
+inline constexpr const char* kBatchRange = "{range}";
 
 struct Step {
   std::string id;  // stable across runs: "<operation index>.<name>", stored in the state store
@@ -62,5 +69,10 @@ struct Plan {
 // Expands a spec into a plan. Pure: touches no database. Throws Error(kBadInput)
 // for operations the planner refuses.
 Plan make_plan(const Spec& spec);
+
+// The order operations are planned in: an operation that needs a table or
+// column another one creates comes after it; otherwise spec order. Indexes
+// into spec.operations.
+std::vector<size_t> dependency_order(const Spec& spec);
 
 }  // namespace tandem

@@ -99,6 +99,70 @@ struct DropColumn {
   std::optional<std::string> down;  // the value the column gets back on rollback
 };
 
+// Where a compatibility view goes: a view with the table's old shape over the
+// new storage, created at cutover and dropped at cleanup.
+struct ViewName {
+  std::string schema = "public";
+  std::string name;
+};
+
+// A column moved to another table, keyed by the same key: users.full_name →
+// users_pii(user_id, full_name). The target table is created by tandem.
+struct MoveColumn {
+  std::string schema = "public";
+  std::string table;
+  std::string column;
+  std::vector<std::string> key;  // columns of `table` that identify a row (unique, NOT NULL)
+  std::string to_schema = "public";
+  std::string to_table;
+  std::string to_column;  // defaults to `column`
+  std::optional<ViewName> compat_view;
+};
+
+// Rows of one table copied into another of a different shape, kept in sync
+// both ways until cleanup: balances_v1 → balances_v2.
+struct CopyTable {
+  std::string schema = "public";
+  std::string table;
+  std::string to_schema = "public";
+  std::string to_table;
+  std::vector<std::string> key;  // the same columns, with the same values, in both tables
+  // target column ← expression over the source row, in order; keys are copied as they are
+  std::vector<std::pair<std::string, std::string>> up;
+  // source column ← expression over the target row (for the way back)
+  std::vector<std::pair<std::string, std::string>> down;
+  std::optional<std::string> create;  // column definitions: tandem creates the target table
+  std::optional<ViewName> compat_view;
+};
+
+// A dependent table that names its parent by an old key (orders.username)
+// gains a column with the parent's new key (orders.user_id), found by lookup.
+struct AddReference {
+  std::string schema = "public";
+  std::string table;
+  std::string column;  // the new column
+  std::string type;    // its type, the type of the parent's new key
+  std::string via;     // the old key column in `table`
+  std::string references_schema = "public";
+  std::string references;         // the parent table
+  std::string referenced_column;  // the parent's new key
+  std::string lookup;             // the parent's column that `via` matches
+  std::string on_delete;
+  bool not_null = false;
+  bool index = true;
+  bool drop_via = false;  // cleanup drops `via` (irreversible)
+  std::optional<ViewName> compat_view;
+};
+
+// A column renamed at cutover; a compatibility view keeps the old name.
+struct RenameColumn {
+  std::string schema = "public";
+  std::string table;
+  std::string column;
+  std::string to;
+  std::optional<ViewName> compat_view;
+};
+
 // Hand-written SQL for one phase.
 struct SqlOperation {
   Phase phase = Phase::kPrepare;
@@ -111,7 +175,7 @@ struct SqlOperation {
 struct Operation {
   SourceLocation where;
   std::variant<AlterColumnType, SqlOperation, CreateIndex, AddConstraint, SetNotNull, DropColumn,
-               AddColumn>
+               AddColumn, MoveColumn, CopyTable, AddReference, RenameColumn>
       op;
 };
 

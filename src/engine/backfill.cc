@@ -1,21 +1,24 @@
 #include "engine/backfill.h"
 
+#include "plan/checks.h"
 #include "util/ident.h"
 #include "util/text.h"
 
 namespace tandem {
 
-std::vector<std::string> primary_key_columns(Connection& conn, const std::string& table) {
+std::vector<std::string> walk_key_columns(Connection& conn, const std::string& table) {
   Rows r = conn.exec(
       "SELECT a.attname FROM pg_index i"
       "  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
-      " WHERE i.indrelid = $1::regclass AND i.indisprimary"
-      " ORDER BY array_position(i.indkey::int2[], a.attnum)",
+      " WHERE i.indexrelid = (" +
+          checks::walk_key_index("$1::regclass") +
+          ")"
+          " ORDER BY array_position(i.indkey::int2[], a.attnum)",
       {table});
   if (r.empty()) {
     throw Error(ErrorKind::kFatal, "table " + table +
-                                       " has no primary key; the backfill walks "
-                                       "the primary key");
+                                       " has no primary key and no unique index over NOT NULL "
+                                       "columns; the backfill walks such a key");
   }
   std::vector<std::string> out;
   for (size_t i = 0; i < r.size(); ++i) out.push_back(quote_ident(r.text(i, 0)));
@@ -52,10 +55,10 @@ std::string KeysetWalker::range_predicate(const KeyRange& range) const {
   std::vector<std::string> parts;
   int next = 1;
   if (!range.after.empty()) {
-    parts.push_back(tuple("") + " > " + params_tuple(next));
+    parts.push_back(tuple("_row.") + " > " + params_tuple(next));
     next += static_cast<int>(key_.size());
   }
-  if (!range.upper.empty()) parts.push_back(tuple("") + " <= " + params_tuple(next));
+  if (!range.upper.empty()) parts.push_back(tuple("_row.") + " <= " + params_tuple(next));
   return parts.empty() ? "true" : join(parts, " AND ");
 }
 
@@ -64,7 +67,7 @@ std::vector<std::string> KeysetWalker::upper_bound(Connection& conn,
                                                    int batch_size) const {
   std::vector<std::string> cols;
   for (const auto& k : key_) cols.push_back(k + "::text");
-  Rows r = conn.exec("SELECT " + join(cols, ", ") + " FROM " + table_ + " WHERE " +
+  Rows r = conn.exec("SELECT " + join(cols, ", ") + " FROM " + table_ + " AS _row WHERE " +
                          range_predicate({after, {}}) + " ORDER BY " + join(key_, ", ") +
                          " OFFSET " + std::to_string(batch_size - 1) + " LIMIT 1",
                      after);
@@ -76,10 +79,20 @@ std::vector<std::string> KeysetWalker::upper_bound(Connection& conn,
 
 long long KeysetWalker::backfill(Connection& conn, const BatchWork& work,
                                  const KeyRange& range) const {
-  Rows r =
-      conn.exec("UPDATE " + table_ + " SET " + work.set_clause + " WHERE " + range_predicate(range),
-                params(range));
-  return r.affected;
+  std::string where = range_predicate(range);
+  if (!work.filter.empty()) where = "(" + work.filter + ") AND " + where;
+  std::string sql;
+  if (work.statement.empty()) {
+    sql = "UPDATE " + table_ + " AS _row SET " + work.set_clause + " WHERE " + where;
+  } else {
+    sql = work.statement;
+    const std::string mark = kBatchRange;
+    for (size_t at = sql.find(mark); at != std::string::npos; at = sql.find(mark, at)) {
+      sql.replace(at, mark.size(), where);
+      at += where.size();
+    }
+  }
+  return conn.exec(sql, params(range)).affected;
 }
 
 KeysetWalker::VerifyResult KeysetWalker::verify(Connection& conn, const BatchWork& work,
@@ -93,7 +106,7 @@ KeysetWalker::VerifyResult KeysetWalker::verify(Connection& conn, const BatchWor
       "SELECT count(*), count(k),"
       " coalesce(array_to_string((array_agg(k) FILTER (WHERE k IS NOT NULL))[1:5], ' '), '')"
       " FROM (SELECT CASE WHEN " +
-          work.mismatch + " THEN " + key_text + " END AS k FROM " + table_ + " WHERE " +
+          work.mismatch + " THEN " + key_text + " END AS k FROM " + table_ + " AS _row WHERE " +
           range_predicate(range) + ") s",
       params(range));
   return {r.integer(0, 0), r.integer(0, 1), r.text(0, 2)};

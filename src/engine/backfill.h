@@ -11,9 +11,9 @@
 
 namespace tandem {
 
-// The primary key's columns, quoted, in index order. Throws Error(kFatal)
-// when the table has none.
-std::vector<std::string> primary_key_columns(Connection& conn, const std::string& table);
+// The columns of the key tandem walks the table by (checks::walk_key_index),
+// quoted, in index order. Throws Error(kFatal) when the table has none.
+std::vector<std::string> walk_key_columns(Connection& conn, const std::string& table);
 // The planner's row estimate, or an exact count when the table was never analysed.
 long long estimate_rows(Connection& conn, const std::string& table);
 

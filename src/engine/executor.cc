@@ -361,7 +361,7 @@ bool Executor::run_keyset_step(const Step& step) {
   with_retries(
       step.id, "step " + step.id,
       [&] {
-        key = primary_key_columns(*conn_, work.table);
+        key = walk_key_columns(*conn_, work.table);
         // A verification that failed starts over: its earlier verdict is void.
         if (verify && step_status(step.id) == "failed") store_.clear_checkpoint(*conn_, step.id);
         store_.mark_step(*conn_, step.id, "running");

@@ -24,28 +24,17 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
   const std::string id = std::to_string(index) + ".";
   const std::string table = qualified(op.schema, op.table);
   const std::string col = quote_ident(op.column);
-  const std::string tag =
-      hex(fnv1a(spec.name + "|" + op.schema + "." + op.table + "." + op.column), 6);
-  const std::string fn =
-      "tandem." + quote_ident(utf8_prefix(op.table + "__" + op.column, 40) + "_" + tag + "_fill");
-  const std::string trigger =
-      quote_ident("zz_tandem_" + utf8_prefix(op.column, 40) + "_" + tag + "_fill");
+  const HelperNames h(spec, op.schema, op.table, op.column);
+  const std::string fn = h.function("fill");
+  const std::string trigger = h.trigger("fill");
 
   out.push_back(checks::precheck_step(
       id + "precheck", "check that " + table + " can gain column " + col, table,
       {checks::table_exists(table), checks::plain_table("add_column"), checks::type_exists(op.type),
-       checks::has_primary_key(), checks::columns_absent({op.column}),
+       checks::has_walkable_key(), checks::columns_absent({op.column}),
        checks::no_invalid_indexes()}));
 
-  Step s;
-  s.id = id + "add_column";
-  s.phase = Phase::kPrepare;
-  s.description = "add column " + col + " " + op.type + " (nullable, no default)";
-  s.sql = "ALTER TABLE " + table + " ADD COLUMN " + col + " " + op.type + ";\n";
-  s.rollback_sql = "ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + col + ";\n";
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(add_nullable_column_step(id + "add_column", table, col, op.type));
 
   // The expression is written over the row's columns; the subquery over NEW.*
   // lets it be evaluated as written, without rewriting it.
@@ -53,23 +42,16 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
                                 " := (SELECT " + op.backfill +
                                 " FROM (SELECT NEW.*) AS _row);\n"
                                 "  END IF;\n  RETURN NEW;\nEND\n";
-  s = Step{};
-  s.id = id + "create_fill_function";
-  s.phase = Phase::kPrepare;
-  s.description = "create the function that fills " + col + " for new writes";
-  s.sql = "CREATE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $tandem$\n" +
-          fill_body + "$tandem$;\n";
-  s.rollback_sql = "DROP FUNCTION IF EXISTS " + fn + "();\n";
-  s.lock = "none";
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(trigger_function_step(id + "create_fill_function",
+                                      "create the function that fills " + col + " for new writes",
+                                      fn, fill_body));
 
   out.push_back(row_trigger_step(id + "create_fill_trigger", Phase::kDualWrite,
                                  "writes that leave " + col + " NULL get " + op.backfill, trigger,
                                  table, fn));
   out.push_back(
       backfill_step(id + "backfill", "fill " + col + " for existing rows in primary-key batches",
-                    BatchWork{table, col + " = (" + op.backfill + ")", "", col + " IS NULL"},
+                    BatchWork{table, col + " = (" + op.backfill + ")", "", col + " IS NULL", ""},
                     spec.settings.batch_size));
 
   if (op.unique) {
@@ -84,10 +66,10 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
 
   out.push_back(verify_step(
       id + "verify", "every row has " + col + " filled",
-      BatchWork{table, "", col + " IS NULL AND (" + op.backfill + ") IS NOT NULL", ""}));
+      BatchWork{table, "", col + " IS NULL AND (" + op.backfill + ") IS NOT NULL", "", ""}));
 
   if (op.default_value) {
-    s = Step{};
+    Step s;
     s.id = id + "set_default";
     s.phase = Phase::kCutover;
     s.description = "new rows get DEFAULT " + *op.default_value;
@@ -99,16 +81,10 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
     out.push_back(s);
   }
 
-  s = Step{};
-  s.id = id + "drop_fill_trigger";
-  s.phase = Phase::kCleanup;
-  s.description = "drop the fill trigger and function; the application writes " + col + " now";
-  s.sql = "DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\nDROP FUNCTION IF EXISTS " +
-          fn + "();\n";
-  s.reversible = false;
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(drop_helpers_step(
+      id + "drop_fill_trigger",
+      "drop the fill trigger and function; the application writes " + col + " now",
+      {trigger + " ON " + table}, {fn}));
 }
 
 }  // namespace tandem

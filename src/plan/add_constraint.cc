@@ -47,7 +47,6 @@ void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::v
   const std::string id = std::to_string(index) + ".";
   const std::string table = qualified(op.schema, op.table);
   const std::string name = quote_ident(op.name);
-  const std::string drop = "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + name + ";\n";
   std::vector<std::string> prechecks = {checks::table_exists(table),
                                         checks::plain_table("add_constraint"),
                                         checks::constraint_absent(op.name)};
@@ -55,9 +54,7 @@ void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::v
     prechecks.push_back(checks::relation_absent(op.schema, op.name));
   }
   if (op.kind == AddConstraint::Kind::kForeignKey) {
-    prechecks.push_back("SELECT format('referenced table %s does not exist', " +
-                        quote_literal(op.references) + ") WHERE to_regclass(" +
-                        quote_literal(op.references) + ") IS NULL");
+    prechecks.push_back(checks::referenced_table_exists(op.references));
   }
   out.push_back(checks::precheck_step(id + "precheck",
                                       "check that constraint " + name + " can be added to " + table,
@@ -69,40 +66,47 @@ void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::v
     return;
   }
 
-  Step s;
   std::string definition;
-  std::string lock;
   if (op.kind == AddConstraint::Kind::kCheck) {
     definition = "CHECK (" + op.check + ")";
-    lock = "ACCESS EXCLUSIVE (brief: no scan)";
-  } else {
-    std::vector<std::string> cols, refs;
-    for (const auto& c : op.columns) cols.push_back(quote_ident(c));
-    for (const auto& c : op.referenced_columns) refs.push_back(quote_ident(c));
-    definition = "FOREIGN KEY (" + join(cols, ", ") + ") REFERENCES " + op.references + " (" +
-                 join(refs, ", ") + ")" +
-                 (op.on_delete.empty() ? "" : " ON DELETE " + op.on_delete);
-    lock = "SHARE ROW EXCLUSIVE on both tables (brief: no scan)";
+    plan_constraint_not_valid(id, table, op.name, definition, "ACCESS EXCLUSIVE (brief: no scan)",
+                              "SHARE UPDATE EXCLUSIVE (reads and writes go on)", Phase::kPrepare,
+                              Phase::kBackfill, out);
+    return;
   }
+  std::vector<std::string> cols, refs;
+  for (const auto& c : op.columns) cols.push_back(quote_ident(c));
+  for (const auto& c : op.referenced_columns) refs.push_back(quote_ident(c));
+  definition = "FOREIGN KEY (" + join(cols, ", ") + ") REFERENCES " + op.references + " (" +
+               join(refs, ", ") + ")" + (op.on_delete.empty() ? "" : " ON DELETE " + op.on_delete);
+  plan_constraint_not_valid(
+      id, table, op.name, definition, "SHARE ROW EXCLUSIVE on both tables (brief: no scan)",
+      "SHARE UPDATE EXCLUSIVE; ROW SHARE on the referenced table (reads and writes go on)",
+      Phase::kPrepare, Phase::kBackfill, out);
+}
+
+void plan_constraint_not_valid(const std::string& id, const std::string& table,
+                               const std::string& constraint, const std::string& definition,
+                               const std::string& add_lock, const std::string& validate_lock,
+                               Phase add, Phase validate, std::vector<Step>& out) {
+  const std::string name = quote_ident(constraint);
+  Step s;
   s.id = id + "add_not_valid";
-  s.phase = Phase::kPrepare;
+  s.phase = add;
   s.description = "add " + name + " NOT VALID: new writes are checked from now on";
   s.sql = "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " " + definition + " NOT VALID;\n";
-  s.rollback_sql = drop;
-  s.lock = lock;
+  s.rollback_sql = "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + name + ";\n";
+  s.lock = add_lock;
   s.table_access = "none";
   out.push_back(s);
 
   s = Step{};
   s.id = id + "validate";
-  s.phase = Phase::kBackfill;
+  s.phase = validate;
   s.description = "validate " + name + " against the existing rows";
   s.sql = "ALTER TABLE " + table + " VALIDATE CONSTRAINT " + name + ";\n";
   s.rollback_sql = "";  // dropping the constraint is the previous step's rollback
-  s.lock =
-      op.kind == AddConstraint::Kind::kForeignKey
-          ? "SHARE UPDATE EXCLUSIVE; ROW SHARE on the referenced table (reads and writes go on)"
-          : "SHARE UPDATE EXCLUSIVE (reads and writes go on)";
+  s.lock = validate_lock;
   s.table_access = "scans table";
   out.push_back(s);
 }

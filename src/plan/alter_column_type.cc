@@ -46,19 +46,14 @@ Names names_for(const Spec& spec, const AlterColumnType& op) {
   n.q_column = quote_ident(n.column);
   n.q_shadow = quote_ident(n.shadow);
   n.q_old = quote_ident(n.old);
-  // Helper names must be unique per (migration, table, column) and fit in 63 bytes.
-  std::string tag = hex(fnv1a(spec.name + "|" + op.schema + "." + op.table + "." + op.column), 6);
-  std::string base = utf8_prefix(op.table + "__" + op.column, 40) + "_" + tag;
-  n.fn_up = "tandem." + quote_ident(base + "_up");
-  n.fn_down = "tandem." + quote_ident(base + "_down");
-  n.fn_fwd = "tandem." + quote_ident(base + "_fwd");
-  n.fn_bwd = "tandem." + quote_ident(base + "_bwd");
-  // Trigger names sort after typical application triggers ("zz_"), so the
-  // shadow is computed from the row as the other BEFORE triggers left it.
-  std::string short_col = utf8_prefix(op.column, 40);
-  n.trg_fwd = quote_ident("zz_tandem_" + short_col + "_" + tag + "_fwd");
-  n.trg_bwd = quote_ident("zz_tandem_" + short_col + "_" + tag + "_bwd");
-  n.nn_check = "_tandem_nn_" + short_col + "_" + tag;
+  HelperNames h(spec, op.schema, op.table, op.column);
+  n.fn_up = h.function("up");
+  n.fn_down = h.function("down");
+  n.fn_fwd = h.function("fwd");
+  n.fn_bwd = h.function("bwd");
+  n.trg_fwd = h.trigger("fwd");
+  n.trg_bwd = h.trigger("bwd");
+  n.nn_check = h.plain("_tandem_nn_");
   return n;
 }
 
@@ -105,7 +100,7 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   Step s = checks::precheck_step(
       id + "precheck", "check that " + what + " can change type to " + op.type, n.table,
       {checks::table_exists(n.table), checks::plain_table("alter_column_type"),
-       checks::column_exists(n.column), checks::type_exists(op.type), checks::has_primary_key(),
+       checks::column_exists(n.column), checks::type_exists(op.type), checks::has_walkable_key(),
        checks::columns_absent({n.shadow, n.old}), checks::no_invalid_indexes(),
        checks::no_dependents(n.column, "change the type of", false)});
   out.push_back(s);
@@ -140,7 +135,7 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
                                  n.trg_fwd, n.table, n.fn_fwd));
   out.push_back(backfill_step(
       id + "backfill", "copy " + what + " into " + n.q_shadow + " in primary-key batches",
-      BatchWork{n.table, n.q_shadow + " = " + n.fn_up + "(" + n.q_column + ")", "", ""},
+      BatchWork{n.table, n.q_shadow + " = " + n.fn_up + "(" + n.q_column + ")", "", "", ""},
       spec.settings.batch_size));
 
   s = Step{};
@@ -170,7 +165,7 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   out.push_back(verify_step(
       id + "verify", "every row: " + n.q_shadow + " = up(" + n.q_column + ")",
       BatchWork{n.table, "", n.q_shadow + " IS DISTINCT FROM " + n.fn_up + "(" + n.q_column + ")",
-                ""}));
+                "", ""}));
 
   const std::string swap_in = "SELECT tandem.swap_columns(" + n.regclass + ", " +
                               quote_literal(n.column) + ", " + quote_literal(n.shadow) + ", " +

@@ -10,6 +10,11 @@ std::string table_exists(const std::string& table) {
          ") FROM t WHERE rel IS NULL";
 }
 
+std::string referenced_table_exists(const std::string& table) {
+  return "SELECT format('referenced table %s does not exist', " + quote_literal(table) +
+         ") WHERE to_regclass(" + quote_literal(table) + ") IS NULL";
+}
+
 std::string plain_table(const std::string& operation) {
   return "SELECT format('%s is not a plain table (relkind %s); " + operation +
          " supports plain tables only', rel, c.relkind)\n"
@@ -25,11 +30,40 @@ std::string column_exists(const std::string& column) {
          col + " AND attnum > 0 AND NOT attisdropped)";
 }
 
-std::string has_primary_key() {
-  return "SELECT format('table %s has no primary key; the backfill walks the primary key', "
-         "rel)\n"
-         "  FROM t WHERE rel IS NOT NULL\n"
-         "   AND NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = rel AND indisprimary)";
+std::string walk_key_index(const std::string& rel) {
+  return "SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = " + rel +
+         "\n   AND i.indisunique AND i.indisvalid AND i.indimmediate"
+         " AND i.indpred IS NULL AND i.indexprs IS NULL\n"
+         "   AND (i.indisprimary OR NOT EXISTS (SELECT 1 FROM pg_attribute a"
+         " WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) AND NOT a.attnotnull))\n"
+         " ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid LIMIT 1";
+}
+
+std::string has_walkable_key() {
+  return "SELECT format('table %s has no primary key and no unique index over NOT NULL columns; "
+         "tandem walks the table by such a key (add one first)', rel)\n"
+         "  FROM t WHERE rel IS NOT NULL AND NOT EXISTS (" +
+         walk_key_index("rel") + ")";
+}
+
+std::string key_is_unique(const std::vector<std::string>& columns) {
+  std::vector<std::string> lits;
+  for (const auto& c : columns) lits.push_back(quote_literal(c));
+  const std::string names = "ARRAY[" + join(lits, ", ") + "]::name[]";
+  return "SELECT format('%s has no primary key or unique index over exactly (%s) with every "
+         "column NOT NULL; tandem matches rows by that key', rel, " +
+         quote_literal(join(columns, ", ")) +
+         ")\n"
+         "  FROM t WHERE rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index i\n"
+         "   WHERE i.indrelid = rel AND i.indisunique AND i.indisvalid AND i.indimmediate\n"
+         "     AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnatts = " +
+         std::to_string(columns.size()) +
+         "\n"
+         "     AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = rel"
+         " AND a.attnum = ANY (i.indkey)\n"
+         "            AND a.attname = ANY (" +
+         names + ") AND (a.attnotnull OR i.indisprimary)) = " + std::to_string(columns.size()) +
+         ")";
 }
 
 std::string no_invalid_indexes() {

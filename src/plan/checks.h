@@ -11,9 +11,18 @@
 namespace tandem::checks {
 
 std::string table_exists(const std::string& table);  // qualified, quoted
+// Refuses when another table the operation reads or writes does not exist.
+std::string referenced_table_exists(const std::string& table);  // qualified, quoted
 std::string plain_table(const std::string& operation);
 std::string column_exists(const std::string& column);
-std::string has_primary_key();
+// The index tandem walks a table by: the primary key, or else the narrowest
+// non-partial unique index over NOT NULL columns. `rel` is an SQL expression
+// of type regclass. A query returning the index's oid, or no row.
+std::string walk_key_index(const std::string& rel);
+// Refuses a table that has no such key.
+std::string has_walkable_key();
+// Refuses unless a unique index covers exactly `columns`, all NOT NULL.
+std::string key_is_unique(const std::vector<std::string>& columns);
 std::string no_invalid_indexes();
 std::string type_exists(const std::string& type);
 // Refuses when any of `columns` exists: left behind by an earlier attempt.

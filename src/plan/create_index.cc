@@ -1,8 +1,8 @@
 // create_index: CREATE [UNIQUE] INDEX CONCURRENTLY, which builds the index
 // while reads and writes go on. Rollback drops it the same way.
 #include "plan/checks.h"
-#include "plan/index_build.h"
 #include "plan/operations.h"
+#include "plan/steps.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -17,19 +17,10 @@ void plan_create_index(const Spec&, int index, const CreateIndex& op, std::vecto
       {checks::table_exists(table), checks::plain_table("create_index"),
        checks::relation_absent(op.schema, op.name)}));
 
-  Step s;
-  s.id = id + "create_index";
-  s.phase = op.phase;
-  s.description =
-      std::string("build ") + (op.unique ? "unique " : "") + "index " + name + " concurrently";
-  s.sql = std::string("CREATE ") + (op.unique ? "UNIQUE " : "") + "INDEX CONCURRENTLY " +
-          quote_ident(op.name) + " ON " + table + " USING " + op.method + " (" +
-          join(op.columns, ", ") + ")" + (op.where ? " WHERE " + *op.where : "") + ";\n";
-  s.rollback_sql = "DROP INDEX CONCURRENTLY IF EXISTS " + name + ";\n";
-  s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on; waits for older writers)";
-  s.table_access = "scans table twice";
-  make_index_build_idempotent(s, name);
-  out.push_back(s);
+  out.push_back(concurrent_index_step(id + "create_index", op.phase, op.schema, op.name, table,
+                                      "USING " + op.method + " (" + join(op.columns, ", ") + ")" +
+                                          (op.where ? " WHERE " + *op.where : ""),
+                                      op.unique));
 }
 
 }  // namespace tandem

@@ -24,6 +24,12 @@ void plan_not_null_via_check(const Spec& spec, const std::string& id, const std:
                              const std::string& table, const std::string& column, Phase add,
                              Phase validate, std::vector<Step>& out);
 
+// A CHECK or FOREIGN KEY `definition` added NOT VALID in `add` and validated in `validate`.
+void plan_constraint_not_valid(const std::string& id, const std::string& table,
+                               const std::string& constraint, const std::string& definition,
+                               const std::string& add_lock, const std::string& validate_lock,
+                               Phase add, Phase validate, std::vector<Step>& out);
+
 void plan_sql(const Spec& spec, int index, const SqlOperation& op, std::vector<Step>& out);
 void plan_create_index(const Spec& spec, int index, const CreateIndex& op, std::vector<Step>& out);
 void plan_add_constraint(const Spec& spec, int index, const AddConstraint& op,
@@ -31,5 +37,11 @@ void plan_add_constraint(const Spec& spec, int index, const AddConstraint& op,
 void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::vector<Step>& out);
 void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vector<Step>& out);
 void plan_drop_column(const Spec& spec, int index, const DropColumn& op, std::vector<Step>& out);
+void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::vector<Step>& out);
+void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vector<Step>& out);
+void plan_add_reference(const Spec& spec, int index, const AddReference& op,
+                        std::vector<Step>& out);
+void plan_rename_column(const Spec& spec, int index, const RenameColumn& op,
+                        std::vector<Step>& out);
 
 }  // namespace tandem

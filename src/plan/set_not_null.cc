@@ -4,6 +4,7 @@
 // (no scan) and drop the check.
 #include "plan/checks.h"
 #include "plan/operations.h"
+#include "plan/steps.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -15,8 +16,7 @@ void plan_not_null_via_check(const Spec& spec, const std::string& id, const std:
   const std::string table = qualified(schema, table_name);
   const std::string col = quote_ident(column);
   const std::string check =
-      quote_ident("_tandem_nn_" + utf8_prefix(column, 40) + "_" +
-                  hex(fnv1a(spec.name + "|" + schema + "." + table_name + "." + column), 6));
+      quote_ident(HelperNames(spec, schema, table_name, column).plain("_tandem_nn_"));
   Step s;
   s.id = id + "add_check";
   s.phase = add;

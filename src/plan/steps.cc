@@ -1,24 +1,119 @@
 #include "plan/steps.h"
 
+#include "plan/index_build.h"
+#include "util/ident.h"
+#include "util/text.h"
+
 namespace tandem {
 
+HelperNames::HelperNames(const Spec& spec, const std::string& schema, const std::string& table,
+                         const std::string& column)
+    : tag_(hex(fnv1a(spec.name + "|" + schema + "." + table + "." + column), 6)),
+      base_(utf8_prefix(table + "__" + column, 40) + "_" + tag_),
+      column_(utf8_prefix(column, 40)) {}
+
+std::string HelperNames::function(const std::string& suffix) const {
+  return "tandem." + quote_ident(base_ + "_" + suffix);
+}
+
+std::string HelperNames::trigger(const std::string& suffix) const {
+  return quote_ident("zz_tandem_" + column_ + "_" + tag_ + "_" + suffix);
+}
+
+std::string HelperNames::plain(const std::string& prefix) const {
+  return prefix + column_ + "_" + tag_;
+}
+
 std::string create_row_trigger(const std::string& trigger, const std::string& table,
-                               const std::string& function) {
-  return "CREATE TRIGGER " + trigger + " BEFORE INSERT OR UPDATE ON " + table +
+                               const std::string& function, const char* timing) {
+  return "CREATE TRIGGER " + trigger + " " + timing + " ON " + table +
          "\n  FOR EACH ROW EXECUTE FUNCTION " + function + "();\n";
 }
 
 Step row_trigger_step(const std::string& id, Phase phase, const std::string& description,
                       const std::string& trigger, const std::string& table,
-                      const std::string& function) {
+                      const std::string& function, const char* timing) {
   Step s;
   s.id = id;
   s.phase = phase;
   s.description = description;
-  s.sql = create_row_trigger(trigger, table, function);
+  s.sql = create_row_trigger(trigger, table, function, timing);
   s.rollback_sql = "DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\n";
   s.lock = "SHARE ROW EXCLUSIVE (brief: blocks writes while waiting)";
   s.table_access = "none";
+  return s;
+}
+
+Step trigger_function_step(const std::string& id, const std::string& description,
+                           const std::string& function, const std::string& body) {
+  Step s;
+  s.id = id;
+  s.phase = Phase::kPrepare;
+  s.description = description;
+  s.sql = "CREATE FUNCTION " + function + "() RETURNS trigger LANGUAGE plpgsql AS $tandem$\n" +
+          body + "$tandem$;\n";
+  s.rollback_sql = "DROP FUNCTION IF EXISTS " + function + "();\n";
+  s.lock = "none";
+  s.table_access = "none";
+  return s;
+}
+
+Step drop_helpers_step(const std::string& id, const std::string& description,
+                       const std::vector<std::string>& triggers_on,
+                       const std::vector<std::string>& functions) {
+  Step s;
+  s.id = id;
+  s.phase = Phase::kCleanup;
+  s.description = description;
+  for (const auto& t : triggers_on) s.sql += "DROP TRIGGER IF EXISTS " + t + ";\n";
+  for (const auto& f : functions) s.sql += "DROP FUNCTION IF EXISTS " + f + "();\n";
+  s.reversible = false;
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  return s;
+}
+
+Step add_nullable_column_step(const std::string& id, const std::string& table,
+                              const std::string& column, const std::string& type) {
+  Step s;
+  s.id = id;
+  s.phase = Phase::kPrepare;
+  s.description = "add column " + column + " " + type + " (nullable, no default)";
+  s.sql = "ALTER TABLE " + table + " ADD COLUMN " + column + " " + type + ";\n";
+  s.rollback_sql = "ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + column + ";\n";
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  return s;
+}
+
+Step drop_column_step(const std::string& id, const std::string& description,
+                      const std::string& table, const std::string& column) {
+  Step s;
+  s.id = id;
+  s.phase = Phase::kCleanup;
+  s.description = description;
+  s.sql = "ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + column + ";\n";
+  s.reversible = false;
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none (space is reclaimed by later updates and VACUUM)";
+  return s;
+}
+
+Step concurrent_index_step(const std::string& id, Phase phase, const std::string& schema,
+                           const std::string& name, const std::string& table,
+                           const std::string& definition, bool unique) {
+  const std::string index = qualified(schema, name);
+  Step s;
+  s.id = id;
+  s.phase = phase;
+  s.description =
+      std::string("build ") + (unique ? "unique " : "") + "index " + index + " concurrently";
+  s.sql = std::string("CREATE ") + (unique ? "UNIQUE " : "") + "INDEX CONCURRENTLY " +
+          quote_ident(name) + " ON " + table + " " + definition + ";\n";
+  s.rollback_sql = "DROP INDEX CONCURRENTLY IF EXISTS " + index + ";\n";
+  s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on; waits for older writers)";
+  s.table_access = "scans table twice";
+  make_index_build_idempotent(s, index);
   return s;
 }
 
@@ -29,9 +124,16 @@ Step backfill_step(const std::string& id, const std::string& description, BatchW
   s.phase = Phase::kBackfill;
   s.kind = StepKind::kBackfill;
   s.description = description;
-  s.sql = "UPDATE " + work.table + " SET " + work.set_clause + "\n WHERE " +
-          (work.filter.empty() ? "" : work.filter + " AND ") + "<primary key> in the next " +
-          std::to_string(batch_size) + " keys after the checkpoint  -- one transaction per batch\n";
+  const std::string range =
+      "<key> in the next " + std::to_string(batch_size) + " keys after the checkpoint";
+  if (work.statement.empty()) {
+    s.sql = "UPDATE " + work.table + " AS _row SET " + work.set_clause + "\n WHERE " +
+            (work.filter.empty() ? "" : work.filter + " AND ") + range;
+  } else {
+    s.sql = work.statement;
+    s.sql.replace(s.sql.find(kBatchRange), std::string(kBatchRange).size(), range);
+  }
+  s.sql += "  -- one transaction per batch\n";
   s.batch = std::move(work);
   s.rollback_sql = "";
   s.lock = "ROW EXCLUSIVE; row locks on one batch at a time";
@@ -45,8 +147,8 @@ Step verify_step(const std::string& id, const std::string& description, BatchWor
   s.phase = Phase::kShadowRead;
   s.kind = StepKind::kVerify;
   s.description = description;
-  s.sql = "SELECT <primary key> FROM " + work.table + " WHERE " + work.mismatch +
-          "  -- in primary-key chunks\n";
+  s.sql = "SELECT <key> FROM " + work.table + " AS _row WHERE " + work.mismatch +
+          "  -- in key chunks\n";
   s.batch = std::move(work);
   s.rollback_sql = "";
   s.lock = "ACCESS SHARE";

@@ -4,17 +4,65 @@
 #include <string>
 
 #include "tandem/plan.h"
+#include "tandem/spec.h"
 
 namespace tandem {
 
-// CREATE TRIGGER ... BEFORE INSERT OR UPDATE ... FOR EACH ROW.
-std::string create_row_trigger(const std::string& trigger, const std::string& table,
-                               const std::string& function);
+// Names of the helpers an operation creates: unique per (migration, table,
+// column) and within PostgreSQL's 63 bytes.
+class HelperNames {
+ public:
+  HelperNames(const Spec& spec, const std::string& schema, const std::string& table,
+              const std::string& column);
+  const std::string& tag() const { return tag_; }
+  // tandem."<table>__<column>_<tag>_<suffix>"
+  std::string function(const std::string& suffix) const;
+  // "zz_tandem_<column>_<tag>_<suffix>": sorts after typical application
+  // triggers, so it sees the row as their BEFORE triggers left it.
+  std::string trigger(const std::string& suffix) const;
+  // "<prefix><column>_<tag>", unquoted: constraint names and the like.
+  std::string plain(const std::string& prefix) const;
 
-// A step that creates a BEFORE INSERT OR UPDATE row trigger, dropped on rollback.
+ private:
+  std::string tag_, base_, column_;
+};
+
+// When a row trigger fires.
+inline constexpr const char* kBeforeWrite = "BEFORE INSERT OR UPDATE";
+inline constexpr const char* kAfterEveryChange = "AFTER INSERT OR UPDATE OR DELETE";
+
+// CREATE TRIGGER ... <timing> ... FOR EACH ROW.
+std::string create_row_trigger(const std::string& trigger, const std::string& table,
+                               const std::string& function, const char* timing = kBeforeWrite);
+
+// A step that creates a row trigger, dropped on rollback.
 Step row_trigger_step(const std::string& id, Phase phase, const std::string& description,
                       const std::string& trigger, const std::string& table,
-                      const std::string& function);
+                      const std::string& function, const char* timing = kBeforeWrite);
+
+// A trigger function created in prepare and dropped on rollback.
+Step trigger_function_step(const std::string& id, const std::string& description,
+                           const std::string& function, const std::string& body);
+
+// A cleanup step that drops helper triggers (each "trigger ON table") and
+// functions; irreversible, like all of cleanup.
+Step drop_helpers_step(const std::string& id, const std::string& description,
+                       const std::vector<std::string>& triggers_on,
+                       const std::vector<std::string>& functions);
+
+// ADD COLUMN without default or NOT NULL (metadata only) in prepare; dropped on rollback.
+Step add_nullable_column_step(const std::string& id, const std::string& table,
+                              const std::string& column, const std::string& type);
+
+// DROP COLUMN at cleanup, irreversible.
+Step drop_column_step(const std::string& id, const std::string& description,
+                      const std::string& table, const std::string& column);
+
+// CREATE [UNIQUE] INDEX CONCURRENTLY `name` ON table `definition`, idempotent,
+// dropped the same way on rollback. `name` unqualified; schema is the table's.
+Step concurrent_index_step(const std::string& id, Phase phase, const std::string& schema,
+                           const std::string& name, const std::string& table,
+                           const std::string& definition, bool unique);
 
 // The backfill: keyset batches of `batch_size` rows, one transaction each.
 Step backfill_step(const std::string& id, const std::string& description, BatchWork work,

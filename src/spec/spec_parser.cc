@@ -62,6 +62,14 @@ std::string kind_name(const YAML::Node& n) {
   }
 }
 
+// UTF-8 without control characters other than tab and line breaks.
+bool clean_text(const std::string& v) {
+  return invalid_utf8_at(v) == std::string::npos && std::none_of(v.begin(), v.end(), [](char c) {
+           const auto u = static_cast<unsigned char>(c);
+           return (u < 0x20 && u != '\t' && u != '\n' && u != '\r') || u == 0x7F;
+         });
+}
+
 class Parser {
  public:
   explicit Parser(std::string file) : file_(std::move(file)) {}
@@ -124,10 +132,7 @@ class Parser {
     }
     // Escapes ("\0", "\x85") can put what the file itself may not hold into a value.
     const std::string& v = n.Scalar();
-    if (invalid_utf8_at(v) != std::string::npos || std::any_of(v.begin(), v.end(), [](char c) {
-          const auto u = static_cast<unsigned char>(c);
-          return (u < 0x20 && u != '\t' && u != '\n' && u != '\r') || u == 0x7F;
-        })) {
+    if (!clean_text(v)) {
       error(n, key + ": contains a control character or bytes that are not UTF-8");
       return std::nullopt;
     }
@@ -377,16 +382,7 @@ class Parser {
       }
       c.references = qualified(ref_schema, ref_table);
       c.referenced_columns = string_list(n, "referenced_columns", w);
-      if (auto d = scalar(n, "on_delete", false, w)) {
-        static const std::vector<std::string> kActions = {"no action", "restrict", "cascade",
-                                                          "set null", "set default"};
-        if (std::find(kActions.begin(), kActions.end(), *d) == kActions.end()) {
-          error(n["on_delete"],
-                "on_delete: unknown action \"" + *d + "\"" + did_you_mean(*d, kActions));
-        } else {
-          c.on_delete = *d;
-        }
-      }
+      on_delete(n, w, c.on_delete);
       if (c.columns.size() != c.referenced_columns.size() && errors.size() == before) {
         error(n, "add_constraint: foreign_key has " + std::to_string(c.columns.size()) +
                      " columns but referenced_columns has " +
@@ -426,6 +422,180 @@ class Parser {
     return d;
   }
 
+  // A foreign key's ON DELETE action.
+  void on_delete(const YAML::Node& n, const std::string& where, std::string& out) {
+    auto d = scalar(n, "on_delete", false, where);
+    if (!d) return;
+    static const std::vector<std::string> kActions = {"no action", "restrict", "cascade",
+                                                      "set null", "set default"};
+    if (std::find(kActions.begin(), kActions.end(), *d) == kActions.end()) {
+      error(n["on_delete"],
+            "on_delete: unknown action \"" + *d + "\"" + did_you_mean(*d, kActions));
+    } else {
+      out = *d;
+    }
+  }
+
+  // A relation name under `key`: "name" or "schema.name".
+  bool relation(const YAML::Node& map, const std::string& key, bool required, std::string& schema,
+                std::string& name, const std::string& where) {
+    std::string v;
+    identifier(map, key, required, v, where);
+    if (v.empty()) return false;
+    auto dot = v.find('.');
+    if (dot != std::string::npos) {
+      schema = v.substr(0, dot);
+      v = v.substr(dot + 1);
+    }
+    name = v;
+    return true;
+  }
+
+  std::optional<ViewName> compat_view(const YAML::Node& map, const std::string& where) {
+    ViewName view;
+    if (!relation(map, "compat_view", false, view.schema, view.name, where)) return std::nullopt;
+    return view;
+  }
+
+  // A mapping of column names to SQL expressions, in file order.
+  std::vector<std::pair<std::string, std::string>> column_map(const YAML::Node& map,
+                                                              const std::string& key,
+                                                              const std::string& where) {
+    std::vector<std::pair<std::string, std::string>> out;
+    YAML::Node n = map[key];
+    if (!n.IsDefined() || n.IsNull()) {
+      missing(map, key, where);
+      return out;
+    }
+    if (!n.IsMap() || n.size() == 0) {
+      error(n, key + ": expected a mapping of column names to SQL expressions, got " +
+                   (n.IsMap() ? std::string("an empty mapping") : kind_name(n)));
+      return out;
+    }
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (!it->first.IsScalar()) {
+        error(it->first, key + ": column names must be plain names");
+        continue;
+      }
+      size_t before = errors.size();
+      if (it->first.Scalar().size() > 63 || it->first.Scalar().find('"') != std::string::npos) {
+        error(it->first,
+              key + ": \"" + printable(it->first.Scalar()) + "\" is not a usable column name");
+        continue;
+      }
+      if (!it->second.IsScalar() || it->second.Scalar().empty()) {
+        error(it->second, key + "." + it->first.Scalar() + ": expected an SQL expression, got " +
+                              kind_name(it->second));
+        continue;
+      }
+      const std::string& e = it->second.Scalar();
+      if (e.find(';') != std::string::npos) {
+        error(it->second,
+              key + "." + it->first.Scalar() + ": expected one SQL expression, found ';'");
+      } else if (!clean_text(e)) {
+        error(it->second, key + "." + it->first.Scalar() +
+                              ": contains a control character or bytes that are not UTF-8");
+      }
+      if (errors.size() == before) out.emplace_back(it->first.Scalar(), e);
+    }
+    return out;
+  }
+
+  std::optional<MoveColumn> move_column(const YAML::Node& n) {
+    const std::string w = "move_column";
+    if (!expect_map(n, w)) return std::nullopt;
+    check_keys(n, {"schema", "table", "column", "key", "to", "to_column", "compat_view"}, w);
+    size_t before = errors.size();
+    MoveColumn m;
+    table_ref(n, w, m.schema, m.table);
+    identifier(n, "column", true, m.column, w);
+    m.key = string_list(n, "key", w);
+    m.to_schema = m.schema;
+    relation(n, "to", true, m.to_schema, m.to_table, w);
+    identifier(n, "to_column", false, m.to_column, w);
+    if (m.to_column.empty()) m.to_column = m.column;
+    m.compat_view = compat_view(n, w);
+    if (errors.size() == before && std::find(m.key.begin(), m.key.end(), m.column) != m.key.end()) {
+      error(n["column"], "move_column: \"" + m.column + "\" is part of the key; it cannot move");
+    }
+    if (errors.size() != before) return std::nullopt;
+    return m;
+  }
+
+  std::optional<CopyTable> copy_table(const YAML::Node& n) {
+    const std::string w = "copy_table";
+    if (!expect_map(n, w)) return std::nullopt;
+    check_keys(n, {"schema", "table", "to", "key", "up", "down", "create", "compat_view"}, w);
+    size_t before = errors.size();
+    CopyTable c;
+    table_ref(n, w, c.schema, c.table);
+    c.to_schema = c.schema;
+    relation(n, "to", true, c.to_schema, c.to_table, w);
+    c.key = string_list(n, "key", w);
+    c.up = column_map(n, "up", w);
+    if (n["down"].IsDefined()) c.down = column_map(n, "down", w);
+    c.create = scalar(n, "create", false, w);
+    c.compat_view = compat_view(n, w);
+    if (c.compat_view && c.down.empty() && errors.size() == before) {
+      error(n["compat_view"],
+            "copy_table: compat_view needs \"down\", which gives the view its "
+            "columns");
+    }
+    for (const auto* m : {&c.up, &c.down}) {
+      for (const auto& [column, expr] : *m) {
+        if (std::find(c.key.begin(), c.key.end(), column) != c.key.end()) {
+          error(n, "copy_table: key column \"" + column +
+                       "\" is copied as it is; leave it out of up and down");
+        }
+      }
+    }
+    if (errors.size() != before) return std::nullopt;
+    return c;
+  }
+
+  std::optional<AddReference> add_reference(const YAML::Node& n) {
+    const std::string w = "add_reference";
+    if (!expect_map(n, w)) return std::nullopt;
+    check_keys(n,
+               {"schema", "table", "column", "type", "via", "references", "referenced_column",
+                "lookup", "on_delete", "not_null", "index", "drop_via", "compat_view"},
+               w);
+    size_t before = errors.size();
+    AddReference a;
+    table_ref(n, w, a.schema, a.table);
+    identifier(n, "column", true, a.column, w);
+    if (auto t = type_name(n, true, w)) a.type = *t;
+    identifier(n, "via", true, a.via, w);
+    a.references_schema = a.schema;
+    relation(n, "references", true, a.references_schema, a.references, w);
+    identifier(n, "referenced_column", true, a.referenced_column, w);
+    identifier(n, "lookup", true, a.lookup, w);
+    on_delete(n, w, a.on_delete);
+    if (auto b = boolean(n, "not_null")) a.not_null = *b;
+    if (auto b = boolean(n, "index")) a.index = *b;
+    if (auto b = boolean(n, "drop_via")) a.drop_via = *b;
+    a.compat_view = compat_view(n, w);
+    if (errors.size() != before) return std::nullopt;
+    return a;
+  }
+
+  std::optional<RenameColumn> rename_column(const YAML::Node& n) {
+    const std::string w = "rename_column";
+    if (!expect_map(n, w)) return std::nullopt;
+    check_keys(n, {"schema", "table", "column", "to", "compat_view"}, w);
+    size_t before = errors.size();
+    RenameColumn r;
+    table_ref(n, w, r.schema, r.table);
+    identifier(n, "column", true, r.column, w);
+    identifier(n, "to", true, r.to, w);
+    r.compat_view = compat_view(n, w);
+    if (errors.size() == before && r.column == r.to) {
+      error(n["to"], "rename_column: \"to\" is the column's current name");
+    }
+    if (errors.size() != before) return std::nullopt;
+    return r;
+  }
+
   std::optional<SqlOperation> sql(const YAML::Node& n) {
     if (!expect_map(n, "sql")) return std::nullopt;
     check_keys(n, {"phase", "up", "down", "transaction", "lock"}, "sql");
@@ -450,9 +620,10 @@ class Parser {
       return;
     }
     if (n.size() == 0) error(n, "operations: the list is empty; a migration needs at least one");
-    static const std::vector<std::string> kOperations = {"alter_column_type", "create_index",
-                                                         "add_constraint",    "set_not_null",
-                                                         "drop_column",       "sql"};
+    static const std::vector<std::string> kOperations = {
+        "alter_column_type", "add_column",    "create_index", "add_constraint",
+        "set_not_null",      "drop_column",   "move_column",  "copy_table",
+        "add_reference",     "rename_column", "sql"};
     for (const auto& item : n) {
       if (!item.IsMap() || item.size() != 1) {
         error(item,
@@ -480,6 +651,14 @@ class Parser {
         keep(set_not_null(entry.second));
       } else if (op == "drop_column") {
         keep(drop_column(entry.second));
+      } else if (op == "move_column") {
+        keep(move_column(entry.second));
+      } else if (op == "copy_table") {
+        keep(copy_table(entry.second));
+      } else if (op == "add_reference") {
+        keep(add_reference(entry.second));
+      } else if (op == "rename_column") {
+        keep(rename_column(entry.second));
       } else if (op == "sql") {
         keep(sql(entry.second));
       } else {

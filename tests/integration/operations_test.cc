@@ -81,6 +81,39 @@ const OperationCase kCases[] = {
      " WHERE attrelid = 'accounts'::regclass AND attname = 'note' AND NOT attisdropped),"
      " 'absent')",
      "text", "text", "absent"},
+    {"move_column",
+     "  - move_column: {table: accounts, column: note, key: [id], to: account_notes,"
+     " compat_view: accounts_with_note}\n",
+     "SELECT (to_regclass('account_notes') IS NOT NULL)::text || '/' || (SELECT count(*)"
+     " FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'note'"
+     " AND NOT attisdropped) || '/' || (to_regclass('accounts_with_note') IS NOT NULL)::text",
+     "false/1/false", "true/1/true", "true/0/false"},
+    {"copy_table",
+     "  - copy_table:\n      table: accounts\n      to: accounts_v2\n      key: [id]\n"
+     "      create: id bigint PRIMARY KEY, email text, balance_cents bigint NOT NULL\n"
+     "      up: {email: email, balance_cents: balance * 100}\n"
+     "      down: {email: email, balance: balance_cents / 100}\n"
+     "      compat_view: accounts_v1\n",
+     "SELECT (to_regclass('accounts_v2') IS NOT NULL)::text || '/' ||"
+     " (to_regclass('accounts_v1') IS NOT NULL)::text",
+     "false/false", "true/true", "true/false"},
+    {"add_reference",
+     "  - add_reference:\n      table: accounts\n      column: owner_code\n      type: uuid\n"
+     "      via: owner_id\n      references: owners\n      referenced_column: code\n"
+     "      lookup: id\n      compat_view: accounts_by_owner_id\n",
+     "SELECT coalesce((SELECT attnotnull::text FROM pg_attribute WHERE attrelid ="
+     " 'accounts'::regclass AND attname = 'owner_code' AND NOT attisdropped), 'absent') || '/' ||"
+     " coalesce((SELECT convalidated::text FROM pg_constraint"
+     " WHERE conname = 'accounts_owner_code_fkey'), '-') || '/' ||"
+     " (to_regclass('accounts_by_owner_id') IS NOT NULL)::text",
+     "absent/-/false", "false/true/true", "false/true/false"},
+    {"rename_column",
+     "  - rename_column: {table: accounts, column: note, to: remark, compat_view: "
+     "accounts_compat}\n",
+     "SELECT (SELECT string_agg(attname::text, ',') FROM pg_attribute WHERE attrelid ="
+     " 'accounts'::regclass AND attname IN ('note', 'remark') AND NOT attisdropped) || '/' ||"
+     " (to_regclass('accounts_compat') IS NOT NULL)::text",
+     "note/false", "remark/true", "remark/false"},
 };
 
 class OperationLifecycle : public ::testing::TestWithParam<OperationCase> {
@@ -88,7 +121,8 @@ class OperationLifecycle : public ::testing::TestWithParam<OperationCase> {
   void SetUp() override {
     db_ = pg_.create_database("ops");
     pg_.psql(db_,
-             "CREATE TABLE owners (id int PRIMARY KEY);"
+             "CREATE TABLE owners (id int PRIMARY KEY,"
+             " code uuid NOT NULL UNIQUE DEFAULT gen_random_uuid());"
              "INSERT INTO owners SELECT g FROM generate_series(1, 100) g;"
              "CREATE TABLE accounts (id bigserial PRIMARY KEY, email text, owner_id int,"
              " balance int NOT NULL DEFAULT 0, note text);"

@@ -91,11 +91,11 @@ TEST(RateMeter, SmoothsAndEstimates) {
 TEST(KeysetWalker, RangePredicateNumbersParametersAfterThenUpper) {
   KeysetWalker one("t", {"id"});
   EXPECT_EQ(one.range_predicate({{}, {}}), "true");
-  EXPECT_EQ(one.range_predicate({{"5"}, {}}), "(id) > ($1)");
-  EXPECT_EQ(one.range_predicate({{}, {"9"}}), "(id) <= ($1)");
+  EXPECT_EQ(one.range_predicate({{"5"}, {}}), "(_row.id) > ($1)");
+  EXPECT_EQ(one.range_predicate({{}, {"9"}}), "(_row.id) <= ($1)");
   KeysetWalker two("t", {"a", "b"});
   EXPECT_EQ(two.range_predicate({{"1", "2"}, {"3", "4"}}),
-            "(a, b) > ($1, $2) AND (a, b) <= ($3, $4)");
+            "(_row.a, _row.b) > ($1, $2) AND (_row.a, _row.b) <= ($3, $4)");
 }
 
 }  // namespace

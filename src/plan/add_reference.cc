@@ -1,0 +1,154 @@
+// add_reference: orders.username → orders.user_id, looked up in users.
+//
+//   prepare     ADD COLUMN (nullable; metadata only); the lookup function
+//   dual_write  BEFORE trigger, in the writer's transaction: a row inserted
+//               without the new key, or whose old key changes, gets the new key
+//               looked up; a row inserted without the old key, or whose new key
+//               changes, gets the old key looked up (writers that already use
+//               the new key keep the old column right until cleanup)
+//   backfill    keyset batches: SET new = lookup(old) where they differ; the
+//               index on the new column (concurrently); the foreign key NOT VALID,
+//               then VALIDATE; NOT NULL through a validated check, when asked
+//   shadow_read every row's new key is the lookup of its old key
+//   cutover     SET NOT NULL (no scan); the compatibility view, if asked
+//   cleanup     drop the view, the trigger and function; drop the old column
+//               when asked (irreversible)
+//
+// The parent's new key must be filled first: put the add_column that creates
+// it before this operation (the planner orders them so when they are in one spec).
+#include "plan/checks.h"
+#include "plan/operations.h"
+#include "plan/steps.h"
+#include "plan/sync.h"
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+
+void plan_add_reference(const Spec& spec, int index, const AddReference& op,
+                        std::vector<Step>& out) {
+  const std::string id = std::to_string(index) + ".";
+  const std::string table = qualified(op.schema, op.table);
+  const std::string parent = qualified(op.references_schema, op.references);
+  const std::string col = quote_ident(op.column);
+  const std::string via = quote_ident(op.via);
+  const std::string ref_col = quote_ident(op.referenced_column);
+  const std::string lookup = quote_ident(op.lookup);
+  const HelperNames h(spec, op.schema, op.table, op.column);
+  const std::string fn = h.function("ref");
+  const std::string trigger = h.trigger("ref");
+  // The new key for a row, and the old key for a row, by lookup in the parent.
+  auto new_key = [&](const std::string& row) {
+    return "(SELECT _p." + ref_col + " FROM " + parent + " AS _p WHERE _p." + lookup + " = " + row +
+           "." + via + ")";
+  };
+  auto old_key = [&](const std::string& row) {
+    return "(SELECT _p." + lookup + " FROM " + parent + " AS _p WHERE _p." + ref_col + " = " + row +
+           "." + col + ")";
+  };
+
+  std::vector<std::string> prechecks = {
+      checks::table_exists(table),   checks::plain_table("add_reference"),
+      checks::column_exists(op.via), checks::columns_absent({op.column}),
+      checks::type_exists(op.type),  checks::has_walkable_key(),
+      checks::no_invalid_indexes(),  checks::referenced_table_exists(parent)};
+  if (op.compat_view) {
+    prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
+  }
+  out.push_back(checks::precheck_step(
+      id + "precheck", "check that " + table + " can gain " + col + " referencing " + parent, table,
+      prechecks));
+
+  out.push_back(add_nullable_column_step(id + "add_column", table, col, op.type));
+
+  const std::string body =
+      "BEGIN\n"
+      "  IF TG_OP = 'INSERT' THEN\n"
+      "    IF NEW." +
+      col +
+      " IS NULL THEN\n"
+      "      NEW." +
+      col + " := " + new_key("NEW") +
+      ";\n"
+      "    ELSIF NEW." +
+      via +
+      " IS NULL THEN\n"
+      "      NEW." +
+      via + " := " + old_key("NEW") +
+      ";\n"
+      "    END IF;\n"
+      "  ELSIF NEW." +
+      via + " IS DISTINCT FROM OLD." + via + " AND NEW." + col + " IS NOT DISTINCT FROM OLD." +
+      col +
+      " THEN\n"
+      "    NEW." +
+      col + " := " + new_key("NEW") +
+      ";\n"
+      "  ELSIF NEW." +
+      col + " IS DISTINCT FROM OLD." + col + " AND NEW." + via + " IS NOT DISTINCT FROM OLD." +
+      via +
+      " THEN\n"
+      "    NEW." +
+      via + " := " + old_key("NEW") +
+      ";\n"
+      "  END IF;\n"
+      "  RETURN NEW;\n"
+      "END\n";
+  out.push_back(trigger_function_step(
+      id + "create_lookup_function",
+      "create the function that keeps " + col + " and " + via + " in agreement", fn, body));
+
+  out.push_back(row_trigger_step(id + "create_lookup_trigger", Phase::kDualWrite,
+                                 "rows written with " + via + " get " + col +
+                                     " looked up in the writer's transaction, and back",
+                                 trigger, table, fn));
+  out.push_back(backfill_step(
+      id + "backfill", "fill " + col + " of existing rows from " + parent + ", in key batches",
+      BatchWork{table, col + " = " + new_key("_row"), "",
+                "_row." + col + " IS DISTINCT FROM " + new_key("_row"), ""},
+      spec.settings.batch_size));
+
+  if (op.index) {
+    out.push_back(concurrent_index_step(id + "create_index", Phase::kBackfill, op.schema,
+                                        utf8_prefix(op.table + "_" + op.column, 55) + "_idx", table,
+                                        "(" + col + ")", false));
+  }
+
+  const std::string fk = utf8_prefix(op.table + "_" + op.column, 57) + "_fkey";
+  plan_constraint_not_valid(
+      id + "fk_", table, fk,
+      "FOREIGN KEY (" + col + ") REFERENCES " + parent + " (" + ref_col + ")" +
+          (op.on_delete.empty() ? "" : " ON DELETE " + op.on_delete),
+      "SHARE ROW EXCLUSIVE on both tables (brief: no scan)",
+      "SHARE UPDATE EXCLUSIVE; ROW SHARE on " + parent + " (reads and writes go on)",
+      Phase::kBackfill, Phase::kBackfill, out);
+  if (op.not_null) {
+    plan_not_null_via_check(spec, id, op.schema, op.table, op.column, Phase::kBackfill,
+                            Phase::kBackfill, out);
+  }
+
+  out.push_back(verify_step(
+      id + "verify", "every row's " + col + " is the " + ref_col + " of its " + via,
+      BatchWork{table, "", "_row." + col + " IS DISTINCT FROM " + new_key("_row"), "", ""}));
+
+  if (op.compat_view) {
+    CompatView v{*op.compat_view, table, table + " AS _row", {{op.via, old_key("_row")}},
+                 {op.column},     false};
+    out.push_back(
+        compat_view_step(id + "create_compat_view", v,
+                         "the old shape of " + table + ", " + via + " looked up by " + col));
+    out.push_back(drop_compat_view_step(id + "drop_compat_view", *op.compat_view));
+  }
+
+  out.push_back(drop_helpers_step(
+      id + "drop_lookup_trigger",
+      "drop the lookup trigger and function; writers set " + col + " themselves now",
+      {trigger + " ON " + table}, {fn}));
+  if (op.drop_via) {
+    out.push_back(drop_column_step(
+        id + "drop_old_key", "drop " + table + "." + via + " with its indexes and constraints",
+        table, via));
+  }
+}
+
+}  // namespace tandem

@@ -1,0 +1,112 @@
+// copy_table: rows of a v1 table kept as rows of a v2 table of another shape.
+//
+//   prepare     create the target table (when `create` is given); the sync
+//               functions of both directions
+//   dual_write  trigger on v1: INSERT, UPDATE and DELETE reach v2 through `up`,
+//               in the writer's transaction
+//   backfill    keyset batches over v1: INSERT ... SELECT ... FOR UPDATE ...
+//               ON CONFLICT DO UPDATE
+//   shadow_read every v1 row has its v2 row equal to `up` of it, and no v2 row
+//               lacks its v1 row
+//   cutover     v2 is the truth: a trigger on it writes back to v1 through
+//               `down` (when given); the v1-shaped compatibility view, if asked
+//   cleanup     drop the view and the sync (v1 itself stays: drop it with an
+//               `sql` operation once nothing reads it)
+#include "plan/checks.h"
+#include "plan/operations.h"
+#include "plan/steps.h"
+#include "plan/sync.h"
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+
+void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vector<Step>& out) {
+  const std::string id = std::to_string(index) + ".";
+  const std::string source = qualified(op.schema, op.table);
+  const std::string target = qualified(op.to_schema, op.to_table);
+  const HelperNames h(spec, op.schema, op.table, op.to_table);
+
+  std::vector<std::string> prechecks = {
+      checks::table_exists(source), checks::plain_table("copy_table"),
+      checks::key_is_unique(op.key), checks::no_invalid_indexes()};
+  if (op.create) {
+    prechecks.push_back(checks::relation_absent(op.to_schema, op.to_table));
+  } else {
+    prechecks.push_back(checks::referenced_table_exists(target));
+  }
+  if (op.compat_view) {
+    prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
+  }
+  out.push_back(checks::precheck_step(
+      id + "precheck", "check that " + source + " can be copied to " + target, source, prechecks));
+
+  Step s;
+  if (op.create) {
+    s.id = id + "create_target";
+    s.phase = Phase::kPrepare;
+    s.description = "create " + target;
+    s.sql = "CREATE TABLE " + target + " (\n  " + *op.create + "\n);\n";
+    s.rollback_sql = "DROP TABLE IF EXISTS " + target + ";\n";
+    s.lock = "none (a new table)";
+    s.table_access = "none";
+    out.push_back(s);
+  }
+
+  const std::string guard = "tandem.sync_" + h.tag();
+  Mirror forward{source, target, op.key, op.up, true, guard};
+  out.push_back(mirror_function_step(
+      id + "create_sync_function",
+      "create the function that applies writes of " + source + " to " + target + " through up",
+      h.function("fwd"), forward));
+  std::optional<Mirror> back;
+  if (!op.down.empty()) {
+    back = Mirror{target, source, op.key, op.down, true, guard};
+    out.push_back(mirror_function_step(id + "create_back_function",
+                                       "create the function that applies writes of " + target +
+                                           " back to " + source + " through down",
+                                       h.function("bwd"), *back));
+  }
+  out.push_back(row_trigger_step(id + "create_sync_trigger", Phase::kDualWrite,
+                                 "INSERT, UPDATE and DELETE on " + source + " reach " + target +
+                                     " in the writer's transaction",
+                                 h.trigger("fwd"), source, h.function("fwd"), kAfterEveryChange));
+
+  out.push_back(backfill_step(
+      id + "backfill", "copy existing rows of " + source + " to " + target + ", in key batches",
+      BatchWork{source, "", "", "", mirror_backfill_statement(forward)}, spec.settings.batch_size));
+  out.push_back(verify_step(
+      id + "verify", "every row of " + source + " has its row in " + target + ", equal to up of it",
+      BatchWork{source, "", mirror_mismatch(forward), "", ""}));
+  out.push_back(verify_step(id + "verify_no_extra_rows",
+                            "no row of " + target + " lacks its row in " + source,
+                            BatchWork{target, "", orphan_mismatch(forward), "", ""}));
+
+  if (back) {
+    out.push_back(row_trigger_step(
+        id + "create_back_trigger", Phase::kCutover,
+        target + " is the truth now: its writes reach " + source + " through down until cleanup",
+        h.trigger("bwd"), target, h.function("bwd"), kAfterEveryChange));
+  }
+  if (op.compat_view) {
+    std::vector<std::pair<std::string, std::string>> columns = op.down;
+    for (const auto& k : op.key) columns.emplace_back(k, "_row." + quote_ident(k));
+    CompatView v{*op.compat_view, source, target + " AS _row", columns, {}, true};
+    out.push_back(compat_view_step(id + "create_compat_view", v,
+                                   "the shape of " + source + " over the rows of " + target));
+    out.push_back(drop_compat_view_step(id + "drop_compat_view", *op.compat_view));
+  }
+
+  std::vector<std::string> triggers = {h.trigger("fwd") + " ON " + source};
+  std::vector<std::string> functions = {h.function("fwd")};
+  if (back) {
+    triggers.push_back(h.trigger("bwd") + " ON " + target);
+    functions.push_back(h.function("bwd"));
+  }
+  out.push_back(drop_helpers_step(
+      id + "drop_sync",
+      "drop the sync triggers and functions; " + source + " no longer follows " + target, triggers,
+      functions));
+}
+
+}  // namespace tandem

@@ -1,0 +1,116 @@
+// move_column: users.full_name → users_pii(user_id, full_name).
+//
+//   prepare     create the target table (key + column, empty; primary key; a
+//               foreign key to the source, ON UPDATE/DELETE CASCADE); the sync
+//               functions of both directions
+//   dual_write  trigger on the source: INSERT, UPDATE and DELETE are applied to
+//               the target in the writer's transaction
+//   backfill    keyset batches: INSERT ... SELECT ... FOR UPDATE ... ON CONFLICT,
+//               so a batch copies each row as it is when locked and no writer
+//               changes the row between that read and the copy
+//   shadow_read every source row has its target row with the same value
+//   cutover     the target becomes the truth: a trigger on it writes changes
+//               back to the source column (the source trigger stays, so old
+//               writers are still mirrored); the compatibility view, if asked
+//   cleanup     drop the view, both triggers and functions, then the source column
+#include "plan/checks.h"
+#include "plan/operations.h"
+#include "plan/steps.h"
+#include "plan/sync.h"
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+
+void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::vector<Step>& out) {
+  const std::string id = std::to_string(index) + ".";
+  const std::string source = qualified(op.schema, op.table);
+  const std::string target = qualified(op.to_schema, op.to_table);
+  const std::string col = quote_ident(op.column);
+  const std::string to_col = quote_ident(op.to_column);
+  const HelperNames h(spec, op.schema, op.table, op.column);
+
+  std::vector<std::string> prechecks = {
+      checks::table_exists(source),     checks::plain_table("move_column"),
+      checks::column_exists(op.column), checks::key_is_unique(op.key),
+      checks::no_invalid_indexes(),     checks::relation_absent(op.to_schema, op.to_table)};
+  if (op.compat_view) {
+    prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
+  }
+  out.push_back(checks::precheck_step(id + "precheck",
+                                      "check that " + source + "." + col + " can move to " + target,
+                                      source, prechecks));
+
+  std::vector<std::string> key_cols;
+  for (const auto& k : op.key) key_cols.push_back(quote_ident(k));
+  const std::string keys = join(key_cols, ", ");
+  Step s;
+  s.id = id + "create_target";
+  s.phase = Phase::kPrepare;
+  s.description = "create " + target + " (" + keys + ", " + to_col + ") with the source's types";
+  s.sql = "CREATE TABLE " + target + " AS SELECT " + keys + ", " + col +
+          (op.to_column == op.column ? "" : " AS " + to_col) + " FROM " + source +
+          " WITH NO DATA;\n"
+          "ALTER TABLE " +
+          target + " ADD PRIMARY KEY (" + keys + ");\nALTER TABLE " + target +
+          " ADD FOREIGN KEY (" + keys + ") REFERENCES " + source + " (" + keys +
+          ")\n  ON UPDATE CASCADE ON DELETE CASCADE;\n";
+  s.rollback_sql = "DROP TABLE IF EXISTS " + target + ";\n";
+  s.lock = "SHARE ROW EXCLUSIVE on " + source + " (brief: the foreign key; no scan of it)";
+  s.table_access = "none";
+  out.push_back(s);
+
+  Mirror forward{
+      source, target, op.key, {{op.to_column, "_row." + col}}, true, "tandem.sync_" + h.tag()};
+  Mirror back{target, source, op.key, {{op.column, "_row." + to_col}}, false, forward.guard};
+  out.push_back(
+      mirror_function_step(id + "create_sync_function",
+                           "create the function that applies writes of " + source + " to " + target,
+                           h.function("fwd"), forward));
+  out.push_back(mirror_function_step(
+      id + "create_back_function",
+      "create the function that writes " + target + "." + to_col + " back to " + source + "." + col,
+      h.function("bwd"), back));
+  out.push_back(row_trigger_step(id + "create_sync_trigger", Phase::kDualWrite,
+                                 "INSERT, UPDATE and DELETE on " + source + " reach " + target +
+                                     " in the writer's transaction",
+                                 h.trigger("fwd"), source, h.function("fwd"), kAfterEveryChange));
+
+  BatchWork copy{source, "", "", "", mirror_backfill_statement(forward)};
+  out.push_back(backfill_step(id + "backfill",
+                              "copy " + col + " of existing rows to " + target + ", in key batches",
+                              copy, spec.settings.batch_size));
+  out.push_back(verify_step(
+      id + "verify",
+      "every row of " + source + " has its row in " + target + " with the same " + to_col,
+      BatchWork{source, "", mirror_mismatch(forward), "", ""}));
+
+  out.push_back(row_trigger_step(
+      id + "create_back_trigger", Phase::kCutover,
+      target + " is the truth now: its writes reach " + source + "." + col + " until cleanup",
+      h.trigger("bwd"), target, h.function("bwd"), kAfterEveryChange));
+  if (op.compat_view) {
+    CompatView v{
+        *op.compat_view,
+        source,
+        source + " AS _row",
+        {{op.column, "SELECT _m." + to_col + " FROM " + target + " AS _m WHERE " +
+                         column_tuple(op.key, "_m.") + " = " + column_tuple(op.key, "_row.")}},
+        {},
+        false};
+    out.push_back(
+        compat_view_step(id + "create_compat_view", v,
+                         "the old shape of " + source + ", " + col + " read from " + target));
+    out.push_back(drop_compat_view_step(id + "drop_compat_view", *op.compat_view));
+  }
+
+  out.push_back(
+      drop_helpers_step(id + "drop_sync", "drop the sync triggers and functions of both directions",
+                        {h.trigger("fwd") + " ON " + source, h.trigger("bwd") + " ON " + target},
+                        {h.function("fwd"), h.function("bwd")}));
+  out.push_back(drop_column_step(id + "drop_source_column",
+                                 "drop " + source + "." + col + "; its values live in " + target,
+                                 source, col));
+}
+
+}  // namespace tandem

@@ -1,0 +1,43 @@
+// rename_column: the rename itself is a brief metadata change at cutover. A
+// compatibility view created just before it, in the same transaction, keeps
+// the old column name for readers that have not moved yet (a view refers to
+// columns by position, so it follows the rename), until cleanup drops it.
+#include "plan/checks.h"
+#include "plan/operations.h"
+#include "plan/sync.h"
+#include "util/ident.h"
+
+namespace tandem {
+
+void plan_rename_column(const Spec&, int index, const RenameColumn& op, std::vector<Step>& out) {
+  const std::string id = std::to_string(index) + ".";
+  const std::string table = qualified(op.schema, op.table);
+  const std::string from = quote_ident(op.column);
+  const std::string to = quote_ident(op.to);
+  std::vector<std::string> prechecks = {checks::table_exists(table),
+                                        checks::column_exists(op.column),
+                                        checks::columns_absent({op.to})};
+  if (op.compat_view) {
+    prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
+  }
+  out.push_back(checks::precheck_step(
+      id + "precheck", "check that " + table + "." + from + " can become " + to, table, prechecks));
+  if (op.compat_view) {
+    out.push_back(
+        compat_view_step(id + "create_compat_view",
+                         CompatView{*op.compat_view, table, table + " AS _row", {}, {}, false},
+                         "the columns of " + table + " under their old names"));
+    out.push_back(drop_compat_view_step(id + "drop_compat_view", *op.compat_view));
+  }
+  Step s;
+  s.id = id + "rename";
+  s.phase = Phase::kCutover;
+  s.description = "rename " + from + " to " + to;
+  s.sql = "ALTER TABLE " + table + " RENAME COLUMN " + from + " TO " + to + ";\n";
+  s.rollback_sql = "ALTER TABLE " + table + " RENAME COLUMN " + to + " TO " + from + ";\n";
+  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  out.push_back(s);
+}
+
+}  // namespace tandem

@@ -1,0 +1,187 @@
+#include "plan/sync.h"
+
+#include "plan/steps.h"
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+
+std::string column_tuple(const std::vector<std::string>& columns, const std::string& prefix) {
+  std::vector<std::string> parts;
+  for (const auto& c : columns) parts.push_back(prefix + quote_ident(c));
+  return "ROW(" + join(parts, ", ") + ")";
+}
+
+namespace {
+
+std::vector<std::string> targets(const Mirror& m) {
+  std::vector<std::string> out;
+  for (const auto& [column, expr] : m.columns) out.push_back(column);
+  return out;
+}
+
+// "e1 AS c1, e2 AS c2": the mapped values computed over `_row`.
+std::string mapped_values(const Mirror& m) {
+  std::vector<std::string> parts;
+  for (const auto& [column, expr] : m.columns)
+    parts.push_back("(" + expr + ") AS " + quote_ident(column));
+  return join(parts, ", ");
+}
+
+// INSERT INTO to ... SELECT <key, mapped> FROM <source> ON CONFLICT ...
+std::string upsert(const Mirror& m, const std::string& source) {
+  std::vector<std::string> cols, values, sets;
+  for (const auto& k : m.key) {
+    cols.push_back(quote_ident(k));
+    values.push_back("_row." + quote_ident(k));
+  }
+  for (const auto& [column, expr] : m.columns) {
+    cols.push_back(quote_ident(column));
+    values.push_back("(" + expr + ")");
+    sets.push_back(quote_ident(column) + " = EXCLUDED." + quote_ident(column));
+  }
+  std::vector<std::string> keys;
+  for (const auto& k : m.key) keys.push_back(quote_ident(k));
+  std::string sql = "INSERT INTO " + m.to + " AS _t (" + join(cols, ", ") + ")\n  SELECT " +
+                    join(values, ", ") + " FROM " + source + "\n  ON CONFLICT (" +
+                    join(keys, ", ") + ") DO ";
+  if (sets.empty()) return sql + "NOTHING";
+  return sql + "UPDATE SET " + join(sets, ", ") + "\n    WHERE " + column_tuple(targets(m), "_t.") +
+         " IS DISTINCT FROM " + column_tuple(targets(m), "EXCLUDED.");
+}
+
+// Clears the mirrored columns (or deletes the row) of the `to` row keyed like `record`.
+std::string remove(const Mirror& m, const std::string& record) {
+  const std::string where =
+      " WHERE " + column_tuple(m.key, "_t.") + " = " + column_tuple(m.key, record + ".");
+  if (m.whole_rows) return "DELETE FROM " + m.to + " AS _t" + where;
+  std::vector<std::string> sets;
+  for (const auto& c : targets(m)) sets.push_back(quote_ident(c) + " = NULL");
+  return "UPDATE " + m.to + " AS _t SET " + join(sets, ", ") + where;
+}
+
+}  // namespace
+
+std::string mirror_function_body(const Mirror& m) {
+  const std::string guard = quote_literal(m.guard);
+  std::string write;
+  if (m.whole_rows) {
+    write = upsert(m, "(SELECT NEW.*) AS _row");
+  } else {
+    std::vector<std::string> sets;
+    for (const auto& c : targets(m)) sets.push_back(quote_ident(c) + " = _n." + quote_ident(c));
+    write = "UPDATE " + m.to + " AS _t SET " + join(sets, ", ") + "\n    FROM (SELECT " +
+            mapped_values(m) + " FROM (SELECT NEW.*) AS _row) AS _n\n   WHERE " +
+            column_tuple(m.key, "_t.") + " = " + column_tuple(m.key, "NEW.") + "\n     AND " +
+            column_tuple(targets(m), "_t.") + " IS DISTINCT FROM " +
+            column_tuple(targets(m), "_n.");
+  }
+  return "BEGIN\n"
+         "  IF current_setting(" +
+         guard +
+         ", true) = 'on' THEN RETURN NULL; END IF;\n"
+         "  PERFORM set_config(" +
+         guard +
+         ", 'on', true);\n"
+         "  IF TG_OP = 'DELETE' THEN\n    " +
+         remove(m, "OLD") +
+         ";\n"
+         "  ELSIF TG_OP = 'UPDATE' THEN\n"
+         "    IF " +
+         column_tuple(m.key, "OLD.") + " IS DISTINCT FROM " + column_tuple(m.key, "NEW.") +
+         " THEN\n      " + remove(m, "OLD") +
+         ";\n    END IF;\n"
+         "  END IF;\n"
+         "  IF TG_OP <> 'DELETE' THEN\n    " +
+         write +
+         ";\n  END IF;\n"
+         "  PERFORM set_config(" +
+         guard +
+         ", 'off', true);\n"
+         "  RETURN NULL;\n"
+         "END\n";
+}
+
+Step mirror_function_step(const std::string& id, const std::string& description,
+                          const std::string& function, const Mirror& m) {
+  return trigger_function_step(id, description, function, mirror_function_body(m));
+}
+
+std::string mirror_backfill_statement(const Mirror& m) {
+  return upsert(m, m.from + " AS _row WHERE " + std::string(kBatchRange) + " FOR UPDATE OF _row");
+}
+
+std::string mirror_mismatch(const Mirror& m) {
+  std::string up = m.columns.empty() ? "" : "(SELECT " + mapped_values(m) + ") AS _up CROSS JOIN ";
+  std::string same = m.columns.empty()
+                         ? ""
+                         : " AND " + column_tuple(targets(m), "_t.") + " IS NOT DISTINCT FROM " +
+                               column_tuple(targets(m), "_up.");
+  return "NOT EXISTS (SELECT 1 FROM " + up + m.to + " AS _t WHERE " + column_tuple(m.key, "_t.") +
+         " = " + column_tuple(m.key, "_row.") + same + ")";
+}
+
+std::string orphan_mismatch(const Mirror& m) {
+  return "NOT EXISTS (SELECT 1 FROM " + m.from + " AS _f WHERE " + column_tuple(m.key, "_f.") +
+         " = " + column_tuple(m.key, "_row.") + ")";
+}
+
+std::string create_compat_view_sql(const CompatView& v) {
+  const std::string plain = v.others_null ? "'NULL::' || format_type(a.atttypid, a.atttypmod)"
+                                          : "'_row.' || quote_ident(a.attname)";
+  std::string column = plain;
+  if (!v.replace.empty()) {
+    column = "CASE a.attname";
+    for (const auto& [name, expr] : v.replace) {
+      column += "\n      WHEN " + quote_literal(name) + " THEN " +
+                quote_literal("(" + expr + ")::") + " || format_type(a.atttypid, a.atttypmod)";
+    }
+    column += "\n      ELSE " + plain + " END";
+  }
+  std::vector<std::string> skip;
+  for (const auto& c : v.skip) skip.push_back(quote_literal(c));
+  return "DO $tandem$\nDECLARE _cols text;\nBEGIN\n"
+         "  SELECT string_agg(" +
+         column +
+         " || ' AS ' || quote_ident(a.attname), ', ' ORDER BY a.attnum)\n"
+         "    INTO _cols FROM pg_attribute a\n"
+         "   WHERE a.attrelid = " +
+         quote_literal(v.shape) +
+         "::regclass AND a.attnum > 0"
+         " AND NOT a.attisdropped" +
+         (skip.empty() ? ""
+                       : "\n     AND a.attname <> ALL (ARRAY[" + join(skip, ", ") + "]::name[])") +
+         ";\n"
+         "  EXECUTE 'CREATE VIEW ' || " +
+         quote_literal(qualified(v.view.schema, v.view.name)) +
+         " || ' AS SELECT ' || _cols || ' FROM ' || " + quote_literal(v.from_clause) +
+         ";\n"
+         "END\n$tandem$;\n";
+}
+
+Step compat_view_step(const std::string& id, const CompatView& v, const std::string& what) {
+  Step s;
+  s.id = id;
+  s.phase = Phase::kCutover;
+  s.description = "publish the view " + qualified(v.view.schema, v.view.name) + ": " + what;
+  s.sql = create_compat_view_sql(v);
+  s.rollback_sql = "DROP VIEW IF EXISTS " + qualified(v.view.schema, v.view.name) + ";\n";
+  s.lock = "ACCESS SHARE on the tables it reads";
+  s.table_access = "none";
+  return s;
+}
+
+Step drop_compat_view_step(const std::string& id, const ViewName& view) {
+  Step s;
+  s.id = id;
+  s.phase = Phase::kCleanup;
+  s.description = "drop the compatibility view " + qualified(view.schema, view.name) +
+                  "; readers use the new shape now";
+  s.sql = "DROP VIEW IF EXISTS " + qualified(view.schema, view.name) + ";\n";
+  s.reversible = false;
+  s.lock = "ACCESS EXCLUSIVE on the view";
+  s.table_access = "none";
+  return s;
+}
+
+}  // namespace tandem
