@@ -85,12 +85,7 @@ long long KeysetWalker::backfill(Connection& conn, const BatchWork& work,
   if (work.statement.empty()) {
     sql = "UPDATE " + table_ + " AS _row SET " + work.set_clause + " WHERE " + where;
   } else {
-    sql = work.statement;
-    const std::string mark = kBatchRange;
-    for (size_t at = sql.find(mark); at != std::string::npos; at = sql.find(mark, at)) {
-      sql.replace(at, mark.size(), where);
-      at += where.size();
-    }
+    sql = fill_template(work.statement, {{kBatchRange, where}});
   }
   return conn.exec(sql, params(range)).affected;
 }

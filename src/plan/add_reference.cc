@@ -6,13 +6,19 @@
 //               looked up; a row inserted without the old key, or whose new key
 //               changes, gets the old key looked up (writers that already use
 //               the new key keep the old column right until cleanup)
-//   backfill    keyset batches: SET new = lookup(old) where they differ; the
+//   backfill    keyset batches: SET new = lookup(old) where new IS NULL; the
 //               index on the new column (concurrently); the foreign key NOT VALID,
 //               then VALIDATE; NOT NULL through a validated check, when asked
 //   shadow_read every row's new key is the lookup of its old key
 //   cutover     SET NOT NULL (no scan); the compatibility view, if asked
 //   cleanup     drop the view, the trigger and function; drop the old column
 //               when asked (irreversible)
+//
+// Only rows without the new key are backfilled: every row written since the
+// trigger exists got its key from the trigger, looked up in the writer's own
+// transaction. A batch that re-evaluates a row changed under it (READ
+// COMMITTED) runs the lookup with the statement's older snapshot, which may
+// not see the parent row as the writer left it; the filter skips such a row.
 //
 // The parent's new key must be filled first: put the add_column that creates
 // it before this operation (the planner orders them so when they are in one spec).
@@ -61,39 +67,26 @@ void plan_add_reference(const Spec& spec, int index, const AddReference& op,
 
   out.push_back(add_nullable_column_step(id + "add_column", table, col, op.type));
 
-  const std::string body =
-      "BEGIN\n"
-      "  IF TG_OP = 'INSERT' THEN\n"
-      "    IF NEW." +
-      col +
-      " IS NULL THEN\n"
-      "      NEW." +
-      col + " := " + new_key("NEW") +
-      ";\n"
-      "    ELSIF NEW." +
-      via +
-      " IS NULL THEN\n"
-      "      NEW." +
-      via + " := " + old_key("NEW") +
-      ";\n"
-      "    END IF;\n"
-      "  ELSIF NEW." +
-      via + " IS DISTINCT FROM OLD." + via + " AND NEW." + col + " IS NOT DISTINCT FROM OLD." +
-      col +
-      " THEN\n"
-      "    NEW." +
-      col + " := " + new_key("NEW") +
-      ";\n"
-      "  ELSIF NEW." +
-      col + " IS DISTINCT FROM OLD." + col + " AND NEW." + via + " IS NOT DISTINCT FROM OLD." +
-      via +
-      " THEN\n"
-      "    NEW." +
-      via + " := " + old_key("NEW") +
-      ";\n"
-      "  END IF;\n"
-      "  RETURN NEW;\n"
-      "END\n";
+  // NEW.<col> / NEW.<via> and the lookups, filled into a readable template.
+  std::string body = R"(BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.$col IS NULL THEN
+      NEW.$col := $new_key;
+    ELSIF NEW.$via IS NULL THEN
+      NEW.$via := $old_key;
+    END IF;
+  ELSIF NEW.$via IS DISTINCT FROM OLD.$via AND NEW.$col IS NOT DISTINCT FROM OLD.$col THEN
+    NEW.$col := $new_key;
+  ELSIF NEW.$col IS DISTINCT FROM OLD.$col AND NEW.$via IS NOT DISTINCT FROM OLD.$via
+        AND NEW.$col IS NOT NULL THEN
+    NEW.$via := $old_key;
+  END IF;
+  RETURN NEW;
+END
+)";
+  body = fill_template(
+      body,
+      {{"$new_key", new_key("NEW")}, {"$old_key", old_key("NEW")}, {"$col", col}, {"$via", via}});
   out.push_back(trigger_function_step(
       id + "create_lookup_function",
       "create the function that keeps " + col + " and " + via + " in agreement", fn, body));
@@ -104,8 +97,7 @@ void plan_add_reference(const Spec& spec, int index, const AddReference& op,
                                  trigger, table, fn));
   out.push_back(backfill_step(
       id + "backfill", "fill " + col + " of existing rows from " + parent + ", in key batches",
-      BatchWork{table, col + " = " + new_key("_row"), "",
-                "_row." + col + " IS DISTINCT FROM " + new_key("_row"), ""},
+      BatchWork{table, col + " = " + new_key("_row"), "", "_row." + col + " IS NULL", ""},
       spec.settings.batch_size));
 
   if (op.index) {

@@ -130,8 +130,7 @@ Step backfill_step(const std::string& id, const std::string& description, BatchW
     s.sql = "UPDATE " + work.table + " AS _row SET " + work.set_clause + "\n WHERE " +
             (work.filter.empty() ? "" : work.filter + " AND ") + range;
   } else {
-    s.sql = work.statement;
-    s.sql.replace(s.sql.find(kBatchRange), std::string(kBatchRange).size(), range);
+    s.sql = fill_template(work.statement, {{kBatchRange, range}});
   }
   s.sql += "  -- one transaction per batch\n";
   s.batch = std::move(work);

@@ -106,4 +106,15 @@ std::string with_commas(long long n) {
   return n < 0 ? "-" + out : out;
 }
 
+std::string fill_template(std::string text,
+                          const std::vector<std::pair<std::string, std::string>>& values) {
+  for (const auto& [key, value] : values) {
+    for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at)) {
+      text.replace(at, key.size(), value);
+      at += value.size();
+    }
+  }
+  return text;
+}
+
 }  // namespace tandem

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tandem {
@@ -18,6 +19,10 @@ std::string hex(uint64_t v, int digits);
 size_t invalid_utf8_at(const std::string& s);
 // At most `max_bytes` of `s`, cut on a UTF-8 character boundary.
 std::string utf8_prefix(const std::string& s, size_t max_bytes);
+// `text` with every occurrence of each key replaced by its value, keys tried
+// in the order given (so a key that is a prefix of another goes after it).
+std::string fill_template(std::string text,
+                          const std::vector<std::pair<std::string, std::string>>& values);
 // "1,234,567"
 std::string with_commas(long long n);
 

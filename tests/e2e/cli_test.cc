@@ -17,19 +17,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string tandemd(const std::string& args) { return std::string(TANDEMD_PATH) + " " + args; }
-
-// Starts tandemd in the background.
-pid_t spawn(const std::string& command) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", ("exec " + command + " >/dev/null 2>&1").c_str(),
-          static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  return pid;
-}
-
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {

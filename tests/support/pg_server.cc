@@ -156,8 +156,12 @@ bool tpcb_invariant_holds(const PgServer& server, const std::string& database) {
                      " (SELECT coalesce(sum(delta), 0) FROM pgbench_history) AS h) s") == "t";
 }
 
-PgbenchLoad::PgbenchLoad(const PgServer& server, std::string database, int clients)
-    : server_(server), database_(std::move(database)), clients_(clients) {}
+PgbenchLoad::PgbenchLoad(const PgServer& server, std::string database, int clients,
+                         std::string script)
+    : server_(server),
+      database_(std::move(database)),
+      clients_(clients),
+      script_(std::move(script)) {}
 
 PgbenchLoad::~PgbenchLoad() { stop(); }
 
@@ -168,7 +172,8 @@ void PgbenchLoad::start() {
     static const std::regex kFailed(R"(number of failed transactions: (\d+))");
     while (!stop_) {
       auto r = run_command(server_.env(database_) + server_.bin_dir() + "/pgbench -n -c " +
-                           std::to_string(clients_) + " -j 2 -T 1");
+                           std::to_string(clients_) + " -j 2 -T 1" +
+                           (script_.empty() ? "" : " -f " + script_));
       std::smatch m;
       if (std::regex_search(r.output, m, kProcessed)) transactions_ += std::stoll(m[1]);
       if (std::regex_search(r.output, m, kFailed)) failures_ += std::stoll(m[1]);

@@ -52,11 +52,13 @@ class PgServer {
   int db_counter_ = 0;
 };
 
-// pgbench's TPC-B-like load, run in back-to-back short rounds on a thread
-// until stop(). Counts failed and aborted transactions across rounds.
+// pgbench's TPC-B-like load (or the custom script at `script`), run in
+// back-to-back short rounds on a thread until stop(). Counts failed and
+// aborted transactions across rounds.
 class PgbenchLoad {
  public:
-  PgbenchLoad(const PgServer& server, std::string database, int clients = 4);
+  PgbenchLoad(const PgServer& server, std::string database, int clients = 4,
+              std::string script = "");
   ~PgbenchLoad();
   void start();
   void stop();
@@ -68,6 +70,7 @@ class PgbenchLoad {
   const PgServer& server_;
   std::string database_;
   int clients_;
+  std::string script_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::atomic<long long> transactions_{0};

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 
 namespace tandem::testing {
 
@@ -81,6 +82,26 @@ std::string write_temp_file(const std::string& text, const std::string& suffix) 
   close(fd);
   std::ofstream(buf.data()) << text;
   return buf.data();
+}
+
+std::string tandemd(const std::string& args) { return std::string(TANDEMD_PATH) + " " + args; }
+
+pid_t spawn(const std::string& command) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + command + " >/dev/null 2>&1").c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << "cannot read " << path;
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
 }
 
 }  // namespace tandem::testing

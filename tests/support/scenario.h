@@ -1,6 +1,8 @@
 // Helpers shared by the integration and end-to-end tests.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "engine/executor.h"
@@ -28,6 +30,13 @@ std::string leftovers(const PgServer& pg, const std::string& db, const std::stri
 // format_type of a column.
 std::string column_type(const PgServer& pg, const std::string& db, const std::string& table,
                         const std::string& column);
+
+// The tandemd binary with `args`, as a shell command.
+std::string tandemd(const std::string& args);
+// Starts a shell command in the background, its output discarded.
+pid_t spawn(const std::string& command);
+// The whole content of a file; fails the test when it cannot be read.
+std::string read_file(const std::string& path);
 
 // Writes text to a new temporary file and returns its path.
 std::string write_temp_file(const std::string& text, const std::string& suffix = ".yaml");
