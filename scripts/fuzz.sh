@@ -12,4 +12,5 @@ cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWith
 cmake --build build-fuzz -j"$(nproc)" --target spec_parser_fuzz
 corpus=$(mktemp -d)
 cp migrations/examples/*.yaml "$corpus/"
+for d in migrations/examples/*/; do cp "$d/spec.yaml" "$corpus/$(basename "$d").yaml"; done
 build-fuzz/spec_parser_fuzz -max_total_time="$seconds" -max_len=4096 -timeout=5 "$corpus"

@@ -115,9 +115,14 @@ TEST(PhaseTable, NamesRoundTripAndOnlyCleanupIsIrreversible) {
   EXPECT_FALSE(parse_phase("nope").has_value());
 }
 
+// The spec plan_of parsed last.
+Spec plan_spec_;
+
 Plan plan_of(const std::string& operations) {
   auto r = parse_spec("name: ops\noperations:\n" + operations, "spec.yaml");
   EXPECT_TRUE(r.spec) << (r.errors.empty() ? "" : r.errors[0].to_string());
+  if (!r.spec) return Plan{};
+  plan_spec_ = *r.spec;
   return make_plan(*r.spec);
 }
 
@@ -211,6 +216,96 @@ TEST(Planner, SeveralOperationsRunPhaseByPhaseInSpecOrder) {
             (std::vector<std::string>{"1.precheck@prepare", "1.add_check@prepare",
                                       "2.precheck@prepare", "2.create_index@prepare",
                                       "1.validate@backfill", "1.set_not_null@cutover"}));
+}
+
+TEST(Planner, MoveColumnMirrorsEveryWriteThenSyncsBackAfterCutover) {
+  Plan plan = plan_of(
+      "  - move_column: {table: users, column: full_name, key: [user_id], to: users_pii,"
+      " compat_view: users_v1}\n");
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{
+                "1.precheck@prepare", "1.create_target@prepare", "1.create_sync_function@prepare",
+                "1.create_back_function@prepare", "1.create_sync_trigger@dual_write",
+                "1.backfill@backfill", "1.verify@shadow_read", "1.create_back_trigger@cutover",
+                "1.create_compat_view@cutover", "1.drop_compat_view@cleanup", "1.drop_sync@cleanup",
+                "1.drop_source_column@cleanup"}));
+  // The backfill locks the rows it copies and never writes an unchanged value.
+  const std::string& copy = plan.find("1.backfill")->batch->statement;
+  EXPECT_NE(copy.find("FROM public.users AS _row WHERE {range} FOR UPDATE OF _row"),
+            std::string::npos)
+      << copy;
+  EXPECT_NE(copy.find("ON CONFLICT (user_id) DO UPDATE SET full_name = EXCLUDED.full_name"),
+            std::string::npos)
+      << copy;
+  EXPECT_NE(copy.find("IS DISTINCT FROM ROW(EXCLUDED.full_name)"), std::string::npos) << copy;
+  // The mirror deletes, and follows a key change by deleting the old row.
+  const std::string& fwd = plan.find("1.create_sync_function")->sql;
+  EXPECT_NE(fwd.find("DELETE FROM public.users_pii AS _t WHERE ROW(_t.user_id) = ROW(OLD.user_id)"),
+            std::string::npos)
+      << fwd;
+  // The way back only writes the column; the two directions share a guard.
+  const std::string& back = plan.find("1.create_back_function")->sql;
+  EXPECT_NE(back.find("UPDATE public.users AS _t SET full_name = _n.full_name"), std::string::npos)
+      << back;
+  EXPECT_NE(back.find("current_setting('tandem.sync_"), std::string::npos);
+  EXPECT_FALSE(plan.find("1.drop_source_column")->reversible);
+}
+
+TEST(Planner, CopyTableVerifiesBothWaysAndCreatesTheTargetWhenAsked) {
+  Plan plan = plan_of(
+      "  - copy_table:\n      table: v1\n      to: v2\n      key: [id, cur]\n"
+      "      create: id int, cur text, amount numeric, PRIMARY KEY (id, cur)\n"
+      "      up: {amount: cents / 100.0}\n");
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{
+                "1.precheck@prepare", "1.create_target@prepare", "1.create_sync_function@prepare",
+                "1.create_sync_trigger@dual_write", "1.backfill@backfill", "1.verify@shadow_read",
+                "1.verify_no_extra_rows@shadow_read", "1.drop_sync@cleanup"}));
+  EXPECT_EQ(plan.find("1.verify")->batch->mismatch,
+            "NOT EXISTS (SELECT 1 FROM (SELECT (cents / 100.0) AS amount) AS _up CROSS JOIN "
+            "public.v2 AS _t WHERE ROW(_t.id, _t.cur) = ROW(_row.id, _row.cur) AND "
+            "ROW(_t.amount) IS NOT DISTINCT FROM ROW(_up.amount))");
+  EXPECT_EQ(plan.find("1.verify_no_extra_rows")->batch->table, "public.v2");
+  EXPECT_EQ(*plan.find("1.create_target")->rollback_sql, "DROP TABLE IF EXISTS public.v2;\n");
+}
+
+TEST(Planner, AddReferenceRunsAfterTheOperationThatCreatesTheReferencedKey) {
+  // Written in the wrong order: the reference needs users.user_id.
+  Plan plan = plan_of(
+      "  - add_reference: {table: orders, column: user_id, type: uuid, via: username,"
+      " references: users, referenced_column: user_id, lookup: username, drop_via: true}\n"
+      "  - add_column: {table: users, column: user_id, type: uuid, backfill: gen_random_uuid(),"
+      " unique: true}\n");
+  EXPECT_EQ(dependency_order(plan_spec_), (std::vector<size_t>{1, 0}));
+  std::vector<std::string> backfill;
+  for (const Step* st : plan.steps_in(Phase::kBackfill)) backfill.push_back(st->id);
+  EXPECT_EQ(backfill, (std::vector<std::string>{
+                          "2.backfill", "2.build_unique_index", "2.attach_unique_index",
+                          "1.backfill", "1.create_index", "1.fk_add_not_valid", "1.fk_validate"}));
+  EXPECT_EQ(plan.find("1.backfill")->batch->filter, "_row.user_id IS NULL");
+  EXPECT_FALSE(plan.find("1.drop_old_key")->reversible);
+}
+
+TEST(Planner, RenameColumnPublishesTheViewBeforeRenaming) {
+  Plan plan = plan_of("  - rename_column: {table: t, column: a, to: b, compat_view: legacy.t}\n");
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{"1.precheck@prepare", "1.create_compat_view@cutover",
+                                      "1.rename@cutover", "1.drop_compat_view@cleanup"}));
+  EXPECT_NE(plan.find("1.create_compat_view")->sql.find("'CREATE VIEW ' || 'legacy.t'"),
+            std::string::npos);
+  EXPECT_EQ(*plan.find("1.rename")->rollback_sql, "ALTER TABLE public.t RENAME COLUMN b TO a;\n");
+}
+
+TEST(Planner, EveryOperationHasUniqueStepIds) {
+  // make_plan throws on a duplicate; every operation at once must plan.
+  EXPECT_NO_THROW(plan_of(
+      "  - add_column: {table: u, column: k, type: uuid, backfill: gen_random_uuid(),"
+      " unique: true, not_null: true}\n"
+      "  - add_reference: {table: o, column: k, type: uuid, via: n, references: u,"
+      " referenced_column: k, lookup: n, not_null: true, drop_via: true, compat_view: o_v}\n"
+      "  - move_column: {table: u, column: c, key: [id], to: u2, compat_view: u_v}\n"
+      "  - copy_table: {table: a, to: b, key: [id], up: {x: y}, down: {y: x}, compat_view: a_v}\n"
+      "  - rename_column: {table: t, column: a, to: b, compat_view: t_v}\n"));
 }
 
 }  // namespace
