@@ -28,7 +28,8 @@ std::string mapped_values(const Mirror& m) {
   return join(parts, ", ");
 }
 
-// INSERT INTO to ... SELECT <key, mapped> FROM <source> ON CONFLICT ...
+// INSERT INTO to ... SELECT <key, mapped> FROM <source> ON CONFLICT ...; the
+// key is copied as it is, even into a GENERATED ALWAYS identity column.
 std::string upsert(const Mirror& m, const std::string& source) {
   std::vector<std::string> cols, values, sets;
   for (const auto& k : m.key) {
@@ -42,9 +43,9 @@ std::string upsert(const Mirror& m, const std::string& source) {
   }
   std::vector<std::string> keys;
   for (const auto& k : m.key) keys.push_back(quote_ident(k));
-  std::string sql = "INSERT INTO " + m.to + " AS _t (" + join(cols, ", ") + ")\n  SELECT " +
-                    join(values, ", ") + " FROM " + source + "\n  ON CONFLICT (" +
-                    join(keys, ", ") + ") DO ";
+  std::string sql = "INSERT INTO " + m.to + " AS _t (" + join(cols, ", ") +
+                    ")\n  OVERRIDING SYSTEM VALUE SELECT " + join(values, ", ") + " FROM " +
+                    source + "\n  ON CONFLICT (" + join(keys, ", ") + ") DO ";
   if (sets.empty()) return sql + "NOTHING";
   return sql + "UPDATE SET " + join(sets, ", ") + "\n    WHERE " + column_tuple(targets(m), "_t.") +
          " IS DISTINCT FROM " + column_tuple(targets(m), "EXCLUDED.");

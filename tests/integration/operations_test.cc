@@ -317,5 +317,105 @@ TEST(DropColumnWithoutDown, IsIrreversibleAndNeedsApproval) {
   EXPECT_EQ(step->phase, Phase::kCleanup);
 }
 
+class Sync : public ::testing::Test {
+ protected:
+  void SetUp() override { db_ = pg_.create_database("sync"); }
+  PgServer& pg_ = PgServer::shared();
+  std::string db_;
+};
+
+TEST_F(Sync, MoveColumnWritesFlowBothWaysAfterCutoverAndTheViewShowsTheOldShape) {
+  pg_.psql(db_,
+           "CREATE TABLE users (user_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+           " email text NOT NULL, full_name text);"
+           "INSERT INTO users (email, full_name) SELECT 'u' || g, 'Name ' || g"
+           " FROM generate_series(1, 3000) g;");
+  Spec s = spec_from(
+      "name: pii\noperations:\n  - move_column: {table: users, column: full_name,"
+      " key: [user_id], to: users_pii, compat_view: users_v1}\n");
+  ASSERT_EQ(run_until(s, pg_.dsn(db_), Phase::kCutover), RunOutcome::kReachedUntil);
+  // The new application writes users_pii; the old column follows.
+  pg_.psql(db_, "UPDATE users_pii SET full_name = 'New' WHERE user_id = 7");
+  EXPECT_EQ(pg_.psql(db_, "SELECT full_name FROM users WHERE user_id = 7"), "New");
+  // The old application still writes users; users_pii follows, with no echo.
+  pg_.psql(db_, "UPDATE users SET full_name = 'Old' WHERE user_id = 8");
+  EXPECT_EQ(pg_.psql(db_, "SELECT full_name FROM users_pii WHERE user_id = 8"), "Old");
+  pg_.psql(db_, "INSERT INTO users (email, full_name) VALUES ('late', 'Late')");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT p.full_name FROM users_pii p JOIN users u USING (user_id)"
+                     " WHERE u.email = 'late'"),
+            "Late");
+  pg_.psql(db_, "DELETE FROM users WHERE user_id = 9");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM users_pii WHERE user_id = 9"), "0");
+  // The view has the old columns in the old order, full_name from users_pii.
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute"
+                     " WHERE attrelid = 'users_v1'::regclass"),
+            "user_id,email,full_name");
+  pg_.psql(db_, "UPDATE users_pii SET full_name = 'Via pii' WHERE user_id = 10");
+  EXPECT_EQ(pg_.psql(db_, "SELECT full_name FROM users_v1 WHERE user_id = 10"), "Via pii");
+  ASSERT_EQ(run_until(s, pg_.dsn(db_)), RunOutcome::kCompleted);
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*), count(full_name) FROM users_pii"), "3000|3000");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass"
+                     " AND attname = 'full_name' AND NOT attisdropped"),
+            "0");
+}
+
+TEST_F(Sync, CopyTableAppliesV2WritesToV1ThroughDownIntoAnIdentityKey) {
+  pg_.psql(db_,
+           "CREATE TABLE v1 (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, cents int NOT NULL);"
+           "INSERT INTO v1 (cents) SELECT g FROM generate_series(1, 2000) g;");
+  Spec s = spec_from(
+      "name: copy\noperations:\n  - copy_table:\n      table: v1\n      to: v2\n"
+      "      key: [id]\n      create: id int PRIMARY KEY, amount numeric(12,2) NOT NULL\n"
+      "      up: {amount: cents / 100.0}\n      down: {cents: (amount * 100)::int}\n"
+      "      compat_view: v1_compat\n");
+  ASSERT_EQ(run_until(s, pg_.dsn(db_), Phase::kCutover), RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_, "SELECT amount FROM v2 WHERE id = 150"), "1.50");
+  pg_.psql(db_,
+           "INSERT INTO v2 VALUES (5000, 12.34); UPDATE v2 SET amount = 0.5 WHERE id = 1;"
+           "DELETE FROM v2 WHERE id = 2;");
+  EXPECT_EQ(pg_.psql(db_, "SELECT cents FROM v1 WHERE id = 5000"), "1234");
+  EXPECT_EQ(pg_.psql(db_, "SELECT cents FROM v1 WHERE id = 1"), "50");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM v1 WHERE id = 2"), "0");
+  EXPECT_EQ(pg_.psql(db_, "SELECT cents FROM v1_compat WHERE id = 5000"), "1234");
+  // Rolling back after cutover drops v2 and leaves v1 with every write.
+  RunOptions o;
+  o.dsn = pg_.dsn(db_);
+  Plan plan = make_plan(s);
+  EXPECT_EQ(Executor(s, plan, o).rollback(), RollbackOutcome::kRolledBack);
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*), sum(cents) FROM v1"),
+            "2000|" + std::to_string(2000 * 2001 / 2 - 1 - 2 + 50 + 1234));
+  EXPECT_EQ(pg_.psql(db_, "SELECT to_regclass('v2') IS NULL AND to_regclass('v1_compat') IS NULL"),
+            "t");
+}
+
+TEST_F(Sync, ATableWithoutPrimaryKeyIsWalkedByAUniqueNotNullKey) {
+  pg_.psql(db_,
+           "CREATE TABLE events (code text NOT NULL, seq int NOT NULL, payload text,"
+           " UNIQUE (code, seq));"
+           "INSERT INTO events SELECT 'c' || (g % 7), g, 'p' FROM generate_series(1, 5000) g;");
+  Spec s = spec_from(
+      "name: nopk\nsettings: {batch_size: 300}\noperations:\n"
+      "  - add_column: {table: events, column: n, type: int, backfill: length(payload)}\n");
+  EXPECT_EQ(run_until(s, pg_.dsn(db_)), RunOutcome::kCompleted);
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM events WHERE n = 1"), "5000");
+}
+
+TEST_F(Sync, ATableWithNoUsableKeyIsRefusedByPlanWithTheReason) {
+  pg_.psql(db_, "CREATE TABLE loose (a int, b text UNIQUE); INSERT INTO loose VALUES (1, 'x');");
+  std::string spec = write_temp_file(
+      "name: loose\noperations:\n"
+      "  - add_column: {table: loose, column: n, type: int, backfill: a + 1}\n");
+  auto r = run_command(tandemd("plan " + spec + " --dsn '" + pg_.dsn(db_) + "'"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("step 1.precheck: table loose has no primary key and no unique index "
+                          "over NOT NULL columns; tandem walks the table by such a key (add one "
+                          "first)"),
+            std::string::npos)
+      << r.output;
+}
+
 }  // namespace
 }  // namespace tandem::testing
