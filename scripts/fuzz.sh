@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
-# Fuzzes the spec parser with libFuzzer (clang), seeded from the example specs
-# and the unit tests' malformed specs. Usage: scripts/fuzz.sh [SECONDS]  (default 60)
+# Fuzzes the spec parser and the control protocol with libFuzzer (clang).
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET]   (default 60 seconds each; TARGET
+# is spec_parser or control_protocol, default both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
+only="${2:-}"
 command -v clang++ >/dev/null || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo;
   $sudo apt-get install -y -qq clang >/dev/null; }
 scripts/deps.sh
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DTANDEM_FUZZ=ON -DTANDEM_BUILD_TESTS=OFF -DTANDEM_SANITIZE=address,undefined >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target spec_parser_fuzz
-corpus=$(mktemp -d)
-cp migrations/examples/*.yaml "$corpus/"
-for d in migrations/examples/*/; do cp "$d/spec.yaml" "$corpus/$(basename "$d").yaml"; done
-build-fuzz/spec_parser_fuzz -max_total_time="$seconds" -max_len=4096 -timeout=5 "$corpus"
+
+if [ -z "$only" ] || [ "$only" = spec_parser ]; then
+  cmake --build build-fuzz -j"$(nproc)" --target spec_parser_fuzz
+  corpus=$(mktemp -d)
+  cp migrations/examples/*.yaml "$corpus/"
+  for d in migrations/examples/*/; do cp "$d/spec.yaml" "$corpus/$(basename "$d").yaml"; done
+  build-fuzz/spec_parser_fuzz -max_total_time="$seconds" -max_len=4096 -timeout=5 "$corpus"
+fi
+
+if [ -z "$only" ] || [ "$only" = control_protocol ]; then
+  cmake --build build-fuzz -j"$(nproc)" --target control_protocol_fuzz
+  corpus=$(mktemp -d)
+  # Seeds: one well-formed request of each command.
+  i=0
+  for req in '{"v":1,"cmd":"list"}' '{"v":1,"cmd":"status","name":"m","id":1}' \
+      '{"v":1,"cmd":"submit","spec":"name: m\n","file":"m.yaml"}' \
+      '{"v":1,"cmd":"approve","name":"m","phase":"cleanup"}' \
+      '{"v":1,"cmd":"events","name":"m","limit":5}' '{"v":1,"cmd":"pause","name":"m"}'; do
+    printf '%s' "$req" >"$corpus/seed$i"; i=$((i + 1))
+  done
+  build-fuzz/control_protocol_fuzz -max_total_time="$seconds" -max_len=2048 -timeout=5 "$corpus"
+fi

@@ -14,6 +14,12 @@ struct RunArgs {
   bool progress_tty = false;
 };
 
+struct ServeArgs {
+  std::string config;
+  std::string dsn;
+  std::string socket;
+};
+
 int cmd_validate(const std::vector<std::string>& files);
 // With a DSN, also runs the plan's read-only prechecks against the database
 // and exits 1 when any refuses.
@@ -21,6 +27,8 @@ int cmd_plan(const std::string& file, bool json, const std::string& dsn);
 int cmd_run(const RunArgs& args);
 int cmd_rollback(const std::string& file, const std::string& dsn);
 int cmd_status(const std::string& file, const std::string& dsn, bool json);
+// The daemon: runs until SIGTERM; see docs/daemon.md.
+int cmd_serve(const ServeArgs& args);
 
 // --dsn, else TANDEM_DSN, else "" (libpq reads PGHOST, PGPORT, ...).
 std::string resolve_dsn(const std::string& flag);

@@ -60,6 +60,15 @@ int main(int argc, char** argv) {
   status->add_option("--dsn", dsn, "libpq connection string");
   status->add_flag("--json", json, "machine-readable output");
 
+  ServeArgs serve_args;
+  auto* serve = app.add_subcommand(
+      "serve", "Run as a daemon: own submitted migrations, obey tandemctl on the control socket");
+  serve->add_option("--config", serve_args.config, "the daemon's YAML config file");
+  serve->add_option("--dsn", serve_args.dsn, "libpq connection string (overrides the config)");
+  serve->add_option("--socket", serve_args.socket,
+                    "control socket path (overrides the config; default "
+                    "/run/tandemd/control.sock)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -81,5 +90,6 @@ int main(int argc, char** argv) {
   }
   if (*rollback) return cmd_rollback(file, dsn);
   if (*status) return cmd_status(file, dsn, json);
+  if (*serve) return cmd_serve(serve_args);
   return kExitUsage;
 }

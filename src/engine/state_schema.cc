@@ -129,10 +129,26 @@ BEGIN
 END $$;
 )SQL";
 
+// Version 2: migrations submitted to `tandemd serve`, which owns them until
+// they complete or are rolled back, across restarts and between daemons.
+const char* kVersion2 = R"SQL(
+CREATE TABLE tandem.submissions (
+  name         text PRIMARY KEY,
+  spec_text    text NOT NULL,
+  file         text NOT NULL,
+  -- what the operator asked for last: run | pause | rollback
+  desired      text NOT NULL DEFAULT 'run' CHECK (desired IN ('run', 'pause', 'rollback')),
+  approved     int[] NOT NULL DEFAULT '{}',   -- phases approved through the control socket
+  submitted_by text,
+  submitted_at timestamptz NOT NULL DEFAULT now(),
+  updated_at   timestamptz NOT NULL DEFAULT now()
+);
+)SQL";
+
 }  // namespace
 
 const std::vector<std::string>& state_schema_versions() {
-  static const std::vector<std::string> kVersions = {kVersion1};
+  static const std::vector<std::string> kVersions = {kVersion1, kVersion2};
   return kVersions;
 }
 

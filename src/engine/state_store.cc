@@ -19,6 +19,8 @@ std::string pg_text_array(const std::vector<std::string>& items) {
   return out + "}";
 }
 
+}  // namespace
+
 std::set<Phase> parse_phase_array(const std::string& text) {
   // "{1,3}" → {kPrepare, kBackfill}
   std::set<Phase> out;
@@ -34,7 +36,6 @@ std::set<Phase> parse_phase_array(const std::string& text) {
   return out;
 }
 
-}  // namespace
 
 int StateStore::schema_version(Connection& conn) {
   Rows r = conn.exec("SELECT to_regclass('tandem.schema_version') IS NOT NULL");

@@ -43,6 +43,9 @@ struct Checkpoint {
   double seconds = 0;  // since the step started
 };
 
+// PostgreSQL's text form of an int[] of phases, "{1,6}", as phases.
+std::set<Phase> parse_phase_array(const std::string& text);
+
 class StateStore {
  public:
   explicit StateStore(std::string migration) : migration_(std::move(migration)) {}

@@ -1,0 +1,236 @@
+// tandemd serve: the long-running daemon. Reads its config, recovers the
+// migrations it owns, serves the control socket, and talks to systemd.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+#include <yaml-cpp/yaml.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "daemon/manager.h"
+#include "daemon/server.h"
+
+namespace tandem {
+
+namespace {
+
+std::atomic<bool> g_serve_stop{false};
+void on_serve_signal(int) { g_serve_stop.store(true); }
+
+struct DaemonConfig {
+  std::string dsn;
+  std::string dsn_source = "libpq's PG* variables";
+  ControlServerOptions control;
+};
+
+// "host=db password=secret" → "host=db password=***"; the same for URIs.
+std::string redact(const std::string& dsn) {
+  std::string out = dsn;
+  for (size_t at = out.find("password="); at != std::string::npos;
+       at = out.find("password=", at + 1)) {
+    size_t start = at + 9;
+    size_t end = start;
+    if (end < out.size() && out[end] == '\'') {
+      end = out.find('\'', end + 1);
+      end = end == std::string::npos ? out.size() : end + 1;
+    } else {
+      while (end < out.size() && out[end] != ' ' && out[end] != '&') ++end;
+    }
+    out.replace(start, end - start, "***");
+  }
+  auto scheme = out.find("://");
+  auto at = out.find('@');
+  if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
+    auto colon = out.find(':', scheme + 3);
+    if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+  }
+  return out;
+}
+
+std::string located(const std::string& file, const YAML::Node& n, const std::string& message) {
+  YAML::Mark m = n.Mark();
+  return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) + ": " +
+         message;
+}
+
+// Reads the config; throws std::runtime_error naming file:line:column.
+DaemonConfig load_config(const std::string& file) {
+  DaemonConfig c;
+  c.control.path = "/run/tandemd/control.sock";
+  if (file.empty()) return c;
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file);
+  } catch (const YAML::BadFile&) {
+    throw std::runtime_error(file + ": cannot read the config file");
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error(file + ":" + std::to_string(e.mark.line + 1) + ":" +
+                             std::to_string(e.mark.column + 1) + ": YAML syntax: " + e.msg);
+  }
+  if (!root.IsMap()) throw std::runtime_error(file + ": expected a mapping at the top level");
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    const std::string key = it->first.as<std::string>();
+    if (key != "database" && key != "control") {
+      throw std::runtime_error(
+          located(file, it->first, "unknown key \"" + key + "\"; expected database or control"));
+    }
+  }
+  if (YAML::Node db = root["database"]) {
+    int given = 0;
+    for (auto it = db.begin(); it != db.end(); ++it) {
+      const std::string key = it->first.as<std::string>();
+      const std::string value = it->second.as<std::string>("");
+      if (key == "dsn") {
+        c.dsn = value;
+        c.dsn_source = "the config file";
+      } else if (key == "dsn_env") {
+        const char* v = std::getenv(value.c_str());
+        if (!v) {
+          throw std::runtime_error(
+              located(file, it->second, "environment variable " + value + " is not set"));
+        }
+        c.dsn = v;
+        c.dsn_source = "$" + value;
+      } else if (key == "dsn_file") {
+        std::ifstream in(value);
+        if (!in) throw std::runtime_error(located(file, it->second, "cannot read " + value));
+        std::getline(in, c.dsn);
+        c.dsn_source = value;
+      } else {
+        throw std::runtime_error(
+            located(file, it->first,
+                    "unknown key \"" + key + "\" in database; expected dsn, dsn_env or dsn_file"));
+      }
+      ++given;
+    }
+    if (given > 1) {
+      throw std::runtime_error(
+          located(file, db, "give one of dsn, dsn_env and dsn_file, not several"));
+    }
+  }
+  if (YAML::Node ctl = root["control"]) {
+    for (auto it = ctl.begin(); it != ctl.end(); ++it) {
+      const std::string key = it->first.as<std::string>();
+      if (key == "socket") {
+        c.control.path = it->second.as<std::string>();
+      } else if (key == "mode") {
+        const std::string m = it->second.as<std::string>();
+        char* end = nullptr;
+        long v = std::strtol(m.c_str(), &end, 8);
+        if (m.empty() || *end || v < 0 || v > 0777 || (v & 0007)) {
+          throw std::runtime_error(
+              located(file, it->second,
+                      "mode: expected octal permissions such as 0660, with nothing for others"));
+        }
+        c.control.mode = static_cast<mode_t>(v);
+      } else if (key == "allowed_uids") {
+        if (!it->second.IsSequence()) {
+          throw std::runtime_error(located(file, it->second, "allowed_uids: expected a list"));
+        }
+        for (const auto& u : it->second) c.control.allowed_uids.insert(u.as<uid_t>());
+      } else {
+        throw std::runtime_error(located(
+            file, it->first,
+            "unknown key \"" + key + "\" in control; expected socket, mode or allowed_uids"));
+      }
+    }
+  }
+  return c;
+}
+
+void notify(const std::string& what) { sd_notify(0, what.c_str()); }
+
+}  // namespace
+
+int cmd_serve(const ServeArgs& args) {
+  DaemonConfig config;
+  try {
+    config = load_config(args.config);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return kExitBadInput;
+  }
+  if (!args.dsn.empty()) {
+    config.dsn = args.dsn;
+    config.dsn_source = "--dsn";
+  } else if (config.dsn.empty() && std::getenv("TANDEM_DSN")) {
+    config.dsn = std::getenv("TANDEM_DSN");
+    config.dsn_source = "$TANDEM_DSN";
+  }
+  if (!args.socket.empty()) config.control.path = args.socket;
+
+  struct sigaction sa {};
+  sa.sa_handler = on_serve_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  spdlog::info("tandemd serve: database {} (from {}), control socket {}", redact(config.dsn),
+               config.dsn_source, config.control.path);
+  MigrationManager manager({config.dsn});
+  // Recover before serving: READY=1 means state is recovered and the
+  // database is reachable.
+  for (int attempt = 1;; ++attempt) {
+    try {
+      manager.recover();
+      break;
+    } catch (const std::exception& e) {
+      if (g_serve_stop) return kExitInterrupted;
+      spdlog::warn("cannot reach the database yet (attempt {}): {}", attempt, e.what());
+      notify("STATUS=waiting for the database: " + std::string(e.what()));
+      std::this_thread::sleep_for(std::chrono::seconds(std::min(attempt, 10)));
+    }
+  }
+  ControlServer server(config.control, [&](const control::Request& r, uid_t uid) {
+    const std::string actor = "uid:" + std::to_string(uid);
+    try {
+      return control::ok_response(r.id, manager.handle(r, actor));
+    } catch (const CommandError& e) {
+      return control::error_response({e.code(), e.what(), r.id});
+    } catch (const std::exception& e) {
+      return control::error_response({"internal", e.what(), r.id});
+    }
+  });
+  try {
+    server.start();
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    manager.shutdown();
+    return kExitBadInput;
+  }
+  spdlog::info("ready: {}", manager.summary());
+  notify("READY=1\nSTATUS=" + manager.summary());
+
+  uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+  auto last_status = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  auto last_ping = last_status;
+  while (!g_serve_stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_status >= std::chrono::seconds(1)) {
+      notify("STATUS=" + manager.summary());
+      last_status = now;
+    }
+    if (watchdog && now - last_ping >= std::chrono::microseconds(watchdog_usec / 2)) {
+      notify("WATCHDOG=1");
+      last_ping = now;
+    }
+  }
+  spdlog::info("stopping: every migration stops at its next safe point");
+  notify("STOPPING=1\nSTATUS=stopping at the next safe point");
+  server.stop();
+  manager.shutdown();
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+}  // namespace tandem

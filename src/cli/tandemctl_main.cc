@@ -1,0 +1,246 @@
+// tandemctl: steers `tandemd serve` through its control socket.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "control/protocol.h"
+#include "tandem/phase.h"
+#include "tandem_version.h"
+
+namespace {
+
+using nlohmann::json;
+using tandem::control::Command;
+
+constexpr int kOk = 0;
+constexpr int kRefused = 1;      // the daemon answered with an error
+constexpr int kUsage = 2;        // bad command line
+constexpr int kUnreachable = 6;  // the socket cannot be reached
+
+const char* kExitHelp =
+    "Exit codes:\n"
+    "  0  done\n"
+    "  1  tandemd refused the command (the message says why)\n"
+    "  2  bad command line\n"
+    "  6  the control socket cannot be reached\n";
+
+// Sends one request, returns the response object. Throws std::runtime_error.
+json call(const std::string& socket_path, const std::string& line) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("cannot create a socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof(addr.sun_path)) {
+    ::close(fd);
+    throw std::runtime_error("socket path too long: " + socket_path);
+  }
+  std::copy(socket_path.begin(), socket_path.end(), addr.sun_path);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    std::string why = std::strerror(errno);
+    ::close(fd);
+    throw std::runtime_error("cannot connect to " + socket_path + ": " + why +
+                             " (is tandemd serve running? --socket or TANDEM_SOCKET names the "
+                             "socket)");
+  }
+  // A daemon that refuses the peer answers before reading: write what it
+  // takes, then read whatever answer there is.
+  size_t sent = 0;
+  while (sent < line.size()) {
+    ssize_t n = ::send(fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  std::string response;
+  char buf[65536];
+  while (response.find('\n') == std::string::npos) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    response.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (response.empty()) throw std::runtime_error("tandemd closed the connection without answering");
+  auto j = json::parse(response, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    throw std::runtime_error("tandemd sent an unreadable response");
+  }
+  return j;
+}
+
+std::string bar(double percent, int width = 20) {
+  int filled = static_cast<int>(std::lround(percent / 100.0 * width));
+  filled = std::max(0, std::min(width, filled));
+  return "[" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
+}
+
+std::string eta(const json& seconds) {
+  if (!seconds.is_number()) return "-";
+  long s = std::lround(seconds.get<double>());
+  if (s >= 3600) return std::to_string(s / 3600) + "h" + std::to_string((s % 3600) / 60) + "m";
+  if (s >= 60) return std::to_string(s / 60) + "m" + std::to_string(s % 60) + "s";
+  return std::to_string(s) + "s";
+}
+
+std::string text(const json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) return v.get<std::string>().empty() ? "-" : v.get<std::string>();
+  return v.dump();
+}
+
+void print_status(const json& m, std::ostream& out) {
+  out << m["name"].get<std::string>() << "  " << text(m["state"]);
+  if (m["phase"].is_string()) out << "  phase " << m["phase"].get<std::string>();
+  if (!text(m["step"]).empty() && text(m["step"]) != "-") out << "  step " << text(m["step"]);
+  out << "\n";
+  if (m["percent"].is_number()) {
+    out << "  " << bar(m["percent"].get<double>()) << " " << m["percent"].get<double>() << "%  "
+        << text(m["rows_done"]) << "/" << text(m["rows_total"]) << " rows  "
+        << text(m["rows_per_second"]) << " rows/s  ETA " << eta(m["eta_seconds"]) << "\n";
+  }
+  if (m["waiting_for"].is_string()) {
+    out << "  waiting for approval of " << m["waiting_for"].get<std::string>()
+        << ": tandemctl approve " << m["name"].get<std::string>() << " "
+        << m["waiting_for"].get<std::string>() << "\n";
+  }
+  if (m["desired"] != "run") out << "  asked to " << text(m["desired"]) << "\n";
+  if (!text(m["last_error"]).empty() && text(m["last_error"]) != "-") {
+    out << "  last error: " << text(m["last_error"]) << "\n";
+  }
+}
+
+void print_human(Command c, const json& result) {
+  switch (c) {
+    case Command::kList:
+      if (result["migrations"].empty()) std::cout << "no migrations\n";
+      for (const auto& m : result["migrations"]) print_status(m, std::cout);
+      break;
+    case Command::kStatus:
+      print_status(result, std::cout);
+      break;
+    case Command::kEvents:
+      for (const auto& e : result["events"]) {
+        std::cout << text(e["at"]) << "  " << text(e["kind"]) << "  " << text(e["phase"]) << "  "
+                  << text(e["step"]) << "  " << text(e["actor"]);
+        if (!e["detail"].empty()) std::cout << "  " << e["detail"].dump();
+        std::cout << "\n";
+      }
+      break;
+    default:
+      for (auto it = result.begin(); it != result.end(); ++it) {
+        std::cout << it.key() << ": " << text(it.value()) << "\n";
+      }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tandemctl - steer tandemd serve through its control socket"};
+  app.footer(std::string("\n") + kExitHelp);
+  app.set_version_flag("--version", std::string("tandemctl ") + TANDEM_VERSION);
+  app.require_subcommand(1);
+  const char* env_socket = std::getenv("TANDEM_SOCKET");
+  std::string socket_path = env_socket ? env_socket : "/run/tandemd/control.sock";
+  bool as_json = false;
+  app.add_option("--socket", socket_path,
+                 "the control socket (default $TANDEM_SOCKET, else "
+                 "/run/tandemd/control.sock)");
+  app.add_flag("--json", as_json, "print the daemon's JSON response");
+
+  std::string name, file, phase;
+  int limit = 20;
+  double interval = 2;
+  auto* list = app.add_subcommand("list", "Every migration the daemon owns, with its state");
+  auto* status = app.add_subcommand("status", "Phase, step, progress, rate, ETA and last error");
+  status->add_option("NAME", name, "the migration (default: all)");
+  auto* submit = app.add_subcommand("submit", "Hand a spec file to the daemon, which runs it");
+  submit->add_option("FILE", file, "spec file")->required()->check(CLI::ExistingFile);
+  auto* pause = app.add_subcommand("pause", "Stop at the next safe point; rows stop moving");
+  pause->add_option("NAME", name, "the migration")->required();
+  auto* resume = app.add_subcommand("resume", "Go on from where it paused or failed");
+  resume->add_option("NAME", name, "the migration")->required();
+  auto* approve = app.add_subcommand("approve", "Approve a phase that waits for approval");
+  approve->add_option("NAME", name, "the migration")->required();
+  approve->add_option("PHASE", phase, "the phase")
+      ->required()
+      ->check(CLI::IsMember(tandem::phase_names()));
+  auto* rollback = app.add_subcommand("rollback", "Undo the migration, newest step first");
+  rollback->add_option("NAME", name, "the migration")->required();
+  auto* events = app.add_subcommand("events", "The tail of the audit log");
+  events->add_option("NAME", name, "the migration")->required();
+  events->add_option("--limit", limit, "how many events (1-1000)")->check(CLI::Range(1, 1000));
+  auto* watch = app.add_subcommand("watch", "Show status again and again until interrupted");
+  watch->add_option("NAME", name, "the migration (default: all)");
+  watch->add_option("--interval", interval, "seconds between refreshes")
+      ->check(CLI::Range(0.2, 3600.0));
+  for (auto* sub : app.get_subcommands({})) sub->footer(kExitHelp);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kOk : kUsage;
+  }
+
+  Command c = Command::kList;
+  json fields = json::object();
+  if (*status || *watch) {
+    c = name.empty() ? Command::kList : Command::kStatus;
+    if (!name.empty()) fields["name"] = name;
+  } else if (*submit) {
+    c = Command::kSubmit;
+    std::ifstream in(file, std::ios::binary);
+    std::ostringstream text_in;
+    text_in << in.rdbuf();
+    fields = {{"spec", text_in.str()}, {"file", file}};
+  } else if (*pause || *resume || *rollback) {
+    c = *pause ? Command::kPause : *resume ? Command::kResume : Command::kRollback;
+    fields["name"] = name;
+  } else if (*approve) {
+    c = Command::kApprove;
+    fields = {{"name", name}, {"phase", phase}};
+  } else if (*events) {
+    c = Command::kEvents;
+    fields = {{"name", name}, {"limit", limit}};
+  } else if (!*list) {
+    return kUsage;
+  }
+
+  for (;;) {
+    json response;
+    try {
+      response = call(socket_path, tandem::control::request_line(c, fields));
+    } catch (const std::exception& e) {
+      std::cerr << "tandemctl: " << e.what() << "\n";
+      return kUnreachable;
+    }
+    if (!response.value("ok", false)) {
+      if (as_json) {
+        std::cout << response.dump() << "\n";
+      } else {
+        std::cerr << "tandemctl: " << response["error"].value("message", "error") << " ("
+                  << response["error"].value("code", "?") << ")\n";
+      }
+      return kRefused;
+    }
+    if (*watch && !as_json) std::cout << "\033[H\033[2J";
+    if (as_json) {
+      std::cout << response["result"].dump() << "\n";
+    } else {
+      print_human(c, response["result"]);
+    }
+    if (!*watch) return kOk;
+    std::cout.flush();
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(interval * 1000)));
+  }
+}

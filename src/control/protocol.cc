@@ -1,0 +1,165 @@
+#include "control/protocol.h"
+
+#include <algorithm>
+
+#include "spec/suggest.h"
+#include "util/text.h"
+
+namespace tandem::control {
+
+namespace {
+
+struct CommandInfo {
+  Command command;
+  const char* name;
+  std::vector<std::string> fields;  // accepted besides v, cmd and id
+};
+
+const std::vector<CommandInfo>& commands() {
+  static const std::vector<CommandInfo> kCommands = {
+      {Command::kList, "list", {}},
+      {Command::kStatus, "status", {"name"}},
+      {Command::kSubmit, "submit", {"spec", "file"}},
+      {Command::kPause, "pause", {"name"}},
+      {Command::kResume, "resume", {"name"}},
+      {Command::kApprove, "approve", {"name", "phase"}},
+      {Command::kRollback, "rollback", {"name"}},
+      {Command::kEvents, "events", {"name", "limit"}},
+  };
+  return kCommands;
+}
+
+// JSON text is UTF-8; a request that is not cannot be echoed safely.
+std::string clip(const std::string& s) {
+  std::string out = utf8_prefix(s, 80);
+  return out.size() < s.size() ? out + "..." : out;
+}
+
+}  // namespace
+
+const char* to_string(Command c) {
+  for (const auto& info : commands()) {
+    if (info.command == c) return info.name;
+  }
+  return "?";
+}
+
+const std::vector<std::string>& command_names() {
+  static const std::vector<std::string> kNames = [] {
+    std::vector<std::string> out;
+    for (const auto& info : commands()) out.push_back(info.name);
+    return out;
+  }();
+  return kNames;
+}
+
+ParsedRequest parse_request(const std::string& line) {
+  ParsedRequest out;
+  auto fail = [&](const std::string& code, const std::string& message) {
+    out.request.reset();
+    out.error.code = code;
+    out.error.message = message;
+    return out;
+  };
+  if (line.size() > kMaxLine) {
+    return fail("bad_request", "request is longer than " + std::to_string(kMaxLine) + " bytes");
+  }
+  if (invalid_utf8_at(line) != std::string::npos) {
+    return fail("bad_json", "request is not valid UTF-8");
+  }
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded()) return fail("bad_json", "request is not one JSON object on one line");
+  if (!j.is_object()) return fail("bad_request", "request must be a JSON object");
+  if (j.contains("id")) out.error.id = j["id"];
+  if (!j.contains("v")) return fail("missing_field", "missing \"v\", the protocol version");
+  if (!j["v"].is_number_integer()) return fail("bad_field", "\"v\" must be an integer");
+  if (j["v"].get<long long>() != kProtocolVersion) {
+    return fail("unsupported_version", "protocol version " + j["v"].dump() +
+                                           " is not supported; this tandemd speaks version " +
+                                           std::to_string(kProtocolVersion));
+  }
+  if (!j.contains("cmd")) return fail("missing_field", "missing \"cmd\", the command");
+  if (!j["cmd"].is_string()) return fail("bad_field", "\"cmd\" must be a string");
+  const std::string cmd = j["cmd"].get<std::string>();
+  auto info = std::find_if(commands().begin(), commands().end(),
+                           [&](const CommandInfo& c) { return cmd == c.name; });
+  if (info == commands().end()) {
+    return fail("unknown_command",
+                "unknown command \"" + clip(cmd) + "\"" + did_you_mean(cmd, command_names()));
+  }
+  Request r;
+  r.command = info->command;
+  r.id = out.error.id;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "v" || key == "cmd" || key == "id") continue;
+    if (std::find(info->fields.begin(), info->fields.end(), key) == info->fields.end()) {
+      return fail("bad_field", "command " + cmd + " does not take \"" + clip(key) + "\"" +
+                                   did_you_mean(key, info->fields));
+    }
+  }
+  auto text = [&](const char* key, bool required, std::string& dest) -> bool {
+    if (!j.contains(key)) {
+      if (required) fail("missing_field", "command " + cmd + " needs \"" + key + "\"");
+      return !required;
+    }
+    if (!j[key].is_string() || j[key].get<std::string>().empty()) {
+      fail("bad_field", std::string("\"") + key + "\" must be a non-empty string");
+      return false;
+    }
+    dest = j[key].get<std::string>();
+    return true;
+  };
+  bool name_required =
+      r.command != Command::kList && r.command != Command::kSubmit && r.command != Command::kEvents;
+  if (std::find(info->fields.begin(), info->fields.end(), "name") != info->fields.end() &&
+      !text("name", name_required, r.name)) {
+    return out;
+  }
+  if (r.command == Command::kSubmit) {
+    if (!text("spec", true, r.spec) || !text("file", false, r.file)) return out;
+    if (r.file.empty()) r.file = "submitted.yaml";
+  }
+  if (r.command == Command::kApprove) {
+    std::string p;
+    if (!text("phase", true, p)) return out;
+    auto phase = parse_phase(p);
+    if (!phase) {
+      return fail("bad_field",
+                  "unknown phase \"" + clip(p) + "\"" + did_you_mean(p, phase_names()));
+    }
+    r.phase = *phase;
+  }
+  if (r.command == Command::kEvents && j.contains("limit")) {
+    if (!j["limit"].is_number_integer() || j["limit"].get<long long>() < 1 ||
+        j["limit"].get<long long>() > 1000) {
+      return fail("bad_field", "\"limit\" must be a whole number from 1 to 1000");
+    }
+    r.limit = static_cast<int>(j["limit"].get<long long>());
+  }
+  out.request = std::move(r);
+  return out;
+}
+
+std::string ok_response(const nlohmann::json& id, const nlohmann::json& result) {
+  nlohmann::json j = {{"v", kProtocolVersion}, {"ok", true}, {"result", result}};
+  if (!id.is_null()) j["id"] = id;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::string error_response(const ProtocolError& e) {
+  nlohmann::json j = {{"v", kProtocolVersion},
+                      {"ok", false},
+                      {"error", {{"code", e.code}, {"message", e.message}}}};
+  if (!e.id.is_null()) j["id"] = e.id;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::string request_line(Command c, const nlohmann::json& fields) {
+  nlohmann::json j = fields;
+  j["v"] = kProtocolVersion;
+  j["cmd"] = to_string(c);
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace tandem::control

@@ -1,0 +1,444 @@
+#include "daemon/manager.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <cmath>
+
+#include "engine/executor.h"
+#include "engine/state_store.h"
+#include "spec/suggest.h"
+#include "util/text.h"
+
+namespace tandem {
+
+// One migration the daemon owns. The fields under `mu` are what status shows;
+// the worker thread writes them, commands read them.
+struct MigrationManager::Worker : ProgressSink {
+  std::string name, file, spec_text;
+  std::optional<Spec> spec;
+  std::optional<Plan> plan;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  long generation = 0;          // bumped by every command; a waiting worker wakes on it
+  std::string desired = "run";  // run | pause | rollback
+  std::set<Phase> approved;
+  std::string activity = "starting";  // see docs/control-protocol.md
+  std::optional<Phase> phase;
+  std::string step;
+  long long rows_done = 0;
+  std::optional<long long> rows_total;
+  double rate = 0;
+  std::optional<double> eta;
+  std::string last_error;
+  std::optional<Phase> waiting_for;
+
+  void phase_started(Phase p) override {
+    std::lock_guard<std::mutex> l(mu);
+    phase = p;
+  }
+  void step_started(const Step& s) override {
+    std::lock_guard<std::mutex> l(mu);
+    phase = s.phase;
+    step = s.id;
+    rows_done = 0;
+    rows_total.reset();
+    rate = 0;
+    eta.reset();
+  }
+  void progress(const ProgressUpdate& u) override {
+    std::lock_guard<std::mutex> l(mu);
+    rows_done = u.rows_done;
+    rows_total = u.rows_total;
+    rate = u.rows_per_second;
+    eta = u.eta_seconds;
+  }
+  void step_finished(const Step&, double) override {}
+
+  void set_activity(const std::string& a, const std::string& error = "") {
+    std::lock_guard<std::mutex> l(mu);
+    activity = a;
+    if (!error.empty()) last_error = error;
+  }
+  // Waits until a command changes something, or shutdown. Returns false on shutdown.
+  bool wait_for_command(long seen, const std::atomic<bool>& shutting_down,
+                        std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait_for(l, timeout, [&] { return generation != seen || shutting_down.load(); });
+    return !shutting_down.load();
+  }
+};
+
+MigrationManager::MigrationManager(Options options) : options_(std::move(options)) {}
+
+MigrationManager::~MigrationManager() { shutdown(); }
+
+void MigrationManager::with_db(const std::function<void(Connection&)>& f) {
+  std::lock_guard<std::mutex> l(db_mu_);
+  for (int attempt = 0;; ++attempt) {
+    try {
+      if (!db_ || !db_->is_open()) db_ = connect_postgres(options_.dsn, "tandemd control");
+      f(*db_);
+      return;
+    } catch (const Error& e) {
+      if (attempt > 0 || (db_ && db_->is_open())) throw;
+      db_.reset();  // the connection was lost: once more on a new one
+    }
+  }
+}
+
+void MigrationManager::recover() {
+  struct Row {
+    std::string name, spec, file, desired, approved;
+  };
+  std::vector<Row> rows;
+  with_db([&](Connection& c) {
+    StateStore::ensure_schema(c);
+    Rows r = c.exec(
+        "SELECT s.name, s.spec_text, s.file, s.desired, s.approved::text FROM tandem.submissions s"
+        "  LEFT JOIN tandem.migrations m USING (name) ORDER BY s.submitted_at");
+    for (size_t i = 0; i < r.size(); ++i) {
+      rows.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4)});
+    }
+  });
+  for (const auto& row : rows) {
+    start_worker(row.name, row.spec, row.file, row.desired, parse_phase_array(row.approved));
+  }
+  if (!poller_.joinable()) poller_ = std::thread([this] { poll_loop(); });
+}
+
+void MigrationManager::poll_loop() {
+  while (!shutting_down_) {
+    {
+      std::unique_lock<std::mutex> l(poll_mu_);
+      poll_cv_.wait_for(l, options_.poll, [&] { return shutting_down_.load(); });
+    }
+    if (shutting_down_) return;
+    // Migrations another daemon accepted: this one stands by to take them over.
+    try {
+      std::vector<std::array<std::string, 5>> fresh;
+      with_db([&](Connection& c) {
+        Rows r =
+            c.exec("SELECT name, spec_text, file, desired, approved::text FROM tandem.submissions");
+        std::lock_guard<std::mutex> l(mu_);
+        for (size_t i = 0; i < r.size(); ++i) {
+          if (!workers_.count(r.text(i, 0))) {
+            fresh.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4)});
+          }
+        }
+      });
+      for (const auto& f : fresh) {
+        start_worker(f[0], f[1], f[2], f[3], parse_phase_array(f[4]));
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("cannot read submitted migrations: {}", e.what());
+    }
+  }
+}
+
+void MigrationManager::start_worker(const std::string& name, const std::string& spec_text,
+                                    const std::string& file, const std::string& desired,
+                                    const std::set<Phase>& approved) {
+  auto w = std::make_unique<Worker>();
+  w->name = name;
+  w->file = file;
+  w->spec_text = spec_text;
+  w->desired = desired;
+  w->approved = approved;
+  auto parsed = parse_spec(spec_text, file);
+  if (!parsed.spec) {
+    w->activity = "failed";
+    w->last_error = "the stored spec no longer parses: " + parsed.errors.at(0).to_string();
+  } else {
+    w->spec = std::move(parsed.spec);
+    w->plan = make_plan(*w->spec);
+  }
+  Worker& ref = *w;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (workers_.count(name) || shutting_down_) return;
+    workers_[name] = std::move(w);
+  }
+  if (ref.spec) ref.thread = std::thread([this, &ref] { work(ref); });
+}
+
+void MigrationManager::work(Worker& w) {
+  const std::string actor = "tandemd";
+  while (!shutting_down_) {
+    std::string desired;
+    std::set<Phase> approved;
+    long seen;
+    {
+      std::lock_guard<std::mutex> l(w.mu);
+      desired = w.desired;
+      approved = w.approved;
+      seen = w.generation;
+      w.stop = false;
+    }
+    if (desired == "pause") {
+      w.set_activity("paused");
+      if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return;
+      continue;
+    }
+    RunOptions o;
+    o.dsn = options_.dsn;
+    o.approve = approved;
+    o.actor = actor;
+    o.stop = &w.stop;
+    o.progress = &w;
+    o.lock_wait = std::chrono::milliseconds(500);
+    try {
+      Executor ex(*w.spec, *w.plan, o);
+      if (desired == "rollback") {
+        w.set_activity("rolling_back");
+        auto outcome = ex.rollback();
+        if (outcome == RollbackOutcome::kStopped) continue;
+        w.set_activity("rolled_back");
+        return;
+      }
+      w.set_activity("running");
+      auto outcome = ex.run();
+      switch (outcome) {
+        case RunOutcome::kCompleted:
+        case RunOutcome::kAlreadyCompleted:
+          w.set_activity("completed");
+          return;
+        case RunOutcome::kWaitingApproval: {
+          {
+            std::lock_guard<std::mutex> l(w.mu);
+            w.activity = "waiting_approval";
+            w.waiting_for = ex.waiting_phase();
+          }
+          if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return;
+          std::lock_guard<std::mutex> l(w.mu);
+          w.waiting_for.reset();
+          continue;
+        }
+        case RunOutcome::kStopped:
+        case RunOutcome::kReachedUntil:
+          continue;  // a command asked to stop: the loop reads what it wants now
+      }
+    } catch (const LockHeldError& e) {
+      // Another daemon runs it; take over when that one goes away.
+      w.set_activity("running_elsewhere", e.what());
+      if (!w.wait_for_command(seen, shutting_down_, options_.poll)) return;
+    } catch (const RollbackRefusedError& e) {
+      {
+        std::lock_guard<std::mutex> l(w.mu);
+        w.desired = "pause";
+      }
+      w.set_activity("failed", e.what());
+      with_db([&](Connection& c) {
+        c.exec(
+            "UPDATE tandem.submissions SET desired = 'pause', updated_at = now()"
+            " WHERE name = $1",
+            {w.name});
+      });
+    } catch (const StepFailedError& e) {
+      w.set_activity("failed", e.what());
+      if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return;
+    } catch (const std::exception& e) {
+      // The database went away, or the like: try again after a pause.
+      w.set_activity("retrying", e.what());
+      spdlog::warn("migration {}: {}", w.name, e.what());
+      if (!w.wait_for_command(seen, shutting_down_, std::chrono::seconds(5))) return;
+    }
+  }
+}
+
+MigrationManager::Worker& MigrationManager::find(const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = workers_.find(name);
+  if (it == workers_.end()) {
+    std::vector<std::string> names;
+    for (const auto& [n, w] : workers_) names.push_back(n);
+    throw CommandError("unknown_migration", "no migration \"" + name + "\" was submitted" +
+                                                (names.empty() ? "" : did_you_mean(name, names)));
+  }
+  return *it->second;
+}
+
+nlohmann::json MigrationManager::status_of(Worker& w) {
+  std::lock_guard<std::mutex> l(w.mu);
+  nlohmann::json j = {{"name", w.name},
+                      {"file", w.file},
+                      {"state", w.activity},
+                      {"desired", w.desired},
+                      {"step", w.step},
+                      {"rows_done", w.rows_done},
+                      {"rows_per_second", std::llround(w.rate)},
+                      {"last_error", w.last_error}};
+  j["phase"] = w.phase ? nlohmann::json(phase_name(*w.phase)) : nlohmann::json();
+  j["rows_total"] = w.rows_total ? nlohmann::json(*w.rows_total) : nlohmann::json();
+  j["percent"] =
+      w.rows_total && *w.rows_total > 0
+          ? nlohmann::json(std::min(100.0, std::round(1000.0 * w.rows_done / *w.rows_total) / 10))
+          : nlohmann::json();
+  j["eta_seconds"] = w.eta ? nlohmann::json(std::llround(*w.eta)) : nlohmann::json();
+  j["waiting_for"] = w.waiting_for ? nlohmann::json(phase_name(*w.waiting_for)) : nlohmann::json();
+  return j;
+}
+
+void MigrationManager::set_desired(Worker& w, const std::string& desired, const std::string& actor,
+                                   const std::string& event) {
+  with_db([&](Connection& c) {
+    Transaction tx(c);
+    tx.exec("UPDATE tandem.submissions SET desired = $2, updated_at = now() WHERE name = $1",
+            {w.name, desired});
+    StateStore(w.name).event(c, event, std::nullopt, "", actor);
+    tx.commit();
+  });
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    w.desired = desired;
+    ++w.generation;
+    w.stop = desired != "run";
+  }
+  w.cv.notify_all();
+}
+
+nlohmann::json MigrationManager::handle(const control::Request& r, const std::string& actor) {
+  using control::Command;
+  switch (r.command) {
+    case Command::kList: {
+      nlohmann::json out = nlohmann::json::array();
+      std::vector<Worker*> all;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        for (auto& [n, w] : workers_) all.push_back(w.get());
+      }
+      for (Worker* w : all) out.push_back(status_of(*w));
+      return {{"migrations", out}};
+    }
+    case Command::kStatus:
+      return status_of(find(r.name));
+    case Command::kSubmit: {
+      auto parsed = parse_spec(r.spec, r.file);
+      if (!parsed.spec) {
+        std::vector<std::string> errors;
+        for (const auto& e : parsed.errors) errors.push_back(e.to_string());
+        throw CommandError("bad_spec", join(errors, "\n"));
+      }
+      try {
+        make_plan(*parsed.spec);
+      } catch (const Error& e) {
+        throw CommandError("bad_spec", e.what());
+      }
+      const std::string name = parsed.spec->name;
+      bool inserted = false;
+      with_db([&](Connection& c) {
+        StateStore::ensure_schema(c);
+        Rows existing = c.exec("SELECT spec_text FROM tandem.submissions WHERE name = $1", {name});
+        if (!existing.empty()) {
+          if (existing.text(0, 0) != r.spec) {
+            throw CommandError("conflict", "a different spec named \"" + name +
+                                               "\" was submitted already; give this one "
+                                               "another name");
+          }
+          return;  // the same spec again: nothing to do
+        }
+        Transaction tx(c);
+        tx.exec(
+            "INSERT INTO tandem.submissions (name, spec_text, file, submitted_by)"
+            " VALUES ($1, $2, $3, $4)",
+            {name, r.spec, r.file, actor});
+        StateStore(name).event(c, "submitted", std::nullopt, "", actor, {{"file", r.file}});
+        tx.commit();
+        inserted = true;
+      });
+      if (inserted) start_worker(name, r.spec, r.file, "run", {});
+      return {{"name", name}, {"submitted", inserted}};
+    }
+    case Command::kPause: {
+      Worker& w = find(r.name);
+      set_desired(w, "pause", actor, "pause_requested");
+      return {{"name", r.name}, {"desired", "pause"}};
+    }
+    case Command::kResume: {
+      Worker& w = find(r.name);
+      set_desired(w, "run", actor, "resume_requested");
+      return {{"name", r.name}, {"desired", "run"}};
+    }
+    case Command::kRollback: {
+      Worker& w = find(r.name);
+      set_desired(w, "rollback", actor, "rollback_requested");
+      return {{"name", r.name}, {"desired", "rollback"}};
+    }
+    case Command::kApprove: {
+      Worker& w = find(r.name);
+      with_db([&](Connection& c) {
+        Transaction tx(c);
+        tx.exec(
+            "UPDATE tandem.submissions SET approved = array_append(approved, $2::int),"
+            " updated_at = now() WHERE name = $1 AND NOT ($2::int = ANY (approved))",
+            {w.name, std::to_string(static_cast<int>(r.phase))});
+        StateStore(w.name).event(c, "approve_requested", r.phase, "", actor);
+        tx.commit();
+      });
+      {
+        std::lock_guard<std::mutex> l(w.mu);
+        w.approved.insert(r.phase);
+        ++w.generation;
+      }
+      w.cv.notify_all();
+      return {{"name", r.name}, {"approved", phase_name(r.phase)}};
+    }
+    case Command::kEvents: {
+      nlohmann::json events;
+      if (!r.name.empty()) find(r.name);
+      with_db([&](Connection& c) {
+        if (StateStore::schema_version(c) == 0) {
+          events = nlohmann::json::array();
+          return;
+        }
+        events = StateStore(r.name).events_json(c, r.limit);
+      });
+      return {{"events", events}};
+    }
+  }
+  throw CommandError("unknown_command", "unknown command");
+}
+
+void MigrationManager::shutdown() {
+  shutting_down_ = true;
+  poll_cv_.notify_all();
+  if (poller_.joinable()) poller_.join();
+  std::vector<Worker*> all;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [n, w] : workers_) all.push_back(w.get());
+  }
+  for (Worker* w : all) {
+    w->stop = true;
+    w->cv.notify_all();
+  }
+  for (Worker* w : all) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+std::string MigrationManager::summary() {
+  std::vector<std::string> parts;
+  std::vector<Worker*> all;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [n, w] : workers_) all.push_back(w.get());
+  }
+  for (Worker* w : all) {
+    std::lock_guard<std::mutex> l(w->mu);
+    std::string s = w->name + " " + w->activity;
+    if (w->activity == "running" && w->phase) s += " " + std::string(phase_name(*w->phase));
+    if (w->activity == "running" && w->rows_total && *w->rows_total > 0) {
+      s +=
+          " " + std::to_string(std::min<long long>(100, 100 * w->rows_done / *w->rows_total)) + "%";
+    }
+    parts.push_back(s);
+  }
+  return std::to_string(all.size()) + (all.size() == 1 ? " migration" : " migrations") +
+         (parts.empty() ? "" : ": " + join(parts, ", "));
+}
+
+}  // namespace tandem

@@ -1,0 +1,87 @@
+// The migrations `tandemd serve` owns: each submitted migration has a worker
+// thread that drives an Executor, and obeys pause, resume, approve and
+// rollback from the control socket. What the operator asked for is kept in
+// tandem.submissions, so a restarted daemon (or another daemon on the same
+// database) picks every migration up again; the migration's advisory lock
+// makes sure exactly one daemon runs it.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "control/protocol.h"
+#include "db/connection.h"
+#include "tandem/plan.h"
+#include "tandem/spec.h"
+
+namespace tandem {
+
+// A command that cannot be carried out; `code` goes into the error response.
+class CommandError : public std::runtime_error {
+ public:
+  CommandError(std::string code, const std::string& message)
+      : std::runtime_error(message), code_(std::move(code)) {}
+  const std::string& code() const { return code_; }
+
+ private:
+  std::string code_;
+};
+
+class MigrationManager {
+ public:
+  struct Options {
+    std::string dsn;
+    // How often to look for migrations submitted to another daemon, and to
+    // retry one whose lock another daemon holds.
+    std::chrono::milliseconds poll{2000};
+  };
+
+  explicit MigrationManager(Options options);
+  ~MigrationManager();
+
+  // Creates or upgrades the state store and starts a worker for every
+  // submitted migration that is not finished. Throws when the database
+  // cannot be reached.
+  void recover();
+  // Carries out one command for `actor` ("uid:1000"); returns its result.
+  // Throws CommandError.
+  nlohmann::json handle(const control::Request& request, const std::string& actor);
+  // Stops every worker at its next safe point and waits for them.
+  void shutdown();
+  // One line for systemd's STATUS=: "2 migrations: m1 backfill 45%, m2 done".
+  std::string summary();
+
+ private:
+  struct Worker;
+  nlohmann::json status_of(Worker& w);
+  Worker& find(const std::string& name);
+  void start_worker(const std::string& name, const std::string& spec_text, const std::string& file,
+                    const std::string& desired, const std::set<Phase>& approved);
+  void work(Worker& w);
+  void poll_loop();
+  // Runs `f` with the control connection, reconnecting once if it was lost.
+  void with_db(const std::function<void(Connection&)>& f);
+  void set_desired(Worker& w, const std::string& desired, const std::string& actor,
+                   const std::string& event);
+
+  Options options_;
+  std::mutex mu_;  // guards workers_
+  std::map<std::string, std::unique_ptr<Worker>> workers_;
+  std::mutex db_mu_;
+  std::unique_ptr<Connection> db_;
+  std::atomic<bool> shutting_down_{false};
+  std::mutex poll_mu_;
+  std::condition_variable poll_cv_;
+  std::thread poller_;
+};
+
+}  // namespace tandem

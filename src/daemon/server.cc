@@ -1,0 +1,139 @@
+#include "daemon/server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <stdexcept>
+
+namespace tandem {
+
+namespace asio = boost::asio;
+using Local = asio::local::stream_protocol;
+
+namespace {
+
+// One client connection: reads request lines, writes one response line each.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Local::socket socket, const ControlServerOptions& options, const ControlHandler& handler)
+      : socket_(std::move(socket)),
+        buffer_(control::kMaxLine + 1),
+        options_(options),
+        handler_(handler) {}
+
+  void start() {
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+      return;  // cannot tell who it is: drop the connection
+    }
+    uid_ = cred.uid;
+    if (!options_.allowed_uids.empty() && !options_.allowed_uids.count(uid_) && uid_ != geteuid()) {
+      reply(control::error_response(
+                {"forbidden", "uid " + std::to_string(uid_) + " may not use this socket", {}}),
+            false);
+      return;
+    }
+    read();
+  }
+
+ private:
+  void read() {
+    auto self = shared_from_this();
+    asio::async_read_until(socket_, buffer_, '\n', [self](boost::system::error_code ec, size_t n) {
+      if (ec == asio::error::not_found) {
+        self->reply(control::error_response({"bad_request", "request line too long", {}}), false);
+        return;
+      }
+      if (ec) return;
+      std::string line(asio::buffers_begin(self->buffer_.data()),
+                       asio::buffers_begin(self->buffer_.data()) + n - 1);
+      self->buffer_.consume(n);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty()) {
+        self->read();
+        return;
+      }
+      auto parsed = control::parse_request(line);
+      std::string response = parsed.request ? self->handler_(*parsed.request, self->uid_)
+                                            : control::error_response(parsed.error);
+      self->reply(response, true);
+    });
+  }
+
+  void reply(const std::string& line, bool more) {
+    auto self = shared_from_this();
+    auto data = std::make_shared<std::string>(line);
+    asio::async_write(socket_, asio::buffer(*data),
+                      [self, data, more](boost::system::error_code ec, size_t) {
+                        if (!ec && more) self->read();
+                      });
+  }
+
+  Local::socket socket_;
+  asio::streambuf buffer_;
+  const ControlServerOptions& options_;
+  const ControlHandler& handler_;
+  uid_t uid_ = 0;
+};
+
+}  // namespace
+
+struct ControlServer::Impl {
+  ControlServerOptions options;
+  ControlHandler handler;
+  asio::io_context io;
+  std::unique_ptr<Local::acceptor> acceptor;
+  std::thread thread;
+
+  void accept() {
+    acceptor->async_accept([this](boost::system::error_code ec, Local::socket socket) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) std::make_shared<Session>(std::move(socket), options, handler)->start();
+      accept();
+    });
+  }
+};
+
+ControlServer::ControlServer(ControlServerOptions options, ControlHandler handler)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->handler = std::move(handler);
+}
+
+ControlServer::~ControlServer() { stop(); }
+
+void ControlServer::start() {
+  const std::string& path = impl_->options.path;
+  ::unlink(path.c_str());  // a socket left by a previous run
+  // Created with no permissions for others from the first moment, then
+  // opened up to exactly the configured mode.
+  mode_t old = ::umask(0777 & ~impl_->options.mode);
+  try {
+    impl_->acceptor = std::make_unique<Local::acceptor>(impl_->io, Local::endpoint(path));
+  } catch (const std::exception& e) {
+    ::umask(old);
+    throw std::runtime_error("cannot listen on " + path + ": " + e.what());
+  }
+  ::umask(old);
+  if (::chmod(path.c_str(), impl_->options.mode) != 0) {
+    throw std::runtime_error("cannot set the mode of " + path);
+  }
+  impl_->accept();
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+void ControlServer::stop() {
+  if (!impl_ || !impl_->thread.joinable()) return;
+  asio::post(impl_->io, [this] {
+    boost::system::error_code ec;
+    impl_->acceptor->close(ec);
+  });
+  impl_->io.stop();
+  impl_->thread.join();
+  ::unlink(impl_->options.path.c_str());
+}
+
+}  // namespace tandem

@@ -1,0 +1,42 @@
+// The control socket: a unix stream socket speaking the line-delimited JSON
+// protocol of control/protocol.h. Each peer's uid is read with SO_PEERCRED;
+// a uid that is not allowed gets an error and nothing else.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "control/protocol.h"
+
+namespace tandem {
+
+struct ControlServerOptions {
+  std::string path;
+  mode_t mode = 0660;
+  std::set<uid_t> allowed_uids;  // empty: any peer that can open the socket
+};
+
+// Handles one request from a peer with `uid`; returns the response line.
+using ControlHandler = std::function<std::string(const control::Request&, uid_t uid)>;
+
+class ControlServer {
+ public:
+  ControlServer(ControlServerOptions options, ControlHandler handler);
+  ~ControlServer();
+  // Binds the socket (replacing a stale one) and serves on a thread of its own.
+  // Throws std::runtime_error when the socket cannot be created.
+  void start();
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tandem

@@ -1,0 +1,100 @@
+#include "control/protocol.h"
+
+#include <gtest/gtest.h>
+
+namespace tandem::control {
+namespace {
+
+struct Bad {
+  const char* title;
+  const char* line;
+  const char* code;
+  const char* message;
+};
+
+void PrintTo(const Bad& b, std::ostream* os) { *os << b.title; }
+
+const Bad kBad[] = {
+    {"not json", "status please", "bad_json", "request is not one JSON object on one line"},
+    {"a list", "[1, 2]", "bad_request", "request must be a JSON object"},
+    {"no version", R"({"cmd": "list"})", "missing_field", "missing \"v\", the protocol version"},
+    {"future version", R"({"v": 2, "cmd": "list"})", "unsupported_version",
+     "protocol version 2 is not supported; this tandemd speaks version 1"},
+    {"version as text", R"({"v": "1", "cmd": "list"})", "bad_field", "\"v\" must be an integer"},
+    {"no command", R"({"v": 1})", "missing_field", "missing \"cmd\", the command"},
+    {"misspelt command", R"({"v": 1, "cmd": "stauts", "name": "m"})", "unknown_command",
+     "unknown command \"stauts\"; did you mean \"status\"?"},
+    {"unknown field", R"({"v": 1, "cmd": "pause", "nmae": "m"})", "bad_field",
+     "command pause does not take \"nmae\"; did you mean \"name\"?"},
+    {"missing name", R"({"v": 1, "cmd": "resume"})", "missing_field",
+     "command resume needs \"name\""},
+    {"empty name", R"({"v": 1, "cmd": "status", "name": ""})", "bad_field",
+     "\"name\" must be a non-empty string"},
+    {"name not a string", R"({"v": 1, "cmd": "status", "name": 3})", "bad_field",
+     "\"name\" must be a non-empty string"},
+    {"approve without phase", R"({"v": 1, "cmd": "approve", "name": "m"})", "missing_field",
+     "command approve needs \"phase\""},
+    {"approve a misspelt phase", R"({"v": 1, "cmd": "approve", "name": "m", "phase": "cleanpu"})",
+     "bad_field", "unknown phase \"cleanpu\"; did you mean \"cleanup\"?"},
+    {"submit without spec", R"({"v": 1, "cmd": "submit"})", "missing_field",
+     "command submit needs \"spec\""},
+    {"events limit zero", R"({"v": 1, "cmd": "events", "limit": 0})", "bad_field",
+     "\"limit\" must be a whole number from 1 to 1000"},
+    {"invalid utf-8", "{\"v\": 1, \"cmd\": \"st\xff\"}", "bad_json", "request is not valid UTF-8"},
+};
+
+class BadRequest : public ::testing::TestWithParam<Bad> {};
+
+TEST_P(BadRequest, IsRefusedWithItsCodeAndMessage) {
+  auto r = parse_request(GetParam().line);
+  ASSERT_FALSE(r.request);
+  EXPECT_EQ(r.error.code, GetParam().code);
+  EXPECT_EQ(r.error.message, GetParam().message);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, BadRequest, ::testing::ValuesIn(kBad), [](const auto& info) {
+  std::string n = info.param.title;
+  for (auto& c : n) {
+    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return n;
+});
+
+TEST(Protocol, ParsesEachCommandAndEchoesTheId) {
+  auto r = parse_request(R"({"v": 1, "cmd": "approve", "name": "m", "phase": "cleanup", "id": 7})");
+  ASSERT_TRUE(r.request);
+  EXPECT_EQ(r.request->command, Command::kApprove);
+  EXPECT_EQ(r.request->name, "m");
+  EXPECT_EQ(r.request->phase, Phase::kCleanup);
+  EXPECT_EQ(ok_response(r.request->id, {{"approved", true}}),
+            "{\"id\":7,\"ok\":true,\"result\":{\"approved\":true},\"v\":1}\n");
+  r = parse_request(R"({"v": 1, "cmd": "submit", "spec": "name: x\n", "file": "x.yaml"})");
+  ASSERT_TRUE(r.request);
+  EXPECT_EQ(r.request->spec, "name: x\n");
+  EXPECT_EQ(r.request->file, "x.yaml");
+  r = parse_request(R"({"v": 1, "cmd": "events", "limit": 5})");
+  ASSERT_TRUE(r.request);
+  EXPECT_EQ(r.request->limit, 5);
+  EXPECT_EQ(r.request->name, "");
+}
+
+TEST(Protocol, AnErrorEchoesTheIdOfTheRequestThatCausedIt) {
+  auto r = parse_request(R"({"v": 1, "cmd": "nope", "id": "abc"})");
+  ASSERT_FALSE(r.request);
+  EXPECT_EQ(error_response(r.error),
+            "{\"error\":{\"code\":\"unknown_command\",\"message\":\"unknown command \\\"nope\\\"; "
+            "expected one of: list, status, submit, pause, resume, approve, rollback, events\"},"
+            "\"id\":\"abc\",\"ok\":false,\"v\":1}\n");
+}
+
+TEST(Protocol, RequestLinesRoundTrip) {
+  std::string line = request_line(Command::kPause, {{"name", "m"}});
+  ASSERT_EQ(line.back(), '\n');
+  auto r = parse_request(line.substr(0, line.size() - 1));
+  ASSERT_TRUE(r.request);
+  EXPECT_EQ(r.request->command, Command::kPause);
+  EXPECT_EQ(r.request->name, "m");
+}
+
+}  // namespace
+}  // namespace tandem::control
