@@ -18,6 +18,7 @@ struct ServeArgs {
   std::string config;
   std::string dsn;
   std::string socket;
+  bool check_config = false;  // load the config, report, exit
 };
 
 int cmd_validate(const std::vector<std::string>& files);

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -165,6 +166,16 @@ int cmd_serve(const ServeArgs& args) {
     config.dsn_source = "$TANDEM_DSN";
   }
   if (!args.socket.empty()) config.control.path = args.socket;
+  if (args.check_config) {
+    std::string uids;
+    for (uid_t u : config.control.allowed_uids)
+      uids += (uids.empty() ? "" : ",") + std::to_string(u);
+    std::printf("database: %s (from %s)\ncontrol socket: %s (mode %04o)\nallowed uids: %s\n",
+                redact(config.dsn).c_str(), config.dsn_source.c_str(), config.control.path.c_str(),
+                static_cast<unsigned>(config.control.mode),
+                uids.empty() ? "any that can open the socket" : uids.c_str());
+    return kExitOk;
+  }
 
   struct sigaction sa {};
   sa.sa_handler = on_serve_signal;

@@ -68,6 +68,8 @@ int main(int argc, char** argv) {
   serve->add_option("--socket", serve_args.socket,
                     "control socket path (overrides the config; default "
                     "/run/tandemd/control.sock)");
+  serve->add_flag("--check-config", serve_args.check_config,
+                  "load the config, print what it resolves to (password hidden), exit 0 or 1");
 
   try {
     app.parse(argc, argv);

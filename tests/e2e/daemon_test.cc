@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -262,6 +263,43 @@ TEST_F(Daemon, WhenTheRunningDaemonIsKilledTheOtherFinishesTheMigration) {
   EXPECT_EQ(load.failures(), 0) << load.last_error_output();
   EXPECT_TRUE(tpcb_invariant_holds(pg_, db_));
   EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
+}
+
+TEST(DaemonConfig, TheExampleConfigLoadsAndHidesThePassword) {
+  std::string dsn = write_temp_file("host=db dbname=app user=tandem password=s3cret\n", ".dsn");
+  std::string config = read_file(std::string(TANDEM_SOURCE_DIR) + "/config/tandemd.yaml");
+  config.replace(config.find("/etc/tandem/dsn"), 15, dsn);
+  auto r = run_command(tandemd("serve --check-config --config " + write_temp_file(config)));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "database: host=db dbname=app user=tandem password=*** (from " + dsn +
+                          ")\ncontrol socket: /run/tandemd/control.sock (mode 0660)\n"
+                          "allowed uids: 0\n");
+  std::string bad = write_temp_file("control:\n  mode: \"0666\"\n");
+  r = run_command(tandemd("serve --check-config --config " + bad) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find(bad + ":2:9: mode: expected octal permissions such as 0660, with "
+                                "nothing for others"),
+            std::string::npos)
+      << r.output;
+}
+
+TEST(DaemonConfig, TheSystemdUnitVerifies) {
+  if (run_command("command -v systemd-analyze").exit_code != 0) {
+    GTEST_SKIP() << "systemd-analyze is not installed";
+  }
+  // verify wants ExecStart's binary to exist: point it at the one just built.
+  std::string unit = read_file(std::string(TANDEM_SOURCE_DIR) + "/config/tandemd.service");
+  unit.replace(unit.find("/usr/local/bin/tandemd"), 22, TANDEMD_PATH);
+  std::string dir = "/tmp/tandem-unit-" + std::to_string(getpid());
+  run_command("mkdir -p " + dir);
+  {
+    std::ofstream out(dir + "/tandemd.service");
+    out << unit;
+  }
+  auto r = run_command("systemd-analyze verify " + dir + "/tandemd.service 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "");
+  run_command("rm -rf " + dir);
 }
 
 }  // namespace
