@@ -110,8 +110,7 @@ ParsedRequest parse_request(const std::string& line) {
     dest = j[key].get<std::string>();
     return true;
   };
-  bool name_required =
-      r.command != Command::kList && r.command != Command::kSubmit && r.command != Command::kEvents;
+  const bool name_required = r.command != Command::kList && r.command != Command::kSubmit;
   if (std::find(info->fields.begin(), info->fields.end(), "name") != info->fields.end() &&
       !text("name", name_required, r.name)) {
     return out;

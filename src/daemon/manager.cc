@@ -19,6 +19,8 @@ struct MigrationManager::Worker : ProgressSink {
   std::optional<Spec> spec;
   std::optional<Plan> plan;
   std::atomic<bool> stop{false};
+  std::atomic<bool> finished{false};  // the thread has returned: completed, rolled back, ...
+  std::mutex launch_mu;               // guards thread
   std::thread thread;
 
   std::mutex mu;
@@ -98,8 +100,8 @@ void MigrationManager::recover() {
   with_db([&](Connection& c) {
     StateStore::ensure_schema(c);
     Rows r = c.exec(
-        "SELECT s.name, s.spec_text, s.file, s.desired, s.approved::text FROM tandem.submissions s"
-        "  LEFT JOIN tandem.migrations m USING (name) ORDER BY s.submitted_at");
+        "SELECT name, spec_text, file, desired, approved::text FROM tandem.submissions"
+        " ORDER BY submitted_at");
     for (size_t i = 0; i < r.size(); ++i) {
       rows.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4)});
     }
@@ -162,7 +164,25 @@ void MigrationManager::start_worker(const std::string& name, const std::string& 
     if (workers_.count(name) || shutting_down_) return;
     workers_[name] = std::move(w);
   }
-  if (ref.spec) ref.thread = std::thread([this, &ref] { work(ref); });
+  if (ref.spec) launch(ref);
+}
+
+void MigrationManager::launch(Worker& w) {
+  std::lock_guard<std::mutex> l(w.launch_mu);
+  if (w.thread.joinable()) {
+    if (!w.finished) return;  // still running: it reads the new command itself
+    w.thread.join();
+  }
+  w.finished = false;
+  w.thread = std::thread([this, &w] {
+    try {
+      work(w);
+    } catch (const std::exception& e) {
+      w.set_activity("failed", std::string("internal error: ") + e.what());
+      spdlog::error("migration {}: {}", w.name, e.what());
+    }
+    w.finished = true;
+  });
 }
 
 void MigrationManager::work(Worker& w) {
@@ -231,12 +251,16 @@ void MigrationManager::work(Worker& w) {
         w.desired = "pause";
       }
       w.set_activity("failed", e.what());
-      with_db([&](Connection& c) {
-        c.exec(
-            "UPDATE tandem.submissions SET desired = 'pause', updated_at = now()"
-            " WHERE name = $1",
-            {w.name});
-      });
+      try {
+        with_db([&](Connection& c) {
+          c.exec(
+              "UPDATE tandem.submissions SET desired = 'pause', updated_at = now()"
+              " WHERE name = $1",
+              {w.name});
+        });
+      } catch (const std::exception& db) {
+        spdlog::warn("migration {}: cannot record the pause: {}", w.name, db.what());
+      }
     } catch (const StepFailedError& e) {
       w.set_activity("failed", e.what());
       if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return;
@@ -298,6 +322,8 @@ void MigrationManager::set_desired(Worker& w, const std::string& desired, const 
     w.stop = desired != "run";
   }
   w.cv.notify_all();
+  // A migration that completed or was rolled back starts again when asked to.
+  if (w.finished && w.spec && !shutting_down_) launch(w);
 }
 
 nlohmann::json MigrationManager::handle(const control::Request& r, const std::string& actor) {
@@ -416,6 +442,7 @@ void MigrationManager::shutdown() {
     w->cv.notify_all();
   }
   for (Worker* w : all) {
+    std::lock_guard<std::mutex> l(w->launch_mu);
     if (w->thread.joinable()) w->thread.join();
   }
 }

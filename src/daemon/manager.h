@@ -66,6 +66,8 @@ class MigrationManager {
   Worker& find(const std::string& name);
   void start_worker(const std::string& name, const std::string& spec_text, const std::string& file,
                     const std::string& desired, const std::set<Phase>& approved);
+  // Starts (or restarts) the worker's thread.
+  void launch(Worker& w);
   void work(Worker& w);
   void poll_loop();
   // Runs `f` with the control connection, reconnecting once if it was lost.

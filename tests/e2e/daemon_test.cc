@@ -265,6 +265,25 @@ TEST_F(Daemon, WhenTheRunningDaemonIsKilledTheOtherFinishesTheMigration) {
   EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
 }
 
+TEST_F(Daemon, RollbackThroughTandemctlRestoresTheTableAndResumeStartsAgain) {
+  serve(socket_path());
+  ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return rows_moved() > 0; }, 60s));
+  auto r = ctl("rollback abalance_bigint");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(wait_for([&] { return status().value("state", "") == "rolled_back"; }, 60s))
+      << status().dump();
+  EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "integer");
+  EXPECT_EQ(leftovers(pg_, db_, "pgbench_accounts"), "");
+  r = ctl("resume abalance_bigint");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
+      << status().dump();
+  EXPECT_EQ(pg_.psql(db_, "SELECT string_agg(kind, ',' ORDER BY id) FROM tandem.events"
+                          " WHERE actor LIKE 'uid:%'"),
+            "submitted,rollback_requested,resume_requested");
+}
+
 TEST(DaemonConfig, TheExampleConfigLoadsAndHidesThePassword) {
   std::string dsn = write_temp_file("host=db dbname=app user=tandem password=s3cret\n", ".dsn");
   std::string config = read_file(std::string(TANDEM_SOURCE_DIR) + "/config/tandemd.yaml");

@@ -38,7 +38,7 @@ const Bad kBad[] = {
      "bad_field", "unknown phase \"cleanpu\"; did you mean \"cleanup\"?"},
     {"submit without spec", R"({"v": 1, "cmd": "submit"})", "missing_field",
      "command submit needs \"spec\""},
-    {"events limit zero", R"({"v": 1, "cmd": "events", "limit": 0})", "bad_field",
+    {"events limit zero", R"({"v": 1, "cmd": "events", "name": "m", "limit": 0})", "bad_field",
      "\"limit\" must be a whole number from 1 to 1000"},
     {"invalid utf-8", "{\"v\": 1, \"cmd\": \"st\xff\"}", "bad_json", "request is not valid UTF-8"},
 };
@@ -72,10 +72,13 @@ TEST(Protocol, ParsesEachCommandAndEchoesTheId) {
   ASSERT_TRUE(r.request);
   EXPECT_EQ(r.request->spec, "name: x\n");
   EXPECT_EQ(r.request->file, "x.yaml");
-  r = parse_request(R"({"v": 1, "cmd": "events", "limit": 5})");
+  r = parse_request(R"({"v": 1, "cmd": "events", "name": "m", "limit": 5})");
   ASSERT_TRUE(r.request);
   EXPECT_EQ(r.request->limit, 5);
-  EXPECT_EQ(r.request->name, "");
+  EXPECT_EQ(r.request->name, "m");
+  r = parse_request(R"({"v": 1, "cmd": "list"})");
+  ASSERT_TRUE(r.request);
+  EXPECT_EQ(r.request->command, Command::kList);
 }
 
 TEST(Protocol, AnErrorEchoesTheIdOfTheRequestThatCausedIt) {
