@@ -76,18 +76,23 @@ DaemonConfig load_config(const std::string& file) {
                              std::to_string(e.mark.column + 1) + ": YAML syntax: " + e.msg);
   }
   if (!root.IsMap()) throw std::runtime_error(file + ": expected a mapping at the top level");
-  for (auto it = root.begin(); it != root.end(); ++it) {
-    const std::string key = it->first.as<std::string>();
+  // Range-for keeps each (key, value) pair alive for the whole body; members
+  // reached through it-> die at the end of their expression.
+  for (const auto& entry : root) {
+    const YAML::Node& key_node = entry.first;
+    const std::string key = key_node.as<std::string>();
     if (key != "database" && key != "control") {
       throw std::runtime_error(
-          located(file, it->first, "unknown key \"" + key + "\"; expected database or control"));
+          located(file, key_node, "unknown key \"" + key + "\"; expected database or control"));
     }
   }
   if (YAML::Node db = root["database"]) {
     int given = 0;
-    for (auto it = db.begin(); it != db.end(); ++it) {
-      const std::string key = it->first.as<std::string>();
-      const std::string value = it->second.as<std::string>("");
+    for (const auto& entry : db) {
+      const YAML::Node& key_node = entry.first;
+      const YAML::Node& value_node = entry.second;
+      const std::string key = key_node.as<std::string>();
+      const std::string value = value_node.as<std::string>("");
       if (key == "dsn") {
         c.dsn = value;
         c.dsn_source = "the config file";
@@ -95,18 +100,18 @@ DaemonConfig load_config(const std::string& file) {
         const char* v = std::getenv(value.c_str());
         if (!v) {
           throw std::runtime_error(
-              located(file, it->second, "environment variable " + value + " is not set"));
+              located(file, value_node, "environment variable " + value + " is not set"));
         }
         c.dsn = v;
         c.dsn_source = "$" + value;
       } else if (key == "dsn_file") {
         std::ifstream in(value);
-        if (!in) throw std::runtime_error(located(file, it->second, "cannot read " + value));
+        if (!in) throw std::runtime_error(located(file, value_node, "cannot read " + value));
         std::getline(in, c.dsn);
         c.dsn_source = value;
       } else {
         throw std::runtime_error(
-            located(file, it->first,
+            located(file, key_node,
                     "unknown key \"" + key + "\" in database; expected dsn, dsn_env or dsn_file"));
       }
       ++given;
@@ -117,28 +122,30 @@ DaemonConfig load_config(const std::string& file) {
     }
   }
   if (YAML::Node ctl = root["control"]) {
-    for (auto it = ctl.begin(); it != ctl.end(); ++it) {
-      const std::string key = it->first.as<std::string>();
+    for (const auto& entry : ctl) {
+      const YAML::Node& key_node = entry.first;
+      const YAML::Node& value_node = entry.second;
+      const std::string key = key_node.as<std::string>();
       if (key == "socket") {
-        c.control.path = it->second.as<std::string>();
+        c.control.path = value_node.as<std::string>();
       } else if (key == "mode") {
-        const std::string m = it->second.as<std::string>();
+        const std::string m = value_node.as<std::string>();
         char* end = nullptr;
         long v = std::strtol(m.c_str(), &end, 8);
         if (m.empty() || *end || v < 0 || v > 0777 || (v & 0007)) {
           throw std::runtime_error(
-              located(file, it->second,
+              located(file, value_node,
                       "mode: expected octal permissions such as 0660, with nothing for others"));
         }
         c.control.mode = static_cast<mode_t>(v);
       } else if (key == "allowed_uids") {
-        if (!it->second.IsSequence()) {
-          throw std::runtime_error(located(file, it->second, "allowed_uids: expected a list"));
+        if (!value_node.IsSequence()) {
+          throw std::runtime_error(located(file, value_node, "allowed_uids: expected a list"));
         }
-        for (const auto& u : it->second) c.control.allowed_uids.insert(u.as<uid_t>());
+        for (const auto& u : value_node) c.control.allowed_uids.insert(u.as<uid_t>());
       } else {
         throw std::runtime_error(located(
-            file, it->first,
+            file, key_node,
             "unknown key \"" + key + "\" in control; expected socket, mode or allowed_uids"));
       }
     }
