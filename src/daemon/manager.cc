@@ -93,23 +93,25 @@ void MigrationManager::with_db(const std::function<void(Connection&)>& f) {
 }
 
 void MigrationManager::recover() {
-  struct Row {
-    std::string name, spec, file, desired, approved;
-  };
-  std::vector<Row> rows;
+  with_db([&](Connection& c) { StateStore::ensure_schema(c); });
+  adopt_submissions();
+  if (!poller_.joinable()) poller_ = std::thread([this] { poll_loop(); });
+}
+
+void MigrationManager::adopt_submissions() {
+  std::vector<std::array<std::string, 5>> fresh;
   with_db([&](Connection& c) {
-    StateStore::ensure_schema(c);
     Rows r = c.exec(
         "SELECT name, spec_text, file, desired, approved::text FROM tandem.submissions"
         " ORDER BY submitted_at");
+    std::lock_guard<std::mutex> l(mu_);
     for (size_t i = 0; i < r.size(); ++i) {
-      rows.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4)});
+      if (!workers_.count(r.text(i, 0))) {
+        fresh.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4)});
+      }
     }
   });
-  for (const auto& row : rows) {
-    start_worker(row.name, row.spec, row.file, row.desired, parse_phase_array(row.approved));
-  }
-  if (!poller_.joinable()) poller_ = std::thread([this] { poll_loop(); });
+  for (const auto& f : fresh) start_worker(f[0], f[1], f[2], f[3], parse_phase_array(f[4]));
 }
 
 void MigrationManager::poll_loop() {
@@ -121,20 +123,7 @@ void MigrationManager::poll_loop() {
     if (shutting_down_) return;
     // Migrations another daemon accepted: this one stands by to take them over.
     try {
-      std::vector<std::array<std::string, 5>> fresh;
-      with_db([&](Connection& c) {
-        Rows r =
-            c.exec("SELECT name, spec_text, file, desired, approved::text FROM tandem.submissions");
-        std::lock_guard<std::mutex> l(mu_);
-        for (size_t i = 0; i < r.size(); ++i) {
-          if (!workers_.count(r.text(i, 0))) {
-            fresh.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4)});
-          }
-        }
-      });
-      for (const auto& f : fresh) {
-        start_worker(f[0], f[1], f[2], f[3], parse_phase_array(f[4]));
-      }
+      adopt_submissions();
     } catch (const std::exception& e) {
       spdlog::warn("cannot read submitted migrations: {}", e.what());
     }

@@ -69,6 +69,8 @@ class MigrationManager {
   // Starts (or restarts) the worker's thread.
   void launch(Worker& w);
   void work(Worker& w);
+  // Starts a worker for every submission that has none yet.
+  void adopt_submissions();
   void poll_loop();
   // Runs `f` with the control connection, reconnecting once if it was lost.
   void with_db(const std::function<void(Connection&)>& f);
