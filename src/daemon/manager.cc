@@ -262,6 +262,13 @@ void MigrationManager::work(Worker& w) {
   }
 }
 
+std::vector<MigrationManager::Worker*> MigrationManager::all_workers() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<Worker*> all;
+  for (auto& [n, w] : workers_) all.push_back(w.get());
+  return all;
+}
+
 MigrationManager::Worker& MigrationManager::find(const std::string& name) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = workers_.find(name);
@@ -320,12 +327,7 @@ nlohmann::json MigrationManager::handle(const control::Request& r, const std::st
   switch (r.command) {
     case Command::kList: {
       nlohmann::json out = nlohmann::json::array();
-      std::vector<Worker*> all;
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        for (auto& [n, w] : workers_) all.push_back(w.get());
-      }
-      for (Worker* w : all) out.push_back(status_of(*w));
+      for (Worker* w : all_workers()) out.push_back(status_of(*w));
       return {{"migrations", out}};
     }
     case Command::kStatus:
@@ -421,11 +423,7 @@ void MigrationManager::shutdown() {
   shutting_down_ = true;
   poll_cv_.notify_all();
   if (poller_.joinable()) poller_.join();
-  std::vector<Worker*> all;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [n, w] : workers_) all.push_back(w.get());
-  }
+  const std::vector<Worker*> all = all_workers();
   for (Worker* w : all) {
     w->stop = true;
     w->cv.notify_all();
@@ -438,11 +436,7 @@ void MigrationManager::shutdown() {
 
 std::string MigrationManager::summary() {
   std::vector<std::string> parts;
-  std::vector<Worker*> all;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [n, w] : workers_) all.push_back(w.get());
-  }
+  const std::vector<Worker*> all = all_workers();
   for (Worker* w : all) {
     std::lock_guard<std::mutex> l(w->mu);
     std::string s = w->name + " " + w->activity;

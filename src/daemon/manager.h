@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "control/protocol.h"
 #include "db/connection.h"
@@ -64,6 +65,8 @@ class MigrationManager {
   struct Worker;
   nlohmann::json status_of(Worker& w);
   Worker& find(const std::string& name);
+  // Workers are never removed, so the pointers stay valid.
+  std::vector<Worker*> all_workers();
   void start_worker(const std::string& name, const std::string& spec_text, const std::string& file,
                     const std::string& desired, const std::set<Phase>& approved);
   // Starts (or restarts) the worker's thread.

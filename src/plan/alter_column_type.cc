@@ -105,15 +105,8 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
        checks::no_dependents(n.column, "change the type of", false)});
   out.push_back(s);
 
-  s = Step{};
-  s.id = id + "add_shadow_column";
-  s.phase = Phase::kPrepare;
-  s.description = "add shadow column " + n.q_shadow + " " + op.type;
-  s.sql = "ALTER TABLE " + n.table + " ADD COLUMN " + n.q_shadow + " " + op.type + ";\n";
-  s.rollback_sql = "ALTER TABLE " + n.table + " DROP COLUMN IF EXISTS " + n.q_shadow + ";\n";
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(add_nullable_column_step(id + "add_shadow_column", n.table, n.q_shadow, op.type,
+                                         "add shadow column " + n.q_shadow + " " + op.type));
 
   s = Step{};
   s.id = id + "create_functions";

@@ -30,13 +30,23 @@ std::string column_exists(const std::string& column) {
          col + " AND attnum > 0 AND NOT attisdropped)";
 }
 
+namespace {
+
+// An index rows can be told apart by: unique, valid, checked immediately,
+// over plain columns, not partial, every column NOT NULL.
+std::string usable_key_index(const std::string& i) {
+  return i + ".indisunique AND " + i + ".indisvalid AND " + i + ".indimmediate AND " + i +
+         ".indpred IS NULL AND " + i + ".indexprs IS NULL\n   AND (" + i +
+         ".indisprimary OR NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = " + i +
+         ".indrelid AND a.attnum = ANY (" + i + ".indkey) AND NOT a.attnotnull))";
+}
+
+}  // namespace
+
 std::string walk_key_index(const std::string& rel) {
-  return "SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = " + rel +
-         "\n   AND i.indisunique AND i.indisvalid AND i.indimmediate"
-         " AND i.indpred IS NULL AND i.indexprs IS NULL\n"
-         "   AND (i.indisprimary OR NOT EXISTS (SELECT 1 FROM pg_attribute a"
-         " WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) AND NOT a.attnotnull))\n"
-         " ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid LIMIT 1";
+  return "SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = " + rel + "\n   AND " +
+         usable_key_index("i") +
+         "\n ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid LIMIT 1";
 }
 
 std::string has_walkable_key() {
@@ -49,21 +59,17 @@ std::string has_walkable_key() {
 std::string key_is_unique(const std::vector<std::string>& columns) {
   std::vector<std::string> lits;
   for (const auto& c : columns) lits.push_back(quote_literal(c));
-  const std::string names = "ARRAY[" + join(lits, ", ") + "]::name[]";
+  const std::string n = std::to_string(columns.size());
   return "SELECT format('%s has no primary key or unique index over exactly (%s) with every "
          "column NOT NULL; tandem matches rows by that key', rel, " +
          quote_literal(join(columns, ", ")) +
          ")\n"
          "  FROM t WHERE rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index i\n"
-         "   WHERE i.indrelid = rel AND i.indisunique AND i.indisvalid AND i.indimmediate\n"
-         "     AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnatts = " +
-         std::to_string(columns.size()) +
-         "\n"
-         "     AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = rel"
-         " AND a.attnum = ANY (i.indkey)\n"
-         "            AND a.attname = ANY (" +
-         names + ") AND (a.attnotnull OR i.indisprimary)) = " + std::to_string(columns.size()) +
-         ")";
+         "   WHERE i.indrelid = rel AND " +
+         usable_key_index("i") + " AND i.indnatts = " + n +
+         "\n     AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = rel"
+         " AND a.attnum = ANY (i.indkey)\n            AND a.attname = ANY (ARRAY[" +
+         join(lits, ", ") + "]::name[])) = " + n + ")";
 }
 
 std::string no_invalid_indexes() {

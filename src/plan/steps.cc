@@ -74,11 +74,14 @@ Step drop_helpers_step(const std::string& id, const std::string& description,
 }
 
 Step add_nullable_column_step(const std::string& id, const std::string& table,
-                              const std::string& column, const std::string& type) {
+                              const std::string& column, const std::string& type,
+                              const std::string& description) {
   Step s;
   s.id = id;
   s.phase = Phase::kPrepare;
-  s.description = "add column " + column + " " + type + " (nullable, no default)";
+  s.description = description.empty()
+                      ? "add column " + column + " " + type + " (nullable, no default)"
+                      : description;
   s.sql = "ALTER TABLE " + table + " ADD COLUMN " + column + " " + type + ";\n";
   s.rollback_sql = "ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + column + ";\n";
   s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";

@@ -52,7 +52,8 @@ Step drop_helpers_step(const std::string& id, const std::string& description,
 
 // ADD COLUMN without default or NOT NULL (metadata only) in prepare; dropped on rollback.
 Step add_nullable_column_step(const std::string& id, const std::string& table,
-                              const std::string& column, const std::string& type);
+                              const std::string& column, const std::string& type,
+                              const std::string& description = "");
 
 // DROP COLUMN at cleanup, irreversible.
 Step drop_column_step(const std::string& id, const std::string& description,
