@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -74,5 +75,8 @@ Plan make_plan(const Spec& spec);
 // column another one creates comes after it; otherwise spec order. Indexes
 // into spec.operations.
 std::vector<size_t> dependency_order(const Spec& spec);
+// The tables ("schema.table") a spec's operations change or read, including
+// the ones they create; `sql` operations name none.
+std::set<std::string> tables_touched(const Spec& spec);
 
 }  // namespace tandem

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -25,7 +26,18 @@ struct Settings {
   // queue behind a waiting DDL for at most this long.
   std::chrono::milliseconds lock_timeout{500};
   std::chrono::milliseconds statement_timeout{60000};
+  // Rows per backfill or verify transaction; with target_batch_time, the
+  // size of the first batch.
   int batch_size = 5000;
+  // When set, each batch's size is adjusted toward this duration (between 10
+  // rows and max_batch_size); 0 keeps batch_size fixed.
+  std::chrono::milliseconds target_batch_time{0};
+  int max_batch_size = 100'000;
+  // Throttle thresholds (0: off): before each batch, the backfill waits while
+  // more than this many other sessions of the database are active, or are
+  // waiting for a lock.
+  int throttle_active_sessions = 0;
+  int throttle_lock_waits = 0;
   // Attempts of one step (or one batch) that failed with a retryable error
   // before the migration stops as failed.
   int retry_budget = 30;
@@ -185,6 +197,7 @@ struct Spec {
   std::string name;
   std::string description;
   Settings settings;
+  std::set<std::string> settings_given;  // the keys the spec's settings named
   std::vector<Operation> operations;
   // Phases that wait for an operator's approval (cleanup always does).
   std::vector<Phase> approval_gates;

@@ -18,6 +18,9 @@ struct ServeArgs {
   std::string config;
   std::string dsn;
   std::string socket;
+  std::string metrics_listen;
+  std::string log_level;   // given on the command line; else the config's
+  std::string log_format;  // given on the command line; else the config's
   bool check_config = false;  // load the config, report, exit
 };
 

@@ -8,9 +8,11 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <ctime>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <vector>
 #include <sstream>
 #include <thread>
 
@@ -112,6 +114,24 @@ void print_status(const json& m, std::ostream& out) {
         << ": tandemctl approve " << m["name"].get<std::string>() << " "
         << m["waiting_for"].get<std::string>() << "\n";
   }
+  if (m.contains("throttled") && m["throttled"].is_string()) {
+    out << "  throttled (" << m["throttled"].get<std::string>() << ")";
+    if (m["throttled_until"].is_number_integer()) {
+      auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+      double left = std::max<long long>(0, m["throttled_until"].get<long long>() - now) / 1000.0;
+      out << " for " << eta(left) << " more";
+    }
+    if (m["throttled"] == "manual") {
+      out << "; lift with: tandemctl throttle " << m["name"].get<std::string>() << " --off";
+    }
+    out << "\n";
+  }
+  if (m.contains("blocked_by") && m["blocked_by"].is_string()) {
+    out << "  waits for migration " << m["blocked_by"].get<std::string>()
+        << " to finish: they touch the same table\n";
+  }
   if (m["desired"] != "run") out << "  asked to " << text(m["desired"]) << "\n";
   if (!text(m["last_error"]).empty() && text(m["last_error"]) != "-") {
     out << "  last error: " << text(m["last_error"]) << "\n";
@@ -133,6 +153,24 @@ void print_human(Command c, const json& result) {
                   << text(e["step"]) << "  " << text(e["actor"]);
         if (!e["detail"].empty()) std::cout << "  " << e["detail"].dump();
         std::cout << "\n";
+      }
+      break;
+    case Command::kThrottle:
+      std::cout << text(result["name"])
+                << (result.value("throttled", false) ? ": throttled" : ": throttle lifted");
+      if (result["until"].is_number_integer()) {
+        std::time_t t = static_cast<std::time_t>(result["until"].get<long long>() / 1000);
+        char buf[32];
+        std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+        std::cout << " until " << buf;
+      } else if (result.value("throttled", false)) {
+        std::cout << " until lifted (tandemctl throttle " << text(result["name"]) << " --off)";
+      }
+      std::cout << "\n";
+      break;
+    case Command::kSet:
+      for (const auto& [key, value] : result["settings"].items()) {
+        std::cout << key << ": " << text(value) << "\n";
       }
       break;
     default:
@@ -176,6 +214,29 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(tandem::phase_names()));
   auto* rollback = app.add_subcommand("rollback", "Undo the migration, newest step first");
   rollback->add_option("NAME", name, "the migration")->required();
+  auto* abort = app.add_subcommand(
+      "abort", "Stop now: cancel the batch or step in flight (it rolls back), then stay paused");
+  abort->add_option("NAME", name, "the migration")->required();
+  std::vector<std::string> throttle_args;
+  std::string throttle_for;
+  bool throttle_off = false;
+  auto* throttle = app.add_subcommand(
+      "throttle", "Hold the backfill back (after the batch in flight) until lifted, or for a while");
+  throttle->add_option("NAME [for DURATION]", throttle_args,
+                       "the migration, then optionally: for 10m")
+      ->required()
+      ->expected(1, 3);
+  throttle->add_option("--for", throttle_for, "how long, e.g. 90s, 10m, 2h");
+  throttle->add_flag("--off", throttle_off, "lift the throttle");
+  std::vector<std::string> assignments;
+  auto* set = app.add_subcommand(
+      "set", "Change settings of a running migration: batch_size=2000 lock_timeout=1s ...");
+  set->add_option("NAME", name, "the migration")->required();
+  set->add_option("KEY=VALUE", assignments,
+                  "batch_size, target_batch_time, max_batch_size, lock_timeout, "
+                  "statement_timeout, throttle_active_sessions, throttle_lock_waits, "
+                  "retry_budget, retry_backoff, retry_backoff_max")
+      ->required();
   auto* events = app.add_subcommand("events", "The tail of the audit log");
   events->add_option("NAME", name, "the migration")->required();
   events->add_option("--limit", limit, "how many events (1-1000)")->check(CLI::Range(1, 1000));
@@ -209,6 +270,32 @@ int main(int argc, char** argv) {
   } else if (*approve) {
     c = Command::kApprove;
     fields = {{"name", name}, {"phase", phase}};
+  } else if (*abort) {
+    c = Command::kAbort;
+    fields["name"] = name;
+  } else if (*throttle) {
+    c = Command::kThrottle;
+    fields["name"] = throttle_args[0];
+    if (throttle_args.size() == 3 && throttle_args[1] == "for" && throttle_for.empty()) {
+      throttle_for = throttle_args[2];
+    } else if (throttle_args.size() != 1) {
+      std::cerr << "tandemctl: expected: throttle NAME [for DURATION] [--off]\n";
+      return kUsage;
+    }
+    if (!throttle_for.empty()) fields["for"] = throttle_for;
+    if (throttle_off) fields["off"] = true;
+  } else if (*set) {
+    c = Command::kSet;
+    json settings = json::object();
+    for (const auto& a : assignments) {
+      auto eq = a.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::cerr << "tandemctl: expected KEY=VALUE, got \"" << a << "\"\n";
+        return kUsage;
+      }
+      settings[a.substr(0, eq)] = a.substr(eq + 1);
+    }
+    fields = {{"name", name}, {"settings", settings}};
   } else if (*events) {
     c = Command::kEvents;
     fields = {{"name", name}, {"limit", limit}};

@@ -1,5 +1,4 @@
 // tandemd: online, zero-downtime schema migrations for PostgreSQL.
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -9,6 +8,7 @@
 #include "cli/exit_codes.h"
 #include "tandem/phase.h"
 #include "tandem_version.h"
+#include "util/logging.h"
 #include "util/text.h"
 
 int main(int argc, char** argv) {
@@ -22,6 +22,11 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "text (under systemd: priority prefixes, no timestamps) or json (one object "
+                 "per line)")
+      ->check(CLI::IsMember({"text", "json"}));
 
   std::vector<std::string> validate_files;
   auto* validate = app.add_subcommand("validate", "Check spec files; exit 0 when all are valid");
@@ -68,6 +73,9 @@ int main(int argc, char** argv) {
   serve->add_option("--socket", serve_args.socket,
                     "control socket path (overrides the config; default "
                     "/run/tandemd/control.sock)");
+  serve->add_option("--metrics-listen", serve_args.metrics_listen,
+                    "serve Prometheus metrics on HOST:PORT (overrides the config), e.g. "
+                    "127.0.0.1:9187");
   serve->add_flag("--check-config", serve_args.check_config,
                   "load the config, print what it resolves to (password hidden), exit 0 or 1");
 
@@ -78,11 +86,10 @@ int main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
 
-  auto logger = spdlog::stderr_color_mt("tandemd");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern(isatty(STDERR_FILENO) ? "%H:%M:%S.%e %^%l%$ %v"
-                                            : "%Y-%m-%dT%H:%M:%S.%e %l %v");
+  setup_logging(*parse_log_format(log_format), log_level);
+  // For serve, given flags win over the config file's log settings.
+  if (app.get_option("--log-level")->count()) serve_args.log_level = log_level;
+  if (app.get_option("--log-format")->count()) serve_args.log_format = log_format;
 
   if (*validate) return cmd_validate(validate_files);
   if (*plan) return cmd_plan(file, json, plan_dsn);

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include "spec/settings.h"
 #include "spec/suggest.h"
+#include "util/duration.h"
 #include "util/text.h"
 
 namespace tandem::control {
@@ -25,6 +27,9 @@ const std::vector<CommandInfo>& commands() {
       {Command::kApprove, "approve", {"name", "phase"}},
       {Command::kRollback, "rollback", {"name"}},
       {Command::kEvents, "events", {"name", "limit"}},
+      {Command::kThrottle, "throttle", {"name", "for", "off"}},
+      {Command::kSet, "set", {"name", "settings"}},
+      {Command::kAbort, "abort", {"name"}},
   };
   return kCommands;
 }
@@ -32,6 +37,12 @@ const std::vector<CommandInfo>& commands() {
 // JSON text is UTF-8; a request that is not cannot be echoed safely.
 std::string clip(const std::string& s) {
   std::string out = utf8_prefix(s, 80);
+  return out.size() < s.size() ? out + "..." : out;
+}
+
+// A message that quotes what the client sent, kept to a sane length.
+std::string clip_message(const std::string& s) {
+  std::string out = utf8_prefix(s, 300);
   return out.size() < s.size() ? out + "..." : out;
 }
 
@@ -135,6 +146,50 @@ ParsedRequest parse_request(const std::string& line) {
       return fail("bad_field", "\"limit\" must be a whole number from 1 to 1000");
     }
     r.limit = static_cast<int>(j["limit"].get<long long>());
+  }
+  if (r.command == Command::kThrottle) {
+    if (j.contains("off")) {
+      if (!j["off"].is_boolean()) return fail("bad_field", "\"off\" must be true or false");
+      r.off = j["off"].get<bool>();
+    }
+    if (j.contains("for")) {
+      std::string given;
+      if (!text("for", true, given)) return out;
+      auto d = parse_duration(given);
+      if (!d || d->count() <= 0) {
+        return fail("bad_field", "\"for\" must be a duration such as 90s or 10m, got \"" +
+                                     clip(given) + "\"");
+      }
+      if (r.off) return fail("bad_field", "\"for\" and \"off\" do not go together");
+      r.throttle_for = *d;
+    }
+  }
+  if (r.command == Command::kSet) {
+    if (!j.contains("settings")) return fail("missing_field", "command set needs \"settings\"");
+    const auto& given = j["settings"];
+    if (!given.is_object() || given.empty()) {
+      return fail("bad_field", "\"settings\" must be an object such as {\"batch_size\": 2000}");
+    }
+    Settings probe;
+    for (auto it = given.begin(); it != given.end(); ++it) {
+      std::string value;
+      if (it->is_string()) {
+        value = it->get<std::string>();
+      } else if (it->is_number_integer()) {
+        value = std::to_string(it->get<long long>());
+      } else {
+        return fail("bad_field", "setting \"" + clip(it.key()) +
+                                     "\" must be a string or a whole number");
+      }
+      if (std::find(setting_keys().begin(), setting_keys().end(), it.key()) ==
+          setting_keys().end()) {
+        return fail("bad_field", "unknown setting \"" + clip(it.key()) + "\"" +
+                                     did_you_mean(it.key(), setting_keys()));
+      }
+      std::string problem = set_setting(probe, it.key(), value);
+      if (!problem.empty()) return fail("bad_field", clip_message(problem));
+      r.settings[it.key()] = value;
+    }
   }
   out.request = std::move(r);
   return out;

@@ -17,7 +17,19 @@ inline constexpr int kProtocolVersion = 1;
 // The longest request line accepted, in bytes (a submitted spec travels inside).
 inline constexpr size_t kMaxLine = 1 << 20;
 
-enum class Command { kList, kStatus, kSubmit, kPause, kResume, kApprove, kRollback, kEvents };
+enum class Command {
+  kList,
+  kStatus,
+  kSubmit,
+  kPause,
+  kResume,
+  kApprove,
+  kRollback,
+  kEvents,
+  kThrottle,
+  kSet,
+  kAbort,
+};
 
 const char* to_string(Command c);
 const std::vector<std::string>& command_names();
@@ -31,6 +43,12 @@ struct Request {
   std::string file;               // submit: where it came from, for error messages
   Phase phase = Phase::kPrepare;  // approve
   int limit = 20;                 // events: how many, newest last
+  // throttle: for how long (nullopt: until lifted); `off` lifts it.
+  std::optional<std::chrono::milliseconds> throttle_for;
+  bool off = false;
+  // set: setting name -> value as text ("2000", "250ms"), checked against the
+  // same table as a spec's settings.
+  std::map<std::string, std::string> settings;
 };
 
 // A request that could not be understood. `code` is stable for scripts:

@@ -6,7 +6,11 @@
 #include <cmath>
 
 #include "engine/executor.h"
+#include "daemon/metrics.h"
 #include "engine/state_store.h"
+#include "spec/settings.h"
+#include "tandem_version.h"
+#include "util/duration.h"
 #include "spec/suggest.h"
 #include "util/text.h"
 
@@ -37,6 +41,10 @@ struct MigrationManager::Worker : ProgressSink {
   std::optional<double> eta;
   std::string last_error;
   std::optional<Phase> waiting_for;
+  std::string blocked_by;  // waiting_for_table: the earlier migration and table
+  std::unique_ptr<RunControl> control;  // set when the spec parses
+  Settings base;  // the spec's settings, the daemon's defaults for the rest
+  MigrationMetrics metrics;
 
   void phase_started(Phase p) override {
     std::lock_guard<std::mutex> l(mu);
@@ -59,6 +67,31 @@ struct MigrationManager::Worker : ProgressSink {
     eta = u.eta_seconds;
   }
   void step_finished(const Step&, double) override {}
+  void batch_done(const Step& s, int batch_size, long long rows, double seconds,
+                  long long mismatches) override {
+    std::lock_guard<std::mutex> l(mu);
+    metrics.batch_size = batch_size;
+    if (s.kind == StepKind::kVerify) {
+      metrics.verify_rows += rows;
+      metrics.verify_mismatches += mismatches;
+      metrics.verify_batch_seconds.observe(seconds);
+    } else {
+      metrics.backfill_rows += rows;
+      metrics.backfill_batch_seconds.observe(seconds);
+    }
+  }
+  void throttling(const std::string& reason, double seconds) override {
+    std::lock_guard<std::mutex> l(mu);
+    if (!metrics.throttle_reason.empty()) {
+      metrics.throttled_seconds[metrics.throttle_reason] += seconds;
+    }
+    metrics.throttle_reason = reason;
+  }
+  void retrying(const std::string& sqlstate) override {
+    std::lock_guard<std::mutex> l(mu);
+    ++metrics.retries;
+    if (sqlstate == "55P03") ++metrics.lock_timeouts;
+  }
 
   void set_activity(const std::string& a, const std::string& error = "") {
     std::lock_guard<std::mutex> l(mu);
@@ -146,6 +179,15 @@ void MigrationManager::start_worker(const std::string& name, const std::string& 
   } else {
     w->spec = std::move(parsed.spec);
     w->plan = make_plan(*w->spec);
+    w->base = w->spec->settings;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [key, value] : options_.defaults) {
+        if (!w->spec->settings_given.count(key)) set_setting(w->base, key, value);
+      }
+    }
+    if (!check_settings(w->base).empty()) w->base = w->spec->settings;
+    w->control = std::make_unique<RunControl>(w->base);
   }
   Worker& ref = *w;
   {
@@ -177,6 +219,11 @@ void MigrationManager::launch(Worker& w) {
 void MigrationManager::work(Worker& w) {
   const std::string actor = "tandemd";
   while (!shutting_down_) {
+    try {
+      refresh(w);
+    } catch (const std::exception& e) {
+      spdlog::warn("migration {}: cannot read what was asked of it: {}", w.name, e.what());
+    }
     std::string desired;
     std::set<Phase> approved;
     long seen;
@@ -192,8 +239,26 @@ void MigrationManager::work(Worker& w) {
       if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return;
       continue;
     }
+    if (desired == "run") {
+      std::string blocker;
+      try {
+        blocker = blocking_migration(w);
+      } catch (const std::exception& e) {
+        blocker = "unknown (cannot read the state store: " + std::string(e.what()) + ")";
+      }
+      {
+        std::lock_guard<std::mutex> l(w.mu);
+        w.blocked_by = blocker;
+      }
+      if (!blocker.empty()) {
+        w.set_activity("waiting_for_table");
+        if (!w.wait_for_command(seen, shutting_down_, options_.poll)) return;
+        continue;
+      }
+    }
     RunOptions o;
     o.dsn = options_.dsn;
+    o.control = w.control.get();
     o.approve = approved;
     o.actor = actor;
     o.stop = &w.stop;
@@ -262,6 +327,160 @@ void MigrationManager::work(Worker& w) {
   }
 }
 
+namespace {
+
+using SystemClock = RunControl::SystemClock;
+
+long long epoch_ms(SystemClock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// Applies tandem.submissions.live: the spec's settings with the operator's
+// changes on top, and the manual throttle.
+void apply_live(RunControl& control, const Settings& base, const nlohmann::json& live) {
+  Settings s = base;
+  if (live.contains("settings") && live["settings"].is_object()) {
+    for (const auto& [key, value] : live["settings"].items()) {
+      if (value.is_string()) set_setting(s, key, value.get<std::string>());
+    }
+  }
+  control.set_settings(s);
+  const auto& t = live.contains("throttle") ? live["throttle"] : nlohmann::json();
+  if (!t.is_object()) {
+    control.lift_throttle();
+  } else if (t.contains("until") && t["until"].is_number_integer()) {
+    control.throttle(SystemClock::time_point(std::chrono::milliseconds(t["until"].get<long long>())));
+  } else {
+    control.throttle(std::nullopt);
+  }
+}
+
+}  // namespace
+
+void MigrationManager::refresh(Worker& w) {
+  if (!w.spec) return;
+  std::optional<std::array<std::string, 3>> row;
+  with_db([&](Connection& c) {
+    Rows r = c.exec(
+        "SELECT desired, approved::text, live::text FROM tandem.submissions WHERE name = $1",
+        {w.name});
+    if (!r.empty()) row = std::array<std::string, 3>{r.text(0, 0), r.text(0, 1), r.text(0, 2)};
+  });
+  if (!row) return;
+  apply_live(*w.control, w.base, nlohmann::json::parse((*row)[2], nullptr, false));
+  std::lock_guard<std::mutex> l(w.mu);
+  w.desired = (*row)[0];
+  w.approved = parse_phase_array((*row)[1]);
+}
+
+std::string MigrationManager::blocking_migration(Worker& w) {
+  const std::set<std::string> mine = tables_touched(*w.spec);
+  if (mine.empty()) return "";
+  std::vector<std::pair<std::string, std::string>> earlier;
+  with_db([&](Connection& c) {
+    // Once started, a migration holds its tables: the gate is only for starting.
+    Rows started = c.exec(
+        "SELECT 1 FROM tandem.migrations WHERE name = $1 AND state <> 'rolled_back'", {w.name});
+    if (!started.empty()) return;
+    Rows r = c.exec(
+        "SELECT s.name, s.spec_text FROM tandem.submissions s"
+        " LEFT JOIN tandem.migrations m ON m.name = s.name,"
+        " (SELECT submitted_at, name FROM tandem.submissions WHERE name = $1) me"
+        " WHERE (s.submitted_at, s.name) < (me.submitted_at, me.name)"
+        " AND coalesce(m.state, 'pending') NOT IN ('completed', 'rolled_back')"
+        " AND NOT (m.name IS NULL AND s.desired = 'rollback')"
+        " UNION ALL"
+        // Migrations run by `tandemd run`, which the daemon does not own.
+        " SELECT m.name, m.spec_text FROM tandem.migrations m"
+        " WHERE m.name <> $1 AND m.state NOT IN ('completed', 'rolled_back')"
+        " AND NOT EXISTS (SELECT 1 FROM tandem.submissions s WHERE s.name = m.name)",
+        {w.name});
+    for (size_t i = 0; i < r.size(); ++i) earlier.emplace_back(r.text(i, 0), r.text(i, 1));
+  });
+  for (const auto& [name, text] : earlier) {
+    auto parsed = parse_spec(text, name);
+    if (!parsed.spec) continue;
+    for (const auto& table : tables_touched(*parsed.spec)) {
+      if (mine.count(table)) return name + " (" + table + ")";
+    }
+  }
+  return "";
+}
+
+bool MigrationManager::cancel_in_flight(Worker& w) {
+  const int pid = w.control ? w.control->backend_pid() : 0;
+  if (pid == 0 || w.finished) return false;
+  bool cancelled = false;
+  with_db([&](Connection& c) {
+    // Only that migration's own session: the pid may have been reused.
+    Rows r = c.exec(
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1::int"
+        " AND application_name LIKE $2 AND state = 'active'",
+        {std::to_string(pid), "tandemd " + w.name + " pid %"});
+    cancelled = !r.empty() && r.text(0, 0) == "t";
+  });
+  return cancelled;
+}
+
+nlohmann::json MigrationManager::throttle(Worker& w, const control::Request& r,
+                                          const std::string& actor) {
+  if (!w.control) throw CommandError("conflict", "migration \"" + w.name + "\" cannot run");
+  std::optional<SystemClock::time_point> until;
+  if (r.throttle_for) until = SystemClock::now() + *r.throttle_for;
+  with_db([&](Connection& c) {
+    Transaction tx(c);
+    if (r.off) {
+      tx.exec("UPDATE tandem.submissions SET live = live - 'throttle', updated_at = now()"
+              " WHERE name = $1",
+              {w.name});
+      StateStore(w.name).event(c, "throttle_lifted", std::nullopt, "", actor);
+    } else {
+      nlohmann::json t = {{"until", until ? nlohmann::json(epoch_ms(*until)) : nlohmann::json()}};
+      tx.exec("UPDATE tandem.submissions SET live = jsonb_set(live, '{throttle}', $2::jsonb),"
+              " updated_at = now() WHERE name = $1",
+              {w.name, t.dump()});
+      nlohmann::json detail = nlohmann::json::object();
+      if (r.throttle_for) detail["for"] = format_duration(*r.throttle_for);
+      StateStore(w.name).event(c, "throttle_requested", std::nullopt, "", actor, detail);
+    }
+    tx.commit();
+  });
+  if (r.off) {
+    w.control->lift_throttle();
+  } else {
+    w.control->throttle(until);
+  }
+  return {{"name", w.name},
+          {"throttled", !r.off},
+          {"until", until ? nlohmann::json(epoch_ms(*until)) : nlohmann::json()}};
+}
+
+nlohmann::json MigrationManager::set_settings(Worker& w, const control::Request& r,
+                                              const std::string& actor) {
+  if (!w.control) throw CommandError("conflict", "migration \"" + w.name + "\" cannot run");
+  Settings next = w.control->settings();
+  nlohmann::json changed = nlohmann::json::object();
+  for (const auto& [key, value] : r.settings) {
+    std::string problem = set_setting(next, key, value);
+    if (!problem.empty()) throw CommandError("bad_field", problem);
+    changed[key] = value;
+  }
+  std::string problem = check_settings(next);
+  if (!problem.empty()) throw CommandError("bad_field", problem);
+  with_db([&](Connection& c) {
+    Transaction tx(c);
+    tx.exec("UPDATE tandem.submissions SET live = jsonb_set(live, '{settings}',"
+            " coalesce(live->'settings', '{}') || $2::jsonb), updated_at = now() WHERE name = $1",
+            {w.name, changed.dump()});
+    StateStore(w.name).event(c, "settings_changed", std::nullopt, "", actor, changed);
+    tx.commit();
+  });
+  w.control->set_settings(next);
+  nlohmann::json now = nlohmann::json::object();
+  for (const auto& key : setting_keys()) now[key] = setting_text(next, key);
+  return {{"name", w.name}, {"settings", now}};
+}
+
 std::vector<MigrationManager::Worker*> MigrationManager::all_workers() {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<Worker*> all;
@@ -299,6 +518,26 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
           : nlohmann::json();
   j["eta_seconds"] = w.eta ? nlohmann::json(std::llround(*w.eta)) : nlohmann::json();
   j["waiting_for"] = w.waiting_for ? nlohmann::json(phase_name(*w.waiting_for)) : nlohmann::json();
+  j["blocked_by"] = w.blocked_by.empty() ? nlohmann::json() : nlohmann::json(w.blocked_by);
+  // Throttled: by hand (maybe until a time), or by a signal right now.
+  std::string reason = w.metrics.throttle_reason;
+  std::optional<RunControl::SystemClock::time_point> until;
+  if (w.control && w.control->manually_throttled()) {
+    reason = "manual";
+    until = w.control->throttle_until();
+  }
+  j["throttled"] = reason.empty() ? nlohmann::json() : nlohmann::json(reason);
+  j["throttled_until"] =
+      until ? nlohmann::json(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 until->time_since_epoch())
+                                 .count())
+            : nlohmann::json();
+  if (w.control) {
+    nlohmann::json settings = nlohmann::json::object();
+    const Settings current = w.control->settings();
+    for (const auto& key : setting_keys()) settings[key] = setting_text(current, key);
+    j["settings"] = settings;
+  }
   return j;
 }
 
@@ -403,6 +642,16 @@ nlohmann::json MigrationManager::handle(const control::Request& r, const std::st
       w.cv.notify_all();
       return {{"name", r.name}, {"approved", phase_name(r.phase)}};
     }
+    case Command::kThrottle:
+      return throttle(find(r.name), r, actor);
+    case Command::kSet:
+      return set_settings(find(r.name), r, actor);
+    case Command::kAbort: {
+      Worker& w = find(r.name);
+      set_desired(w, "pause", actor, "abort_requested");
+      bool cancelled = cancel_in_flight(w);
+      return {{"name", r.name}, {"desired", "pause"}, {"cancelled", cancelled}};
+    }
     case Command::kEvents: {
       nlohmann::json events;
       if (!r.name.empty()) find(r.name);
@@ -428,6 +677,35 @@ void MigrationManager::shutdown() {
     w->stop = true;
     w->cv.notify_all();
   }
+  // The batch or step in flight may finish within the grace period; after
+  // it, its statement is cancelled (its transaction rolls back and runs
+  // again on resume).
+  std::chrono::milliseconds grace;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    grace = options_.shutdown_grace;
+  }
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  auto running = [&] {
+    std::vector<Worker*> out;
+    for (Worker* w : all) {
+      std::lock_guard<std::mutex> l(w->launch_mu);
+      if (w->thread.joinable() && !w->finished) out.push_back(w);
+    }
+    return out;
+  };
+  while (!running().empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (Worker* w : running()) {
+    try {
+      if (cancel_in_flight(*w)) {
+        spdlog::warn("migration {}: cancelled the statement in flight to stop in time", w->name);
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("migration {}: cannot cancel its statement: {}", w->name, e.what());
+    }
+  }
   for (Worker* w : all) {
     std::lock_guard<std::mutex> l(w->launch_mu);
     if (w->thread.joinable()) w->thread.join();
@@ -449,6 +727,33 @@ std::string MigrationManager::summary() {
   }
   return std::to_string(all.size()) + (all.size() == 1 ? " migration" : " migrations") +
          (parts.empty() ? "" : ": " + join(parts, ", "));
+}
+
+}  // namespace tandem
+
+namespace tandem {
+
+void MigrationManager::reconfigure(std::map<std::string, std::string> defaults,
+                                   std::chrono::milliseconds shutdown_grace) {
+  std::lock_guard<std::mutex> l(mu_);
+  options_.defaults = std::move(defaults);
+  options_.shutdown_grace = shutdown_grace;
+}
+
+std::string MigrationManager::metrics() {
+  std::vector<MigrationMetrics> all;
+  for (Worker* w : all_workers()) {
+    std::lock_guard<std::mutex> l(w->mu);
+    MigrationMetrics m = w->metrics;
+    m.name = w->name;
+    m.state = w->activity;
+    m.phase = w->phase;
+    if (w->control) {
+      if (w->control->manually_throttled()) m.throttle_reason = "manual";
+    }
+    all.push_back(std::move(m));
+  }
+  return render_metrics(all, TANDEM_VERSION);
 }
 
 }  // namespace tandem

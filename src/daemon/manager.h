@@ -44,6 +44,12 @@ class MigrationManager {
     // How often to look for migrations submitted to another daemon, and to
     // retry one whose lock another daemon holds.
     std::chrono::milliseconds poll{2000};
+    // On shutdown, how long the batch or step in flight may take to finish
+    // before its statement is cancelled.
+    std::chrono::milliseconds shutdown_grace{10000};
+    // Settings for migrations whose spec does not give them (key -> text,
+    // as in a spec; checked by the config loader).
+    std::map<std::string, std::string> defaults;
   };
 
   explicit MigrationManager(Options options);
@@ -60,6 +66,11 @@ class MigrationManager {
   void shutdown();
   // One line for systemd's STATUS=: "2 migrations: m1 backfill 45%, m2 done".
   std::string summary();
+  // The Prometheus text exposition of every migration (docs/daemon.md).
+  std::string metrics();
+  // SIGHUP: new defaults for migrations submitted from now on, a new grace.
+  void reconfigure(std::map<std::string, std::string> defaults,
+                   std::chrono::milliseconds shutdown_grace);
 
  private:
   struct Worker;
@@ -79,9 +90,18 @@ class MigrationManager {
   void with_db(const std::function<void(Connection&)>& f);
   void set_desired(Worker& w, const std::string& desired, const std::string& actor,
                    const std::string& event);
+  // Reads what the operator asked for (maybe through another daemon) into `w`.
+  void refresh(Worker& w);
+  // An earlier migration, not finished, that shares a table with `w`'s:
+  // "m1 (public.users)"; "" when there is none.
+  std::string blocking_migration(Worker& w);
+  // Cancels the statement the worker's session runs; false when it has none.
+  bool cancel_in_flight(Worker& w);
+  nlohmann::json throttle(Worker& w, const control::Request& r, const std::string& actor);
+  nlohmann::json set_settings(Worker& w, const control::Request& r, const std::string& actor);
 
-  Options options_;
-  std::mutex mu_;  // guards workers_
+  Options options_;  // defaults and shutdown_grace are guarded by mu_
+  std::mutex mu_;    // guards workers_
   std::map<std::string, std::unique_ptr<Worker>> workers_;
   std::mutex db_mu_;
   std::unique_ptr<Connection> db_;

@@ -1,10 +1,14 @@
 #include "daemon/server.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 namespace tandem {
@@ -79,6 +83,23 @@ class Session : public std::enable_shared_from_this<Session> {
   uid_t uid_ = 0;
 };
 
+// A user or group given by name or number; throws when there is no such one.
+uid_t resolve_owner(const std::string& who) {
+  char* end = nullptr;
+  long id = std::strtol(who.c_str(), &end, 10);
+  if (!who.empty() && *end == '\0' && id >= 0) return static_cast<uid_t>(id);
+  if (passwd* pw = getpwnam(who.c_str())) return pw->pw_uid;
+  throw std::runtime_error("control socket owner: no user \"" + who + "\"");
+}
+
+gid_t resolve_group(const std::string& which) {
+  char* end = nullptr;
+  long id = std::strtol(which.c_str(), &end, 10);
+  if (!which.empty() && *end == '\0' && id >= 0) return static_cast<gid_t>(id);
+  if (group* gr = getgrnam(which.c_str())) return gr->gr_gid;
+  throw std::runtime_error("control socket group: no group \"" + which + "\"");
+}
+
 }  // namespace
 
 struct ControlServer::Impl {
@@ -121,8 +142,23 @@ void ControlServer::start() {
   if (::chmod(path.c_str(), impl_->options.mode) != 0) {
     throw std::runtime_error("cannot set the mode of " + path);
   }
+  if (!impl_->options.owner.empty() || !impl_->options.group.empty()) {
+    uid_t uid = impl_->options.owner.empty() ? static_cast<uid_t>(-1)
+                                             : resolve_owner(impl_->options.owner);
+    gid_t gid = impl_->options.group.empty() ? static_cast<gid_t>(-1)
+                                             : resolve_group(impl_->options.group);
+    if (::chown(path.c_str(), uid, gid) != 0) {
+      throw std::runtime_error("cannot give " + path + " to " + impl_->options.owner + ":" +
+                               impl_->options.group + ": " + std::strerror(errno));
+    }
+  }
   impl_->accept();
   impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+void ControlServer::set_allowed_uids(std::set<uid_t> uids) {
+  // Sessions read the options on the server's thread; so is the change made.
+  asio::post(impl_->io, [this, uids = std::move(uids)] { impl_->options.allowed_uids = uids; });
 }
 
 void ControlServer::stop() {

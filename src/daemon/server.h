@@ -20,6 +20,8 @@ struct ControlServerOptions {
   std::string path;
   mode_t mode = 0660;
   std::set<uid_t> allowed_uids;  // empty: any peer that can open the socket
+  std::string owner;             // user name or uid the socket is given to; "" keeps ours
+  std::string group;             // group name or gid; "" keeps ours
 };
 
 // Handles one request from a peer with `uid`; returns the response line.
@@ -33,6 +35,8 @@ class ControlServer {
   // Throws std::runtime_error when the socket cannot be created.
   void start();
   void stop();
+  // Takes effect for connections accepted from now on (SIGHUP reload).
+  void set_allowed_uids(std::set<uid_t> uids);
 
  private:
   struct Impl;

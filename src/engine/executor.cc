@@ -58,13 +58,14 @@ void Executor::connect() {
   }
   conn_ = std::move(conn);
   ever_connected_ = true;
+  if (options_.control) options_.control->set_backend_pid(conn_->backend_pid());
 }
 
 std::chrono::milliseconds Executor::backoff(int attempt) {
   // Exponential, capped, with "equal jitter": half fixed, half random, so
   // retries spread out without ever collapsing to zero.
-  double base = static_cast<double>(spec_.settings.retry_backoff.count());
-  double cap = static_cast<double>(spec_.settings.retry_backoff_max.count());
+  double base = static_cast<double>(settings().retry_backoff.count());
+  double cap = static_cast<double>(settings().retry_backoff_max.count());
   double d = std::min(cap, base * std::pow(2.0, std::min(attempt - 1, 30)));
   std::uniform_real_distribution<double> jitter(0.5, 1.0);
   return std::chrono::milliseconds(static_cast<long long>(d * jitter(rng_)));
@@ -80,7 +81,7 @@ std::string Executor::step_status(const std::string& step_id) {
 void Executor::with_retries(const std::string& step_id, const std::string& what,
                             const std::function<void()>& work,
                             const std::function<bool()>& already_done) {
-  const int budget = spec_.settings.retry_budget;
+  const int budget = settings().retry_budget;
   bool check_done = false;
   for (int attempt = 1;; ++attempt) {
     try {
@@ -97,8 +98,16 @@ void Executor::with_retries(const std::string& step_id, const std::string& what,
       throw;
     } catch (const RollbackRefusedError&) {
       throw;
+    } catch (const StoppedError&) {
+      throw;
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::kBadInput) throw;
+      if (stop_requested()) {
+        // Most likely cancelled by abort; the work rolled back and is done
+        // again on resume, like after a crash.
+        spdlog::info("{}: stopped: {}", what, e.what());
+        throw StoppedError(what + " stopped: " + e.what());
+      }
       if (!ever_connected_ && e.sqlstate() == "08001") throw;  // never reached the server
       if (e.kind() == ErrorKind::kInDoubt) {
         spdlog::warn("{}: {}; re-reading the state store before going on", what, e.what());
@@ -111,6 +120,7 @@ void Executor::with_retries(const std::string& step_id, const std::string& what,
       } else {
         conn_.reset();
       }
+      if (options_.progress) options_.progress->retrying(e.sqlstate());
       auto pause = backoff(attempt);
       spdlog::warn("{}: {}{}; attempt {}/{}, retrying in {}", what, e.what(), sqlstate_note(e),
                    attempt, budget, format_duration(pause));
@@ -167,6 +177,22 @@ void Executor::fail(const std::string& step_id, const std::string& what, const E
 }
 
 RunOutcome Executor::run() {
+  try {
+    return run_phases();
+  } catch (const StoppedError&) {
+    return RunOutcome::kStopped;
+  }
+}
+
+RollbackOutcome Executor::rollback() {
+  try {
+    return rollback_steps();
+  } catch (const StoppedError&) {
+    return RollbackOutcome::kStopped;
+  }
+}
+
+RunOutcome Executor::run_phases() {
   SessionScope session(*this);
   std::optional<MigrationRecord> record;
   std::map<std::string, std::string> status;
@@ -272,7 +298,8 @@ void Executor::run_precheck(const Step& step) {
       step.id, "step " + step.id,
       [&] {
         Transaction tx(*conn_);
-        tx.set_timeouts(spec_.settings.lock_timeout, spec_.settings.statement_timeout);
+        const Settings st = settings();
+        tx.set_timeouts(st.lock_timeout, st.statement_timeout);
         Rows problems = tx.exec(step.sql);
         if (!problems.empty()) {
           std::vector<std::string> reasons;
@@ -287,7 +314,7 @@ void Executor::run_precheck(const Step& step) {
 }
 
 void Executor::run_sql_step(const Step& step) {
-  const auto& st = spec_.settings;
+  const Settings st = settings();
   if (step.transactional) {
     with_retries(
         step.id, "step " + step.id,
@@ -339,7 +366,7 @@ void Executor::run_sql_step(const Step& step) {
 void Executor::with_session_timeouts(const std::function<void()>& work) {
   // Statements that cannot run in a transaction cannot use SET LOCAL; the
   // session settings are put back whatever happens.
-  const auto& st = spec_.settings;
+  const Settings st = settings();
   conn_->exec("SET lock_timeout = '" + std::to_string(st.lock_timeout.count()) +
               "ms'; SET statement_timeout = '" + std::to_string(st.statement_timeout.count()) +
               "ms'");
@@ -352,8 +379,59 @@ void Executor::with_session_timeouts(const std::function<void()>& work) {
   conn_->exec("RESET lock_timeout; RESET statement_timeout");
 }
 
+std::string Executor::throttle_reason(const Settings& st) {
+  if (options_.control && options_.control->manually_throttled()) return "manual";
+  if (st.throttle_active_sessions == 0 && st.throttle_lock_waits == 0) return "";
+  Rows r = conn_->exec(
+      "SELECT count(*) FILTER (WHERE state = 'active'),"
+      " count(*) FILTER (WHERE wait_event_type = 'Lock')"
+      " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+      " AND datname = current_database() AND pid <> pg_backend_pid()");
+  if (st.throttle_active_sessions > 0 &&
+      std::stoll(r.text(0, 0)) > st.throttle_active_sessions) {
+    return "active_sessions";
+  }
+  if (st.throttle_lock_waits > 0 && std::stoll(r.text(0, 1)) > st.throttle_lock_waits) {
+    return "lock_waits";
+  }
+  return "";
+}
+
+bool Executor::wait_while_throttled() {
+  std::string last;
+  auto since = Clock::now();
+  for (;;) {
+    std::string reason;
+    try {
+      if (!conn_ || !conn_->is_open()) connect();
+      reason = throttle_reason(settings());
+    } catch (const LockHeldError&) {
+      throw;
+    } catch (const Error& e) {
+      // The batch's own retries deal with a lost connection.
+      spdlog::warn("cannot read the throttle signals: {}", e.what());
+    }
+    if (options_.progress && (!reason.empty() || !last.empty())) {
+      options_.progress->throttling(reason, last.empty() ? 0 : seconds_since(since));
+    }
+    since = Clock::now();
+    if (reason != last) {
+      if (!reason.empty()) spdlog::info("{}: throttled ({})", spec_.name, reason);
+      if (reason.empty()) spdlog::info("{}: throttle lifted", spec_.name);
+      last = reason;
+    }
+    if (reason.empty()) return true;
+    for (int i = 0; i < 5; ++i) {
+      if (stop_requested()) {
+        if (options_.progress) options_.progress->throttling("", seconds_since(since));
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
 bool Executor::run_keyset_step(const Step& step) {
-  const auto& st = spec_.settings;
   const BatchWork& work = *step.batch;
   const bool verify = step.kind == StepKind::kVerify;
   std::vector<std::string> key;
@@ -374,13 +452,16 @@ bool Executor::run_keyset_step(const Step& step) {
       [] { return false; });
   KeysetWalker walker(work.table, key);
   RateMeter meter;
+  BatchSizer sizer(settings());
   bool finished = false;
   // `cp` mirrors the committed checkpoint. It is read again only when an
   // attempt did not finish: after a failure, or a commit whose outcome is
   // unknown, only the database knows where the step stands.
   bool cp_current = true;
   while (!finished) {
-    if (stop_requested()) return false;
+    if (stop_requested() || !wait_while_throttled()) return false;
+    const Settings st = settings();
+    const int batch_size = sizer.size(st);
     with_retries(
         step.id, "batch of step " + step.id,
         [&] {
@@ -389,7 +470,7 @@ bool Executor::run_keyset_step(const Step& step) {
           auto t0 = Clock::now();
           Transaction tx(*conn_);
           tx.set_timeouts(st.lock_timeout, st.statement_timeout);
-          KeyRange range{cp->last_key, walker.upper_bound(*conn_, cp->last_key, st.batch_size)};
+          KeyRange range{cp->last_key, walker.upper_bound(*conn_, cp->last_key, batch_size)};
           long long rows;
           KeysetWalker::VerifyResult v;
           if (verify) {
@@ -412,7 +493,10 @@ bool Executor::run_keyset_step(const Step& step) {
           cp->mismatches += v.mismatches;
           cp_current = true;
           finished = last;
-          meter.add(rows, seconds_since(t0));
+          const double seconds = seconds_since(t0);
+          meter.add(rows, seconds);
+          if (!last) sizer.observe(batch_size, seconds, st);
+          if (options_.progress) options_.progress->batch_done(step, batch_size, rows, seconds, v.mismatches);
           if (options_.progress) {
             ProgressUpdate u{&step, cp->rows_done, cp->rows_total, meter.rows_per_second(), {}};
             if (cp->rows_total) u.eta_seconds = meter.eta_seconds(*cp->rows_total - cp->rows_done);
@@ -440,7 +524,7 @@ bool Executor::run_keyset_step(const Step& step) {
   return true;
 }
 
-RollbackOutcome Executor::rollback() {
+RollbackOutcome Executor::rollback_steps() {
   SessionScope session(*this);
   std::optional<MigrationRecord> record;
   std::map<std::string, std::string> status;
@@ -500,7 +584,7 @@ RollbackOutcome Executor::rollback() {
 }
 
 void Executor::rollback_step(const Step& step) {
-  const auto& st = spec_.settings;
+  const Settings st = settings();
   if (options_.progress) spdlog::info("rolling back step {}: {}", step.id, step.description);
   const std::string sql = step.rollback_sql.value_or("");
   with_retries(

@@ -26,6 +26,7 @@
 
 #include "db/connection.h"
 #include "engine/progress.h"
+#include "engine/run_control.h"
 #include "engine/state_store.h"
 #include "tandem/error.h"
 #include "tandem/plan.h"
@@ -44,6 +45,12 @@ class StepFailedError : public Error {
   StepFailedError(const std::string& m, std::string sqlstate)
       : Error(ErrorKind::kFatal, m, std::move(sqlstate)) {}
 };
+// A stop was requested and the work in flight failed (it was cancelled):
+// run() and rollback() return kStopped.
+class StoppedError : public Error {
+ public:
+  explicit StoppedError(const std::string& m) : Error(ErrorKind::kFatal, m) {}
+};
 // Rollback was refused because an irreversible step has run.
 class RollbackRefusedError : public Error {
  public:
@@ -58,6 +65,9 @@ struct RunOptions {
   std::string actor;                        // who is acting, for the event log
   const std::atomic<bool>* stop = nullptr;  // set by a signal handler: stop at the next safe point
   ProgressSink* progress = nullptr;
+  // Live settings, the manual throttle and the session's pid; the spec's
+  // settings when null.
+  RunControl* control = nullptr;
   // How long to wait for the migration's lock before reporting its holder.
   // A killed runner's session can outlive it by a moment.
   std::chrono::milliseconds lock_wait{5000};
@@ -100,6 +110,16 @@ class Executor {
   [[noreturn]] void fail(const std::string& step_id, const std::string& what, const Error& e,
                          int attempts);
   bool stop_requested() const { return options_.stop && options_.stop->load(); }
+  // The settings in force now: the spec's, or the live ones.
+  Settings settings() const {
+    return options_.control ? options_.control->settings() : spec_.settings;
+  }
+  // Why the backfill should wait now; "" when it should not.
+  std::string throttle_reason(const Settings& st);
+  // Waits while throttled. Returns false when a stop is requested meanwhile.
+  bool wait_while_throttled();
+  RunOutcome run_phases();
+  RollbackOutcome rollback_steps();
   std::string step_status(const std::string& step_id);
   // Sets the migration's state (and logs an event) with retries.
   void record_state(const std::string& state, Phase phase, const std::string& event);

@@ -41,6 +41,16 @@ class ProgressSink {
   virtual void step_started(const Step& step) = 0;
   virtual void progress(const ProgressUpdate& update) = 0;
   virtual void step_finished(const Step& step, double seconds) = 0;
+  // One backfill or verify batch of up to `batch_size` keys committed: `rows`
+  // rows in `seconds`, of which `mismatches` differed (verify).
+  virtual void batch_done(const Step& /*step*/, int /*batch_size*/, long long /*rows*/,
+                          double /*seconds*/, long long /*mismatches*/) {}
+  // Throttle reports: the backfill is now held back for `reason` ("manual",
+  // "active_sessions", "lock_waits"; empty: it goes on), and `seconds` passed
+  // held back for the reason of the previous report.
+  virtual void throttling(const std::string& /*reason*/, double /*seconds*/) {}
+  // An attempt failed with a retryable error and will be retried.
+  virtual void retrying(const std::string& /*sqlstate*/) {}
 };
 
 // On a terminal: one status line rewritten in place. Otherwise: log lines,

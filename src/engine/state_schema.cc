@@ -145,10 +145,18 @@ CREATE TABLE tandem.submissions (
 );
 )SQL";
 
+// Version 3: what the operator changed while a migration runs (tandemctl set
+// and throttle), so another daemon taking it over keeps it.
+const char* kVersion3 = R"SQL(
+ALTER TABLE tandem.submissions
+  -- {"settings": {"batch_size": "2000", ...}, "throttle": {"until": epoch ms or null}}
+  ADD COLUMN live jsonb NOT NULL DEFAULT '{}';
+)SQL";
+
 }  // namespace
 
 const std::vector<std::string>& state_schema_versions() {
-  static const std::vector<std::string> kVersions = {kVersion1, kVersion2};
+  static const std::vector<std::string> kVersions = {kVersion1, kVersion2, kVersion3};
   return kVersions;
 }
 

@@ -76,6 +76,24 @@ Needs needs_of(const Operation& operation) {
 
 }  // namespace
 
+std::set<std::string> tables_touched(const Spec& spec) {
+  std::set<std::string> out;
+  for (const auto& o : spec.operations) {
+    Needs n = needs_of(o);
+    for (const auto* list : {&n.produces, &n.needs}) {
+      for (const auto& thing : *list) {
+        auto first = thing.find('.');
+        if (first == std::string::npos) {
+          out.insert("public." + thing);
+        } else {
+          out.insert(thing.substr(0, thing.find('.', first + 1)));
+        }
+      }
+    }
+  }
+  return out;
+}
+
 std::vector<size_t> dependency_order(const Spec& spec) {
   std::vector<Needs> all;
   for (const auto& o : spec.operations) all.push_back(needs_of(o));

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "spec/settings.h"
 #include "spec/suggest.h"
 #include "tandem/spec.h"
 #include "util/duration.h"
@@ -139,36 +140,6 @@ class Parser {
     return v;
   }
 
-  void duration(const YAML::Node& map, const std::string& key, std::chrono::milliseconds min,
-                std::chrono::milliseconds max, std::chrono::milliseconds& out) {
-    auto text = scalar(map, key, false, "settings");
-    if (!text) return;
-    auto d = parse_duration(*text);
-    if (!d) {
-      error(map[key], key + ": expected a duration such as 500ms or 2s, got \"" + *text + "\"");
-    } else if (*d < min || *d > max) {
-      error(map[key], key + ": " + *text + " is out of range (" + format_duration(min) + " to " +
-                          format_duration(max) + ")");
-    } else {
-      out = *d;
-    }
-  }
-
-  void integer(const YAML::Node& map, const std::string& key, long min, long max, int& out) {
-    auto text = scalar(map, key, false, "settings");
-    if (!text) return;
-    char* end = nullptr;
-    long v = std::strtol(text->c_str(), &end, 10);
-    if (end == text->c_str() || *end != '\0') {
-      error(map[key], key + ": expected a whole number, got \"" + *text + "\"");
-    } else if (v < min || v > max) {
-      error(map[key], key + ": " + *text + " is out of range (" + std::to_string(min) + " to " +
-                          std::to_string(max) + ")");
-    } else {
-      out = static_cast<int>(v);
-    }
-  }
-
   std::optional<bool> boolean(const YAML::Node& map, const std::string& key) {
     auto text = scalar(map, key, false, "");
     if (!text) return std::nullopt;
@@ -217,20 +188,18 @@ class Parser {
     return v;
   }
 
-  void settings(const YAML::Node& n, Settings& s) {
+  void settings(const YAML::Node& n, Settings& s, std::set<std::string>& given) {
     if (!expect_map(n, "settings")) return;
-    check_keys(n,
-               {"lock_timeout", "statement_timeout", "batch_size", "retry_budget", "retry_backoff",
-                "retry_backoff_max"},
-               "settings");
-    using std::chrono::milliseconds;
-    duration(n, "lock_timeout", milliseconds(10), milliseconds(600'000), s.lock_timeout);
-    duration(n, "statement_timeout", milliseconds(100), milliseconds(86'400'000),
-             s.statement_timeout);
-    integer(n, "batch_size", 1, 1'000'000, s.batch_size);
-    integer(n, "retry_budget", 1, 10'000, s.retry_budget);
-    duration(n, "retry_backoff", milliseconds(1), milliseconds(600'000), s.retry_backoff);
-    duration(n, "retry_backoff_max", milliseconds(1), milliseconds(3'600'000), s.retry_backoff_max);
+    check_keys(n, setting_keys(), "settings");
+    for (const auto& key : setting_keys()) {
+      auto text = scalar(n, key, false, "settings");
+      if (!text) continue;
+      given.insert(key);
+      std::string problem = set_setting(s, key, *text);
+      if (!problem.empty()) error(n[key], problem);
+    }
+    std::string problem = check_settings(s);
+    if (!problem.empty()) error(n, "settings: " + problem);
   }
 
   // `table` (with "schema.table" accepted as a shorthand) and `schema`.
@@ -748,10 +717,7 @@ class Parser {
     spec.text = text;
     name(root, spec);
     if (auto d = scalar(root, "description", false, "spec")) spec.description = *d;
-    if (root["settings"].IsDefined()) settings(root["settings"], spec.settings);
-    if (spec.settings.retry_backoff_max < spec.settings.retry_backoff) {
-      error(root["settings"], "settings: retry_backoff_max must not be less than retry_backoff");
-    }
+    if (root["settings"].IsDefined()) settings(root["settings"], spec.settings, spec.settings_given);
     if (!root["operations"].IsDefined()) {
       missing(root, "operations", "spec");
     } else {

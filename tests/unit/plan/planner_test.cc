@@ -286,6 +286,16 @@ TEST(Planner, AddReferenceRunsAfterTheOperationThatCreatesTheReferencedKey) {
   EXPECT_FALSE(plan.find("1.drop_old_key")->reversible);
 }
 
+TEST(Planner, TablesTouchedNamesEveryTableAnOperationChangesOrReads) {
+  plan_of(
+      "  - add_reference: {table: orders, column: user_id, type: uuid, via: username,"
+      " references: users, referenced_column: user_id, lookup: username}\n"
+      "  - move_column: {table: app.users, column: bio, key: id, to: profiles}\n"
+      "  - sql: {phase: prepare, up: 'SELECT 1', down: 'SELECT 1'}\n");
+  EXPECT_EQ(tables_touched(plan_spec_),
+            (std::set<std::string>{"public.orders", "public.users", "app.users", "app.profiles"}));
+}
+
 TEST(Planner, RenameColumnPublishesTheViewBeforeRenaming) {
   Plan plan = plan_of("  - rename_column: {table: t, column: a, to: b, compat_view: legacy.t}\n");
   EXPECT_EQ(ids_and_phases(plan),

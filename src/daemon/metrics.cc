@@ -1,0 +1,161 @@
+#include "daemon/metrics.h"
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace tandem {
+
+namespace {
+
+std::string number(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.15g", v);
+  return buf;
+}
+
+class Writer {
+ public:
+  void family(const std::string& name, const std::string& type, const std::string& help) {
+    out_ << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+  }
+  void sample(const std::string& name, const std::string& labels, double value) {
+    out_ << name;
+    if (!labels.empty()) out_ << "{" << labels << "}";
+    out_ << " " << number(value) << "\n";
+  }
+  void histogram(const std::string& name, const std::string& labels, const Histogram& h) {
+    const auto& bounds = Histogram::bounds();
+    for (size_t i = 0; i < bounds.size(); ++i) {
+      sample(name + "_bucket", labels + ",le=\"" + number(bounds[i]) + "\"",
+             static_cast<double>(h.counts()[i]));
+    }
+    sample(name + "_bucket", labels + ",le=\"+Inf\"", static_cast<double>(h.count()));
+    sample(name + "_sum", labels, h.sum());
+    sample(name + "_count", labels, static_cast<double>(h.count()));
+  }
+  std::string str() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+};
+
+std::string migration_label(const MigrationMetrics& m) {
+  return "migration=\"" + escape_label(m.name) + "\"";
+}
+
+}  // namespace
+
+const std::vector<double>& Histogram::bounds() {
+  static const std::vector<double> kBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                              1,     2.5,  5,     10,   30,  60};
+  return kBounds;
+}
+
+void Histogram::observe(double seconds) {
+  const auto& b = bounds();
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (seconds <= b[i]) ++counts_[i];
+  }
+  ++count_;
+  sum_ += seconds;
+}
+
+std::string escape_label(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
+                           const std::string& version) {
+  Writer w;
+  w.family("tandem_build_info", "gauge", "Always 1; the version of tandemd.");
+  w.sample("tandem_build_info", "version=\"" + escape_label(version) + "\"", 1);
+
+  w.family("tandem_migrations", "gauge", "Migrations this daemon owns.");
+  w.sample("tandem_migrations", "", static_cast<double>(migrations.size()));
+
+  w.family("tandem_migration_phase", "gauge",
+           "The phase a migration is in: 1 prepare, 2 dual_write, 3 backfill, 4 shadow_read, "
+           "5 cutover, 6 cleanup; 0 before the first.");
+  for (const auto& m : migrations) {
+    w.sample("tandem_migration_phase", migration_label(m),
+             m.phase ? static_cast<int>(*m.phase) : 0);
+  }
+  w.family("tandem_migration_state", "gauge",
+           "1 for the state a migration is in (running, paused, waiting_approval, ...).");
+  for (const auto& m : migrations) {
+    w.sample("tandem_migration_state",
+             migration_label(m) + ",state=\"" + escape_label(m.state) + "\"", 1);
+  }
+  w.family("tandem_backfill_rows_total", "counter",
+           "Rows written by backfill batches since this daemon started.");
+  for (const auto& m : migrations) {
+    w.sample("tandem_backfill_rows_total", migration_label(m),
+             static_cast<double>(m.backfill_rows));
+  }
+  w.family("tandem_verify_rows_total", "counter",
+           "Rows compared by verify batches since this daemon started.");
+  for (const auto& m : migrations) {
+    w.sample("tandem_verify_rows_total", migration_label(m), static_cast<double>(m.verify_rows));
+  }
+  w.family("tandem_verify_mismatches_total", "counter",
+           "Rows whose old and new storage differed when verified.");
+  for (const auto& m : migrations) {
+    w.sample("tandem_verify_mismatches_total", migration_label(m),
+             static_cast<double>(m.verify_mismatches));
+  }
+  w.family("tandem_backfill_batch_duration_seconds", "histogram",
+           "How long each backfill batch's transaction took, commit included.");
+  for (const auto& m : migrations) {
+    w.histogram("tandem_backfill_batch_duration_seconds", migration_label(m),
+                m.backfill_batch_seconds);
+  }
+  w.family("tandem_verify_batch_duration_seconds", "histogram",
+           "How long each verify batch's transaction took.");
+  for (const auto& m : migrations) {
+    w.histogram("tandem_verify_batch_duration_seconds", migration_label(m),
+                m.verify_batch_seconds);
+  }
+  w.family("tandem_backfill_batch_size", "gauge", "Rows asked for in the last batch.");
+  for (const auto& m : migrations) {
+    w.sample("tandem_backfill_batch_size", migration_label(m), static_cast<double>(m.batch_size));
+  }
+  w.family("tandem_throttled", "gauge", "1 while the migration's backfill is held back.");
+  for (const auto& m : migrations) {
+    w.sample("tandem_throttled", migration_label(m), m.throttle_reason.empty() ? 0 : 1);
+  }
+  w.family("tandem_throttled_seconds_total", "counter",
+           "Time the backfill was held back, by reason (manual, active_sessions, lock_waits).");
+  for (const auto& m : migrations) {
+    for (const auto& [reason, seconds] : m.throttled_seconds) {
+      w.sample("tandem_throttled_seconds_total",
+               migration_label(m) + ",reason=\"" + escape_label(reason) + "\"", seconds);
+    }
+  }
+  w.family("tandem_lock_timeouts_total", "counter",
+           "Statements that gave up waiting for a lock (SQLSTATE 55P03) and were retried.");
+  for (const auto& m : migrations) {
+    w.sample("tandem_lock_timeouts_total", migration_label(m),
+             static_cast<double>(m.lock_timeouts));
+  }
+  w.family("tandem_retries_total", "counter", "Attempts that failed with a retryable error.");
+  for (const auto& m : migrations) {
+    w.sample("tandem_retries_total", migration_label(m), static_cast<double>(m.retries));
+  }
+  return w.str();
+}
+
+}  // namespace tandem

@@ -1,0 +1,55 @@
+// What the daemon exposes to Prometheus: per-migration counters kept by the
+// worker that drives it, and their text exposition (format 0.0.4). Pure.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tandem/phase.h"
+
+namespace tandem {
+
+// A cumulative histogram over fixed bucket bounds (seconds).
+class Histogram {
+ public:
+  // 5 ms to 60 s: a batch is meant to take tens to hundreds of milliseconds.
+  static const std::vector<double>& bounds();
+  Histogram() : counts_(bounds().size(), 0) {}
+  void observe(double seconds);
+  const std::vector<long long>& counts() const { return counts_; }  // per bound, cumulative
+  long long count() const { return count_; }
+  double sum() const { return sum_; }
+
+ private:
+  std::vector<long long> counts_;
+  long long count_ = 0;
+  double sum_ = 0;
+};
+
+struct MigrationMetrics {
+  std::string name;
+  std::string state;  // as `status` reports it
+  std::optional<Phase> phase;
+  long long backfill_rows = 0;
+  long long verify_rows = 0;
+  long long verify_mismatches = 0;
+  Histogram backfill_batch_seconds;
+  Histogram verify_batch_seconds;
+  std::map<std::string, double> throttled_seconds;  // by reason
+  std::string throttle_reason;                      // "" when not throttled
+  long long lock_timeouts = 0;
+  long long retries = 0;
+  long long batch_size = 0;  // the size of the last batch asked for
+};
+
+// Every metric, with HELP and TYPE lines, one series per migration (and per
+// reason or bucket); no per-row labels.
+std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
+                           const std::string& version);
+
+// A label value escaped for the text format: backslash, quote, newline.
+std::string escape_label(const std::string& value);
+
+}  // namespace tandem

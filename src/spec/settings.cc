@@ -1,0 +1,105 @@
+#include "spec/settings.h"
+
+#include <cstdlib>
+#include <functional>
+
+#include "util/duration.h"
+
+namespace tandem {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+struct SettingInfo {
+  const char* key;
+  long long min, max;  // milliseconds for durations
+  bool zero_means_off;  // 0 is accepted whatever `min` says
+  // Exactly one of these is set.
+  milliseconds Settings::*duration = nullptr;
+  int Settings::*number = nullptr;
+};
+
+const std::vector<SettingInfo>& table() {
+  static const std::vector<SettingInfo> kTable = {
+      {"lock_timeout", 10, 600'000, false, &Settings::lock_timeout, nullptr},
+      {"statement_timeout", 100, 86'400'000, false, &Settings::statement_timeout, nullptr},
+      {"batch_size", 1, 1'000'000, false, nullptr, &Settings::batch_size},
+      {"target_batch_time", 10, 60'000, true, &Settings::target_batch_time, nullptr},
+      {"max_batch_size", 1, 1'000'000, false, nullptr, &Settings::max_batch_size},
+      {"throttle_active_sessions", 1, 100'000, true, nullptr, &Settings::throttle_active_sessions},
+      {"throttle_lock_waits", 1, 100'000, true, nullptr, &Settings::throttle_lock_waits},
+      {"retry_budget", 1, 10'000, false, nullptr, &Settings::retry_budget},
+      {"retry_backoff", 1, 600'000, false, &Settings::retry_backoff, nullptr},
+      {"retry_backoff_max", 1, 3'600'000, false, &Settings::retry_backoff_max, nullptr},
+  };
+  return kTable;
+}
+
+const SettingInfo* find(const std::string& key) {
+  for (const auto& info : table()) {
+    if (key == info.key) return &info;
+  }
+  return nullptr;
+}
+
+std::string range_text(const SettingInfo& info) {
+  auto bound = [&](long long v) {
+    return info.duration ? format_duration(milliseconds(v)) : std::to_string(v);
+  };
+  return (info.zero_means_off ? "0 (off) or " : "") + bound(info.min) + " to " + bound(info.max);
+}
+
+}  // namespace
+
+const std::vector<std::string>& setting_keys() {
+  static const std::vector<std::string> kKeys = [] {
+    std::vector<std::string> out;
+    for (const auto& info : table()) out.push_back(info.key);
+    return out;
+  }();
+  return kKeys;
+}
+
+std::string set_setting(Settings& s, const std::string& key, const std::string& text) {
+  const SettingInfo* info = find(key);
+  if (!info) return "unknown setting \"" + key + "\"";
+  long long v = 0;
+  if (info->duration) {
+    auto d = parse_duration(text);
+    if (!d) return key + ": expected a duration such as 500ms or 2s, got \"" + text + "\"";
+    v = d->count();
+  } else {
+    char* end = nullptr;
+    v = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || end == text.c_str() || *end != '\0') {
+      return key + ": expected a whole number, got \"" + text + "\"";
+    }
+  }
+  if (!(info->zero_means_off && v == 0) && (v < info->min || v > info->max)) {
+    return key + ": " + text + " is out of range (" + range_text(*info) + ")";
+  }
+  if (info->duration) {
+    s.*(info->duration) = milliseconds(v);
+  } else {
+    s.*(info->number) = static_cast<int>(v);
+  }
+  return "";
+}
+
+std::string setting_text(const Settings& s, const std::string& key) {
+  const SettingInfo* info = find(key);
+  if (!info) return "";
+  if (info->duration) return format_duration(s.*(info->duration));
+  return std::to_string(s.*(info->number));
+}
+
+std::string check_settings(const Settings& s) {
+  if (s.retry_backoff_max < s.retry_backoff) {
+    return "retry_backoff_max must not be less than retry_backoff";
+  }
+  if (s.max_batch_size < s.batch_size) return "max_batch_size must not be less than batch_size";
+  return "";
+}
+
+}  // namespace tandem

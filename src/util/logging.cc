@@ -1,0 +1,140 @@
+#include "util/logging.h"
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace tandem {
+
+namespace {
+
+// %W: the syslog priority the journal reads, "<3>" for error and so on.
+class PriorityFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    int priority = 6;
+    switch (msg.level) {
+      case spdlog::level::trace:
+      case spdlog::level::debug:
+        priority = 7;
+        break;
+      case spdlog::level::info:
+        priority = 6;
+        break;
+      case spdlog::level::warn:
+        priority = 4;
+        break;
+      case spdlog::level::err:
+        priority = 3;
+        break;
+      case spdlog::level::critical:
+        priority = 2;
+        break;
+      default:
+        break;
+    }
+    const char text[] = {'<', static_cast<char>('0' + priority), '>'};
+    dest.append(text, text + 3);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<PriorityFlag>();
+  }
+};
+
+// %J: the message as the inside of a JSON string.
+class JsonMessageFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string escaped = json_escape(std::string(msg.payload.data(), msg.payload.size()));
+    dest.append(escaped.data(), escaped.data() + escaped.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessageFlag>();
+  }
+};
+
+}  // namespace
+
+std::optional<LogFormat> parse_log_format(const std::string& text) {
+  if (text == "text") return LogFormat::kText;
+  if (text == "json") return LogFormat::kJson;
+  return std::nullopt;
+}
+
+bool stderr_is_journal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  if (!stream) return false;
+  unsigned long long dev = 0, ino = 0;
+  if (std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
+  struct stat st {};
+  if (fstat(STDERR_FILENO, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == dev &&
+         static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
+std::string json_escape(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+void setup_logging(LogFormat format, const std::string& level) {
+  auto logger = spdlog::get("tandemd");
+  if (!logger) {
+    logger = spdlog::stderr_color_mt("tandemd");
+    spdlog::set_default_logger(logger);
+  }
+  spdlog::set_level(spdlog::level::from_str(level));
+  const bool journal = stderr_is_journal();
+  const bool tty = isatty(STDERR_FILENO);
+  std::string pattern;
+  if (format == LogFormat::kJson) {
+    pattern = std::string(journal ? "%W" : "") +
+              R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%J"})";
+  } else if (journal) {
+    pattern = "%W%v";
+  } else if (tty) {
+    pattern = "%H:%M:%S.%e %^%l%$ %v";
+  } else {
+    pattern = "%Y-%m-%dT%H:%M:%S.%e %l %v";
+  }
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<PriorityFlag>('W').add_flag<JsonMessageFlag>('J').set_pattern(pattern);
+  logger->set_formatter(std::move(formatter));
+}
+
+}  // namespace tandem

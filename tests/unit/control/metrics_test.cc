@@ -1,0 +1,86 @@
+#include "daemon/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include "daemon/metrics_server.h"
+#include "util/logging.h"
+
+namespace tandem {
+namespace {
+
+bool has_line(const std::string& text, const std::string& line) {
+  return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
+}
+
+TEST(Metrics, RendersEveryFamilyWithOneSeriesPerMigration) {
+  MigrationMetrics m;
+  m.name = "users_uuid";
+  m.state = "running";
+  m.phase = Phase::kBackfill;
+  m.backfill_rows = 12000;
+  m.backfill_batch_seconds.observe(0.03);
+  m.backfill_batch_seconds.observe(0.3);
+  m.throttled_seconds["manual"] = 4.5;
+  m.throttle_reason = "manual";
+  m.lock_timeouts = 2;
+  std::string text = render_metrics({m}, "0.1.0");
+  EXPECT_TRUE(has_line(text, "tandem_build_info{version=\"0.1.0\"} 1")) << text;
+  EXPECT_TRUE(has_line(text, "# TYPE tandem_backfill_rows_total counter"));
+  EXPECT_TRUE(has_line(text, "tandem_migration_phase{migration=\"users_uuid\"} 3"));
+  EXPECT_TRUE(has_line(text, "tandem_migration_state{migration=\"users_uuid\",state=\"running\"} 1"));
+  EXPECT_TRUE(has_line(text, "tandem_backfill_rows_total{migration=\"users_uuid\"} 12000"));
+  EXPECT_TRUE(has_line(
+      text, "tandem_backfill_batch_duration_seconds_bucket{migration=\"users_uuid\",le=\"0.025\"} 0"));
+  EXPECT_TRUE(has_line(
+      text, "tandem_backfill_batch_duration_seconds_bucket{migration=\"users_uuid\",le=\"0.05\"} 1"));
+  EXPECT_TRUE(has_line(
+      text, "tandem_backfill_batch_duration_seconds_bucket{migration=\"users_uuid\",le=\"+Inf\"} 2"));
+  EXPECT_TRUE(has_line(text, "tandem_backfill_batch_duration_seconds_count{migration=\"users_uuid\"} 2"));
+  EXPECT_TRUE(has_line(
+      text, "tandem_throttled_seconds_total{migration=\"users_uuid\",reason=\"manual\"} 4.5"));
+  EXPECT_TRUE(has_line(text, "tandem_throttled{migration=\"users_uuid\"} 1"));
+  EXPECT_TRUE(has_line(text, "tandem_lock_timeouts_total{migration=\"users_uuid\"} 2"));
+  // Every sample line belongs to a family announced by TYPE before it.
+  std::string family;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    std::string line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.rfind("# TYPE ", 0) == 0) {
+      family = line.substr(7, line.find(' ', 7) - 7);
+    } else if (line[0] != '#') {
+      EXPECT_EQ(line.rfind(family, 0), 0u) << line;
+    }
+  }
+}
+
+TEST(Metrics, BeforeThePhaseIsKnownThePhaseIsZero) {
+  MigrationMetrics m;
+  m.name = "m";
+  m.state = "starting";
+  EXPECT_TRUE(has_line(render_metrics({m}, "x"), "tandem_migration_phase{migration=\"m\"} 0"));
+}
+
+TEST(Metrics, LabelValuesAreEscaped) {
+  EXPECT_EQ(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+}
+
+TEST(Metrics, ListenAddresses) {
+  EXPECT_EQ(parse_listen_address("127.0.0.1:9187"), std::make_pair(std::string("127.0.0.1"),
+                                                                   static_cast<unsigned short>(9187)));
+  EXPECT_EQ(parse_listen_address("[::1]:80").first, "::1");
+  EXPECT_EQ(parse_listen_address(":9187").first, "0.0.0.0");
+  EXPECT_THROW(parse_listen_address("localhost"), std::runtime_error);
+  EXPECT_THROW(parse_listen_address("127.0.0.1:99999"), std::runtime_error);
+  EXPECT_THROW(parse_listen_address("127.0.0.1:"), std::runtime_error);
+}
+
+TEST(Logging, JsonEscapeKeepsOneObjectPerLine) {
+  EXPECT_EQ(json_escape("say \"hi\"\n\tand\x01"), "say \\\"hi\\\"\\n\\tand\\u0001");
+  EXPECT_EQ(parse_log_format("json"), LogFormat::kJson);
+  EXPECT_FALSE(parse_log_format("xml"));
+}
+
+}  // namespace
+}  // namespace tandem
