@@ -19,8 +19,8 @@ struct ServeArgs {
   std::string dsn;
   std::string socket;
   std::string metrics_listen;
-  std::string log_level;   // given on the command line; else the config's
-  std::string log_format;  // given on the command line; else the config's
+  std::string log_level;      // given on the command line; else the config's
+  std::string log_format;     // given on the command line; else the config's
   bool check_config = false;  // load the config, report, exit
 };
 

@@ -94,14 +94,14 @@ DaemonConfig load_config(const std::string& file) {
   // Range-for keeps each (key, value) pair alive for the whole body; members
   // reached through it-> die at the end of their expression.
   const std::vector<std::string> sections = {"database", "control",        "metrics",
-                                              "log",      "shutdown_grace", "defaults"};
+                                             "log",      "shutdown_grace", "defaults"};
   for (const auto& entry : root) {
     const YAML::Node& key_node = entry.first;
     const std::string key = key_node.as<std::string>();
     if (std::find(sections.begin(), sections.end(), key) == sections.end()) {
-      throw std::runtime_error(located(
-          file, key_node, "unknown key \"" + key + "\"" + did_you_mean(key, sections) +
-                              "; expected one of " + join(sections, ", ")));
+      throw std::runtime_error(located(file, key_node,
+                                       "unknown key \"" + key + "\"" + did_you_mean(key, sections) +
+                                           "; expected one of " + join(sections, ", ")));
     }
   }
   if (YAML::Node m = root["metrics"]) {
@@ -126,8 +126,8 @@ DaemonConfig load_config(const std::string& file) {
       if (key == "level") {
         const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};
         if (std::find(levels.begin(), levels.end(), value) == levels.end()) {
-          throw std::runtime_error(located(file, entry.second,
-                                           "level: expected one of " + join(levels, ", ")));
+          throw std::runtime_error(
+              located(file, entry.second, "level: expected one of " + join(levels, ", ")));
         }
         c.log_level = value;
       } else if (key == "format") {
@@ -155,9 +155,9 @@ DaemonConfig load_config(const std::string& file) {
       const std::string key = entry.first.as<std::string>();
       const std::string value = entry.second.as<std::string>("");
       if (std::find(setting_keys().begin(), setting_keys().end(), key) == setting_keys().end()) {
-        throw std::runtime_error(located(file, entry.first,
-                                         "unknown setting \"" + key + "\" in defaults" +
-                                             did_you_mean(key, setting_keys())));
+        throw std::runtime_error(located(
+            file, entry.first,
+            "unknown setting \"" + key + "\" in defaults" + did_you_mean(key, setting_keys())));
       }
       std::string problem = set_setting(probe, key, value);
       if (!problem.empty()) throw std::runtime_error(located(file, entry.second, problem));
@@ -226,10 +226,10 @@ DaemonConfig load_config(const std::string& file) {
         }
         for (const auto& u : value_node) c.control.allowed_uids.insert(u.as<uid_t>());
       } else {
-        throw std::runtime_error(located(
-            file, key_node,
-            "unknown key \"" + key +
-                "\" in control; expected socket, mode, owner, group or allowed_uids"));
+        throw std::runtime_error(
+            located(file, key_node,
+                    "unknown key \"" + key +
+                        "\" in control; expected socket, mode, owner, group or allowed_uids"));
       }
     }
   }
@@ -259,10 +259,10 @@ void reload(const ServeArgs& args, DaemonConfig& current, ControlServer& server,
   manager.reconfigure(next.defaults, next.shutdown_grace);
   std::vector<std::string> restart;
   if (args.dsn.empty() && next.dsn != current.dsn) restart.push_back("database");
-  if (args.socket.empty() && (next.control.path != current.control.path ||
-                              next.control.mode != current.control.mode ||
-                              next.control.owner != current.control.owner ||
-                              next.control.group != current.control.group)) {
+  if (args.socket.empty() &&
+      (next.control.path != current.control.path || next.control.mode != current.control.mode ||
+       next.control.owner != current.control.owner ||
+       next.control.group != current.control.group)) {
     restart.push_back("control socket");
   }
   if (args.metrics_listen.empty() && next.metrics_listen != current.metrics_listen) {

@@ -4,18 +4,19 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <vector>
 #include <sstream>
 #include <thread>
+#include <vector>
 
+#include "control/client.h"
 #include "control/protocol.h"
 #include "tandem/phase.h"
 #include "tandem_version.h"
@@ -39,39 +40,16 @@ const char* kExitHelp =
 
 // Sends one request, returns the response object. Throws std::runtime_error.
 json call(const std::string& socket_path, const std::string& line) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error("cannot create a socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof(addr.sun_path)) {
-    ::close(fd);
-    throw std::runtime_error("socket path too long: " + socket_path);
-  }
-  std::copy(socket_path.begin(), socket_path.end(), addr.sun_path);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    std::string why = std::strerror(errno);
-    ::close(fd);
-    throw std::runtime_error("cannot connect to " + socket_path + ": " + why +
-                             " (is tandemd serve running? --socket or TANDEM_SOCKET names the "
-                             "socket)");
-  }
-  // A daemon that refuses the peer answers before reading: write what it
-  // takes, then read whatever answer there is.
-  size_t sent = 0;
-  while (sent < line.size()) {
-    ssize_t n = ::send(fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
   std::string response;
-  char buf[65536];
-  while (response.find('\n') == std::string::npos) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n <= 0) break;
-    response.append(buf, static_cast<size_t>(n));
+  try {
+    response = tandem::control::exchange(socket_path, line);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) +
+                             (std::string(e.what()).rfind("cannot connect", 0) == 0
+                                  ? " (is tandemd serve running? --socket or TANDEM_SOCKET names "
+                                    "the socket)"
+                                  : ""));
   }
-  ::close(fd);
-  if (response.empty()) throw std::runtime_error("tandemd closed the connection without answering");
   auto j = json::parse(response, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     throw std::runtime_error("tandemd sent an unreadable response");
@@ -221,9 +199,10 @@ int main(int argc, char** argv) {
   std::string throttle_for;
   bool throttle_off = false;
   auto* throttle = app.add_subcommand(
-      "throttle", "Hold the backfill back (after the batch in flight) until lifted, or for a while");
-  throttle->add_option("NAME [for DURATION]", throttle_args,
-                       "the migration, then optionally: for 10m")
+      "throttle",
+      "Hold the backfill back (after the batch in flight) until lifted, or for a while");
+  throttle
+      ->add_option("NAME [for DURATION]", throttle_args, "the migration, then optionally: for 10m")
       ->required()
       ->expected(1, 3);
   throttle->add_option("--for", throttle_for, "how long, e.g. 90s, 10m, 2h");

@@ -157,8 +157,8 @@ ParsedRequest parse_request(const std::string& line) {
       if (!text("for", true, given)) return out;
       auto d = parse_duration(given);
       if (!d || d->count() <= 0) {
-        return fail("bad_field", "\"for\" must be a duration such as 90s or 10m, got \"" +
-                                     clip(given) + "\"");
+        return fail("bad_field",
+                    "\"for\" must be a duration such as 90s or 10m, got \"" + clip(given) + "\"");
       }
       if (r.off) return fail("bad_field", "\"for\" and \"off\" do not go together");
       r.throttle_for = *d;
@@ -178,8 +178,8 @@ ParsedRequest parse_request(const std::string& line) {
       } else if (it->is_number_integer()) {
         value = std::to_string(it->get<long long>());
       } else {
-        return fail("bad_field", "setting \"" + clip(it.key()) +
-                                     "\" must be a string or a whole number");
+        return fail("bad_field",
+                    "setting \"" + clip(it.key()) + "\" must be a string or a whole number");
       }
       if (std::find(setting_keys().begin(), setting_keys().end(), it.key()) ==
           setting_keys().end()) {

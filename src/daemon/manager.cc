@@ -5,13 +5,13 @@
 #include <array>
 #include <cmath>
 
-#include "engine/executor.h"
 #include "daemon/metrics.h"
+#include "engine/executor.h"
 #include "engine/state_store.h"
 #include "spec/settings.h"
+#include "spec/suggest.h"
 #include "tandem_version.h"
 #include "util/duration.h"
-#include "spec/suggest.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -41,9 +41,9 @@ struct MigrationManager::Worker : ProgressSink {
   std::optional<double> eta;
   std::string last_error;
   std::optional<Phase> waiting_for;
-  std::string blocked_by;  // waiting_for_table: the earlier migration and table
+  std::string blocked_by;               // waiting_for_table: the earlier migration and table
   std::unique_ptr<RunControl> control;  // set when the spec parses
-  Settings base;  // the spec's settings, the daemon's defaults for the rest
+  Settings base;                        // the spec's settings, the daemon's defaults for the rest
   MigrationMetrics metrics;
 
   void phase_started(Phase p) override {
@@ -349,7 +349,8 @@ void apply_live(RunControl& control, const Settings& base, const nlohmann::json&
   if (!t.is_object()) {
     control.lift_throttle();
   } else if (t.contains("until") && t["until"].is_number_integer()) {
-    control.throttle(SystemClock::time_point(std::chrono::milliseconds(t["until"].get<long long>())));
+    control.throttle(
+        SystemClock::time_point(std::chrono::milliseconds(t["until"].get<long long>())));
   } else {
     control.throttle(std::nullopt);
   }
@@ -361,9 +362,9 @@ void MigrationManager::refresh(Worker& w) {
   if (!w.spec) return;
   std::optional<std::array<std::string, 3>> row;
   with_db([&](Connection& c) {
-    Rows r = c.exec(
-        "SELECT desired, approved::text, live::text FROM tandem.submissions WHERE name = $1",
-        {w.name});
+    Rows r =
+        c.exec("SELECT desired, approved::text, live::text FROM tandem.submissions WHERE name = $1",
+               {w.name});
     if (!r.empty()) row = std::array<std::string, 3>{r.text(0, 0), r.text(0, 1), r.text(0, 2)};
   });
   if (!row) return;
@@ -430,15 +431,17 @@ nlohmann::json MigrationManager::throttle(Worker& w, const control::Request& r,
   with_db([&](Connection& c) {
     Transaction tx(c);
     if (r.off) {
-      tx.exec("UPDATE tandem.submissions SET live = live - 'throttle', updated_at = now()"
-              " WHERE name = $1",
-              {w.name});
+      tx.exec(
+          "UPDATE tandem.submissions SET live = live - 'throttle', updated_at = now()"
+          " WHERE name = $1",
+          {w.name});
       StateStore(w.name).event(c, "throttle_lifted", std::nullopt, "", actor);
     } else {
       nlohmann::json t = {{"until", until ? nlohmann::json(epoch_ms(*until)) : nlohmann::json()}};
-      tx.exec("UPDATE tandem.submissions SET live = jsonb_set(live, '{throttle}', $2::jsonb),"
-              " updated_at = now() WHERE name = $1",
-              {w.name, t.dump()});
+      tx.exec(
+          "UPDATE tandem.submissions SET live = jsonb_set(live, '{throttle}', $2::jsonb),"
+          " updated_at = now() WHERE name = $1",
+          {w.name, t.dump()});
       nlohmann::json detail = nlohmann::json::object();
       if (r.throttle_for) detail["for"] = format_duration(*r.throttle_for);
       StateStore(w.name).event(c, "throttle_requested", std::nullopt, "", actor, detail);
@@ -469,9 +472,10 @@ nlohmann::json MigrationManager::set_settings(Worker& w, const control::Request&
   if (!problem.empty()) throw CommandError("bad_field", problem);
   with_db([&](Connection& c) {
     Transaction tx(c);
-    tx.exec("UPDATE tandem.submissions SET live = jsonb_set(live, '{settings}',"
-            " coalesce(live->'settings', '{}') || $2::jsonb), updated_at = now() WHERE name = $1",
-            {w.name, changed.dump()});
+    tx.exec(
+        "UPDATE tandem.submissions SET live = jsonb_set(live, '{settings}',"
+        " coalesce(live->'settings', '{}') || $2::jsonb), updated_at = now() WHERE name = $1",
+        {w.name, changed.dump()});
     StateStore(w.name).event(c, "settings_changed", std::nullopt, "", actor, changed);
     tx.commit();
   });
@@ -528,9 +532,9 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
   }
   j["throttled"] = reason.empty() ? nlohmann::json() : nlohmann::json(reason);
   j["throttled_until"] =
-      until ? nlohmann::json(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 until->time_since_epoch())
-                                 .count())
+      until ? nlohmann::json(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(until->time_since_epoch())
+                      .count())
             : nlohmann::json();
   if (w.control) {
     nlohmann::json settings = nlohmann::json::object();

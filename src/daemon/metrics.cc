@@ -126,8 +126,7 @@ std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
   w.family("tandem_verify_batch_duration_seconds", "histogram",
            "How long each verify batch's transaction took.");
   for (const auto& m : migrations) {
-    w.histogram("tandem_verify_batch_duration_seconds", migration_label(m),
-                m.verify_batch_seconds);
+    w.histogram("tandem_verify_batch_duration_seconds", migration_label(m), m.verify_batch_seconds);
   }
   w.family("tandem_backfill_batch_size", "gauge", "Rows asked for in the last batch.");
   for (const auto& m : migrations) {

@@ -143,10 +143,10 @@ void ControlServer::start() {
     throw std::runtime_error("cannot set the mode of " + path);
   }
   if (!impl_->options.owner.empty() || !impl_->options.group.empty()) {
-    uid_t uid = impl_->options.owner.empty() ? static_cast<uid_t>(-1)
-                                             : resolve_owner(impl_->options.owner);
-    gid_t gid = impl_->options.group.empty() ? static_cast<gid_t>(-1)
-                                             : resolve_group(impl_->options.group);
+    uid_t uid =
+        impl_->options.owner.empty() ? static_cast<uid_t>(-1) : resolve_owner(impl_->options.owner);
+    gid_t gid =
+        impl_->options.group.empty() ? static_cast<gid_t>(-1) : resolve_group(impl_->options.group);
     if (::chown(path.c_str(), uid, gid) != 0) {
       throw std::runtime_error("cannot give " + path + " to " + impl_->options.owner + ":" +
                                impl_->options.group + ": " + std::strerror(errno));

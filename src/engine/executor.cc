@@ -15,6 +15,7 @@ namespace tandem {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -124,7 +125,11 @@ void Executor::with_retries(const std::string& step_id, const std::string& what,
       auto pause = backoff(attempt);
       spdlog::warn("{}: {}{}; attempt {}/{}, retrying in {}", what, e.what(), sqlstate_note(e),
                    attempt, budget, format_duration(pause));
-      std::this_thread::sleep_for(pause);
+      // A stop ends the wait: nothing is in flight while backing off.
+      for (auto end = Clock::now() + pause; Clock::now() < end;) {
+        if (stop_requested()) throw StoppedError(what + " stopped while waiting to retry");
+        std::this_thread::sleep_for(std::min<Clock::duration>(end - Clock::now(), 50ms));
+      }
     }
   }
 }
@@ -387,8 +392,7 @@ std::string Executor::throttle_reason(const Settings& st) {
       " count(*) FILTER (WHERE wait_event_type = 'Lock')"
       " FROM pg_stat_activity WHERE backend_type = 'client backend'"
       " AND datname = current_database() AND pid <> pg_backend_pid()");
-  if (st.throttle_active_sessions > 0 &&
-      std::stoll(r.text(0, 0)) > st.throttle_active_sessions) {
+  if (st.throttle_active_sessions > 0 && std::stoll(r.text(0, 0)) > st.throttle_active_sessions) {
     return "active_sessions";
   }
   if (st.throttle_lock_waits > 0 && std::stoll(r.text(0, 1)) > st.throttle_lock_waits) {
@@ -496,7 +500,8 @@ bool Executor::run_keyset_step(const Step& step) {
           const double seconds = seconds_since(t0);
           meter.add(rows, seconds);
           if (!last) sizer.observe(batch_size, seconds, st);
-          if (options_.progress) options_.progress->batch_done(step, batch_size, rows, seconds, v.mismatches);
+          if (options_.progress)
+            options_.progress->batch_done(step, batch_size, rows, seconds, v.mismatches);
           if (options_.progress) {
             ProgressUpdate u{&step, cp->rows_done, cp->rows_total, meter.rows_per_second(), {}};
             if (cp->rows_total) u.eta_seconds = meter.eta_seconds(*cp->rows_total - cp->rows_done);

@@ -13,7 +13,7 @@ using std::chrono::milliseconds;
 
 struct SettingInfo {
   const char* key;
-  long long min, max;  // milliseconds for durations
+  long long min, max;   // milliseconds for durations
   bool zero_means_off;  // 0 is accepted whatever `min` says
   // Exactly one of these is set.
   milliseconds Settings::*duration = nullptr;

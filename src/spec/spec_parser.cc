@@ -717,7 +717,8 @@ class Parser {
     spec.text = text;
     name(root, spec);
     if (auto d = scalar(root, "description", false, "spec")) spec.description = *d;
-    if (root["settings"].IsDefined()) settings(root["settings"], spec.settings, spec.settings_given);
+    if (root["settings"].IsDefined())
+      settings(root["settings"], spec.settings, spec.settings_given);
     if (!root["operations"].IsDefined()) {
       missing(root, "operations", "spec");
     } else {

@@ -2,19 +2,26 @@
 // under pgbench load: submit, watch, pause, resume, approve, finish; systemd
 // notifications; SIGTERM and restart; malformed commands; a refused uid; two
 // daemons where the running one is killed.
+#include <arpa/inet.h>
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
+#include "control/client.h"
 #include "support/scenario.h"
 
 namespace tandem::testing {
@@ -64,6 +71,56 @@ class NotifySocket {
   int fd_ = -1;
 };
 
+// A TCP port nobody listens on right now.
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// GET http://127.0.0.1:PORT/PATH; the whole response, headers included.
+std::string http_get(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  EXPECT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string out;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+// The value of one sample line ("name{labels} value") in a scrape; -1 when absent.
+double sample(const std::string& scrape, const std::string& series) {
+  auto at = ("\n" + scrape).find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(scrape.substr(at + series.size() + 1));
+}
+
+// One request straight on the control socket; the response line ("" on failure).
+std::string socket_call(const std::string& path, const std::string& line) {
+  try {
+    return control::exchange(path, line + "\n");
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
 class Daemon : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -81,10 +138,10 @@ class Daemon : public ::testing::Test {
     return "/tmp/tandem-ctl-" + std::to_string(getpid()) + "-" + db_ + "-" + std::to_string(n);
   }
   pid_t serve(const std::string& socket, const std::string& extra_env = "",
-              const std::string& config = "") {
+              const std::string& config = "", const std::string& extra_args = "") {
     pid_t pid = spawn("env " + extra_env + " " +
                       tandemd("serve --dsn '" + pg_.dsn(db_) + "' --socket " + socket +
-                              (config.empty() ? "" : " --config " + config)));
+                              (config.empty() ? "" : " --config " + config) + " " + extra_args));
     daemons_.push_back(pid);
     EXPECT_TRUE(wait_for([&] { return access(socket.c_str(), F_OK) == 0; }, 20s))
         << "the control socket never appeared";
@@ -124,7 +181,9 @@ class Daemon : public ::testing::Test {
 
 TEST_F(Daemon, SubmitWatchPauseResumeApproveAndFinishThroughTandemctl) {
   NotifySocket notify;
-  serve(socket_path(), "NOTIFY_SOCKET=" + notify.path());
+  const int port = free_port();
+  serve(socket_path(), "NOTIFY_SOCKET=" + notify.path(), "",
+        "--metrics-listen 127.0.0.1:" + std::to_string(port));
   EXPECT_TRUE(wait_for([&] { return notify.received().find("READY=1") != std::string::npos; }, 10s))
       << notify.received();
   PgbenchLoad load(pg_, db_);
@@ -145,11 +204,41 @@ TEST_F(Daemon, SubmitWatchPauseResumeApproveAndFinishThroughTandemctl) {
   std::this_thread::sleep_for(1500ms);
   EXPECT_EQ(rows_moved(), paused_at) << "rows moved while paused";
 
+  // A live change while paused; the batches after resume use it.
+  r = ctl("set abalance_bigint batch_size=400 lock_timeout=750ms");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("batch_size: 400\n"), std::string::npos) << r.output;
+  EXPECT_EQ(status()["settings"].value("batch_size", ""), "400");
+  EXPECT_EQ(status()["settings"].value("lock_timeout", ""), "750ms");
+  r = ctl("set abalance_bigint batch_size=0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.output, "tandemctl: batch_size: 0 is out of range (1 to 1000000) (bad_field)\n");
+
   r = ctl("resume abalance_bigint");
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string m = "{migration=\"abalance_bigint\"}";
+  ASSERT_TRUE(wait_for(
+      [&] { return sample(http_get(port, "/metrics"), "tandem_backfill_batch_size" + m) == 400; },
+      60s))
+      << http_get(port, "/metrics");
   ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
       << status().dump();
   EXPECT_GT(rows_moved(), paused_at);
+  // Metrics: the rows this daemon moved, batch durations, the build.
+  const std::string scrape = http_get(port, "/metrics");
+  EXPECT_NE(scrape.find("HTTP/1.1 200 OK"), std::string::npos) << scrape;
+  EXPECT_NE(scrape.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << scrape;
+  EXPECT_EQ(sample(scrape, "tandem_backfill_rows_total" + m), rows_moved()) << scrape;
+  EXPECT_GT(sample(scrape, "tandem_backfill_batch_duration_seconds_count" + m), 0) << scrape;
+  EXPECT_GT(sample(scrape, "tandem_verify_rows_total" + m), 0) << scrape;
+  EXPECT_EQ(sample(scrape, "tandem_verify_mismatches_total" + m), 0) << scrape;
+  EXPECT_EQ(sample(scrape,
+                   "tandem_migration_state{migration=\"abalance_bigint\","
+                   "state=\"waiting_approval\"}"),
+            1)
+      << scrape;
+  EXPECT_NE(scrape.find("tandem_build_info{version=\""), std::string::npos);
+  EXPECT_NE(http_get(port, "/nope").find("404 Not Found"), std::string::npos);
   r = ctl("status abalance_bigint");
   EXPECT_NE(r.output.find("tandemctl approve abalance_bigint cleanup"), std::string::npos)
       << r.output;
@@ -168,7 +257,7 @@ TEST_F(Daemon, SubmitWatchPauseResumeApproveAndFinishThroughTandemctl) {
                      "SELECT string_agg(kind, ',' ORDER BY id) FROM tandem.events"
                      " WHERE actor = '" +
                          uid + "'"),
-            "submitted,pause_requested,resume_requested,approve_requested");
+            "submitted,pause_requested,settings_changed,resume_requested,approve_requested");
 }
 
 TEST_F(Daemon, SigtermMidBackfillExitsZeroAndARestartResumesFromTheCheckpoint) {
@@ -190,6 +279,212 @@ TEST_F(Daemon, SigtermMidBackfillExitsZeroAndARestartResumesFromTheCheckpoint) {
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.submissions"), "1");
 }
 
+TEST_F(Daemon, ThrottleHoldsRowsBackUntilItEndsAndAbortStopsAtOnce) {
+  const int port = free_port();
+  serve(socket_path(), "", "", "--metrics-listen 127.0.0.1:" + std::to_string(port));
+  ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return rows_moved() > 0; }, 60s)) << status().dump();
+
+  auto r = ctl("throttle abalance_bigint for 3s");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("abalance_bigint: throttled until "), std::string::npos) << r.output;
+  ASSERT_TRUE(wait_for([&] { return status().value("throttled", json()) == "manual"; }, 10s));
+  r = ctl("status abalance_bigint");
+  EXPECT_NE(r.output.find("throttled (manual) for "), std::string::npos) << r.output;
+  std::this_thread::sleep_for(300ms);  // the batch in flight commits
+  const long long held_at = rows_moved();
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_EQ(rows_moved(), held_at) << "rows moved while throttled";
+  // It ends by itself, and the rows move again.
+  ASSERT_TRUE(wait_for([&] { return rows_moved() > held_at; }, 20s)) << status().dump();
+  EXPECT_EQ(status().value("throttled", json("x")), json());
+  const std::string m = "{migration=\"abalance_bigint\",reason=\"manual\"}";
+  EXPECT_GE(sample(http_get(port, "/metrics"), "tandem_throttled_seconds_total" + m), 2.0)
+      << http_get(port, "/metrics");
+
+  // Until lifted by hand.
+  ASSERT_EQ(ctl("throttle abalance_bigint").exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return status().value("throttled", json()) == "manual"; }, 10s));
+  EXPECT_EQ(status().value("throttled_until", json("x")), json());
+  r = ctl("throttle abalance_bigint --off");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "abalance_bigint: throttle lifted\n");
+  ASSERT_TRUE(wait_for([&] { return status().value("throttled", json("x")).is_null(); }, 10s));
+
+  // Abort: stops at once and stays paused; the checkpoint is intact, so a
+  // resume finishes the backfill.
+  r = ctl("--json abort abalance_bigint");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(wait_for([&] { return status().value("state", "") == "paused"; }, 5s))
+      << status().dump();
+  const long long aborted_at = rows_moved();
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_EQ(rows_moved(), aborted_at);
+  ASSERT_EQ(ctl("resume abalance_bigint").exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
+      << status().dump();
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) FROM pgbench_accounts"
+                     " WHERE _tandem_old_abalance IS DISTINCT FROM abalance"),
+            "0");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT string_agg(kind, ',' ORDER BY id) FROM tandem.events"
+                     " WHERE actor LIKE 'uid:%'"),
+            "submitted,throttle_requested,throttle_requested,throttle_lifted,abort_requested,"
+            "resume_requested");
+}
+
+TEST_F(Daemon, AMigrationOnATableAnotherIsChangingWaitsForIt) {
+  serve(socket_path());
+  ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return rows_moved() > 0; }, 60s));
+  // Same table: waits. Another table: runs at once.
+  std::string same = write_temp_file(
+      "name: accounts_filler_index\noperations:\n"
+      "  - create_index: {table: pgbench_accounts, name: accounts_bid, columns: [bid]}\n");
+  std::string other = write_temp_file(
+      "name: branches_filler_index\noperations:\n"
+      "  - create_index: {table: pgbench_branches, name: branches_bbalance, columns: "
+      "[bbalance]}\n");
+  ASSERT_EQ(ctl("submit " + same).exit_code, 0);
+  ASSERT_EQ(ctl("submit " + other).exit_code, 0);
+  auto state_of = [&](const std::string& name) {
+    auto j = json::parse(ctl("--json status " + name).output, nullptr, false);
+    return j.is_discarded() ? json::object() : j;
+  };
+  ASSERT_TRUE(wait_for(
+      [&] { return state_of("branches_filler_index").value("state", "") == "completed"; }, 60s))
+      << state_of("branches_filler_index").dump();
+  auto waiting = state_of("accounts_filler_index");
+  EXPECT_EQ(waiting.value("state", ""), "waiting_for_table") << waiting.dump();
+  EXPECT_EQ(waiting.value("blocked_by", ""), "abalance_bigint (public.pgbench_accounts)");
+  auto r = ctl("status accounts_filler_index");
+  EXPECT_NE(r.output.find("waits for migration abalance_bigint (public.pgbench_accounts) to "
+                          "finish"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_bid'"), "0");
+  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s));
+  ASSERT_EQ(ctl("approve abalance_bigint cleanup").exit_code, 0);
+  ASSERT_TRUE(wait_for(
+      [&] { return state_of("accounts_filler_index").value("state", "") == "completed"; }, 60s))
+      << state_of("accounts_filler_index").dump();
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_bid'"), "1");
+}
+
+TEST_F(Daemon, FiftyClientsPollingStatusAreAllAnsweredWhileTheMigrationRuns) {
+  serve(socket_path());
+  // The same migration twice: alone, then with fifty clients asking for its
+  // status ten times a second each (tandemctl watch asks every 2 s). The
+  // backfill times are printed (a benchmark figure, not an assertion); every
+  // poll must be answered.
+  auto backfill_seconds = [&] {
+    return std::stod(
+        pg_.psql(db_,
+                 "SELECT extract(epoch FROM finished_at - started_at) FROM tandem.steps"
+                 " WHERE step_id = '1.backfill'"));
+  };
+  ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s));
+  const double alone = backfill_seconds();
+  ASSERT_EQ(ctl("rollback abalance_bigint").exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return status().value("state", "") == "rolled_back"; }, 60s));
+  // The first run left a dead version of every row: compact the table so that
+  // both runs start from the same state.
+  pg_.psql(db_, "VACUUM FULL pgbench_accounts");
+
+  const char* clients_env = std::getenv("TANDEM_TEST_STATUS_CLIENTS");  // 0: a control run
+  const int kClients = clients_env ? std::atoi(clients_env) : 50;
+  std::atomic<bool> done{false};
+  std::atomic<long> answered{0}, failed{0};
+  std::vector<std::thread> clients;
+  const std::string request = R"({"v":1,"cmd":"status","name":"abalance_bigint"})";
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&] {
+      while (!done) {
+        std::string line = socket_call(socket_path(), request);
+        auto j = json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.value("ok", false)) {
+          ++answered;
+        } else {
+          ++failed;
+        }
+        std::this_thread::sleep_for(100ms);
+      }
+    });
+  }
+  ASSERT_EQ(ctl("resume abalance_bigint").exit_code, 0);
+  bool finished =
+      wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s);
+  done = true;
+  for (auto& t : clients) t.join();
+  ASSERT_TRUE(finished) << status().dump();
+  const double polled = backfill_seconds();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GE(answered.load(), kClients);
+  std::printf("backfill alone %.2f s, with %d status pollers %.2f s (%.2fx), %ld answers\n", alone,
+              kClients, polled, polled / alone, answered.load());
+}
+
+TEST_F(Daemon, SighupReloadsAllowedUidsAndABadConfigKeepsTheRunningOne) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to act as another user";
+  std::string config = write_temp_file("control:\n  allowed_uids: [0]\n");
+  pid_t pid = serve(socket_path(), "", config);
+  chmod(socket_path().c_str(), 0666);
+  const std::string as_nobody =
+      "runuser -u nobody -- " + tandemctl(socket_path(), "list") + " 2>&1";
+  EXPECT_EQ(run_command(as_nobody).exit_code, 1);
+  const std::string nobody = run_command("id -u nobody").output;
+  {
+    std::ofstream out(config);
+    out << "control:\n  allowed_uids: [0, " << std::stoi(nobody) << "]\n";
+  }
+  kill(pid, SIGHUP);
+  EXPECT_TRUE(wait_for([&] { return run_command(as_nobody).exit_code == 0; }, 10s))
+      << run_command(as_nobody).output;
+  {
+    std::ofstream out(config);
+    out << "control:\n  alowed_uids: [0]\n";
+  }
+  kill(pid, SIGHUP);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(run_command(as_nobody).exit_code, 0) << "a config that does not load changed things";
+  EXPECT_EQ(ctl("list").exit_code, 0);
+}
+
+TEST_F(Daemon, TheSocketGoesToTheConfiguredGroup) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give a file away";
+  group* nogroup = getgrnam("nogroup");
+  if (!nogroup) GTEST_SKIP() << "no group nogroup";
+  serve(socket_path(), "", write_temp_file("control:\n  group: nogroup\n  mode: \"0660\"\n"));
+  struct stat st {};
+  ASSERT_EQ(stat(socket_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, nogroup->gr_gid);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+}
+
+TEST_F(Daemon, SigtermCancelsAStepThatOutlastsTheShutdownGrace) {
+  std::string slow = write_temp_file(
+      "name: slow_step\nsettings:\n  statement_timeout: 5m\noperations:\n"
+      "  - sql: {phase: prepare, up: 'SELECT pg_sleep(120)', down: 'SELECT 1'}\n");
+  pid_t pid = serve(socket_path(), "", write_temp_file("shutdown_grace: 1s\n"));
+  ASSERT_EQ(ctl("submit " + slow).exit_code, 0);
+  const std::string sleeping =
+      "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%'"
+      " AND state = 'active' AND pid <> pg_backend_pid()";
+  ASSERT_TRUE(wait_for([&] { return pg_.psql(db_, sleeping) == "1"; }, 30s));
+  kill(pid, SIGTERM);
+  // Without the cancel it would wait for the two-minute statement.
+  ASSERT_TRUE(wait_for([&] { return waitpid(pid, nullptr, WNOHANG) == pid; }, 30s))
+      << "tandemd did not stop";
+  daemons_.clear();
+  EXPECT_EQ(pg_.psql(db_, sleeping), "0");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT status <> 'done' FROM tandem.steps WHERE migration = 'slow_step'"
+                     " AND step_id = '1.sql'"),
+            "t");
+}
+
 TEST_F(Daemon, MalformedCommandsGetErrorsNamingThemAndChangeNothing) {
   serve(socket_path());
   auto r = ctl("status nosuch");
@@ -208,19 +503,8 @@ TEST_F(Daemon, MalformedCommandsGetErrorsNamingThemAndChangeNothing) {
            {"hello", "bad_json"},
            {R"({"v":1,"cmd":"frobnicate"})", "unknown_command"},
            {R"({"v":1,"cmd":"pause"})", "missing_field"}}) {
-    auto sock = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::string path = socket_path();
-    std::copy(path.begin(), path.end(), addr.sun_path);
-    ASSERT_EQ(::connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    std::string out = line + "\n";
-    ASSERT_EQ(::write(sock, out.data(), out.size()), static_cast<ssize_t>(out.size()));
-    char buf[4096];
-    ssize_t n = ::read(sock, buf, sizeof(buf));
-    ::close(sock);
-    ASSERT_GT(n, 0);
-    auto j = json::parse(std::string(buf, static_cast<size_t>(n)));
+    auto j = json::parse(socket_call(socket_path(), line), nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
     EXPECT_FALSE(j["ok"].get<bool>());
     EXPECT_EQ(j["error"]["code"], code) << j.dump();
   }
@@ -279,8 +563,9 @@ TEST_F(Daemon, RollbackThroughTandemctlRestoresTheTableAndResumeStartsAgain) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
       << status().dump();
-  EXPECT_EQ(pg_.psql(db_, "SELECT string_agg(kind, ',' ORDER BY id) FROM tandem.events"
-                          " WHERE actor LIKE 'uid:%'"),
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT string_agg(kind, ',' ORDER BY id) FROM tandem.events"
+                     " WHERE actor LIKE 'uid:%'"),
             "submitted,rollback_requested,resume_requested");
 }
 
@@ -292,7 +577,9 @@ TEST(DaemonConfig, TheExampleConfigLoadsAndHidesThePassword) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output, "database: host=db dbname=app user=tandem password=*** (from " + dsn +
                           ")\ncontrol socket: /run/tandemd/control.sock (mode 0660)\n"
-                          "allowed uids: 0\n");
+                          "allowed uids: 0\nmetrics: 127.0.0.1:9187\nlog: info, text\n"
+                          "shutdown grace: 10.0s\ndefault batch_size: 5000\n"
+                          "default lock_timeout: 500ms\n");
   std::string bad = write_temp_file("control:\n  mode: \"0666\"\n");
   r = run_command(tandemd("serve --check-config --config " + bad) + " 2>&1");
   EXPECT_EQ(r.exit_code, 1);
@@ -300,6 +587,49 @@ TEST(DaemonConfig, TheExampleConfigLoadsAndHidesThePassword) {
                                 "nothing for others"),
             std::string::npos)
       << r.output;
+}
+
+TEST(DaemonConfig, BadSettingsInTheConfigAreLocated) {
+  std::string bad = write_temp_file("defaults:\n  batch_sise: 10\n");
+  auto r = run_command(tandemd("serve --check-config --config " + bad) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find(bad + ":2:3: unknown setting \"batch_sise\" in defaults; did you mean "
+                                "\"batch_size\"?"),
+            std::string::npos)
+      << r.output;
+  bad = write_temp_file("metrics:\n  listen: localhost\n");
+  r = run_command(tandemd("serve --check-config --config " + bad) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find(bad + ":2:11: metrics address \"localhost\": expected HOST:PORT"),
+            std::string::npos)
+      << r.output;
+}
+
+TEST(DaemonLogs, UnderTheJournalLinesCarryAPriorityAndNoTimestamp) {
+  // Stand in for systemd: stderr is a file, JOURNAL_STREAM names its device and inode.
+  std::string log = write_temp_file("", ".log");
+  struct stat st {};
+  ASSERT_EQ(stat(log.c_str(), &st), 0);
+  const std::string journal =
+      "JOURNAL_STREAM=" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  const std::string args =
+      "serve --dsn 'host=/nonexistent' --socket /tmp/tandem-log-" + std::to_string(getpid());
+  const std::string serve = tandemd(args);
+  run_command("(env " + journal + " timeout -s INT 1 " + serve + " 2>>" + log + ")");
+  std::string text = read_file(log);
+  EXPECT_EQ(text.rfind("<6>tandemd serve: database host=/nonexistent", 0), 0u) << text;
+  EXPECT_NE(text.find("\n<4>cannot reach the database yet"), std::string::npos) << text;
+
+  std::string json_log = write_temp_file("", ".log");
+  run_command("(timeout -s INT 1 " + tandemd("--log-format json " + args) + " 2>" + json_log + ")");
+  std::istringstream lines(read_file(json_log));
+  int count = 0;
+  for (std::string line; std::getline(lines, line); ++count) {
+    auto j = json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    EXPECT_TRUE(j.contains("ts") && j.contains("level") && j.contains("msg")) << line;
+  }
+  EXPECT_GE(count, 2);
 }
 
 TEST(DaemonConfig, TheSystemdUnitVerifies) {

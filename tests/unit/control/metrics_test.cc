@@ -27,15 +27,20 @@ TEST(Metrics, RendersEveryFamilyWithOneSeriesPerMigration) {
   EXPECT_TRUE(has_line(text, "tandem_build_info{version=\"0.1.0\"} 1")) << text;
   EXPECT_TRUE(has_line(text, "# TYPE tandem_backfill_rows_total counter"));
   EXPECT_TRUE(has_line(text, "tandem_migration_phase{migration=\"users_uuid\"} 3"));
-  EXPECT_TRUE(has_line(text, "tandem_migration_state{migration=\"users_uuid\",state=\"running\"} 1"));
+  EXPECT_TRUE(
+      has_line(text, "tandem_migration_state{migration=\"users_uuid\",state=\"running\"} 1"));
   EXPECT_TRUE(has_line(text, "tandem_backfill_rows_total{migration=\"users_uuid\"} 12000"));
   EXPECT_TRUE(has_line(
-      text, "tandem_backfill_batch_duration_seconds_bucket{migration=\"users_uuid\",le=\"0.025\"} 0"));
+      text,
+      "tandem_backfill_batch_duration_seconds_bucket{migration=\"users_uuid\",le=\"0.025\"} 0"));
   EXPECT_TRUE(has_line(
-      text, "tandem_backfill_batch_duration_seconds_bucket{migration=\"users_uuid\",le=\"0.05\"} 1"));
+      text,
+      "tandem_backfill_batch_duration_seconds_bucket{migration=\"users_uuid\",le=\"0.05\"} 1"));
   EXPECT_TRUE(has_line(
-      text, "tandem_backfill_batch_duration_seconds_bucket{migration=\"users_uuid\",le=\"+Inf\"} 2"));
-  EXPECT_TRUE(has_line(text, "tandem_backfill_batch_duration_seconds_count{migration=\"users_uuid\"} 2"));
+      text,
+      "tandem_backfill_batch_duration_seconds_bucket{migration=\"users_uuid\",le=\"+Inf\"} 2"));
+  EXPECT_TRUE(
+      has_line(text, "tandem_backfill_batch_duration_seconds_count{migration=\"users_uuid\"} 2"));
   EXPECT_TRUE(has_line(
       text, "tandem_throttled_seconds_total{migration=\"users_uuid\",reason=\"manual\"} 4.5"));
   EXPECT_TRUE(has_line(text, "tandem_throttled{migration=\"users_uuid\"} 1"));
@@ -62,13 +67,11 @@ TEST(Metrics, BeforeThePhaseIsKnownThePhaseIsZero) {
   EXPECT_TRUE(has_line(render_metrics({m}, "x"), "tandem_migration_phase{migration=\"m\"} 0"));
 }
 
-TEST(Metrics, LabelValuesAreEscaped) {
-  EXPECT_EQ(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-}
+TEST(Metrics, LabelValuesAreEscaped) { EXPECT_EQ(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd"); }
 
 TEST(Metrics, ListenAddresses) {
-  EXPECT_EQ(parse_listen_address("127.0.0.1:9187"), std::make_pair(std::string("127.0.0.1"),
-                                                                   static_cast<unsigned short>(9187)));
+  EXPECT_EQ(parse_listen_address("127.0.0.1:9187"),
+            std::make_pair(std::string("127.0.0.1"), static_cast<unsigned short>(9187)));
   EXPECT_EQ(parse_listen_address("[::1]:80").first, "::1");
   EXPECT_EQ(parse_listen_address(":9187").first, "0.0.0.0");
   EXPECT_THROW(parse_listen_address("localhost"), std::runtime_error);

@@ -43,20 +43,23 @@ const Bad kBad[] = {
     {"invalid utf-8", "{\"v\": 1, \"cmd\": \"st\xff\"}", "bad_json", "request is not valid UTF-8"},
     {"throttle for nonsense", R"({"v": 1, "cmd": "throttle", "name": "m", "for": "soon"})",
      "bad_field", "\"for\" must be a duration such as 90s or 10m, got \"soon\""},
-    {"throttle for and off", R"({"v": 1, "cmd": "throttle", "name": "m", "for": "1m", "off": true})",
-     "bad_field", "\"for\" and \"off\" do not go together"},
+    {"throttle for and off",
+     R"({"v": 1, "cmd": "throttle", "name": "m", "for": "1m", "off": true})", "bad_field",
+     "\"for\" and \"off\" do not go together"},
     {"throttle off not a bool", R"({"v": 1, "cmd": "throttle", "name": "m", "off": "yes"})",
      "bad_field", "\"off\" must be true or false"},
     {"set without settings", R"({"v": 1, "cmd": "set", "name": "m"})", "missing_field",
      "command set needs \"settings\""},
     {"set an empty object", R"({"v": 1, "cmd": "set", "name": "m", "settings": {}})", "bad_field",
      "\"settings\" must be an object such as {\"batch_size\": 2000}"},
-    {"set a misspelt setting", R"({"v": 1, "cmd": "set", "name": "m", "settings": {"batch_sise": 5}})",
-     "bad_field", "unknown setting \"batch_sise\"; did you mean \"batch_size\"?"},
+    {"set a misspelt setting",
+     R"({"v": 1, "cmd": "set", "name": "m", "settings": {"batch_sise": 5}})", "bad_field",
+     "unknown setting \"batch_sise\"; did you mean \"batch_size\"?"},
     {"set out of range", R"({"v": 1, "cmd": "set", "name": "m", "settings": {"batch_size": 0}})",
      "bad_field", "batch_size: 0 is out of range (1 to 1000000)"},
-    {"set a bad duration", R"({"v": 1, "cmd": "set", "name": "m", "settings": {"lock_timeout": "fast"}})",
-     "bad_field", "lock_timeout: expected a duration such as 500ms or 2s, got \"fast\""},
+    {"set a bad duration",
+     R"({"v": 1, "cmd": "set", "name": "m", "settings": {"lock_timeout": "fast"}})", "bad_field",
+     "lock_timeout: expected a duration such as 500ms or 2s, got \"fast\""},
     {"set a list", R"({"v": 1, "cmd": "set", "name": "m", "settings": {"batch_size": [1]}})",
      "bad_field", "setting \"batch_size\" must be a string or a whole number"},
     {"abort without name", R"({"v": 1, "cmd": "abort"})", "missing_field",
@@ -104,11 +107,12 @@ TEST(Protocol, ParsesEachCommandAndEchoesTheId) {
 TEST(Protocol, AnErrorEchoesTheIdOfTheRequestThatCausedIt) {
   auto r = parse_request(R"({"v": 1, "cmd": "nope", "id": "abc"})");
   ASSERT_FALSE(r.request);
-  EXPECT_EQ(error_response(r.error),
-            "{\"error\":{\"code\":\"unknown_command\",\"message\":\"unknown command \\\"nope\\\"; "
-            "expected one of: list, status, submit, pause, resume, approve, rollback, events, throttle, "
-            "set, abort\"},"
-            "\"id\":\"abc\",\"ok\":false,\"v\":1}\n");
+  EXPECT_EQ(
+      error_response(r.error),
+      "{\"error\":{\"code\":\"unknown_command\",\"message\":\"unknown command \\\"nope\\\"; "
+      "expected one of: list, status, submit, pause, resume, approve, rollback, events, throttle, "
+      "set, abort\"},"
+      "\"id\":\"abc\",\"ok\":false,\"v\":1}\n");
 }
 
 TEST(Protocol, ParsesThrottleSetAndAbort) {

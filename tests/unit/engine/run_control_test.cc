@@ -86,7 +86,8 @@ TEST(Settings, OneTableChecksEveryKey) {
   EXPECT_EQ(set_setting(s, "target_batch_time", "0"), "");  // off
   EXPECT_EQ(set_setting(s, "target_batch_time", "5ms"),
             "target_batch_time: 5ms is out of range (0 (off) or 10ms to 1m00s)");
-  EXPECT_EQ(set_setting(s, "batch_size", "12x"), "batch_size: expected a whole number, got \"12x\"");
+  EXPECT_EQ(set_setting(s, "batch_size", "12x"),
+            "batch_size: expected a whole number, got \"12x\"");
   EXPECT_EQ(set_setting(s, "nope", "1"), "unknown setting \"nope\"");
   EXPECT_EQ(setting_text(s, "lock_timeout"), "1.5s");
   EXPECT_EQ(setting_text(s, "batch_size"), "2000");
