@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs tandem's Debian build and test dependencies when any is missing.
+# Installs tandem's Debian build and test dependencies when any is missing,
+# and any further packages named as arguments (bench/run.sh adds its own).
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libpqxx-dev libpq-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libboost-dev libsystemd-dev libgtest-dev libgmock-dev
   postgresql postgresql-contrib
+  "$@"
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -42,6 +42,15 @@ class Connection {
   virtual int backend_pid() const = 0;
 };
 
+// Every session tandem opens starts with these limits, so that nothing it
+// runs can hang on a lock, a statement or an open transaction for ever;
+// steps and batches override lock_timeout and statement_timeout with the
+// spec's settings for their own statements. The SQL sets them again, e.g.
+// after RESET.
+inline constexpr const char* kSessionLimitsSql =
+    "SET statement_timeout = '60s'; SET lock_timeout = '5s';"
+    " SET idle_in_transaction_session_timeout = '60s'";
+
 // Opens a session. The libpq connection string may be empty (libpq then reads
 // PGHOST, PGPORT, ... from the environment). A lost connection is never
 // silently re-established: session state (the migration lock) would be lost.

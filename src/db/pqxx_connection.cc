@@ -122,6 +122,7 @@ std::unique_ptr<Connection> connect_postgres(const std::string& dsn,
   // Let the server notice a vanished client (kill -9) within a second even in
   // the middle of a long statement, so its locks are released quickly.
   conn->exec("SET client_connection_check_interval = '1s'");
+  conn->exec(kSessionLimitsSql);
   return conn;
 }
 

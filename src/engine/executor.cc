@@ -378,10 +378,10 @@ void Executor::with_session_timeouts(const std::function<void()>& work) {
   try {
     work();
   } catch (const Error&) {
-    if (conn_->is_open()) conn_->exec("RESET lock_timeout; RESET statement_timeout");
+    if (conn_->is_open()) conn_->exec(kSessionLimitsSql);
     throw;
   }
-  conn_->exec("RESET lock_timeout; RESET statement_timeout");
+  conn_->exec(kSessionLimitsSql);
 }
 
 std::string Executor::throttle_reason(const Settings& st) {

@@ -45,6 +45,21 @@ class ExecutorTest : public ::testing::Test {
   std::string db_;
 };
 
+TEST_F(ExecutorTest, EverySessionStartsWithLimitsOnLocksStatementsAndIdleTransactions) {
+  auto conn = connect_postgres(pg_.dsn(db_), "limits test");
+  Rows r = conn->exec(
+      "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
+      " current_setting('idle_in_transaction_session_timeout')");
+  EXPECT_EQ(r.text(0, 0), "1min");
+  EXPECT_EQ(r.text(0, 1), "5s");
+  EXPECT_EQ(r.text(0, 2), "1min");
+  // A transaction left open is ended by the server, not held for ever.
+  conn->exec("SET idle_in_transaction_session_timeout = '200ms'");
+  conn->exec("BEGIN");
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_THROW(conn->exec("SELECT 1"), Error);
+}
+
 TEST_F(ExecutorTest, DdlWaitsAtMostTheLockTimeoutAndSucceedsOnceTheBlockerEnds) {
   Spec spec = spec_from(items_spec("  retry_budget: 200\n"));
   Plan plan = make_plan(spec);

@@ -1,0 +1,434 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of ways to change pgbench_accounts.abalance.
+
+Starts a throwaway PostgreSQL, builds one pgbench dataset as a template, and
+for each method clones it (CREATE DATABASE ... TEMPLATE), runs the same
+pgbench load against the clone, and runs the method under that load:
+
+  none      no migration: the baseline the others are compared with
+  alter     offline ALTER TABLE ... ALTER COLUMN abalance TYPE bigint
+  update    ADD COLUMN, then one UPDATE of every row
+  loop      ADD COLUMN, then a PL/pgSQL keyset loop committing every 1000 rows
+  repack    pg_repack of the table (a rewrite, not a type change: the online
+            rewrite tool people reach for)
+  tandem    tandemd run with the spec's default settings
+  tandem_fast  tandemd run with its fastest settings (see FAST_SETTINGS)
+
+Then: pgbench TPS and a bulk insert with tandem's dual-write trigger
+installed versus not, and tandemd's peak memory.
+
+Per method: rows/s, ratio to `loop`, client TPS relative to `none`, client
+latency p50/p99/max while the method ran, and the longest time any client
+was seen waiting on a lock (pg_stat_activity sampled every 50 ms).
+
+Writes bench/results/<stamp>.json and .md, latest.json/latest.md, and PNG
+plots when gnuplot is installed. Usage: bench/run.sh [SCALE] (default 50).
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLIENTS = 4
+WARMUP = 5.0  # seconds of load before the method starts
+TAIL = 3.0  # seconds of load after it ends
+BASELINE_SECONDS = 20.0
+FAST_SETTINGS = {"batch_size": 50000, "lock_timeout": "500ms"}
+
+
+def pg_bin():
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not dirs:
+        sys.exit("PostgreSQL is not installed (apt-get install postgresql)")
+    return dirs[-1]
+
+
+class Server:
+    """A throwaway PostgreSQL on a unix socket in a temporary directory."""
+
+    def __init__(self):
+        self.bin = pg_bin()
+        self.dir = tempfile.mkdtemp(prefix="tandem-bench-")
+        self.as_pg = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self.as_pg = ["runuser", "-u", "postgres", "--"]
+        data = os.path.join(self.dir, "data")
+        subprocess.run(self.as_pg + [f"{self.bin}/initdb", "-D", data, "-U", "postgres", "-A",
+                                     "trust", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
+        opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.dir}' -p 5432"
+                " -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min"
+                " -c shared_preload_libraries=''")
+        subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", data, "-l",
+                                     os.path.join(self.dir, "server.log"), "-w", "-o", opts,
+                                     "start"], check=True, stdout=subprocess.DEVNULL)
+        self.env = dict(os.environ, PGHOST=self.dir, PGPORT="5432", PGUSER="postgres")
+
+    def dsn(self, db):
+        return f"host={self.dir} port=5432 user=postgres dbname={db}"
+
+    def psql(self, db, sql):
+        r = subprocess.run([f"{self.bin}/psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db, "-c",
+                            sql], env=self.env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"psql failed: {sql[:200]}\n{r.stderr}")
+        return r.stdout.strip()
+
+    def stop(self):
+        subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", os.path.join(self.dir, "data"),
+                                     "-m", "immediate", "-w", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Load:
+    """pgbench's TPC-B script with per-transaction logs, until stopped."""
+
+    def __init__(self, server, db, workdir):
+        self.server, self.db = server, db
+        self.logdir = tempfile.mkdtemp(prefix="pgbench-", dir=workdir)
+        prefix = os.path.join(self.logdir, "tx")
+        self.proc = subprocess.Popen(
+            [f"{server.bin}/pgbench", "-n", "-c", str(CLIENTS), "-j", "2", "-T", "100000", "-l",
+             f"--log-prefix={prefix}", db],
+            env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def transactions(self):
+        """(finish time in epoch seconds, latency in ms) of every logged transaction."""
+        out = []
+        for path in glob.glob(os.path.join(self.logdir, "tx*")):
+            with open(path) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) < 6 or not parts[2].isdigit():
+                        continue  # a failed transaction, or a line cut short by the stop
+                    out.append((int(parts[4]) + int(parts[5]) / 1e6, int(parts[2]) / 1000.0))
+        return out
+
+
+class LockWatch:
+    """The longest a pgbench client was seen waiting on a lock."""
+
+    def __init__(self, server, db):
+        self.server, self.db = server, db
+        self.longest = 0.0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        sql = ("SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0)"
+               " FROM pg_stat_activity WHERE application_name = 'pgbench'"
+               " AND wait_event_type = 'Lock'")
+        while not self.done.wait(0.05):
+            try:
+                self.longest = max(self.longest, float(self.server.psql(self.db, sql) or 0))
+            except RuntimeError:
+                pass
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.longest
+
+
+def percentile(values, p):
+    if not values:
+        return None
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, int(round(p / 100.0 * (len(values) - 1)))))
+    return values[k]
+
+
+def tandem_spec(name, settings):
+    lines = [f"name: {name}"]
+    if settings:
+        lines.append("settings:")
+        lines += [f"  {k}: {v}" for k, v in settings.items()]
+    lines += ["operations:", "  - alter_column_type:", "      table: pgbench_accounts",
+              "      column: abalance", "      type: bigint", "      up: abalance::bigint",
+              "      down: abalance::integer"]
+    return "\n".join(lines) + "\n"
+
+
+def run_tandem(server, db, tandemd, workdir, settings, until=None):
+    """Runs tandemd; returns (seconds, peak RSS in KiB, backfill rows/s)."""
+    spec = os.path.join(workdir, f"{db}.yaml")
+    with open(spec, "w") as f:
+        f.write(tandem_spec("bench_" + db, settings))
+    args = [tandemd, "run", spec, "--dsn", server.dsn(db)]
+    args += ["--until", until] if until else ["--approve", "all"]
+    t0 = time.time()
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(p.pid, 0)
+    seconds = time.time() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise RuntimeError(f"tandemd failed ({p.returncode}): {p.stderr.read()}")
+    backfill = server.psql(db, "SELECT extract(epoch FROM finished_at - started_at)"
+                               " FROM tandem.steps WHERE step_id = '1.backfill'")
+    rows = int(server.psql(db, "SELECT count(*) FROM pgbench_accounts"))
+    rate = rows / float(backfill) if backfill and float(backfill) > 0 else None
+    return seconds, usage.ru_maxrss, rate
+
+
+METHODS = {
+    "alter": "ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint",
+    "update": ("ALTER TABLE pgbench_accounts ADD COLUMN abalance_new bigint;"
+               " UPDATE pgbench_accounts SET abalance_new = abalance"),
+    "loop": None,  # LOOP_SQL, with COMMIT inside a procedure
+    "repack": None,
+    "tandem": None,
+    "tandem_fast": None,
+}
+
+LOOP_SETUP = """
+ALTER TABLE pgbench_accounts ADD COLUMN abalance_new bigint;
+CREATE PROCEDURE bench_loop() LANGUAGE plpgsql AS $$
+DECLARE
+  last int := 0;
+  upto int;
+BEGIN
+  LOOP
+    SELECT max(aid) INTO upto FROM
+      (SELECT aid FROM pgbench_accounts WHERE aid > last ORDER BY aid LIMIT 1000) s;
+    EXIT WHEN upto IS NULL;
+    UPDATE pgbench_accounts SET abalance_new = abalance WHERE aid > last AND aid <= upto;
+    last := upto;
+    COMMIT;
+  END LOOP;
+END $$;
+"""
+
+
+def measure(server, template, method, tandemd, workdir):
+    db = f"m_{method}"
+    server.psql("postgres", f"DROP DATABASE IF EXISTS {db}")
+    server.psql("postgres", f"CREATE DATABASE {db} TEMPLATE {template}")
+    rows = int(server.psql(db, "SELECT count(*) FROM pgbench_accounts"))
+    if method == "loop":
+        server.psql(db, LOOP_SETUP)
+    if method == "repack":
+        server.psql(db, "CREATE EXTENSION pg_repack")
+    load = Load(server, db, workdir)
+    time.sleep(WARMUP)
+    locks = LockWatch(server, db)
+    t0 = time.time()
+    rss = None
+    backfill_rate = None
+    if method == "none":
+        time.sleep(BASELINE_SECONDS)
+    elif method in ("alter", "update"):
+        server.psql(db, METHODS[method])
+    elif method == "loop":
+        server.psql(db, "CALL bench_loop()")
+    elif method == "repack":
+        subprocess.run([f"{server.bin}/pg_repack", "-d", db, "-t", "pgbench_accounts",
+                        "--no-superuser-check"], env=server.env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        settings = FAST_SETTINGS if method == "tandem_fast" else {}
+        _, rss, backfill_rate = run_tandem(server, db, tandemd, workdir, settings)
+    t1 = time.time()
+    longest_lock = locks.stop()
+    time.sleep(TAIL)
+    load.stop()
+    txs = load.transactions()
+    # Every transaction that was in flight at some point while the method ran:
+    # one blocked by it finishes after it, with the whole wait in its latency.
+    inside = [lat for (t, lat) in txs if t >= t0 and t - lat / 1000.0 <= t1]
+    seconds = t1 - t0
+    series = {}
+    for (t, lat) in txs:
+        second = int(t - t0)
+        series.setdefault(second, []).append(lat)
+    result = {
+        "method": method,
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "rows_per_second": None if method == "none" else round(rows / seconds),
+        "backfill_rows_per_second": round(backfill_rate) if backfill_rate else None,
+        "client_tps": round(sum(1 for (t, _) in txs if t0 <= t <= t1) / seconds, 1),
+        "latency_ms": {
+            "p50": percentile(inside, 50),
+            "p99": percentile(inside, 99),
+            "max": max(inside) if inside else None,
+        },
+        "longest_lock_wait_seconds": round(longest_lock, 3),
+        "peak_rss_kib": rss,
+        "per_second": [
+            {"t": s, "tps": len(v), "p99_ms": percentile(v, 99)}
+            for s, v in sorted(series.items())
+        ],
+    }
+    server.psql("postgres", f"DROP DATABASE {db}")
+    return result
+
+
+def trigger_overhead(server, template, tandemd, workdir):
+    """pgbench TPS and a bulk insert, with and without the dual-write trigger."""
+    out = {}
+    for with_trigger in (False, True):
+        db = "t_trigger" if with_trigger else "t_plain"
+        server.psql("postgres", f"DROP DATABASE IF EXISTS {db}")
+        server.psql("postgres", f"CREATE DATABASE {db} TEMPLATE {template}")
+        if with_trigger:
+            run_tandem(server, db, tandemd, workdir, {}, until="dual_write")
+        r = subprocess.run([f"{server.bin}/pgbench", "-n", "-c", str(CLIENTS), "-j", "2", "-T",
+                            str(int(BASELINE_SECONDS)), db], env=server.env,
+                           capture_output=True, text=True, check=True)
+        tps = None
+        for line in r.stdout.splitlines():
+            if line.startswith("tps = "):
+                tps = float(line.split()[2])
+        t0 = time.time()
+        server.psql(db, "INSERT INTO pgbench_accounts (aid, bid, abalance, filler)"
+                        " SELECT 100000000 + g, 1, 0, '' FROM generate_series(1, 200000) g")
+        insert_rate = 200000 / (time.time() - t0)
+        out["trigger" if with_trigger else "plain"] = {"tps": tps,
+                                                        "bulk_insert_rows_per_second":
+                                                            round(insert_rate)}
+        server.psql("postgres", f"DROP DATABASE {db}")
+    out["tps_ratio"] = round(out["trigger"]["tps"] / out["plain"]["tps"], 3)
+    out["bulk_insert_ratio"] = round(out["trigger"]["bulk_insert_rows_per_second"] /
+                                     out["plain"]["bulk_insert_rows_per_second"], 3)
+    return out
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}{unit}"
+    return f"{v}{unit}"
+
+
+def markdown(report):
+    r = report
+    lines = [f"# tandem benchmark, scale {r['scale']} ({r['rows']} rows), {r['when']}", "",
+             f"Machine: {r['machine']}. Load: pgbench TPC-B, {CLIENTS} clients, on every method.",
+             "", "| method | rows/s | vs loop | client TPS vs none | p50 ms | p99 ms | max ms |"
+             " longest lock wait s | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    base = r["methods"].get("none")
+    loop = r["methods"].get("loop")
+    for name, m in r["methods"].items():
+        rate = m["backfill_rows_per_second"] or m["rows_per_second"]
+        vs_loop = (rate / (loop["rows_per_second"]) if rate and loop and
+                   loop["rows_per_second"] else None)
+        tps = m["client_tps"] / base["client_tps"] if base and base["client_tps"] else None
+        rss = m["peak_rss_kib"] / 1024.0 if m["peak_rss_kib"] else None
+        lat = m["latency_ms"]
+        lines.append(f"| {name} | {fmt(rate)} | {fmt(vs_loop, 'x')} | {fmt(tps, 'x')} |"
+                     f" {fmt(lat['p50'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} |"
+                     f" {fmt(m['longest_lock_wait_seconds'])} | {fmt(rss)} |")
+    t = r.get("trigger")
+    if t:
+        lines += ["", "Dual-write trigger installed (tandem after `dual_write`) versus not:",
+                  f"pgbench TPS {t['trigger']['tps']:.0f} vs {t['plain']['tps']:.0f}"
+                  f" ({t['tps_ratio']:.2f}x); bulk insert of 200k rows"
+                  f" {t['trigger']['bulk_insert_rows_per_second']} vs"
+                  f" {t['plain']['bulk_insert_rows_per_second']} rows/s"
+                  f" ({t['bulk_insert_ratio']:.2f}x)."]
+    lines += ["", "rows/s for tandem is its backfill step's rate; for the others, rows over the"
+              " method's whole run. `repack` rewrites the table without changing the type."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report, stem):
+    if not shutil.which("gnuplot"):
+        return None
+    data = stem + ".dat"
+    with open(data, "w") as f:
+        for name, m in report["methods"].items():
+            f.write(f'"{name}"\n')
+            for p in m["per_second"]:
+                f.write(f"{p['t']} {p['tps']} {p['p99_ms'] or 0}\n")
+            f.write("\n\n")
+    png = stem + ".png"
+    n = len(report["methods"])
+    script = (f"set terminal png size 1200,800 noenhanced\nset output '{png}'\nset multiplot layout 2,1\n"
+              "set xlabel 'seconds since the method started'\nset ylabel 'client TPS'\n"
+              "set key outside right\n"
+              f"plot for [i=0:{n - 1}] '{data}' index i using 1:2 with lines title columnheader(1)\n"
+              "set ylabel 'client p99 latency (ms)'\nset logscale y\n"
+              f"plot for [i=0:{n - 1}] '{data}' index i using 1:($3>0?$3:1/0) with lines"
+              " title columnheader(1)\nunset multiplot\n")
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    os.remove(data)
+    return png
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=int, default=50)
+    ap.add_argument("--tandemd", default=os.path.join(ROOT, "build", "tandemd"))
+    ap.add_argument("--methods", default="none,alter,update,loop,repack,tandem,tandem_fast")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    args = ap.parse_args()
+    server = Server()
+    workdir = tempfile.mkdtemp(prefix="tandem-bench-work-")
+    os.chmod(workdir, 0o755)
+    try:
+        print(f"== pgbench -i -s {args.scale}", flush=True)
+        server.psql("postgres", "CREATE DATABASE bench_template")
+        subprocess.run([f"{server.bin}/pgbench", "-i", "-q", "-s", str(args.scale),
+                        "bench_template"], env=server.env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server.psql("bench_template", "VACUUM ANALYZE")
+        report = {"scale": args.scale, "when": datetime.datetime.now().isoformat(timespec="seconds"),
+                  "machine": f"{os.cpu_count()} cores", "methods": {}}
+        for method in args.methods.split(","):
+            print(f"== {method}", flush=True)
+            m = measure(server, "bench_template", method, args.tandemd, workdir)
+            report["methods"][method] = m
+            report["rows"] = m["rows"]
+            print(f"   {m['seconds']} s, {m['client_tps']} client TPS,"
+                  f" p99 {m['latency_ms']['p99']} ms, longest lock wait"
+                  f" {m['longest_lock_wait_seconds']} s", flush=True)
+        print("== dual-write trigger overhead", flush=True)
+        report["trigger"] = trigger_overhead(server, "bench_template", args.tandemd, workdir)
+        os.makedirs(args.out, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-s{args.scale}"
+        stem = os.path.join(args.out, stamp)
+        with open(stem + ".json", "w") as f:
+            json.dump(report, f, indent=1)
+        md = markdown(report)
+        png = plot(report, stem)
+        if png:
+            md += f"\n![throughput and p99 latency per second]({os.path.basename(png)})\n"
+        with open(stem + ".md", "w") as f:
+            f.write(md)
+        for ext in (".json", ".md"):
+            shutil.copyfile(stem + ext, os.path.join(args.out, "latest" + ext))
+        if png:
+            shutil.copyfile(png, os.path.join(args.out, "latest.png"))
+            with open(os.path.join(args.out, "latest.md"), "w") as f:
+                f.write(md.replace(os.path.basename(png), "latest.png"))
+        print(md)
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
