@@ -65,10 +65,16 @@ std::string KeysetWalker::range_predicate(const KeyRange& range) const {
 std::vector<std::string> KeysetWalker::upper_bound(Connection& conn,
                                                    const std::vector<std::string>& after,
                                                    int batch_size) const {
-  std::vector<std::string> cols;
-  for (const auto& k : key_) cols.push_back(k + "::text");
+  std::vector<std::string> cols, order;
+  for (const auto& k : key_) {
+    cols.push_back("_row." + k + "::text");
+    // Qualified, so ORDER BY means the key column and not the text output
+    // column of the same name: sorting "10" before "9" would make batches of
+    // any size and make the planner sort the whole table.
+    order.push_back("_row." + k);
+  }
   Rows r = conn.exec("SELECT " + join(cols, ", ") + " FROM " + table_ + " AS _row WHERE " +
-                         range_predicate({after, {}}) + " ORDER BY " + join(key_, ", ") +
+                         range_predicate({after, {}}) + " ORDER BY " + join(order, ", ") +
                          " OFFSET " + std::to_string(batch_size - 1) + " LIMIT 1",
                      after);
   std::vector<std::string> out;

@@ -6,6 +6,7 @@
 #include <future>
 #include <thread>
 
+#include "engine/backfill.h"
 #include "engine/state_schema.h"
 #include "support/scenario.h"
 
@@ -393,6 +394,42 @@ TEST_F(ExecutorTest, SurvivesAPostgresRestartMidBackfill) {
             "done|0");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
             "0");
+}
+
+TEST_F(ExecutorTest, BatchesFollowTheKeysOwnOrderNotTheirText) {
+  // 1..5000: in text order "1000" < "999", so a walk that sorted the text
+  // would cut batches of the wrong size.
+  auto conn = connect_postgres(pg_.dsn(db_), "walker test");
+  KeysetWalker ints("public.items", walk_key_columns(*conn, "public.items"));
+  EXPECT_EQ(ints.upper_bound(*conn, {}, 1000), std::vector<std::string>{"1000"});
+  EXPECT_EQ(ints.upper_bound(*conn, {"995"}, 10), std::vector<std::string>{"1005"});
+  EXPECT_TRUE(ints.upper_bound(*conn, {"4990"}, 11).empty());
+  // Every batch of a whole walk has exactly batch_size rows but the last.
+  std::vector<std::string> after;
+  std::vector<long long> sizes;
+  for (;;) {
+    auto upper = ints.upper_bound(*conn, after, 700);
+    KeyRange range{after, upper};
+    sizes.push_back(
+        std::stoll(conn->exec("SELECT count(*) FROM public.items AS _row WHERE " +
+                                  ints.range_predicate(range),
+                              [&] {
+                                auto p = range.after;
+                                p.insert(p.end(), upper.begin(), upper.end());
+                                return p;
+                              }())
+                       .text(0, 0)));
+    if (upper.empty()) break;
+    after = upper;
+  }
+  EXPECT_EQ(sizes, (std::vector<long long>{700, 700, 700, 700, 700, 700, 700, 100}));
+
+  pg_.psql(db_,
+           "CREATE TABLE pairs (a int, b int, PRIMARY KEY (a, b));"
+           "INSERT INTO pairs SELECT a, b FROM generate_series(1, 12) a, generate_series(1, 12) b");
+  KeysetWalker pairs("public.pairs", walk_key_columns(*conn, "public.pairs"));
+  EXPECT_EQ(pairs.upper_bound(*conn, {}, 13), (std::vector<std::string>{"2", "1"}));
+  EXPECT_EQ(pairs.upper_bound(*conn, {"9", "12"}, 12), (std::vector<std::string>{"10", "12"}));
 }
 
 }  // namespace
