@@ -38,6 +38,18 @@ struct Settings {
   // waiting for a lock.
   int throttle_active_sessions = 0;
   int throttle_lock_waits = 0;
+  // Waits while the slowest physical standby replays more than this far
+  // behind (measured with tandem's heartbeat); 0: off.
+  std::chrono::milliseconds throttle_replica_lag{0};
+  // SQL run before each batch, read-only, 5s at most: the backfill waits while
+  // its first value is true or a number above zero (or while it fails).
+  std::string throttle_query;
+  // "HH:MM-HH:MM" in tandemd's local time: batches run only inside it; empty: any time.
+  std::string backfill_window;
+  // Critical thresholds (0: off): crossing one pauses the migration with an
+  // alert until an operator resumes it. No work is lost.
+  std::chrono::milliseconds critical_replica_lag{0};
+  int critical_active_sessions = 0;
   // Attempts of one step (or one batch) that failed with a retryable error
   // before the migration stops as failed.
   int retry_budget = 30;

@@ -202,6 +202,11 @@ int cmd_run(const RunArgs& args) {
         std::cerr << "migration " << spec->name
                   << " stopped at a safe point; run the same command again to resume\n";
         return kExitInterrupted;
+      case RunOutcome::kPaused:
+        std::cerr << "migration " << spec->name << " paused: " << executor.pause_reason()
+                  << ".\nNo work is lost. When the cause is gone, run the same command again "
+                     "to resume\n";
+        return kExitPaused;
     }
   } catch (const std::exception& e) {
     return report(e);

@@ -12,6 +12,7 @@ constexpr int kExitLocked = 5;           // another tandemd is running this migr
 constexpr int kExitUnreachable = 6;      // the database cannot be reached
 constexpr int kExitRollbackRefused = 7;  // an irreversible step has run
 constexpr int kExitInterrupted = 8;      // stopped by a signal at a safe point; run again to resume
+constexpr int kExitPaused = 9;           // a critical threshold paused it; run again to resume
 
 constexpr const char* kExitCodeHelp =
     "Exit codes:\n"
@@ -23,6 +24,7 @@ constexpr const char* kExitCodeHelp =
     "  5  another tandemd is running this migration\n"
     "  6  the database cannot be reached\n"
     "  7  rollback refused: an irreversible step has run\n"
-    "  8  interrupted by a signal at a safe point; run again to resume\n";
+    "  8  interrupted by a signal at a safe point; run again to resume\n"
+    "  9  paused by a critical threshold (replica lag, active sessions); run again to resume\n";
 
 }  // namespace tandem

@@ -294,27 +294,16 @@ void MigrationManager::work(Worker& w) {
         case RunOutcome::kStopped:
         case RunOutcome::kReachedUntil:
           continue;  // a command asked to stop: the loop reads what it wants now
+        case RunOutcome::kPaused:
+          pause_for(w, "paused: " + ex.pause_reason());
+          continue;
       }
     } catch (const LockHeldError& e) {
       // Another daemon runs it; take over when that one goes away.
       w.set_activity("running_elsewhere", e.what());
       if (!w.wait_for_command(seen, shutting_down_, options_.poll)) return;
     } catch (const RollbackRefusedError& e) {
-      {
-        std::lock_guard<std::mutex> l(w.mu);
-        w.desired = "pause";
-      }
-      w.set_activity("failed", e.what());
-      try {
-        with_db([&](Connection& c) {
-          c.exec(
-              "UPDATE tandem.submissions SET desired = 'pause', updated_at = now()"
-              " WHERE name = $1",
-              {w.name});
-        });
-      } catch (const std::exception& db) {
-        spdlog::warn("migration {}: cannot record the pause: {}", w.name, db.what());
-      }
+      pause_for(w, e.what(), "failed");
     } catch (const StepFailedError& e) {
       w.set_activity("failed", e.what());
       if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return;
@@ -563,6 +552,22 @@ void MigrationManager::set_desired(Worker& w, const std::string& desired, const 
   w.cv.notify_all();
   // A migration that completed or was rolled back starts again when asked to.
   if (w.finished && w.spec && !shutting_down_) launch(w);
+}
+
+void MigrationManager::pause_for(Worker& w, const std::string& why, const std::string& activity) {
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    w.desired = "pause";
+  }
+  w.set_activity(activity, why);
+  try {
+    with_db([&](Connection& c) {
+      c.exec("UPDATE tandem.submissions SET desired = 'pause', updated_at = now() WHERE name = $1",
+             {w.name});
+    });
+  } catch (const std::exception& db) {
+    spdlog::warn("migration {}: cannot record the pause: {}", w.name, db.what());
+  }
 }
 
 nlohmann::json MigrationManager::handle(const control::Request& r, const std::string& actor) {

@@ -90,6 +90,9 @@ class MigrationManager {
   void with_db(const std::function<void(Connection&)>& f);
   void set_desired(Worker& w, const std::string& desired, const std::string& actor,
                    const std::string& event);
+  // Pauses the migration on its own account (a critical threshold, a refused
+  // rollback), with `why` as its last error, until an operator resumes it.
+  void pause_for(Worker& w, const std::string& why, const std::string& activity = "paused");
   // Reads what the operator asked for (maybe through another daemon) into `w`.
   void refresh(Worker& w);
   // An earlier migration, not finished, that shares a table with `w`'s:

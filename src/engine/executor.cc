@@ -184,6 +184,9 @@ void Executor::fail(const std::string& step_id, const std::string& what, const E
 RunOutcome Executor::run() {
   try {
     return run_phases();
+  } catch (const CriticalPauseError& e) {
+    pause_reason_ = e.what();
+    return RunOutcome::kPaused;
   } catch (const StoppedError&) {
     return RunOutcome::kStopped;
   }
@@ -384,47 +387,53 @@ void Executor::with_session_timeouts(const std::function<void()>& work) {
   conn_->exec(kSessionLimitsSql);
 }
 
-std::string Executor::throttle_reason(const Settings& st) {
-  if (options_.control && options_.control->manually_throttled()) return "manual";
-  if (st.throttle_active_sessions == 0 && st.throttle_lock_waits == 0) return "";
-  Rows r = conn_->exec(
-      "SELECT count(*) FILTER (WHERE state = 'active'),"
-      " count(*) FILTER (WHERE wait_event_type = 'Lock')"
-      " FROM pg_stat_activity WHERE backend_type = 'client backend'"
-      " AND datname = current_database() AND pid <> pg_backend_pid()");
-  if (st.throttle_active_sessions > 0 && std::stoll(r.text(0, 0)) > st.throttle_active_sessions) {
-    return "active_sessions";
+ThrottleVerdict Executor::throttle_verdict(const Settings& st) {
+  if (options_.control && options_.control->manually_throttled()) {
+    return {"manual", "throttled by an operator", false};
   }
-  if (st.throttle_lock_waits > 0 && std::stoll(r.text(0, 1)) > st.throttle_lock_waits) {
-    return "lock_waits";
-  }
-  return "";
+  return decide_throttle(st, read_throttle_signals(*conn_, st));
 }
 
 bool Executor::wait_while_throttled() {
   std::string last;
   auto since = Clock::now();
   for (;;) {
-    std::string reason;
+    ThrottleVerdict v;
     try {
       if (!conn_ || !conn_->is_open()) connect();
-      reason = throttle_reason(settings());
+      v = throttle_verdict(settings());
     } catch (const LockHeldError&) {
       throw;
     } catch (const Error& e) {
       // The batch's own retries deal with a lost connection.
       spdlog::warn("cannot read the throttle signals: {}", e.what());
     }
-    if (options_.progress && (!reason.empty() || !last.empty())) {
-      options_.progress->throttling(reason, last.empty() ? 0 : seconds_since(since));
+    if (v.critical) {
+      if (options_.progress && !last.empty()) {
+        options_.progress->throttling("", seconds_since(since));
+      }
+      spdlog::error(
+          "ALERT: migration {} paused: {}. No work is lost; resume it when the cause "
+          "is gone (tandemctl resume {}, or run the same command again)",
+          spec_.name, v.detail, spec_.name);
+      try {
+        store_.event(*conn_, "critical_pause", std::nullopt, "", options_.actor,
+                     {{"reason", v.reason}, {"detail", v.detail}});
+      } catch (const Error& e) {
+        spdlog::warn("cannot record the pause in the event log: {}", e.what());
+      }
+      throw CriticalPauseError(v.detail);
+    }
+    if (options_.progress && (!v.reason.empty() || !last.empty())) {
+      options_.progress->throttling(v.reason, last.empty() ? 0 : seconds_since(since));
     }
     since = Clock::now();
-    if (reason != last) {
-      if (!reason.empty()) spdlog::info("{}: throttled ({})", spec_.name, reason);
-      if (reason.empty()) spdlog::info("{}: throttle lifted", spec_.name);
-      last = reason;
+    if (v.reason != last) {
+      if (!v.reason.empty()) spdlog::info("{}: throttled: {}", spec_.name, v.detail);
+      if (v.reason.empty()) spdlog::info("{}: throttle lifted", spec_.name);
+      last = v.reason;
     }
-    if (reason.empty()) return true;
+    if (v.reason.empty()) return true;
     for (int i = 0; i < 5; ++i) {
       if (stop_requested()) {
         if (options_.progress) options_.progress->throttling("", seconds_since(since));
@@ -474,6 +483,10 @@ bool Executor::run_keyset_step(const Step& step) {
           auto t0 = Clock::now();
           Transaction tx(*conn_);
           tx.set_timeouts(st.lock_timeout, st.statement_timeout);
+          // A batch and its checkpoint commit together, so a commit the server
+          // loses in a crash loses both and the batch runs again: there is no
+          // need to wait for the WAL flush.
+          conn_->exec("SET LOCAL synchronous_commit = off");
           KeyRange range{cp->last_key, walker.upper_bound(*conn_, cp->last_key, batch_size)};
           long long rows;
           KeysetWalker::VerifyResult v;

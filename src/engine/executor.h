@@ -28,6 +28,7 @@
 #include "engine/progress.h"
 #include "engine/run_control.h"
 #include "engine/state_store.h"
+#include "engine/throttle.h"
 #include "tandem/error.h"
 #include "tandem/plan.h"
 #include "tandem/spec.h"
@@ -50,6 +51,11 @@ class StepFailedError : public Error {
 class StoppedError : public Error {
  public:
   explicit StoppedError(const std::string& m) : Error(ErrorKind::kFatal, m) {}
+};
+// A critical threshold was crossed: run() returns kPaused.
+class CriticalPauseError : public StoppedError {
+ public:
+  using StoppedError::StoppedError;
 };
 // Rollback was refused because an irreversible step has run.
 class RollbackRefusedError : public Error {
@@ -82,6 +88,7 @@ enum class RunOutcome {
   kReachedUntil,      // stopped after --until's phase
   kWaitingApproval,   // stopped at a phase that needs approval (waiting_phase())
   kStopped,           // stopped by a signal at a safe point; run again to resume
+  kPaused,            // a critical threshold paused it (pause_reason()); run again to resume
 };
 
 enum class RollbackOutcome { kRolledBack, kNothingToDo, kStopped };
@@ -94,6 +101,8 @@ class Executor {
   RollbackOutcome rollback();
 
   Phase waiting_phase() const { return waiting_phase_; }
+  // After kPaused: which threshold, e.g. "replica lag 31.0s over critical_replica_lag 30s".
+  const std::string& pause_reason() const { return pause_reason_; }
   // Whether a phase needs an explicit approval before it runs.
   bool needs_approval(Phase phase) const;
 
@@ -114,9 +123,10 @@ class Executor {
   Settings settings() const {
     return options_.control ? options_.control->settings() : spec_.settings;
   }
-  // Why the backfill should wait now; "" when it should not.
-  std::string throttle_reason(const Settings& st);
-  // Waits while throttled. Returns false when a stop is requested meanwhile.
+  // Whether the backfill should wait now, and why.
+  ThrottleVerdict throttle_verdict(const Settings& st);
+  // Waits while throttled. Returns false when a stop is requested meanwhile;
+  // throws CriticalPauseError when a critical threshold is crossed.
   bool wait_while_throttled();
   RunOutcome run_phases();
   RollbackOutcome rollback_steps();
@@ -141,6 +151,7 @@ class Executor {
   std::mt19937_64 rng_;
   Phase waiting_phase_ = Phase::kPrepare;
   bool ever_connected_ = false;
+  std::string pause_reason_;
 };
 
 }  // namespace tandem

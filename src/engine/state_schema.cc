@@ -153,10 +153,20 @@ ALTER TABLE tandem.submissions
   ADD COLUMN live jsonb NOT NULL DEFAULT '{}';
 )SQL";
 
+// Version 4: heartbeats, written while replica lag is watched, so a standby
+// that stops replaying shows a growing lag even when the primary is idle.
+const char* kVersion4 = R"SQL(
+CREATE TABLE tandem.heartbeat (
+  at  timestamptz NOT NULL,
+  lsn pg_lsn NOT NULL        -- pg_current_wal_insert_lsn() when it was written
+);
+CREATE INDEX ON tandem.heartbeat (lsn);
+)SQL";
+
 }  // namespace
 
 const std::vector<std::string>& state_schema_versions() {
-  static const std::vector<std::string> kVersions = {kVersion1, kVersion2, kVersion3};
+  static const std::vector<std::string> kVersions = {kVersion1, kVersion2, kVersion3, kVersion4};
   return kVersions;
 }
 

@@ -2,8 +2,8 @@
 //
 //   prepare      add shadow column _tandem_new_<c> of the new type; create the
 //                up/down conversion functions and the two sync trigger functions
-//   dual_write   trigger: every INSERT/UPDATE sets new := up(old) in the writer's
-//                own transaction
+//   dual_write   trigger: every INSERT, and every UPDATE that assigns the column,
+//                sets new := up(old) in the writer's own transaction
 //   backfill     keyset batches UPDATE ... SET new = up(old); then, when the
 //                column is NOT NULL, a NOT VALID check on the shadow, validated
 //   shadow_read  every row: new IS NOT DISTINCT FROM up(old)
@@ -13,8 +13,9 @@
 //
 // Why the backfill cannot overwrite a newer write with a stale copy: it is an
 // UPDATE, so it locks each row and, under READ COMMITTED, re-evaluates up(old)
-// on the newest row version; and the BEFORE trigger recomputes the shadow from
-// the row being written anyway, so the shadow is a function of the row itself.
+// on the newest row version; and every write that changes the column runs
+// the BEFORE trigger, so the shadow is a function of the row itself. The
+// backfill writes only the shadow, so the trigger does not fire for it.
 #include <string>
 
 #include "plan/checks.h"
@@ -60,16 +61,16 @@ Names names_for(const Spec& spec, const AlterColumnType& op) {
 std::string conversion_function(const std::string& name, const std::string& param,
                                 const std::string& param_type, const std::string& return_type,
                                 const std::optional<std::string>& expr) {
-  // plpgsql's RETURN applies an assignment cast, so the default conversion is
-  // simply the value itself.
+  // A one-expression SQL function: PostgreSQL inlines it into the backfill's
+  // UPDATE, the verify query and the trigger, so a conversion costs no
+  // function call per row. A SQL function's result takes an assignment cast
+  // to the declared type, so the default conversion is the value itself, as
+  // in ALTER TABLE ... TYPE without USING.
   std::string body = expr ? "(" + *expr + ")" : quote_ident(param);
   return "CREATE FUNCTION " + name + "(" + quote_ident(param) + " " + param_type +
          ")\n"
          "  RETURNS " +
-         return_type +
-         " LANGUAGE plpgsql AS $tandem$\n"
-         "BEGIN\n  RETURN " +
-         body + ";\nEND\n$tandem$;\n";
+         return_type + " LANGUAGE sql AS $tandem$\n  SELECT " + body + "\n$tandem$;\n";
 }
 
 std::string sync_trigger_function(const std::string& name, const std::string& target,
@@ -123,9 +124,12 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.table_access = "none";
   out.push_back(s);
 
-  out.push_back(row_trigger_step(id + "create_forward_trigger", Phase::kDualWrite,
-                                 "every write sets " + n.q_shadow + " := up(" + n.q_column + ")",
-                                 n.trg_fwd, n.table, n.fn_fwd));
+  s = row_trigger_step(
+      id + "create_forward_trigger", Phase::kDualWrite,
+      "every write of " + n.q_column + " sets " + n.q_shadow + " := up(" + n.q_column + ")",
+      n.trg_fwd, n.table, n.fn_fwd);
+  s.sql = create_column_sync_trigger(n.trg_fwd, n.table, n.fn_fwd, n.q_column);
+  out.push_back(s);
   out.push_back(backfill_step(
       id + "backfill", "copy " + what + " into " + n.q_shadow + " in primary-key batches",
       BatchWork{n.table, n.q_shadow + " = " + n.fn_up + "(" + n.q_column + ")", "", "", ""},
@@ -172,9 +176,9 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.description = "swap " + n.q_column + " and " + n.q_shadow + "; sync flips to " + n.q_old +
                   " := down(" + n.q_column + ")";
   s.sql = lock_table + "DROP TRIGGER " + n.trg_fwd + " ON " + n.table + ";\n" + swap_in +
-          create_row_trigger(n.trg_bwd, n.table, n.fn_bwd);
+          create_column_sync_trigger(n.trg_bwd, n.table, n.fn_bwd, n.q_column);
   s.rollback_sql = lock_table + "DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" + swap_back +
-                   create_row_trigger(n.trg_fwd, n.table, n.fn_fwd);
+                   create_column_sync_trigger(n.trg_fwd, n.table, n.fn_fwd, n.q_column);
   s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
   s.table_access = "none";
   out.push_back(s);

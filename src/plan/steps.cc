@@ -30,6 +30,21 @@ std::string create_row_trigger(const std::string& trigger, const std::string& ta
          "\n  FOR EACH ROW EXECUTE FUNCTION " + function + "();\n";
 }
 
+std::string create_column_sync_trigger(const std::string& trigger, const std::string& table,
+                                       const std::string& function, const std::string& column) {
+  // tgtype bits: 1 row, 2 before, 16 update.
+  return "DO $tandem$\nBEGIN\n"
+         "  IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = " +
+         quote_literal(table) +
+         "::regclass\n"
+         "               AND NOT tgisinternal AND tgtype & 19 = 19"
+         " AND tgname NOT LIKE 'zz\\_tandem\\_%') THEN\n    " +
+         create_row_trigger(trigger, table, function) + "  ELSE\n    " +
+         create_row_trigger(trigger, table, function,
+                            (std::string(kBeforeWrite) + " OF " + column).c_str()) +
+         "  END IF;\nEND\n$tandem$;\n";
+}
+
 Step row_trigger_step(const std::string& id, Phase phase, const std::string& description,
                       const std::string& trigger, const std::string& table,
                       const std::string& function, const char* timing) {

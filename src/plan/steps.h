@@ -35,6 +35,14 @@ inline constexpr const char* kAfterEveryChange = "AFTER INSERT OR UPDATE OR DELE
 std::string create_row_trigger(const std::string& trigger, const std::string& table,
                                const std::string& function, const char* timing = kBeforeWrite);
 
+// A BEFORE row trigger that derives a column from `column`: it fires on
+// INSERT and on an UPDATE that assigns `column`, so a backfill that writes
+// only the derived column does not run it again for every row. When the
+// table has another BEFORE UPDATE row trigger, which could change `column`
+// without the UPDATE naming it, it fires on every UPDATE instead.
+std::string create_column_sync_trigger(const std::string& trigger, const std::string& table,
+                                       const std::string& function, const std::string& column);
+
 // A step that creates a row trigger, dropped on rollback.
 Step row_trigger_step(const std::string& id, Phase phase, const std::string& description,
                       const std::string& trigger, const std::string& table,

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <functional>
 
+#include "engine/throttle.h"
 #include "util/duration.h"
 
 namespace tandem {
@@ -18,7 +19,23 @@ struct SettingInfo {
   // Exactly one of these is set.
   milliseconds Settings::*duration = nullptr;
   int Settings::*number = nullptr;
+  std::string Settings::*text = nullptr;
+  // For text: "" when the value is acceptable, else what is wrong with it.
+  std::string (*check)(const std::string&) = nullptr;
 };
+
+std::string check_window(const std::string& v) {
+  if (v.empty() || parse_window(v)) return "";
+  return "expected a daily window such as 22:00-06:00 (local time), got \"" + v + "\"";
+}
+
+std::string check_query(const std::string& v) {
+  if (v.find(';') != std::string::npos &&
+      v.find_first_not_of(" \t\n;", v.find(';')) != std::string::npos) {
+    return "expected one SQL query";
+  }
+  return "";
+}
 
 const std::vector<SettingInfo>& table() {
   static const std::vector<SettingInfo> kTable = {
@@ -29,6 +46,11 @@ const std::vector<SettingInfo>& table() {
       {"max_batch_size", 1, 1'000'000, false, nullptr, &Settings::max_batch_size},
       {"throttle_active_sessions", 1, 100'000, true, nullptr, &Settings::throttle_active_sessions},
       {"throttle_lock_waits", 1, 100'000, true, nullptr, &Settings::throttle_lock_waits},
+      {"throttle_replica_lag", 100, 3'600'000, true, &Settings::throttle_replica_lag, nullptr},
+      {"throttle_query", 0, 0, true, nullptr, nullptr, &Settings::throttle_query, &check_query},
+      {"backfill_window", 0, 0, true, nullptr, nullptr, &Settings::backfill_window, &check_window},
+      {"critical_replica_lag", 100, 3'600'000, true, &Settings::critical_replica_lag, nullptr},
+      {"critical_active_sessions", 1, 100'000, true, nullptr, &Settings::critical_active_sessions},
       {"retry_budget", 1, 10'000, false, nullptr, &Settings::retry_budget},
       {"retry_backoff", 1, 600'000, false, &Settings::retry_backoff, nullptr},
       {"retry_backoff_max", 1, 3'600'000, false, &Settings::retry_backoff_max, nullptr},
@@ -64,6 +86,12 @@ const std::vector<std::string>& setting_keys() {
 std::string set_setting(Settings& s, const std::string& key, const std::string& text) {
   const SettingInfo* info = find(key);
   if (!info) return "unknown setting \"" + key + "\"";
+  if (info->text) {
+    std::string why = info->check ? info->check(text) : "";
+    if (!why.empty()) return key + ": " + why;
+    s.*(info->text) = text;
+    return "";
+  }
   long long v = 0;
   if (info->duration) {
     auto d = parse_duration(text);
@@ -90,7 +118,8 @@ std::string set_setting(Settings& s, const std::string& key, const std::string& 
 std::string setting_text(const Settings& s, const std::string& key) {
   const SettingInfo* info = find(key);
   if (!info) return "";
-  if (info->duration) return format_duration(s.*(info->duration));
+  if (info->text) return s.*(info->text);
+  if (info->duration) return format_duration_exact(s.*(info->duration));
   return std::to_string(s.*(info->number));
 }
 
@@ -99,6 +128,14 @@ std::string check_settings(const Settings& s) {
     return "retry_backoff_max must not be less than retry_backoff";
   }
   if (s.max_batch_size < s.batch_size) return "max_batch_size must not be less than batch_size";
+  if (s.critical_replica_lag.count() > 0 && s.throttle_replica_lag.count() > 0 &&
+      s.critical_replica_lag <= s.throttle_replica_lag) {
+    return "critical_replica_lag must be more than throttle_replica_lag";
+  }
+  if (s.critical_active_sessions > 0 && s.throttle_active_sessions > 0 &&
+      s.critical_active_sessions <= s.throttle_active_sessions) {
+    return "critical_active_sessions must be more than throttle_active_sessions";
+  }
   return "";
 }
 

@@ -1,32 +1,61 @@
 #include "util/duration.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
 namespace tandem {
 
+namespace {
+
+std::optional<double> unit_ms(const std::string& unit) {
+  if (unit.empty() || unit == "ms") return 1.0;
+  if (unit == "s") return 1000.0;
+  if (unit == "m" || unit == "min") return 60'000.0;
+  if (unit == "h") return 3'600'000.0;
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
+  // One number and unit ("1.5s"), or several that add up, as format_duration
+  // writes them ("1m05s", "2h00m").
   if (text.empty()) return std::nullopt;
-  const char* begin = text.c_str();
-  char* end = nullptr;
-  double value = std::strtod(begin, &end);
-  if (end == begin || !std::isfinite(value) || value < 0) return std::nullopt;
-  std::string unit(end);
-  double ms;
-  if (unit.empty() || unit == "ms") {
-    ms = value;
-  } else if (unit == "s") {
-    ms = value * 1000;
-  } else if (unit == "m" || unit == "min") {
-    ms = value * 60'000;
-  } else if (unit == "h") {
-    ms = value * 3'600'000;
-  } else {
-    return std::nullopt;
+  const char* p = text.c_str();
+  double ms = 0;
+  int parts = 0;
+  while (*p) {
+    char* end = nullptr;
+    double value = std::strtod(p, &end);
+    if (end == p || !std::isfinite(value) || value < 0 || *p == '+' || *p == '-') {
+      return std::nullopt;
+    }
+    const char* u = end;
+    while (*u && std::isalpha(static_cast<unsigned char>(*u))) ++u;
+    std::string unit(static_cast<const char*>(end), u);
+    if (unit.empty() && (parts > 0 || *u)) return std::nullopt;  // a bare number stands alone
+    auto factor = unit_ms(unit);
+    if (!factor) return std::nullopt;
+    ms += value * *factor;
+    ++parts;
+    p = u;
   }
   if (ms > 1e12) return std::nullopt;
   return std::chrono::milliseconds(static_cast<long long>(std::llround(ms)));
+}
+
+std::string format_duration_exact(std::chrono::milliseconds d) {
+  long long ms = d.count();
+  if (ms < 1000 && ms % 1000 != 0) return std::to_string(ms) + "ms";
+  if (ms % 3'600'000 == 0 && ms > 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0 && ms > 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  std::string frac = std::to_string(ms % 1000);
+  frac = std::string(3 - frac.size(), '0') + frac;
+  while (frac.back() == '0') frac.pop_back();
+  return std::to_string(ms / 1000) + "." + frac + "s";
 }
 
 std::string format_duration(std::chrono::milliseconds d) {

@@ -410,15 +410,14 @@ TEST_F(ExecutorTest, BatchesFollowTheKeysOwnOrderNotTheirText) {
   for (;;) {
     auto upper = ints.upper_bound(*conn, after, 700);
     KeyRange range{after, upper};
-    sizes.push_back(
-        std::stoll(conn->exec("SELECT count(*) FROM public.items AS _row WHERE " +
-                                  ints.range_predicate(range),
-                              [&] {
-                                auto p = range.after;
-                                p.insert(p.end(), upper.begin(), upper.end());
-                                return p;
-                              }())
-                       .text(0, 0)));
+    sizes.push_back(std::stoll(
+        conn->exec("SELECT count(*) FROM public.items AS _row WHERE " + ints.range_predicate(range),
+                   [&] {
+                     auto p = range.after;
+                     p.insert(p.end(), upper.begin(), upper.end());
+                     return p;
+                   }())
+            .text(0, 0)));
     if (upper.empty()) break;
     after = upper;
   }
@@ -430,6 +429,34 @@ TEST_F(ExecutorTest, BatchesFollowTheKeysOwnOrderNotTheirText) {
   KeysetWalker pairs("public.pairs", walk_key_columns(*conn, "public.pairs"));
   EXPECT_EQ(pairs.upper_bound(*conn, {}, 13), (std::vector<std::string>{"2", "1"}));
   EXPECT_EQ(pairs.upper_bound(*conn, {"9", "12"}, 12), (std::vector<std::string>{"10", "12"}));
+}
+
+TEST_F(ExecutorTest, ForwardTriggerFiresOnWritesOfTheColumnOrOnEveryUpdateBehindAnotherTrigger) {
+  Spec spec = spec_from(items_spec());
+  ASSERT_EQ(run_until(spec, pg_.dsn(db_), Phase::kDualWrite), RunOutcome::kReachedUntil);
+  const std::string attrs = "SELECT tgattr::text FROM pg_trigger WHERE tgname LIKE 'zz_tandem%'";
+  EXPECT_EQ(pg_.psql(db_, attrs), "2");  // qty only
+  // An UPDATE that does not assign qty leaves the (not yet copied) shadow alone.
+  pg_.psql(db_, "UPDATE items SET note = 'x' WHERE id = 1");
+  EXPECT_EQ(pg_.psql(db_, "SELECT _tandem_new_qty IS NULL FROM items WHERE id = 1"), "t");
+  pg_.psql(db_, "UPDATE items SET qty = 7 WHERE id = 1; INSERT INTO items VALUES (9001, 8, 'n')");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT string_agg(_tandem_new_qty::text, ',' ORDER BY id) FROM items"
+                     " WHERE id IN (1, 9001)"),
+            "7,8");
+  Plan plan = make_plan(spec);
+  Executor back(spec, plan, options());
+  ASSERT_EQ(back.rollback(), RollbackOutcome::kRolledBack);
+
+  // An application trigger that changes qty behind an UPDATE naming only note.
+  pg_.psql(db_,
+           "CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS"
+           " $$ BEGIN NEW.qty := NEW.qty + 1; RETURN NEW; END $$;"
+           "CREATE TRIGGER a_bump BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION bump()");
+  ASSERT_EQ(run_until(spec, pg_.dsn(db_), Phase::kDualWrite), RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_, attrs), "");  // every UPDATE
+  pg_.psql(db_, "UPDATE items SET note = 'y' WHERE id = 2");
+  EXPECT_EQ(pg_.psql(db_, "SELECT qty, _tandem_new_qty FROM items WHERE id = 2"), "3|3");
 }
 
 }  // namespace

@@ -54,6 +54,12 @@ int free_port() {
   return port;
 }
 
+// As the server's owner: postgres when running as root.
+std::string owned(const std::string& command) {
+  if (geteuid() != 0) return command;
+  return "runuser -u postgres -- " + command;
+}
+
 void check(const CommandResult& r, const std::string& what) {
   if (r.exit_code != 0) throw std::runtime_error(what + " failed:\n" + r.output);
 }
@@ -94,16 +100,53 @@ PgServer& PgServer::shared() {
   return server;
 }
 
-std::string PgServer::as_owner(const std::string& command) const {
-  if (geteuid() != 0) return command;
-  return "runuser -u postgres -- " + command;
-}
+std::string PgServer::as_owner(const std::string& command) const { return owned(command); }
 
 void PgServer::restart() {
   check(run_command(as_owner(bin_dir_ + "/pg_ctl -D " + data_dir_ + " -l " + dir_ +
                              "/server.log -m fast -w -t 60 restart")),
         "pg_ctl restart");
 }
+
+PgStandby::PgStandby(const PgServer& primary) : bin_dir_(primary.bin_dir()), port_(free_port()) {
+  char tmpl[] = "/tmp/tandem-standby-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  dir_ = tmpl;
+  data_dir_ = dir_ + "/data";
+  if (geteuid() == 0) check(run_command("chown postgres: " + dir_), "chown");
+  // -R writes standby.signal and primary_conninfo.
+  check(run_command(owned(bin_dir_ + "/pg_basebackup -h " + primary.socket_dir() + " -p " +
+                          std::to_string(primary.port()) + " -U postgres -D " + data_dir_ +
+                          " -R -X stream -c fast --no-sync")),
+        "pg_basebackup");
+  {
+    // The copied postgresql.conf names the primary's port and socket; later lines win.
+    std::ofstream conf(data_dir_ + "/postgresql.conf", std::ios::app);
+    conf << "port = " << port_ << "\nunix_socket_directories = '" << dir_
+         << "'\nhot_standby = on\nshared_buffers = 32MB\n";
+  }
+  check(run_command(owned(bin_dir_ + "/pg_ctl -D " + data_dir_ + " -l " + dir_ +
+                          "/server.log -w -t 60 start")),
+        "pg_ctl start (standby)");
+}
+
+PgStandby::~PgStandby() {
+  run_command(owned(bin_dir_ + "/pg_ctl -D " + data_dir_ + " -m immediate -w stop"));
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+std::string PgStandby::psql(const std::string& database, const std::string& sql) const {
+  auto r = run_command("PGHOST=" + dir_ + " PGPORT=" + std::to_string(port_) + " PGUSER=postgres " +
+                       bin_dir_ + "/psql -X -q -At -v ON_ERROR_STOP=1 -d " + database + " -c \"" +
+                       sql + "\"");
+  check(r, "psql (standby)");
+  while (!r.output.empty() && r.output.back() == '\n') r.output.pop_back();
+  return r.output;
+}
+
+void PgStandby::pause_replay() const { psql("postgres", "SELECT pg_wal_replay_pause()"); }
+void PgStandby::resume_replay() const { psql("postgres", "SELECT pg_wal_replay_resume()"); }
 
 std::string PgServer::dsn(const std::string& database) const {
   return "host=" + socket_dir_ + " port=" + std::to_string(port_) +

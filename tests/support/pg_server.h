@@ -44,12 +44,33 @@ class PgServer {
 
   void restart();
   const std::string& bin_dir() const { return bin_dir_; }
+  const std::string& socket_dir() const { return socket_dir_; }
+  int port() const { return port_; }
 
  private:
   std::string as_owner(const std::string& command) const;
   std::string bin_dir_, dir_, socket_dir_, data_dir_;
   int port_ = 0;
   int db_counter_ = 0;
+};
+
+// A streaming-replication standby of `primary`, from pg_basebackup, on its
+// own port and socket directory. Stopped and removed with the object.
+class PgStandby {
+ public:
+  explicit PgStandby(const PgServer& primary);
+  ~PgStandby();
+  PgStandby(const PgStandby&) = delete;
+  PgStandby& operator=(const PgStandby&) = delete;
+  std::string psql(const std::string& database, const std::string& sql) const;
+  // pg_wal_replay_pause() / pg_wal_replay_resume(): the standby keeps
+  // receiving WAL but stops (starts again) applying it.
+  void pause_replay() const;
+  void resume_replay() const;
+
+ private:
+  std::string bin_dir_, dir_, data_dir_;
+  int port_ = 0;
 };
 
 // pgbench's TPC-B-like load (or the custom script at `script`), run in

@@ -21,6 +21,28 @@ TEST(Duration, ParsesUnits) {
   EXPECT_FALSE(parse_duration("2 s"));
   EXPECT_FALSE(parse_duration("fast"));
   EXPECT_FALSE(parse_duration(""));
+  // Sums, as format_duration writes them.
+  EXPECT_EQ(parse_duration("1m00s")->count(), 60000);
+  EXPECT_EQ(parse_duration("3m20s")->count(), 200000);
+  EXPECT_EQ(parse_duration("1h05m")->count(), 3900000);
+  EXPECT_FALSE(parse_duration("1m5"));
+  EXPECT_FALSE(parse_duration("5s-1s"));
+  EXPECT_FALSE(parse_duration("2x"));
+}
+
+TEST(Duration, ExactFormReadsBackTheSameValue) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(format_duration_exact(milliseconds(500)), "500ms");
+  EXPECT_EQ(format_duration_exact(milliseconds(1550)), "1.55s");
+  EXPECT_EQ(format_duration_exact(milliseconds(90000)), "90s");
+  EXPECT_EQ(format_duration_exact(milliseconds(120000)), "2m");
+  EXPECT_EQ(format_duration_exact(milliseconds(7200000)), "2h");
+  EXPECT_EQ(format_duration_exact(milliseconds(0)), "0s");
+  for (long long ms : {0LL, 1LL, 999LL, 1000LL, 1001LL, 1550LL, 59999LL, 60000LL, 61234LL,
+                       3600000LL, 86400000LL}) {
+    EXPECT_EQ(parse_duration(format_duration_exact(milliseconds(ms)))->count(), ms) << ms;
+    EXPECT_EQ(parse_duration(format_duration(milliseconds(ms))).has_value(), true) << ms;
+  }
 }
 
 TEST(Duration, Formats) {

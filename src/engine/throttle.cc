@@ -1,0 +1,179 @@
+#include "engine/throttle.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+
+#include "util/duration.h"
+
+namespace tandem {
+
+namespace {
+
+constexpr int kDay = 24 * 60;
+
+std::optional<int> parse_clock(const std::string& s) {
+  int h = 0, m = 0;
+  char extra = 0;
+  if (s.size() != 5 || std::sscanf(s.c_str(), "%2d:%2d%c", &h, &m, &extra) != 2) {
+    return std::nullopt;
+  }
+  if (h < 0 || h > 23 || m < 0 || m > 59) return std::nullopt;
+  return h * 60 + m;
+}
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1fs", s);
+  return buf;
+}
+
+std::string ms_text(std::chrono::milliseconds d) { return format_duration(d); }
+
+}  // namespace
+
+bool DailyWindow::contains(int minute) const {
+  if (start < end) return minute >= start && minute < end;
+  return minute >= start || minute < end;  // crosses midnight
+}
+
+int DailyWindow::minutes_until_open(int minute) const {
+  if (contains(minute)) return 0;
+  return ((start - minute) % kDay + kDay) % kDay;
+}
+
+std::optional<DailyWindow> parse_window(const std::string& text) {
+  auto dash = text.find('-');
+  if (dash == std::string::npos) return std::nullopt;
+  auto a = parse_clock(text.substr(0, dash));
+  auto b = parse_clock(text.substr(dash + 1));
+  if (!a || !b || *a == *b) return std::nullopt;
+  return DailyWindow{*a, *b};
+}
+
+int local_minute_of_day(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  localtime_r(&tt, &tm);
+  return tm.tm_hour * 60 + tm.tm_min;
+}
+
+bool throttle_value_set(const std::string& v) {
+  if (v == "t" || v == "true" || v == "on" || v == "yes") return true;
+  char* end = nullptr;
+  double d = std::strtod(v.c_str(), &end);
+  return !v.empty() && end && *end == '\0' && d > 0;
+}
+
+ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r) {
+  const auto lag_ms =
+      std::chrono::milliseconds(static_cast<long long>(r.replica_lag_seconds * 1000));
+  if (st.critical_replica_lag.count() > 0 && r.replicas > 0 && lag_ms > st.critical_replica_lag) {
+    return {"replica_lag",
+            "replica lag " + seconds_text(r.replica_lag_seconds) + " over critical_replica_lag " +
+                ms_text(st.critical_replica_lag),
+            true};
+  }
+  if (st.critical_active_sessions > 0 && r.active_sessions > st.critical_active_sessions) {
+    return {"active_sessions",
+            std::to_string(r.active_sessions) + " active sessions over critical_active_sessions " +
+                std::to_string(st.critical_active_sessions),
+            true};
+  }
+  if (!st.backfill_window.empty()) {
+    auto w = parse_window(st.backfill_window);
+    if (w && !w->contains(r.minute_of_day)) {
+      return {"outside_window",
+              "outside backfill_window " + st.backfill_window + " (opens in " +
+                  std::to_string(w->minutes_until_open(r.minute_of_day)) + " min)",
+              false};
+    }
+  }
+  if (st.throttle_replica_lag.count() > 0 && r.replicas > 0 && lag_ms > st.throttle_replica_lag) {
+    return {"replica_lag",
+            "replica lag " + seconds_text(r.replica_lag_seconds) + " over throttle_replica_lag " +
+                ms_text(st.throttle_replica_lag),
+            false};
+  }
+  if (st.throttle_active_sessions > 0 && r.active_sessions > st.throttle_active_sessions) {
+    return {"active_sessions",
+            std::to_string(r.active_sessions) + " active sessions over throttle_active_sessions " +
+                std::to_string(st.throttle_active_sessions),
+            false};
+  }
+  if (st.throttle_lock_waits > 0 && r.lock_waits > st.throttle_lock_waits) {
+    return {"lock_waits",
+            std::to_string(r.lock_waits) +
+                " sessions waiting for a lock, over throttle_lock_waits " +
+                std::to_string(st.throttle_lock_waits),
+            false};
+  }
+  if (!st.throttle_query.empty()) {
+    if (!r.query_error.empty()) {
+      // Never faster than the operator asked: a query that cannot answer holds the backfill.
+      return {"throttle_query", "throttle_query failed: " + r.query_error, false};
+    }
+    if (r.query && throttle_value_set(*r.query)) {
+      return {"throttle_query", "throttle_query returned " + *r.query, false};
+    }
+  }
+  return {};
+}
+
+bool reads_database(const Settings& st) {
+  return st.throttle_active_sessions > 0 || st.throttle_lock_waits > 0 ||
+         st.critical_active_sessions > 0 || st.throttle_replica_lag.count() > 0 ||
+         st.critical_replica_lag.count() > 0 || !st.throttle_query.empty();
+}
+
+ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st) {
+  ThrottleReadings r;
+  r.minute_of_day = local_minute_of_day(std::chrono::system_clock::now());
+  if (!reads_database(st)) return r;
+  const bool lag = st.throttle_replica_lag.count() > 0 || st.critical_replica_lag.count() > 0;
+  if (lag) {
+    // The heartbeat keeps WAL moving, so an idle primary still shows a
+    // stalled replica's lag; rows older than the longest lag worth telling
+    // apart are pruned.
+    conn.exec(
+        "INSERT INTO tandem.heartbeat (at, lsn)"
+        " VALUES (clock_timestamp(), pg_current_wal_insert_lsn());"
+        "DELETE FROM tandem.heartbeat WHERE at < clock_timestamp() - interval '1 hour'");
+  }
+  // The replica lag: the age of the oldest heartbeat the slowest physical
+  // standby has not replayed yet.
+  Rows rows = conn.exec(
+      "SELECT count(*) FILTER (WHERE state = 'active'),"
+      "       count(*) FILTER (WHERE wait_event_type = 'Lock'),"
+      "       " +
+      std::string(lag ? "(SELECT count(*) FROM pg_stat_replication s"
+                        "   JOIN pg_stat_activity a USING (pid) WHERE a.datid IS NULL),"
+                        " (SELECT coalesce(extract(epoch FROM clock_timestamp() - min(h.at)), 0)"
+                        "    FROM tandem.heartbeat h"
+                        "   WHERE h.lsn > (SELECT min(coalesce(s.replay_lsn, '0/0'))"
+                        "                    FROM pg_stat_replication s"
+                        "                    JOIN pg_stat_activity a USING (pid)"
+                        "                   WHERE a.datid IS NULL))"
+                      : "0, 0") +
+      " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+      " AND datname = current_database() AND pid <> pg_backend_pid()");
+  r.active_sessions = rows.integer(0, 0);
+  r.lock_waits = rows.integer(0, 1);
+  r.replicas = rows.integer(0, 2);
+  r.replica_lag_seconds = std::strtod(rows.text(0, 3).c_str(), nullptr);
+  if (!st.throttle_query.empty()) {
+    try {
+      Transaction tx(conn);
+      conn.exec("SET LOCAL transaction_read_only = on; SET LOCAL statement_timeout = '5s'");
+      Rows q = conn.exec(st.throttle_query);
+      if (!q.empty() && !q.columns.empty() && !q.is_null(0, 0)) r.query = q.text(0, 0);
+      tx.commit();
+    } catch (const Error& e) {
+      if (!conn.is_open()) throw;
+      r.query_error = e.what();
+    }
+  }
+  return r;
+}
+
+}  // namespace tandem

@@ -1,0 +1,61 @@
+// The signals that hold a backfill back (docs/spec.md, "Throttling"): a
+// daily window, replica lag, busy or lock-waiting sessions and a query of the
+// operator's own. Reading them is one round trip (plus the throttle query and
+// a heartbeat when configured); deciding is pure, so tests can drive it.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "db/connection.h"
+#include "tandem/spec.h"
+
+namespace tandem {
+
+// A daily window in local time, "HH:MM-HH:MM"; it may cross midnight
+// ("22:00-06:00"). Minutes after midnight; start != end.
+struct DailyWindow {
+  int start = 0;
+  int end = 0;
+  bool contains(int minute_of_day) const;
+  // Minutes from `minute_of_day` until the window opens (0 when inside it).
+  int minutes_until_open(int minute_of_day) const;
+};
+std::optional<DailyWindow> parse_window(const std::string& text);
+// Minutes after local midnight.
+int local_minute_of_day(std::chrono::system_clock::time_point t);
+
+// What the database said, before any decision.
+struct ThrottleReadings {
+  long long active_sessions = 0;
+  long long lock_waits = 0;
+  long long replicas = 0;
+  double replica_lag_seconds = 0;    // the slowest replica's, by heartbeat
+  std::optional<std::string> query;  // the throttle query's first value; nullopt: no row or NULL
+  std::string query_error;           // the throttle query failed
+  int minute_of_day = 0;             // local time
+};
+
+struct ThrottleVerdict {
+  // "" (go on), or: outside_window, replica_lag, active_sessions,
+  // lock_waits, throttle_query. A critical verdict pauses the migration.
+  std::string reason;
+  std::string detail;  // "replica lag 12.3s over throttle_replica_lag 5s"
+  bool critical = false;
+};
+
+// Critical thresholds first, then the throttles in the order above.
+ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r);
+
+// Whether any signal needs the database.
+bool reads_database(const Settings& st);
+
+// Reads the signals `st` asks for on `conn` (outside any transaction), writing
+// a heartbeat first when replica lag is watched.
+ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st);
+
+// A throttle query's value means "throttle": true, or a number above zero.
+bool throttle_value_set(const std::string& value);
+
+}  // namespace tandem

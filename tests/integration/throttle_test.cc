@@ -1,0 +1,179 @@
+// Throttle signals against a real PostgreSQL: a streaming standby that stops
+// replaying (on an otherwise idle primary), a throttle query, a daily window,
+// and a critical threshold that pauses the migration without losing work.
+#include "engine/throttle.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "spec/settings.h"
+#include "support/scenario.h"
+
+namespace tandem::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ThrottleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = pg_.create_database("thr");
+    pg_.psql(db_,
+             "CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL);"
+             "INSERT INTO items SELECT g, g % 100 FROM generate_series(1, 20000) g;"
+             "ANALYZE items;");
+  }
+  // Small batches: the backfill takes a few seconds, long enough to be held.
+  static std::string spec_text(const std::string& settings) {
+    return "name: items_qty\n"
+           "settings:\n"
+           "  batch_size: 100\n"
+           "  retry_backoff: 20ms\n" +
+           settings +
+           "operations:\n"
+           "  - alter_column_type: {table: items, column: qty, type: bigint}\n";
+  }
+  RunOptions options(const std::atomic<bool>* stop = nullptr) const {
+    RunOptions o;
+    o.dsn = pg_.dsn(db_);
+    o.actor = "test";
+    o.until = Phase::kBackfill;
+    o.stop = stop;
+    return o;
+  }
+  // Through prepare and dual_write, so the standby has the new schema; then
+  // the standby stops replaying.
+  void through_dual_write_then_pause(const Spec& spec, const Plan& plan, const PgStandby& standby) {
+    RunOptions o = options();
+    o.until = Phase::kDualWrite;
+    ASSERT_EQ(Executor(spec, plan, o).run(), RunOutcome::kReachedUntil);
+    standby.pause_replay();
+  }
+  long long rows_done() const {
+    std::string v =
+        pg_.psql(db_, "SELECT rows_done FROM tandem.checkpoints WHERE step_id = '1.backfill'");
+    return v.empty() ? 0 : std::stoll(v);
+  }
+  // rows_done once it has stayed the same for `quiet`, or -1 if it kept moving for 20s.
+  long long settled(std::chrono::milliseconds quiet) const {
+    long long last = -1;
+    auto since = std::chrono::steady_clock::now();
+    for (auto end = since + 20s; std::chrono::steady_clock::now() < end;) {
+      long long now = rows_done();
+      if (now != last) {
+        last = now;
+        since = std::chrono::steady_clock::now();
+      } else if (std::chrono::steady_clock::now() - since >= quiet) {
+        return now;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    return -1;
+  }
+
+  PgServer& pg_ = PgServer::shared();
+  std::string db_;
+};
+
+TEST_F(ThrottleTest, AStandbyThatStopsReplayingHoldsTheBackfillOnAnIdlePrimary) {
+  PgStandby standby(pg_);
+  Spec spec = spec_from(spec_text("  throttle_replica_lag: 100ms\n"));
+  Plan plan = make_plan(spec);
+  ASSERT_NO_FATAL_FAILURE(through_dual_write_then_pause(spec, plan, standby));
+  std::atomic<bool> stop{false};
+  auto run =
+      std::async(std::launch::async, [&] { return Executor(spec, plan, options(&stop)).run(); });
+  // Nothing else writes: only tandem's heartbeat shows the standby falling behind.
+  long long held = settled(1500ms);
+  EXPECT_GE(held, 0) << "the backfill never stopped moving";
+  EXPECT_LT(held, 20000);
+  auto lag = pg_.connect(db_);
+  Settings watch;
+  watch.throttle_replica_lag = 100ms;
+  ThrottleReadings r = read_throttle_signals(*lag, watch);
+  EXPECT_EQ(r.replicas, 1);
+  EXPECT_GT(r.replica_lag_seconds, 1.0);
+  EXPECT_EQ(decide_throttle(watch, r).reason, "replica_lag");
+
+  standby.resume_replay();
+  ASSERT_EQ(run.wait_for(60s), std::future_status::ready);
+  EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
+  EXPECT_EQ(rows_done(), 20000);
+  // Caught up: the lag reads as (nearly) nothing again.
+  for (int i = 0; i < 50 && read_throttle_signals(*lag, watch).replica_lag_seconds > 0.3; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_LE(read_throttle_signals(*lag, watch).replica_lag_seconds, 0.3);
+  EXPECT_EQ(standby.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS NULL"), "0");
+}
+
+TEST_F(ThrottleTest, ACriticalReplicaLagPausesTheMigrationAndARerunFinishesIt) {
+  PgStandby standby(pg_);
+  Spec spec = spec_from(spec_text("  critical_replica_lag: 500ms\n"));
+  Plan plan = make_plan(spec);
+  ASSERT_NO_FATAL_FAILURE(through_dual_write_then_pause(spec, plan, standby));
+  Executor paused(spec, plan, options());
+  EXPECT_EQ(paused.run(), RunOutcome::kPaused);
+  EXPECT_NE(paused.pause_reason().find("over critical_replica_lag 500ms"), std::string::npos)
+      << paused.pause_reason();
+  EXPECT_EQ(
+      pg_.psql(db_, "SELECT detail->>'reason' FROM tandem.events WHERE kind = 'critical_pause'"),
+      "replica_lag");
+  long long at_pause = rows_done();
+  EXPECT_LT(at_pause, 20000);
+
+  standby.resume_replay();
+  EXPECT_EQ(Executor(spec, plan, options()).run(), RunOutcome::kReachedUntil);
+  EXPECT_EQ(rows_done(), 20000);
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
+            "0");
+}
+
+TEST_F(ThrottleTest, AThrottleQueryHoldsTheBackfillWhileItSaysSoOrCannotAnswer) {
+  Spec spec = spec_from(spec_text("  throttle_query: SELECT busy FROM ops_flags\n"));
+  Plan plan = make_plan(spec);
+  auto run = std::async(std::launch::async, [&] { return Executor(spec, plan, options()).run(); });
+  // The table does not exist yet: a query that fails holds the backfill.
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(rows_done(), 0);
+  pg_.psql(db_, "CREATE TABLE ops_flags (busy boolean); INSERT INTO ops_flags VALUES (true)");
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_EQ(rows_done(), 0);
+  pg_.psql(db_, "UPDATE ops_flags SET busy = false");
+  ASSERT_EQ(run.wait_for(60s), std::future_status::ready);
+  EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
+  EXPECT_EQ(rows_done(), 20000);
+}
+
+TEST_F(ThrottleTest, OutsideTheBackfillWindowNoBatchRunsUntilTheWindowIsMoved) {
+  int now = local_minute_of_day(std::chrono::system_clock::now());
+  auto window = [](int from, int to) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%02d:%02d-%02d:%02d", (from / 60) % 24, from % 60,
+                  (to / 60) % 24, to % 60);
+    return std::string(buf);
+  };
+  // A one-hour window two hours from now.
+  Spec spec = spec_from(spec_text("  backfill_window: " + window(now + 120, now + 180) + "\n"));
+  Plan plan = make_plan(spec);
+  RunControl control(spec.settings);
+  RunOptions o = options();
+  o.control = &control;
+  auto run = std::async(std::launch::async, [&] { return Executor(spec, plan, o).run(); });
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(rows_done(), 0);
+  // As `tandemctl set items_qty backfill_window=...` does: a window around now.
+  Settings open = spec.settings;
+  ASSERT_EQ(set_setting(open, "backfill_window", window(now + 1440 - 60, now + 120)), "");
+  control.set_settings(open);
+  ASSERT_EQ(run.wait_for(60s), std::future_status::ready);
+  EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
+  EXPECT_EQ(rows_done(), 20000);
+}
+
+}  // namespace
+}  // namespace tandem::testing

@@ -1,0 +1,150 @@
+// The throttle's decisions from readings, and the settings that drive it.
+#include "engine/throttle.h"
+
+#include <gtest/gtest.h>
+
+#include "spec/settings.h"
+
+namespace tandem {
+namespace {
+
+using std::chrono::milliseconds;
+
+TEST(DailyWindow, ParsesAndCrossesMidnight) {
+  auto night = parse_window("22:00-06:00");
+  ASSERT_TRUE(night);
+  EXPECT_TRUE(night->contains(23 * 60));
+  EXPECT_TRUE(night->contains(0));
+  EXPECT_TRUE(night->contains(5 * 60 + 59));
+  EXPECT_FALSE(night->contains(6 * 60));
+  EXPECT_FALSE(night->contains(12 * 60));
+  EXPECT_EQ(night->minutes_until_open(21 * 60 + 30), 30);
+  EXPECT_EQ(night->minutes_until_open(6 * 60), 16 * 60);
+  EXPECT_EQ(night->minutes_until_open(23 * 60), 0);
+
+  auto day = parse_window("09:30-17:00");
+  ASSERT_TRUE(day);
+  EXPECT_TRUE(day->contains(9 * 60 + 30));
+  EXPECT_FALSE(day->contains(17 * 60));
+  EXPECT_EQ(day->minutes_until_open(18 * 60), 15 * 60 + 30);
+
+  for (const char* bad : {"", "22:00", "22:00-22:00", "24:00-01:00", "9:00-10:00", "22:00-06:60",
+                          "22:00-06:00x", "ab:cd-ef:gh"}) {
+    EXPECT_FALSE(parse_window(bad)) << bad;
+  }
+}
+
+TEST(ThrottleValue, TrueOrAPositiveNumberThrottles) {
+  for (const char* yes : {"t", "true", "1", "0.5", "42"})
+    EXPECT_TRUE(throttle_value_set(yes)) << yes;
+  for (const char* no : {"f", "false", "0", "-1", "", "abc", "1x"}) {
+    EXPECT_FALSE(throttle_value_set(no)) << no;
+  }
+}
+
+TEST(DecideThrottle, NothingConfiguredNeverThrottles) {
+  Settings st;
+  ThrottleReadings r;
+  r.active_sessions = 500;
+  r.lock_waits = 500;
+  r.replicas = 1;
+  r.replica_lag_seconds = 3600;
+  EXPECT_EQ(decide_throttle(st, r).reason, "");
+  EXPECT_FALSE(reads_database(st));
+}
+
+TEST(DecideThrottle, EachSignalNamesItsReason) {
+  Settings st;
+  st.throttle_replica_lag = milliseconds(2000);
+  st.throttle_active_sessions = 10;
+  st.throttle_lock_waits = 3;
+  st.throttle_query = "SELECT busy FROM ops.flags";
+  st.backfill_window = "22:00-06:00";
+  ThrottleReadings calm;
+  calm.minute_of_day = 23 * 60;
+  calm.replicas = 1;
+  calm.replica_lag_seconds = 0.5;
+  calm.active_sessions = 10;
+  calm.lock_waits = 3;
+  calm.query = "f";
+  EXPECT_EQ(decide_throttle(st, calm).reason, "");
+
+  auto with = [&](auto change) {
+    ThrottleReadings r = calm;
+    change(r);
+    return decide_throttle(st, r);
+  };
+  auto v = with([](ThrottleReadings& r) { r.minute_of_day = 12 * 60; });
+  EXPECT_EQ(v.reason, "outside_window");
+  EXPECT_EQ(v.detail, "outside backfill_window 22:00-06:00 (opens in 600 min)");
+  v = with([](ThrottleReadings& r) { r.replica_lag_seconds = 2.5; });
+  EXPECT_EQ(v.reason, "replica_lag");
+  EXPECT_EQ(v.detail, "replica lag 2.5s over throttle_replica_lag 2.0s");
+  EXPECT_FALSE(v.critical);
+  // Without a replica there is no lag to speak of.
+  EXPECT_EQ(with([](ThrottleReadings& r) {
+              r.replicas = 0;
+              r.replica_lag_seconds = 99;
+            }).reason,
+            "");
+  EXPECT_EQ(with([](ThrottleReadings& r) { r.active_sessions = 11; }).reason, "active_sessions");
+  EXPECT_EQ(with([](ThrottleReadings& r) { r.lock_waits = 4; }).reason, "lock_waits");
+  v = with([](ThrottleReadings& r) { r.query = "3"; });
+  EXPECT_EQ(v.reason, "throttle_query");
+  EXPECT_EQ(v.detail, "throttle_query returned 3");
+  EXPECT_EQ(with([](ThrottleReadings& r) { r.query.reset(); }).reason, "");
+  v = with([](ThrottleReadings& r) { r.query_error = "relation \"ops.flags\" does not exist"; });
+  EXPECT_EQ(v.reason, "throttle_query");
+  EXPECT_EQ(v.detail, "throttle_query failed: relation \"ops.flags\" does not exist");
+}
+
+TEST(DecideThrottle, CriticalThresholdsComeFirstAndPause) {
+  Settings st;
+  st.throttle_replica_lag = milliseconds(2000);
+  st.critical_replica_lag = milliseconds(30000);
+  st.critical_active_sessions = 50;
+  st.backfill_window = "22:00-06:00";
+  ThrottleReadings r;
+  r.minute_of_day = 12 * 60;  // outside the window too
+  r.replicas = 2;
+  r.replica_lag_seconds = 31;
+  auto v = decide_throttle(st, r);
+  EXPECT_TRUE(v.critical);
+  EXPECT_EQ(v.reason, "replica_lag");
+  EXPECT_EQ(v.detail, "replica lag 31.0s over critical_replica_lag 30.0s");
+  r.replica_lag_seconds = 1;
+  r.active_sessions = 51;
+  v = decide_throttle(st, r);
+  EXPECT_TRUE(v.critical);
+  EXPECT_EQ(v.detail, "51 active sessions over critical_active_sessions 50");
+  r.active_sessions = 50;
+  v = decide_throttle(st, r);
+  EXPECT_FALSE(v.critical);
+  EXPECT_EQ(v.reason, "outside_window");
+}
+
+TEST(ThrottleSettings, ParseCheckAndPrint) {
+  Settings s;
+  EXPECT_EQ(set_setting(s, "backfill_window", "01:00-05:00"), "");
+  EXPECT_EQ(setting_text(s, "backfill_window"), "01:00-05:00");
+  EXPECT_EQ(set_setting(s, "backfill_window", "1-5"),
+            "backfill_window: expected a daily window such as 22:00-06:00 (local time), got "
+            "\"1-5\"");
+  EXPECT_EQ(set_setting(s, "backfill_window", ""), "");  // off again
+  EXPECT_EQ(set_setting(s, "throttle_query", "SELECT count(*) > 5 FROM jobs"), "");
+  EXPECT_EQ(set_setting(s, "throttle_query", "SELECT 1; DROP TABLE jobs"),
+            "throttle_query: expected one SQL query");
+  EXPECT_EQ(set_setting(s, "throttle_replica_lag", "5s"), "");
+  EXPECT_EQ(setting_text(s, "throttle_replica_lag"), "5s");
+  EXPECT_EQ(set_setting(s, "critical_replica_lag", "2s"), "");
+  EXPECT_EQ(check_settings(s), "critical_replica_lag must be more than throttle_replica_lag");
+  EXPECT_EQ(set_setting(s, "critical_replica_lag", "0"), "");
+  EXPECT_EQ(check_settings(s), "");
+  EXPECT_EQ(set_setting(s, "critical_active_sessions", "20"), "");
+  EXPECT_EQ(set_setting(s, "throttle_active_sessions", "20"), "");
+  EXPECT_EQ(check_settings(s),
+            "critical_active_sessions must be more than throttle_active_sessions");
+}
+
+}  // namespace
+}  // namespace tandem
