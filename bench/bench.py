@@ -44,7 +44,7 @@ CLIENTS = 4
 WARMUP = 5.0  # seconds of load before the method starts
 TAIL = 3.0  # seconds of load after it ends
 BASELINE_SECONDS = 20.0
-FAST_SETTINGS = {"batch_size": 50000, "lock_timeout": "500ms"}
+FAST_SETTINGS = {"batch_size": 50000, "batch_rest_percent": 0, "lock_timeout": "500ms"}
 
 
 def pg_bin():
@@ -178,8 +178,12 @@ def run_tandem(server, db, tandemd, workdir, settings, until=None):
     args = [tandemd, "run", spec, "--dsn", server.dsn(db)]
     args += ["--until", until] if until else ["--approve", "all"]
     t0 = time.time()
+    # GNU time reports tandemd's own peak RSS. (The rusage of a child that
+    # Python forks counts Python's pages from before the exec.)
+    rss_file = os.path.join(workdir, f"{db}.rss")
+    args = ["/usr/bin/time", "-f", "%M", "-o", rss_file] + args
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(p.pid, 0)
+    _, status, _ = os.wait4(p.pid, 0)
     seconds = time.time() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
@@ -188,7 +192,9 @@ def run_tandem(server, db, tandemd, workdir, settings, until=None):
                                " FROM tandem.steps WHERE step_id = '1.backfill'")
     rows = int(server.psql(db, "SELECT count(*) FROM pgbench_accounts"))
     rate = rows / float(backfill) if backfill and float(backfill) > 0 else None
-    return seconds, usage.ru_maxrss, rate
+    with open(rss_file) as f:
+        peak_kib = int(f.read().split()[-1])
+    return seconds, peak_kib, rate
 
 
 METHODS = {
@@ -221,7 +227,8 @@ END $$;
 
 
 def measure(server, template, method, tandemd, workdir):
-    db = f"m_{method}"
+    kind, _, variant = method.partition(":")
+    db = "m_" + "".join(c if c.isalnum() else "_" for c in method)
     server.psql("postgres", f"DROP DATABASE IF EXISTS {db}")
     server.psql("postgres", f"CREATE DATABASE {db} TEMPLATE {template}")
     rows = int(server.psql(db, "SELECT count(*) FROM pgbench_accounts"))
@@ -235,7 +242,7 @@ def measure(server, template, method, tandemd, workdir):
     t0 = time.time()
     rss = None
     backfill_rate = None
-    if method == "none":
+    if kind == "none":
         time.sleep(BASELINE_SECONDS)
     elif method in ("alter", "update"):
         server.psql(db, METHODS[method])
@@ -246,7 +253,11 @@ def measure(server, template, method, tandemd, workdir):
                         "--no-superuser-check"], env=server.env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     else:
-        settings = FAST_SETTINGS if method == "tandem_fast" else {}
+        # tandem_fast, or tandem:key=value+key=value (a variant of the defaults)
+        settings = dict(FAST_SETTINGS) if kind == "tandem_fast" else {}
+        for pair in filter(None, variant.split("+")):
+            key, _, value = pair.partition("=")
+            settings[key] = value
         _, rss, backfill_rate = run_tandem(server, db, tandemd, workdir, settings)
     t1 = time.time()
     longest_lock = locks.stop()
@@ -265,7 +276,7 @@ def measure(server, template, method, tandemd, workdir):
         "method": method,
         "rows": rows,
         "seconds": round(seconds, 3),
-        "rows_per_second": None if method == "none" else round(rows / seconds),
+        "rows_per_second": None if kind == "none" else round(rows / seconds),
         "backfill_rows_per_second": round(backfill_rate) if backfill_rate else None,
         "client_tps": round(sum(1 for (t, _) in txs if t0 <= t <= t1) / seconds, 1),
         "latency_ms": {
@@ -339,13 +350,16 @@ def markdown(report):
              "", "| method | rows/s | vs loop | client TPS vs none | p50 ms | p99 ms | max ms |"
              " longest lock wait s | peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|---|"]
-    base = r["methods"].get("none")
+    # The baseline: the mean of every no-migration run (first and last), so a
+    # machine that drifts during the run moves it less.
+    bases = [m["client_tps"] for n, m in r["methods"].items() if n.startswith("none")]
+    base = sum(bases) / len(bases) if bases else None
     loop = r["methods"].get("loop")
     for name, m in r["methods"].items():
         rate = m["backfill_rows_per_second"] or m["rows_per_second"]
         vs_loop = (rate / (loop["rows_per_second"]) if rate and loop and
                    loop["rows_per_second"] else None)
-        tps = m["client_tps"] / base["client_tps"] if base and base["client_tps"] else None
+        tps = m["client_tps"] / base if base else None
         rss = m["peak_rss_kib"] / 1024.0 if m["peak_rss_kib"] else None
         lat = m["latency_ms"]
         lines.append(f"| {name} | {fmt(rate)} | {fmt(vs_loop, 'x')} | {fmt(tps, 'x')} |"
@@ -392,7 +406,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=int, default=50)
     ap.add_argument("--tandemd", default=os.path.join(ROOT, "build", "tandemd"))
-    ap.add_argument("--methods", default="none,alter,update,loop,repack,tandem,tandem_fast")
+    ap.add_argument("--methods", default="none,alter,update,loop,repack,tandem,tandem_fast,none",
+                    help="comma-separated; tandem:KEY=VALUE+KEY=VALUE runs tandem with those"
+                         " settings; a method named twice is measured twice")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
     server = Server()
@@ -410,7 +426,10 @@ def main():
         for method in args.methods.split(","):
             print(f"== {method}", flush=True)
             m = measure(server, "bench_template", method, args.tandemd, workdir)
-            report["methods"][method] = m
+            name = method
+            while name in report["methods"]:
+                name += "'"  # none, then none' at the end
+            report["methods"][name] = m
             report["rows"] = m["rows"]
             print(f"   {m['seconds']} s, {m['client_tps']} client TPS,"
                   f" p99 {m['latency_ms']['p99']} ms, longest lock wait"

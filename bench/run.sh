@@ -8,6 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scale="${1:-50}"
 shift || true
-scripts/deps.sh python3 gnuplot-nox postgresql-15-repack
+scripts/deps.sh python3 gnuplot-nox postgresql-15-repack time
 scripts/build.sh >/dev/null
 exec python3 bench/bench.py --scale "$scale" "$@"

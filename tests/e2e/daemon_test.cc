@@ -334,6 +334,48 @@ TEST_F(Daemon, ThrottleHoldsRowsBackUntilItEndsAndAbortStopsAtOnce) {
             "resume_requested");
 }
 
+TEST_F(Daemon, ACriticalThresholdPausesTheMigrationUntilAnOperatorResumesIt) {
+  serve(socket_path());
+  ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return rows_moved() > 0; }, 60s)) << status().dump();
+  // Two other sessions busy in the database, over a critical threshold of one.
+  std::vector<pid_t> sleepers;
+  for (int i = 0; i < 2; ++i) {
+    sleepers.push_back(
+        spawn("env " + pg_.env(db_) + pg_.bin_dir() + "/psql -X -c 'SELECT pg_sleep(60)'"));
+  }
+  const std::string sleeping =
+      "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'"
+      " AND state = 'active'";
+  ASSERT_TRUE(wait_for([&] { return pg_.psql(db_, sleeping) == "2"; }, 20s));
+  auto r = ctl("set abalance_bigint critical_active_sessions=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(wait_for([&] { return status().value("state", "") == "paused"; }, 20s))
+      << status().dump();
+  EXPECT_NE(status().value("last_error", "").find("over critical_active_sessions 1"),
+            std::string::npos)
+      << status().dump();
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.events WHERE kind = 'critical_pause'"), "1");
+  EXPECT_EQ(pg_.psql(db_, "SELECT desired FROM tandem.submissions"), "pause");
+  const long long paused_at = rows_moved();
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_EQ(rows_moved(), paused_at) << "rows moved while paused";
+
+  // The load is gone; the operator lifts the threshold and resumes.
+  pg_.psql(db_,
+           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+           " WHERE query LIKE 'SELECT pg_sleep(60)%'");
+  for (pid_t p : sleepers) waitpid(p, nullptr, 0);
+  ASSERT_EQ(ctl("set abalance_bigint critical_active_sessions=0").exit_code, 0);
+  ASSERT_EQ(ctl("resume abalance_bigint").exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
+      << status().dump();
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) FROM pgbench_accounts"
+                     " WHERE _tandem_old_abalance IS DISTINCT FROM abalance"),
+            "0");
+}
+
 TEST_F(Daemon, AMigrationOnATableAnotherIsChangingWaitsForIt) {
   serve(socket_path());
   ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);

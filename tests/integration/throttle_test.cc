@@ -117,7 +117,11 @@ TEST_F(ThrottleTest, ACriticalReplicaLagPausesTheMigrationAndARerunFinishesIt) {
   Plan plan = make_plan(spec);
   ASSERT_NO_FATAL_FAILURE(through_dual_write_then_pause(spec, plan, standby));
   Executor paused(spec, plan, options());
+  ::testing::internal::CaptureStdout();  // the default logger's sink
   EXPECT_EQ(paused.run(), RunOutcome::kPaused);
+  const std::string log = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(log.find("[error] ALERT: migration items_qty paused: replica lag "), std::string::npos)
+      << log;
   EXPECT_NE(paused.pause_reason().find("over critical_replica_lag 500ms"), std::string::npos)
       << paused.pause_reason();
   EXPECT_EQ(
