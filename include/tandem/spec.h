@@ -35,7 +35,7 @@ struct Settings {
   int max_batch_size = 100'000;
   // After each batch, rest this share (percent) of the batch's duration, so
   // the application gets the database to itself that long; 0: back to back.
-  int batch_rest_percent = 25;
+  int batch_rest_percent = 0;
   // Throttle thresholds (0: off): before each batch, the backfill waits while
   // more than this many other sessions of the database are active, or are
   // waiting for a lock.

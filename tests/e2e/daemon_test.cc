@@ -160,6 +160,17 @@ class Daemon : public ::testing::Test {
                                "SELECT coalesce(sum(rows_done), 0) FROM tandem.checkpoints"
                                " WHERE step_id = '1.backfill'"));
   }
+  // `tandemctl resume`, then the migration runs to the cleanup approval with
+  // every row carried over.
+  void resume_until_cleanup_waits() {
+    ASSERT_EQ(ctl("resume abalance_bigint").exit_code, 0);
+    ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
+        << status().dump();
+    EXPECT_EQ(pg_.psql(db_,
+                       "SELECT count(*) FROM pgbench_accounts"
+                       " WHERE _tandem_old_abalance IS DISTINCT FROM abalance"),
+              "0");
+  }
   static bool wait_for(const std::function<bool()>& ok, std::chrono::milliseconds limit) {
     auto end = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < end) {
@@ -320,13 +331,7 @@ TEST_F(Daemon, ThrottleHoldsRowsBackUntilItEndsAndAbortStopsAtOnce) {
   const long long aborted_at = rows_moved();
   std::this_thread::sleep_for(1000ms);
   EXPECT_EQ(rows_moved(), aborted_at);
-  ASSERT_EQ(ctl("resume abalance_bigint").exit_code, 0);
-  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
-      << status().dump();
-  EXPECT_EQ(pg_.psql(db_,
-                     "SELECT count(*) FROM pgbench_accounts"
-                     " WHERE _tandem_old_abalance IS DISTINCT FROM abalance"),
-            "0");
+  ASSERT_NO_FATAL_FAILURE(resume_until_cleanup_waits());
   EXPECT_EQ(pg_.psql(db_,
                      "SELECT string_agg(kind, ',' ORDER BY id) FROM tandem.events"
                      " WHERE actor LIKE 'uid:%'"),
@@ -367,13 +372,7 @@ TEST_F(Daemon, ACriticalThresholdPausesTheMigrationUntilAnOperatorResumesIt) {
            " WHERE query LIKE 'SELECT pg_sleep(60)%'");
   for (pid_t p : sleepers) waitpid(p, nullptr, 0);
   ASSERT_EQ(ctl("set abalance_bigint critical_active_sessions=0").exit_code, 0);
-  ASSERT_EQ(ctl("resume abalance_bigint").exit_code, 0);
-  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
-      << status().dump();
-  EXPECT_EQ(pg_.psql(db_,
-                     "SELECT count(*) FROM pgbench_accounts"
-                     " WHERE _tandem_old_abalance IS DISTINCT FROM abalance"),
-            "0");
+  ASSERT_NO_FATAL_FAILURE(resume_until_cleanup_waits());
 }
 
 TEST_F(Daemon, AMigrationOnATableAnotherIsChangingWaitsForIt) {
