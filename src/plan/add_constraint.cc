@@ -82,20 +82,34 @@ void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::v
   plan_constraint_not_valid(
       id, table, op.name, definition, "SHARE ROW EXCLUSIVE on both tables (brief: no scan)",
       "SHARE UPDATE EXCLUSIVE; ROW SHARE on the referenced table (reads and writes go on)",
-      Phase::kPrepare, Phase::kBackfill, out);
+      Phase::kPrepare, Phase::kBackfill, out, op.references);
 }
 
 void plan_constraint_not_valid(const std::string& id, const std::string& table,
                                const std::string& constraint, const std::string& definition,
                                const std::string& add_lock, const std::string& validate_lock,
-                               Phase add, Phase validate, std::vector<Step>& out) {
+                               Phase add, Phase validate, std::vector<Step>& out,
+                               const std::string& referenced) {
   const std::string name = quote_ident(constraint);
+  // A foreign key's DDL locks the referencing table, then the referenced one.
+  // Writers take them the other way round (an application reads or locks the
+  // parent row first; the FK check on a child write locks the parent), so
+  // under load the DDL deadlocks with them until lock_timeout cancels it,
+  // attempt after attempt. Taking the referenced table first, in the lock
+  // the DDL needs there anyway, keeps one order.
+  std::string lock_add, lock_drop;
+  if (!referenced.empty() && referenced != table) {
+    lock_add = "LOCK TABLE " + referenced + " IN SHARE ROW EXCLUSIVE MODE;\n";
+    lock_drop = "LOCK TABLE " + referenced + " IN ACCESS EXCLUSIVE MODE;\n";
+  }
   Step s;
   s.id = id + "add_not_valid";
   s.phase = add;
   s.description = "add " + name + " NOT VALID: new writes are checked from now on";
-  s.sql = "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " " + definition + " NOT VALID;\n";
-  s.rollback_sql = "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + name + ";\n";
+  s.sql = lock_add + "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " " + definition +
+          " NOT VALID;\n";
+  s.rollback_sql =
+      lock_drop + "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + name + ";\n";
   s.lock = add_lock;
   s.table_access = "none";
   out.push_back(s);

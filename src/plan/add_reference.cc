@@ -113,7 +113,7 @@ END
           (op.on_delete.empty() ? "" : " ON DELETE " + op.on_delete),
       "SHARE ROW EXCLUSIVE on both tables (brief: no scan)",
       "SHARE UPDATE EXCLUSIVE; ROW SHARE on " + parent + " (reads and writes go on)",
-      Phase::kBackfill, Phase::kBackfill, out);
+      Phase::kBackfill, Phase::kBackfill, out, parent);
   if (op.not_null) {
     plan_not_null_via_check(spec, id, op.schema, op.table, op.column, Phase::kBackfill,
                             Phase::kBackfill, out);

@@ -24,11 +24,14 @@ void plan_not_null_via_check(const Spec& spec, const std::string& id, const std:
                              const std::string& table, const std::string& column, Phase add,
                              Phase validate, std::vector<Step>& out);
 
-// A CHECK or FOREIGN KEY `definition` added NOT VALID in `add` and validated in `validate`.
+// A CHECK or FOREIGN KEY `definition` added NOT VALID in `add` and validated in
+// `validate`. For a foreign key, `referenced` names the referenced table, which
+// the add and its rollback lock first.
 void plan_constraint_not_valid(const std::string& id, const std::string& table,
                                const std::string& constraint, const std::string& definition,
                                const std::string& add_lock, const std::string& validate_lock,
-                               Phase add, Phase validate, std::vector<Step>& out);
+                               Phase add, Phase validate, std::vector<Step>& out,
+                               const std::string& referenced = "");
 
 void plan_sql(const Spec& spec, int index, const SqlOperation& op, std::vector<Step>& out);
 void plan_create_index(const Spec& spec, int index, const CreateIndex& op, std::vector<Step>& out);
