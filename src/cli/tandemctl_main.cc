@@ -18,8 +18,10 @@
 
 #include "control/client.h"
 #include "control/protocol.h"
+#include "spec/settings.h"
 #include "tandem/phase.h"
 #include "tandem_version.h"
+#include "util/text.h"
 
 namespace {
 
@@ -212,9 +214,7 @@ int main(int argc, char** argv) {
       "set", "Change settings of a running migration: batch_size=2000 lock_timeout=1s ...");
   set->add_option("NAME", name, "the migration")->required();
   set->add_option("KEY=VALUE", assignments,
-                  "batch_size, target_batch_time, max_batch_size, lock_timeout, "
-                  "statement_timeout, throttle_active_sessions, throttle_lock_waits, "
-                  "retry_budget, retry_backoff, retry_backoff_max")
+                  "any spec setting: " + tandem::join(tandem::setting_keys(), ", "))
       ->required();
   auto* events = app.add_subcommand("events", "The tail of the audit log");
   events->add_option("NAME", name, "the migration")->required();
