@@ -91,23 +91,22 @@ void plan_constraint_not_valid(const std::string& id, const std::string& table,
                                Phase add, Phase validate, std::vector<Step>& out,
                                const std::string& referenced) {
   const std::string name = quote_ident(constraint);
-  // A foreign key's DDL locks the referencing table, then the referenced one.
-  // Writers take them the other way round (an application reads or locks the
-  // parent row first; the FK check on a child write locks the parent), so
-  // under load the DDL deadlocks with them until lock_timeout cancels it,
-  // attempt after attempt. Taking the referenced table first, in the lock
-  // the DDL needs there anyway, keeps one order.
-  std::string lock_add, lock_drop;
+  // Dropping a foreign key takes ACCESS EXCLUSIVE on the referenced table
+  // too, after the referencing one. Writers usually touch the parent first (an
+  // application reads or locks the parent row, then writes the child), so
+  // under load the DROP deadlocks with them until lock_timeout cancels it,
+  // attempt after attempt. Locking the referenced table first keeps their
+  // order. (Adding takes only SHARE ROW EXCLUSIVE on the parent, which row
+  // locks do not conflict with: the natural order is the better one there.)
+  std::string lock_drop;
   if (!referenced.empty() && referenced != table) {
-    lock_add = "LOCK TABLE " + referenced + " IN SHARE ROW EXCLUSIVE MODE;\n";
     lock_drop = "LOCK TABLE " + referenced + " IN ACCESS EXCLUSIVE MODE;\n";
   }
   Step s;
   s.id = id + "add_not_valid";
   s.phase = add;
   s.description = "add " + name + " NOT VALID: new writes are checked from now on";
-  s.sql = lock_add + "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " " + definition +
-          " NOT VALID;\n";
+  s.sql = "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " " + definition + " NOT VALID;\n";
   s.rollback_sql =
       lock_drop + "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + name + ";\n";
   s.lock = add_lock;

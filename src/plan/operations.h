@@ -26,7 +26,7 @@ void plan_not_null_via_check(const Spec& spec, const std::string& id, const std:
 
 // A CHECK or FOREIGN KEY `definition` added NOT VALID in `add` and validated in
 // `validate`. For a foreign key, `referenced` names the referenced table, which
-// the add and its rollback lock first.
+// the rollback (the DROP) locks first.
 void plan_constraint_not_valid(const std::string& id, const std::string& table,
                                const std::string& constraint, const std::string& definition,
                                const std::string& add_lock, const std::string& validate_lock,

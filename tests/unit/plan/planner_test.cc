@@ -154,11 +154,10 @@ TEST(Planner, ForeignKeyIsAddedNotValidThenValidated) {
   EXPECT_EQ(ids_and_phases(plan),
             (std::vector<std::string>{"1.precheck@prepare", "1.add_not_valid@prepare",
                                       "1.validate@backfill"}));
-  // The referenced table is locked first, in the order writers take them.
   EXPECT_EQ(plan.find("1.add_not_valid")->sql,
-            "LOCK TABLE public.users IN SHARE ROW EXCLUSIVE MODE;\n"
             "ALTER TABLE public.orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) "
             "REFERENCES public.users (id) ON DELETE cascade NOT VALID;\n");
+  // The DROP locks the referenced table first, in the order writers take them.
   EXPECT_EQ(*plan.find("1.add_not_valid")->rollback_sql,
             "LOCK TABLE public.users IN ACCESS EXCLUSIVE MODE;\n"
             "ALTER TABLE public.orders DROP CONSTRAINT IF EXISTS orders_user_fk;\n");
