@@ -28,7 +28,26 @@ std::string seconds_text(double s) {
   return buf;
 }
 
-std::string ms_text(std::chrono::milliseconds d) { return format_duration(d); }
+// Replica lag over `limit` (named `setting`), when there is a replica to lag.
+std::optional<ThrottleVerdict> lag_over(const ThrottleReadings& r, std::chrono::milliseconds limit,
+                                        const char* setting, bool critical) {
+  const auto lag = std::chrono::milliseconds(static_cast<long long>(r.replica_lag_seconds * 1000));
+  if (limit.count() == 0 || r.replicas == 0 || lag <= limit) return std::nullopt;
+  return ThrottleVerdict{"replica_lag",
+                         "replica lag " + seconds_text(r.replica_lag_seconds) + " over " + setting +
+                             " " + format_duration(limit),
+                         critical};
+}
+
+// Active sessions over `limit` (named `setting`).
+std::optional<ThrottleVerdict> sessions_over(const ThrottleReadings& r, int limit,
+                                             const char* setting, bool critical) {
+  if (limit == 0 || r.active_sessions <= limit) return std::nullopt;
+  return ThrottleVerdict{"active_sessions",
+                         std::to_string(r.active_sessions) + " active sessions over " + setting +
+                             " " + std::to_string(limit),
+                         critical};
+}
 
 }  // namespace
 
@@ -66,19 +85,9 @@ bool throttle_value_set(const std::string& v) {
 }
 
 ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r) {
-  const auto lag_ms =
-      std::chrono::milliseconds(static_cast<long long>(r.replica_lag_seconds * 1000));
-  if (st.critical_replica_lag.count() > 0 && r.replicas > 0 && lag_ms > st.critical_replica_lag) {
-    return {"replica_lag",
-            "replica lag " + seconds_text(r.replica_lag_seconds) + " over critical_replica_lag " +
-                ms_text(st.critical_replica_lag),
-            true};
-  }
-  if (st.critical_active_sessions > 0 && r.active_sessions > st.critical_active_sessions) {
-    return {"active_sessions",
-            std::to_string(r.active_sessions) + " active sessions over critical_active_sessions " +
-                std::to_string(st.critical_active_sessions),
-            true};
+  if (auto v = lag_over(r, st.critical_replica_lag, "critical_replica_lag", true)) return *v;
+  if (auto v = sessions_over(r, st.critical_active_sessions, "critical_active_sessions", true)) {
+    return *v;
   }
   if (!st.backfill_window.empty()) {
     auto w = parse_window(st.backfill_window);
@@ -89,17 +98,9 @@ ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r) {
               false};
     }
   }
-  if (st.throttle_replica_lag.count() > 0 && r.replicas > 0 && lag_ms > st.throttle_replica_lag) {
-    return {"replica_lag",
-            "replica lag " + seconds_text(r.replica_lag_seconds) + " over throttle_replica_lag " +
-                ms_text(st.throttle_replica_lag),
-            false};
-  }
-  if (st.throttle_active_sessions > 0 && r.active_sessions > st.throttle_active_sessions) {
-    return {"active_sessions",
-            std::to_string(r.active_sessions) + " active sessions over throttle_active_sessions " +
-                std::to_string(st.throttle_active_sessions),
-            false};
+  if (auto v = lag_over(r, st.throttle_replica_lag, "throttle_replica_lag", false)) return *v;
+  if (auto v = sessions_over(r, st.throttle_active_sessions, "throttle_active_sessions", false)) {
+    return *v;
   }
   if (st.throttle_lock_waits > 0 && r.lock_waits > st.throttle_lock_waits) {
     return {"lock_waits",
