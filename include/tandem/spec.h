@@ -36,6 +36,9 @@ struct Settings {
   // After each batch, rest this share (percent) of the batch's duration, so
   // the application gets the database to itself that long; 0: back to back.
   int batch_rest_percent = 0;
+  // Backfill and verify steps split the table's key space into this many
+  // ranges when they start (fewer for small tables), one worker session each.
+  int backfill_workers = 1;
   // Throttle thresholds (0: off): before each batch, the backfill waits while
   // more than this many other sessions of the database are active, or are
   // waiting for a lock.

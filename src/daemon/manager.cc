@@ -398,15 +398,18 @@ std::string MigrationManager::blocking_migration(Worker& w) {
 }
 
 bool MigrationManager::cancel_in_flight(Worker& w) {
-  const int pid = w.control ? w.control->backend_pid() : 0;
-  if (pid == 0 || w.finished) return false;
+  const std::vector<int> pids = w.control ? w.control->backend_pids() : std::vector<int>{};
+  if (pids.empty() || w.finished) return false;
+  std::string list;
+  for (int pid : pids) list += (list.empty() ? "{" : ",") + std::to_string(pid);
+  list += "}";
   bool cancelled = false;
   with_db([&](Connection& c) {
-    // Only that migration's own session: the pid may have been reused.
+    // Only that migration's own sessions: a pid may have been reused.
     Rows r = c.exec(
-        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1::int"
-        " AND application_name LIKE $2 AND state = 'active'",
-        {std::to_string(pid), "tandemd " + w.name + " pid %"});
+        "SELECT bool_or(pg_cancel_backend(pid)) FROM pg_stat_activity"
+        " WHERE pid = ANY ($1::int[]) AND application_name LIKE $2 AND state = 'active'",
+        {list, "tandemd " + w.name + " pid %"});
     cancelled = !r.empty() && r.text(0, 0) == "t";
   });
   return cancelled;

@@ -1,5 +1,8 @@
 #include "engine/backfill.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "plan/checks.h"
 #include "util/ident.h"
 #include "util/text.h"
@@ -62,9 +65,7 @@ std::string KeysetWalker::range_predicate(const KeyRange& range) const {
   return parts.empty() ? "true" : join(parts, " AND ");
 }
 
-std::vector<std::string> KeysetWalker::upper_bound(Connection& conn,
-                                                   const std::vector<std::string>& after,
-                                                   int batch_size) const {
+std::string KeysetWalker::ordered_keys_sql(const std::string& from_where) const {
   std::vector<std::string> cols, order;
   for (const auto& k : key_) {
     cols.push_back("_row." + k + "::text");
@@ -73,13 +74,38 @@ std::vector<std::string> KeysetWalker::upper_bound(Connection& conn,
     // any size and make the planner sort the whole table.
     order.push_back("_row." + k);
   }
-  Rows r = conn.exec("SELECT " + join(cols, ", ") + " FROM " + table_ + " AS _row WHERE " +
-                         range_predicate({after, {}}) + " ORDER BY " + join(order, ", ") +
-                         " OFFSET " + std::to_string(batch_size - 1) + " LIMIT 1",
-                     after);
+  return "SELECT " + join(cols, ", ") + " FROM " + table_ + " AS _row " + from_where +
+         " ORDER BY " + join(order, ", ");
+}
+
+std::vector<std::string> KeysetWalker::upper_bound(Connection& conn, const KeyRange& within,
+                                                   int batch_size) const {
+  Rows r = conn.exec(ordered_keys_sql("WHERE " + range_predicate(within)) + " OFFSET " +
+                         std::to_string(batch_size - 1) + " LIMIT 1",
+                     params(within));
   std::vector<std::string> out;
   if (r.empty()) return out;
   for (size_t c = 0; c < key_.size(); ++c) out.push_back(r.text(0, c));
+  return out;
+}
+
+std::vector<std::vector<std::string>> KeysetWalker::split_points(Connection& conn, long long rows,
+                                                                 int parts) const {
+  std::vector<std::vector<std::string>> out;
+  if (parts < 2 || rows <= 0) return out;
+  // SYSTEM sampling reads whole pages: cheap at any table size, and the
+  // ranges need only be about even.
+  const double percent = std::min(100.0, std::max(0.0001, 100.0 * 20000.0 / rows));
+  char pct[32];
+  std::snprintf(pct, sizeof pct, "%.4f", percent);
+  Rows r = conn.exec(ordered_keys_sql(std::string("TABLESAMPLE SYSTEM (") + pct + ")"));
+  if (r.size() < static_cast<size_t>(parts) * 10) return out;
+  for (int i = 1; i < parts; ++i) {
+    const size_t at = r.size() * i / parts - 1;  // the last key of range i - 1
+    std::vector<std::string> key;
+    for (size_t c = 0; c < key_.size(); ++c) key.push_back(r.text(at, c));
+    if (out.empty() || out.back() != key) out.push_back(std::move(key));
+  }
   return out;
 }
 

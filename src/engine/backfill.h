@@ -29,10 +29,16 @@ class KeysetWalker {
   KeysetWalker(std::string table, std::vector<std::string> key_columns)
       : table_(std::move(table)), key_(std::move(key_columns)) {}
 
-  // The key `batch_size` rows past `after`, or an empty vector when fewer
-  // rows than that remain (the next chunk is the last).
-  std::vector<std::string> upper_bound(Connection& conn, const std::vector<std::string>& after,
+  // The key `batch_size` rows past `within.after` and not past
+  // `within.upper`, or an empty vector when fewer rows than that remain (the
+  // next chunk is the last of the range).
+  std::vector<std::string> upper_bound(Connection& conn, const KeyRange& within,
                                        int batch_size) const;
+  // Up to `parts - 1` ascending keys that cut the table into ranges of about
+  // the same number of rows, read off a sample of about 20,000 rows of the
+  // `rows` the table holds; fewer when the sample is too small to tell.
+  std::vector<std::vector<std::string>> split_points(Connection& conn, long long rows,
+                                                     int parts) const;
   // UPDATE of one range; returns the number of rows updated.
   long long backfill(Connection& conn, const BatchWork& work, const KeyRange& range) const;
 
@@ -48,6 +54,9 @@ class KeysetWalker {
   std::string range_predicate(const KeyRange& range) const;
 
  private:
+  // SELECT of the key columns as text FROM the table AS _row `from_where`,
+  // in key order.
+  std::string ordered_keys_sql(const std::string& from_where) const;
   std::string tuple(const std::string& prefix) const;
   std::string params_tuple(int first) const;
   std::vector<std::string> params(const KeyRange& range) const;

@@ -3,11 +3,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <thread>
 
-#include "engine/backfill.h"
 #include "util/duration.h"
 #include "util/text.h"
 
@@ -28,11 +28,7 @@ std::string sqlstate_note(const Error& e) {
 }  // namespace
 
 Executor::Executor(const Spec& spec, const Plan& plan, RunOptions options)
-    : spec_(spec),
-      plan_(plan),
-      options_(std::move(options)),
-      store_(spec.name),
-      rng_(std::random_device{}()) {}
+    : spec_(spec), plan_(plan), options_(std::move(options)), store_(spec.name) {}
 
 bool Executor::needs_approval(Phase phase) const {
   if (spec_.requires_approval(phase)) return true;
@@ -42,34 +38,48 @@ bool Executor::needs_approval(Phase phase) const {
   return false;
 }
 
-void Executor::connect() {
-  conn_.reset();
-  const std::string app = "tandemd " + spec_.name + " pid " + std::to_string(getpid());
+std::string Executor::application_name() const {
+  return "tandemd " + spec_.name + " pid " + std::to_string(getpid());
+}
+
+void Executor::connect(Lane& lane) {
+  lane.conn.reset();
+  const bool worker = lane.worker >= 0;
+  const std::string app =
+      application_name() + (worker ? " worker " + std::to_string(lane.worker) : "");
   auto conn =
       options_.connect ? options_.connect(options_.dsn, app) : connect_postgres(options_.dsn, app);
-  StateStore::ensure_schema(*conn);
+  if (!worker) StateStore::ensure_schema(*conn);
   auto deadline = Clock::now() + options_.lock_wait;
   std::string holder;
-  while (!store_.try_lock(*conn, holder)) {
+  while (worker ? !store_.try_worker_lock(*conn, lane.worker, holder)
+                : !store_.try_lock(*conn, holder)) {
     if (Clock::now() >= deadline) {
       throw LockHeldError("migration \"" + spec_.name + "\" is being run by another tandemd: " +
                           holder + ". Wait for it to finish or stop it, then run again.");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  conn_ = std::move(conn);
-  ever_connected_ = true;
-  if (options_.control) options_.control->set_backend_pid(conn_->backend_pid());
+  lane.conn = std::move(conn);
+  if (!worker) ever_connected_ = true;
+  if (options_.control)
+    options_.control->set_backend_pid(lane.worker + 1, lane.conn->backend_pid());
 }
 
-std::chrono::milliseconds Executor::backoff(int attempt) {
+void Executor::report(const std::function<void(ProgressSink&)>& f) {
+  if (!options_.progress) return;
+  std::lock_guard<std::mutex> l(progress_mu_);
+  f(*options_.progress);
+}
+
+std::chrono::milliseconds Executor::backoff(Lane& lane, int attempt) {
   // Exponential, capped, with "equal jitter": half fixed, half random, so
   // retries spread out without ever collapsing to zero.
   double base = static_cast<double>(settings().retry_backoff.count());
   double cap = static_cast<double>(settings().retry_backoff_max.count());
   double d = std::min(cap, base * std::pow(2.0, std::min(attempt - 1, 30)));
   std::uniform_real_distribution<double> jitter(0.5, 1.0);
-  return std::chrono::milliseconds(static_cast<long long>(d * jitter(rng_)));
+  return std::chrono::milliseconds(static_cast<long long>(d * jitter(lane.rng)));
 }
 
 std::string Executor::step_status(const std::string& step_id) {
@@ -79,14 +89,14 @@ std::string Executor::step_status(const std::string& step_id) {
   return "";
 }
 
-void Executor::with_retries(const std::string& step_id, const std::string& what,
+void Executor::with_retries(Lane& lane, const std::string& step_id, const std::string& what,
                             const std::function<void()>& work,
                             const std::function<bool()>& already_done) {
   const int budget = settings().retry_budget;
   bool check_done = false;
   for (int attempt = 1;; ++attempt) {
     try {
-      if (!conn_ || !conn_->is_open()) connect();
+      if (!lane.conn || !lane.conn->is_open()) connect(lane);
       if (check_done) {
         check_done = false;
         if (already_done()) return;
@@ -112,17 +122,17 @@ void Executor::with_retries(const std::string& step_id, const std::string& what,
       if (!ever_connected_ && e.sqlstate() == "08001") throw;  // never reached the server
       if (e.kind() == ErrorKind::kInDoubt) {
         spdlog::warn("{}: {}; re-reading the state store before going on", what, e.what());
-        conn_.reset();
+        lane.conn.reset();
         check_done = true;
       } else if (!e.retryable() || attempt >= budget) {
-        fail(step_id, what, e, attempt);
-      } else if (conn_ && conn_->is_open()) {
-        store_.record_failure(*conn_, step_id, e, false, attempt);
+        fail(lane, step_id, what, e, attempt);
+      } else if (lane.conn && lane.conn->is_open()) {
+        store_.record_failure(*lane.conn, step_id, e, false, attempt);
       } else {
-        conn_.reset();
+        lane.conn.reset();
       }
-      if (options_.progress) options_.progress->retrying(e.sqlstate());
-      auto pause = backoff(attempt);
+      report([&](ProgressSink& p) { p.retrying(e.sqlstate()); });
+      auto pause = backoff(lane, attempt);
       spdlog::warn("{}: {}{}; attempt {}/{}, retrying in {}", what, e.what(), sqlstate_note(e),
                    attempt, budget, format_duration(pause));
       // A stop ends the wait: nothing is in flight while backing off.
@@ -163,10 +173,12 @@ void Executor::record_state(const std::string& state, Phase phase, const std::st
       [] { return false; });  // idempotent: doing it twice is harmless
 }
 
-void Executor::fail(const std::string& step_id, const std::string& what, const Error& e,
+void Executor::fail(Lane& lane, const std::string& step_id, const std::string& what, const Error& e,
                     int attempts) {
   const bool spent = e.retryable();
-  if (conn_ && conn_->is_open()) store_.record_failure(*conn_, step_id, e, true, attempts);
+  if (lane.conn && lane.conn->is_open()) {
+    store_.record_failure(*lane.conn, step_id, e, true, attempts);
+  }
   std::string next =
       spent && e.sqlstate() == "55P03"
           ? "Next: find the session holding a conflicting lock (pg_locks joined with "
@@ -391,52 +403,56 @@ ThrottleVerdict Executor::throttle_verdict(const Settings& st) {
   if (options_.control && options_.control->manually_throttled()) {
     return {"manual", "throttled by an operator", false};
   }
-  return decide_throttle(st, read_throttle_signals(*conn_, st));
+  // The migration's own sessions (its workers) are not load to back off from.
+  return decide_throttle(st, read_throttle_signals(*conn_, st, application_name() + " "));
+}
+
+ThrottleVerdict Executor::poll_throttle(std::string& last, Clock::time_point& since) {
+  ThrottleVerdict v;
+  try {
+    if (!conn_ || !conn_->is_open()) connect(main_);
+    v = throttle_verdict(settings());
+  } catch (const LockHeldError&) {
+    throw;
+  } catch (const Error& e) {
+    // The batches' own retries deal with a lost connection.
+    spdlog::warn("cannot read the throttle signals: {}", e.what());
+  }
+  if (v.critical) {
+    if (!last.empty()) report([&](ProgressSink& p) { p.throttling("", seconds_since(since)); });
+    spdlog::error(
+        "ALERT: migration {} paused: {}. No work is lost; resume it when the cause "
+        "is gone (tandemctl resume {}, or run the same command again)",
+        spec_.name, v.detail, spec_.name);
+    try {
+      store_.event(*conn_, "critical_pause", std::nullopt, "", options_.actor,
+                   {{"reason", v.reason}, {"detail", v.detail}});
+    } catch (const Error& e) {
+      spdlog::warn("cannot record the pause in the event log: {}", e.what());
+    }
+    throw CriticalPauseError(v.detail);
+  }
+  if (!v.reason.empty() || !last.empty()) {
+    const double held = last.empty() ? 0 : seconds_since(since);
+    report([&](ProgressSink& p) { p.throttling(v.reason, held); });
+  }
+  since = Clock::now();
+  if (v.reason != last) {
+    if (!v.reason.empty()) spdlog::info("{}: throttled: {}", spec_.name, v.detail);
+    if (v.reason.empty()) spdlog::info("{}: throttle lifted", spec_.name);
+    last = v.reason;
+  }
+  return v;
 }
 
 bool Executor::wait_while_throttled() {
   std::string last;
   auto since = Clock::now();
   for (;;) {
-    ThrottleVerdict v;
-    try {
-      if (!conn_ || !conn_->is_open()) connect();
-      v = throttle_verdict(settings());
-    } catch (const LockHeldError&) {
-      throw;
-    } catch (const Error& e) {
-      // The batch's own retries deal with a lost connection.
-      spdlog::warn("cannot read the throttle signals: {}", e.what());
-    }
-    if (v.critical) {
-      if (options_.progress && !last.empty()) {
-        options_.progress->throttling("", seconds_since(since));
-      }
-      spdlog::error(
-          "ALERT: migration {} paused: {}. No work is lost; resume it when the cause "
-          "is gone (tandemctl resume {}, or run the same command again)",
-          spec_.name, v.detail, spec_.name);
-      try {
-        store_.event(*conn_, "critical_pause", std::nullopt, "", options_.actor,
-                     {{"reason", v.reason}, {"detail", v.detail}});
-      } catch (const Error& e) {
-        spdlog::warn("cannot record the pause in the event log: {}", e.what());
-      }
-      throw CriticalPauseError(v.detail);
-    }
-    if (options_.progress && (!v.reason.empty() || !last.empty())) {
-      options_.progress->throttling(v.reason, last.empty() ? 0 : seconds_since(since));
-    }
-    since = Clock::now();
-    if (v.reason != last) {
-      if (!v.reason.empty()) spdlog::info("{}: throttled: {}", spec_.name, v.detail);
-      if (v.reason.empty()) spdlog::info("{}: throttle lifted", spec_.name);
-      last = v.reason;
-    }
-    if (v.reason.empty()) return true;
+    if (poll_throttle(last, since).reason.empty()) return true;
     for (int i = 0; i < 5; ++i) {
       if (stop_requested()) {
-        if (options_.progress) options_.progress->throttling("", seconds_since(since));
+        report([&](ProgressSink& p) { p.throttling("", seconds_since(since)); });
         return false;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -444,11 +460,20 @@ bool Executor::wait_while_throttled() {
   }
 }
 
+struct Executor::StepTally {
+  long long rows_done = 0;
+  std::optional<long long> rows_total;
+  long long mismatches = 0;
+  RateMeter meter;
+  std::optional<Clock::time_point> last_commit;  // of any range's batch
+};
+
 bool Executor::run_keyset_step(const Step& step) {
   const BatchWork& work = *step.batch;
   const bool verify = step.kind == StepKind::kVerify;
   std::vector<std::string> key;
-  std::optional<Checkpoint> cp;
+  std::vector<Partition> ranges;
+  StepTally tally;
   with_retries(
       step.id, "step " + step.id,
       [&] {
@@ -456,85 +481,152 @@ bool Executor::run_keyset_step(const Step& step) {
         // A verification that failed starts over: its earlier verdict is void.
         if (verify && step_status(step.id) == "failed") store_.clear_checkpoint(*conn_, step.id);
         store_.mark_step(*conn_, step.id, "running");
-        cp = store_.checkpoint(*conn_, step.id);
-        if (!cp) {
-          store_.init_checkpoint(*conn_, step.id, estimate_rows(*conn_, work.table));
-          cp = store_.checkpoint(*conn_, step.id);
+        ranges = store_.partitions(*conn_, step.id);
+        if (ranges.empty()) {
+          // The ranges are fixed when the step starts, so a resumed step
+          // goes on over the same ranges whatever backfill_workers says now.
+          const Settings st = settings();
+          const long long rows = estimate_rows(*conn_, work.table);
+          const long long worth = rows / std::max(1, st.batch_size);
+          const int workers =
+              static_cast<int>(std::clamp<long long>(worth, 1, st.backfill_workers));
+          const auto bounds = KeysetWalker(work.table, key).split_points(*conn_, rows, workers);
+          Transaction tx(*conn_);
+          store_.init_partitions(*conn_, step.id, rows, bounds);
+          tx.commit();
+          ranges = store_.partitions(*conn_, step.id);
         }
+        tally.rows_total.reset();
+        if (auto cp = store_.checkpoint(*conn_, step.id)) tally.rows_total = cp->rows_total;
       },
       [] { return false; });
   KeysetWalker walker(work.table, key);
-  RateMeter meter;
+  std::vector<Partition*> pending;
+  for (auto& r : ranges) {
+    tally.rows_done += r.rows_done;
+    tally.mismatches += r.mismatches;
+    if (!r.finished) pending.push_back(&r);
+  }
+  if (pending.size() > 1) {
+    if (!run_ranges_in_parallel(step, walker, pending, tally)) return false;
+  } else if (pending.size() == 1) {
+    if (!run_range(main_, step, walker, *pending[0], tally, [&] { return wait_while_throttled(); }))
+      return false;
+  }
+  if (tally.mismatches > 0) {
+    // The checkpoints hold the sample keys of every chunk, including chunks
+    // verified by an earlier, interrupted run.
+    std::string sample = store_.checkpoint(*conn_, step.id)->sample;
+    fail(main_, step.id, "step " + step.id,
+         Error(ErrorKind::kFatal,
+               std::to_string(tally.mismatches) +
+                   " rows differ between old and new storage (first keys: " + sample + ")"),
+         1);
+  }
+  with_retries(
+      step.id, "step " + step.id,
+      [&] {
+        Transaction tx(*conn_);
+        store_.mark_step(*conn_, step.id, "done");
+        store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
+                     {{"rows", tally.rows_done}});
+        tx.commit();
+      },
+      [&] { return step_status(step.id) == "done"; });
+  return true;
+}
+
+bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walker, Partition& range,
+                         StepTally& tally, const std::function<bool()>& may_go) {
+  const BatchWork& work = *step.batch;
+  const bool verify = step.kind == StepKind::kVerify;
+  const std::string what =
+      "batch of step " + step.id +
+      (lane.worker >= 0 ? " (worker " + std::to_string(range.worker) + ")" : "");
   BatchSizer sizer(settings());
-  bool finished = false;
-  // `cp` mirrors the committed checkpoint. It is read again only when an
+  // `range` mirrors the committed checkpoint. It is read again only when an
   // attempt did not finish: after a failure, or a commit whose outcome is
-  // unknown, only the database knows where the step stands.
-  bool cp_current = true;
+  // unknown, only the database knows where the range stands.
+  bool current = true;
   double batch_seconds = 0;  // the last batch's, when it committed
   double rested = 0;         // the rest after it, counted in the next batch's rate
-  while (!finished) {
-    if (stop_requested() || !wait_while_throttled()) return false;
+  while (!range.finished) {
+    if (stop_requested() || !may_go()) return false;
     const Settings st = settings();
     const int batch_size = sizer.size(st);
     with_retries(
-        step.id, "batch of step " + step.id,
+        lane, step.id, what,
         [&] {
-          if (!cp_current) cp = store_.checkpoint(*conn_, step.id);
-          cp_current = false;
-          auto t0 = Clock::now();
-          Transaction tx(*conn_);
+          Connection& c = *lane.conn;
+          if (!current) {
+            for (const auto& stored : store_.partitions(c, step.id)) {
+              if (stored.worker != range.worker) continue;
+              std::lock_guard<std::mutex> l(progress_mu_);
+              tally.rows_done += stored.rows_done - range.rows_done;
+              tally.mismatches += stored.mismatches - range.mismatches;
+              range = stored;
+            }
+            if (range.finished) return;
+          }
+          current = false;
+          const auto t0 = Clock::now();
+          Transaction tx(c);
           tx.set_timeouts(st.lock_timeout, st.statement_timeout);
           // A batch and its checkpoint commit together, so a commit the server
           // loses in a crash loses both and the batch runs again: there is no
           // need to wait for the WAL flush.
-          conn_->exec("SET LOCAL synchronous_commit = off");
-          KeyRange range{cp->last_key, walker.upper_bound(*conn_, cp->last_key, batch_size)};
+          c.exec("SET LOCAL synchronous_commit = off");
+          const auto& from = range.last_key.empty() ? range.after : range.last_key;
+          KeyRange batch{from, walker.upper_bound(c, {from, range.upper}, batch_size)};
+          const bool last = batch.upper.empty();
+          if (last) batch.upper = range.upper;
           long long rows;
           KeysetWalker::VerifyResult v;
           if (verify) {
-            v = walker.verify(*conn_, work, range);
+            v = walker.verify(c, work, batch);
             rows = v.rows;
           } else {
-            rows = walker.backfill(*conn_, work, range);
+            rows = walker.backfill(c, work, batch);
           }
-          const bool last = range.upper.empty();
-          store_.save_checkpoint(*conn_, step.id, last ? cp->last_key : range.upper, rows,
-                                 v.mismatches, v.sample);
-          if (last && cp->mismatches + v.mismatches == 0) {
-            store_.mark_step(*conn_, step.id, "done");
-            store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
-                         {{"rows", cp->rows_done + rows}});
-          }
+          const std::vector<std::string> reached = last ? from : batch.upper;
+          store_.save_checkpoint(c, step.id, range.worker, reached, rows, v.mismatches, v.sample,
+                                 last);
           tx.commit();
-          if (!last) cp->last_key = range.upper;
-          cp->rows_done += rows;
-          cp->mismatches += v.mismatches;
-          cp_current = true;
-          finished = last;
+          range.last_key = reached;
+          range.rows_done += rows;
+          range.mismatches += v.mismatches;
+          range.finished = last;
+          current = true;
+          const auto now = Clock::now();
           const double seconds = seconds_since(t0);
           batch_seconds = seconds;
-          meter.add(rows, seconds + rested);
-          rested = 0;
           if (!last) sizer.observe(batch_size, seconds, st);
-          if (options_.progress)
-            options_.progress->batch_done(step, batch_size, rows, seconds, v.mismatches);
+          std::lock_guard<std::mutex> l(progress_mu_);
+          // The rate counts wall time between commits of any range (with
+          // several workers, rows arrive that much faster), from the start
+          // of this batch's rest at most: a throttle's wait is not work.
+          auto began = t0 - std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(rested));
+          if (tally.last_commit && *tally.last_commit > began) began = *tally.last_commit;
+          tally.meter.add(rows, std::chrono::duration<double>(now - began).count());
+          tally.last_commit = now;
+          rested = 0;
+          tally.rows_done += rows;
+          tally.mismatches += v.mismatches;
           if (options_.progress) {
-            ProgressUpdate u{&step, cp->rows_done, cp->rows_total, meter.rows_per_second(), {}};
-            if (cp->rows_total) u.eta_seconds = meter.eta_seconds(*cp->rows_total - cp->rows_done);
+            options_.progress->batch_done(step, batch_size, rows, seconds, v.mismatches);
+            ProgressUpdate u{
+                &step, tally.rows_done, tally.rows_total, tally.meter.rows_per_second(), {}};
+            if (tally.rows_total) {
+              u.eta_seconds = tally.meter.eta_seconds(*tally.rows_total - tally.rows_done);
+            }
             options_.progress->progress(u);
           }
         },
-        [&] {
-          // The step is marked done only with no mismatches, so nothing is left to report.
-          if (step_status(step.id) != "done") return false;
-          cp->mismatches = 0;
-          finished = true;
-          return true;
-        });
+        [] { return false; });  // the next attempt reads the checkpoint again
     // Rest a share of the batch's time: the application has the database to
     // itself meanwhile. The rate counts it, so the ETA stays honest.
-    const double rest = finished ? 0 : batch_seconds * st.batch_rest_percent / 100.0;
+    const double rest = range.finished ? 0 : batch_seconds * st.batch_rest_percent / 100.0;
     batch_seconds = 0;
     if (rest > 0) {
       const auto t0 = Clock::now();
@@ -547,17 +639,74 @@ bool Executor::run_keyset_step(const Step& step) {
       rested = seconds_since(t0);
     }
   }
-  if (cp->mismatches > 0) {
-    // The checkpoint holds the sample keys of every chunk, including chunks
-    // verified by an earlier, interrupted run.
-    std::string sample = store_.checkpoint(*conn_, step.id)->sample;
-    fail(step.id, "step " + step.id,
-         Error(ErrorKind::kFatal,
-               std::to_string(cp->mismatches) +
-                   " rows differ between old and new storage (first keys: " + sample + ")"),
-         1);
-  }
   return true;
+}
+
+bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walker,
+                                      const std::vector<Partition*>& ranges, StepTally& tally) {
+  spdlog::info("step {}: {} workers, one per key range", step.id, ranges.size());
+  std::atomic<bool> hold{false};
+  std::atomic<size_t> running{ranges.size()};
+  std::atomic<bool> stopped{false};
+  std::mutex error_mu;
+  std::exception_ptr error;
+  bool error_is_stop = false;
+  std::vector<std::unique_ptr<Lane>> lanes;
+  std::vector<std::thread> threads;
+  halt_workers_ = false;
+  for (Partition* range : ranges) {
+    lanes.push_back(std::make_unique<Lane>());
+    Lane* lane = lanes.back().get();
+    lane->worker = range->worker;
+    threads.emplace_back([&, lane, range] {
+      try {
+        const bool done = run_range(*lane, step, walker, *range, tally, [&] {
+          while (hold.load() && !stop_requested()) std::this_thread::sleep_for(50ms);
+          return !stop_requested();
+        });
+        if (!done) stopped = true;
+      } catch (...) {
+        // The first error wins, but a real failure beats a sibling's stop.
+        bool is_stop = false;
+        try {
+          throw;
+        } catch (const StoppedError&) {
+          is_stop = true;
+        } catch (...) {
+        }
+        std::lock_guard<std::mutex> l(error_mu);
+        if (!error || (error_is_stop && !is_stop)) {
+          error = std::current_exception();
+          error_is_stop = is_stop;
+        }
+        halt_workers_ = true;
+      }
+      lane->conn.reset();
+      if (options_.control) options_.control->set_backend_pid(lane->worker + 1, 0);
+      --running;
+    });
+  }
+  // This thread watches the throttle for all of them: one reading per half
+  // second, not one per batch and worker.
+  std::exception_ptr watch_error;
+  try {
+    std::string last;
+    auto since = Clock::now();
+    while (running.load() > 0) {
+      hold = !poll_throttle(last, since).reason.empty();
+      for (int i = 0; i < 10 && running.load() > 0; ++i) std::this_thread::sleep_for(50ms);
+    }
+    if (!last.empty()) report([&](ProgressSink& p) { p.throttling("", seconds_since(since)); });
+  } catch (...) {
+    watch_error = std::current_exception();
+    halt_workers_ = true;
+    hold = false;
+  }
+  for (auto& t : threads) t.join();
+  halt_workers_ = false;
+  if (watch_error) std::rethrow_exception(watch_error);
+  if (error) std::rethrow_exception(error);
+  return !stopped.load();
 }
 
 RollbackOutcome Executor::rollback_steps() {

@@ -12,19 +12,25 @@
 //    with exponential backoff and jitter up to the spec's retry budget; an
 //    in-doubt commit is resolved by re-reading the state store, never by
 //    replaying; any other error parks the migration as failed.
-// Not thread-safe; one thread drives an executor.
+//  - A backfill or verify step splits its key space into up to
+//    `backfill_workers` ranges when it starts; each range has its own
+//    checkpoint and is worked by its own thread and session, which holds a
+//    lock of its own for that range.
+// Not thread-safe; one thread drives an executor (which may start workers).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
 #include <string>
 
 #include "db/connection.h"
+#include "engine/backfill.h"
 #include "engine/progress.h"
 #include "engine/run_control.h"
 #include "engine/state_store.h"
@@ -107,24 +113,52 @@ class Executor {
   bool needs_approval(Phase phase) const;
 
  private:
+  using Clock = std::chrono::steady_clock;
   class SessionScope;
-  void connect();
+  // A session the executor works on: its own (worker -1), which holds the
+  // migration's lock, or a backfill worker's, which holds that worker's lock.
+  struct Lane {
+    int worker = -1;
+    std::unique_ptr<Connection> conn;
+    std::mt19937_64 rng{std::random_device{}()};
+  };
+  // Progress of one backfill or verify step over all its ranges; guarded by
+  // progress_mu_.
+  struct StepTally;
+
+  // (Re)opens the lane's session and takes its lock.
+  void connect(Lane& lane);
+  std::string application_name() const;
   // Runs `work` until it succeeds; see the contract above. `already_done`
   // answers, after an in-doubt commit, whether the work did commit.
-  void with_retries(const std::string& step_id, const std::string& what,
+  void with_retries(Lane& lane, const std::string& step_id, const std::string& what,
                     const std::function<void()>& work, const std::function<bool()>& already_done);
-  std::chrono::milliseconds backoff(int attempt);
+  // The same on the executor's own session.
+  void with_retries(const std::string& step_id, const std::string& what,
+                    const std::function<void()>& work, const std::function<bool()>& already_done) {
+    with_retries(main_, step_id, what, work, already_done);
+  }
+  std::chrono::milliseconds backoff(Lane& lane, int attempt);
   // Records the failure, parks the migration as failed and throws
   // StepFailedError with the next move for the operator.
-  [[noreturn]] void fail(const std::string& step_id, const std::string& what, const Error& e,
-                         int attempts);
-  bool stop_requested() const { return options_.stop && options_.stop->load(); }
+  [[noreturn]] void fail(Lane& lane, const std::string& step_id, const std::string& what,
+                         const Error& e, int attempts);
+  // A stop was requested, or the other workers of a step must stop.
+  bool stop_requested() const {
+    return (options_.stop && options_.stop->load()) || halt_workers_.load();
+  }
   // The settings in force now: the spec's, or the live ones.
   Settings settings() const {
     return options_.control ? options_.control->settings() : spec_.settings;
   }
+  // Calls the progress sink, if any, one thread at a time.
+  void report(const std::function<void(ProgressSink&)>& f);
   // Whether the backfill should wait now, and why.
   ThrottleVerdict throttle_verdict(const Settings& st);
+  // Reads the throttle once and reports a change (`last`: the reason in
+  // force, held back since `since`). Throws CriticalPauseError when a
+  // critical threshold is crossed.
+  ThrottleVerdict poll_throttle(std::string& last, Clock::time_point& since);
   // Waits while throttled. Returns false when a stop is requested meanwhile;
   // throws CriticalPauseError when a critical threshold is crossed.
   bool wait_while_throttled();
@@ -141,17 +175,27 @@ class Executor {
   void run_precheck(const Step& step);
   // Returns false when stopped before the end.
   bool run_keyset_step(const Step& step);
+  // Batches over one range until it is finished, on `lane`; `may_go` is asked
+  // before each batch (false: stop). Returns false when stopped.
+  bool run_range(Lane& lane, const Step& step, const KeysetWalker& walker, Partition& range,
+                 StepTally& tally, const std::function<bool()>& may_go);
+  // One worker thread per range, each on its own session, while this thread
+  // watches the throttle. Returns false when stopped.
+  bool run_ranges_in_parallel(const Step& step, const KeysetWalker& walker,
+                              const std::vector<Partition*>& ranges, StepTally& tally);
   void rollback_step(const Step& step);
 
   const Spec& spec_;
   const Plan& plan_;
   RunOptions options_;
   StateStore store_;
-  std::unique_ptr<Connection> conn_;
-  std::mt19937_64 rng_;
+  Lane main_;
+  std::unique_ptr<Connection>& conn_ = main_.conn;
   Phase waiting_phase_ = Phase::kPrepare;
   bool ever_connected_ = false;
   std::string pause_reason_;
+  std::atomic<bool> halt_workers_{false};
+  std::mutex progress_mu_;
 };
 
 }  // namespace tandem

@@ -7,8 +7,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "tandem/spec.h"
 
@@ -50,16 +52,29 @@ class RunControl {
     return manual_ ? manual_until_ : std::nullopt;
   }
 
-  // The backend pid of the executor's session, 0 when it has none.
-  void set_backend_pid(int pid) { pid_ = pid; }
-  int backend_pid() const { return pid_; }
+  // The backend pids of the executor's sessions: slot 0 is its own, 1 and up
+  // its backfill workers'. Pid 0 clears a slot.
+  void set_backend_pid(int slot, int pid) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (pid == 0) {
+      pids_.erase(slot);
+    } else {
+      pids_[slot] = pid;
+    }
+  }
+  std::vector<int> backend_pids() const {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<int> out;
+    for (const auto& [slot, pid] : pids_) out.push_back(pid);
+    return out;
+  }
 
  private:
   mutable std::mutex mu_;
   Settings settings_;
   bool manual_ = false;
   std::optional<SystemClock::time_point> manual_until_;
-  std::atomic<int> pid_{0};
+  std::map<int, int> pids_;
 };
 
 // Chooses each backfill batch's size. With a target batch time, the size

@@ -163,10 +163,21 @@ CREATE TABLE tandem.heartbeat (
 CREATE INDEX ON tandem.heartbeat (lsn);
 )SQL";
 
+// Version 5: parallel backfill workers. A step's key space is split into
+// ranges when it starts, one checkpoint row each (`worker` numbers them);
+// a row of an earlier version is one range over the whole table.
+const char* kVersion5 = R"SQL(
+ALTER TABLE tandem.checkpoints
+  ADD COLUMN range_after text[],                  -- NULL: from the first key
+  ADD COLUMN range_upper text[],                  -- NULL: to the last key
+  ADD COLUMN finished    boolean NOT NULL DEFAULT false;
+)SQL";
+
 }  // namespace
 
 const std::vector<std::string>& state_schema_versions() {
-  static const std::vector<std::string> kVersions = {kVersion1, kVersion2, kVersion3, kVersion4};
+  static const std::vector<std::string> kVersions = {kVersion1, kVersion2, kVersion3, kVersion4,
+                                                     kVersion5};
   return kVersions;
 }
 

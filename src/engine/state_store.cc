@@ -1,5 +1,7 @@
 #include "engine/state_store.h"
 
+#include <map>
+
 #include "engine/state_schema.h"
 
 namespace tandem {
@@ -36,7 +38,6 @@ std::set<Phase> parse_phase_array(const std::string& text) {
   return out;
 }
 
-
 int StateStore::schema_version(Connection& conn) {
   Rows r = conn.exec("SELECT to_regclass('tandem.schema_version') IS NOT NULL");
   if (r.text(0, 0) != "t") return 0;
@@ -68,7 +69,15 @@ void StateStore::ensure_schema(Connection& conn) {
 }
 
 bool StateStore::try_lock(Connection& conn, std::string& holder) const {
-  const std::vector<std::string> key = {std::to_string(kAdvisoryLockClass), migration_};
+  return try_lock_named(conn, migration_, holder);
+}
+
+bool StateStore::try_worker_lock(Connection& conn, int worker, std::string& holder) const {
+  return try_lock_named(conn, migration_ + " worker " + std::to_string(worker), holder);
+}
+
+bool StateStore::try_lock_named(Connection& conn, const std::string& name, std::string& holder) {
+  const std::vector<std::string> key = {std::to_string(kAdvisoryLockClass), name};
   Rows r = conn.exec("SELECT pg_try_advisory_lock($1::int, hashtext($2))", key);
   if (r.text(0, 0) == "t") return true;
   Rows h = conn.exec(
@@ -135,9 +144,10 @@ std::vector<StepRecord> StateStore::steps(Connection& conn) const {
 std::optional<Checkpoint> StateStore::checkpoint(Connection& conn,
                                                  const std::string& step_id) const {
   Rows r = conn.exec(
-      "SELECT rows_done, rows_total, mismatches, coalesce(sample, ''),"
-      " extract(epoch FROM updated_at - started_at), last_key IS NULL"
-      " FROM tandem.checkpoints WHERE migration = $1 AND step_id = $2 AND worker = 0",
+      "SELECT sum(rows_done), sum(rows_total), sum(mismatches),"
+      " coalesce(left(string_agg(sample, ' ' ORDER BY worker), 2000), ''),"
+      " extract(epoch FROM max(updated_at) - min(started_at))"
+      " FROM tandem.checkpoints WHERE migration = $1 AND step_id = $2 HAVING count(*) > 0",
       {migration_, step_id});
   if (r.empty()) return std::nullopt;
   Checkpoint c;
@@ -146,14 +156,39 @@ std::optional<Checkpoint> StateStore::checkpoint(Connection& conn,
   c.mismatches = r.integer(0, 2);
   c.sample = r.text(0, 3);
   c.seconds = std::stod(r.text(0, 4).empty() ? "0" : r.text(0, 4));
-  if (r.text(0, 5) == "f") {
-    Rows k = conn.exec(
-        "SELECT k FROM tandem.checkpoints, unnest(last_key) WITH ORDINALITY AS u(k, i)"
-        " WHERE migration = $1 AND step_id = $2 AND worker = 0 ORDER BY i",
-        {migration_, step_id});
-    for (size_t i = 0; i < k.size(); ++i) c.last_key.push_back(k.text(i, 0));
-  }
   return c;
+}
+
+std::vector<Partition> StateStore::partitions(Connection& conn, const std::string& step_id) const {
+  Rows r = conn.exec(
+      "SELECT worker, rows_done, mismatches, finished FROM tandem.checkpoints"
+      " WHERE migration = $1 AND step_id = $2 ORDER BY worker",
+      {migration_, step_id});
+  std::vector<Partition> out(r.size());
+  std::map<int, Partition*> by_worker;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out[i].worker = static_cast<int>(r.integer(i, 0));
+    out[i].rows_done = r.integer(i, 1);
+    out[i].mismatches = r.integer(i, 2);
+    out[i].finished = r.text(i, 3) == "t";
+    by_worker[out[i].worker] = &out[i];
+  }
+  // The keys, one row per element: 1 = after, 2 = upper, 3 = last_key.
+  Rows k = conn.exec(
+      "SELECT c.worker, a.which, a.k FROM tandem.checkpoints c,"
+      " LATERAL (SELECT 1, k, i FROM unnest(c.range_after) WITH ORDINALITY u(k, i)"
+      "          UNION ALL SELECT 2, k, i FROM unnest(c.range_upper) WITH ORDINALITY u(k, i)"
+      "          UNION ALL SELECT 3, k, i FROM unnest(c.last_key) WITH ORDINALITY u(k, i))"
+      "   AS a(which, k, i)"
+      " WHERE c.migration = $1 AND c.step_id = $2 ORDER BY c.worker, a.which, a.i",
+      {migration_, step_id});
+  for (size_t i = 0; i < k.size(); ++i) {
+    Partition* p = by_worker.at(static_cast<int>(k.integer(i, 0)));
+    const long long which = k.integer(i, 1);
+    auto& keys = which == 1 ? p->after : which == 2 ? p->upper : p->last_key;
+    keys.push_back(k.text(i, 2));
+  }
+  return out;
 }
 
 std::string StateStore::hash_of(Connection& conn, const std::string& text) {
@@ -235,25 +270,34 @@ void StateStore::record_failure(Connection& conn, const std::string& step_id, co
   }
 }
 
-void StateStore::init_checkpoint(Connection& conn, const std::string& step_id,
-                                 std::optional<long long> rows_total) const {
-  conn.exec(
-      "INSERT INTO tandem.checkpoints (migration, step_id, rows_total)"
-      " VALUES ($1, $2, nullif($3, '')::bigint)"
-      " ON CONFLICT (migration, step_id, worker) DO UPDATE SET rows_total = EXCLUDED.rows_total",
-      {migration_, step_id, rows_total ? std::to_string(*rows_total) : std::string()});
+void StateStore::init_partitions(Connection& conn, const std::string& step_id,
+                                 std::optional<long long> rows_total,
+                                 const std::vector<std::vector<std::string>>& bounds) const {
+  for (size_t w = 0; w <= bounds.size(); ++w) {
+    // NULL for an open end: the first range has no lower bound, the last no upper.
+    conn.exec(
+        "INSERT INTO tandem.checkpoints (migration, step_id, worker, rows_total, range_after,"
+        " range_upper) VALUES ($1, $2, $3::int, nullif($4, '')::bigint,"
+        " nullif($5, '')::text[], nullif($6, '')::text[])",
+        {migration_, step_id, std::to_string(w),
+         w == 0 && rows_total ? std::to_string(*rows_total) : std::string(),
+         w == 0 ? std::string() : pg_text_array(bounds[w - 1]),
+         w == bounds.size() ? std::string() : pg_text_array(bounds[w])});
+  }
 }
 
-void StateStore::save_checkpoint(Connection& conn, const std::string& step_id,
+void StateStore::save_checkpoint(Connection& conn, const std::string& step_id, int worker,
                                  const std::vector<std::string>& last_key, long long rows,
-                                 long long mismatches, const std::string& sample) const {
+                                 long long mismatches, const std::string& sample,
+                                 bool finished) const {
   conn.exec(
-      "UPDATE tandem.checkpoints SET last_key = $3::text[], rows_done = rows_done + $4,"
-      " mismatches = mismatches + $5,"
-      " sample = CASE WHEN $6 = '' THEN sample ELSE left(concat_ws(' ', sample, $6), 2000) END,"
-      " updated_at = now() WHERE migration = $1 AND step_id = $2 AND worker = 0",
-      {migration_, step_id, pg_text_array(last_key), std::to_string(rows),
-       std::to_string(mismatches), sample});
+      "UPDATE tandem.checkpoints SET last_key = $4::text[], rows_done = rows_done + $5,"
+      " mismatches = mismatches + $6,"
+      " sample = CASE WHEN $7 = '' THEN sample ELSE left(concat_ws(' ', sample, $7), 2000) END,"
+      " finished = $8::boolean, updated_at = now()"
+      " WHERE migration = $1 AND step_id = $2 AND worker = $3::int",
+      {migration_, step_id, std::to_string(worker), pg_text_array(last_key), std::to_string(rows),
+       std::to_string(mismatches), sample, finished ? "true" : "false"});
 }
 
 void StateStore::clear_checkpoint(Connection& conn, const std::string& step_id) const {

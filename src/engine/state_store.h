@@ -34,13 +34,24 @@ struct StepRecord {
   std::string started_at, finished_at, last_error, last_sqlstate;
 };
 
+// A backfill or verify step's progress over all its ranges.
 struct Checkpoint {
-  std::vector<std::string> last_key;  // empty: no batch done yet
   long long rows_done = 0;
   std::optional<long long> rows_total;
   long long mismatches = 0;
   std::string sample;
   double seconds = 0;  // since the step started
+};
+
+// One range of a step's key space (keys > after and <= upper; empty: no
+// bound) and how far its worker got.
+struct Partition {
+  int worker = 0;
+  std::vector<std::string> after, upper;
+  std::vector<std::string> last_key;  // empty: no batch done yet
+  long long rows_done = 0;
+  long long mismatches = 0;
+  bool finished = false;
 };
 
 // PostgreSQL's text form of an int[] of phases, "{1,6}", as phases.
@@ -60,10 +71,15 @@ class StateStore {
   // Takes the session-level advisory lock of this migration. Returns false
   // when another session holds it; `holder` then describes that session.
   bool try_lock(Connection& conn, std::string& holder) const;
+  // The same for one backfill worker's ranges: a worker that outlives its
+  // executor's session keeps them from a new executor's worker.
+  bool try_worker_lock(Connection& conn, int worker, std::string& holder) const;
 
   std::optional<MigrationRecord> load(Connection& conn) const;
   std::vector<StepRecord> steps(Connection& conn) const;
   std::optional<Checkpoint> checkpoint(Connection& conn, const std::string& step_id) const;
+  // By worker number; empty before the step started.
+  std::vector<Partition> partitions(Connection& conn, const std::string& step_id) const;
   static std::string hash_of(Connection& conn, const std::string& text);
 
   // Inserts the migration and one pending row per step; or, for a migration
@@ -78,11 +94,14 @@ class StateStore {
   // when `migration_failed`, also parks the migration as failed and logs it.
   void record_failure(Connection& conn, const std::string& step_id, const Error& e,
                       bool migration_failed, int attempts) const;
-  void init_checkpoint(Connection& conn, const std::string& step_id,
-                       std::optional<long long> rows_total) const;
-  void save_checkpoint(Connection& conn, const std::string& step_id,
+  // Splits the step's key space at `bounds` (ascending): bounds.size() + 1
+  // ranges, worker 0 first.
+  void init_partitions(Connection& conn, const std::string& step_id,
+                       std::optional<long long> rows_total,
+                       const std::vector<std::vector<std::string>>& bounds) const;
+  void save_checkpoint(Connection& conn, const std::string& step_id, int worker,
                        const std::vector<std::string>& last_key, long long rows,
-                       long long mismatches, const std::string& sample) const;
+                       long long mismatches, const std::string& sample, bool finished) const;
   void clear_checkpoint(Connection& conn, const std::string& step_id) const;
   void event(Connection& conn, const std::string& kind, std::optional<Phase> phase,
              const std::string& step_id, const std::string& actor,
@@ -93,6 +112,8 @@ class StateStore {
   std::vector<std::pair<Phase, double>> phase_seconds(Connection& conn) const;
 
  private:
+  static bool try_lock_named(Connection& conn, const std::string& name, std::string& holder);
+
   std::string migration_;
 };
 

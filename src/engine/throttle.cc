@@ -127,7 +127,8 @@ bool reads_database(const Settings& st) {
          st.critical_replica_lag.count() > 0 || !st.throttle_query.empty();
 }
 
-ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st) {
+ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
+                                       const std::string& own_sessions) {
   ThrottleReadings r;
   r.minute_of_day = local_minute_of_day(std::chrono::system_clock::now());
   if (!reads_database(st)) return r;
@@ -147,17 +148,20 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st) {
       "SELECT count(*) FILTER (WHERE state = 'active'),"
       "       count(*) FILTER (WHERE wait_event_type = 'Lock'),"
       "       " +
-      std::string(lag ? "(SELECT count(*) FROM pg_stat_replication s"
-                        "   JOIN pg_stat_activity a USING (pid) WHERE a.datid IS NULL),"
-                        " (SELECT coalesce(extract(epoch FROM clock_timestamp() - min(h.at)), 0)"
-                        "    FROM tandem.heartbeat h"
-                        "   WHERE h.lsn > (SELECT min(coalesce(s.replay_lsn, '0/0'))"
-                        "                    FROM pg_stat_replication s"
-                        "                    JOIN pg_stat_activity a USING (pid)"
-                        "                   WHERE a.datid IS NULL))"
-                      : "0, 0") +
-      " FROM pg_stat_activity WHERE backend_type = 'client backend'"
-      " AND datname = current_database() AND pid <> pg_backend_pid()");
+          std::string(
+              lag ? "(SELECT count(*) FROM pg_stat_replication s"
+                    "   JOIN pg_stat_activity a USING (pid) WHERE a.datid IS NULL),"
+                    " (SELECT coalesce(extract(epoch FROM clock_timestamp() - min(h.at)), 0)"
+                    "    FROM tandem.heartbeat h"
+                    "   WHERE h.lsn > (SELECT min(coalesce(s.replay_lsn, '0/0'))"
+                    "                    FROM pg_stat_replication s"
+                    "                    JOIN pg_stat_activity a USING (pid)"
+                    "                   WHERE a.datid IS NULL))"
+                  : "0, 0") +
+          " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+          " AND datname = current_database() AND pid <> pg_backend_pid()"
+          " AND ($1 = '' OR NOT starts_with(coalesce(application_name, ''), $1))",
+      {own_sessions});
   r.active_sessions = rows.integer(0, 0);
   r.lock_waits = rows.integer(0, 1);
   r.replicas = rows.integer(0, 2);

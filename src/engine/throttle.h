@@ -52,8 +52,10 @@ ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r);
 bool reads_database(const Settings& st);
 
 // Reads the signals `st` asks for on `conn` (outside any transaction), writing
-// a heartbeat first when replica lag is watched.
-ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st);
+// a heartbeat first when replica lag is watched. Sessions whose
+// application_name starts with `own_sessions` (when not empty) are not counted.
+ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
+                                       const std::string& own_sessions = "");
 
 // A throttle query's value means "throttle": true, or a number above zero.
 bool throttle_value_set(const std::string& value);

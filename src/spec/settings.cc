@@ -45,6 +45,7 @@ const std::vector<SettingInfo>& table() {
       {"target_batch_time", 10, 60'000, true, &Settings::target_batch_time, nullptr},
       {"max_batch_size", 1, 1'000'000, false, nullptr, &Settings::max_batch_size},
       {"batch_rest_percent", 0, 1000, false, nullptr, &Settings::batch_rest_percent},
+      {"backfill_workers", 1, 64, false, nullptr, &Settings::backfill_workers},
       {"throttle_active_sessions", 1, 100'000, true, nullptr, &Settings::throttle_active_sessions},
       {"throttle_lock_waits", 1, 100'000, true, nullptr, &Settings::throttle_lock_waits},
       {"throttle_replica_lag", 100, 3'600'000, true, &Settings::throttle_replica_lag, nullptr},

@@ -212,5 +212,73 @@ TEST_F(Cli, SurvivesKillNineAtRandomPointsInEveryPhase) {
   EXPECT_EQ(pg_.psql(db_, "SELECT state FROM tandem.migrations"), "completed");
 }
 
+TEST_F(Cli, ParallelWorkersSurviveKillNineMidBackfillAndResumeExactly) {
+  // 400,000 accounts in three ranges, killed twice while every worker has
+  // committed batches. pgbench never inserts or deletes accounts, so the
+  // ranges' row counts must add up to the table exactly: a batch done twice
+  // or skipped after a resume would show.
+  pgbench_init(pg_, db_, 4);
+  spec_path_ = write_temp_file(abalance_spec(1000, "  backfill_workers: 3\n"));
+  PgbenchLoad load(pg_, db_);
+  load.start();
+  const std::string cmd = "env TANDEM_DSN='" + pg_.dsn(db_) + "' " +
+                          tandemd("run " + spec_path_ + " --approve all --until backfill");
+  auto watcher = pg_.connect(db_);
+  auto ranges_started = [&](long long at_least) {
+    try {
+      return watcher
+          ->exec(
+              "SELECT count(*) FROM tandem.checkpoints WHERE step_id = '1.backfill'"
+              " AND rows_done >= $1::bigint",
+              {std::to_string(at_least)})
+          .integer(0, 0);
+    } catch (const std::exception&) {
+      return 0LL;  // the state schema is being created
+    }
+  };
+  std::vector<long long> done_at_kill;
+  for (long long threshold : {5000LL, 40000LL}) {
+    pid_t pid = spawn(cmd);
+    bool ready = false;
+    for (int i = 0; i < 6000 && !ready; ++i) {
+      ready = ranges_started(threshold) == 3;
+      if (!ready) std::this_thread::sleep_for(5ms);
+    }
+    ASSERT_TRUE(ready) << "three workers never each passed " << threshold << " rows";
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "it finished before the kill; make the table bigger";
+    done_at_kill.push_back(
+        std::stoll(pg_.psql(db_, "SELECT coalesce(sum(rows_done), 0) FROM tandem.checkpoints")));
+  }
+  EXPECT_LT(done_at_kill.back(), 400000) << "the kills came too late to test a resume";
+  auto r = run_command(cmd);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*), bool_and(finished), sum(rows_done) FROM tandem.checkpoints"
+                     " WHERE step_id = '1.backfill'"),
+            "3|t|400000");
+  // The ranges meet without a gap or an overlap, open at both ends.
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT bool_and(CASE worker WHEN 0 THEN range_after IS NULL"
+                     " ELSE range_after = (SELECT p.range_upper FROM tandem.checkpoints p"
+                     "  WHERE p.step_id = c.step_id AND p.worker = c.worker - 1) END),"
+                     " bool_and(range_upper IS NULL) FILTER (WHERE worker = 2)"
+                     " FROM tandem.checkpoints c WHERE step_id = '1.backfill'"),
+            "t|t");
+  // Then shadow_read's verification (three ranges too) and the rest.
+  r = run_command("env TANDEM_DSN='" + pg_.dsn(db_) + "' " +
+                  tandemd("run " + spec_path_ + " --approve all"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  load.stop();
+  EXPECT_EQ(load.failures(), 0) << load.last_error_output();
+  EXPECT_TRUE(tpcb_invariant_holds(pg_, db_));
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.checkpoints WHERE step_id LIKE '%verify'"),
+            "3");
+  EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
+  EXPECT_EQ(pg_.psql(db_, "SELECT state FROM tandem.migrations"), "completed");
+}
+
 }  // namespace
 }  // namespace tandem::testing

@@ -42,6 +42,33 @@ class ExecutorTest : public ::testing::Test {
            "  - alter_column_type: {table: items, column: qty, type: bigint}\n";
   }
 
+  // Updates rows all over items until `stop`.
+  std::thread hammer_items(const std::atomic<bool>& stop) {
+    return std::thread([this, &stop] {
+      auto c = pg_.connect(db_);
+      for (int i = 0; !stop; ++i) {
+        c->exec("UPDATE items SET qty = qty + 1 WHERE id = $1",
+                {std::to_string(1 + (i * 37) % 5000)});
+      }
+    });
+  }
+  // After the backfill: corrupts two shadow values behind the trigger's back
+  // and expects shadow_read's verification to name both.
+  void expect_verify_finds_rows_7_and_4321_corrupted(const Spec& spec) {
+    pg_.psql(db_,
+             "SET session_replication_role = replica;"
+             "UPDATE items SET _tandem_new_qty = -1 WHERE id IN (7, 4321);");
+    try {
+      run_until(spec, pg_.dsn(db_), Phase::kShadowRead);
+      FAIL() << "the verification must fail";
+    } catch (const StepFailedError& e) {
+      std::string m = e.what();
+      EXPECT_EQ(m.substr(0, m.find('\n')),
+                "step 1.verify failed: 2 rows differ between old and new storage (first keys: "
+                "(7) (4321)).");
+    }
+  }
+
   PgServer& pg_ = PgServer::shared();
   std::string db_;
 };
@@ -264,14 +291,7 @@ TEST_F(ExecutorTest, ConcurrentUpdatesDuringBackfillAreNeverOverwrittenByStaleCo
   Spec spec = spec_from(items_spec("  batch_size: 50\n"));
   Plan plan = make_plan(spec);
   std::atomic<bool> stop{false};
-  std::thread writer([&] {
-    auto c = pg_.connect(db_);
-    int i = 0;
-    while (!stop) {
-      c->exec("UPDATE items SET qty = qty + 1 WHERE id = $1",
-              {std::to_string(1 + (i++ * 37) % 5000)});
-    }
-  });
+  std::thread writer = hammer_items(stop);
   RunOptions o = options();
   o.until = Phase::kShadowRead;
   RunOutcome outcome = Executor(spec, plan, o).run();
@@ -288,19 +308,7 @@ TEST_F(ExecutorTest, ShadowReadCatchesACorruptedCopyAndStartsOverAfterARepair) {
   Spec spec = spec_from(items_spec("  batch_size: 700\n"));
   Plan plan = make_plan(spec);
   EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kBackfill), RunOutcome::kReachedUntil);
-  // Corrupt two shadow values behind the trigger's back.
-  pg_.psql(db_,
-           "SET session_replication_role = replica;"
-           "UPDATE items SET _tandem_new_qty = -1 WHERE id IN (7, 4321);");
-  try {
-    run_until(spec, pg_.dsn(db_), Phase::kShadowRead);
-    FAIL() << "the verification must fail";
-  } catch (const StepFailedError& e) {
-    std::string m = e.what();
-    EXPECT_EQ(m.substr(0, m.find('\n')),
-              "step 1.verify failed: 2 rows differ between old and new storage (first keys: (7) "
-              "(4321)).");
-  }
+  expect_verify_finds_rows_7_and_4321_corrupted(spec);
   EXPECT_EQ(pg_.psql(db_,
                      "SELECT status, mismatches FROM tandem.steps JOIN tandem.checkpoints"
                      " USING (migration, step_id) WHERE step_id = '1.verify'"),
@@ -312,6 +320,34 @@ TEST_F(ExecutorTest, ShadowReadCatchesACorruptedCopyAndStartsOverAfterARepair) {
                      " JOIN tandem.checkpoints USING (migration, step_id)"
                      " WHERE step_id = '1.verify'"),
             "done|0|5000");
+}
+
+TEST_F(ExecutorTest, ParallelWorkersSplitTheKeysAndEachFindsItsOwnMismatches) {
+  Spec spec = spec_from(items_spec("  batch_size: 200\n  backfill_workers: 4\n"));
+  Plan plan = make_plan(spec);
+  std::atomic<bool> stop{false};
+  std::thread writer = hammer_items(stop);
+  RunOutcome outcome = run_until(spec, pg_.dsn(db_), Phase::kBackfill);
+  stop = true;
+  writer.join();
+  EXPECT_EQ(outcome, RunOutcome::kReachedUntil);
+  // Four ranges of about 1250 keys (from a sample: every row, at this size).
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT string_agg(format('%s:%s:%s:%s', worker, range_after, range_upper,"
+                     " rows_done), ' ' ORDER BY worker) FROM tandem.checkpoints"
+                     " WHERE step_id = '1.backfill' AND finished"),
+            "0::{1250}:1250 1:{1250}:{2500}:1250 2:{2500}:{3750}:1250 3:{3750}::1250");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
+            "0");
+  // One row in the first range and one in the last.
+  expect_verify_finds_rows_7_and_4321_corrupted(spec);
+  pg_.psql(db_, "UPDATE items SET qty = qty WHERE id IN (7, 4321)");  // the trigger repairs them
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kShadowRead), RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT status, count(*), sum(mismatches), sum(rows_done) FROM tandem.steps"
+                     " JOIN tandem.checkpoints USING (migration, step_id)"
+                     " WHERE step_id = '1.verify' GROUP BY status"),
+            "done|4|0|5000");
 }
 
 TEST_F(ExecutorTest, AFailedConcurrentIndexBuildIsDroppedAndRebuilt) {
@@ -401,14 +437,21 @@ TEST_F(ExecutorTest, BatchesFollowTheKeysOwnOrderNotTheirText) {
   // would cut batches of the wrong size.
   auto conn = connect_postgres(pg_.dsn(db_), "walker test");
   KeysetWalker ints("public.items", walk_key_columns(*conn, "public.items"));
-  EXPECT_EQ(ints.upper_bound(*conn, {}, 1000), std::vector<std::string>{"1000"});
-  EXPECT_EQ(ints.upper_bound(*conn, {"995"}, 10), std::vector<std::string>{"1005"});
-  EXPECT_TRUE(ints.upper_bound(*conn, {"4990"}, 11).empty());
+  EXPECT_EQ(ints.upper_bound(*conn, {{}, {}}, 1000), std::vector<std::string>{"1000"});
+  EXPECT_EQ(ints.upper_bound(*conn, {{"995"}, {}}, 10), std::vector<std::string>{"1005"});
+  EXPECT_TRUE(ints.upper_bound(*conn, {{"4990"}, {}}, 11).empty());
+  // Within a worker's range: not past its upper bound.
+  EXPECT_EQ(ints.upper_bound(*conn, {{"995"}, {"2000"}}, 10), std::vector<std::string>{"1005"});
+  EXPECT_TRUE(ints.upper_bound(*conn, {{"995"}, {"1000"}}, 10).empty());
+  // Split points: every row is in a sample of a table this small.
+  EXPECT_EQ(ints.split_points(*conn, 5000, 4),
+            (std::vector<std::vector<std::string>>{{"1250"}, {"2500"}, {"3750"}}));
+  EXPECT_TRUE(ints.split_points(*conn, 5000, 1).empty());
   // Every batch of a whole walk has exactly batch_size rows but the last.
   std::vector<std::string> after;
   std::vector<long long> sizes;
   for (;;) {
-    auto upper = ints.upper_bound(*conn, after, 700);
+    auto upper = ints.upper_bound(*conn, {after, {}}, 700);
     KeyRange range{after, upper};
     sizes.push_back(std::stoll(
         conn->exec("SELECT count(*) FROM public.items AS _row WHERE " + ints.range_predicate(range),
@@ -427,8 +470,13 @@ TEST_F(ExecutorTest, BatchesFollowTheKeysOwnOrderNotTheirText) {
            "CREATE TABLE pairs (a int, b int, PRIMARY KEY (a, b));"
            "INSERT INTO pairs SELECT a, b FROM generate_series(1, 12) a, generate_series(1, 12) b");
   KeysetWalker pairs("public.pairs", walk_key_columns(*conn, "public.pairs"));
-  EXPECT_EQ(pairs.upper_bound(*conn, {}, 13), (std::vector<std::string>{"2", "1"}));
-  EXPECT_EQ(pairs.upper_bound(*conn, {"9", "12"}, 12), (std::vector<std::string>{"10", "12"}));
+  EXPECT_EQ(pairs.upper_bound(*conn, {{}, {}}, 13), (std::vector<std::string>{"2", "1"}));
+  EXPECT_EQ(pairs.upper_bound(*conn, {{"9", "12"}, {}}, 12),
+            (std::vector<std::string>{"10", "12"}));
+  EXPECT_EQ(pairs.split_points(*conn, 144, 2),
+            (std::vector<std::vector<std::string>>{{"6", "12"}}));
+  // Too few rows to tell 20 ranges apart: no split.
+  EXPECT_TRUE(pairs.split_points(*conn, 144, 20).empty());
 }
 
 TEST_F(ExecutorTest, ForwardTriggerFiresOnWritesOfTheColumnOrOnEveryUpdateBehindAnotherTrigger) {

@@ -27,13 +27,12 @@ RunOutcome run_until(const Spec& spec, const std::string& dsn, std::optional<Pha
   return Executor(spec, plan, o).run();
 }
 
-std::string abalance_spec(int batch_size) {
+std::string abalance_spec(int batch_size, const std::string& extra_settings) {
   return "name: abalance_bigint\n"
          "settings:\n"
          "  lock_timeout: 500ms\n"
          "  batch_size: " +
-         std::to_string(batch_size) +
-         "\n"
+         std::to_string(batch_size) + "\n" + extra_settings +
          "operations:\n"
          "  - alter_column_type:\n"
          "      table: pgbench_accounts\n"

@@ -21,7 +21,8 @@ RunOutcome run_until(const Spec& spec, const std::string& dsn,
                      std::optional<Phase> until = std::nullopt);
 
 // The pgbench example's spec with test-sized settings.
-std::string abalance_spec(int batch_size = 2000);
+// `extra_settings`: more lines for the settings block, each "  key: value\n".
+std::string abalance_spec(int batch_size = 2000, const std::string& extra_settings = "");
 
 // Every tandem leftover on `table`: triggers, shadow columns, functions in the
 // tandem schema, check constraints. Empty when the table is clean.
