@@ -280,6 +280,8 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
           j["rows_total"] = cp->rows_total ? nlohmann::json(*cp->rows_total) : nlohmann::json();
           if (cp->seconds > 0) j["rows_per_second"] = cp->rows_done / cp->seconds;
           j["mismatches"] = cp->mismatches;
+          j["ranges"] = cp->ranges;
+          j["ranges_finished"] = cp->ranges_finished;
         }
         steps.push_back(j);
       }
@@ -311,6 +313,11 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
                         std::min(100.0, 100.0 * s["rows_done"].get<long long>() /
                                             s["rows_total"].get<long long>()));
           progress += pct;
+        }
+        const int ranges = s["ranges"].get<int>();
+        if (ranges > 1) {
+          progress += ", " + std::to_string(s["ranges_finished"].get<int>()) + "/" +
+                      std::to_string(ranges) + " ranges finished";
         }
       }
       std::printf("  %-28s %-12s %-12s %8d  %s\n", s["id"].get<std::string>().c_str(),

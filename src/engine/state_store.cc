@@ -146,7 +146,8 @@ std::optional<Checkpoint> StateStore::checkpoint(Connection& conn,
   Rows r = conn.exec(
       "SELECT sum(rows_done), sum(rows_total), sum(mismatches),"
       " coalesce(left(string_agg(sample, ' ' ORDER BY worker), 2000), ''),"
-      " extract(epoch FROM max(updated_at) - min(started_at))"
+      " extract(epoch FROM max(updated_at) - min(started_at)),"
+      " count(*), count(*) FILTER (WHERE finished)"
       " FROM tandem.checkpoints WHERE migration = $1 AND step_id = $2 HAVING count(*) > 0",
       {migration_, step_id});
   if (r.empty()) return std::nullopt;
@@ -156,6 +157,8 @@ std::optional<Checkpoint> StateStore::checkpoint(Connection& conn,
   c.mismatches = r.integer(0, 2);
   c.sample = r.text(0, 3);
   c.seconds = std::stod(r.text(0, 4).empty() ? "0" : r.text(0, 4));
+  c.ranges = static_cast<int>(r.integer(0, 5));
+  c.ranges_finished = static_cast<int>(r.integer(0, 6));
   return c;
 }
 

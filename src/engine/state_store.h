@@ -41,6 +41,8 @@ struct Checkpoint {
   long long mismatches = 0;
   std::string sample;
   double seconds = 0;  // since the step started
+  int ranges = 1;      // key ranges, one per worker
+  int ranges_finished = 0;
 };
 
 // One range of a step's key space (keys > after and <= upper; empty: no

@@ -253,6 +253,17 @@ TEST_F(Cli, ParallelWorkersSurviveKillNineMidBackfillAndResumeExactly) {
         std::stoll(pg_.psql(db_, "SELECT coalesce(sum(rows_done), 0) FROM tandem.checkpoints")));
   }
   EXPECT_LT(done_at_kill.back(), 400000) << "the kills came too late to test a resume";
+  auto status = nlohmann::json::parse(run("status --json " + spec_path_).output);
+  bool seen = false;
+  for (const auto& step : status["steps"]) {
+    if (step["id"] != "1.backfill") continue;
+    seen = true;
+    EXPECT_EQ(step["ranges"], 3);
+    EXPECT_LT(step["ranges_finished"].get<int>(), 3);
+    EXPECT_EQ(step["rows_done"], done_at_kill.back());
+  }
+  EXPECT_TRUE(seen) << status.dump();
+  EXPECT_NE(run("status " + spec_path_).output.find("/3 ranges finished"), std::string::npos);
   auto r = run_command(cmd);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(pg_.psql(db_,
