@@ -350,6 +350,32 @@ TEST_F(ExecutorTest, ParallelWorkersSplitTheKeysAndEachFindsItsOwnMismatches) {
             "done|4|0|5000");
 }
 
+TEST_F(ExecutorTest, ABackfillCheckpointedBeforeStateSchemaFiveResumesAsOneRange) {
+  Spec spec = spec_from(items_spec("  batch_size: 500\n"));
+  ASSERT_EQ(run_until(spec, pg_.dsn(db_), Phase::kBackfill), RunOutcome::kReachedUntil);
+  // Make it look like a tandemd of state schema 4 stopped halfway: the rows
+  // past key 2500 not copied yet (-1), the checkpoint at 2500, no range columns.
+  pg_.psql(db_,
+           "SET session_replication_role = replica;"
+           "UPDATE items SET _tandem_new_qty = -1 WHERE id > 2500;"
+           "UPDATE tandem.steps SET status = 'running' WHERE step_id = '1.backfill';"
+           "UPDATE tandem.migrations SET phase = 3;"
+           "UPDATE tandem.checkpoints SET last_key = '{2500}', rows_done = 2500"
+           " WHERE step_id = '1.backfill';"
+           "ALTER TABLE tandem.checkpoints DROP COLUMN range_after, DROP COLUMN range_upper,"
+           " DROP COLUMN finished;"
+           "DELETE FROM tandem.schema_version WHERE version = 5;");
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kShadowRead), RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_, "SELECT max(version) FROM tandem.schema_version"), "5");
+  // Only the second half was copied again, and all of it was.
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*), sum(rows_done), bool_and(finished) FROM tandem.checkpoints"
+                     " WHERE step_id = '1.backfill'"),
+            "1|5000|t");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
+            "0");
+}
+
 TEST_F(ExecutorTest, AFailedConcurrentIndexBuildIsDroppedAndRebuilt) {
   // CREATE INDEX CONCURRENTLY commits an INVALID index first, then waits for
   // every transaction that writes the table; when that wait hits the lock
