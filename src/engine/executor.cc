@@ -663,18 +663,43 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
   bool error_is_stop = false;
   std::vector<std::unique_ptr<Lane>> lanes;
   std::vector<std::thread> threads;
+  // How many workers may run batches now: backfill_workers, which an
+  // operator may lower (or raise, up to the number of ranges) while they run.
+  // A worker gives its slot up after the batch in flight.
+  std::mutex slots_mu;
+  int active = 0;
   halt_workers_ = false;
   for (Partition* range : ranges) {
     lanes.push_back(std::make_unique<Lane>());
     Lane* lane = lanes.back().get();
     lane->worker = range->worker;
     threads.emplace_back([&, lane, range] {
+      bool slot = false;
+      auto may_go = [&] {
+        for (bool said = false; !stop_requested(); std::this_thread::sleep_for(50ms)) {
+          if (hold.load()) continue;
+          std::lock_guard<std::mutex> l(slots_mu);
+          const int allowed = settings().backfill_workers;
+          if (slot && active <= allowed) return true;
+          if (!slot && active < allowed) {
+            slot = true;
+            ++active;
+            return true;
+          }
+          if (slot) {
+            slot = false;
+            --active;
+          }
+          if (!said) {
+            spdlog::info("step {}: worker {} waits: backfill_workers is {}", step.id, range->worker,
+                         allowed);
+            said = true;
+          }
+        }
+        return false;
+      };
       try {
-        const bool done = run_range(*lane, step, walker, *range, tally, [&] {
-          while (hold.load() && !stop_requested()) std::this_thread::sleep_for(50ms);
-          return !stop_requested();
-        });
-        if (!done) stopped = true;
+        if (!run_range(*lane, step, walker, *range, tally, may_go)) stopped = true;
       } catch (...) {
         // The first error wins, but a real failure beats a sibling's stop.
         bool is_stop = false;
@@ -690,6 +715,10 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
           error_is_stop = is_stop;
         }
         halt_workers_ = true;
+      }
+      if (slot) {
+        std::lock_guard<std::mutex> l(slots_mu);
+        --active;
       }
       lane->conn.reset();
       if (options_.control) options_.control->set_backend_pid(lane->worker + 1, 0);

@@ -4,9 +4,11 @@
 
 #include <chrono>
 #include <future>
+#include <sstream>
 #include <thread>
 
 #include "engine/backfill.h"
+#include "engine/run_control.h"
 #include "engine/state_schema.h"
 #include "support/scenario.h"
 
@@ -372,6 +374,64 @@ TEST_F(ExecutorTest, ABackfillCheckpointedBeforeStateSchemaFiveResumesAsOneRange
                      "SELECT count(*), sum(rows_done), bool_and(finished) FROM tandem.checkpoints"
                      " WHERE step_id = '1.backfill'"),
             "1|5000|t");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
+            "0");
+}
+
+TEST_F(ExecutorTest, LoweringBackfillWorkersLiveParksWorkersAfterTheirBatch) {
+  // Small batches with long rests keep each of the four ranges busy for seconds.
+  Spec spec =
+      spec_from(items_spec("  batch_size: 5\n  batch_rest_percent: 1000\n  backfill_workers: 4\n"));
+  Plan plan = make_plan(spec);
+  RunControl control(spec.settings);
+  RunOptions o = options();
+  o.until = Phase::kBackfill;
+  o.control = &control;
+  auto run = std::async(std::launch::async, [&] { return Executor(spec, plan, o).run(); });
+  auto rows_by_range = [&] {
+    std::vector<long long> out;
+    std::istringstream text(pg_.psql(db_,
+                                     "SELECT string_agg(rows_done::text, ' ' ORDER BY worker)"
+                                     " FROM tandem.checkpoints WHERE step_id = '1.backfill'"));
+    for (long long n; text >> n;) out.push_back(n);
+    return out;
+  };
+  auto ranges_moving_in = [&](std::chrono::milliseconds window) {
+    auto before = rows_by_range();
+    std::this_thread::sleep_for(window);
+    auto after = rows_by_range();
+    int moving = 0;
+    for (size_t i = 0; i < after.size() && i < before.size(); ++i) moving += after[i] > before[i];
+    return moving;
+  };
+  auto set_workers = [&](int n) {
+    Settings st = control.settings();
+    st.backfill_workers = n;
+    control.set_settings(st);
+  };
+  bool all_started = false;
+  for (auto end = Clock::now() + 20s; !all_started && Clock::now() < end;) {
+    try {
+      all_started = pg_.psql(db_,
+                             "SELECT count(*) FROM tandem.checkpoints"
+                             " WHERE step_id = '1.backfill' AND rows_done > 0") == "4";
+    } catch (const std::exception&) {
+      // the state schema is not there yet
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(all_started);
+  EXPECT_EQ(ranges_moving_in(1s), 4);
+  set_workers(1);
+  std::this_thread::sleep_for(500ms);  // the batches and rests in flight end
+  EXPECT_EQ(ranges_moving_in(1s), 1);
+  set_workers(4);
+  EXPECT_GE(ranges_moving_in(1s), 2);
+  EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*), bool_and(finished), sum(rows_done) FROM tandem.checkpoints"
+                     " WHERE step_id = '1.backfill'"),
+            "4|t|5000");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
             "0");
 }
