@@ -44,6 +44,18 @@ class ExecutorTest : public ::testing::Test {
            "  - alter_column_type: {table: items, column: qty, type: bigint}\n";
   }
 
+  // Whether `sql` answers `want` within `timeout` (an error, such as a state
+  // schema not created yet, counts as not yet).
+  bool wait_for(const std::string& sql, const std::string& want,
+                std::chrono::milliseconds timeout) {
+    for (auto end = Clock::now() + timeout; Clock::now() < end; std::this_thread::sleep_for(10ms)) {
+      try {
+        if (pg_.psql(db_, sql) == want) return true;
+      } catch (const std::exception&) {
+      }
+    }
+    return false;
+  }
   // Updates rows all over items until `stop`.
   std::thread hammer_items(const std::atomic<bool>& stop) {
     return std::thread([this, &stop] {
@@ -409,18 +421,10 @@ TEST_F(ExecutorTest, LoweringBackfillWorkersLiveParksWorkersAfterTheirBatch) {
     st.backfill_workers = n;
     control.set_settings(st);
   };
-  bool all_started = false;
-  for (auto end = Clock::now() + 20s; !all_started && Clock::now() < end;) {
-    try {
-      all_started = pg_.psql(db_,
-                             "SELECT count(*) FROM tandem.checkpoints"
-                             " WHERE step_id = '1.backfill' AND rows_done > 0") == "4";
-    } catch (const std::exception&) {
-      // the state schema is not there yet
-    }
-    std::this_thread::sleep_for(20ms);
-  }
-  ASSERT_TRUE(all_started);
+  ASSERT_TRUE(
+      wait_for("SELECT count(*) FROM tandem.checkpoints"
+               " WHERE step_id = '1.backfill' AND rows_done > 0",
+               "4", 20s));
   EXPECT_EQ(ranges_moving_in(1s), 4);
   set_workers(1);
   std::this_thread::sleep_for(500ms);  // the batches and rests in flight end
@@ -497,17 +501,9 @@ TEST_F(ExecutorTest, SurvivesAPostgresRestartMidBackfill) {
                            "  retry_backoff_max: 500ms\n"));
   auto run = std::async(std::launch::async,
                         [&] { return run_until(spec, pg_.dsn(db_), Phase::kShadowRead); });
-  bool mid = false;
-  for (int i = 0; i < 500 && !mid; ++i) {
-    try {
-      mid = pg_.psql(db_,
-                     "SELECT rows_done > 0 FROM tandem.checkpoints"
-                     " WHERE step_id = '1.backfill'") == "t";
-    } catch (const std::exception&) {
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_TRUE(mid) << "the backfill never started";
+  ASSERT_TRUE(wait_for("SELECT rows_done > 0 FROM tandem.checkpoints WHERE step_id = '1.backfill'",
+                       "t", 5s))
+      << "the backfill never started";
   pg_.restart();
   EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
   EXPECT_EQ(pg_.psql(db_,
