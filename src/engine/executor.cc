@@ -668,6 +668,34 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
   // A worker gives its slot up after the batch in flight.
   std::mutex slots_mu;
   int active = 0;
+  // Whether the worker holding `slot` (or not) may run its next batch; takes
+  // or gives up the slot as backfill_workers says.
+  auto slot_allows = [&](bool& slot) {
+    std::lock_guard<std::mutex> l(slots_mu);
+    const int allowed = settings().backfill_workers;
+    if (!slot && active < allowed) {
+      slot = true;
+      ++active;
+    } else if (slot && active > allowed) {
+      slot = false;
+      --active;
+    }
+    return slot;
+  };
+  auto give_up_slot = [&](bool& slot) {
+    std::lock_guard<std::mutex> l(slots_mu);
+    if (slot) --active;
+    slot = false;
+  };
+  // The first error wins, but a real failure beats a sibling's stop.
+  auto record_error = [&](bool is_stop) {
+    std::lock_guard<std::mutex> l(error_mu);
+    if (!error || (error_is_stop && !is_stop)) {
+      error = std::current_exception();
+      error_is_stop = is_stop;
+    }
+    halt_workers_ = true;
+  };
   halt_workers_ = false;
   for (Partition* range : ranges) {
     lanes.push_back(std::make_unique<Lane>());
@@ -678,21 +706,10 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
       auto may_go = [&] {
         for (bool said = false; !stop_requested(); std::this_thread::sleep_for(50ms)) {
           if (hold.load()) continue;
-          std::lock_guard<std::mutex> l(slots_mu);
-          const int allowed = settings().backfill_workers;
-          if (slot && active <= allowed) return true;
-          if (!slot && active < allowed) {
-            slot = true;
-            ++active;
-            return true;
-          }
-          if (slot) {
-            slot = false;
-            --active;
-          }
+          if (slot_allows(slot)) return true;
           if (!said) {
             spdlog::info("step {}: worker {} waits: backfill_workers is {}", step.id, range->worker,
-                         allowed);
+                         settings().backfill_workers);
             said = true;
           }
         }
@@ -700,26 +717,12 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
       };
       try {
         if (!run_range(*lane, step, walker, *range, tally, may_go)) stopped = true;
+      } catch (const StoppedError&) {
+        record_error(true);
       } catch (...) {
-        // The first error wins, but a real failure beats a sibling's stop.
-        bool is_stop = false;
-        try {
-          throw;
-        } catch (const StoppedError&) {
-          is_stop = true;
-        } catch (...) {
-        }
-        std::lock_guard<std::mutex> l(error_mu);
-        if (!error || (error_is_stop && !is_stop)) {
-          error = std::current_exception();
-          error_is_stop = is_stop;
-        }
-        halt_workers_ = true;
+        record_error(false);
       }
-      if (slot) {
-        std::lock_guard<std::mutex> l(slots_mu);
-        --active;
-      }
+      give_up_slot(slot);
       lane->conn.reset();
       if (options_.control) options_.control->set_backend_pid(lane->worker + 1, 0);
       --running;

@@ -390,6 +390,34 @@ TEST_F(ExecutorTest, ABackfillCheckpointedBeforeStateSchemaFiveResumesAsOneRange
             "0");
 }
 
+TEST_F(ExecutorTest, AWorkerThatFailsStopsTheOthersAndItsErrorIsReported) {
+  // One value in the last range does not fit the new type: that worker fails
+  // for good, the others stop after their batch, and the run reports it.
+  pg_.psql(db_, "UPDATE items SET qty = 100000 WHERE id = 4500");
+  Spec spec = spec_from(
+      "name: items_small\nsettings:\n  batch_size: 50\n  backfill_workers: 4\n"
+      "operations:\n  - alter_column_type: {table: items, column: qty, type: smallint}\n");
+  try {
+    run_until(spec, pg_.dsn(db_), Phase::kBackfill);
+    FAIL() << "the backfill must fail";
+  } catch (const StepFailedError& e) {
+    EXPECT_EQ(e.sqlstate(), "22003");
+    EXPECT_NE(std::string(e.what()).find("batch of step 1.backfill (worker 3) failed"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(pg_.psql(db_, "SELECT state, last_sqlstate FROM tandem.migrations"), "failed|22003");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT finished FROM tandem.checkpoints"
+                     " WHERE step_id = '1.backfill' AND worker = 3"),
+            "f");
+  // No worker's session is left behind.
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) FROM pg_stat_activity"
+                     " WHERE application_name LIKE 'tandemd items_small %'"),
+            "0");
+}
+
 TEST_F(ExecutorTest, LoweringBackfillWorkersLiveParksWorkersAfterTheirBatch) {
   // Small batches with long rests keep each of the four ranges busy for seconds.
   Spec spec =
