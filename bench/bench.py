@@ -17,9 +17,11 @@ pgbench load against the clone, and runs the method under that load:
 Then: pgbench TPS and a bulk insert with tandem's dual-write trigger
 installed versus not, and tandemd's peak memory.
 
-Per method: rows/s, ratio to `loop`, client TPS relative to `none`, client
-latency p50/p99/max while the method ran, and the longest time any client
-was seen waiting on a lock (pg_stat_activity sampled every 50 ms).
+Per method: rows/s, ratio to `loop`, client TPS relative to the `none` runs
+nearest before and after it, client latency p50/p99/max while the method
+ran, and the longest time any client was seen waiting on a lock
+(pg_stat_activity sampled every 50 ms). With --repeat N the method list runs
+N times over and the report adds each method's median and range.
 
 Writes bench/results/<stamp>.json and .md, latest.json/latest.md, and PNG
 plots when gnuplot is installed. Usage: bench/run.sh [SCALE] (default 50).
@@ -301,11 +303,25 @@ def measure(server, template, method, tandemd, workdir):
     return result
 
 
-def trigger_overhead(server, template, tandemd, workdir, rounds=3):
+def timed(server, db, sql):
+    """Seconds the server took for one statement (psql's \\timing: no connection set-up)."""
+    r = subprocess.run([f"{server.bin}/psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db],
+                       input=f"\\timing on\n{sql};\n", env=server.env, capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"psql failed: {sql[:200]}\n{r.stderr}")
+    times = [line for line in r.stdout.splitlines() if line.startswith("Time: ")]
+    return float(times[-1].split()[1]) / 1000.0
+
+
+def trigger_overhead(server, template, tandemd, workdir, rounds=3, insert_rounds=7):
     """pgbench TPS and a bulk insert, with and without the dual-write trigger.
 
-    The two databases take turns, `rounds` times each, and the medians are
-    compared, so a burst of noise on the machine does not decide the ratio.
+    The two databases take turns and the medians are compared, so a burst of
+    noise on the machine does not decide a ratio. The inserts run after the
+    pgbench rounds, each on a vacuumed table after a CHECKPOINT, timed by the
+    server: what is measured is the insert, not the write-back of pgbench's
+    dirty pages or an autovacuum that its updates set off.
     """
     dbs = {"plain": "t_plain", "trigger": "t_trigger"}
     for kind, db in dbs.items():
@@ -315,7 +331,7 @@ def trigger_overhead(server, template, tandemd, workdir, rounds=3):
             run_tandem(server, db, tandemd, workdir, {}, until="dual_write")
     samples = {kind: {"tps": [], "insert": []} for kind in dbs}
     seconds = int(BASELINE_SECONDS / 2)
-    for n in range(rounds):
+    for _ in range(rounds):
         for kind, db in dbs.items():
             r = subprocess.run([f"{server.bin}/pgbench", "-n", "-c", str(CLIENTS), "-j", "2", "-T",
                                 str(seconds), db], env=server.env,
@@ -323,11 +339,16 @@ def trigger_overhead(server, template, tandemd, workdir, rounds=3):
             for line in r.stdout.splitlines():
                 if line.startswith("tps = "):
                     samples[kind]["tps"].append(float(line.split()[2]))
+    for db in dbs.values():
+        server.psql(db, "VACUUM ANALYZE")
+    for n in range(insert_rounds):
+        for kind, db in dbs.items():
+            server.psql(db, "CHECKPOINT")
             first = 100000000 + n * 200000
-            t0 = time.time()
-            server.psql(db, "INSERT INTO pgbench_accounts (aid, bid, abalance, filler)"
-                            f" SELECT {first} + g, 1, 0, '' FROM generate_series(1, 200000) g")
-            samples[kind]["insert"].append(200000 / (time.time() - t0))
+            took = timed(server, db, "INSERT INTO pgbench_accounts (aid, bid, abalance, filler)"
+                                     f" SELECT {first} + g, 1, 0, '' FROM"
+                                     " generate_series(1, 200000) g")
+            samples[kind]["insert"].append(round(200000 / took))
     out = {}
     for kind, db in dbs.items():
         out[kind] = {"tps": round(statistics.median(samples[kind]["tps"]), 1),
@@ -336,8 +357,11 @@ def trigger_overhead(server, template, tandemd, workdir, rounds=3):
                      "samples": samples[kind]}
         server.psql("postgres", f"DROP DATABASE {db}")
     out["tps_ratio"] = round(out["trigger"]["tps"] / out["plain"]["tps"], 3)
-    out["bulk_insert_ratio"] = round(out["trigger"]["bulk_insert_rows_per_second"] /
-                                     out["plain"]["bulk_insert_rows_per_second"], 3)
+    # The median of each round's pair: the two inserts of a round ran seconds
+    # apart, so a drift of the machine between rounds cancels out.
+    pairs = [t / p for t, p in zip(samples["trigger"]["insert"], samples["plain"]["insert"])]
+    out["bulk_insert_ratio"] = round(statistics.median(pairs), 3)
+    out["bulk_insert_ratio_range"] = [round(min(pairs), 3), round(max(pairs), 3)]
     return out
 
 
@@ -349,6 +373,53 @@ def fmt(v, unit=""):
     return f"{v}{unit}"
 
 
+def base_name(name):
+    return name.rstrip("'")
+
+
+def baselines(report):
+    """Each run's baseline client TPS: the mean of the no-migration runs
+    nearest before and after it (the first and last `none` of a pass), so a
+    machine whose speed drifts during the bench moves a ratio less. A `none`
+    run is compared with the mean of all of them, which shows the drift; with
+    no `none` at all, there is no baseline."""
+    names = list(report["methods"])
+    nones = [i for i, n in enumerate(names) if base_name(n) == "none"]
+    out = {}
+    for i, name in enumerate(names):
+        if i in nones:
+            near = nones
+        else:
+            before = [j for j in nones if j < i]
+            after = [j for j in nones if j > i]
+            near = before[-1:] + after[:1]
+        tps = [report["methods"][names[j]]["client_tps"] for j in near]
+        out[name] = sum(tps) / len(tps) if tps else None
+    return out
+
+
+def rate_of(m):
+    return m["backfill_rows_per_second"] or m["rows_per_second"]
+
+
+def loop_rate(report):
+    """The loop's rate; its median when it ran more than once."""
+    rates = [rate_of(m) for n, m in report["methods"].items() if base_name(n) == "loop"]
+    return statistics.median(rates) if rates else None
+
+
+def spread(values, unit=""):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt(values[0], unit)
+    med = statistics.median(values)
+    if all(isinstance(v, int) for v in values):
+        med = round(med)
+    return f"{fmt(med, unit)} ({fmt(min(values))}–{fmt(max(values))})"
+
+
 def markdown(report):
     r = report
     lines = [f"# tandem benchmark, scale {r['scale']} ({r['rows']} rows), {r['when']}", "",
@@ -356,21 +427,30 @@ def markdown(report):
              "", "| method | rows/s | vs loop | client TPS vs none | p50 ms | p99 ms | max ms |"
              " longest lock wait s | peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|---|"]
-    # The baseline: the mean of every no-migration run (first and last), so a
-    # machine that drifts during the run moves it less.
-    bases = [m["client_tps"] for n, m in r["methods"].items() if n.startswith("none")]
-    base = sum(bases) / len(bases) if bases else None
-    loop = r["methods"].get("loop")
+    bases = baselines(r)
+    loop = loop_rate(r)
+    groups = {}
     for name, m in r["methods"].items():
-        rate = m["backfill_rows_per_second"] or m["rows_per_second"]
-        vs_loop = (rate / (loop["rows_per_second"]) if rate and loop and
-                   loop["rows_per_second"] else None)
-        tps = m["client_tps"] / base if base else None
+        rate = rate_of(m)
+        vs_loop = rate / loop if rate and loop else None
+        tps = m["client_tps"] / bases[name] if bases[name] else None
         rss = m["peak_rss_kib"] / 1024.0 if m["peak_rss_kib"] else None
         lat = m["latency_ms"]
+        groups.setdefault(base_name(name), []).append((rate, vs_loop, tps, lat["p99"], lat["max"],
+                                                       m["longest_lock_wait_seconds"]))
         lines.append(f"| {name} | {fmt(rate)} | {fmt(vs_loop, 'x')} | {fmt(tps, 'x')} |"
                      f" {fmt(lat['p50'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} |"
                      f" {fmt(m['longest_lock_wait_seconds'])} | {fmt(rss)} |")
+    if any(len(g) > 1 for g in groups.values()):
+        lines += ["", "Each method over its runs: median (lowest–highest); the loop's median"
+                  " rate is the one compared against.", "",
+                  "| method | runs | rows/s | vs loop | client TPS vs none | p99 ms | max ms |"
+                  " longest lock wait s |", "|---|---|---|---|---|---|---|---|"]
+        for name, g in groups.items():
+            col = list(zip(*g))
+            lines.append(f"| {name} | {len(g)} | {spread(col[0])} | {spread(col[1], 'x')} |"
+                         f" {spread(col[2], 'x')} | {spread(col[3])} | {spread(col[4])} |"
+                         f" {fmt(max(col[5]))} |")
     t = r.get("trigger")
     if t:
         lines += ["", "Dual-write trigger installed (tandem after `dual_write`) versus not:",
@@ -378,7 +458,10 @@ def markdown(report):
                   f" ({t['tps_ratio']:.2f}x); bulk insert of 200k rows"
                   f" {t['trigger']['bulk_insert_rows_per_second']} vs"
                   f" {t['plain']['bulk_insert_rows_per_second']} rows/s"
-                  f" ({t['bulk_insert_ratio']:.2f}x)."]
+                  f" ({t['bulk_insert_ratio']:.2f}x"]
+        rng = t.get("bulk_insert_ratio_range")
+        lines[-1] += (f", the median of {len(t['trigger']['samples']['insert'])} rounds' ratios,"
+                      f" which ranged {rng[0]:.2f}x–{rng[1]:.2f}x)." if rng else ").")
     lines += ["", "rows/s for tandem is its backfill step's rate; for the others, rows over the"
               " method's whole run. `repack` rewrites the table without changing the type."]
     return "\n".join(lines) + "\n"
@@ -415,6 +498,9 @@ def main():
     ap.add_argument("--methods", default="none,alter,update,loop,repack,tandem,tandem_fast,none",
                     help="comma-separated; tandem:KEY=VALUE+KEY=VALUE runs tandem with those"
                          " settings; a method named twice is measured twice")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the whole method list this many times, one pass after another;"
+                         " the report adds each method's median and range over its runs")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
     server = Server()
@@ -429,12 +515,12 @@ def main():
         server.psql("bench_template", "VACUUM ANALYZE")
         report = {"scale": args.scale, "when": datetime.datetime.now().isoformat(timespec="seconds"),
                   "machine": f"{os.cpu_count()} cores", "methods": {}}
-        for method in args.methods.split(","):
+        for method in args.methods.split(",") * max(1, args.repeat):
             print(f"== {method}", flush=True)
             m = measure(server, "bench_template", method, args.tandemd, workdir)
             name = method
             while name in report["methods"]:
-                name += "'"  # none, then none' at the end
+                name += "'"  # none, then none' at the end (and none'' on a second pass)
             report["methods"][name] = m
             report["rows"] = m["rows"]
             print(f"   {m['seconds']} s, {m['client_tps']} client TPS,"

@@ -87,7 +87,12 @@ void print_status(const json& m, std::ostream& out) {
   if (m["percent"].is_number()) {
     out << "  " << bar(m["percent"].get<double>()) << " " << m["percent"].get<double>() << "%  "
         << text(m["rows_done"]) << "/" << text(m["rows_total"]) << " rows  "
-        << text(m["rows_per_second"]) << " rows/s  ETA " << eta(m["eta_seconds"]) << "\n";
+        << text(m["rows_per_second"]) << " rows/s  ETA " << eta(m["eta_seconds"]);
+    if (m.value("ranges", 1) > 1) {
+      out << "  " << m.value("ranges_finished", 0) << "/" << m["ranges"].get<int>()
+          << " ranges finished";
+    }
+    out << "\n";
   }
   if (m["waiting_for"].is_string()) {
     out << "  waiting for approval of " << m["waiting_for"].get<std::string>()

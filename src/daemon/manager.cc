@@ -39,6 +39,8 @@ struct MigrationManager::Worker : ProgressSink {
   std::optional<long long> rows_total;
   double rate = 0;
   std::optional<double> eta;
+  int ranges = 1;  // of the current step: one per parallel worker
+  int ranges_finished = 0;
   std::string last_error;
   std::optional<Phase> waiting_for;
   std::string blocked_by;               // waiting_for_table: the earlier migration and table
@@ -58,6 +60,8 @@ struct MigrationManager::Worker : ProgressSink {
     rows_total.reset();
     rate = 0;
     eta.reset();
+    ranges = 1;
+    ranges_finished = 0;
   }
   void progress(const ProgressUpdate& u) override {
     std::lock_guard<std::mutex> l(mu);
@@ -65,6 +69,8 @@ struct MigrationManager::Worker : ProgressSink {
     rows_total = u.rows_total;
     rate = u.rows_per_second;
     eta = u.eta_seconds;
+    ranges = u.ranges;
+    ranges_finished = u.ranges_finished;
   }
   void step_finished(const Step&, double) override {}
   void batch_done(const Step& s, int batch_size, long long rows, double seconds,
@@ -505,6 +511,8 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
                       {"step", w.step},
                       {"rows_done", w.rows_done},
                       {"rows_per_second", std::llround(w.rate)},
+                      {"ranges", w.ranges},
+                      {"ranges_finished", w.ranges_finished},
                       {"last_error", w.last_error}};
   j["phase"] = w.phase ? nlohmann::json(phase_name(*w.phase)) : nlohmann::json();
   j["rows_total"] = w.rows_total ? nlohmann::json(*w.rows_total) : nlohmann::json();

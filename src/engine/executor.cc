@@ -469,6 +469,8 @@ struct Executor::StepTally {
   long long mismatches = 0;
   RateMeter meter;
   std::optional<Clock::time_point> last_commit;  // of any range's batch
+  int ranges = 1;
+  int ranges_finished = 0;
 };
 
 bool Executor::run_keyset_step(const Step& step) {
@@ -505,9 +507,11 @@ bool Executor::run_keyset_step(const Step& step) {
       [] { return false; });
   KeysetWalker walker(work.table, key);
   std::vector<Partition*> pending;
+  tally.ranges = static_cast<int>(ranges.size());
   for (auto& r : ranges) {
     tally.rows_done += r.rows_done;
     tally.mismatches += r.mismatches;
+    if (r.finished) ++tally.ranges_finished;
     if (!r.finished) pending.push_back(&r);
   }
   if (pending.size() > 1) {
@@ -574,6 +578,7 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
               std::lock_guard<std::mutex> l(progress_mu_);
               tally.rows_done += stored.rows_done - range.rows_done;
               tally.mismatches += stored.mismatches - range.mismatches;
+              if (stored.finished && !range.finished) ++tally.ranges_finished;
               range = stored;
             }
             if (range.finished) return;
@@ -623,10 +628,13 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
           rested = 0;
           tally.rows_done += rows;
           tally.mismatches += v.mismatches;
+          if (last) ++tally.ranges_finished;
           if (options_.progress) {
             options_.progress->batch_done(step, batch_size, rows, seconds, v.mismatches);
             ProgressUpdate u{
                 &step, tally.rows_done, tally.rows_total, tally.meter.rows_per_second(), {}};
+            u.ranges = tally.ranges;
+            u.ranges_finished = tally.ranges_finished;
             if (tally.rows_total) {
               u.eta_seconds = tally.meter.eta_seconds(*tally.rows_total - tally.rows_done);
             }

@@ -34,6 +34,10 @@ std::string format_progress(const ProgressUpdate& u) {
     out += " rows";
   }
   out += "  " + with_commas(std::llround(u.rows_per_second)) + " rows/s";
+  if (u.ranges > 1) {
+    out += "  " + std::to_string(u.ranges_finished) + "/" + std::to_string(u.ranges) +
+           " ranges finished";
+  }
   if (u.eta_seconds) {
     out += "  ETA " + format_duration(
                           std::chrono::milliseconds(static_cast<long long>(*u.eta_seconds * 1000)));

@@ -32,6 +32,9 @@ struct ProgressUpdate {
   std::optional<long long> rows_total;
   double rows_per_second = 0;
   std::optional<double> eta_seconds;
+  // The step's key ranges (one per parallel worker) and how many are finished.
+  int ranges = 1;
+  int ranges_finished = 0;
 };
 
 class ProgressSink {

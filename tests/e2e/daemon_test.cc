@@ -272,6 +272,8 @@ TEST_F(Daemon, SubmitWatchPauseResumeApproveAndFinishThroughTandemctl) {
 }
 
 TEST_F(Daemon, SigtermMidBackfillExitsZeroAndARestartResumesFromTheCheckpoint) {
+  // Two workers: each range's checkpoint carries over the restart.
+  spec_ = write_temp_file(abalance_spec(1000, "  backfill_workers: 2\n"));
   NotifySocket notify;
   pid_t pid = serve(socket_path(), "NOTIFY_SOCKET=" + notify.path());
   ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
@@ -284,10 +286,25 @@ TEST_F(Daemon, SigtermMidBackfillExitsZeroAndARestartResumesFromTheCheckpoint) {
   EXPECT_GT(stopped_at, 0);
 
   serve(socket_path());
-  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
+  // While the backfill goes on, status shows its two ranges.
+  std::string shown;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        json s = status();
+        if (shown.empty() && s.value("step", "") == "1.backfill" && s.value("ranges", 0) == 2) {
+          shown = ctl("status abalance_bigint").output;
+        }
+        return s.value("waiting_for", json()) == "cleanup";
+      },
+      180s))
       << status().dump();
+  EXPECT_NE(shown.find(" ranges finished"), std::string::npos) << shown;
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) > 0 FROM tandem.events WHERE kind = 'resumed'"), "t");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.submissions"), "1");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*), bool_and(finished), sum(rows_done) FROM tandem.checkpoints"
+                     " WHERE step_id = '1.backfill'"),
+            "2|t|200000");
 }
 
 TEST_F(Daemon, ThrottleHoldsRowsBackUntilItEndsAndAbortStopsAtOnce) {

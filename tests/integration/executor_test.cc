@@ -336,15 +336,42 @@ TEST_F(ExecutorTest, ShadowReadCatchesACorruptedCopyAndStartsOverAfterARepair) {
             "done|0|5000");
 }
 
+// Keeps every progress update of the backfill step (the executor reports one
+// at a time, whichever worker committed).
+class BackfillProgress : public ProgressSink {
+ public:
+  void phase_started(Phase) override {}
+  void step_started(const Step&) override {}
+  void progress(const ProgressUpdate& u) override {
+    if (u.step->kind == StepKind::kBackfill) updates.push_back(u);
+  }
+  void step_finished(const Step&, double) override {}
+  std::vector<ProgressUpdate> updates;
+};
+
 TEST_F(ExecutorTest, ParallelWorkersSplitTheKeysAndEachFindsItsOwnMismatches) {
   Spec spec = spec_from(items_spec("  batch_size: 200\n  backfill_workers: 4\n"));
   Plan plan = make_plan(spec);
   std::atomic<bool> stop{false};
   std::thread writer = hammer_items(stop);
-  RunOutcome outcome = run_until(spec, pg_.dsn(db_), Phase::kBackfill);
+  BackfillProgress progress;
+  RunOutcome outcome = run_until(spec, pg_.dsn(db_), Phase::kBackfill, &progress);
   stop = true;
   writer.join();
   EXPECT_EQ(outcome, RunOutcome::kReachedUntil);
+  // Progress counts the ranges as they finish, up to all four.
+  ASSERT_FALSE(progress.updates.empty());
+  int finished = 0;
+  for (const auto& u : progress.updates) {
+    EXPECT_EQ(u.ranges, 4);
+    EXPECT_GE(u.ranges_finished, finished);
+    finished = u.ranges_finished;
+  }
+  EXPECT_EQ(progress.updates.front().ranges_finished, 0);
+  EXPECT_EQ(progress.updates.back().ranges_finished, 4);
+  EXPECT_EQ(progress.updates.back().rows_done, 5000);
+  EXPECT_NE(format_progress(progress.updates.back()).find("4/4 ranges finished"), std::string::npos)
+      << format_progress(progress.updates.back());
   // Four ranges of about 1250 keys (from a sample: every row, at this size).
   EXPECT_EQ(pg_.psql(db_,
                      "SELECT string_agg(format('%s:%s:%s:%s', worker, range_after, range_upper,"

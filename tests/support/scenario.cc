@@ -17,10 +17,12 @@ Spec spec_from(const std::string& text) {
   return *r.spec;
 }
 
-RunOutcome run_until(const Spec& spec, const std::string& dsn, std::optional<Phase> until) {
+RunOutcome run_until(const Spec& spec, const std::string& dsn, std::optional<Phase> until,
+                     ProgressSink* progress) {
   Plan plan = make_plan(spec);
   RunOptions o;
   o.dsn = dsn;
+  o.progress = progress;
   o.actor = "test";
   o.until = until;
   o.approve_all = !until;

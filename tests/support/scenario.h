@@ -16,9 +16,10 @@ namespace tandem::testing {
 Spec spec_from(const std::string& text);
 
 // Plans `spec` and runs it against `dsn` through `until` (every phase, with
-// every approval, when `until` is not given). Returns the outcome.
+// every approval, when `until` is not given), reporting to `progress` if
+// given. Returns the outcome.
 RunOutcome run_until(const Spec& spec, const std::string& dsn,
-                     std::optional<Phase> until = std::nullopt);
+                     std::optional<Phase> until = std::nullopt, ProgressSink* progress = nullptr);
 
 // The pgbench example's spec with test-sized settings.
 // `extra_settings`: more lines for the settings block, each "  key: value\n".
