@@ -768,6 +768,11 @@ std::string MigrationManager::metrics() {
     m.name = w->name;
     m.state = w->activity;
     m.phase = w->phase;
+    m.step_rows_done = w->rows_done;
+    m.step_rows_total = w->rows_total;
+    m.eta_seconds = w->eta;
+    m.ranges = w->ranges;
+    m.ranges_finished = w->ranges_finished;
     if (w->control) {
       if (w->control->manually_throttled()) m.throttle_reason = "manual";
     }

@@ -132,6 +132,31 @@ std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
   for (const auto& m : migrations) {
     w.sample("tandem_backfill_batch_size", migration_label(m), static_cast<double>(m.batch_size));
   }
+  w.family("tandem_step_rows_done", "gauge",
+           "Rows the current backfill or verify step has done, all its ranges together.");
+  for (const auto& m : migrations) {
+    w.sample("tandem_step_rows_done", migration_label(m), static_cast<double>(m.step_rows_done));
+  }
+  w.family("tandem_step_rows_total", "gauge",
+           "Rows the current step is estimated to cover; absent while not known.");
+  for (const auto& m : migrations) {
+    if (m.step_rows_total) {
+      w.sample("tandem_step_rows_total", migration_label(m),
+               static_cast<double>(*m.step_rows_total));
+    }
+  }
+  w.family("tandem_step_eta_seconds", "gauge",
+           "Estimated seconds until the current step is done; absent while not known.");
+  for (const auto& m : migrations) {
+    if (m.eta_seconds) w.sample("tandem_step_eta_seconds", migration_label(m), *m.eta_seconds);
+  }
+  w.family("tandem_step_ranges", "gauge",
+           "Key ranges of the current step (one per parallel worker).");
+  for (const auto& m : migrations) w.sample("tandem_step_ranges", migration_label(m), m.ranges);
+  w.family("tandem_step_ranges_finished", "gauge", "Key ranges of the current step finished.");
+  for (const auto& m : migrations) {
+    w.sample("tandem_step_ranges_finished", migration_label(m), m.ranges_finished);
+  }
   w.family("tandem_throttled", "gauge", "1 while the migration's backfill is held back.");
   for (const auto& m : migrations) {
     w.sample("tandem_throttled", migration_label(m), m.throttle_reason.empty() ? 0 : 1);

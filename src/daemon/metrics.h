@@ -42,6 +42,12 @@ struct MigrationMetrics {
   long long lock_timeouts = 0;
   long long retries = 0;
   long long batch_size = 0;  // the size of the last batch asked for
+  // The current backfill or verify step's progress, as `status` shows it.
+  long long step_rows_done = 0;
+  std::optional<long long> step_rows_total;
+  std::optional<double> eta_seconds;
+  int ranges = 1;
+  int ranges_finished = 0;
 };
 
 // Every metric, with HELP and TYPE lines, one series per migration (and per

@@ -243,6 +243,7 @@ TEST_F(Daemon, SubmitWatchPauseResumeApproveAndFinishThroughTandemctl) {
   EXPECT_GT(sample(scrape, "tandem_backfill_batch_duration_seconds_count" + m), 0) << scrape;
   EXPECT_GT(sample(scrape, "tandem_verify_rows_total" + m), 0) << scrape;
   EXPECT_EQ(sample(scrape, "tandem_verify_mismatches_total" + m), 0) << scrape;
+  EXPECT_EQ(sample(scrape, "tandem_step_ranges" + m), 1) << scrape;
   EXPECT_EQ(sample(scrape,
                    "tandem_migration_state{migration=\"abalance_bigint\","
                    "state=\"waiting_approval\"}"),

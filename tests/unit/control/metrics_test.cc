@@ -23,6 +23,11 @@ TEST(Metrics, RendersEveryFamilyWithOneSeriesPerMigration) {
   m.throttled_seconds["manual"] = 4.5;
   m.throttle_reason = "manual";
   m.lock_timeouts = 2;
+  m.step_rows_done = 12000;
+  m.step_rows_total = 50000;
+  m.eta_seconds = 7.5;
+  m.ranges = 3;
+  m.ranges_finished = 1;
   std::string text = render_metrics({m}, "0.1.0");
   EXPECT_TRUE(has_line(text, "tandem_build_info{version=\"0.1.0\"} 1")) << text;
   EXPECT_TRUE(has_line(text, "# TYPE tandem_backfill_rows_total counter"));
@@ -45,6 +50,11 @@ TEST(Metrics, RendersEveryFamilyWithOneSeriesPerMigration) {
       text, "tandem_throttled_seconds_total{migration=\"users_uuid\",reason=\"manual\"} 4.5"));
   EXPECT_TRUE(has_line(text, "tandem_throttled{migration=\"users_uuid\"} 1"));
   EXPECT_TRUE(has_line(text, "tandem_lock_timeouts_total{migration=\"users_uuid\"} 2"));
+  EXPECT_TRUE(has_line(text, "tandem_step_rows_done{migration=\"users_uuid\"} 12000"));
+  EXPECT_TRUE(has_line(text, "tandem_step_rows_total{migration=\"users_uuid\"} 50000"));
+  EXPECT_TRUE(has_line(text, "tandem_step_eta_seconds{migration=\"users_uuid\"} 7.5"));
+  EXPECT_TRUE(has_line(text, "tandem_step_ranges{migration=\"users_uuid\"} 3"));
+  EXPECT_TRUE(has_line(text, "tandem_step_ranges_finished{migration=\"users_uuid\"} 1"));
   // Every sample line belongs to a family announced by TYPE before it.
   std::string family;
   size_t start = 0;
@@ -60,11 +70,16 @@ TEST(Metrics, RendersEveryFamilyWithOneSeriesPerMigration) {
   }
 }
 
-TEST(Metrics, BeforeThePhaseIsKnownThePhaseIsZero) {
+TEST(Metrics, BeforeThePhaseIsKnownThePhaseIsZeroAndNoEstimateIsShown) {
   MigrationMetrics m;
   m.name = "m";
   m.state = "starting";
-  EXPECT_TRUE(has_line(render_metrics({m}, "x"), "tandem_migration_phase{migration=\"m\"} 0"));
+  const std::string text = render_metrics({m}, "x");
+  EXPECT_TRUE(has_line(text, "tandem_migration_phase{migration=\"m\"} 0"));
+  EXPECT_TRUE(has_line(text, "tandem_step_ranges{migration=\"m\"} 1"));
+  // Not known yet: the series is absent, not 0 (a 0 ETA would read as done).
+  EXPECT_EQ(text.find("tandem_step_eta_seconds{"), std::string::npos) << text;
+  EXPECT_EQ(text.find("tandem_step_rows_total{"), std::string::npos) << text;
 }
 
 TEST(Metrics, LabelValuesAreEscaped) { EXPECT_EQ(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd"); }
