@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <sstream>
 
 namespace tandem {
@@ -13,6 +14,10 @@ std::string number(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.15g", v);
   return buf;
+}
+
+std::string migration_label(const MigrationMetrics& m) {
+  return "migration=\"" + escape_label(m.name) + "\"";
 }
 
 class Writer {
@@ -35,15 +40,21 @@ class Writer {
     sample(name + "_sum", labels, h.sum());
     sample(name + "_count", labels, static_cast<double>(h.count()));
   }
+  // A family with one sample per migration; `value` may leave one out
+  // (nullopt: not known, so no series rather than a misleading 0).
+  void per_migration(const std::string& name, const std::string& type, const std::string& help,
+                     const std::vector<MigrationMetrics>& migrations,
+                     const std::function<std::optional<double>(const MigrationMetrics&)>& value) {
+    family(name, type, help);
+    for (const auto& m : migrations) {
+      if (auto v = value(m)) sample(name, migration_label(m), *v);
+    }
+  }
   std::string str() const { return out_.str(); }
 
  private:
   std::ostringstream out_;
 };
-
-std::string migration_label(const MigrationMetrics& m) {
-  return "migration=\"" + escape_label(m.name) + "\"";
-}
 
 }  // namespace
 
@@ -80,6 +91,8 @@ std::string escape_label(const std::string& value) {
 
 std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
                            const std::string& version) {
+  using M = MigrationMetrics;
+  using Value = std::optional<double>;
   Writer w;
   w.family("tandem_build_info", "gauge", "Always 1; the version of tandemd.");
   w.sample("tandem_build_info", "version=\"" + escape_label(version) + "\"", 1);
@@ -87,36 +100,26 @@ std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
   w.family("tandem_migrations", "gauge", "Migrations this daemon owns.");
   w.sample("tandem_migrations", "", static_cast<double>(migrations.size()));
 
-  w.family("tandem_migration_phase", "gauge",
-           "The phase a migration is in: 1 prepare, 2 dual_write, 3 backfill, 4 shadow_read, "
-           "5 cutover, 6 cleanup; 0 before the first.");
-  for (const auto& m : migrations) {
-    w.sample("tandem_migration_phase", migration_label(m),
-             m.phase ? static_cast<int>(*m.phase) : 0);
-  }
+  w.per_migration("tandem_migration_phase", "gauge",
+                  "The phase a migration is in: 1 prepare, 2 dual_write, 3 backfill, "
+                  "4 shadow_read, 5 cutover, 6 cleanup; 0 before the first.",
+                  migrations,
+                  [](const M& m) -> Value { return m.phase ? static_cast<int>(*m.phase) : 0; });
   w.family("tandem_migration_state", "gauge",
            "1 for the state a migration is in (running, paused, waiting_approval, ...).");
   for (const auto& m : migrations) {
     w.sample("tandem_migration_state",
              migration_label(m) + ",state=\"" + escape_label(m.state) + "\"", 1);
   }
-  w.family("tandem_backfill_rows_total", "counter",
-           "Rows written by backfill batches since this daemon started.");
-  for (const auto& m : migrations) {
-    w.sample("tandem_backfill_rows_total", migration_label(m),
-             static_cast<double>(m.backfill_rows));
-  }
-  w.family("tandem_verify_rows_total", "counter",
-           "Rows compared by verify batches since this daemon started.");
-  for (const auto& m : migrations) {
-    w.sample("tandem_verify_rows_total", migration_label(m), static_cast<double>(m.verify_rows));
-  }
-  w.family("tandem_verify_mismatches_total", "counter",
-           "Rows whose old and new storage differed when verified.");
-  for (const auto& m : migrations) {
-    w.sample("tandem_verify_mismatches_total", migration_label(m),
-             static_cast<double>(m.verify_mismatches));
-  }
+  w.per_migration("tandem_backfill_rows_total", "counter",
+                  "Rows written by backfill batches since this daemon started.", migrations,
+                  [](const M& m) -> Value { return static_cast<double>(m.backfill_rows); });
+  w.per_migration("tandem_verify_rows_total", "counter",
+                  "Rows compared by verify batches since this daemon started.", migrations,
+                  [](const M& m) -> Value { return static_cast<double>(m.verify_rows); });
+  w.per_migration("tandem_verify_mismatches_total", "counter",
+                  "Rows whose old and new storage differed when verified.", migrations,
+                  [](const M& m) -> Value { return static_cast<double>(m.verify_mismatches); });
   w.family("tandem_backfill_batch_duration_seconds", "histogram",
            "How long each backfill batch's transaction took, commit included.");
   for (const auto& m : migrations) {
@@ -128,39 +131,31 @@ std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
   for (const auto& m : migrations) {
     w.histogram("tandem_verify_batch_duration_seconds", migration_label(m), m.verify_batch_seconds);
   }
-  w.family("tandem_backfill_batch_size", "gauge", "Rows asked for in the last batch.");
-  for (const auto& m : migrations) {
-    w.sample("tandem_backfill_batch_size", migration_label(m), static_cast<double>(m.batch_size));
-  }
-  w.family("tandem_step_rows_done", "gauge",
-           "Rows the current backfill or verify step has done, all its ranges together.");
-  for (const auto& m : migrations) {
-    w.sample("tandem_step_rows_done", migration_label(m), static_cast<double>(m.step_rows_done));
-  }
-  w.family("tandem_step_rows_total", "gauge",
-           "Rows the current step is estimated to cover; absent while not known.");
-  for (const auto& m : migrations) {
-    if (m.step_rows_total) {
-      w.sample("tandem_step_rows_total", migration_label(m),
-               static_cast<double>(*m.step_rows_total));
-    }
-  }
-  w.family("tandem_step_eta_seconds", "gauge",
-           "Estimated seconds until the current step is done; absent while not known.");
-  for (const auto& m : migrations) {
-    if (m.eta_seconds) w.sample("tandem_step_eta_seconds", migration_label(m), *m.eta_seconds);
-  }
-  w.family("tandem_step_ranges", "gauge",
-           "Key ranges of the current step (one per parallel worker).");
-  for (const auto& m : migrations) w.sample("tandem_step_ranges", migration_label(m), m.ranges);
-  w.family("tandem_step_ranges_finished", "gauge", "Key ranges of the current step finished.");
-  for (const auto& m : migrations) {
-    w.sample("tandem_step_ranges_finished", migration_label(m), m.ranges_finished);
-  }
-  w.family("tandem_throttled", "gauge", "1 while the migration's backfill is held back.");
-  for (const auto& m : migrations) {
-    w.sample("tandem_throttled", migration_label(m), m.throttle_reason.empty() ? 0 : 1);
-  }
+  w.per_migration("tandem_backfill_batch_size", "gauge", "Rows asked for in the last batch.",
+                  migrations,
+                  [](const M& m) -> Value { return static_cast<double>(m.batch_size); });
+  w.per_migration("tandem_step_rows_done", "gauge",
+                  "Rows the current backfill or verify step has done, all its ranges together.",
+                  migrations,
+                  [](const M& m) -> Value { return static_cast<double>(m.step_rows_done); });
+  w.per_migration("tandem_step_rows_total", "gauge",
+                  "Rows the current step is estimated to cover; absent while not known.",
+                  migrations, [](const M& m) -> Value {
+                    if (!m.step_rows_total) return std::nullopt;
+                    return static_cast<double>(*m.step_rows_total);
+                  });
+  w.per_migration("tandem_step_eta_seconds", "gauge",
+                  "Estimated seconds until the current step is done; absent while not known.",
+                  migrations, [](const M& m) -> Value { return m.eta_seconds; });
+  w.per_migration("tandem_step_ranges", "gauge",
+                  "Key ranges of the current step (one per parallel worker).", migrations,
+                  [](const M& m) -> Value { return m.ranges; });
+  w.per_migration("tandem_step_ranges_finished", "gauge",
+                  "Key ranges of the current step finished.", migrations,
+                  [](const M& m) -> Value { return m.ranges_finished; });
+  w.per_migration("tandem_throttled", "gauge", "1 while the migration's backfill is held back.",
+                  migrations,
+                  [](const M& m) -> Value { return m.throttle_reason.empty() ? 0 : 1; });
   w.family("tandem_throttled_seconds_total", "counter",
            "Time the backfill was held back, by reason (manual, active_sessions, lock_waits).");
   for (const auto& m : migrations) {
@@ -169,16 +164,12 @@ std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
                migration_label(m) + ",reason=\"" + escape_label(reason) + "\"", seconds);
     }
   }
-  w.family("tandem_lock_timeouts_total", "counter",
-           "Statements that gave up waiting for a lock (SQLSTATE 55P03) and were retried.");
-  for (const auto& m : migrations) {
-    w.sample("tandem_lock_timeouts_total", migration_label(m),
-             static_cast<double>(m.lock_timeouts));
-  }
-  w.family("tandem_retries_total", "counter", "Attempts that failed with a retryable error.");
-  for (const auto& m : migrations) {
-    w.sample("tandem_retries_total", migration_label(m), static_cast<double>(m.retries));
-  }
+  w.per_migration("tandem_lock_timeouts_total", "counter",
+                  "Statements that gave up waiting for a lock (SQLSTATE 55P03) and were retried.",
+                  migrations,
+                  [](const M& m) -> Value { return static_cast<double>(m.lock_timeouts); });
+  w.per_migration("tandem_retries_total", "counter", "Attempts that failed with a retryable error.",
+                  migrations, [](const M& m) -> Value { return static_cast<double>(m.retries); });
   return w.str();
 }
 
