@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "util/duration.h"
+#include "util/ident.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -342,6 +343,7 @@ void Executor::run_sql_step(const Step& step) {
     with_retries(
         step.id, "step " + step.id,
         [&] {
+          yield_to_autovacuum(step);
           Transaction tx(*conn_);
           tx.set_timeouts(st.lock_timeout, st.statement_timeout);
           tx.exec(step.sql);
@@ -377,6 +379,7 @@ void Executor::run_sql_step(const Step& step) {
           }
         }
         store_.mark_step(*conn_, step.id, "running");
+        yield_to_autovacuum(step);
         with_session_timeouts([&] { conn_->exec(step.sql); });
         Transaction tx(*conn_);
         store_.mark_step(*conn_, step.id, "done");
@@ -460,6 +463,98 @@ bool Executor::wait_while_throttled() {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
+  }
+}
+
+namespace {
+
+// Whether a step's lock, as the plan words it, conflicts with the SHARE
+// UPDATE EXCLUSIVE lock that VACUUM and ANALYZE hold. An `sql` operation's
+// lock is not analysed: assume it does.
+bool lock_conflicts_with_vacuum(const std::string& lock) {
+  for (const char* weaker : {"none", "ACCESS SHARE", "ROW EXCLUSIVE", "ROW SHARE"}) {
+    if (lock.rfind(weaker, 0) == 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void Executor::yield_to_autovacuum(const Step& step) {
+  if (!lock_conflicts_with_vacuum(step.lock)) return;
+  std::vector<std::string> names;
+  for (const auto& t : tables_touched(spec_)) names.push_back(quote_literal(t));
+  if (names.empty()) return;
+  // Autovacuum workers holding VACUUM's lock on one of the tables; and any
+  // session holding it that this role may not see (backend_type hidden):
+  // most likely an autovacuum too (or another role's VACUUM, ANALYZE or
+  // index build), which it may not cancel either.
+  const std::string sql =
+      "SELECT DISTINCT l.pid, n.nspname || '.' || c.relname,"
+      " coalesce(a.query LIKE '%(to prevent wraparound)%', false), a.backend_type IS NULL"
+      " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+      " JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace"
+      " WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'ShareUpdateExclusiveLock'"
+      " AND l.pid IS NOT NULL AND l.pid <> pg_backend_pid()"
+      " AND (a.backend_type = 'autovacuum worker' OR a.backend_type IS NULL)"
+      " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+      " AND n.nspname || '.' || c.relname IN (" +
+      join(names, ", ") + ") ORDER BY 1";
+  std::string waiting_for;  // what the last wait was for, once logged
+  const auto since = Clock::now();
+  for (;;) {
+    Rows r = conn_->exec(sql);
+    std::string wait;
+    for (size_t i = 0; i < r.size(); ++i) {
+      const std::string pid = r.text(i, 0), table = r.text(i, 1);
+      std::string why;
+      if (r.text(i, 3) == "t") {
+        wait = "a session that tandemd's role may not see (pid " + pid + ") holding " + table +
+               " in SHARE UPDATE EXCLUSIVE mode: most likely its autovacuum, which this role " +
+               "may not cancel (superuser, or pg_signal_autovacuum_worker on PostgreSQL 18)";
+        continue;
+      }
+      if (r.text(i, 2) == "t") {
+        why = "it runs to prevent transaction ID wraparound and must not be cancelled";
+      } else {
+        try {
+          if (conn_->exec("SELECT pg_cancel_backend(" + pid + ")").text(0, 0) == "t") {
+            spdlog::warn(
+                "step {}: cancelled the autovacuum of {} (pid {}): it held a lock the step "
+                "needs. PostgreSQL cancels it the same way for any lock request that waits "
+                "deadlock_timeout; it runs again later",
+                step.id, table, pid);
+            store_.event(*conn_, "autovacuum_cancelled", step.phase, step.id, options_.actor,
+                         {{"pid", std::stoll(pid)}, {"table", table}});
+            continue;
+          }
+          why = "it could not be signalled";
+        } catch (const Error& e) {
+          if (e.sqlstate() != "42501") throw;
+          why =
+              "tandemd's role may not cancel it (superuser, or pg_signal_autovacuum_worker "
+              "on PostgreSQL 18)";
+        }
+      }
+      wait = "the autovacuum of " + table + " (pid " + pid + "): " + why;
+    }
+    if (wait.empty()) break;
+    if (wait != waiting_for) {
+      spdlog::warn(
+          "step {}: waiting for {}. The step does not queue its lock meanwhile, so the "
+          "application is not held up behind it",
+          step.id, wait);
+      waiting_for = wait;
+      report([&](ProgressSink& p) { p.throttling("autovacuum", 0); });
+    }
+    for (int i = 0; i < 20; ++i) {
+      if (stop_requested()) throw StoppedError("step " + step.id + " stopped");
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  if (!waiting_for.empty()) {
+    report([&](ProgressSink& p) { p.throttling("", seconds_since(since)); });
+    spdlog::info("step {}: the autovacuum is over; going on", step.id);
   }
 }
 
@@ -825,6 +920,7 @@ void Executor::rollback_step(const Step& step) {
   with_retries(
       step.id, "rollback of step " + step.id,
       [&] {
+        if (!sql.empty()) yield_to_autovacuum(step);
         if (!step.transactional && !sql.empty()) {
           with_session_timeouts([&] { conn_->exec(sql); });
         }

@@ -162,6 +162,14 @@ class Executor {
   // Waits while throttled. Returns false when a stop is requested meanwhile;
   // throws CriticalPauseError when a critical threshold is crossed.
   bool wait_while_throttled();
+  // Before a step whose lock conflicts with VACUUM's: an autovacuum holding a
+  // lock on one of the migration's tables is cancelled, as PostgreSQL itself
+  // does for a lock request that has waited deadlock_timeout (lock_timeout is
+  // shorter, so it never would). One that may not be cancelled (to prevent
+  // wraparound, or no privilege to signal it) is waited out without queueing
+  // a lock request, which would stall the application's queries behind it
+  // at every attempt.
+  void yield_to_autovacuum(const Step& step);
   RunOutcome run_phases();
   RollbackOutcome rollback_steps();
   std::string step_status(const std::string& step_id);

@@ -49,8 +49,9 @@ class ProgressSink {
   virtual void batch_done(const Step& /*step*/, int /*batch_size*/, long long /*rows*/,
                           double /*seconds*/, long long /*mismatches*/) {}
   // Throttle reports: the backfill is now held back for `reason` ("manual",
-  // "active_sessions", "lock_waits"; empty: it goes on), and `seconds` passed
-  // held back for the reason of the previous report.
+  // "active_sessions", "lock_waits", ...; "autovacuum": a DDL step waits for
+  // one it may not cancel; empty: it goes on), and `seconds` passed held back
+  // for the reason of the previous report.
   virtual void throttling(const std::string& /*reason*/, double /*seconds*/) {}
   // An attempt failed with a retryable error and will be retried.
   virtual void retrying(const std::string& /*sqlstate*/) {}

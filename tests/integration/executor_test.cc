@@ -44,6 +44,22 @@ class ExecutorTest : public ::testing::Test {
            "  - alter_column_type: {table: items, column: qty, type: bigint}\n";
   }
 
+  // Makes every row of items dead (`update`: the SET list) and returns once
+  // an autovacuum of it is running, slowed to one page per `delay_ms`; false
+  // if none starts within a minute. Needs a short autovacuum_naptime.
+  bool start_slow_autovacuum_of_items(int delay_ms, const std::string& update) {
+    pg_.psql(db_,
+             "ALTER TABLE items SET (autovacuum_vacuum_threshold = 0,"
+             " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_limit = 1,"
+             " autovacuum_vacuum_cost_delay = " +
+                 std::to_string(delay_ms) + ")");
+    pg_.psql(db_, "UPDATE items SET " + update);
+    return wait_for(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+        " AND query LIKE '%VACUUM%items%'",
+        "1", 60s);
+  }
+
   // Whether `sql` answers `want` within `timeout` (an error, such as a state
   // schema not created yet, counts as not yet).
   bool wait_for(const std::string& sql, const std::string& want,
@@ -389,6 +405,68 @@ TEST_F(ExecutorTest, ParallelWorkersSplitTheKeysAndEachFindsItsOwnMismatches) {
                      " JOIN tandem.checkpoints USING (migration, step_id)"
                      " WHERE step_id = '1.verify' GROUP BY status"),
             "done|4|0|5000");
+}
+
+// Sets a server setting for one test and puts it back after.
+class ServerSetting {
+ public:
+  ServerSetting(PgServer& pg, const std::string& name, const std::string& value)
+      : pg_(pg), name_(name) {
+    pg_.psql("postgres", "ALTER SYSTEM SET " + name_ + " = " + value);
+    pg_.psql("postgres", "SELECT pg_reload_conf()");
+  }
+  ~ServerSetting() {
+    pg_.psql("postgres", "ALTER SYSTEM RESET " + name_);
+    pg_.psql("postgres", "SELECT pg_reload_conf()");
+  }
+
+ private:
+  PgServer& pg_;
+  std::string name_;
+};
+
+TEST_F(ExecutorTest, AnAutovacuumHoldingTheTableIsCancelledInsteadOfOutwaitingEveryAttempt) {
+  // An autovacuum of items that takes a minute: wide dead rows, cost-limited
+  // to one page per 100 ms. Its lock conflicts with every DDL step; each
+  // attempt would wait out lock_timeout (shorter than deadlock_timeout, so
+  // PostgreSQL never cancels the autovacuum itself) with the application
+  // queued behind it, and the step would spend its retry budget.
+  ServerSetting naptime(pg_, "autovacuum_naptime", "1");
+  ASSERT_TRUE(start_slow_autovacuum_of_items(100, "note = repeat('x', 500)"));
+  Spec spec = spec_from(items_spec("  retry_budget: 3\n"));
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kPrepare), RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT detail->>'table' FROM tandem.events"
+                     " WHERE kind = 'autovacuum_cancelled' ORDER BY id LIMIT 1"),
+            "public.items");
+  // The step that met it took its lock at the first attempt.
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT attempts <= 1 FROM tandem.steps"
+                     " WHERE step_id = '1.add_shadow_column'"),
+            "t");
+}
+
+TEST_F(ExecutorTest, AnAutovacuumItMayNotCancelIsWaitedOutWithoutQueueingALock) {
+  // tandemd as a role that owns the table but may not signal autovacuum
+  // workers (not a superuser): it waits for the autovacuum to end instead of
+  // queueing lock requests that time out, a few seconds here.
+  pg_.psql("postgres",
+           "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tandem_owner')"
+           " THEN CREATE ROLE tandem_owner LOGIN; END IF; END $$");
+  pg_.psql(db_, "GRANT CREATE ON DATABASE " + db_ +
+                    " TO tandem_owner; ALTER TABLE items OWNER TO tandem_owner");
+  ServerSetting naptime(pg_, "autovacuum_naptime", "1");
+  ASSERT_TRUE(start_slow_autovacuum_of_items(20, "qty = qty"));
+  std::string dsn = pg_.dsn(db_);
+  dsn.replace(dsn.find("user=postgres"), 13, "user=tandem_owner");
+  Spec spec = spec_from(items_spec("  retry_budget: 3\n"));
+  EXPECT_EQ(run_until(spec, dsn, Phase::kPrepare), RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.events WHERE kind = 'autovacuum_cancelled'"),
+            "0");
+  // No attempt timed out on its lock: the step waited before asking for it.
+  EXPECT_EQ(
+      pg_.psql(db_, "SELECT attempts FROM tandem.steps WHERE step_id = '1.add_shadow_column'"),
+      "0");
 }
 
 TEST_F(ExecutorTest, ABackfillCheckpointedBeforeStateSchemaFiveResumesAsOneRange) {
