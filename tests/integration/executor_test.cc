@@ -56,7 +56,7 @@ class ExecutorTest : public ::testing::Test {
     pg_.psql(db_, "UPDATE items SET " + update);
     return wait_for(
         "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
-        " AND query LIKE '%VACUUM%items%'",
+        " AND datname = current_database() AND query LIKE '%VACUUM%items%'",
         "1", 60s);
   }
 
@@ -353,16 +353,21 @@ TEST_F(ExecutorTest, ShadowReadCatchesACorruptedCopyAndStartsOverAfterARepair) {
 }
 
 // Keeps every progress update of the backfill step (the executor reports one
-// at a time, whichever worker committed).
+// at a time, whichever worker committed), and its progress line: the step it
+// points to lives only as long as the run's plan.
 class BackfillProgress : public ProgressSink {
  public:
   void phase_started(Phase) override {}
   void step_started(const Step&) override {}
   void progress(const ProgressUpdate& u) override {
-    if (u.step->kind == StepKind::kBackfill) updates.push_back(u);
+    if (u.step->kind != StepKind::kBackfill) return;
+    lines.push_back(format_progress(u));
+    updates.push_back(u);
+    updates.back().step = nullptr;
   }
   void step_finished(const Step&, double) override {}
   std::vector<ProgressUpdate> updates;
+  std::vector<std::string> lines;
 };
 
 TEST_F(ExecutorTest, ParallelWorkersSplitTheKeysAndEachFindsItsOwnMismatches) {
@@ -386,8 +391,8 @@ TEST_F(ExecutorTest, ParallelWorkersSplitTheKeysAndEachFindsItsOwnMismatches) {
   EXPECT_EQ(progress.updates.front().ranges_finished, 0);
   EXPECT_EQ(progress.updates.back().ranges_finished, 4);
   EXPECT_EQ(progress.updates.back().rows_done, 5000);
-  EXPECT_NE(format_progress(progress.updates.back()).find("4/4 ranges finished"), std::string::npos)
-      << format_progress(progress.updates.back());
+  EXPECT_NE(progress.lines.back().find("4/4 ranges finished"), std::string::npos)
+      << progress.lines.back();
   // Four ranges of about 1250 keys (from a sample: every row, at this size).
   EXPECT_EQ(pg_.psql(db_,
                      "SELECT string_agg(format('%s:%s:%s:%s', worker, range_after, range_upper,"
