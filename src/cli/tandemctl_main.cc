@@ -89,8 +89,9 @@ void print_status(const json& m, std::ostream& out) {
         << text(m["rows_done"]) << "/" << text(m["rows_total"]) << " rows  "
         << text(m["rows_per_second"]) << " rows/s  ETA " << eta(m["eta_seconds"]);
     if (m.value("ranges", 1) > 1) {
+      const int workers = m.value("workers", 1);
       out << "  " << m.value("ranges_finished", 0) << "/" << m["ranges"].get<int>()
-          << " ranges finished";
+          << " ranges finished, " << workers << (workers == 1 ? " worker" : " workers");
     }
     out << "\n";
   }

@@ -39,8 +39,9 @@ struct MigrationManager::Worker : ProgressSink {
   std::optional<long long> rows_total;
   double rate = 0;
   std::optional<double> eta;
-  int ranges = 1;  // of the current step: one per parallel worker
+  int ranges = 1;  // of the current step
   int ranges_finished = 0;
+  int workers = 1;  // running batches over them
   std::string last_error;
   std::optional<Phase> waiting_for;
   std::string blocked_by;               // waiting_for_table: the earlier migration and table
@@ -62,6 +63,7 @@ struct MigrationManager::Worker : ProgressSink {
     eta.reset();
     ranges = 1;
     ranges_finished = 0;
+    workers = 1;
   }
   void progress(const ProgressUpdate& u) override {
     std::lock_guard<std::mutex> l(mu);
@@ -71,6 +73,7 @@ struct MigrationManager::Worker : ProgressSink {
     eta = u.eta_seconds;
     ranges = u.ranges;
     ranges_finished = u.ranges_finished;
+    workers = u.workers;
   }
   void step_finished(const Step&, double) override {}
   void batch_done(const Step& s, int batch_size, long long rows, double seconds,
@@ -513,6 +516,7 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
                       {"rows_per_second", std::llround(w.rate)},
                       {"ranges", w.ranges},
                       {"ranges_finished", w.ranges_finished},
+                      {"workers", w.workers},
                       {"last_error", w.last_error}};
   j["phase"] = w.phase ? nlohmann::json(phase_name(*w.phase)) : nlohmann::json();
   j["rows_total"] = w.rows_total ? nlohmann::json(*w.rows_total) : nlohmann::json();
@@ -773,6 +777,7 @@ std::string MigrationManager::metrics() {
     m.eta_seconds = w->eta;
     m.ranges = w->ranges;
     m.ranges_finished = w->ranges_finished;
+    m.workers = w->workers;
     if (w->control) {
       if (w->control->manually_throttled()) m.throttle_reason = "manual";
     }

@@ -147,12 +147,14 @@ std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
   w.per_migration("tandem_step_eta_seconds", "gauge",
                   "Estimated seconds until the current step is done; absent while not known.",
                   migrations, [](const M& m) -> Value { return m.eta_seconds; });
-  w.per_migration("tandem_step_ranges", "gauge",
-                  "Key ranges of the current step (one per parallel worker).", migrations,
+  w.per_migration("tandem_step_ranges", "gauge", "Key ranges of the current step.", migrations,
                   [](const M& m) -> Value { return m.ranges; });
   w.per_migration("tandem_step_ranges_finished", "gauge",
                   "Key ranges of the current step finished.", migrations,
                   [](const M& m) -> Value { return m.ranges_finished; });
+  w.per_migration("tandem_step_workers", "gauge",
+                  "Workers running batches of the current step (up to backfill_workers).",
+                  migrations, [](const M& m) -> Value { return m.workers; });
   w.per_migration("tandem_throttled", "gauge", "1 while the migration's backfill is held back.",
                   migrations,
                   [](const M& m) -> Value { return m.throttle_reason.empty() ? 0 : 1; });

@@ -48,6 +48,7 @@ struct MigrationMetrics {
   std::optional<double> eta_seconds;
   int ranges = 1;
   int ranges_finished = 0;
+  int workers = 1;  // running batches of the current step
 };
 
 // Every metric, with HELP and TYPE lines, one series per migration (and per

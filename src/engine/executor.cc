@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <thread>
 
@@ -20,6 +21,23 @@ using namespace std::chrono_literals;
 
 // Rows per verify chunk, in batches (with a fixed batch size).
 constexpr int kVerifyChunkFactor = 10;
+// Key ranges a backfill or verify step is cut into: this many per worker, and
+// at least kMinRanges, so that a worker that finishes early takes another
+// range and backfill_workers can be raised while the step runs.
+constexpr int kRangesPerWorker = 4;
+constexpr int kMinRanges = 8;
+// How often the throttle is read while workers run.
+constexpr auto kThrottleReadEvery = 200ms;
+
+// Rows per batch of a step: a verify chunk takes no row lock and blocks no
+// one, so it reads ten batches' worth of rows at a time (up to
+// max_batch_size) and spends less on the per-chunk walk and commit. Not with
+// a target batch time, which sizes the chunks itself.
+int rows_per_batch(int batch_size, bool verify, const Settings& st) {
+  if (!verify || st.target_batch_time.count() != 0) return batch_size;
+  return std::max(batch_size,
+                  std::min(batch_size * kVerifyChunkFactor, std::max(st.max_batch_size, 1)));
+}
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -56,7 +74,7 @@ void Executor::connect(Lane& lane) {
   if (!worker) StateStore::ensure_schema(*conn);
   auto deadline = Clock::now() + options_.lock_wait;
   std::string holder;
-  while (worker ? !store_.try_worker_lock(*conn, lane.worker, holder)
+  while (worker ? !store_.try_range_lock(*conn, lane.range, holder)
                 : !store_.try_lock(*conn, holder)) {
     if (Clock::now() >= deadline) {
       throw LockHeldError("migration \"" + spec_.name + "\" is being run by another tandemd: " +
@@ -566,6 +584,7 @@ struct Executor::StepTally {
   std::optional<Clock::time_point> last_commit;  // of any range's batch
   int ranges = 1;
   int ranges_finished = 0;
+  int workers = 0;  // running batches now
 };
 
 bool Executor::run_keyset_step(const Step& step) {
@@ -585,12 +604,14 @@ bool Executor::run_keyset_step(const Step& step) {
         if (ranges.empty()) {
           // The ranges are fixed when the step starts, so a resumed step
           // goes on over the same ranges whatever backfill_workers says now.
+          // No range is smaller than a batch.
           const Settings st = settings();
           const long long rows = estimate_rows(*conn_, work.table);
-          const long long worth = rows / std::max(1, st.batch_size);
-          const int workers =
-              static_cast<int>(std::clamp<long long>(worth, 1, st.backfill_workers));
-          const auto bounds = KeysetWalker(work.table, key).split_points(*conn_, rows, workers);
+          const long long worth = rows / std::max(1, rows_per_batch(st.batch_size, verify, st));
+          const long long most =
+              std::max<long long>(kMinRanges, 1LL * kRangesPerWorker * st.backfill_workers);
+          const int count = static_cast<int>(std::clamp<long long>(worth, 1, most));
+          const auto bounds = KeysetWalker(work.table, key).split_points(*conn_, rows, count);
           Transaction tx(*conn_);
           store_.init_partitions(*conn_, step.id, rows, bounds);
           tx.commit();
@@ -609,10 +630,15 @@ bool Executor::run_keyset_step(const Step& step) {
     if (r.finished) ++tally.ranges_finished;
     if (!r.finished) pending.push_back(&r);
   }
-  if (pending.size() > 1) {
+  // A step cut into ranges runs them on worker sessions, which take the
+  // ranges' locks; one of a single range (a small table, or a checkpoint of
+  // state schema 4) runs on this session, under the migration's lock.
+  if (ranges.size() > 1 && !pending.empty()) {
     if (!run_ranges_in_parallel(step, walker, pending, tally)) return false;
   } else if (pending.size() == 1) {
-    if (!run_range(main_, step, walker, *pending[0], tally, [&] { return wait_while_throttled(); }))
+    BatchSizer sizer(settings());
+    if (!run_range(main_, step, walker, *pending[0], tally, sizer, false,
+                   [&] { return wait_while_throttled(); }))
       return false;
   }
   if (tally.mismatches > 0) {
@@ -639,30 +665,26 @@ bool Executor::run_keyset_step(const Step& step) {
 }
 
 bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walker, Partition& range,
-                         StepTally& tally, const std::function<bool()>& may_go) {
+                         StepTally& tally, BatchSizer& sizer, bool reread,
+                         const std::function<bool()>& may_go) {
   const BatchWork& work = *step.batch;
   const bool verify = step.kind == StepKind::kVerify;
-  const std::string what =
-      "batch of step " + step.id +
-      (lane.worker >= 0 ? " (worker " + std::to_string(range.worker) + ")" : "");
-  BatchSizer sizer(settings());
-  // `range` mirrors the committed checkpoint. It is read again only when an
-  // attempt did not finish: after a failure, or a commit whose outcome is
-  // unknown, only the database knows where the range stands.
-  bool current = true;
+  const std::string what = "batch of step " + step.id +
+                           (lane.worker >= 0 ? " (range " + std::to_string(range.worker) +
+                                                   ", worker " + std::to_string(lane.worker) + ")"
+                                             : "");
+  // `range` mirrors the committed checkpoint. It is read again when an
+  // attempt did not finish (after a failure, or a commit whose outcome is
+  // unknown, only the database knows where the range stands) and, with
+  // `reread`, once its lock is held: a worker of an earlier tandemd may have
+  // committed a batch since the step read it.
+  bool current = !reread;
   double batch_seconds = 0;  // the last batch's, when it committed
   double rested = 0;         // the rest after it, counted in the next batch's rate
   while (!range.finished) {
     if (stop_requested() || !may_go()) return false;
     const Settings st = settings();
-    int batch_size = sizer.size(st);
-    if (verify && st.target_batch_time.count() == 0) {
-      // A verify chunk takes no row lock and blocks no one: ten batches'
-      // worth of rows at a time (up to max_batch_size) spends less on the
-      // per-chunk walk and commit.
-      batch_size = std::max(
-          batch_size, std::min(batch_size * kVerifyChunkFactor, std::max(st.max_batch_size, 1)));
-    }
+    const int batch_size = rows_per_batch(sizer.size(st), verify, st);
     with_retries(
         lane, step.id, what,
         [&] {
@@ -730,6 +752,7 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
                 &step, tally.rows_done, tally.rows_total, tally.meter.rows_per_second(), {}};
             u.ranges = tally.ranges;
             u.ranges_finished = tally.ranges_finished;
+            u.workers = std::max(1, tally.workers);
             if (tally.rows_total) {
               u.eta_seconds = tally.meter.eta_seconds(*tally.rows_total - tally.rows_done);
             }
@@ -757,38 +780,27 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
 
 bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walker,
                                       const std::vector<Partition*>& ranges, StepTally& tally) {
-  spdlog::info("step {}: {} workers, one per key range", step.id, ranges.size());
+  spdlog::info("step {}: {} key ranges to go, up to backfill_workers ({}) at a time", step.id,
+               ranges.size(), settings().backfill_workers);
+  // The ranges no worker has, in key order: a retired worker's unfinished
+  // range goes back to the front.
+  std::deque<Partition*> queue(ranges.begin(), ranges.end());
   std::atomic<bool> hold{false};
-  std::atomic<size_t> running{ranges.size()};
   std::atomic<bool> stopped{false};
   std::mutex error_mu;
   std::exception_ptr error;
   bool error_is_stop = false;
+  // Guards queue, busy and active. Worker i works on lanes[i] (its
+  // application_name says "worker i"); busy[i] while its thread runs.
+  std::mutex mu;
   std::vector<std::unique_ptr<Lane>> lanes;
+  std::vector<bool> busy;
+  int active = 0;    // workers not retiring
+  int starting = 0;  // of them, started but without a range yet
   std::vector<std::thread> threads;
-  // How many workers may run batches now: backfill_workers, which an
-  // operator may lower (or raise, up to the number of ranges) while they run.
-  // A worker gives its slot up after the batch in flight.
-  std::mutex slots_mu;
-  int active = 0;
-  // Whether the worker holding `slot` (or not) may run its next batch; takes
-  // or gives up the slot as backfill_workers says.
-  auto slot_allows = [&](bool& slot) {
-    std::lock_guard<std::mutex> l(slots_mu);
-    const int allowed = settings().backfill_workers;
-    if (!slot && active < allowed) {
-      slot = true;
-      ++active;
-    } else if (slot && active > allowed) {
-      slot = false;
-      --active;
-    }
-    return slot;
-  };
-  auto give_up_slot = [&](bool& slot) {
-    std::lock_guard<std::mutex> l(slots_mu);
-    if (slot) --active;
-    slot = false;
+  auto set_workers = [&](int n) {
+    std::lock_guard<std::mutex> l(progress_mu_);
+    tally.workers = n;
   };
   // The first error wins, but a real failure beats a sibling's stop.
   auto record_error = [&](bool is_stop) {
@@ -799,47 +811,108 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
     }
     halt_workers_ = true;
   };
-  halt_workers_ = false;
-  for (Partition* range : ranges) {
-    lanes.push_back(std::make_unique<Lane>());
-    Lane* lane = lanes.back().get();
-    lane->worker = range->worker;
-    threads.emplace_back([&, lane, range] {
-      bool slot = false;
-      auto may_go = [&] {
-        for (bool said = false; !stop_requested(); std::this_thread::sleep_for(50ms)) {
-          if (hold.load()) continue;
-          if (slot_allows(slot)) return true;
-          if (!said) {
-            spdlog::info("step {}: worker {} waits: backfill_workers is {}", step.id, range->worker,
-                         settings().backfill_workers);
-            said = true;
+  auto worker = [&](Lane& lane) {
+    BatchSizer sizer(settings());
+    bool retired = false;
+    // Before each batch: waits while the throttle holds the step back;
+    // retires this worker when more run than backfill_workers allows.
+    auto may_go = [&] {
+      for (; !stop_requested(); std::this_thread::sleep_for(50ms)) {
+        {
+          std::lock_guard<std::mutex> l(mu);
+          const int allowed = settings().backfill_workers;
+          if (active > allowed) {
+            --active;
+            retired = true;
+            spdlog::info("step {}: worker {} stops after its batch: backfill_workers is {}",
+                         step.id, lane.worker, allowed);
+            return false;
           }
         }
-        return false;
-      };
-      try {
-        if (!run_range(*lane, step, walker, *range, tally, may_go)) stopped = true;
-      } catch (const StoppedError&) {
-        record_error(true);
-      } catch (...) {
-        record_error(false);
+        if (!hold.load()) return true;
       }
-      give_up_slot(slot);
-      lane->conn.reset();
-      if (options_.control) options_.control->set_backend_pid(lane->worker + 1, 0);
-      --running;
-    });
-  }
-  // This thread watches the throttle for all of them: one reading per half
-  // second, not one per batch and worker.
+      return false;
+    };
+    bool first = true;
+    try {
+      while (!retired) {
+        Partition* range = nullptr;
+        {
+          std::lock_guard<std::mutex> l(mu);
+          if (first) --starting;
+          first = false;
+          if (queue.empty()) break;
+          range = queue.front();
+          queue.pop_front();
+        }
+        // The lock is the range's: a session changes ranges by reconnecting.
+        if (lane.range != range->worker && lane.conn) lane.conn.reset();
+        lane.range = range->worker;
+        spdlog::debug("step {}: worker {} takes range {}", step.id, lane.worker, range->worker);
+        if (!run_range(lane, step, walker, *range, tally, sizer, true, may_go)) {
+          if (!range->finished) {
+            std::lock_guard<std::mutex> l(mu);
+            queue.push_front(range);
+          }
+          if (!retired) stopped = true;
+          break;
+        }
+      }
+    } catch (const StoppedError&) {
+      record_error(true);
+    } catch (...) {
+      record_error(false);
+    }
+    lane.conn.reset();
+    if (options_.control) options_.control->set_backend_pid(lane.worker + 1, 0);
+    std::lock_guard<std::mutex> l(mu);
+    if (first) --starting;
+    if (!retired) --active;
+    busy[lane.worker] = false;
+  };
+  // Starts workers up to backfill_workers while ranges are waiting. Returns
+  // how many are busy (retiring ones included).
+  auto staff = [&] {
+    std::lock_guard<std::mutex> l(mu);
+    const int allowed = settings().backfill_workers;
+    while (!stop_requested() && !hold.load() && active < allowed &&
+           static_cast<size_t>(starting) < queue.size()) {
+      size_t i = 0;
+      while (i < busy.size() && busy[i]) ++i;
+      if (i == busy.size()) {
+        busy.push_back(false);
+        lanes.push_back(std::make_unique<Lane>());
+        lanes.back()->worker = static_cast<int>(i);
+      }
+      busy[i] = true;
+      ++active;
+      ++starting;
+      if (!threads.empty()) spdlog::info("step {}: worker {} starts", step.id, i);
+      Lane& lane = *lanes[i];
+      threads.emplace_back([&worker, &lane] { worker(lane); });
+    }
+    return static_cast<int>(std::count(busy.begin(), busy.end(), true));
+  };
+  halt_workers_ = false;
+  // This thread watches the throttle for all of them (five readings a
+  // second, not one per batch and worker) and starts workers as needed.
   std::exception_ptr watch_error;
   try {
     std::string last;
     auto since = Clock::now();
-    while (running.load() > 0) {
-      hold = !poll_throttle(last, since).reason.empty();
-      for (int i = 0; i < 10 && running.load() > 0; ++i) std::this_thread::sleep_for(50ms);
+    auto next_reading = Clock::now();
+    for (;;) {
+      if (Clock::now() >= next_reading) {
+        hold = !poll_throttle(last, since).reason.empty();
+        next_reading = Clock::now() + kThrottleReadEvery;
+      }
+      const int running = staff();
+      set_workers(running);
+      if (running == 0) {
+        std::lock_guard<std::mutex> l(mu);
+        if (queue.empty() || stop_requested()) break;
+      }
+      std::this_thread::sleep_for(50ms);
     }
     if (!last.empty()) report([&](ProgressSink& p) { p.throttling("", seconds_since(since)); });
   } catch (...) {
@@ -848,10 +921,11 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
     hold = false;
   }
   for (auto& t : threads) t.join();
+  set_workers(0);
   halt_workers_ = false;
   if (watch_error) std::rethrow_exception(watch_error);
   if (error) std::rethrow_exception(error);
-  return !stopped.load();
+  return !stopped.load() && queue.empty();
 }
 
 RollbackOutcome Executor::rollback_steps() {

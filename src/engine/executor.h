@@ -12,10 +12,13 @@
 //    with exponential backoff and jitter up to the spec's retry budget; an
 //    in-doubt commit is resolved by re-reading the state store, never by
 //    replaying; any other error parks the migration as failed.
-//  - A backfill or verify step splits its key space into up to
-//    `backfill_workers` ranges when it starts; each range has its own
-//    checkpoint and is worked by its own thread and session, which holds a
-//    lock of its own for that range.
+//  - A backfill or verify step splits its key space into ranges when it
+//    starts, several per worker (see run_keyset_step); each range has its own
+//    checkpoint. Up to `backfill_workers` threads, each on its own session,
+//    take ranges in key order until none is left; a worker holds a lock of
+//    its own for the range it works on. Raising backfill_workers while the
+//    step runs starts more workers; lowering it retires some after their
+//    batch, and their ranges go back to the queue.
 // Not thread-safe; one thread drives an executor (which may start workers).
 #pragma once
 
@@ -116,9 +119,11 @@ class Executor {
   using Clock = std::chrono::steady_clock;
   class SessionScope;
   // A session the executor works on: its own (worker -1), which holds the
-  // migration's lock, or a backfill worker's, which holds that worker's lock.
+  // migration's lock, or a backfill worker's, which holds the lock of the
+  // range it works on.
   struct Lane {
     int worker = -1;
+    int range = -1;
     std::unique_ptr<Connection> conn;
     std::mt19937_64 rng{std::random_device{}()};
   };
@@ -184,11 +189,15 @@ class Executor {
   // Returns false when stopped before the end.
   bool run_keyset_step(const Step& step);
   // Batches over one range until it is finished, on `lane`; `may_go` is asked
-  // before each batch (false: stop). Returns false when stopped.
+  // before each batch (false: stop). With `reread`, the range's checkpoint is
+  // read again (under the lane's range lock) before the first batch. Returns
+  // false when stopped.
   bool run_range(Lane& lane, const Step& step, const KeysetWalker& walker, Partition& range,
-                 StepTally& tally, const std::function<bool()>& may_go);
-  // One worker thread per range, each on its own session, while this thread
-  // watches the throttle. Returns false when stopped.
+                 StepTally& tally, BatchSizer& sizer, bool reread,
+                 const std::function<bool()>& may_go);
+  // Up to backfill_workers worker threads, each on its own session, take the
+  // ranges in order, while this thread watches the throttle and starts
+  // workers when backfill_workers is raised. Returns false when stopped.
   bool run_ranges_in_parallel(const Step& step, const KeysetWalker& walker,
                               const std::vector<Partition*>& ranges, StepTally& tally);
   void rollback_step(const Step& step);

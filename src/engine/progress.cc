@@ -36,7 +36,8 @@ std::string format_progress(const ProgressUpdate& u) {
   out += "  " + with_commas(std::llround(u.rows_per_second)) + " rows/s";
   if (u.ranges > 1) {
     out += "  " + std::to_string(u.ranges_finished) + "/" + std::to_string(u.ranges) +
-           " ranges finished";
+           " ranges finished, " + std::to_string(u.workers) +
+           (u.workers == 1 ? " worker" : " workers");
   }
   if (u.eta_seconds) {
     out += "  ETA " + format_duration(

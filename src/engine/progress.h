@@ -32,9 +32,11 @@ struct ProgressUpdate {
   std::optional<long long> rows_total;
   double rows_per_second = 0;
   std::optional<double> eta_seconds;
-  // The step's key ranges (one per parallel worker) and how many are finished.
+  // The step's key ranges, how many are finished, and how many workers are
+  // running batches over them.
   int ranges = 1;
   int ranges_finished = 0;
+  int workers = 1;
 };
 
 class ProgressSink {

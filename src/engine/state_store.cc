@@ -72,8 +72,9 @@ bool StateStore::try_lock(Connection& conn, std::string& holder) const {
   return try_lock_named(conn, migration_, holder);
 }
 
-bool StateStore::try_worker_lock(Connection& conn, int worker, std::string& holder) const {
-  return try_lock_named(conn, migration_ + " worker " + std::to_string(worker), holder);
+bool StateStore::try_range_lock(Connection& conn, int range, std::string& holder) const {
+  // Named "worker" since state schema 5, when there was one worker per range.
+  return try_lock_named(conn, migration_ + " worker " + std::to_string(range), holder);
 }
 
 bool StateStore::try_lock_named(Connection& conn, const std::string& name, std::string& holder) {

@@ -73,9 +73,10 @@ class StateStore {
   // Takes the session-level advisory lock of this migration. Returns false
   // when another session holds it; `holder` then describes that session.
   bool try_lock(Connection& conn, std::string& holder) const;
-  // The same for one backfill worker's ranges: a worker that outlives its
-  // executor's session keeps them from a new executor's worker.
-  bool try_worker_lock(Connection& conn, int worker, std::string& holder) const;
+  // The same for one key range of a backfill or verify step (numbered as in
+  // tandem.checkpoints.worker): a worker session that outlives its executor
+  // keeps the range from a new executor's workers until its batch is over.
+  bool try_range_lock(Connection& conn, int range, std::string& holder) const;
 
   std::optional<MigrationRecord> load(Connection& conn) const;
   std::vector<StepRecord> steps(Connection& conn) const;

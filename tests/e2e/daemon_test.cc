@@ -243,7 +243,9 @@ TEST_F(Daemon, SubmitWatchPauseResumeApproveAndFinishThroughTandemctl) {
   EXPECT_GT(sample(scrape, "tandem_backfill_batch_duration_seconds_count" + m), 0) << scrape;
   EXPECT_GT(sample(scrape, "tandem_verify_rows_total" + m), 0) << scrape;
   EXPECT_EQ(sample(scrape, "tandem_verify_mismatches_total" + m), 0) << scrape;
+  // Waiting for an approval, after a step that is not a backfill or verify.
   EXPECT_EQ(sample(scrape, "tandem_step_ranges" + m), 1) << scrape;
+  EXPECT_EQ(sample(scrape, "tandem_step_workers" + m), 1) << scrape;
   EXPECT_EQ(sample(scrape,
                    "tandem_migration_state{migration=\"abalance_bigint\","
                    "state=\"waiting_approval\"}"),
@@ -287,25 +289,27 @@ TEST_F(Daemon, SigtermMidBackfillExitsZeroAndARestartResumesFromTheCheckpoint) {
   EXPECT_GT(stopped_at, 0);
 
   serve(socket_path());
-  // While the backfill goes on, status shows its two ranges.
+  // While the backfill goes on, status shows its ranges (four per worker)
+  // and workers.
   std::string shown;
   ASSERT_TRUE(wait_for(
       [&] {
         json s = status();
-        if (shown.empty() && s.value("step", "") == "1.backfill" && s.value("ranges", 0) == 2) {
+        if (shown.empty() && s.value("step", "") == "1.backfill" && s.value("ranges", 0) == 8) {
           shown = ctl("status abalance_bigint").output;
         }
         return s.value("waiting_for", json()) == "cleanup";
       },
       180s))
       << status().dump();
-  EXPECT_NE(shown.find(" ranges finished"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("/8 ranges finished, 2 workers"), std::string::npos) << shown;
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) > 0 FROM tandem.events WHERE kind = 'resumed'"), "t");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.submissions"), "1");
   EXPECT_EQ(pg_.psql(db_,
                      "SELECT count(*), bool_and(finished), sum(rows_done) FROM tandem.checkpoints"
                      " WHERE step_id = '1.backfill'"),
-            "2|t|200000");
+            "8|t|200000");
+  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill"), "8|t|200000|t");
 }
 
 TEST_F(Daemon, ThrottleHoldsRowsBackUntilItEndsAndAbortStopsAtOnce) {

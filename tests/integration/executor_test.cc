@@ -328,8 +328,9 @@ TEST_F(ExecutorTest, ConcurrentUpdatesDuringBackfillAreNeverOverwrittenByStaleCo
   stop = true;
   writer.join();
   EXPECT_EQ(outcome, RunOutcome::kReachedUntil);
-  EXPECT_EQ(pg_.psql(db_, "SELECT mismatches FROM tandem.checkpoints WHERE step_id = '1.verify'"),
-            "0");
+  EXPECT_EQ(
+      pg_.psql(db_, "SELECT sum(mismatches) FROM tandem.checkpoints WHERE step_id = '1.verify'"),
+      "0");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
             "0");
 }
@@ -380,25 +381,29 @@ TEST_F(ExecutorTest, ParallelWorkersSplitTheKeysAndEachFindsItsOwnMismatches) {
   stop = true;
   writer.join();
   EXPECT_EQ(outcome, RunOutcome::kReachedUntil);
-  // Progress counts the ranges as they finish, up to all four.
+  // Sixteen ranges, four per worker: progress counts them as they finish.
   ASSERT_FALSE(progress.updates.empty());
   int finished = 0;
+  int most_workers = 0;
   for (const auto& u : progress.updates) {
-    EXPECT_EQ(u.ranges, 4);
+    EXPECT_EQ(u.ranges, 16);
     EXPECT_GE(u.ranges_finished, finished);
+    EXPECT_LE(u.workers, 4);
     finished = u.ranges_finished;
+    most_workers = std::max(most_workers, u.workers);
   }
+  EXPECT_EQ(most_workers, 4);
   EXPECT_EQ(progress.updates.front().ranges_finished, 0);
-  EXPECT_EQ(progress.updates.back().ranges_finished, 4);
+  EXPECT_EQ(progress.updates.back().ranges_finished, 16);
   EXPECT_EQ(progress.updates.back().rows_done, 5000);
-  EXPECT_NE(progress.lines.back().find("4/4 ranges finished"), std::string::npos)
+  EXPECT_NE(progress.lines.back().find("16/16 ranges finished"), std::string::npos)
       << progress.lines.back();
-  // Four ranges of about 1250 keys (from a sample: every row, at this size).
+  // They tile the keys, each of 312 or 313 (from a sample: every row, at this size).
+  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill"), "16|t|5000|t");
   EXPECT_EQ(pg_.psql(db_,
-                     "SELECT string_agg(format('%s:%s:%s:%s', worker, range_after, range_upper,"
-                     " rows_done), ' ' ORDER BY worker) FROM tandem.checkpoints"
-                     " WHERE step_id = '1.backfill' AND finished"),
-            "0::{1250}:1250 1:{1250}:{2500}:1250 2:{2500}:{3750}:1250 3:{3750}::1250");
+                     "SELECT min(rows_done), max(rows_done) FROM tandem.checkpoints"
+                     " WHERE step_id = '1.backfill'"),
+            "312|313");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
             "0");
   // One row in the first range and one in the last.
@@ -409,7 +414,7 @@ TEST_F(ExecutorTest, ParallelWorkersSplitTheKeysAndEachFindsItsOwnMismatches) {
                      "SELECT status, count(*), sum(mismatches), sum(rows_done) FROM tandem.steps"
                      " JOIN tandem.checkpoints USING (migration, step_id)"
                      " WHERE step_id = '1.verify' GROUP BY status"),
-            "done|4|0|5000");
+            "done|2|0|5000");  // chunks of ten batches: two ranges' worth
 }
 
 // Sets a server setting for one test and puts it back after.
@@ -484,6 +489,7 @@ TEST_F(ExecutorTest, ABackfillCheckpointedBeforeStateSchemaFiveResumesAsOneRange
            "UPDATE items SET _tandem_new_qty = -1 WHERE id > 2500;"
            "UPDATE tandem.steps SET status = 'running' WHERE step_id = '1.backfill';"
            "UPDATE tandem.migrations SET phase = 3;"
+           "DELETE FROM tandem.checkpoints WHERE step_id = '1.backfill' AND worker > 0;"
            "UPDATE tandem.checkpoints SET last_key = '{2500}', rows_done = 2500"
            " WHERE step_id = '1.backfill';"
            "ALTER TABLE tandem.checkpoints DROP COLUMN range_after, DROP COLUMN range_upper,"
@@ -512,14 +518,15 @@ TEST_F(ExecutorTest, AWorkerThatFailsStopsTheOthersAndItsErrorIsReported) {
     FAIL() << "the backfill must fail";
   } catch (const StepFailedError& e) {
     EXPECT_EQ(e.sqlstate(), "22003");
-    EXPECT_NE(std::string(e.what()).find("batch of step 1.backfill (worker 3) failed"),
+    // Sixteen ranges of 312 or 313 keys: key 4500 is in range 14.
+    EXPECT_NE(std::string(e.what()).find("batch of step 1.backfill (range 14, worker "),
               std::string::npos)
         << e.what();
   }
   EXPECT_EQ(pg_.psql(db_, "SELECT state, last_sqlstate FROM tandem.migrations"), "failed|22003");
   EXPECT_EQ(pg_.psql(db_,
                      "SELECT finished FROM tandem.checkpoints"
-                     " WHERE step_id = '1.backfill' AND worker = 3"),
+                     " WHERE step_id = '1.backfill' AND worker = 14"),
             "f");
   // No worker's session is left behind.
   EXPECT_EQ(pg_.psql(db_,
@@ -528,10 +535,11 @@ TEST_F(ExecutorTest, AWorkerThatFailsStopsTheOthersAndItsErrorIsReported) {
             "0");
 }
 
-TEST_F(ExecutorTest, LoweringBackfillWorkersLiveParksWorkersAfterTheirBatch) {
-  // Small batches with long rests keep each of the four ranges busy for seconds.
-  Spec spec =
-      spec_from(items_spec("  batch_size: 5\n  batch_rest_percent: 1000\n  backfill_workers: 4\n"));
+TEST_F(ExecutorTest, RaisingAndLoweringBackfillWorkersLiveStartsAndRetiresWorkers) {
+  // One worker to begin with, and small batches with long rests, so each of
+  // the eight ranges (the least a step is cut into, so that workers can be
+  // added) keeps a worker busy for seconds.
+  Spec spec = spec_from(items_spec("  batch_size: 5\n  batch_rest_percent: 1000\n"));
   Plan plan = make_plan(spec);
   RunControl control(spec.settings);
   RunOptions o = options();
@@ -546,6 +554,8 @@ TEST_F(ExecutorTest, LoweringBackfillWorkersLiveParksWorkersAfterTheirBatch) {
     for (long long n; text >> n;) out.push_back(n);
     return out;
   };
+  // Ranges that moved in the window: a worker may finish one and take the
+  // next meanwhile, so one worker moves one range or two.
   auto ranges_moving_in = [&](std::chrono::milliseconds window) {
     auto before = rows_by_range();
     std::this_thread::sleep_for(window);
@@ -554,28 +564,43 @@ TEST_F(ExecutorTest, LoweringBackfillWorkersLiveParksWorkersAfterTheirBatch) {
     for (size_t i = 0; i < after.size() && i < before.size(); ++i) moving += after[i] > before[i];
     return moving;
   };
-  auto set_workers = [&](int n) {
+  const std::string worker_sessions =
+      "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+      " AND application_name LIKE 'tandemd % worker %'";
+  auto set = [&](const std::function<void(Settings&)>& change) {
     Settings st = control.settings();
-    st.backfill_workers = n;
+    change(st);
     control.set_settings(st);
   };
   ASSERT_TRUE(
-      wait_for("SELECT count(*) FROM tandem.checkpoints"
+      wait_for("SELECT count(*) > 0 FROM tandem.checkpoints"
                " WHERE step_id = '1.backfill' AND rows_done > 0",
-               "4", 20s));
-  EXPECT_EQ(ranges_moving_in(1s), 4);
-  set_workers(1);
-  std::this_thread::sleep_for(500ms);  // the batches and rests in flight end
-  EXPECT_EQ(ranges_moving_in(1s), 1);
-  set_workers(4);
-  EXPECT_GE(ranges_moving_in(1s), 2);
+               "t", 20s));
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.checkpoints WHERE step_id = '1.backfill'"),
+            "8");
+  EXPECT_EQ(pg_.psql(db_, worker_sessions), "1");
+  EXPECT_LE(ranges_moving_in(1s), 2);
+  // Raised: three more workers start, on the next ranges.
+  set([](Settings& st) { st.backfill_workers = 4; });
+  EXPECT_TRUE(wait_for(worker_sessions, "4", 5s));
+  EXPECT_GE(ranges_moving_in(1s), 4);
+  // Lowered: three retire after their batch, and their ranges wait.
+  set([](Settings& st) { st.backfill_workers = 1; });
+  EXPECT_TRUE(wait_for(worker_sessions, "1", 5s));
+  const int moving = ranges_moving_in(1s);
+  EXPECT_GE(moving, 1);
+  EXPECT_LE(moving, 2);
+  // Faster, to the end: the retired workers' ranges are finished too.
+  set([](Settings& st) {
+    st.backfill_workers = 2;
+    st.batch_size = 200;
+    st.batch_rest_percent = 0;
+  });
   EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
-  EXPECT_EQ(pg_.psql(db_,
-                     "SELECT count(*), bool_and(finished), sum(rows_done) FROM tandem.checkpoints"
-                     " WHERE step_id = '1.backfill'"),
-            "4|t|5000");
+  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill"), "8|t|5000|t");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
             "0");
+  EXPECT_EQ(pg_.psql(db_, worker_sessions), "0");
 }
 
 TEST_F(ExecutorTest, AFailedConcurrentIndexBuildIsDroppedAndRebuilt) {
@@ -640,15 +665,18 @@ TEST_F(ExecutorTest, SurvivesAPostgresRestartMidBackfill) {
                            "  retry_backoff_max: 500ms\n"));
   auto run = std::async(std::launch::async,
                         [&] { return run_until(spec, pg_.dsn(db_), Phase::kShadowRead); });
-  ASSERT_TRUE(wait_for("SELECT rows_done > 0 FROM tandem.checkpoints WHERE step_id = '1.backfill'",
-                       "t", 5s))
+  ASSERT_TRUE(
+      wait_for("SELECT bool_or(rows_done > 0) FROM tandem.checkpoints"
+               " WHERE step_id = '1.backfill'",
+               "t", 5s))
       << "the backfill never started";
   pg_.restart();
   EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
   EXPECT_EQ(pg_.psql(db_,
-                     "SELECT status, mismatches FROM tandem.steps JOIN tandem.checkpoints"
-                     " USING (migration, step_id) WHERE step_id = '1.verify'"),
+                     "SELECT status, sum(mismatches) FROM tandem.steps JOIN tandem.checkpoints"
+                     " USING (migration, step_id) WHERE step_id = '1.verify' GROUP BY status"),
             "done|0");
+  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill"), "8|t|60000|t");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
             "0");
 }

@@ -199,6 +199,20 @@ bool tpcb_invariant_holds(const PgServer& server, const std::string& database) {
                      " (SELECT coalesce(sum(delta), 0) FROM pgbench_history) AS h) s") == "t";
 }
 
+std::string key_ranges_summary(const PgServer& server, const std::string& database,
+                               const std::string& step_id) {
+  return server.psql(database,
+                     "SELECT count(*), bool_and(finished), sum(rows_done),"
+                     " bool_and(range_after IS NOT DISTINCT FROM before)"
+                     " AND bool_and(range_upper IS NULL) FILTER (WHERE worker = (SELECT max(worker)"
+                     "  FROM tandem.checkpoints WHERE step_id = '" +
+                         step_id +
+                         "'))"
+                         " FROM (SELECT *, lag(range_upper) OVER (ORDER BY worker) AS before"
+                         "  FROM tandem.checkpoints WHERE step_id = '" +
+                         step_id + "') c");
+}
+
 PgbenchLoad::PgbenchLoad(const PgServer& server, std::string database, int clients,
                          std::string script)
     : server_(server),

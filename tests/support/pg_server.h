@@ -103,5 +103,11 @@ class PgbenchLoad {
 void pgbench_init(const PgServer& server, const std::string& database, int scale);
 // sum(abalance) = sum(tbalance) = sum(bbalance) = sum(history.delta)
 bool tpcb_invariant_holds(const PgServer& server, const std::string& database);
+// The key ranges of a backfill or verify step, from tandem.checkpoints:
+// "<ranges>|<all finished>|<rows done>|<tile>", where <tile> is t when they
+// cover the key space exactly: the first open below, each starting where the
+// one before ends, the last open above.
+std::string key_ranges_summary(const PgServer& server, const std::string& database,
+                               const std::string& step_id);
 
 }  // namespace tandem::testing
