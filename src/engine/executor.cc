@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <thread>
@@ -793,6 +794,7 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
   // Guards queue, busy and active. Worker i works on lanes[i] (its
   // application_name says "worker i"); busy[i] while its thread runs.
   std::mutex mu;
+  std::condition_variable worker_ended;  // wakes this thread at once
   std::vector<std::unique_ptr<Lane>> lanes;
   std::vector<bool> busy;
   int active = 0;    // workers not retiring
@@ -869,6 +871,7 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
     if (first) --starting;
     if (!retired) --active;
     busy[lane.worker] = false;
+    worker_ended.notify_all();
   };
   // Starts workers up to backfill_workers while ranges are waiting. Returns
   // how many are busy (retiring ones included).
@@ -908,11 +911,10 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
       }
       const int running = staff();
       set_workers(running);
-      if (running == 0) {
-        std::lock_guard<std::mutex> l(mu);
-        if (queue.empty() || stop_requested()) break;
-      }
-      std::this_thread::sleep_for(50ms);
+      std::unique_lock<std::mutex> l(mu);
+      if (running == 0 && (queue.empty() || stop_requested())) break;
+      // Until a worker ends, or a changed backfill_workers may need more.
+      worker_ended.wait_for(l, 50ms);
     }
     if (!last.empty()) report([&](ProgressSink& p) { p.throttling("", seconds_since(since)); });
   } catch (...) {

@@ -237,7 +237,7 @@ TEST_F(Cli, ParallelWorkersSurviveKillNineMidBackfillAndResumeExactly) {
     }
   };
   std::vector<long long> done_at_kill;
-  for (long long threshold : {5000LL, 40000LL}) {
+  for (long long threshold : {2000LL, 15000LL}) {
     pid_t pid = spawn(cmd);
     bool ready = false;
     for (int i = 0; i < 6000 && !ready; ++i) {

@@ -28,6 +28,7 @@ TEST(Metrics, RendersEveryFamilyWithOneSeriesPerMigration) {
   m.eta_seconds = 7.5;
   m.ranges = 3;
   m.ranges_finished = 1;
+  m.workers = 2;
   std::string text = render_metrics({m}, "0.1.0");
   EXPECT_TRUE(has_line(text, "tandem_build_info{version=\"0.1.0\"} 1")) << text;
   EXPECT_TRUE(has_line(text, "# TYPE tandem_backfill_rows_total counter"));
@@ -55,6 +56,7 @@ TEST(Metrics, RendersEveryFamilyWithOneSeriesPerMigration) {
   EXPECT_TRUE(has_line(text, "tandem_step_eta_seconds{migration=\"users_uuid\"} 7.5"));
   EXPECT_TRUE(has_line(text, "tandem_step_ranges{migration=\"users_uuid\"} 3"));
   EXPECT_TRUE(has_line(text, "tandem_step_ranges_finished{migration=\"users_uuid\"} 1"));
+  EXPECT_TRUE(has_line(text, "tandem_step_workers{migration=\"users_uuid\"} 2"));
   // Every sample line belongs to a family announced by TYPE before it.
   std::string family;
   size_t start = 0;
