@@ -803,8 +803,7 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
   std::condition_variable worker_ended;  // wakes this thread at once
   std::vector<std::unique_ptr<Lane>> lanes;
   std::vector<bool> busy;
-  int active = 0;    // workers not retiring
-  int starting = 0;  // of them, started but without a range yet
+  int active = 0;  // workers not retiring
   std::vector<std::thread> threads;
   auto set_workers = [&](int n) {
     std::lock_guard<std::mutex> l(progress_mu_);
@@ -819,7 +818,16 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
     }
     halt_workers_ = true;
   };
-  auto worker = [&](Lane& lane) {
+  // Takes the next range off the queue; nullptr when none is left.
+  auto next_range = [&]() -> Partition* {
+    std::lock_guard<std::mutex> l(mu);
+    if (queue.empty()) return nullptr;
+    Partition* r = queue.front();
+    queue.pop_front();
+    return r;
+  };
+  // A worker starts with the range it was started for, then takes the next.
+  auto worker = [&](Lane& lane, Partition* range) {
     BatchSizer sizer(settings());
     bool retired = false;
     // Before each batch: waits while the throttle holds the step back;
@@ -841,18 +849,8 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
       }
       return false;
     };
-    bool first = true;
     try {
-      while (!retired) {
-        Partition* range = nullptr;
-        {
-          std::lock_guard<std::mutex> l(mu);
-          if (first) --starting;
-          first = false;
-          if (queue.empty()) break;
-          range = queue.front();
-          queue.pop_front();
-        }
+      for (; range; range = next_range()) {
         // The lock is the range's: a session changes ranges by reconnecting.
         if (lane.range != range->worker && lane.conn) lane.conn.reset();
         lane.range = range->worker;
@@ -874,7 +872,6 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
     lane.conn.reset();
     if (options_.control) options_.control->set_backend_pid(lane.worker + 1, 0);
     std::lock_guard<std::mutex> l(mu);
-    if (first) --starting;
     if (!retired) --active;
     busy[lane.worker] = false;
     worker_ended.notify_all();
@@ -884,8 +881,7 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
   auto staff = [&] {
     std::lock_guard<std::mutex> l(mu);
     const int allowed = settings().backfill_workers;
-    while (!stop_requested() && !hold.load() && active < allowed &&
-           static_cast<size_t>(starting) < queue.size()) {
+    while (!stop_requested() && !hold.load() && active < allowed && !queue.empty()) {
       size_t i = 0;
       while (i < busy.size() && busy[i]) ++i;
       if (i == busy.size()) {
@@ -895,10 +891,11 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
       }
       busy[i] = true;
       ++active;
-      ++starting;
       if (!threads.empty()) spdlog::info("step {}: worker {} starts", step.id, i);
       Lane& lane = *lanes[i];
-      threads.emplace_back([&worker, &lane] { worker(lane); });
+      Partition* range = queue.front();
+      queue.pop_front();
+      threads.emplace_back([&worker, &lane, range] { worker(lane, range); });
     }
     return static_cast<int>(std::count(busy.begin(), busy.end(), true));
   };

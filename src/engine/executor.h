@@ -12,13 +12,14 @@
 //    with exponential backoff and jitter up to the spec's retry budget; an
 //    in-doubt commit is resolved by re-reading the state store, never by
 //    replaying; any other error parks the migration as failed.
-//  - A backfill or verify step splits its key space into ranges when it
-//    starts, several per worker (see run_keyset_step); each range has its own
-//    checkpoint. Up to `backfill_workers` threads, each on its own session,
-//    take ranges in key order until none is left; a worker holds a lock of
-//    its own for the range it works on. Raising backfill_workers while the
-//    step runs starts more workers; lowering it retires some after their
-//    batch, and their ranges go back to the queue.
+//  - A backfill or verify step started with more than one worker splits its
+//    key space into ranges, several per worker (see run_keyset_step); each
+//    range has its own checkpoint. Up to `backfill_workers` threads, each on
+//    its own session, take ranges in key order until none is left; a worker
+//    holds a lock of its own for the range it works on. Raising
+//    backfill_workers while the step runs starts more workers; lowering it
+//    retires some after their batch, and their ranges go back to the queue.
+//    A step started with one worker stays one range on the executor's session.
 // Not thread-safe; one thread drives an executor (which may start workers).
 #pragma once
 

@@ -536,11 +536,12 @@ TEST_F(ExecutorTest, AWorkerThatFailsStopsTheOthersAndItsErrorIsReported) {
 }
 
 TEST_F(ExecutorTest, RaisingAndLoweringBackfillWorkersLiveStartsAndRetiresWorkers) {
-  // Two workers to begin with, and small batches with long rests, so each of
-  // the eight ranges (the least a step with workers is cut into) keeps a
-  // worker busy for seconds.
+  // Two workers to begin with, and one-row batches with long rests, so each
+  // of the eight ranges (the least a step with workers is cut into) keeps a
+  // worker busy for seconds: a batch of five rows took about a millisecond
+  // here, and a worker moved a range's 625 rows in under two seconds.
   Spec spec =
-      spec_from(items_spec("  batch_size: 5\n  batch_rest_percent: 1000\n  backfill_workers: 2\n"));
+      spec_from(items_spec("  batch_size: 1\n  batch_rest_percent: 1000\n  backfill_workers: 2\n"));
   Plan plan = make_plan(spec);
   RunControl control(spec.settings);
   RunOptions o = options();
@@ -557,12 +558,17 @@ TEST_F(ExecutorTest, RaisingAndLoweringBackfillWorkersLiveStartsAndRetiresWorker
   };
   // Ranges that moved in the window: a worker may finish one and take the
   // next meanwhile, so one worker moves one range or two.
+  std::string seen;  // rows by range before and after the last window
   auto ranges_moving_in = [&](std::chrono::milliseconds window) {
     auto before = rows_by_range();
     std::this_thread::sleep_for(window);
     auto after = rows_by_range();
     int moving = 0;
-    for (size_t i = 0; i < after.size() && i < before.size(); ++i) moving += after[i] > before[i];
+    seen.clear();
+    for (size_t i = 0; i < after.size() && i < before.size(); ++i) {
+      moving += after[i] > before[i];
+      seen += std::to_string(before[i]) + "->" + std::to_string(after[i]) + " ";
+    }
     return moving;
   };
   const std::string worker_sessions =
@@ -583,13 +589,13 @@ TEST_F(ExecutorTest, RaisingAndLoweringBackfillWorkersLiveStartsAndRetiresWorker
   // Raised: two more workers start, on the next ranges.
   set([](Settings& st) { st.backfill_workers = 4; });
   EXPECT_TRUE(wait_for(worker_sessions, "4", 5s));
-  EXPECT_GE(ranges_moving_in(1s), 4);
+  EXPECT_GE(ranges_moving_in(1s), 4) << seen;
   // Lowered: three retire after their batch, and their ranges wait.
   set([](Settings& st) { st.backfill_workers = 1; });
   EXPECT_TRUE(wait_for(worker_sessions, "1", 5s));
   const int moving = ranges_moving_in(1s);
-  EXPECT_GE(moving, 1);
-  EXPECT_LE(moving, 2);
+  EXPECT_GE(moving, 1) << seen;
+  EXPECT_LE(moving, 2) << seen;
   // Faster, to the end: the retired workers' ranges are finished too.
   set([](Settings& st) {
     st.backfill_workers = 2;
