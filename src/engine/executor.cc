@@ -22,13 +22,11 @@ using namespace std::chrono_literals;
 
 // Rows per verify chunk, in batches (with a fixed batch size).
 constexpr int kVerifyChunkFactor = 10;
-// Key ranges a backfill or verify step started with more than one worker is
-// cut into: this many per worker, and at least kMinRanges, so that a worker
-// that finishes early takes another range and backfill_workers can be raised
-// while the step runs. With one worker it is one range on the executor's own
-// session: measured, cutting that into ranges on a worker session made it
-// slower (backfill of 1M rows 5.8 s instead of 4.8 s, verify 2.1 s instead
-// of 1.1 s, medians of seven runs without load), for reasons not found yet.
+// Key ranges a backfill or verify step is cut into: this many per worker,
+// and at least kMinRanges, so that a worker that finishes early takes
+// another range and backfill_workers can be raised while the step runs (one
+// worker included). A table of fewer batches gets fewer ranges; one of a
+// single range runs on the executor's own session.
 constexpr int kRangesPerWorker = 4;
 constexpr int kMinRanges = 8;
 // How often the throttle is read while workers run.
@@ -77,20 +75,53 @@ void Executor::connect(Lane& lane) {
   auto conn =
       options_.connect ? options_.connect(options_.dsn, app) : connect_postgres(options_.dsn, app);
   if (!worker) StateStore::ensure_schema(*conn);
+  lane.held = -1;
+  lane.conn = std::move(conn);
+  try {
+    take_lock(lane);
+  } catch (...) {
+    lane.conn.reset();
+    throw;
+  }
+  if (!worker) ever_connected_ = true;
+  if (options_.control)
+    options_.control->set_backend_pid(lane.worker + 1, lane.conn->backend_pid());
+}
+
+void Executor::take_lock(Lane& lane) {
+  Connection& conn = *lane.conn;
+  const bool worker = lane.worker >= 0;
+  if (worker && lane.held >= 0) {
+    store_.release_range_lock(conn, lane.held);
+    lane.held = -1;
+  }
+  if (worker && lane.range < 0) return;
   auto deadline = Clock::now() + options_.lock_wait;
   std::string holder;
-  while (worker ? !store_.try_range_lock(*conn, lane.range, holder)
-                : !store_.try_lock(*conn, holder)) {
+  while (worker ? !store_.try_range_lock(conn, lane.range, holder)
+                : !store_.try_lock(conn, holder)) {
     if (Clock::now() >= deadline) {
       throw LockHeldError("migration \"" + spec_.name + "\" is being run by another tandemd: " +
                           holder + ". Wait for it to finish or stop it, then run again.");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  lane.conn = std::move(conn);
-  if (!worker) ever_connected_ = true;
-  if (options_.control)
-    options_.control->set_backend_pid(lane.worker + 1, lane.conn->backend_pid());
+  lane.held = lane.range;
+}
+
+void Executor::release(Lane& lane, bool close) {
+  lane.range = -1;
+  if (!close && lane.conn && lane.conn->is_open()) {
+    try {
+      take_lock(lane);  // lets go of the range's lock and takes none
+      return;
+    } catch (const std::exception& e) {
+      spdlog::debug("worker {}: closing its session: {}", lane.worker, e.what());
+    }
+  }
+  lane.conn.reset();
+  lane.held = -1;
+  if (options_.control) options_.control->set_backend_pid(lane.worker + 1, 0);
 }
 
 void Executor::report(const std::function<void(ProgressSink&)>& f) {
@@ -123,7 +154,11 @@ void Executor::with_retries(Lane& lane, const std::string& step_id, const std::s
   bool check_done = false;
   for (int attempt = 1;; ++attempt) {
     try {
-      if (!lane.conn || !lane.conn->is_open()) connect(lane);
+      if (!lane.conn || !lane.conn->is_open()) {
+        connect(lane);
+      } else if (lane.held != lane.range) {
+        take_lock(lane);  // a worker's session moving to another range
+      }
       if (check_done) {
         check_done = false;
         if (already_done()) return;
@@ -182,7 +217,11 @@ class Executor::SessionScope {
     e_.with_retries(
         "", "connecting", [] {}, [] { return false; });
   }
-  ~SessionScope() { e_.conn_.reset(); }
+  ~SessionScope() {
+    for (auto& lane : e_.workers_) e_.release(*lane, true);
+    e_.workers_.clear();
+    e_.conn_.reset();
+  }
 
  private:
   Executor& e_;
@@ -614,9 +653,7 @@ bool Executor::run_keyset_step(const Step& step) {
           const long long rows = estimate_rows(*conn_, work.table);
           const long long worth = rows / std::max(1, rows_per_batch(st.batch_size, verify, st));
           const long long most =
-              st.backfill_workers <= 1
-                  ? 1
-                  : std::max<long long>(kMinRanges, 1LL * kRangesPerWorker * st.backfill_workers);
+              std::max<long long>(kMinRanges, 1LL * kRangesPerWorker * st.backfill_workers);
           const int count = static_cast<int>(std::clamp<long long>(worth, 1, most));
           const auto bounds = KeysetWalker(work.table, key).split_points(*conn_, rows, count);
           Transaction tx(*conn_);
@@ -801,8 +838,8 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
   // application_name says "worker i"); busy[i] while its thread runs.
   std::mutex mu;
   std::condition_variable worker_ended;  // wakes this thread at once
-  std::vector<std::unique_ptr<Lane>> lanes;
-  std::vector<bool> busy;
+  std::vector<std::unique_ptr<Lane>>& lanes = workers_;
+  std::vector<bool> busy(lanes.size(), false);
   int active = 0;  // workers not retiring
   std::vector<std::thread> threads;
   auto set_workers = [&](int n) {
@@ -851,9 +888,7 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
     };
     try {
       for (; range; range = next_range()) {
-        // The lock is the range's: a session changes ranges by reconnecting.
-        if (lane.range != range->worker && lane.conn) lane.conn.reset();
-        lane.range = range->worker;
+        lane.range = range->worker;  // its lock is taken before the first batch
         spdlog::debug("step {}: worker {} takes range {}", step.id, lane.worker, range->worker);
         if (!run_range(lane, step, walker, *range, tally, sizer, true, may_go)) {
           if (!range->finished) {
@@ -864,13 +899,15 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
           break;
         }
       }
+      // Out of ranges: the session waits for the next step's.
+      release(lane, retired || stopped.load());
     } catch (const StoppedError&) {
       record_error(true);
+      release(lane, true);
     } catch (...) {
       record_error(false);
+      release(lane, true);
     }
-    lane.conn.reset();
-    if (options_.control) options_.control->set_backend_pid(lane.worker + 1, 0);
     std::lock_guard<std::mutex> l(mu);
     if (!retired) --active;
     busy[lane.worker] = false;

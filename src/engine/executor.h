@@ -12,14 +12,14 @@
 //    with exponential backoff and jitter up to the spec's retry budget; an
 //    in-doubt commit is resolved by re-reading the state store, never by
 //    replaying; any other error parks the migration as failed.
-//  - A backfill or verify step started with more than one worker splits its
-//    key space into ranges, several per worker (see run_keyset_step); each
-//    range has its own checkpoint. Up to `backfill_workers` threads, each on
-//    its own session, take ranges in key order until none is left; a worker
-//    holds a lock of its own for the range it works on. Raising
-//    backfill_workers while the step runs starts more workers; lowering it
-//    retires some after their batch, and their ranges go back to the queue.
-//    A step started with one worker stays one range on the executor's session.
+//  - A backfill or verify step splits its key space into ranges, several
+//    per worker (see run_keyset_step); each range has its own checkpoint. Up
+//    to `backfill_workers` threads, each on its own session, take ranges in
+//    key order until none is left; a worker holds a lock of its own for the
+//    range it works on. Raising backfill_workers while the step runs starts
+//    more workers; lowering it retires some after their batch, and their
+//    ranges go back to the queue. A table too small to split is one range,
+//    done on the executor's own session.
 // Not thread-safe; one thread drives an executor (which may start workers).
 #pragma once
 
@@ -121,10 +121,15 @@ class Executor {
   class SessionScope;
   // A session the executor works on: its own (worker -1), which holds the
   // migration's lock, or a backfill worker's, which holds the lock of the
-  // range it works on.
+  // range it works on. A worker's session lasts the whole run: it changes
+  // ranges by changing locks, and waits idle between steps, because a new
+  // backend pays a page fault for each shared buffer it first touches (a
+  // fresh session per range made a backfill 20% slower and the verify after
+  // it twice as slow; see docs/performance.md).
   struct Lane {
     int worker = -1;
-    int range = -1;
+    int range = -1;  // the range it works on; -1: none
+    int held = -1;   // the range whose lock its session holds; -1: none
     std::unique_ptr<Connection> conn;
     std::mt19937_64 rng{std::random_device{}()};
   };
@@ -134,6 +139,13 @@ class Executor {
 
   // (Re)opens the lane's session and takes its lock.
   void connect(Lane& lane);
+  // Takes the lane's lock on its open session (a worker's: that of
+  // lane.range, letting go of the range it held), waiting up to lock_wait
+  // for another holder to let go; then throws LockHeldError.
+  void take_lock(Lane& lane);
+  // A worker done with ranges for now lets go of its range's lock; its
+  // session stays open for the next step unless `close`.
+  void release(Lane& lane, bool close);
   std::string application_name() const;
   // Runs `work` until it succeeds; see the contract above. `already_done`
   // answers, after an in-doubt commit, whether the work did commit.
@@ -208,6 +220,8 @@ class Executor {
   RunOptions options_;
   StateStore store_;
   Lane main_;
+  // Backfill workers' lanes, worker i on workers_[i]; open for the run.
+  std::vector<std::unique_ptr<Lane>> workers_;
   std::unique_ptr<Connection>& conn_ = main_.conn;
   Phase waiting_phase_ = Phase::kPrepare;
   bool ever_connected_ = false;

@@ -73,8 +73,17 @@ bool StateStore::try_lock(Connection& conn, std::string& holder) const {
 }
 
 bool StateStore::try_range_lock(Connection& conn, int range, std::string& holder) const {
+  return try_lock_named(conn, range_lock_name(range), holder);
+}
+
+void StateStore::release_range_lock(Connection& conn, int range) const {
+  conn.exec("SELECT pg_advisory_unlock($1::int, hashtext($2))",
+            {std::to_string(kAdvisoryLockClass), range_lock_name(range)});
+}
+
+std::string StateStore::range_lock_name(int range) const {
   // Named "worker" since state schema 5, when there was one worker per range.
-  return try_lock_named(conn, migration_ + " worker " + std::to_string(range), holder);
+  return migration_ + " worker " + std::to_string(range);
 }
 
 bool StateStore::try_lock_named(Connection& conn, const std::string& name, std::string& holder) {

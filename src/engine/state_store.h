@@ -77,6 +77,8 @@ class StateStore {
   // tandem.checkpoints.worker): a worker session that outlives its executor
   // keeps the range from a new executor's workers until its batch is over.
   bool try_range_lock(Connection& conn, int range, std::string& holder) const;
+  // Lets go of a range's lock, so the session can take another range's.
+  void release_range_lock(Connection& conn, int range) const;
 
   std::optional<MigrationRecord> load(Connection& conn) const;
   std::vector<StepRecord> steps(Connection& conn) const;
@@ -116,6 +118,7 @@ class StateStore {
 
  private:
   static bool try_lock_named(Connection& conn, const std::string& name, std::string& holder);
+  std::string range_lock_name(int range) const;
 
   std::string migration_;
 };

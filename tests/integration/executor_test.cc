@@ -417,6 +417,27 @@ TEST_F(ExecutorTest, ParallelWorkersSplitTheKeysAndEachFindsItsOwnMismatches) {
             "done|2|0|5000");  // chunks of ten batches: two ranges' worth
 }
 
+TEST_F(ExecutorTest, OneWorkerGoesThroughEveryRangeOfBothStepsOnOneSession) {
+  // A new backend pays a page fault for each shared buffer it first touches:
+  // a session per range made the backfill slower and the verify after it
+  // twice as slow. The default single worker is cut into ranges too (so it
+  // can be raised live), and must keep its one session through all of them.
+  pg_.psql(db_, "INSERT INTO items SELECT g, g % 100, 'n' FROM generate_series(5001, 60000) g");
+  pg_.psql(db_, "ANALYZE items");
+  Spec spec = spec_from(items_spec("  batch_size: 200\n"));
+  const std::string sessions =
+      "SELECT sessions FROM pg_stat_database WHERE datname = current_database()";
+  const long long before = std::stoll(pg_.psql(db_, sessions));
+  EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kShadowRead), RunOutcome::kReachedUntil);
+  // The executor's session and one worker's; the psql that read `before`
+  // counts once it has ended. A session per range would be 16 more.
+  EXPECT_EQ(std::stoll(pg_.psql(db_, sessions)) - before, 3);
+  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill"), "8|t|60000|t");
+  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.verify"), "8|t|60000|t");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
+            "0");
+}
+
 // Sets a server setting for one test and puts it back after.
 class ServerSetting {
  public:
@@ -536,12 +557,11 @@ TEST_F(ExecutorTest, AWorkerThatFailsStopsTheOthersAndItsErrorIsReported) {
 }
 
 TEST_F(ExecutorTest, RaisingAndLoweringBackfillWorkersLiveStartsAndRetiresWorkers) {
-  // Two workers to begin with, and one-row batches with long rests, so each
-  // of the eight ranges (the least a step with workers is cut into) keeps a
-  // worker busy for seconds: a batch of five rows took about a millisecond
+  // One worker (the default) to begin with, and one-row batches with long
+  // rests, so each of the eight ranges (the least a step is cut into) keeps
+  // a worker busy for seconds: a batch of five rows took about a millisecond
   // here, and a worker moved a range's 625 rows in under two seconds.
-  Spec spec =
-      spec_from(items_spec("  batch_size: 1\n  batch_rest_percent: 1000\n  backfill_workers: 2\n"));
+  Spec spec = spec_from(items_spec("  batch_size: 1\n  batch_rest_percent: 1000\n"));
   Plan plan = make_plan(spec);
   RunControl control(spec.settings);
   RunOptions o = options();
@@ -585,8 +605,8 @@ TEST_F(ExecutorTest, RaisingAndLoweringBackfillWorkersLiveStartsAndRetiresWorker
                "t", 20s));
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.checkpoints WHERE step_id = '1.backfill'"),
             "8");
-  EXPECT_TRUE(wait_for(worker_sessions, "2", 5s));
-  // Raised: two more workers start, on the next ranges.
+  EXPECT_TRUE(wait_for(worker_sessions, "1", 5s));
+  // Raised: three more workers start, on the next ranges.
   set([](Settings& st) { st.backfill_workers = 4; });
   EXPECT_TRUE(wait_for(worker_sessions, "4", 5s));
   EXPECT_GE(ranges_moving_in(1s), 4) << seen;
@@ -682,7 +702,9 @@ TEST_F(ExecutorTest, SurvivesAPostgresRestartMidBackfill) {
                      "SELECT status, sum(mismatches) FROM tandem.steps JOIN tandem.checkpoints"
                      " USING (migration, step_id) WHERE step_id = '1.verify' GROUP BY status"),
             "done|0");
-  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill"), "1|t|60000|t");
+  // One worker, eight ranges (the least a step is cut into), each worked on
+  // its worker's session, which the restart took away mid-range.
+  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill"), "8|t|60000|t");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
             "0");
 }
