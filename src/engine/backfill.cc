@@ -89,6 +89,13 @@ std::vector<std::string> KeysetWalker::upper_bound(Connection& conn, const KeyRa
   return out;
 }
 
+long long KeysetWalker::count(Connection& conn, const KeyRange& range) const {
+  return conn
+      .exec("SELECT count(*) FROM " + table_ + " AS _row WHERE " + range_predicate(range),
+            params(range))
+      .integer(0, 0);
+}
+
 std::vector<std::vector<std::string>> KeysetWalker::split_points(Connection& conn, long long rows,
                                                                  int parts) const {
   std::vector<std::vector<std::string>> out;

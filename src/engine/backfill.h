@@ -39,6 +39,8 @@ class KeysetWalker {
   // `rows` the table holds; fewer when the sample is too small to tell.
   std::vector<std::vector<std::string>> split_points(Connection& conn, long long rows,
                                                      int parts) const;
+  // The rows in a range.
+  long long count(Connection& conn, const KeyRange& range) const;
   // UPDATE of one range; returns the number of rows updated.
   long long backfill(Connection& conn, const BatchWork& work, const KeyRange& range) const;
 

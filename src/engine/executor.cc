@@ -29,6 +29,8 @@ constexpr int kVerifyChunkFactor = 10;
 // single range runs on the executor's own session.
 constexpr int kRangesPerWorker = 4;
 constexpr int kMinRanges = 8;
+// A range is cut in two for an idle worker only with this many batches left.
+constexpr int kSplitLeast = 4;
 // How often the throttle is read while workers run.
 constexpr auto kThrottleReadEvery = 200ms;
 
@@ -822,6 +824,54 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
   return true;
 }
 
+std::optional<Partition> Executor::split_range(Lane& lane, const Step& step,
+                                               const KeysetWalker& walker, Partition& range,
+                                               int batch_rows) {
+  std::optional<Partition> piece;
+  with_retries(
+      lane, step.id, "splitting range " + std::to_string(range.worker) + " of step " + step.id,
+      [&] {
+        piece.reset();
+        Connection& c = *lane.conn;
+        const Settings st = settings();
+        Transaction tx(c);
+        tx.set_timeouts(st.lock_timeout, st.statement_timeout);
+        // Only this worker, under the range's lock, splits the range; the
+        // checkpoints are read as committed, since an attempt whose commit
+        // was in doubt may have split it already.
+        const auto stored = store_.partitions(c, step.id);
+        const Partition* own = nullptr;
+        int next = 0;
+        for (const auto& p : stored) {
+          next = std::max(next, p.worker + 1);
+          if (p.worker == range.worker) own = &p;
+        }
+        if (!own || own->finished) return;
+        if (own->upper != range.upper) {
+          for (const auto& p : stored) {
+            if (p.worker != range.worker && p.after == own->upper && p.upper == range.upper)
+              piece = p;
+          }
+          range.upper = own->upper;
+          return;
+        }
+        const auto& from = own->last_key.empty() ? own->after : own->last_key;
+        const long long left = walker.count(c, {from, own->upper});
+        if (left < 1LL * kSplitLeast * batch_rows) return;
+        auto at = walker.upper_bound(c, {from, own->upper}, static_cast<int>(left / 2));
+        if (at.empty()) return;
+        store_.split_partition(c, step.id, range.worker, at, next);
+        tx.commit();
+        piece.emplace();
+        piece->worker = next;
+        piece->after = at;
+        piece->upper = own->upper;
+        range.upper = std::move(at);
+      },
+      [] { return false; });  // the next attempt reads the checkpoints again
+  return piece;
+}
+
 bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walker,
                                       const std::vector<Partition*>& ranges, StepTally& tally) {
   spdlog::info("step {}: {} key ranges to go, up to backfill_workers ({}) at a time", step.id,
@@ -829,6 +879,12 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
   // The ranges no worker has, in key order: a retired worker's unfinished
   // range goes back to the front.
   std::deque<Partition*> queue(ranges.begin(), ranges.end());
+  std::deque<Partition> split_off;  // ranges cut off others while the step runs
+  // How many workers could start if there were a range for them: as many
+  // running workers split their range, each taking one.
+  std::atomic<int> splits_wanted{0};
+  std::mutex split_mu;
+  const bool verify = step.kind == StepKind::kVerify;
   std::atomic<bool> hold{false};
   std::atomic<bool> stopped{false};
   std::mutex error_mu;
@@ -864,11 +920,18 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
     return r;
   };
   // A worker starts with the range it was started for, then takes the next.
+  auto claim_split = [&] {
+    for (int n = splits_wanted.load(); n > 0;) {
+      if (splits_wanted.compare_exchange_weak(n, n - 1)) return true;
+    }
+    return false;
+  };
   auto worker = [&](Lane& lane, Partition* range) {
     BatchSizer sizer(settings());
     bool retired = false;
     // Before each batch: waits while the throttle holds the step back;
-    // retires this worker when more run than backfill_workers allows.
+    // retires this worker when more run than backfill_workers allows; cuts
+    // its range in two when a worker could start but has no range to take.
     auto may_go = [&] {
       for (; !stop_requested(); std::this_thread::sleep_for(50ms)) {
         {
@@ -882,7 +945,27 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
             return false;
           }
         }
-        if (!hold.load()) return true;
+        if (hold.load()) continue;
+        if (claim_split()) {
+          const int batch_rows = rows_per_batch(sizer.size(settings()), verify, settings());
+          // One split at a time: each numbers its new range after the others.
+          std::unique_lock<std::mutex> one(split_mu);
+          if (auto piece = split_range(lane, step, walker, *range, batch_rows)) {
+            one.unlock();
+            spdlog::info(
+                "step {}: range {} cut in two for a worker without one: range {} takes "
+                "the keys after {}",
+                step.id, range->worker, piece->worker, "(" + join(piece->after, ",") + ")");
+            {
+              std::lock_guard<std::mutex> l(progress_mu_);
+              ++tally.ranges;
+            }
+            std::lock_guard<std::mutex> l(mu);
+            split_off.push_back(std::move(*piece));
+            queue.push_front(&split_off.back());
+          }
+        }
+        return true;
       }
       return false;
     };
@@ -953,6 +1036,9 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
       set_workers(running);
       std::unique_lock<std::mutex> l(mu);
       if (running == 0 && (queue.empty() || stop_requested())) break;
+      splits_wanted = queue.empty() && !hold.load() && !stop_requested()
+                          ? std::max(0, settings().backfill_workers - active)
+                          : 0;
       // Until a worker ends, or a changed backfill_workers may need more.
       worker_ended.wait_for(l, 50ms);
     }

@@ -18,8 +18,9 @@
 //    key order until none is left; a worker holds a lock of its own for the
 //    range it works on. Raising backfill_workers while the step runs starts
 //    more workers; lowering it retires some after their batch, and their
-//    ranges go back to the queue. A table too small to split is one range,
-//    done on the executor's own session.
+//    ranges go back to the queue. A worker that could start when no range
+//    is left gets half of what is left of a running worker's range. A table too small to split is
+//    one range, done on the executor's own session.
 // Not thread-safe; one thread drives an executor (which may start workers).
 #pragma once
 
@@ -208,9 +209,17 @@ class Executor {
   bool run_range(Lane& lane, const Step& step, const KeysetWalker& walker, Partition& range,
                  StepTally& tally, BatchSizer& sizer, bool reread,
                  const std::function<bool()>& may_go);
+  // Between a worker's batches: cuts what is left of `range` in two at about
+  // its middle key, both checkpoints in one transaction, and returns the
+  // second part as a new range; nullopt when fewer than four batches
+  // (`batch_rows` each) are left.
+  std::optional<Partition> split_range(Lane& lane, const Step& step, const KeysetWalker& walker,
+                                       Partition& range, int batch_rows);
   // Up to backfill_workers worker threads, each on its own session, take the
   // ranges in order, while this thread watches the throttle and starts
-  // workers when backfill_workers is raised. Returns false when stopped.
+  // workers when backfill_workers is raised. When no range is left for a
+  // worker that could start, a running worker splits its range for it.
+  // Returns false when stopped.
   bool run_ranges_in_parallel(const Step& step, const KeysetWalker& walker,
                               const std::vector<Partition*>& ranges, StepTally& tally);
   void rollback_step(const Step& step);

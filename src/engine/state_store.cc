@@ -299,6 +299,21 @@ void StateStore::init_partitions(Connection& conn, const std::string& step_id,
   }
 }
 
+void StateStore::split_partition(Connection& conn, const std::string& step_id, int worker,
+                                 const std::vector<std::string>& at, int next) const {
+  const std::vector<std::string> params = {migration_, step_id, std::to_string(worker),
+                                           pg_text_array(at), std::to_string(next)};
+  conn.exec(
+      "INSERT INTO tandem.checkpoints (migration, step_id, worker, range_after, range_upper)"
+      " SELECT migration, step_id, $5::int, $4::text[], range_upper FROM tandem.checkpoints"
+      " WHERE migration = $1 AND step_id = $2 AND worker = $3::int",
+      params);
+  conn.exec(
+      "UPDATE tandem.checkpoints SET range_upper = $4::text[], updated_at = now()"
+      " WHERE migration = $1 AND step_id = $2 AND worker = $3::int",
+      {params[0], params[1], params[2], params[3]});
+}
+
 void StateStore::save_checkpoint(Connection& conn, const std::string& step_id, int worker,
                                  const std::vector<std::string>& last_key, long long rows,
                                  long long mismatches, const std::string& sample,

@@ -104,6 +104,10 @@ class StateStore {
   void init_partitions(Connection& conn, const std::string& step_id,
                        std::optional<long long> rows_total,
                        const std::vector<std::vector<std::string>>& bounds) const;
+  // Cuts range `worker` of a step at key `at`: it ends there, and a new
+  // range `next` takes the keys after it up to where `worker` ended.
+  void split_partition(Connection& conn, const std::string& step_id, int worker,
+                       const std::vector<std::string>& at, int next) const;
   void save_checkpoint(Connection& conn, const std::string& step_id, int worker,
                        const std::vector<std::string>& last_key, long long rows,
                        long long mismatches, const std::string& sample, bool finished) const;

@@ -305,11 +305,8 @@ TEST_F(Daemon, SigtermMidBackfillExitsZeroAndARestartResumesFromTheCheckpoint) {
   EXPECT_NE(shown.find("/8 ranges finished, 2 workers"), std::string::npos) << shown;
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) > 0 FROM tandem.events WHERE kind = 'resumed'"), "t");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.submissions"), "1");
-  EXPECT_EQ(pg_.psql(db_,
-                     "SELECT count(*), bool_and(finished), sum(rows_done) FROM tandem.checkpoints"
-                     " WHERE step_id = '1.backfill'"),
-            "8|t|200000");
-  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill"), "8|t|200000|t");
+  // Eight ranges, or more if a worker left without one split another's.
+  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill", 8), "8+|t|200000|t");
 }
 
 TEST_F(Daemon, ThrottleHoldsRowsBackUntilItEndsAndAbortStopsAtOnce) {

@@ -629,6 +629,54 @@ TEST_F(ExecutorTest, RaisingAndLoweringBackfillWorkersLiveStartsAndRetiresWorker
   EXPECT_EQ(pg_.psql(db_, worker_sessions), "0");
 }
 
+TEST_F(ExecutorTest, WorkersRaisedWhenNoRangeIsLeftSplitTheRangesStillBeingWalked) {
+  // Batches of 2000 rows cut the 5000 keys into two ranges; the step starts
+  // held back by a manual throttle, and before it goes, batches become one
+  // row with long rests and four workers are allowed. Two ranges can keep
+  // only two workers busy: the other two get theirs by splitting.
+  Spec spec = spec_from(items_spec("  batch_size: 2000\n"));
+  Plan plan = make_plan(spec);
+  RunControl control(spec.settings);
+  control.throttle(std::nullopt);
+  RunOptions o = options();
+  o.until = Phase::kBackfill;
+  o.control = &control;
+  auto run = std::async(std::launch::async, [&] { return Executor(spec, plan, o).run(); });
+  const std::string ranges = "SELECT count(*) FROM tandem.checkpoints WHERE step_id = '1.backfill'";
+  ASSERT_TRUE(wait_for(ranges, "2", 20s));
+  auto set = [&](const std::function<void(Settings&)>& change) {
+    Settings st = control.settings();
+    change(st);
+    control.set_settings(st);
+  };
+  set([](Settings& st) {
+    st.batch_size = 1;
+    st.batch_rest_percent = 1000;
+    st.backfill_workers = 4;
+  });
+  control.lift_throttle();
+  EXPECT_TRUE(
+      wait_for("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+               " AND application_name LIKE 'tandemd % worker %'",
+               "4", 10s));
+  EXPECT_TRUE(
+      wait_for("SELECT count(*) >= 4 FROM tandem.checkpoints"
+               " WHERE step_id = '1.backfill' AND rows_done > 0",
+               "t", 10s));
+  // Faster, to the end.
+  set([](Settings& st) {
+    st.batch_size = 200;
+    st.batch_rest_percent = 0;
+  });
+  EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
+  const int count = std::stoi(pg_.psql(db_, ranges));
+  EXPECT_GE(count, 4);
+  // However many pieces, they tile the keys and hold every row once.
+  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill"), std::to_string(count) + "|t|5000|t");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
+            "0");
+}
+
 TEST_F(ExecutorTest, AFailedConcurrentIndexBuildIsDroppedAndRebuilt) {
   // CREATE INDEX CONCURRENTLY commits an INVALID index first, then waits for
   // every transaction that writes the table; when that wait hits the lock

@@ -105,9 +105,14 @@ void pgbench_init(const PgServer& server, const std::string& database, int scale
 bool tpcb_invariant_holds(const PgServer& server, const std::string& database);
 // The key ranges of a backfill or verify step, from tandem.checkpoints:
 // "<ranges>|<all finished>|<rows done>|<tile>", where <tile> is t when they
-// cover the key space exactly: the first open below, each starting where the
-// one before ends, the last open above.
+// cover the key space exactly: in key order, the first open below, each
+// starting where the one before ends, the last open above. For single-column
+// integer keys.
 std::string key_ranges_summary(const PgServer& server, const std::string& database,
                                const std::string& step_id);
+// The same with the count written "<n>+" when there are at least n ranges:
+// at the end of a step, a worker left without a range splits another's.
+std::string key_ranges_summary(const PgServer& server, const std::string& database,
+                               const std::string& step_id, int at_least);
 
 }  // namespace tandem::testing
