@@ -929,6 +929,7 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
   auto worker = [&](Lane& lane, Partition* range) {
     BatchSizer sizer(settings());
     bool retired = false;
+    bool too_short = false;  // to split, the range it works on
     // Before each batch: waits while the throttle holds the step back;
     // retires this worker when more run than backfill_workers allows; cuts
     // its range in two when a worker could start but has no range to take.
@@ -946,7 +947,7 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
           }
         }
         if (hold.load()) continue;
-        if (claim_split()) {
+        if (!too_short && claim_split()) {
           const int batch_rows = rows_per_batch(sizer.size(settings()), verify, settings());
           // One split at a time: each numbers its new range after the others.
           std::unique_lock<std::mutex> one(split_mu);
@@ -963,6 +964,11 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
             std::lock_guard<std::mutex> l(mu);
             split_off.push_back(std::move(*piece));
             queue.push_front(&split_off.back());
+          } else {
+            // Too little left to share: another worker may split instead,
+            // and this one asks no more until it takes another range.
+            too_short = true;
+            ++splits_wanted;
           }
         }
         return true;
@@ -972,6 +978,7 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
     try {
       for (; range; range = next_range()) {
         lane.range = range->worker;  // its lock is taken before the first batch
+        too_short = false;
         spdlog::debug("step {}: worker {} takes range {}", step.id, lane.worker, range->worker);
         if (!run_range(lane, step, walker, *range, tally, sizer, true, may_go)) {
           if (!range->finished) {
