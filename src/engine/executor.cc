@@ -919,13 +919,14 @@ bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walk
     queue.pop_front();
     return r;
   };
-  // A worker starts with the range it was started for, then takes the next.
+  // Takes one of the splits wanted, if any is left.
   auto claim_split = [&] {
     for (int n = splits_wanted.load(); n > 0;) {
       if (splits_wanted.compare_exchange_weak(n, n - 1)) return true;
     }
     return false;
   };
+  // A worker starts with the range it was started for, then takes the next.
   auto worker = [&](Lane& lane, Partition* range) {
     BatchSizer sizer(settings());
     bool retired = false;
