@@ -517,6 +517,9 @@ TEST_F(Daemon, TheSocketGoesToTheConfiguredGroup) {
   group* nogroup = getgrnam("nogroup");
   if (!nogroup) GTEST_SKIP() << "no group nogroup";
   serve(socket_path(), "", write_temp_file("control:\n  group: nogroup\n  mode: \"0660\"\n"));
+  // The socket file appears when it is bound, its mode and group follow:
+  // the daemon answers only once both are set.
+  ASSERT_EQ(ctl("list").exit_code, 0);
   struct stat st {};
   ASSERT_EQ(stat(socket_path().c_str(), &st), 0);
   EXPECT_EQ(st.st_gid, nogroup->gr_gid);
