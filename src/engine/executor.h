@@ -19,8 +19,8 @@
 //    range it works on. Raising backfill_workers while the step runs starts
 //    more workers; lowering it retires some after their batch, and their
 //    ranges go back to the queue. A worker that could start when no range
-//    is left gets half of what is left of a running worker's range. A table too small to split is
-//    one range, done on the executor's own session.
+//    is left gets half of what is left of a running worker's range. A table
+//    too small to split is one range, done on the executor's own session.
 // Not thread-safe; one thread drives an executor (which may start workers).
 #pragma once
 
