@@ -1,7 +1,5 @@
 #include "engine/state_store.h"
 
-#include <map>
-
 #include "engine/state_schema.h"
 
 namespace tandem {
@@ -173,33 +171,33 @@ std::optional<Checkpoint> StateStore::checkpoint(Connection& conn,
 }
 
 std::vector<Partition> StateStore::partitions(Connection& conn, const std::string& step_id) const {
-  Rows r = conn.exec(
-      "SELECT worker, rows_done, mismatches, finished FROM tandem.checkpoints"
-      " WHERE migration = $1 AND step_id = $2 ORDER BY worker",
-      {migration_, step_id});
-  std::vector<Partition> out(r.size());
-  std::map<int, Partition*> by_worker;
-  for (size_t i = 0; i < r.size(); ++i) {
-    out[i].worker = static_cast<int>(r.integer(i, 0));
-    out[i].rows_done = r.integer(i, 1);
-    out[i].mismatches = r.integer(i, 2);
-    out[i].finished = r.text(i, 3) == "t";
-    by_worker[out[i].worker] = &out[i];
-  }
+  // One statement, so one snapshot: a worker may split its range (a new row,
+  // a changed one) between two statements of a reader's.
   // The keys, one row per element: 1 = after, 2 = upper, 3 = last_key.
-  Rows k = conn.exec(
-      "SELECT c.worker, a.which, a.k FROM tandem.checkpoints c,"
-      " LATERAL (SELECT 1, k, i FROM unnest(c.range_after) WITH ORDINALITY u(k, i)"
-      "          UNION ALL SELECT 2, k, i FROM unnest(c.range_upper) WITH ORDINALITY u(k, i)"
-      "          UNION ALL SELECT 3, k, i FROM unnest(c.last_key) WITH ORDINALITY u(k, i))"
-      "   AS a(which, k, i)"
+  Rows r = conn.exec(
+      "SELECT c.worker, c.rows_done, c.mismatches, c.finished, a.which, a.k"
+      " FROM tandem.checkpoints c LEFT JOIN LATERAL"
+      " (SELECT 1, k, i FROM unnest(c.range_after) WITH ORDINALITY u(k, i)"
+      "  UNION ALL SELECT 2, k, i FROM unnest(c.range_upper) WITH ORDINALITY u(k, i)"
+      "  UNION ALL SELECT 3, k, i FROM unnest(c.last_key) WITH ORDINALITY u(k, i))"
+      "  AS a(which, k, i) ON true"
       " WHERE c.migration = $1 AND c.step_id = $2 ORDER BY c.worker, a.which, a.i",
       {migration_, step_id});
-  for (size_t i = 0; i < k.size(); ++i) {
-    Partition* p = by_worker.at(static_cast<int>(k.integer(i, 0)));
-    const long long which = k.integer(i, 1);
-    auto& keys = which == 1 ? p->after : which == 2 ? p->upper : p->last_key;
-    keys.push_back(k.text(i, 2));
+  std::vector<Partition> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    const int worker = static_cast<int>(r.integer(i, 0));
+    if (out.empty() || out.back().worker != worker) {
+      out.emplace_back();
+      out.back().worker = worker;
+      out.back().rows_done = r.integer(i, 1);
+      out.back().mismatches = r.integer(i, 2);
+      out.back().finished = r.text(i, 3) == "t";
+    }
+    if (r.is_null(i, 4)) continue;  // no keys: one range over the whole table
+    Partition& p = out.back();
+    const long long which = r.integer(i, 4);
+    auto& keys = which == 1 ? p.after : which == 2 ? p.upper : p.last_key;
+    keys.push_back(r.text(i, 5));
   }
   return out;
 }

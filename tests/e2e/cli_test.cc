@@ -214,7 +214,8 @@ TEST_F(Cli, SurvivesKillNineAtRandomPointsInEveryPhase) {
 
 TEST_F(Cli, ParallelWorkersSurviveKillNineMidBackfillAndResumeExactly) {
   // 400,000 accounts in twelve ranges (four per worker), killed twice while
-  // three workers have committed batches. pgbench never inserts or deletes accounts, so the
+  // three workers have committed batches, then once right after a range was
+  // split at the step's end. pgbench never inserts or deletes accounts, so the
   // ranges' row counts must add up to the table exactly: a batch done twice
   // or skipped after a resume would show.
   pgbench_init(pg_, db_, 4);
@@ -264,12 +265,28 @@ TEST_F(Cli, ParallelWorkersSurviveKillNineMidBackfillAndResumeExactly) {
   }
   EXPECT_TRUE(seen) << status.dump();
   EXPECT_NE(run("status " + spec_path_).output.find("/12 ranges finished"), std::string::npos);
+  // Once the queue is empty, a worker without a range splits another's:
+  // killed again right after the first split, the next run must take up the
+  // shortened range and the new one.
+  const std::string ranges_now =
+      "SELECT count(*) FROM tandem.checkpoints WHERE step_id = '1.backfill'";
+  pid_t pid = spawn(cmd);
+  bool split = false;
+  for (int i = 0; i < 6000 && !split; ++i) {
+    split = watcher->exec(ranges_now).integer(0, 0) > 12;
+    if (!split) std::this_thread::sleep_for(5ms);
+  }
+  kill(pid, SIGKILL);
+  int killed = 0;
+  waitpid(pid, &killed, 0);
+  ASSERT_TRUE(split) << "no range was split";
+  ASSERT_TRUE(WIFSIGNALED(killed)) << "it finished before the kill";
+  EXPECT_NE(pg_.psql(db_, ranges_now + " AND NOT finished"), "0") << "nothing left to resume";
   auto r = run_command(cmd);
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  // All finished (twelve, or more if idle workers split some at the end),
-  // their rows add up, and they meet without a gap or an overlap, open at
-  // both ends.
-  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill", 12), "12+|t|400000|t");
+  // All finished, the split ones too, their rows add up, and they meet
+  // without a gap or an overlap, open at both ends.
+  EXPECT_EQ(key_ranges_summary(pg_, db_, "1.backfill", 13), "13+|t|400000|t");
   // Then shadow_read's verification (twelve ranges too) and the rest.
   r = run_command("env TANDEM_DSN='" + pg_.dsn(db_) + "' " +
                   tandemd("run " + spec_path_ + " --approve all"));

@@ -73,22 +73,6 @@ struct SweepCase {
   Fault fault;
 };
 
-std::string fault_name(Fault f) {
-  switch (f) {
-    case Fault::kLockTimeout:
-      return "LockTimeout";
-    case Fault::kDropConnection:
-      return "DropConnection";
-    case Fault::kDropAfterCommit:
-      return "DropAfterCommit";
-    case Fault::kCrash:
-      return "CrashBeforeTheCall";
-    case Fault::kCrashAfterCommit:
-      return "CrashAfterCommit";
-  }
-  return "?";
-}
-
 class FaultSweep : public ::testing::TestWithParam<SweepCase> {
  protected:
   void SetUp() override {

@@ -2,6 +2,22 @@
 
 namespace tandem::testing {
 
+std::string fault_name(Fault f) {
+  switch (f) {
+    case Fault::kLockTimeout:
+      return "LockTimeout";
+    case Fault::kDropConnection:
+      return "DropConnection";
+    case Fault::kDropAfterCommit:
+      return "DropAfterCommit";
+    case Fault::kCrash:
+      return "CrashBeforeTheCall";
+    case Fault::kCrashAfterCommit:
+      return "CrashAfterCommit";
+  }
+  return "?";
+}
+
 std::function<std::unique_ptr<Connection>(const std::string&, const std::string&)>
 FaultPlan::connector() {
   return [this](const std::string& dsn, const std::string& app) -> std::unique_ptr<Connection> {
@@ -9,7 +25,14 @@ FaultPlan::connector() {
   };
 }
 
-bool FaultPlan::should_fail(bool is_commit, Fault& fault) {
+bool FaultPlan::should_fail(const void* conn, const std::string* sql, Fault& fault) {
+  const bool is_commit = sql == nullptr;
+  if (!from_sql_.empty()) {
+    const void* none = nullptr;
+    if (counted_.load() == nullptr && sql && sql->find(from_sql_) != std::string::npos)
+      counted_.compare_exchange_strong(none, conn);
+    if (counted_.load() != conn) return false;
+  }
   int n = ++calls_;
   if (n != fail_at_) return false;
   // A commit-only fault falls on the next COMMIT at or after the Nth call.
@@ -26,7 +49,7 @@ Rows FaultInjectionConnection::exec(const std::string& sql,
                                     const std::vector<std::string>& params) {
   if (!inner_) throw Error(ErrorKind::kRetryable, "connection lost (injected)", "08006");
   Fault fault;
-  if (plan_.should_fail(false, fault)) {
+  if (plan_.should_fail(this, &sql, fault)) {
     if (fault == Fault::kLockTimeout) {
       throw Error(ErrorKind::kRetryable, "canceling statement due to lock timeout (injected)",
                   "55P03");
@@ -42,7 +65,7 @@ void FaultInjectionConnection::commit() {
   if (!inner_)
     throw Error(ErrorKind::kInDoubt, "connection lost during COMMIT (injected)", "08006");
   Fault fault;
-  if (plan_.should_fail(true, fault)) {
+  if (plan_.should_fail(this, nullptr, fault)) {
     if (fault == Fault::kDropAfterCommit || fault == Fault::kCrashAfterCommit) inner_->commit();
     if (fault == Fault::kLockTimeout) {
       // As a real COMMIT that fails (a serialization failure, say): the
