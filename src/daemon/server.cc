@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <boost/asio.hpp>
@@ -128,29 +129,37 @@ ControlServer::~ControlServer() { stop(); }
 
 void ControlServer::start() {
   const std::string& path = impl_->options.path;
-  ::unlink(path.c_str());  // a socket left by a previous run
+  const auto& o = impl_->options;
+  const uid_t uid = o.owner.empty() ? static_cast<uid_t>(-1) : resolve_owner(o.owner);
+  const gid_t gid = o.group.empty() ? static_cast<gid_t>(-1) : resolve_group(o.group);
+  // Bound under a sibling name, given its mode, owner and group, then moved
+  // into place: a client that finds the socket finds it ready for it.
+  std::string staged = path + ".new";
+  if (staged.size() >= sizeof(sockaddr_un::sun_path)) staged = path;  // no room for a suffix
+  ::unlink(staged.c_str());
   // Created with no permissions for others from the first moment, then
   // opened up to exactly the configured mode.
-  mode_t old = ::umask(0777 & ~impl_->options.mode);
+  mode_t old = ::umask(0777 & ~o.mode);
   try {
-    impl_->acceptor = std::make_unique<Local::acceptor>(impl_->io, Local::endpoint(path));
+    impl_->acceptor = std::make_unique<Local::acceptor>(impl_->io, Local::endpoint(staged));
   } catch (const std::exception& e) {
     ::umask(old);
-    throw std::runtime_error("cannot listen on " + path + ": " + e.what());
+    throw std::runtime_error("cannot listen on " + staged + ": " + e.what());
   }
   ::umask(old);
-  if (::chmod(path.c_str(), impl_->options.mode) != 0) {
-    throw std::runtime_error("cannot set the mode of " + path);
+  auto fail = [&](const std::string& what) {
+    const std::string why = std::strerror(errno);
+    impl_->acceptor.reset();
+    ::unlink(staged.c_str());
+    throw std::runtime_error(what + ": " + why);
+  };
+  if (::chmod(staged.c_str(), o.mode) != 0) fail("cannot set the mode of " + staged);
+  if ((!o.owner.empty() || !o.group.empty()) && ::chown(staged.c_str(), uid, gid) != 0) {
+    fail("cannot give " + staged + " to " + o.owner + ":" + o.group);
   }
-  if (!impl_->options.owner.empty() || !impl_->options.group.empty()) {
-    uid_t uid =
-        impl_->options.owner.empty() ? static_cast<uid_t>(-1) : resolve_owner(impl_->options.owner);
-    gid_t gid =
-        impl_->options.group.empty() ? static_cast<gid_t>(-1) : resolve_group(impl_->options.group);
-    if (::chown(path.c_str(), uid, gid) != 0) {
-      throw std::runtime_error("cannot give " + path + " to " + impl_->options.owner + ":" +
-                               impl_->options.group + ": " + std::strerror(errno));
-    }
+  // Replaces a socket left by a previous run.
+  if (staged != path && ::rename(staged.c_str(), path.c_str()) != 0) {
+    fail("cannot move " + staged + " to " + path);
   }
   impl_->accept();
   impl_->thread = std::thread([this] { impl_->io.run(); });

@@ -517,13 +517,15 @@ TEST_F(Daemon, TheSocketGoesToTheConfiguredGroup) {
   group* nogroup = getgrnam("nogroup");
   if (!nogroup) GTEST_SKIP() << "no group nogroup";
   serve(socket_path(), "", write_temp_file("control:\n  group: nogroup\n  mode: \"0660\"\n"));
-  // The socket file appears when it is bound, its mode and group follow:
-  // the daemon answers only once both are set.
-  ASSERT_EQ(ctl("list").exit_code, 0);
+  // The socket is bound under another name and moved into place once its
+  // mode and group are set: as soon as it appears (serve() waits for that),
+  // it has both.
   struct stat st {};
   ASSERT_EQ(stat(socket_path().c_str(), &st), 0);
   EXPECT_EQ(st.st_gid, nogroup->gr_gid);
   EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_NE(stat((socket_path() + ".new").c_str(), &st), 0) << "the staged name is left behind";
+  EXPECT_EQ(ctl("list").exit_code, 0);
 }
 
 TEST_F(Daemon, SigtermCancelsAStepThatOutlastsTheShutdownGrace) {
