@@ -23,8 +23,14 @@ ran, and the longest time any client was seen waiting on a lock
 (pg_stat_activity sampled every 50 ms). With --repeat N the method list runs
 N times over and the report adds each method's median and range.
 
-Writes bench/results/<stamp>.json and .md, latest.json/latest.md, and PNG
-plots when gnuplot is installed. Usage: bench/run.sh [SCALE] (default 50).
+The load runs as fast as its clients go (the server's CPU all taken), or,
+with --rate N, is offered at N transactions per second in all: an
+application that leaves the server room, whose latencies count from each
+transaction's scheduled start.
+
+Writes bench/results/<stamp>.json and .md, latest.json/latest.md (for a
+--rate run: <stamp>-r<N>.* and latest-paced.*), and PNG plots when gnuplot
+is installed. Usage: bench/run.sh [SCALE] (default 50).
 """
 
 import argparse
@@ -101,13 +107,17 @@ class Server:
 class Load:
     """pgbench's TPC-B script with per-transaction logs, until stopped."""
 
-    def __init__(self, server, db, workdir):
+    def __init__(self, server, db, workdir, rate=None):
+        """rate: transactions per second offered (pgbench --rate, an open loop
+        whose latencies count from each transaction's scheduled start); as
+        fast as the clients go when None."""
         self.server, self.db = server, db
         self.logdir = tempfile.mkdtemp(prefix="pgbench-", dir=workdir)
         prefix = os.path.join(self.logdir, "tx")
+        paced = ["--rate", str(rate)] if rate else []
         self.proc = subprocess.Popen(
             [f"{server.bin}/pgbench", "-n", "-c", str(CLIENTS), "-j", "2", "-T", "100000", "-l",
-             f"--log-prefix={prefix}", db],
+             f"--log-prefix={prefix}"] + paced + [db],
             env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def stop(self):
@@ -232,7 +242,7 @@ END $$;
 """
 
 
-def measure(server, template, method, tandemd, workdir):
+def measure(server, template, method, tandemd, workdir, rate=None):
     kind, _, variant = method.partition(":")
     db = "m_" + "".join(c if c.isalnum() else "_" for c in method)
     if len(db) > 32:  # the migration is named after it, and names are short
@@ -244,7 +254,7 @@ def measure(server, template, method, tandemd, workdir):
         server.psql(db, LOOP_SETUP)
     if method == "repack":
         server.psql(db, "CREATE EXTENSION pg_repack")
-    load = Load(server, db, workdir)
+    load = Load(server, db, workdir, rate)
     time.sleep(WARMUP)
     locks = LockWatch(server, db)
     t0 = time.time()
@@ -423,7 +433,9 @@ def spread(values, unit=""):
 def markdown(report):
     r = report
     lines = [f"# tandem benchmark, scale {r['scale']} ({r['rows']} rows), {r['when']}", "",
-             f"Machine: {r['machine']}. Load: pgbench TPC-B, {CLIENTS} clients, on every method.",
+             f"Machine: {r['machine']}. Load: pgbench TPC-B, {CLIENTS} clients, on every method"
+             + (f", offered at {r['rate']} TPS in all (pgbench --rate; latencies count from each"
+                " transaction's scheduled start)." if r.get("rate") else ", as fast as they go."),
              "", "| method | rows/s | vs loop | client TPS vs none | p50 ms | p99 ms | max ms |"
              " longest lock wait s | peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -501,6 +513,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=1,
                     help="run the whole method list this many times, one pass after another;"
                          " the report adds each method's median and range over its runs")
+    ap.add_argument("--rate", type=int, default=None,
+                    help="offer the load at this many TPS in all (pgbench --rate) instead of as"
+                         " fast as the clients go: an application that leaves the server room")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
     server = Server()
@@ -514,10 +529,10 @@ def main():
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         server.psql("bench_template", "VACUUM ANALYZE")
         report = {"scale": args.scale, "when": datetime.datetime.now().isoformat(timespec="seconds"),
-                  "machine": f"{os.cpu_count()} cores", "methods": {}}
+                  "machine": f"{os.cpu_count()} cores", "rate": args.rate, "methods": {}}
         for method in args.methods.split(",") * max(1, args.repeat):
             print(f"== {method}", flush=True)
-            m = measure(server, "bench_template", method, args.tandemd, workdir)
+            m = measure(server, "bench_template", method, args.tandemd, workdir, args.rate)
             name = method
             while name in report["methods"]:
                 name += "'"  # none, then none' at the end (and none'' on a second pass)
@@ -529,7 +544,8 @@ def main():
         print("== dual-write trigger overhead", flush=True)
         report["trigger"] = trigger_overhead(server, "bench_template", args.tandemd, workdir)
         os.makedirs(args.out, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-s{args.scale}"
+        stamp = (datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-s{args.scale}"
+                 + (f"-r{args.rate}" if args.rate else ""))
         stem = os.path.join(args.out, stamp)
         with open(stem + ".json", "w") as f:
             json.dump(report, f, indent=1)
@@ -539,12 +555,14 @@ def main():
             md += f"\n![throughput and p99 latency per second]({os.path.basename(png)})\n"
         with open(stem + ".md", "w") as f:
             f.write(md)
+        # latest.* is the last run under the full load; a paced run has its own.
+        latest = "latest-paced" if args.rate else "latest"
         for ext in (".json", ".md"):
-            shutil.copyfile(stem + ext, os.path.join(args.out, "latest" + ext))
+            shutil.copyfile(stem + ext, os.path.join(args.out, latest + ext))
         if png:
-            shutil.copyfile(png, os.path.join(args.out, "latest.png"))
-            with open(os.path.join(args.out, "latest.md"), "w") as f:
-                f.write(md.replace(os.path.basename(png), "latest.png"))
+            shutil.copyfile(png, os.path.join(args.out, latest + ".png"))
+            with open(os.path.join(args.out, latest + ".md"), "w") as f:
+                f.write(md.replace(os.path.basename(png), latest + ".png"))
         print(md)
     finally:
         server.stop()

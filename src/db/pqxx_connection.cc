@@ -26,6 +26,14 @@ std::string first_line(const std::string& s) {
   return t;
 }
 
+// The SQLSTATE of a transaction_rollback, which libpqxx 6.4 does not keep.
+std::string rollback_sqlstate(const pqxx::transaction_rollback& e) {
+  if (dynamic_cast<const pqxx::deadlock_detected*>(&e)) return "40P01";
+  if (dynamic_cast<const pqxx::serialization_failure*>(&e)) return "40001";
+  if (dynamic_cast<const pqxx::statement_completion_unknown*>(&e)) return "40003";
+  return "40000";
+}
+
 class PqxxConnection final : public Connection {
  public:
   explicit PqxxConnection(const std::string& dsn) : conn_(dsn) { conn_.inhibit_reactivation(true); }
@@ -88,9 +96,21 @@ class PqxxConnection final : public Connection {
     } catch (const pqxx::in_doubt_error& e) {
       throw Error(ErrorKind::kInDoubt, first_line(e.what()), "08006");
     } catch (const pqxx::sql_error& e) {
-      ErrorKind kind = classify_sqlstate(e.sqlstate());
+      // libpqxx 6.4 throws insufficient_privilege without the server's code.
+      std::string sqlstate = e.sqlstate();
+      if (sqlstate.empty() && dynamic_cast<const pqxx::insufficient_privilege*>(&e)) {
+        sqlstate = "42501";
+      }
+      ErrorKind kind = classify_sqlstate(sqlstate);
       if (committing && !conn_.is_open()) kind = ErrorKind::kInDoubt;
-      throw Error(kind, first_line(e.what()), e.sqlstate());
+      throw Error(kind, first_line(e.what()), sqlstate);
+    } catch (const pqxx::transaction_rollback& e) {
+      // Not an sql_error in libpqxx 6.4, and thrown without the server's
+      // code: a deadlock or a serialization failure must still be retried.
+      const std::string sqlstate = rollback_sqlstate(e);
+      ErrorKind kind = classify_sqlstate(sqlstate);
+      if (committing && !conn_.is_open()) kind = ErrorKind::kInDoubt;
+      throw Error(kind, first_line(e.what()), sqlstate);
     } catch (const pqxx::failure& e) {
       if (!conn_.is_open()) {
         throw Error(committing ? ErrorKind::kInDoubt : ErrorKind::kRetryable,

@@ -33,6 +33,8 @@ constexpr int kMinRanges = 8;
 constexpr int kSplitLeast = 4;
 // How often the throttle is read while workers run.
 constexpr auto kThrottleReadEvery = 200ms;
+// How often a long wait for an autovacuum is logged again.
+constexpr auto kAutovacuumReportEvery = 1min;
 
 // Rows per batch of a step: a verify chunk takes no row lock and blocks no
 // one, so it reads ten batches' worth of rows at a time (up to
@@ -555,8 +557,10 @@ void Executor::yield_to_autovacuum(const Step& step) {
   // index build), which it may not cancel either.
   const std::string sql =
       "SELECT DISTINCT l.pid, n.nspname || '.' || c.relname,"
-      " coalesce(a.query LIKE '%(to prevent wraparound)%', false), a.backend_type IS NULL"
+      " coalesce(a.query LIKE '%(to prevent wraparound)%', false), a.backend_type IS NULL,"
+      " v.phase, v.heap_blks_scanned, v.heap_blks_total"
       " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+      " LEFT JOIN pg_stat_progress_vacuum v ON v.pid = l.pid"
       " JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace"
       " WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'ShareUpdateExclusiveLock'"
       " AND l.pid IS NOT NULL AND l.pid <> pg_backend_pid()"
@@ -566,9 +570,12 @@ void Executor::yield_to_autovacuum(const Step& step) {
       join(names, ", ") + ") ORDER BY 1";
   std::string waiting_for;  // what the last wait was for, once logged
   const auto since = Clock::now();
+  auto last_said = since;
+  VacuumPace pace;
   for (;;) {
     Rows r = conn_->exec(sql);
     std::string wait;
+    std::string progress;  // of the vacuum waited for, when this role may read it
     for (size_t i = 0; i < r.size(); ++i) {
       const std::string pid = r.text(i, 0), table = r.text(i, 1);
       std::string why;
@@ -601,15 +608,26 @@ void Executor::yield_to_autovacuum(const Step& step) {
         }
       }
       wait = "the autovacuum of " + table + " (pid " + pid + "): " + why;
+      if (!r.is_null(i, 4)) {
+        progress = pace.describe(std::stoll(pid), r.text(i, 4), r.integer(i, 5), r.integer(i, 6));
+      }
     }
     if (wait.empty()) break;
     if (wait != waiting_for) {
       spdlog::warn(
-          "step {}: waiting for {}. The step does not queue its lock meanwhile, so the "
+          "step {}: waiting for {}{}. The step does not queue its lock meanwhile, so the "
           "application is not held up behind it",
-          step.id, wait);
+          step.id, wait, progress.empty() ? "" : "; " + progress);
       waiting_for = wait;
+      last_said = Clock::now();
       report([&](ProgressSink& p) { p.throttling("autovacuum", 0); });
+    } else if (Clock::now() - last_said >= kAutovacuumReportEvery) {
+      // A vacuum to prevent wraparound may take hours: say how it goes.
+      spdlog::warn("step {}: still waiting, for {} now, for {}{}", step.id,
+                   format_duration(
+                       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since)),
+                   wait, progress.empty() ? "" : "; " + progress);
+      last_said = Clock::now();
     }
     for (int i = 0; i < 20; ++i) {
       if (stop_requested()) throw StoppedError("step " + step.id + " stopped");

@@ -60,4 +60,19 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
 // A throttle query's value means "throttle": true, or a number above zero.
 bool throttle_value_set(const std::string& value);
 
+// How a vacuum a step waits for is going, from pg_stat_progress_vacuum
+// readings: its phase, the heap blocks scanned, and while it scans the heap,
+// the time left at its pace since this first saw it.
+class VacuumPace {
+ public:
+  using Clock = std::chrono::steady_clock;
+  std::string describe(long long pid, const std::string& phase, long long scanned, long long total,
+                       Clock::time_point now = Clock::now());
+
+ private:
+  long long pid_ = 0;
+  long long first_scanned_ = 0;
+  Clock::time_point first_seen_;
+};
+
 }  // namespace tandem

@@ -60,6 +60,20 @@ class ExecutorTest : public ::testing::Test {
         "1", 60s);
   }
 
+  // A DSN for `role` (created if missing, a member of `member_of` when given,
+  // not a superuser), which may create schemas here and owns items.
+  std::string dsn_of_items_owner(const std::string& role, const std::string& member_of = "") {
+    pg_.psql("postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '" +
+                             role + "') THEN CREATE ROLE " + role + " LOGIN" +
+                             (member_of.empty() ? "" : " IN ROLE " + member_of) +
+                             "; END IF; END $$");
+    pg_.psql(db_, "GRANT CREATE ON DATABASE " + db_ + " TO " + role +
+                      "; ALTER TABLE items OWNER TO " + role);
+    std::string dsn = pg_.dsn(db_);
+    dsn.replace(dsn.find("user=postgres"), 13, "user=" + role);
+    return dsn;
+  }
+
   // Whether `sql` answers `want` within `timeout` (an error, such as a state
   // schema not created yet, counts as not yet).
   bool wait_for(const std::string& sql, const std::string& want,
@@ -102,6 +116,58 @@ class ExecutorTest : public ::testing::Test {
   PgServer& pg_ = PgServer::shared();
   std::string db_;
 };
+
+TEST_F(ExecutorTest, ADeadlockOrASerializationFailureIsRetryableAndKeepsItsSqlstate) {
+  // libpqxx 6.4 throws these (and insufficient_privilege) without the
+  // server's SQLSTATE, and not as sql_error: a real deadlock must still come
+  // out as retryable, or a step under load fails for good on one.
+  auto error_of = [](const std::function<void()>& f) -> std::pair<std::string, ErrorKind> {
+    try {
+      f();
+    } catch (const Error& e) {
+      return {e.sqlstate(), e.kind()};
+    }
+    return {"no error", ErrorKind::kFatal};
+  };
+  auto a = connect_postgres(pg_.dsn(db_), "deadlock a");
+  auto b = connect_postgres(pg_.dsn(db_), "deadlock b");
+  // a holds row 1 and waits for row 2; b holds row 2 and waits for row 1.
+  // a checks for the deadlock first (100 ms), so a is the one cancelled.
+  a->exec("SET deadlock_timeout = '100ms'");
+  b->exec("SET deadlock_timeout = '10s'");
+  a->exec("BEGIN");
+  a->exec("UPDATE items SET qty = qty WHERE id = 1");
+  b->exec("BEGIN");
+  b->exec("UPDATE items SET qty = qty WHERE id = 2");
+  auto b_waits =
+      std::async(std::launch::async, [&] { b->exec("UPDATE items SET qty = qty WHERE id = 1"); });
+  ASSERT_TRUE(
+      wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+               " 'deadlock b' AND wait_event_type = 'Lock'",
+               "1", 10s));
+  auto deadlock = error_of([&] { a->exec("UPDATE items SET qty = qty WHERE id = 2"); });
+  a->exec("ROLLBACK");
+  b_waits.get();
+  b->exec("COMMIT");
+  EXPECT_EQ(deadlock.first, "40P01");
+  EXPECT_EQ(deadlock.second, ErrorKind::kRetryable);
+
+  // a reads in a snapshot, b changes the row and commits, a writes it.
+  a->exec("BEGIN ISOLATION LEVEL REPEATABLE READ");
+  a->exec("SELECT qty FROM items WHERE id = 3");
+  b->exec("UPDATE items SET qty = qty + 1 WHERE id = 3");
+  auto serialization = error_of([&] { a->exec("UPDATE items SET qty = 0 WHERE id = 3"); });
+  a->exec("ROLLBACK");
+  EXPECT_EQ(serialization.first, "40001");
+  EXPECT_EQ(serialization.second, ErrorKind::kRetryable);
+
+  // A role that may not cancel a superuser's query.
+  auto plain = connect_postgres(dsn_of_items_owner("tandem_plain"), "plain");
+  auto denied = error_of(
+      [&] { plain->exec("SELECT pg_cancel_backend(" + std::to_string(a->backend_pid()) + ")"); });
+  EXPECT_EQ(denied.first, "42501");
+  EXPECT_EQ(denied.second, ErrorKind::kFatal);
+}
 
 TEST_F(ExecutorTest, EverySessionStartsWithLimitsOnLocksStatementsAndIdleTransactions) {
   auto conn = connect_postgres(pg_.dsn(db_), "limits test");
@@ -481,20 +547,39 @@ TEST_F(ExecutorTest, AnAutovacuumItMayNotCancelIsWaitedOutWithoutQueueingALock) 
   // tandemd as a role that owns the table but may not signal autovacuum
   // workers (not a superuser): it waits for the autovacuum to end instead of
   // queueing lock requests that time out, a few seconds here.
-  pg_.psql("postgres",
-           "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tandem_owner')"
-           " THEN CREATE ROLE tandem_owner LOGIN; END IF; END $$");
-  pg_.psql(db_, "GRANT CREATE ON DATABASE " + db_ +
-                    " TO tandem_owner; ALTER TABLE items OWNER TO tandem_owner");
+  const std::string dsn = dsn_of_items_owner("tandem_owner");
   ServerSetting naptime(pg_, "autovacuum_naptime", "1");
   ASSERT_TRUE(start_slow_autovacuum_of_items(20, "qty = qty"));
-  std::string dsn = pg_.dsn(db_);
-  dsn.replace(dsn.find("user=postgres"), 13, "user=tandem_owner");
   Spec spec = spec_from(items_spec("  retry_budget: 3\n"));
   EXPECT_EQ(run_until(spec, dsn, Phase::kPrepare), RunOutcome::kReachedUntil);
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.events WHERE kind = 'autovacuum_cancelled'"),
             "0");
   // No attempt timed out on its lock: the step waited before asking for it.
+  EXPECT_EQ(
+      pg_.psql(db_, "SELECT attempts FROM tandem.steps WHERE step_id = '1.add_shadow_column'"),
+      "0");
+}
+
+TEST_F(ExecutorTest, ARoleThatMayReadStatisticsSaysHowTheAutovacuumItWaitsForGoes) {
+  // With pg_read_all_stats (common for a monitoring-minded role) tandemd
+  // sees the autovacuum, may still not cancel it, and reads its progress.
+  const std::string dsn = dsn_of_items_owner("tandem_reader", "pg_read_all_stats");
+  ServerSetting naptime(pg_, "autovacuum_naptime", "1");
+  ASSERT_TRUE(start_slow_autovacuum_of_items(20, "qty = qty"));
+  Spec spec = spec_from(items_spec("  retry_budget: 3\n"));
+  ::testing::internal::CaptureStdout();  // the default logger's sink
+  std::string failure;
+  try {
+    EXPECT_EQ(run_until(spec, dsn, Phase::kPrepare), RunOutcome::kReachedUntil);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  const std::string log = ::testing::internal::GetCapturedStdout();
+  ASSERT_EQ(failure, "") << log;
+  EXPECT_NE(log.find("waiting for the autovacuum of public.items (pid "), std::string::npos) << log;
+  EXPECT_NE(log.find("tandemd's role may not cancel it"), std::string::npos) << log;
+  EXPECT_NE(log.find("; its phase: "), std::string::npos) << log;
+  EXPECT_NE(log.find(" heap blocks scanned ("), std::string::npos) << log;
   EXPECT_EQ(
       pg_.psql(db_, "SELECT attempts FROM tandem.steps WHERE step_id = '1.add_shadow_column'"),
       "0");

@@ -146,5 +146,25 @@ TEST(ThrottleSettings, ParseCheckAndPrint) {
             "critical_active_sessions must be more than throttle_active_sessions");
 }
 
+TEST(VacuumPace, SaysThePhaseTheBlocksScannedAndTheTimeLeftOfTheHeapScan) {
+  using std::chrono::seconds;
+  VacuumPace pace;
+  const auto t0 = VacuumPace::Clock::now();
+  // First seen: no pace yet.
+  EXPECT_EQ(pace.describe(42, "scanning heap", 1000, 11000, t0),
+            "its phase: scanning heap, 1000 of 11000 heap blocks scanned (9%)");
+  // 2000 blocks in 10 s since: 8000 left take 40 s more.
+  EXPECT_EQ(pace.describe(42, "scanning heap", 3000, 11000, t0 + seconds(10)),
+            "its phase: scanning heap, 3000 of 11000 heap blocks scanned (27%), about 40.0s left "
+            "of the heap scan at its pace so far");
+  // Past the heap scan, no time is guessed for the index phases.
+  EXPECT_EQ(pace.describe(42, "vacuuming indexes", 11000, 11000, t0 + seconds(60)),
+            "its phase: vacuuming indexes, 11000 of 11000 heap blocks scanned (100%)");
+  // Another vacuum starts its pace afresh.
+  EXPECT_EQ(pace.describe(43, "scanning heap", 50, 100, t0 + seconds(61)),
+            "its phase: scanning heap, 50 of 100 heap blocks scanned (50%)");
+  EXPECT_EQ(pace.describe(43, "initializing", 0, 0, t0 + seconds(62)), "its phase: initializing");
+}
+
 }  // namespace
 }  // namespace tandem
