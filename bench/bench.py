@@ -142,27 +142,33 @@ class Load:
 
 
 class LockWatch:
-    """The longest a pgbench client was seen waiting on a lock."""
+    """The longest a pgbench client was seen waiting on a lock, sampled every
+    50 ms by one psql session (\\watch): a new session per sample would cost
+    the machine a connection and a backend twenty times a second."""
 
     def __init__(self, server, db):
-        self.server, self.db = server, db
         self.longest = 0.0
-        self.done = threading.Event()
+        sql = ("SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0)"
+               " FROM pg_stat_activity WHERE application_name = 'pgbench'"
+               " AND wait_event_type = 'Lock' \\watch 0.05\n")
+        self.proc = subprocess.Popen([f"{server.bin}/psql", "-XAtq", "-d", db], env=server.env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        self.proc.stdin.write(sql)
+        self.proc.stdin.flush()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self):
-        sql = ("SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0)"
-               " FROM pg_stat_activity WHERE application_name = 'pgbench'"
-               " AND wait_event_type = 'Lock'")
-        while not self.done.wait(0.05):
+        for line in self.proc.stdout:
             try:
-                self.longest = max(self.longest, float(self.server.psql(self.db, sql) or 0))
-            except RuntimeError:
-                pass
+                self.longest = max(self.longest, float(line))
+            except ValueError:
+                pass  # the blank line after each result
 
     def stop(self):
-        self.done.set()
+        self.proc.terminate()
+        self.proc.wait()
         self.thread.join()
         return self.longest
 
@@ -254,6 +260,9 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         server.psql(db, LOOP_SETUP)
     if method == "repack":
         server.psql(db, "CREATE EXTENSION pg_repack")
+    # The copy's pages (written through the WAL and the buffer pool) go to
+    # disk now, not while the method runs.
+    server.psql(db, "CHECKPOINT")
     load = Load(server, db, workdir, rate)
     time.sleep(WARMUP)
     locks = LockWatch(server, db)

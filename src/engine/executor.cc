@@ -571,7 +571,7 @@ void Executor::yield_to_autovacuum(const Step& step) {
   std::string waiting_for;  // what the last wait was for, once logged
   const auto since = Clock::now();
   auto last_said = since;
-  VacuumPace pace;
+  std::map<long long, VacuumPace> paces;  // by pid
   for (;;) {
     Rows r = conn_->exec(sql);
     std::string wait;
@@ -583,6 +583,7 @@ void Executor::yield_to_autovacuum(const Step& step) {
         wait = "a session that tandemd's role may not see (pid " + pid + ") holding " + table +
                " in SHARE UPDATE EXCLUSIVE mode: most likely its autovacuum, which this role " +
                "may not cancel (superuser, or pg_signal_autovacuum_worker on PostgreSQL 18)";
+        progress.clear();
         continue;
       }
       if (r.text(i, 2) == "t") {
@@ -608,9 +609,10 @@ void Executor::yield_to_autovacuum(const Step& step) {
         }
       }
       wait = "the autovacuum of " + table + " (pid " + pid + "): " + why;
-      if (!r.is_null(i, 4)) {
-        progress = pace.describe(std::stoll(pid), r.text(i, 4), r.integer(i, 5), r.integer(i, 6));
-      }
+      progress = r.is_null(i, 4)
+                     ? ""
+                     : paces[std::stoll(pid)].describe(std::stoll(pid), r.text(i, 4),
+                                                       r.integer(i, 5), r.integer(i, 6));
     }
     if (wait.empty()) break;
     if (wait != waiting_for) {
