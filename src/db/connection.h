@@ -45,11 +45,13 @@ class Connection {
 // Every session tandem opens starts with these limits, so that nothing it
 // runs can hang on a lock, a statement or an open transaction for ever;
 // steps and batches override lock_timeout and statement_timeout with the
-// spec's settings for their own statements. The SQL sets them again, e.g.
-// after RESET.
+// spec's settings for their own statements. Nor does it take parallel
+// workers: a verification chunk or a precheck's scan would otherwise take
+// two more cores from the application. The SQL sets them again, e.g. after
+// RESET.
 inline constexpr const char* kSessionLimitsSql =
     "SET statement_timeout = '60s'; SET lock_timeout = '5s';"
-    " SET idle_in_transaction_session_timeout = '60s'";
+    " SET idle_in_transaction_session_timeout = '60s'; SET max_parallel_workers_per_gather = 0";
 
 // Opens a session. The libpq connection string may be empty (libpq then reads
 // PGHOST, PGPORT, ... from the environment). A lost connection is never

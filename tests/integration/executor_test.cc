@@ -173,10 +173,12 @@ TEST_F(ExecutorTest, EverySessionStartsWithLimitsOnLocksStatementsAndIdleTransac
   auto conn = connect_postgres(pg_.dsn(db_), "limits test");
   Rows r = conn->exec(
       "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
-      " current_setting('idle_in_transaction_session_timeout')");
+      " current_setting('idle_in_transaction_session_timeout'),"
+      " current_setting('max_parallel_workers_per_gather')");
   EXPECT_EQ(r.text(0, 0), "1min");
   EXPECT_EQ(r.text(0, 1), "5s");
   EXPECT_EQ(r.text(0, 2), "1min");
+  EXPECT_EQ(r.text(0, 3), "0");  // no parallel workers taken from the application
   // A transaction left open is ended by the server, not held for ever.
   conn->exec("SET idle_in_transaction_session_timeout = '200ms'");
   conn->exec("BEGIN");
