@@ -128,8 +128,8 @@ ControlServer::ControlServer(ControlServerOptions options, ControlHandler handle
 ControlServer::~ControlServer() { stop(); }
 
 void ControlServer::start() {
-  const std::string& path = impl_->options.path;
   const auto& o = impl_->options;
+  const std::string& path = o.path;
   const uid_t uid = o.owner.empty() ? static_cast<uid_t>(-1) : resolve_owner(o.owner);
   const gid_t gid = o.group.empty() ? static_cast<gid_t>(-1) : resolve_group(o.group);
   // Bound under a sibling name, given its mode, owner and group, then moved

@@ -97,20 +97,12 @@ class PqxxConnection final : public Connection {
       throw Error(ErrorKind::kInDoubt, first_line(e.what()), "08006");
     } catch (const pqxx::sql_error& e) {
       // libpqxx 6.4 throws insufficient_privilege without the server's code.
-      std::string sqlstate = e.sqlstate();
-      if (sqlstate.empty() && dynamic_cast<const pqxx::insufficient_privilege*>(&e)) {
-        sqlstate = "42501";
-      }
-      ErrorKind kind = classify_sqlstate(sqlstate);
-      if (committing && !conn_.is_open()) kind = ErrorKind::kInDoubt;
-      throw Error(kind, first_line(e.what()), sqlstate);
+      const bool denied = dynamic_cast<const pqxx::insufficient_privilege*>(&e) != nullptr;
+      server_error(e, e.sqlstate().empty() && denied ? "42501" : e.sqlstate(), committing);
     } catch (const pqxx::transaction_rollback& e) {
       // Not an sql_error in libpqxx 6.4, and thrown without the server's
       // code: a deadlock or a serialization failure must still be retried.
-      const std::string sqlstate = rollback_sqlstate(e);
-      ErrorKind kind = classify_sqlstate(sqlstate);
-      if (committing && !conn_.is_open()) kind = ErrorKind::kInDoubt;
-      throw Error(kind, first_line(e.what()), sqlstate);
+      server_error(e, rollback_sqlstate(e), committing);
     } catch (const pqxx::failure& e) {
       if (!conn_.is_open()) {
         throw Error(committing ? ErrorKind::kInDoubt : ErrorKind::kRetryable,
@@ -118,6 +110,14 @@ class PqxxConnection final : public Connection {
       }
       throw Error(ErrorKind::kFatal, first_line(e.what()));
     }
+  }
+
+  // An error the server reported with `sqlstate`.
+  [[noreturn]] void server_error(const pqxx::failure& e, const std::string& sqlstate,
+                                 bool committing) {
+    ErrorKind kind = classify_sqlstate(sqlstate);
+    if (committing && !conn_.is_open()) kind = ErrorKind::kInDoubt;
+    throw Error(kind, first_line(e.what()), sqlstate);
   }
 
   pqxx::connection conn_;

@@ -571,7 +571,7 @@ void Executor::yield_to_autovacuum(const Step& step) {
   std::string waiting_for;  // what the last wait was for, once logged
   const auto since = Clock::now();
   auto last_said = since;
-  std::map<long long, VacuumPace> paces;  // by pid
+  VacuumPace pace;
   for (;;) {
     Rows r = conn_->exec(sql);
     std::string wait;
@@ -609,10 +609,9 @@ void Executor::yield_to_autovacuum(const Step& step) {
         }
       }
       wait = "the autovacuum of " + table + " (pid " + pid + "): " + why;
-      progress = r.is_null(i, 4)
-                     ? ""
-                     : paces[std::stoll(pid)].describe(std::stoll(pid), r.text(i, 4),
-                                                       r.integer(i, 5), r.integer(i, 6));
+      progress = r.is_null(i, 4) ? ""
+                                 : pace.describe(std::stoll(pid), r.text(i, 4), r.integer(i, 5),
+                                                 r.integer(i, 6));
     }
     if (wait.empty()) break;
     if (wait != waiting_for) {

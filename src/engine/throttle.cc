@@ -183,18 +183,14 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
 
 std::string VacuumPace::describe(long long pid, const std::string& phase, long long scanned,
                                  long long total, Clock::time_point now) {
-  if (pid != pid_) {
-    pid_ = pid;
-    first_scanned_ = scanned;
-    first_seen_ = now;
-  }
+  const FirstSeen& first = first_.emplace(pid, FirstSeen{scanned, now}).first->second;
   std::string out = "its phase: " + phase;
   if (total <= 0) return out;
   out += ", " + std::to_string(scanned) + " of " + std::to_string(total) +
          " heap blocks scanned (" + std::to_string(scanned * 100 / total) + "%)";
-  const double seconds = std::chrono::duration<double>(now - first_seen_).count();
-  if (phase != "scanning heap" || scanned <= first_scanned_ || seconds < 1) return out;
-  const double left = (total - scanned) * seconds / (scanned - first_scanned_);
+  const double seconds = std::chrono::duration<double>(now - first.at).count();
+  if (phase != "scanning heap" || scanned <= first.scanned || seconds < 1) return out;
+  const double left = (total - scanned) * seconds / (scanned - first.scanned);
   return out + ", about " +
          format_duration(std::chrono::milliseconds(static_cast<long long>(left * 1000))) +
          " left of the heap scan at its pace so far";

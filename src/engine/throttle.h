@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -62,7 +63,7 @@ bool throttle_value_set(const std::string& value);
 
 // How a vacuum a step waits for is going, from pg_stat_progress_vacuum
 // readings: its phase, the heap blocks scanned, and while it scans the heap,
-// the time left at its pace since this first saw it.
+// the time left at its pace since this first saw that vacuum (by pid).
 class VacuumPace {
  public:
   using Clock = std::chrono::steady_clock;
@@ -70,9 +71,11 @@ class VacuumPace {
                        Clock::time_point now = Clock::now());
 
  private:
-  long long pid_ = 0;
-  long long first_scanned_ = 0;
-  Clock::time_point first_seen_;
+  struct FirstSeen {
+    long long scanned;
+    Clock::time_point at;
+  };
+  std::map<long long, FirstSeen> first_;  // by pid
 };
 
 }  // namespace tandem

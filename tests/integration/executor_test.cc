@@ -74,17 +74,9 @@ class ExecutorTest : public ::testing::Test {
     return dsn;
   }
 
-  // Whether `sql` answers `want` within `timeout` (an error, such as a state
-  // schema not created yet, counts as not yet).
   bool wait_for(const std::string& sql, const std::string& want,
                 std::chrono::milliseconds timeout) {
-    for (auto end = Clock::now() + timeout; Clock::now() < end; std::this_thread::sleep_for(10ms)) {
-      try {
-        if (pg_.psql(db_, sql) == want) return true;
-      } catch (const std::exception&) {
-      }
-    }
-    return false;
+    return answers_within(pg_, db_, sql, want, timeout);
   }
   // Updates rows all over items until `stop`.
   std::thread hammer_items(const std::atomic<bool>& stop) {

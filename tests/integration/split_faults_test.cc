@@ -18,7 +18,6 @@ namespace tandem::testing {
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 // The first statement of a split (StateStore::split_partition): call 1 of the
 // session that splits. Calls 2 and 3 are the shortening UPDATE and the
@@ -46,16 +45,6 @@ class SplitFaults : public ::testing::TestWithParam<SplitFault> {
     o.until = Phase::kBackfill;
     return o;
   }
-  bool wait_for(const std::string& sql, const std::string& want) {
-    for (auto end = Clock::now() + 20s; Clock::now() < end; std::this_thread::sleep_for(10ms)) {
-      try {
-        if (pg_.psql(db_, sql) == want) return true;
-      } catch (const std::exception&) {
-      }
-    }
-    return false;
-  }
-
   PgServer& pg_ = PgServer::shared();
   std::string db_;
 };
@@ -96,8 +85,8 @@ TEST_P(SplitFaults, TheStepEndsWithEveryRowCopiedOnceAndTheRangesTilingTheKeys) 
       return std::nullopt;
     }
   });
-  const bool planned =
-      wait_for("SELECT count(*) FROM tandem.checkpoints WHERE step_id = '1.backfill'", "2");
+  const bool planned = answers_within(
+      pg_, db_, "SELECT count(*) FROM tandem.checkpoints WHERE step_id = '1.backfill'", "2", 20s);
   Settings st = control.settings();
   st.batch_size = 100;
   st.backfill_workers = 3;

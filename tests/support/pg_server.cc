@@ -199,6 +199,19 @@ bool tpcb_invariant_holds(const PgServer& server, const std::string& database) {
                      " (SELECT coalesce(sum(delta), 0) FROM pgbench_history) AS h) s") == "t";
 }
 
+bool answers_within(const PgServer& server, const std::string& database, const std::string& sql,
+                    const std::string& want, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  for (; std::chrono::steady_clock::now() < end;
+       std::this_thread::sleep_for(std::chrono::milliseconds(10))) {
+    try {
+      if (server.psql(database, sql) == want) return true;
+    } catch (const std::exception&) {
+    }
+  }
+  return false;
+}
+
 std::string key_ranges_summary(const PgServer& server, const std::string& database,
                                const std::string& step_id) {
   // In key order (a range split while the step ran has a higher number than

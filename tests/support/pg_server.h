@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -98,6 +99,11 @@ class PgbenchLoad {
   std::atomic<long long> failures_{0};
   std::string last_error_;
 };
+
+// Whether `sql` answers `want` (psql -At) within `timeout`; an error, such as
+// a state schema not created yet, counts as not yet.
+bool answers_within(const PgServer& server, const std::string& database, const std::string& sql,
+                    const std::string& want, std::chrono::milliseconds timeout);
 
 // Initialises pgbench tables at `scale` (100,000 accounts per unit).
 void pgbench_init(const PgServer& server, const std::string& database, int scale);
