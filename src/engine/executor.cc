@@ -87,9 +87,28 @@ void Executor::connect(Lane& lane) {
     lane.conn.reset();
     throw;
   }
-  if (!worker) ever_connected_ = true;
+  if (!worker) {
+    ever_connected_ = true;
+    deadlock_timeout_ms_ =
+        lane.conn->exec("SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'")
+            .integer(0, 0, 0);
+  }
   if (options_.control)
     options_.control->set_backend_pid(lane.worker + 1, lane.conn->backend_pid());
+}
+
+std::chrono::milliseconds Executor::lock_wait(const Settings& st) {
+  const long long deadlock = deadlock_timeout_ms_;
+  if (deadlock <= 0 || st.lock_timeout.count() < deadlock) return st.lock_timeout;
+  const std::chrono::milliseconds cut{std::max(1LL, deadlock * 9 / 10)};
+  if (warned_lock_timeout_ms_.exchange(st.lock_timeout.count()) != st.lock_timeout.count()) {
+    spdlog::warn(
+        "{}: lock_timeout {}ms is not shorter than the server's deadlock_timeout {}ms; steps "
+        "wait at most {}ms for a lock, so that in a deadlock with the application PostgreSQL "
+        "cancels tandem's statement and not the application's transaction",
+        spec_.name, st.lock_timeout.count(), deadlock, cut.count());
+  }
+  return cut;
 }
 
 void Executor::take_lock(Lane& lane) {
@@ -389,7 +408,7 @@ void Executor::run_precheck(const Step& step) {
       [&] {
         Transaction tx(*conn_);
         const Settings st = settings();
-        tx.set_timeouts(st.lock_timeout, st.statement_timeout);
+        tx.set_timeouts(lock_wait(st), st.statement_timeout);
         Rows problems = tx.exec(step.sql);
         if (!problems.empty()) {
           std::vector<std::string> reasons;
@@ -411,7 +430,7 @@ void Executor::run_sql_step(const Step& step) {
         [&] {
           yield_to_autovacuum(step);
           Transaction tx(*conn_);
-          tx.set_timeouts(st.lock_timeout, st.statement_timeout);
+          tx.set_timeouts(lock_wait(st), st.statement_timeout);
           tx.exec(step.sql);
           store_.mark_step(*conn_, step.id, "done");
           store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);
@@ -459,7 +478,7 @@ void Executor::with_session_timeouts(const std::function<void()>& work) {
   // Statements that cannot run in a transaction cannot use SET LOCAL; the
   // session settings are put back whatever happens.
   const Settings st = settings();
-  conn_->exec("SET lock_timeout = '" + std::to_string(st.lock_timeout.count()) +
+  conn_->exec("SET lock_timeout = '" + std::to_string(lock_wait(st).count()) +
               "ms'; SET statement_timeout = '" + std::to_string(st.statement_timeout.count()) +
               "ms'");
   try {
@@ -768,7 +787,7 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
           current = false;
           const auto t0 = Clock::now();
           Transaction tx(c);
-          tx.set_timeouts(st.lock_timeout, st.statement_timeout);
+          tx.set_timeouts(lock_wait(st), st.statement_timeout);
           // A batch and its checkpoint commit together, so a commit the server
           // loses in a crash loses both and the batch runs again: there is no
           // need to wait for the WAL flush.
@@ -854,7 +873,7 @@ std::optional<Partition> Executor::split_range(Lane& lane, const Step& step,
         Connection& c = *lane.conn;
         const Settings st = settings();
         Transaction tx(c);
-        tx.set_timeouts(st.lock_timeout, st.statement_timeout);
+        tx.set_timeouts(lock_wait(st), st.statement_timeout);
         // Only this worker, under the range's lock, splits the range; the
         // checkpoints are read as committed, since an attempt whose commit
         // was in doubt may have split it already.
@@ -1154,7 +1173,7 @@ void Executor::rollback_step(const Step& step) {
           with_session_timeouts([&] { conn_->exec(sql); });
         }
         Transaction tx(*conn_);
-        tx.set_timeouts(st.lock_timeout, st.statement_timeout);
+        tx.set_timeouts(lock_wait(st), st.statement_timeout);
         if (step.transactional && !sql.empty()) tx.exec(sql);
         store_.clear_checkpoint(*conn_, step.id);
         store_.mark_step(*conn_, step.id, "rolled_back");

@@ -170,6 +170,13 @@ class Executor {
   Settings settings() const {
     return options_.control ? options_.control->settings() : spec_.settings;
   }
+  // How long a step or batch may wait for a lock: the spec's lock_timeout,
+  // cut to 90% of the server's deadlock_timeout when it is not shorter
+  // (with a warning, once). PostgreSQL's deadlock check cancels the waiter
+  // that has waited deadlock_timeout first; tandem's waits end sooner, so in
+  // a deadlock between a step and an application transaction it is the step
+  // that is cancelled (and retried), never the application's transaction.
+  std::chrono::milliseconds lock_wait(const Settings& st);
   // Calls the progress sink, if any, one thread at a time.
   void report(const std::function<void(ProgressSink&)>& f);
   // Whether the backfill should wait now, and why.
@@ -236,6 +243,10 @@ class Executor {
   bool ever_connected_ = false;
   std::string pause_reason_;
   std::atomic<bool> halt_workers_{false};
+  // The server's deadlock_timeout as tandem's session sees it (ms; 0: not
+  // read yet), and the lock_timeout last warned about.
+  std::atomic<long long> deadlock_timeout_ms_{0};
+  std::atomic<long long> warned_lock_timeout_ms_{-1};
   std::mutex progress_mu_;
 };
 

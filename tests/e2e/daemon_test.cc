@@ -127,6 +127,7 @@ class Daemon : public ::testing::Test {
     db_ = pg_.create_database("daemon");
     pgbench_init(pg_, db_, 2);
     spec_ = write_temp_file(abalance_spec(1000));
+    dsn_ = pg_.dsn(db_);
   }
   void TearDown() override {
     for (pid_t p : daemons_) {
@@ -140,7 +141,7 @@ class Daemon : public ::testing::Test {
   pid_t serve(const std::string& socket, const std::string& extra_env = "",
               const std::string& config = "", const std::string& extra_args = "") {
     pid_t pid = spawn("env " + extra_env + " " +
-                      tandemd("serve --dsn '" + pg_.dsn(db_) + "' --socket " + socket +
+                      tandemd("serve --dsn '" + dsn_ + "' --socket " + socket +
                               (config.empty() ? "" : " --config " + config) + " " + extra_args));
     daemons_.push_back(pid);
     EXPECT_TRUE(wait_for([&] { return access(socket.c_str(), F_OK) == 0; }, 20s))
@@ -187,6 +188,7 @@ class Daemon : public ::testing::Test {
 
   PgServer& pg_ = PgServer::shared();
   std::string db_, spec_;
+  std::string dsn_;  // the daemon's
   std::vector<pid_t> daemons_;
 };
 
@@ -356,6 +358,53 @@ TEST_F(Daemon, ThrottleHoldsRowsBackUntilItEndsAndAbortStopsAtOnce) {
                      " WHERE actor LIKE 'uid:%'"),
             "submitted,throttle_requested,throttle_requested,throttle_lifted,abort_requested,"
             "resume_requested");
+}
+
+TEST_F(Daemon, AnAutovacuumItMayNotCancelShowsAsAThrottleInStatusAndMetrics) {
+  // tandemd as a role that owns pgbench_accounts but is not a superuser, so
+  // it may not cancel the autovacuum holding the lock the first DDL step
+  // needs: it waits the vacuum out without queueing, and says so.
+  dsn_ = dsn_of_owner(pg_, db_, "tandem_daemon", {"pgbench_accounts"});
+  ServerSetting naptime(pg_, "autovacuum_naptime", "1");
+  ASSERT_TRUE(start_slow_autovacuum(pg_, db_, "pgbench_accounts", 20, "filler = filler"));
+  const int port = free_port();
+  serve(socket_path(), "", "", "--metrics-listen 127.0.0.1:" + std::to_string(port));
+  ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return status().value("throttled", json()) == "autovacuum"; }, 60s))
+      << status().dump();
+  auto r = ctl("status abalance_bigint");
+  EXPECT_NE(r.output.find("throttled (autovacuum)"), std::string::npos) << r.output;
+  const std::string m = "{migration=\"abalance_bigint\"}";
+  EXPECT_EQ(sample(http_get(port, "/metrics"), "tandem_throttled" + m), 1);
+  EXPECT_EQ(
+      pg_.psql(db_,
+               "SELECT count(*) FROM pg_attribute WHERE attrelid = 'pgbench_accounts'::regclass"
+               " AND attname LIKE '_tandem%'"),
+      "0")
+      << "the step ran while the autovacuum held the table";
+
+  // The vacuum ends (cancelled by a superuser, and kept from coming back),
+  // and the migration goes on to the end.
+  ASSERT_TRUE(answers_within(
+      pg_, db_,
+      "DO $$ BEGIN PERFORM pg_cancel_backend(pid) FROM pg_stat_activity"
+      " WHERE backend_type = 'autovacuum worker' AND datname = current_database(); END $$;"
+      " SET lock_timeout = '200ms'; ALTER TABLE pgbench_accounts SET (autovacuum_enabled = false);"
+      " SELECT 'off'",
+      "off", 30s));
+  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
+      << status().dump();
+  EXPECT_EQ(status().value("throttled", json("x")), json());
+  const std::string scrape = http_get(port, "/metrics");
+  EXPECT_GT(sample(scrape,
+                   "tandem_throttled_seconds_total{migration=\"abalance_bigint\","
+                   "reason=\"autovacuum\"}"),
+            0)
+      << scrape;
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) FROM pgbench_accounts"
+                     " WHERE _tandem_old_abalance IS DISTINCT FROM abalance"),
+            "0");
 }
 
 TEST_F(Daemon, ACriticalThresholdPausesTheMigrationUntilAnOperatorResumesIt) {

@@ -44,34 +44,11 @@ class ExecutorTest : public ::testing::Test {
            "  - alter_column_type: {table: items, column: qty, type: bigint}\n";
   }
 
-  // Makes every row of items dead (`update`: the SET list) and returns once
-  // an autovacuum of it is running, slowed to one page per `delay_ms`; false
-  // if none starts within a minute. Needs a short autovacuum_naptime.
   bool start_slow_autovacuum_of_items(int delay_ms, const std::string& update) {
-    pg_.psql(db_,
-             "ALTER TABLE items SET (autovacuum_vacuum_threshold = 0,"
-             " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_limit = 1,"
-             " autovacuum_vacuum_cost_delay = " +
-                 std::to_string(delay_ms) + ")");
-    pg_.psql(db_, "UPDATE items SET " + update);
-    return wait_for(
-        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
-        " AND datname = current_database() AND query LIKE '%VACUUM%items%'",
-        "1", 60s);
+    return start_slow_autovacuum(pg_, db_, "items", delay_ms, update);
   }
-
-  // A DSN for `role` (created if missing, a member of `member_of` when given,
-  // not a superuser), which may create schemas here and owns items.
   std::string dsn_of_items_owner(const std::string& role, const std::string& member_of = "") {
-    pg_.psql("postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '" +
-                             role + "') THEN CREATE ROLE " + role + " LOGIN" +
-                             (member_of.empty() ? "" : " IN ROLE " + member_of) +
-                             "; END IF; END $$");
-    pg_.psql(db_, "GRANT CREATE ON DATABASE " + db_ + " TO " + role +
-                      "; ALTER TABLE items OWNER TO " + role);
-    std::string dsn = pg_.dsn(db_);
-    dsn.replace(dsn.find("user=postgres"), 13, "user=" + role);
-    return dsn;
+    return dsn_of_owner(pg_, db_, role, {"items"}, member_of);
   }
 
   bool wait_for(const std::string& sql, const std::string& want,
@@ -238,6 +215,45 @@ TEST_F(ExecutorTest, FailsClearlyWhenTheRetryBudgetIsSpentAndResumesLater) {
                      " AND attname LIKE '_tandem%'"),
             "0");
   blocker->exec("COMMIT");
+  EXPECT_EQ(Executor(spec, plan, o).run(), RunOutcome::kReachedUntil);
+}
+
+TEST_F(ExecutorTest, ALockTimeoutNotShorterThanDeadlockTimeoutIsCutBelowIt) {
+  // PostgreSQL's deadlock check cancels whichever waiter has waited
+  // deadlock_timeout first. A step that waited longer than that could let an
+  // application transaction be the one cancelled, so its waits are cut to
+  // 90% of deadlock_timeout (here 300ms) whatever the spec says (60s).
+  pg_.psql(db_, "ALTER DATABASE " + db_ + " SET deadlock_timeout = '300ms'");
+  Spec spec = spec_from(
+      "name: items_qty\nsettings:\n  lock_timeout: 60s\n  retry_budget: 3\n"
+      "  retry_backoff: 20ms\n  retry_backoff_max: 100ms\noperations:\n"
+      "  - alter_column_type: {table: items, column: qty, type: bigint}\n");
+  Plan plan = make_plan(spec);
+  // The blocker lets go after 8 s: a step waiting the spec's 60 s would
+  // get its lock then and succeed.
+  auto blocker = pg_.connect(db_);
+  blocker->exec("BEGIN");
+  blocker->exec("SELECT * FROM items LIMIT 1");
+  auto release = std::async(std::launch::async, [&] {
+    std::this_thread::sleep_for(8s);
+    blocker->exec("COMMIT");
+  });
+  RunOptions o = options();
+  o.until = Phase::kPrepare;
+  try {
+    const auto t0 = Clock::now();
+    const RunOutcome outcome = Executor(spec, plan, o).run();
+    ADD_FAILURE() << "the step waited for the blocker instead of 270ms per attempt: outcome "
+                  << static_cast<int>(outcome) << " after "
+                  << std::chrono::duration<double>(Clock::now() - t0).count() << "s";
+  } catch (const StepFailedError& e) {
+    EXPECT_EQ(e.sqlstate(), "55P03");
+    EXPECT_EQ(pg_.psql(db_,
+                       "SELECT attempts, last_sqlstate, status FROM tandem.steps"
+                       " WHERE step_id = '1.add_shadow_column'"),
+              "3|55P03|failed");
+  }
+  release.get();
   EXPECT_EQ(Executor(spec, plan, o).run(), RunOutcome::kReachedUntil);
 }
 
@@ -497,24 +513,6 @@ TEST_F(ExecutorTest, OneWorkerGoesThroughEveryRangeOfBothStepsOnOneSession) {
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
             "0");
 }
-
-// Sets a server setting for one test and puts it back after.
-class ServerSetting {
- public:
-  ServerSetting(PgServer& pg, const std::string& name, const std::string& value)
-      : pg_(pg), name_(name) {
-    pg_.psql("postgres", "ALTER SYSTEM SET " + name_ + " = " + value);
-    pg_.psql("postgres", "SELECT pg_reload_conf()");
-  }
-  ~ServerSetting() {
-    pg_.psql("postgres", "ALTER SYSTEM RESET " + name_);
-    pg_.psql("postgres", "SELECT pg_reload_conf()");
-  }
-
- private:
-  PgServer& pg_;
-  std::string name_;
-};
 
 TEST_F(ExecutorTest, AnAutovacuumHoldingTheTableIsCancelledInsteadOfOutwaitingEveryAttempt) {
   // An autovacuum of items that takes a minute: wide dead rows, cost-limited

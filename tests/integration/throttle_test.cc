@@ -121,9 +121,10 @@ TEST_F(ThrottleTest, AStandbyThatStopsReplayingHoldsTheBackfillOnAnIdlePrimary) 
 
 TEST_F(ThrottleTest, ACriticalReplicaLagPausesTheMigrationAndARerunFinishesIt) {
   PgStandby standby(pg_);
-  // Resting between batches: the backfill takes longer than the lag needs to
-  // cross the threshold once replay stops.
-  Spec spec = spec_from(spec_text("  critical_replica_lag: 500ms\n  batch_rest_percent: 200\n"));
+  // Resting ten times each batch's duration: the backfill takes seconds, far
+  // longer than the lag needs to cross the threshold once replay stops (with
+  // twice, it sometimes finished first on a worker session).
+  Spec spec = spec_from(spec_text("  critical_replica_lag: 500ms\n  batch_rest_percent: 1000\n"));
   Plan plan = make_plan(spec);
   ASSERT_NO_FATAL_FAILURE(through_dual_write_then_pause(spec, plan, standby));
   Executor paused(spec, plan, options());

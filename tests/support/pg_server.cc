@@ -212,6 +212,46 @@ bool answers_within(const PgServer& server, const std::string& database, const s
   return false;
 }
 
+ServerSetting::ServerSetting(const PgServer& pg, const std::string& name, const std::string& value)
+    : pg_(pg), name_(name) {
+  pg_.psql("postgres", "ALTER SYSTEM SET " + name_ + " = " + value);
+  pg_.psql("postgres", "SELECT pg_reload_conf()");
+}
+
+ServerSetting::~ServerSetting() {
+  pg_.psql("postgres", "ALTER SYSTEM RESET " + name_);
+  pg_.psql("postgres", "SELECT pg_reload_conf()");
+}
+
+bool start_slow_autovacuum(const PgServer& pg, const std::string& database,
+                           const std::string& table, int delay_ms, const std::string& update) {
+  pg.psql(database, "ALTER TABLE " + table +
+                        " SET (autovacuum_vacuum_threshold = 0,"
+                        " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_limit = 1,"
+                        " autovacuum_vacuum_cost_delay = " +
+                        std::to_string(delay_ms) + ")");
+  pg.psql(database, "UPDATE " + table + " SET " + update);
+  return answers_within(
+      pg, database,
+      "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+      " AND datname = current_database() AND query LIKE '%VACUUM%" +
+          table + "%'",
+      "1", std::chrono::seconds(60));
+}
+
+std::string dsn_of_owner(const PgServer& pg, const std::string& database, const std::string& role,
+                         const std::vector<std::string>& tables, const std::string& member_of) {
+  pg.psql("postgres", "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '" + role +
+                          "') THEN CREATE ROLE " + role + " LOGIN" +
+                          (member_of.empty() ? "" : " IN ROLE " + member_of) + "; END IF; END $$");
+  std::string sql = "GRANT CREATE ON DATABASE " + database + " TO " + role;
+  for (const auto& t : tables) sql += "; ALTER TABLE " + t + " OWNER TO " + role;
+  pg.psql(database, sql);
+  std::string dsn = pg.dsn(database);
+  dsn.replace(dsn.find("user=postgres"), 13, "user=" + role);
+  return dsn;
+}
+
 std::string key_ranges_summary(const PgServer& server, const std::string& database,
                                const std::string& step_id) {
   // In key order (a range split while the step ran has a higher number than

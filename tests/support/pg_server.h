@@ -105,6 +105,30 @@ class PgbenchLoad {
 bool answers_within(const PgServer& server, const std::string& database, const std::string& sql,
                     const std::string& want, std::chrono::milliseconds timeout);
 
+// A server setting (ALTER SYSTEM, reloaded) for the object's lifetime.
+class ServerSetting {
+ public:
+  ServerSetting(const PgServer& pg, const std::string& name, const std::string& value);
+  ~ServerSetting();
+  ServerSetting(const ServerSetting&) = delete;
+  ServerSetting& operator=(const ServerSetting&) = delete;
+
+ private:
+  const PgServer& pg_;
+  std::string name_;
+};
+
+// Makes every row of `table` dead (`update`: the SET list) and returns once
+// an autovacuum of it is running, slowed to one page per `delay_ms`; false
+// if none starts within a minute. Needs a short autovacuum_naptime.
+bool start_slow_autovacuum(const PgServer& pg, const std::string& database,
+                           const std::string& table, int delay_ms, const std::string& update);
+
+// A DSN for `role` (created if missing, a member of `member_of` when given,
+// not a superuser), which may create schemas in `database` and owns `tables`.
+std::string dsn_of_owner(const PgServer& pg, const std::string& database, const std::string& role,
+                         const std::vector<std::string>& tables, const std::string& member_of = "");
+
 // Initialises pgbench tables at `scale` (100,000 accounts per unit).
 void pgbench_init(const PgServer& server, const std::string& database, int scale);
 // sum(abalance) = sum(tbalance) = sum(bbalance) = sum(history.delta)
