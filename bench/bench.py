@@ -142,35 +142,67 @@ class Load:
 
 
 class LockWatch:
-    """The longest a pgbench client was seen waiting on a lock, sampled every
-    50 ms by one psql session (\\watch): a new session per sample would cost
-    the machine a connection and a backend twenty times a second."""
+    """What the server's sessions are doing, sampled every 50 ms by one psql
+    session (\\watch): a new session per sample would cost the machine a
+    connection and a backend twenty times a second. Keeps the longest a
+    pgbench client was seen waiting on a lock, and per sample what every
+    active session waited on ("CPU" when on none): the pgbench clients as
+    `client`, the others by program (`tandemd`, `psql`, `pg_repack`) or
+    background process (`autovacuum worker`, `checkpointer`, ...), so the
+    slow seconds of a run can be told apart."""
+
+    SQL = ("SELECT extract(epoch FROM clock_timestamp()),"
+           " coalesce(max(extract(epoch FROM clock_timestamp() - query_start))"
+           "   FILTER (WHERE application_name = 'pgbench' AND wait_event_type = 'Lock'), 0),"
+           " coalesce(string_agg(CASE WHEN application_name = 'pgbench' THEN 'client'"
+           "   WHEN application_name <> '' THEN split_part(application_name, ' ', 1)"
+           "   ELSE backend_type END || '=' || coalesce(wait_event_type || ':' || wait_event,"
+           "   'CPU'), ','), '')"
+           " FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+           " AND (state = 'active' OR (backend_type <> 'client backend'"
+           "      AND coalesce(wait_event_type, '') <> 'Activity')) \\watch 0.05\n")
 
     def __init__(self, server, db):
         self.longest = 0.0
-        sql = ("SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0)"
-               " FROM pg_stat_activity WHERE application_name = 'pgbench'"
-               " AND wait_event_type = 'Lock' \\watch 0.05\n")
+        self.samples = []  # (epoch seconds, {"client=CPU": count, ...})
         self.proc = subprocess.Popen([f"{server.bin}/psql", "-XAtq", "-d", db], env=server.env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
-        self.proc.stdin.write(sql)
+        self.proc.stdin.write(self.SQL)
         self.proc.stdin.flush()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self):
         for line in self.proc.stdout:
+            fields = line.rstrip("\n").split("|")
+            if len(fields) != 3:
+                continue  # the blank line after each result
             try:
-                self.longest = max(self.longest, float(line))
+                at, lock = float(fields[0]), float(fields[1])
             except ValueError:
-                pass  # the blank line after each result
+                continue
+            self.longest = max(self.longest, lock)
+            counts = {}
+            for w in filter(None, fields[2].split(",")):
+                counts[w] = counts.get(w, 0) + 1
+            self.samples.append((at, counts))
 
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
         self.thread.join()
         return self.longest
+
+
+def waits_in(samples, t0, lo, hi):
+    """Session-samples per "who=wait" over samples from t0+lo to t0+hi s."""
+    total = {}
+    for (at, counts) in samples:
+        if lo <= at - t0 < hi:
+            for k, n in counts.items():
+                total[k] = total.get(k, 0) + n
+    return total
 
 
 def percentile(values, p):
@@ -316,6 +348,16 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         "per_second": [
             {"t": s, "tps": len(v), "p99_ms": percentile(v, 99)}
             for s, v in sorted(series.items())
+        ],
+        # Over the method's run, and in each of its three slowest seconds
+        # for the clients (by p99): how many 50 ms samples found each kind
+        # of session waiting on what.
+        "waits": waits_in(locks.samples, t0, 0, seconds),
+        "slowest_seconds": [
+            {"t": s, "p99_ms": percentile(series[s], 99),
+             "waits": waits_in(locks.samples, t0, s, s + 1)}
+            for s in sorted((s for s in series if 0 <= s <= seconds),
+                            key=lambda s: -percentile(series[s], 99))[:3]
         ],
     }
     server.psql("postgres", f"DROP DATABASE {db}")
@@ -472,6 +514,23 @@ def markdown(report):
             lines.append(f"| {name} | {len(g)} | {spread(col[0])} | {spread(col[1], 'x')} |"
                          f" {spread(col[2], 'x')} | {spread(col[3])} | {spread(col[4])} |"
                          f" {fmt(max(col[5]))} |")
+    lines += ["", "Where the time went: in each method's three slowest seconds for the"
+              " clients (by p99), the waits seen in 50 ms samples of pg_stat_activity"
+              " (sessions x samples; `client` is pgbench, `CPU` no wait event), and over"
+              " its whole run the clients' share of each.", ""]
+    for name, m in r["methods"].items():
+        if "waits" not in m:
+            continue
+        clients = {k[len("client="):]: n for k, n in m["waits"].items()
+                   if k.startswith("client=")}
+        total = sum(clients.values()) or 1
+        share = ", ".join(f"{k} {100.0 * n / total:.0f}%" for k, n in
+                          sorted(clients.items(), key=lambda kv: -kv[1])[:4])
+        lines.append(f"- **{name}** (clients: {share})")
+        for sec in m["slowest_seconds"]:
+            top = ", ".join(f"{k} {n}" for k, n in
+                            sorted(sec["waits"].items(), key=lambda kv: -kv[1])[:6])
+            lines.append(f"  - second {sec['t']}, p99 {fmt(sec['p99_ms'])} ms: {top or '-'}")
     t = r.get("trigger")
     if t:
         lines += ["", "Dual-write trigger installed (tandem after `dual_write`) versus not:",
