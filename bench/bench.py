@@ -224,8 +224,9 @@ def tandem_spec(name, settings):
     return "\n".join(lines) + "\n"
 
 
-def run_tandem(server, db, tandemd, workdir, settings, until=None):
-    """Runs tandemd; returns (seconds, peak RSS in KiB, backfill rows/s)."""
+def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None):
+    """Runs tandemd; returns (seconds, peak RSS in KiB, backfill rows/s for
+    `rows` rows)."""
     spec = os.path.join(workdir, f"{db}.yaml")
     with open(spec, "w") as f:
         f.write(tandem_spec("bench_" + db, settings))
@@ -242,10 +243,13 @@ def run_tandem(server, db, tandemd, workdir, settings, until=None):
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise RuntimeError(f"tandemd failed ({p.returncode}): {p.stderr.read()}")
+    # Not count(*) here: the method's window is still open, and the first
+    # scan of a table whose every row was just rewritten prunes every page,
+    # a burst of WAL that stalled the clients' commits for up to 400 ms and
+    # was counted as tandem's (2026-12-02).
     backfill = server.psql(db, "SELECT extract(epoch FROM finished_at - started_at)"
                                " FROM tandem.steps WHERE step_id = '1.backfill'")
-    rows = int(server.psql(db, "SELECT count(*) FROM pgbench_accounts"))
-    rate = rows / float(backfill) if backfill and float(backfill) > 0 else None
+    rate = rows / float(backfill) if rows and backfill and float(backfill) > 0 else None
     with open(rss_file) as f:
         peak_kib = int(f.read().split()[-1])
     return seconds, peak_kib, rate
@@ -317,7 +321,7 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         for pair in filter(None, variant.split("+")):
             key, _, value = pair.partition("=")
             settings[key] = value
-        _, rss, backfill_rate = run_tandem(server, db, tandemd, workdir, settings)
+        _, rss, backfill_rate = run_tandem(server, db, tandemd, workdir, settings, rows)
     t1 = time.time()
     longest_lock = locks.stop()
     time.sleep(TAIL)
