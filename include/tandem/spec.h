@@ -47,6 +47,10 @@ struct Settings {
   // Waits while the slowest physical standby replays more than this far
   // behind (measured with tandem's heartbeat); 0: off.
   std::chrono::milliseconds throttle_replica_lag{0};
+  // Holds the backfill so that the server writes WAL at no more than this
+  // many MB per second on average (all sessions, the backfill's own
+  // included); 0: off.
+  int throttle_wal_rate_mb = 0;
   // SQL run before each batch, read-only, 5s at most: the backfill waits while
   // its first value is true or a number above zero (or while it fails).
   std::string throttle_query;

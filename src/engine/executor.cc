@@ -495,7 +495,13 @@ ThrottleVerdict Executor::throttle_verdict(const Settings& st) {
     return {"manual", "throttled by an operator", false};
   }
   // The migration's own sessions (its workers) are not load to back off from.
-  return decide_throttle(st, read_throttle_signals(*conn_, st, application_name() + " "));
+  ThrottleReadings r = read_throttle_signals(*conn_, st, application_name() + " ");
+  if (r.wal_lsn) {
+    const WalRate::Reading w = wal_rate_.observe(*r.wal_lsn, st.throttle_wal_rate_mb * 1048576.0);
+    r.wal_bytes_per_second = w.bytes_per_second;
+    r.wal_bytes_ahead = w.bytes_ahead;
+  }
+  return decide_throttle(st, r);
 }
 
 ThrottleVerdict Executor::poll_throttle(std::string& last, Clock::time_point& since) {
@@ -529,8 +535,19 @@ ThrottleVerdict Executor::poll_throttle(std::string& last, Clock::time_point& si
   }
   since = Clock::now();
   if (v.reason != last) {
-    if (!v.reason.empty()) spdlog::info("{}: throttled: {}", spec_.name, v.detail);
-    if (v.reason.empty()) spdlog::info("{}: throttle lifted", spec_.name);
+    // A WAL rate cap holds and lets go every second or so: the first hold
+    // is said at info level, the rest at debug (status and metrics show
+    // them all).
+    const bool pacing = v.reason == "wal_rate" || (v.reason.empty() && last == "wal_rate");
+    const auto level =
+        pacing && wal_pacing_said_.exchange(true) ? spdlog::level::debug : spdlog::level::info;
+    if (!v.reason.empty()) {
+      spdlog::log(level, "{}: throttled: {}{}", spec_.name, v.detail,
+                  level == spdlog::level::info && pacing
+                      ? "; further holds for the WAL rate are logged at debug level"
+                      : "");
+    }
+    if (v.reason.empty()) spdlog::log(level, "{}: throttle lifted", spec_.name);
     last = v.reason;
   }
   return v;

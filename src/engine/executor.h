@@ -243,6 +243,8 @@ class Executor {
   bool ever_connected_ = false;
   std::string pause_reason_;
   std::atomic<bool> halt_workers_{false};
+  WalRate wal_rate_;  // throttle_wal_rate_mb's readings
+  std::atomic<bool> wal_pacing_said_{false};
   // The server's deadlock_timeout as tandem's session sees it (ms; 0: not
   // read yet), and the lock_timeout last warned about.
   std::atomic<long long> deadlock_timeout_ms_{0};

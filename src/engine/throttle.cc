@@ -1,5 +1,6 @@
 #include "engine/throttle.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -99,6 +100,18 @@ ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r) {
     }
   }
   if (auto v = lag_over(r, st.throttle_replica_lag, "throttle_replica_lag", false)) return *v;
+  if (st.throttle_wal_rate_mb > 0 && r.wal_bytes_ahead > 0) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "WAL written %.1f MB ahead of throttle_wal_rate_mb %d",
+                  r.wal_bytes_ahead / 1048576.0, st.throttle_wal_rate_mb);
+    std::string detail = buf;
+    if (r.wal_bytes_per_second) {
+      std::snprintf(buf, sizeof buf, " (%.1f MB/s over the last 2s)",
+                    *r.wal_bytes_per_second / 1048576.0);
+      detail += buf;
+    }
+    return {"wal_rate", detail, false};
+  }
   if (auto v = sessions_over(r, st.throttle_active_sessions, "throttle_active_sessions", false)) {
     return *v;
   }
@@ -124,7 +137,8 @@ ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r) {
 bool reads_database(const Settings& st) {
   return st.throttle_active_sessions > 0 || st.throttle_lock_waits > 0 ||
          st.critical_active_sessions > 0 || st.throttle_replica_lag.count() > 0 ||
-         st.critical_replica_lag.count() > 0 || !st.throttle_query.empty();
+         st.critical_replica_lag.count() > 0 || !st.throttle_query.empty() ||
+         st.throttle_wal_rate_mb > 0;
 }
 
 ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
@@ -158,6 +172,8 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
                     "                    JOIN pg_stat_activity a USING (pid)"
                     "                   WHERE a.datid IS NULL))"
                   : "0, 0") +
+          (st.throttle_wal_rate_mb > 0 ? ", pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+                                       : "") +
           " FROM pg_stat_activity WHERE backend_type = 'client backend'"
           " AND datname = current_database() AND pid <> pg_backend_pid()"
           " AND ($1 = '' OR NOT starts_with(coalesce(application_name, ''), $1))",
@@ -166,6 +182,7 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
   r.lock_waits = rows.integer(0, 1);
   r.replicas = rows.integer(0, 2);
   r.replica_lag_seconds = std::strtod(rows.text(0, 3).c_str(), nullptr);
+  if (st.throttle_wal_rate_mb > 0) r.wal_lsn = rows.integer(0, 4);
   if (!st.throttle_query.empty()) {
     try {
       Transaction tx(conn);
@@ -177,6 +194,29 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
       if (!conn.is_open()) throw;
       r.query_error = e.what();
     }
+  }
+  return r;
+}
+
+WalRate::Reading WalRate::observe(long long lsn, double cap, Clock::time_point now) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (readings_.empty()) {
+    budget_ = cap;
+  } else {
+    const auto& [at, last] = readings_.back();
+    const double seconds = std::chrono::duration<double>(now - at).count();
+    budget_ = std::min(budget_ + cap * seconds, cap) - static_cast<double>(lsn - last);
+  }
+  readings_.emplace_back(now, lsn);
+  // Keep the newest reading older than the window, so the rate spans at
+  // least the window once there is one.
+  while (readings_.size() > 2 && now - readings_[1].first >= kWindow) readings_.pop_front();
+  Reading r;
+  r.bytes_ahead = std::max(0.0, -budget_);
+  const auto& [t0, lsn0] = readings_.front();
+  const double seconds = std::chrono::duration<double>(now - t0).count();
+  if (seconds >= std::chrono::duration<double>(kWindow).count() / 10) {
+    r.bytes_per_second = static_cast<double>(lsn - lsn0) / seconds;
   }
   return r;
 }

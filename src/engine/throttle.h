@@ -5,7 +5,9 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -35,12 +37,17 @@ struct ThrottleReadings {
   double replica_lag_seconds = 0;    // the slowest replica's, by heartbeat
   std::optional<std::string> query;  // the throttle query's first value; nullopt: no row or NULL
   std::string query_error;           // the throttle query failed
-  int minute_of_day = 0;             // local time
+  std::optional<long long> wal_lsn;  // bytes of WAL written so far, when watched
+  // From wal_lsn and the readings before it (WalRate).
+  std::optional<double> wal_bytes_per_second;
+  double wal_bytes_ahead = 0;
+  int minute_of_day = 0;  // local time
 };
 
 struct ThrottleVerdict {
-  // "" (go on), or: outside_window, replica_lag, active_sessions,
-  // lock_waits, throttle_query. A critical verdict pauses the migration.
+  // "" (go on), or: outside_window, replica_lag, wal_rate,
+  // active_sessions, lock_waits, throttle_query. A critical verdict pauses
+  // the migration.
   std::string reason;
   std::string detail;  // "replica lag 12.3s over throttle_replica_lag 5s"
   bool critical = false;
@@ -60,6 +67,29 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
 
 // A throttle query's value means "throttle": true, or a number above zero.
 bool throttle_value_set(const std::string& value);
+
+// throttle_wal_rate_mb's bookkeeping, from successive readings of the
+// server's WAL position: a budget that grows at the cap (up to one second's
+// worth unspent) and shrinks by the WAL written, so the cap holds on average
+// however coarse the readings; and, to show, the rate over the last kWindow.
+// Thread-safe: the executor's workers read the throttle too.
+class WalRate {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kWindow{2000};
+  struct Reading {
+    // Over the last kWindow; nullopt while the readings span less than a
+    // tenth of it (the throttle is read five times a second).
+    std::optional<double> bytes_per_second;
+    double bytes_ahead = 0;  // written beyond the budget: hold until it is repaid
+  };
+  Reading observe(long long lsn, double cap_bytes_per_second, Clock::time_point now = Clock::now());
+
+ private:
+  std::mutex mu_;
+  std::deque<std::pair<Clock::time_point, long long>> readings_;
+  double budget_ = 0;  // bytes that may still be written; negative: ahead of the cap
+};
 
 // How a vacuum a step waits for is going, from pg_stat_progress_vacuum
 // readings: its phase, the heap blocks scanned, and while it scans the heap,

@@ -60,8 +60,10 @@ TEST(DecideThrottle, EachSignalNamesItsReason) {
   st.throttle_lock_waits = 3;
   st.throttle_query = "SELECT busy FROM ops.flags";
   st.backfill_window = "22:00-06:00";
+  st.throttle_wal_rate_mb = 40;
   ThrottleReadings calm;
   calm.minute_of_day = 23 * 60;
+  calm.wal_bytes_per_second = 45 * 1048576.0;  // a burst within its budget
   calm.replicas = 1;
   calm.replica_lag_seconds = 0.5;
   calm.active_sessions = 10;
@@ -87,6 +89,15 @@ TEST(DecideThrottle, EachSignalNamesItsReason) {
               r.replica_lag_seconds = 99;
             }).reason,
             "");
+  v = with([](ThrottleReadings& r) { r.wal_bytes_ahead = 2.5 * 1048576; });
+  EXPECT_EQ(v.reason, "wal_rate");
+  EXPECT_EQ(v.detail,
+            "WAL written 2.5 MB ahead of throttle_wal_rate_mb 40 (45.0 MB/s over the last 2s)");
+  v = with([](ThrottleReadings& r) {
+    r.wal_bytes_ahead = 1048576;
+    r.wal_bytes_per_second.reset();
+  });
+  EXPECT_EQ(v.detail, "WAL written 1.0 MB ahead of throttle_wal_rate_mb 40");
   EXPECT_EQ(with([](ThrottleReadings& r) { r.active_sessions = 11; }).reason, "active_sessions");
   EXPECT_EQ(with([](ThrottleReadings& r) { r.lock_waits = 4; }).reason, "lock_waits");
   v = with([](ThrottleReadings& r) { r.query = "3"; });
@@ -96,6 +107,37 @@ TEST(DecideThrottle, EachSignalNamesItsReason) {
   v = with([](ThrottleReadings& r) { r.query_error = "relation \"ops.flags\" does not exist"; });
   EXPECT_EQ(v.reason, "throttle_query");
   EXPECT_EQ(v.detail, "throttle_query failed: relation \"ops.flags\" does not exist");
+}
+
+TEST(WalRate, HoldsTheAverageToTheCapAndShowsTheRateOfTheLastTwoSeconds) {
+  using namespace std::chrono_literals;
+  WalRate w;
+  const double cap = 10000;  // bytes per second
+  const auto t = WalRate::Clock::time_point{} + 100s;
+  auto r = w.observe(1000, cap, t);  // one second's worth to spend
+  EXPECT_FALSE(r.bytes_per_second);
+  EXPECT_EQ(r.bytes_ahead, 0);
+  r = w.observe(2000, cap, t + 100ms);
+  EXPECT_FALSE(r.bytes_per_second);  // under a fifth of a second of readings
+  EXPECT_EQ(r.bytes_ahead, 0);
+  // 29,000 bytes in 0.9 s: 19,000 beyond the budget (9,000 left, plus 9,000
+  // earned, capped at 10,000).
+  r = w.observe(31000, cap, t + 1s);
+  EXPECT_DOUBLE_EQ(*r.bytes_per_second, 30000.0);
+  EXPECT_DOUBLE_EQ(r.bytes_ahead, 19000.0);
+  // Nothing written while held: a second repays 10,000 of it.
+  r = w.observe(31000, cap, t + 2s);
+  EXPECT_DOUBLE_EQ(*r.bytes_per_second, 15000.0);
+  EXPECT_DOUBLE_EQ(r.bytes_ahead, 9000.0);
+  r = w.observe(31000, cap, t + 3s);
+  EXPECT_DOUBLE_EQ(*r.bytes_per_second, 0.0);  // from the reading at t + 1s
+  EXPECT_EQ(r.bytes_ahead, 0);
+  // A long quiet spell earns no more than one second's worth.
+  r = w.observe(41000, cap, t + 63s);
+  EXPECT_EQ(r.bytes_ahead, 0);
+  EXPECT_NEAR(*r.bytes_per_second, 10000.0 / 60, 1e-9);
+  r = w.observe(61000, cap, t + 63s + 500ms);
+  EXPECT_DOUBLE_EQ(r.bytes_ahead, 15000.0);
 }
 
 TEST(DecideThrottle, CriticalThresholdsComeFirstAndPause) {
@@ -134,6 +176,10 @@ TEST(ThrottleSettings, ParseCheckAndPrint) {
   EXPECT_EQ(set_setting(s, "throttle_query", "SELECT count(*) > 5 FROM jobs"), "");
   EXPECT_EQ(set_setting(s, "throttle_query", "SELECT 1; DROP TABLE jobs"),
             "throttle_query: expected one SQL query");
+  EXPECT_EQ(set_setting(s, "throttle_wal_rate_mb", "30"), "");
+  EXPECT_EQ(s.throttle_wal_rate_mb, 30);
+  EXPECT_EQ(setting_text(s, "throttle_wal_rate_mb"), "30");
+  EXPECT_EQ(set_setting(s, "throttle_wal_rate_mb", "0"), "");  // off
   EXPECT_EQ(set_setting(s, "throttle_replica_lag", "5s"), "");
   EXPECT_EQ(setting_text(s, "throttle_replica_lag"), "5s");
   EXPECT_EQ(set_setting(s, "critical_replica_lag", "2s"), "");
