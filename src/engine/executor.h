@@ -174,8 +174,9 @@ class Executor {
   // cut to 90% of the server's deadlock_timeout when it is not shorter
   // (with a warning, once). PostgreSQL's deadlock check cancels the waiter
   // that has waited deadlock_timeout first; tandem's waits end sooner, so in
-  // a deadlock between a step and an application transaction it is the step
-  // that is cancelled (and retried), never the application's transaction.
+  // a deadlock between a step and an application transaction that began
+  // waiting about when the step did, the step is cancelled (and retried),
+  // not the application's transaction (docs/operations.md).
   std::chrono::milliseconds lock_wait(const Settings& st);
   // Calls the progress sink, if any, one thread at a time.
   void report(const std::function<void(ProgressSink&)>& f);

@@ -180,8 +180,7 @@ TEST_F(ThrottleTest, AWalRateCapHoldsTheBackfillToItAndNamesTheReason) {
   RunOptions o = options();
   o.until = Phase::kDualWrite;
   ASSERT_EQ(Executor(spec, plan, o).run(), RunOutcome::kReachedUntil);
-  const std::string lsn = "SELECT pg_current_wal_lsn()";
-  const std::string from = pg_.psql(db_, lsn);
+  const std::string from = pg_.psql(db_, "SELECT pg_current_wal_lsn()");
   ::testing::internal::CaptureStdout();  // the default logger's sink
   const auto t0 = std::chrono::steady_clock::now();
   const RunOutcome outcome = Executor(spec, plan, options()).run();
