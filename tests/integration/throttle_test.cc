@@ -92,7 +92,9 @@ class ThrottleTest : public ::testing::Test {
 
 TEST_F(ThrottleTest, AStandbyThatStopsReplayingHoldsTheBackfillOnAnIdlePrimary) {
   PgStandby standby(pg_);
-  Spec spec = spec_from(spec_text("  throttle_replica_lag: 100ms\n"));
+  // Resting ten times each batch's duration (as below): without it, on a busy
+  // machine the backfill sometimes finished before the lag crossed 100 ms.
+  Spec spec = spec_from(spec_text("  throttle_replica_lag: 100ms\n  batch_rest_percent: 1000\n"));
   Plan plan = make_plan(spec);
   ASSERT_NO_FATAL_FAILURE(through_dual_write_then_pause(spec, plan, standby));
   std::atomic<bool> stop{false};
