@@ -257,6 +257,78 @@ TEST_F(ExecutorTest, ALockTimeoutNotShorterThanDeadlockTimeoutIsCutBelowIt) {
   EXPECT_EQ(Executor(spec, plan, o).run(), RunOutcome::kReachedUntil);
 }
 
+// A real deadlock between a step and an application transaction, in the
+// order that makes the application the deadlock check's victim unless the
+// step gives way first: the application waits on the step's first lock, and
+// the step asks for the second (which the application holds) a little later.
+// Both with the defaults (lock_timeout 500ms, deadlock_timeout 1s) and with a
+// spec lock_timeout longer than deadlock_timeout (cut to 90% of it), the step
+// times out, the application's transaction goes on and commits, and the
+// retried step runs once.
+TEST_F(ExecutorTest, InADeadlockWithTheApplicationTheStepGivesWay) {
+  pg_.psql(db_,
+           "CREATE TABLE lk_a (id int PRIMARY KEY, v int NOT NULL);"
+           "CREATE TABLE lk_b (id int PRIMARY KEY, v int NOT NULL);"
+           "INSERT INTO lk_a VALUES (1, 0); INSERT INTO lk_b VALUES (1, 0);");
+  struct Case {
+    std::string name, lock_timeout, deadlock_timeout;
+    double step_waits;  // seconds, for its second lock
+  };
+  for (const Case& c : {Case{"deadlock_defaults", "500ms", "1s", 0.5},
+                        Case{"deadlock_long_lock_timeout", "60s", "4s", 3.6}}) {
+    SCOPED_TRACE(c.name);
+    pg_.psql(db_, "ALTER DATABASE " + db_ + " SET deadlock_timeout = '" + c.deadlock_timeout + "'");
+    // The step works 200 ms between its two locks: less than the margin
+    // between its lock wait and deadlock_timeout (500 ms and 400 ms).
+    Spec spec = spec_from("name: " + c.name + "\nsettings:\n  lock_timeout: " + c.lock_timeout +
+                          "\n  retry_backoff: 20ms\n  retry_backoff_max: 100ms\noperations:\n"
+                          "  - sql:\n      phase: prepare\n"
+                          "      up: LOCK TABLE lk_a IN EXCLUSIVE MODE; SELECT pg_sleep(0.2);"
+                          " UPDATE lk_b SET v = v + 10; UPDATE lk_a SET v = v + 10\n"
+                          "      down: SELECT 1\n");
+    Plan plan = make_plan(spec);
+    auto app = pg_.connect(db_);
+    app->exec("BEGIN");
+    app->exec("UPDATE lk_b SET v = v + 1");
+    const RunOptions o = options();
+    auto run = std::async(std::launch::async, [&] { return Executor(spec, plan, o).run(); });
+    // As soon as the step holds lk_a, the application asks for it too.
+    auto watch = pg_.connect(db_);
+    bool held = false;
+    for (auto end = Clock::now() + 20s; !held && Clock::now() < end;) {
+      held = watch
+                 ->exec(
+                     "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                     " WHERE c.relname = 'lk_a' AND l.mode = 'ExclusiveLock' AND l.granted")
+                 .size() == 1;
+      if (!held) std::this_thread::sleep_for(2ms);
+    }
+    ASSERT_TRUE(held) << "the step never took its first lock";
+    const auto t0 = Clock::now();
+    try {
+      app->exec("UPDATE lk_a SET v = v + 1");
+      app->exec("COMMIT");
+    } catch (const Error& e) {
+      ADD_FAILURE() << "the application's transaction was cancelled: " << e.sqlstate() << " "
+                    << e.what();
+    }
+    const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+    ASSERT_EQ(run.wait_for(60s), std::future_status::ready);
+    EXPECT_EQ(run.get(), RunOutcome::kCompleted);
+    // The application waited for the step's work and its wait for lk_b.
+    EXPECT_LT(waited, 0.2 + c.step_waits + 1.0) << waited;
+    EXPECT_EQ(pg_.psql(db_,
+                       "SELECT status, attempts > 0, last_sqlstate FROM tandem.steps"
+                       " WHERE migration = '" +
+                           c.name + "' AND step_id = '1.sql'"),
+              "done|t|55P03");
+    // Both the application's writes and the step's, the step's once.
+    EXPECT_EQ(pg_.psql(db_, "SELECT a.v, b.v FROM lk_a a, lk_b b"), "11|11");
+    pg_.psql(db_, "UPDATE lk_a SET v = 0; UPDATE lk_b SET v = 0");
+  }
+  pg_.psql(db_, "ALTER DATABASE " + db_ + " RESET deadlock_timeout");
+}
+
 TEST_F(ExecutorTest, ASecondRunnerIsToldWhoHoldsTheMigration) {
   Spec spec = spec_from(items_spec());
   Plan plan = make_plan(spec);
