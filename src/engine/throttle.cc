@@ -205,7 +205,9 @@ WalRate::Reading WalRate::observe(long long lsn, double cap, Clock::time_point n
   } else {
     const auto& [at, last] = readings_.back();
     const double seconds = std::chrono::duration<double>(now - at).count();
+    const double before = budget_;
     budget_ = std::min(budget_ + cap * seconds, cap) - static_cast<double>(lsn - last);
+    if (before < 0) budget_ = std::max(budget_, std::min(before, -cap * kMaxHeldDebt));
   }
   readings_.emplace_back(now, lsn);
   // Keep the newest reading older than the window, so the rate spans at

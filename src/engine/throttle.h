@@ -72,11 +72,15 @@ bool throttle_value_set(const std::string& value);
 // server's WAL position: a budget that grows at the cap (up to one second's
 // worth unspent) and shrinks by the WAL written, so the cap holds on average
 // however coarse the readings; and, to show, the rate over the last kWindow.
-// Thread-safe: the executor's workers read the throttle too.
+// While the budget is already spent (the backfill holds), what others write
+// deepens the debt to kMaxHeldDebt of the cap's worth at most: the backfill
+// goes on soon after the application quiets down instead of repaying WAL it
+// did not write. Thread-safe: the executor's workers read the throttle too.
 class WalRate {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::milliseconds kWindow{2000};
+  static constexpr double kMaxHeldDebt = 2.0;  // seconds of the cap
   struct Reading {
     // Over the last kWindow; nullopt while the readings span less than a
     // tenth of it (the throttle is read five times a second).

@@ -202,6 +202,75 @@ TEST_F(ThrottleTest, AWalRateCapHoldsTheBackfillToItAndNamesTheReason) {
   EXPECT_GT(mb, 30.0) << "too little WAL for the cap to matter: the test proves nothing";
 }
 
+TEST_F(ThrottleTest, TheApplicationsWalHoldsTheBackfillWhichGoesOnSoonAfterItQuietsDown) {
+  // The cap is on the server's WAL, not tandem's: while the application alone
+  // writes more than the cap the backfill holds; once it stops, the backfill
+  // goes on within a few seconds (it does not repay the WAL the application
+  // wrote while it held) and finishes.
+  pg_.psql(db_,
+           "CREATE TABLE noise (id bigserial PRIMARY KEY, body text);"
+           "INSERT INTO items SELECT g, g % 100 FROM generate_series(20001, 200000) g;"
+           "ANALYZE items");
+  Spec spec = spec_from(spec_text("  throttle_wal_rate_mb: 4\n"));
+  Plan plan = make_plan(spec);
+  RunOptions o = options();
+  o.until = Phase::kDualWrite;
+  ASSERT_EQ(Executor(spec, plan, o).run(), RunOutcome::kReachedUntil);
+  std::atomic<bool> quiet{false};
+  std::thread app([&] {
+    auto c = pg_.connect(db_);
+    // Rows of 1,920 bytes, under the size PostgreSQL compresses: about half
+    // a MB of WAL a statement, 40 statements a second (if it keeps up).
+    auto next = std::chrono::steady_clock::now();
+    while (!quiet) {
+      c->exec(
+          "INSERT INTO noise (body) SELECT repeat(md5(g::text), 60)"
+          " FROM generate_series(1, 250) g");
+      std::this_thread::sleep_until(next += 25ms);
+    }
+  });
+  std::this_thread::sleep_for(500ms);
+  const std::string from = pg_.psql(db_, "SELECT pg_current_wal_lsn()");
+  const auto t0 = std::chrono::steady_clock::now();
+  ::testing::internal::CaptureStdout();  // the default logger's sink
+  auto run = std::async(std::launch::async, [&] { return Executor(spec, plan, options()).run(); });
+  // The first second's budget lets some batches through; then nothing moves.
+  std::this_thread::sleep_for(1500ms);
+  const long long early = rows_done();
+  std::this_thread::sleep_for(3s);
+  const long long late = rows_done();
+  const double app_mb_per_s =
+      std::stod(pg_.psql(
+          db_, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '" + from + "') / 1048576.0")) /
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  quiet = true;
+  app.join();
+  const auto stopped = std::chrono::steady_clock::now();
+  long long resumed_after_ms = -1;
+  for (auto end = stopped + 30s; resumed_after_ms < 0 && std::chrono::steady_clock::now() < end;
+       std::this_thread::sleep_for(50ms)) {
+    if (rows_done() > late) {
+      resumed_after_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - stopped)
+                             .count();
+    }
+  }
+  ASSERT_EQ(run.wait_for(60s), std::future_status::ready);
+  const std::string log = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
+  EXPECT_GT(app_mb_per_s, 8.0) << "the application wrote too little WAL for the test to prove "
+                                  "anything";
+  EXPECT_EQ(late, early) << "the backfill moved while the application alone was over the cap";
+  EXPECT_LT(late, 200000);
+  EXPECT_NE(log.find("items_qty: throttled: WAL written "), std::string::npos) << log;
+  // The application's WAL while the backfill held adds two seconds of the
+  // cap to the debt at most; repaying all of it would take four times as
+  // long as the application ran over the cap.
+  EXPECT_GE(resumed_after_ms, 0) << "the backfill did not go on after the application stopped";
+  EXPECT_LT(resumed_after_ms, 8000) << app_mb_per_s << " MB/s from the application";
+  EXPECT_EQ(rows_done(), 200000);
+}
+
 TEST_F(ThrottleTest, OutsideTheBackfillWindowNoBatchRunsUntilTheWindowIsMoved) {
   int now = local_minute_of_day(std::chrono::system_clock::now());
   auto window = [](int from, int to) {

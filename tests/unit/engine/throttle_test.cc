@@ -140,6 +140,42 @@ TEST(WalRate, HoldsTheAverageToTheCapAndShowsTheRateOfTheLastTwoSeconds) {
   EXPECT_DOUBLE_EQ(r.bytes_ahead, 15000.0);
 }
 
+TEST(WalRate, WhileHeldWhatOthersWriteOwesTwoSecondsOfTheCapAtMost) {
+  using namespace std::chrono_literals;
+  WalRate w;
+  const double cap = 10000;
+  const auto t = WalRate::Clock::time_point{} + 100s;
+  w.observe(0, cap, t);
+  // The backfill's own burst: 60,000 bytes beyond the budget, all owed.
+  auto r = w.observe(70000, cap, t + 1s);
+  EXPECT_DOUBLE_EQ(r.bytes_ahead, 60000.0);
+  // Held from here on; the application writes 100,000 bytes a second for
+  // ten seconds. The debt the backfill ran up stays (it earns nothing back
+  // while the application writes more than the cap), and grows no deeper.
+  long long lsn = 70000;
+  for (int i = 1; i <= 10; ++i) {
+    lsn += 100000;
+    r = w.observe(lsn, cap, t + 1s + i * 1s);
+    EXPECT_DOUBLE_EQ(r.bytes_ahead, 60000.0) << i;
+  }
+  // Quiet again: repaid at the cap.
+  r = w.observe(lsn, cap, t + 17s);
+  EXPECT_DOUBLE_EQ(r.bytes_ahead, 0.0);
+  // A small debt (15,000 bytes against the 1,000 earned since), then the
+  // application's flood: two seconds' worth at most.
+  r = w.observe(lsn += 15000, cap, t + 17s + 100ms);
+  EXPECT_DOUBLE_EQ(r.bytes_ahead, 14000.0);
+  for (int i = 1; i <= 10; ++i) {
+    r = w.observe(lsn += 100000, cap, t + 17s + 100ms + i * 1s);
+    EXPECT_DOUBLE_EQ(r.bytes_ahead, 20000.0) << i;
+  }
+  // Two seconds after the flood stops, the backfill may go on.
+  r = w.observe(lsn, cap, t + 17s + 100ms + 11s);
+  EXPECT_DOUBLE_EQ(r.bytes_ahead, 10000.0);
+  r = w.observe(lsn, cap, t + 17s + 100ms + 12s);
+  EXPECT_DOUBLE_EQ(r.bytes_ahead, 0.0);
+}
+
 TEST(DecideThrottle, CriticalThresholdsComeFirstAndPause) {
   Settings st;
   st.throttle_replica_lag = milliseconds(2000);
