@@ -69,7 +69,7 @@ def pg_bin():
 class Server:
     """A throwaway PostgreSQL on a unix socket in a temporary directory."""
 
-    def __init__(self):
+    def __init__(self, settings=()):
         self.bin = pg_bin()
         self.dir = tempfile.mkdtemp(prefix="tandem-bench-")
         self.as_pg = []
@@ -82,6 +82,7 @@ class Server:
         opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.dir}' -p 5432"
                 " -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min"
                 " -c shared_preload_libraries=''")
+        opts += "".join(f" -c {kv}" for kv in settings)
         subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", data, "-l",
                                      os.path.join(self.dir, "server.log"), "-w", "-o", opts,
                                      "start"], check=True, stdout=subprocess.DEVNULL)
@@ -490,7 +491,10 @@ def markdown(report):
     lines = [f"# tandem benchmark, scale {r['scale']} ({r['rows']} rows), {r['when']}", "",
              f"Machine: {r['machine']}. Load: pgbench TPC-B, {CLIENTS} clients, on every method"
              + (f", offered at {r['rate']} TPS in all (pgbench --rate; latencies count from each"
-                " transaction's scheduled start)." if r.get("rate") else ", as fast as they go."),
+                " transaction's scheduled start)." if r.get("rate") else ", as fast as they go.")
+             + (" Server settings beyond the bench's own: "
+                + ", ".join(f"`{kv}`" for kv in r["server_settings"]) + "."
+                if r.get("server_settings") else ""),
              "", "| method | rows/s | vs loop | client TPS vs none | p50 ms | p99 ms | max ms |"
              " longest lock wait s | peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -588,9 +592,12 @@ def main():
     ap.add_argument("--rate", type=int, default=None,
                     help="offer the load at this many TPS in all (pgbench --rate) instead of as"
                          " fast as the clients go: an application that leaves the server room")
+    ap.add_argument("--server-setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a PostgreSQL setting for the bench's server (repeatable), e.g."
+                         " min_wal_size=4GB; the report names them")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
-    server = Server()
+    server = Server(args.server_setting)
     workdir = tempfile.mkdtemp(prefix="tandem-bench-work-")
     os.chmod(workdir, 0o755)
     try:
@@ -601,7 +608,8 @@ def main():
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         server.psql("bench_template", "VACUUM ANALYZE")
         report = {"scale": args.scale, "when": datetime.datetime.now().isoformat(timespec="seconds"),
-                  "machine": f"{os.cpu_count()} cores", "rate": args.rate, "methods": {}}
+                  "machine": f"{os.cpu_count()} cores", "rate": args.rate,
+                  "server_settings": args.server_setting, "methods": {}}
         for method in args.methods.split(",") * max(1, args.repeat):
             print(f"== {method}", flush=True)
             m = measure(server, "bench_template", method, args.tandemd, workdir, args.rate)
