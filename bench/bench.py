@@ -39,6 +39,7 @@ import datetime
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -83,9 +84,12 @@ class Server:
                 " -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min"
                 " -c shared_preload_libraries=''")
         opts += "".join(f" -c {kv}" for kv in settings)
-        subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", data, "-l",
-                                     os.path.join(self.dir, "server.log"), "-w", "-o", opts,
-                                     "start"], check=True, stdout=subprocess.DEVNULL)
+        log = os.path.join(self.dir, "server.log")
+        started = subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", data, "-l", log, "-w",
+                                               "-o", opts, "start"], stdout=subprocess.DEVNULL)
+        if started.returncode != 0:
+            with open(log) as f:
+                raise SystemExit(f"the bench's PostgreSQL did not start:\n{f.read()[-2000:]}")
         self.env = dict(os.environ, PGHOST=self.dir, PGPORT="5432", PGUSER="postgres")
 
     def dsn(self, db):
@@ -597,6 +601,9 @@ def main():
                          " min_wal_size=4GB; the report names them")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
+    for kv in args.server_setting:
+        if not re.fullmatch(r"[a-z_.]+=[^\s'\"]+", kv):
+            ap.error(f"--server-setting {kv!r}: expected NAME=VALUE, e.g. min_wal_size=4GB")
     server = Server(args.server_setting)
     workdir = tempfile.mkdtemp(prefix="tandem-bench-work-")
     os.chmod(workdir, 0o755)
