@@ -57,7 +57,14 @@ std::string sqlstate_note(const Error& e) {
 }  // namespace
 
 Executor::Executor(const Spec& spec, const Plan& plan, RunOptions options)
-    : spec_(spec), plan_(plan), options_(std::move(options)), store_(spec.name) {}
+    : spec_(spec),
+      plan_(plan),
+      options_(std::move(options)),
+      store_(spec.name),
+      migrated_tables_([&] {
+        const std::set<std::string> t = tables_touched(spec);
+        return std::vector<std::string>(t.begin(), t.end());
+      }()) {}
 
 bool Executor::needs_approval(Phase phase) const {
   if (spec_.requires_approval(phase)) return true;
@@ -495,7 +502,8 @@ ThrottleVerdict Executor::throttle_verdict(const Settings& st) {
     return {"manual", "throttled by an operator", false};
   }
   // The migration's own sessions (its workers) are not load to back off from.
-  ThrottleReadings r = read_throttle_signals(*conn_, st, application_name() + " ");
+  ThrottleReadings r =
+      read_throttle_signals(*conn_, st, application_name() + " ", migrated_tables_);
   if (r.wal_lsn) {
     const WalRate::Reading w = wal_rate_.observe(*r.wal_lsn, st.throttle_wal_rate_mb * 1048576.0);
     r.wal_bytes_per_second = w.bytes_per_second;
@@ -585,7 +593,7 @@ bool lock_conflicts_with_vacuum(const std::string& lock) {
 void Executor::yield_to_autovacuum(const Step& step) {
   if (!lock_conflicts_with_vacuum(step.lock)) return;
   std::vector<std::string> names;
-  for (const auto& t : tables_touched(spec_)) names.push_back(quote_literal(t));
+  for (const auto& t : migrated_tables_) names.push_back(quote_literal(t));
   if (names.empty()) return;
   // Autovacuum workers holding VACUUM's lock on one of the tables; and any
   // session holding it that this role may not see (backend_type hidden):

@@ -244,7 +244,8 @@ class Executor {
   bool ever_connected_ = false;
   std::string pause_reason_;
   std::atomic<bool> halt_workers_{false};
-  WalRate wal_rate_;  // throttle_wal_rate_mb's readings
+  const std::vector<std::string> migrated_tables_;  // schema.name: what the spec touches
+  WalRate wal_rate_;                                // throttle_wal_rate_mb's readings
   std::atomic<bool> wal_pacing_said_{false};
   // The server's deadlock_timeout as tandem's session sees it (ms; 0: not
   // read yet), and the lock_timeout last warned about.

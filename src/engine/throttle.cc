@@ -6,6 +6,8 @@
 #include <ctime>
 
 #include "util/duration.h"
+#include "util/ident.h"
+#include "util/text.h"
 
 namespace tandem {
 
@@ -118,7 +120,8 @@ ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r) {
   if (st.throttle_lock_waits > 0 && r.lock_waits > st.throttle_lock_waits) {
     return {"lock_waits",
             std::to_string(r.lock_waits) +
-                " sessions waiting for a lock, over throttle_lock_waits " +
+                " sessions waiting for a lock on the migration's tables or rows, over "
+                "throttle_lock_waits " +
                 std::to_string(st.throttle_lock_waits),
             false};
   }
@@ -142,7 +145,8 @@ bool reads_database(const Settings& st) {
 }
 
 ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
-                                       const std::string& own_sessions) {
+                                       const std::string& own_sessions,
+                                       const std::vector<std::string>& tables) {
   ThrottleReadings r;
   r.minute_of_day = local_minute_of_day(std::chrono::system_clock::now());
   if (!reads_database(st)) return r;
@@ -158,10 +162,29 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
   }
   // The replica lag: the age of the oldest heartbeat the slowest physical
   // standby has not replayed yet.
+  // A lock wait that concerns the migration: on one of its tables, or behind
+  // one of its own sessions (a client updating a row a batch holds waits for
+  // that batch's transaction). pg_blocking_pids runs only for waiting sessions.
+  std::string ours = "true";
+  if (!tables.empty()) {
+    std::vector<std::string> names;
+    for (const auto& t : tables) names.push_back(quote_literal(t));
+    ours =
+        "(EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        "   JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "  WHERE l.pid = a.pid AND NOT l.granted AND n.nspname || '.' || c.relname IN (" +
+        join(names, ", ") +
+        "))"
+        " OR ($1 <> '' AND EXISTS (SELECT 1 FROM pg_stat_activity b"
+        "  WHERE b.pid = ANY (pg_blocking_pids(a.pid))"
+        "    AND starts_with(coalesce(b.application_name, ''), $1))))";
+  }
   Rows rows = conn.exec(
       "SELECT count(*) FILTER (WHERE state = 'active'),"
-      "       count(*) FILTER (WHERE wait_event_type = 'Lock'),"
-      "       " +
+      "       count(*) FILTER (WHERE wait_event_type = 'Lock' AND " +
+          ours +
+          "),"
+          "       " +
           std::string(
               lag ? "(SELECT count(*) FROM pg_stat_replication s"
                     "   JOIN pg_stat_activity a USING (pid) WHERE a.datid IS NULL),"
@@ -174,7 +197,7 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
                   : "0, 0") +
           (st.throttle_wal_rate_mb > 0 ? ", pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
                                        : "") +
-          " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+          " FROM pg_stat_activity a WHERE backend_type = 'client backend'"
           " AND datname = current_database() AND pid <> pg_backend_pid()"
           " AND ($1 = '' OR NOT starts_with(coalesce(application_name, ''), $1))",
       {own_sessions});

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "db/connection.h"
 #include "tandem/spec.h"
@@ -62,8 +63,12 @@ bool reads_database(const Settings& st);
 // Reads the signals `st` asks for on `conn` (outside any transaction), writing
 // a heartbeat first when replica lag is watched. Sessions whose
 // application_name starts with `own_sessions` (when not empty) are not counted.
+// With `tables` (schema.name), lock waits count only the sessions waiting
+// for a lock on one of them or blocked by one of the own sessions (a row a
+// batch holds); without, every session waiting for a lock.
 ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
-                                       const std::string& own_sessions = "");
+                                       const std::string& own_sessions = "",
+                                       const std::vector<std::string>& tables = {});
 
 // A throttle query's value means "throttle": true, or a number above zero.
 bool throttle_value_set(const std::string& value);

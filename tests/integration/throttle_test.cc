@@ -271,6 +271,71 @@ TEST_F(ThrottleTest, TheApplicationsWalHoldsTheBackfillWhichGoesOnSoonAfterItQui
   EXPECT_EQ(rows_done(), 200000);
 }
 
+TEST_F(ThrottleTest, LockWaitsCountOnlySessionsWaitingOnTheMigratedTablesOrOnTandem) {
+  // Sessions queued on an unrelated table are none of the backfill's doing;
+  // a session waiting for a lock on the migrated table, or behind one of
+  // tandem's sessions (a batch's row lock), is.
+  pg_.psql(db_, "CREATE TABLE other (id int)");
+  auto other_holder = pg_.connect(db_);
+  other_holder->exec("BEGIN");
+  other_holder->exec("LOCK TABLE other IN ACCESS EXCLUSIVE MODE");
+  auto worker = pg_.connect(db_);  // as a tandem worker holding a batch's rows
+  worker->exec("SET application_name = 'tandemd items_qty pid 1 worker 0'");
+  worker->exec("BEGIN");
+  worker->exec("UPDATE items SET qty = qty WHERE id = 1");
+  std::vector<std::thread> waiters;
+  // One at a time, each waiting before the next starts.
+  for (const char* sql : {"UPDATE items SET qty = qty + 1 WHERE id = 1",    // for the worker's row
+                          "BEGIN; LOCK TABLE items IN SHARE MODE; COMMIT",  // for items itself
+                          "SELECT * FROM other", "SELECT * FROM other"}) {
+    waiters.emplace_back([this, sql] {
+      try {
+        pg_.connect(db_)->exec(sql);
+      } catch (const Error& e) {  // the connection's own lock_timeout, if held too long
+        ADD_FAILURE() << sql << ": " << e.what();
+      }
+    });
+    const bool waiting = answers_within(
+        pg_, db_, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        std::to_string(waiters.size()), 20s);
+    EXPECT_TRUE(waiting) << sql;
+    if (!waiting) break;
+  }
+  auto watch = pg_.connect(db_);
+  Settings st;
+  st.throttle_lock_waits = 1;
+  const std::string own = "tandemd items_qty pid 1 ";
+  EXPECT_EQ(read_throttle_signals(*watch, st).lock_waits, 4);  // no tables: every wait
+  const ThrottleReadings r = read_throttle_signals(*watch, st, own, {"public.items"});
+  EXPECT_EQ(r.lock_waits, 2);
+  EXPECT_EQ(decide_throttle(st, r).reason, "lock_waits");
+  // Each way on its own: a lock on the table (the LOCK TABLE; the UPDATE
+  // waits for the worker's transaction), and behind tandem's session (both).
+  EXPECT_EQ(read_throttle_signals(*watch, st, "", {"public.items"}).lock_waits, 1);
+  EXPECT_EQ(read_throttle_signals(*watch, st, own, {"public.orders"}).lock_waits, 2);
+  EXPECT_EQ(read_throttle_signals(*watch, st, "nobody ", {"public.orders"}).lock_waits, 0);
+  worker->exec("COMMIT");
+  // Only the queue on `other` is left, and a migration of items with
+  // throttle_lock_waits 1 runs through it.
+  EXPECT_TRUE(answers_within(
+      pg_, db_, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'", "2", 20s));
+  Spec spec = spec_from(spec_text("  throttle_lock_waits: 1\n"));
+  Plan plan = make_plan(spec);
+  std::atomic<bool> stop{false};
+  auto run =
+      std::async(std::launch::async, [&] { return Executor(spec, plan, options(&stop)).run(); });
+  const bool finished = run.wait_for(60s) == std::future_status::ready;
+  stop = true;
+  EXPECT_TRUE(finished) << "the backfill was held by sessions waiting on another table";
+  const RunOutcome outcome = run.get();
+  if (finished) {
+    EXPECT_EQ(outcome, RunOutcome::kReachedUntil);
+    EXPECT_EQ(rows_done(), 20000);
+  }
+  other_holder->exec("COMMIT");
+  for (auto& t : waiters) t.join();
+}
+
 TEST_F(ThrottleTest, OutsideTheBackfillWindowNoBatchRunsUntilTheWindowIsMoved) {
   int now = local_minute_of_day(std::chrono::system_clock::now());
   auto window = [](int from, int to) {
