@@ -592,9 +592,7 @@ bool lock_conflicts_with_vacuum(const std::string& lock) {
 
 void Executor::yield_to_autovacuum(const Step& step) {
   if (!lock_conflicts_with_vacuum(step.lock)) return;
-  std::vector<std::string> names;
-  for (const auto& t : migrated_tables_) names.push_back(quote_literal(t));
-  if (names.empty()) return;
+  if (migrated_tables_.empty()) return;
   // Autovacuum workers holding VACUUM's lock on one of the tables; and any
   // session holding it that this role may not see (backend_type hidden):
   // most likely an autovacuum too (or another role's VACUUM, ANALYZE or
@@ -611,7 +609,7 @@ void Executor::yield_to_autovacuum(const Step& step) {
       " AND (a.backend_type = 'autovacuum worker' OR a.backend_type IS NULL)"
       " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
       " AND n.nspname || '.' || c.relname IN (" +
-      join(names, ", ") + ") ORDER BY 1";
+      quote_literals(migrated_tables_) + ") ORDER BY 1";
   std::string waiting_for;  // what the last wait was for, once logged
   const auto since = Clock::now();
   auto last_said = since;

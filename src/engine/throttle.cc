@@ -7,7 +7,6 @@
 
 #include "util/duration.h"
 #include "util/ident.h"
-#include "util/text.h"
 
 namespace tandem {
 
@@ -160,25 +159,23 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
         " VALUES (clock_timestamp(), pg_current_wal_insert_lsn());"
         "DELETE FROM tandem.heartbeat WHERE at < clock_timestamp() - interval '1 hour'");
   }
-  // The replica lag: the age of the oldest heartbeat the slowest physical
-  // standby has not replayed yet.
   // A lock wait that concerns the migration: on one of its tables, or behind
   // one of its own sessions (a client updating a row a batch holds waits for
   // that batch's transaction). pg_blocking_pids runs only for waiting sessions.
   std::string ours = "true";
   if (!tables.empty()) {
-    std::vector<std::string> names;
-    for (const auto& t : tables) names.push_back(quote_literal(t));
     ours =
         "(EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
         "   JOIN pg_namespace n ON n.oid = c.relnamespace"
         "  WHERE l.pid = a.pid AND NOT l.granted AND n.nspname || '.' || c.relname IN (" +
-        join(names, ", ") +
+        quote_literals(tables) +
         "))"
         " OR ($1 <> '' AND EXISTS (SELECT 1 FROM pg_stat_activity b"
         "  WHERE b.pid = ANY (pg_blocking_pids(a.pid))"
         "    AND starts_with(coalesce(b.application_name, ''), $1))))";
   }
+  // The replica lag: the age of the oldest heartbeat the slowest physical
+  // standby has not replayed yet.
   Rows rows = conn.exec(
       "SELECT count(*) FILTER (WHERE state = 'active'),"
       "       count(*) FILTER (WHERE wait_event_type = 'Lock' AND " +

@@ -57,8 +57,6 @@ std::string has_walkable_key() {
 }
 
 std::string key_is_unique(const std::vector<std::string>& columns) {
-  std::vector<std::string> lits;
-  for (const auto& c : columns) lits.push_back(quote_literal(c));
   const std::string n = std::to_string(columns.size());
   return "SELECT format('%s has no primary key or unique index over exactly (%s) with every "
          "column NOT NULL; tandem matches rows by that key', rel, " +
@@ -69,7 +67,7 @@ std::string key_is_unique(const std::vector<std::string>& columns) {
          usable_key_index("i") + " AND i.indnatts = " + n +
          "\n     AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = rel"
          " AND a.attnum = ANY (i.indkey)\n            AND a.attname = ANY (ARRAY[" +
-         join(lits, ", ") + "]::name[])) = " + n + ")";
+         quote_literals(columns) + "]::name[])) = " + n + ")";
 }
 
 std::string no_invalid_indexes() {
@@ -84,13 +82,11 @@ std::string type_exists(const std::string& type) {
 }
 
 std::string columns_absent(const std::vector<std::string>& columns) {
-  std::vector<std::string> lits;
-  for (const auto& c : columns) lits.push_back(quote_literal(c));
   return "SELECT format('column %I already exists in %s; an earlier migration left it behind: "
          "roll that migration back or drop the column', a.attname, rel)\n"
          "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel\n"
          " WHERE a.attname IN (" +
-         join(lits, ", ") + ") AND NOT a.attisdropped";
+         quote_literals(columns) + ") AND NOT a.attisdropped";
 }
 
 std::string relation_absent(const std::string& schema, const std::string& name) {

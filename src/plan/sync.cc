@@ -139,8 +139,6 @@ std::string create_compat_view_sql(const CompatView& v) {
     }
     column += "\n      ELSE " + plain + " END";
   }
-  std::vector<std::string> skip;
-  for (const auto& c : v.skip) skip.push_back(quote_literal(c));
   return "DO $tandem$\nDECLARE _cols text;\nBEGIN\n"
          "  SELECT string_agg(" +
          column +
@@ -150,8 +148,9 @@ std::string create_compat_view_sql(const CompatView& v) {
          quote_literal(v.shape) +
          "::regclass AND a.attnum > 0"
          " AND NOT a.attisdropped" +
-         (skip.empty() ? ""
-                       : "\n     AND a.attname <> ALL (ARRAY[" + join(skip, ", ") + "]::name[])") +
+         (v.skip.empty()
+              ? ""
+              : "\n     AND a.attname <> ALL (ARRAY[" + quote_literals(v.skip) + "]::name[])") +
          ";\n"
          "  EXECUTE 'CREATE VIEW ' || " +
          quote_literal(qualified(v.view.schema, v.view.name)) +

@@ -82,4 +82,10 @@ std::string quote_literal(const std::string& text) {
   return out + "'";
 }
 
+std::string quote_literals(const std::vector<std::string>& texts) {
+  std::string out;
+  for (const auto& t : texts) out += (out.empty() ? "" : ", ") + quote_literal(t);
+  return out;
+}
+
 }  // namespace tandem

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace tandem {
 
@@ -11,5 +12,7 @@ std::string quote_ident(const std::string& name);
 std::string qualified(const std::string& schema, const std::string& name);
 // An SQL string literal, with quotes doubled.
 std::string quote_literal(const std::string& text);
+// Each one a literal, separated by ", ": for IN (...) and ARRAY[...].
+std::string quote_literals(const std::vector<std::string>& texts);
 
 }  // namespace tandem

@@ -85,6 +85,8 @@ TEST(Ident, QuotesLikePostgres) {
   EXPECT_EQ(quote_ident("a\"b"), "\"a\"\"b\"");
   EXPECT_EQ(quote_ident("1abc"), "\"1abc\"");
   EXPECT_EQ(quote_literal("it's"), "'it''s'");
+  EXPECT_EQ(quote_literals({"a", "it's"}), "'a', 'it''s'");
+  EXPECT_EQ(quote_literals({}), "");
 }
 
 TEST(Errors, ClassifiesSqlStates) {
