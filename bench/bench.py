@@ -210,6 +210,22 @@ def waits_in(samples, t0, lo, hi):
     return total
 
 
+def clients_between(txs, t0, t1):
+    """The clients' TPS between t0 and t1 (epoch seconds), and the latencies
+    of every transaction in flight at some point between them: one blocked
+    by a method finishes after it, with the whole wait in its latency."""
+    inside = [lat for (t, lat) in txs if t >= t0 and t - lat / 1000.0 <= t1]
+    return {
+        "seconds": round(t1 - t0, 3),
+        "client_tps": round(sum(1 for (t, _) in txs if t0 <= t <= t1) / (t1 - t0), 1),
+        "latency_ms": {
+            "p50": percentile(inside, 50),
+            "p99": percentile(inside, 99),
+            "max": max(inside) if inside else None,
+        },
+    }
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -231,7 +247,7 @@ def tandem_spec(name, settings):
 
 def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None):
     """Runs tandemd; returns (seconds, peak RSS in KiB, backfill rows/s for
-    `rows` rows)."""
+    `rows` rows, the backfill step's (start, end) in epoch seconds)."""
     spec = os.path.join(workdir, f"{db}.yaml")
     with open(spec, "w") as f:
         f.write(tandem_spec("bench_" + db, settings))
@@ -252,12 +268,16 @@ def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None):
     # scan of a table whose every row was just rewritten prunes every page,
     # a burst of WAL that stalled the clients' commits for up to 400 ms and
     # was counted as tandem's (2026-12-02).
-    backfill = server.psql(db, "SELECT extract(epoch FROM finished_at - started_at)"
-                               " FROM tandem.steps WHERE step_id = '1.backfill'")
-    rate = rows / float(backfill) if rows and backfill and float(backfill) > 0 else None
+    window = server.psql(db, "SELECT extract(epoch FROM started_at) || ' ' ||"
+                             " extract(epoch FROM finished_at)"
+                             " FROM tandem.steps WHERE step_id = '1.backfill'")
+    backfill = tuple(float(x) for x in window.split()) if window else None
+    rate = None
+    if rows and backfill and backfill[1] > backfill[0]:
+        rate = rows / (backfill[1] - backfill[0])
     with open(rss_file) as f:
         peak_kib = int(f.read().split()[-1])
-    return seconds, peak_kib, rate
+    return seconds, peak_kib, rate, backfill
 
 
 METHODS = {
@@ -310,6 +330,7 @@ def measure(server, template, method, tandemd, workdir, rate=None):
     t0 = time.time()
     rss = None
     backfill_rate = None
+    backfill = None
     if kind == "none":
         time.sleep(BASELINE_SECONDS)
     elif method in ("alter", "update"):
@@ -326,15 +347,13 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         for pair in filter(None, variant.split("+")):
             key, _, value = pair.partition("=")
             settings[key] = value
-        _, rss, backfill_rate = run_tandem(server, db, tandemd, workdir, settings, rows)
+        _, rss, backfill_rate, backfill = run_tandem(server, db, tandemd, workdir, settings,
+                                                     rows)
     t1 = time.time()
     longest_lock = locks.stop()
     time.sleep(TAIL)
     load.stop()
     txs = load.transactions()
-    # Every transaction that was in flight at some point while the method ran:
-    # one blocked by it finishes after it, with the whole wait in its latency.
-    inside = [lat for (t, lat) in txs if t >= t0 and t - lat / 1000.0 <= t1]
     seconds = t1 - t0
     series = {}
     for (t, lat) in txs:
@@ -346,12 +365,10 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         "seconds": round(seconds, 3),
         "rows_per_second": None if kind == "none" else round(rows / seconds),
         "backfill_rows_per_second": round(backfill_rate) if backfill_rate else None,
-        "client_tps": round(sum(1 for (t, _) in txs if t0 <= t <= t1) / seconds, 1),
-        "latency_ms": {
-            "p50": percentile(inside, 50),
-            "p99": percentile(inside, 99),
-            "max": max(inside) if inside else None,
-        },
+        **clients_between(txs, t0, t1),
+        # tandem: the clients while its backfill step ran, without the
+        # phases around it (the verification's scan among them).
+        "during_backfill": clients_between(txs, *backfill) if backfill else None,
         "longest_lock_wait_seconds": round(longest_lock, 3),
         "peak_rss_kib": rss,
         "per_second": [
@@ -526,6 +543,27 @@ def markdown(report):
             lines.append(f"| {name} | {len(g)} | {spread(col[0])} | {spread(col[1], 'x')} |"
                          f" {spread(col[2], 'x')} | {spread(col[3])} | {spread(col[4])} |"
                          f" {fmt(max(col[5]))} |")
+    during = [(n, m) for n, m in r["methods"].items() if m.get("during_backfill")]
+    if during:
+        lines += ["", "tandem while its backfill step ran, without the phases around it (the"
+                  " table above counts its whole run, the verification's scan included):", "",
+                  "| method | backfill s | client TPS vs none | p50 ms | p99 ms | max ms |",
+                  "|---|---|---|---|---|---|"]
+        runs = {}
+        for name, m in during:
+            d = m["during_backfill"]
+            tps = d["client_tps"] / bases[name] if bases[name] else None
+            lat = d["latency_ms"]
+            runs.setdefault(base_name(name), []).append((d["seconds"], tps, lat["p50"],
+                                                         lat["p99"], lat["max"]))
+            lines.append(f"| {name} | {fmt(d['seconds'])} | {fmt(tps, 'x')} | {fmt(lat['p50'])} |"
+                         f" {fmt(lat['p99'])} | {fmt(lat['max'])} |")
+        for name, g in runs.items():
+            if len(g) > 1:
+                col = list(zip(*g))
+                lines.append(f"| {name}: median of {len(g)} | {spread(col[0])} |"
+                             f" {spread(col[1], 'x')} | {spread(col[2])} | {spread(col[3])} |"
+                             f" {spread(col[4])} |")
     lines += ["", "Where the time went: in each method's three slowest seconds for the"
               " clients (by p99), the waits seen in 50 ms samples of pg_stat_activity"
               " (sessions x samples; `client` is pgbench, `CPU` no wait event), and over"
