@@ -51,6 +51,11 @@ struct Settings {
   // many MB per second on average (all sessions, the backfill's own
   // included); 0: off.
   int throttle_wal_rate_mb = 0;
+  // Waits while a one-row write transaction, flushed to the WAL at commit
+  // as the application's are (synchronous_commit local), takes longer than
+  // this: what a committing client waits for at that moment (the WAL
+  // behind its commit record, the disk, CPU); 0: off.
+  std::chrono::milliseconds throttle_commit_latency{0};
   // SQL run before each batch, read-only, 5s at most: the backfill waits while
   // its first value is true or a number above zero (or while it fails).
   std::string throttle_query;

@@ -543,16 +543,17 @@ ThrottleVerdict Executor::poll_throttle(std::string& last, Clock::time_point& si
   }
   since = Clock::now();
   if (v.reason != last) {
-    // A WAL rate cap holds and lets go every second or so: the first hold
-    // is said at info level, the rest at debug (status and metrics show
-    // them all).
-    const bool pacing = v.reason == "wal_rate" || (v.reason.empty() && last == "wal_rate");
+    // A WAL rate cap or a commit latency limit holds and lets go every
+    // second or so: the first hold of each is said at info level, the rest
+    // at debug (status and metrics show them all).
+    const std::string& paced = v.reason.empty() ? last : v.reason;
+    const unsigned bit = paced == "wal_rate" ? 1u : paced == "commit_latency" ? 2u : 0u;
     const auto level =
-        pacing && wal_pacing_said_.exchange(true) ? spdlog::level::debug : spdlog::level::info;
+        (pacing_said_.fetch_or(bit) & bit) != 0 ? spdlog::level::debug : spdlog::level::info;
     if (!v.reason.empty()) {
       spdlog::log(level, "{}: throttled: {}{}", spec_.name, v.detail,
-                  level == spdlog::level::info && pacing
-                      ? "; further holds for the WAL rate are logged at debug level"
+                  level == spdlog::level::info && bit != 0
+                      ? "; further holds for this reason are logged at debug level"
                       : "");
     }
     if (v.reason.empty()) spdlog::log(level, "{}: throttle lifted", spec_.name);

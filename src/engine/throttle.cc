@@ -113,6 +113,17 @@ ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r) {
     }
     return {"wal_rate", detail, false};
   }
+  if (st.throttle_commit_latency.count() > 0 && r.commit_seconds &&
+      *r.commit_seconds * 1000 > st.throttle_commit_latency.count()) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.1f ms", *r.commit_seconds * 1000);
+    return {"commit_latency",
+            (r.commit_error.empty() ? "a one-row commit took " + std::string(buf)
+                                    : "a one-row commit failed after " + std::string(buf) + " (" +
+                                          r.commit_error + ")") +
+                ", over throttle_commit_latency " + format_duration(st.throttle_commit_latency),
+            false};
+  }
   if (auto v = sessions_over(r, st.throttle_active_sessions, "throttle_active_sessions", false)) {
     return *v;
   }
@@ -140,7 +151,7 @@ bool reads_database(const Settings& st) {
   return st.throttle_active_sessions > 0 || st.throttle_lock_waits > 0 ||
          st.critical_active_sessions > 0 || st.throttle_replica_lag.count() > 0 ||
          st.critical_replica_lag.count() > 0 || !st.throttle_query.empty() ||
-         st.throttle_wal_rate_mb > 0;
+         st.throttle_wal_rate_mb > 0 || st.throttle_commit_latency.count() > 0;
 }
 
 ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
@@ -150,14 +161,35 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
   r.minute_of_day = local_minute_of_day(std::chrono::system_clock::now());
   if (!reads_database(st)) return r;
   const bool lag = st.throttle_replica_lag.count() > 0 || st.critical_replica_lag.count() > 0;
+  const bool probe = st.throttle_commit_latency.count() > 0;
+  const std::string heartbeat =
+      "INSERT INTO tandem.heartbeat (at, lsn)"
+      " VALUES (clock_timestamp(), pg_current_wal_insert_lsn())";
   if (lag) {
     // The heartbeat keeps WAL moving, so an idle primary still shows a
-    // stalled replica's lag; rows older than the longest lag worth telling
-    // apart are pruned.
-    conn.exec(
-        "INSERT INTO tandem.heartbeat (at, lsn)"
-        " VALUES (clock_timestamp(), pg_current_wal_insert_lsn());"
-        "DELETE FROM tandem.heartbeat WHERE at < clock_timestamp() - interval '1 hour'");
+    // stalled replica's lag.
+    conn.exec(heartbeat);
+  }
+  if (probe) {
+    // A heartbeat too, flushed to the WAL at commit as the application's
+    // commits are, in three round trips: the time a client's commit waits
+    // now. Not for synchronous standbys (`local`): nothing bounds a commit's
+    // wait for one, and a standby that is gone would hang this session.
+    // A probe that fails took at least as long as it ran.
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      Transaction tx(conn);
+      conn.exec("SET LOCAL synchronous_commit = local; " + heartbeat);
+      tx.commit();
+    } catch (const Error& e) {
+      if (!conn.is_open()) throw;
+      r.commit_error = e.what();
+    }
+    r.commit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  if (lag || probe) {
+    // Rows older than the longest lag worth telling apart.
+    conn.exec("DELETE FROM tandem.heartbeat WHERE at < clock_timestamp() - interval '1 hour'");
   }
   // A lock wait that concerns the migration: on one of its tables, or behind
   // one of its own sessions (a client updating a row a batch holds waits for

@@ -42,11 +42,15 @@ struct ThrottleReadings {
   // From wal_lsn and the readings before it (WalRate).
   std::optional<double> wal_bytes_per_second;
   double wal_bytes_ahead = 0;
+  // throttle_commit_latency's probe: how long its one-row commit took, and
+  // why it failed if it did (it then counts as slow as it took).
+  std::optional<double> commit_seconds;
+  std::string commit_error;
   int minute_of_day = 0;  // local time
 };
 
 struct ThrottleVerdict {
-  // "" (go on), or: outside_window, replica_lag, wal_rate,
+  // "" (go on), or: outside_window, replica_lag, wal_rate, commit_latency,
   // active_sessions, lock_waits, throttle_query. A critical verdict pauses
   // the migration.
   std::string reason;
@@ -61,7 +65,7 @@ ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r);
 bool reads_database(const Settings& st);
 
 // Reads the signals `st` asks for on `conn` (outside any transaction), writing
-// a heartbeat first when replica lag is watched. Sessions whose
+// a heartbeat first when replica lag or commit latency is watched. Sessions whose
 // application_name starts with `own_sessions` (when not empty) are not counted.
 // With `tables` (schema.name), lock waits count only the sessions waiting
 // for a lock on one of them or blocked by one of the own sessions (a row a

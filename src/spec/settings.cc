@@ -50,6 +50,7 @@ const std::vector<SettingInfo>& table() {
       {"throttle_lock_waits", 1, 100'000, true, nullptr, &Settings::throttle_lock_waits},
       {"throttle_replica_lag", 100, 3'600'000, true, &Settings::throttle_replica_lag, nullptr},
       {"throttle_wal_rate_mb", 1, 100'000, true, nullptr, &Settings::throttle_wal_rate_mb},
+      {"throttle_commit_latency", 1, 60'000, true, &Settings::throttle_commit_latency, nullptr},
       {"throttle_query", 0, 0, true, nullptr, nullptr, &Settings::throttle_query, &check_query},
       {"backfill_window", 0, 0, true, nullptr, nullptr, &Settings::backfill_window, &check_window},
       {"critical_replica_lag", 100, 3'600'000, true, &Settings::critical_replica_lag, nullptr},

@@ -271,6 +271,59 @@ TEST_F(ThrottleTest, TheApplicationsWalHoldsTheBackfillWhichGoesOnSoonAfterItQui
   EXPECT_EQ(rows_done(), 200000);
 }
 
+TEST_F(ThrottleTest, SlowCommitsHoldTheBackfillUntilTheyAreQuickAgain) {
+  // Commits that wait 100 ms for their WAL flush (commit_delay, which
+  // PostgreSQL applies only with fsync on): the batches, which commit without
+  // waiting for the flush, would go on as if nothing were wrong.
+  // throttle_commit_latency's probe commits as the application does, so the
+  // backfill holds until commits are quick again, then finishes.
+  Spec spec = spec_from(spec_text("  throttle_commit_latency: 50ms\n"));
+  Plan plan = make_plan(spec);
+  RunOptions o = options();
+  o.until = Phase::kDualWrite;
+  ASSERT_EQ(Executor(spec, plan, o).run(), RunOutcome::kReachedUntil);
+  // For the sessions tandem opens from now on: a delay before every flush.
+  pg_.psql(db_, "ALTER DATABASE " + db_ + " SET commit_delay = 100000;" + "ALTER DATABASE " + db_ +
+                    " SET commit_siblings = 0");
+  struct Fsync {  // server-wide, and back off when the test ends
+    explicit Fsync(const PgServer& pg) : pg(pg) { set("on"); }
+    ~Fsync() { set("off"); }
+    void set(const std::string& v) const {
+      pg.psql("postgres", "ALTER SYSTEM SET fsync = " + v);
+      pg.psql("postgres", "SELECT pg_reload_conf()");
+    }
+    const PgServer& pg;
+  };
+  auto fsync = std::make_unique<Fsync>(pg_);
+  struct Reasons : ProgressSink {
+    void phase_started(Phase) override {}
+    void step_started(const Step&) override {}
+    void progress(const ProgressUpdate&) override {}
+    void step_finished(const Step&, double) override {}
+    void throttling(const std::string& reason, double) override {
+      if (reason == "commit_latency") held = true;
+    }
+    std::atomic<bool> held{false};
+  } reasons;
+  RunOptions watched = options();
+  watched.progress = &reasons;
+  ::testing::internal::CaptureStdout();  // the default logger's sink
+  auto run = std::async(std::launch::async, [&] { return Executor(spec, plan, watched).run(); });
+  for (int i = 0; i < 600 && !reasons.held; ++i) std::this_thread::sleep_for(50ms);
+  std::this_thread::sleep_for(2s);
+  const bool seen = reasons.held;
+  const long long held = rows_done();
+  fsync.reset();  // commit_delay does nothing without fsync: commits are quick again
+  ASSERT_EQ(run.wait_for(60s), std::future_status::ready);
+  const std::string log = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
+  EXPECT_TRUE(seen) << "never held for commit_latency\n" << log;
+  EXPECT_EQ(held, 0) << "the backfill moved while every commit waited 100 ms";
+  EXPECT_NE(log.find("items_qty: throttled: a one-row commit took "), std::string::npos) << log;
+  EXPECT_NE(log.find(" ms, over throttle_commit_latency 50ms"), std::string::npos) << log;
+  EXPECT_EQ(rows_done(), 20000);
+}
+
 TEST_F(ThrottleTest, LockWaitsCountOnlySessionsWaitingOnTheMigratedTablesOrOnTandem) {
   // Sessions queued on an unrelated table are none of the backfill's doing;
   // a session waiting for a lock on the migrated table, or behind one of

@@ -61,7 +61,9 @@ TEST(DecideThrottle, EachSignalNamesItsReason) {
   st.throttle_query = "SELECT busy FROM ops.flags";
   st.backfill_window = "22:00-06:00";
   st.throttle_wal_rate_mb = 40;
+  st.throttle_commit_latency = milliseconds(20);
   ThrottleReadings calm;
+  calm.commit_seconds = 0.020;  // at the limit, not over it
   calm.minute_of_day = 23 * 60;
   calm.wal_bytes_per_second = 45 * 1048576.0;  // a burst within its budget
   calm.replicas = 1;
@@ -98,6 +100,18 @@ TEST(DecideThrottle, EachSignalNamesItsReason) {
     r.wal_bytes_per_second.reset();
   });
   EXPECT_EQ(v.detail, "WAL written 1.0 MB ahead of throttle_wal_rate_mb 40");
+  v = with([](ThrottleReadings& r) { r.commit_seconds = 0.0421; });
+  EXPECT_EQ(v.reason, "commit_latency");
+  EXPECT_EQ(v.detail, "a one-row commit took 42.1 ms, over throttle_commit_latency 20ms");
+  v = with([](ThrottleReadings& r) {
+    r.commit_seconds = 60.0;
+    r.commit_error = "canceling statement due to statement timeout";
+  });
+  EXPECT_EQ(v.detail,
+            "a one-row commit failed after 60000.0 ms (canceling statement due to statement "
+            "timeout), over throttle_commit_latency 20ms");
+  // Not probed (the setting was just turned on): nothing to hold for.
+  EXPECT_EQ(with([](ThrottleReadings& r) { r.commit_seconds.reset(); }).reason, "");
   EXPECT_EQ(with([](ThrottleReadings& r) { r.active_sessions = 11; }).reason, "active_sessions");
   EXPECT_EQ(with([](ThrottleReadings& r) { r.lock_waits = 4; }).reason, "lock_waits");
   v = with([](ThrottleReadings& r) { r.query = "3"; });
@@ -216,6 +230,10 @@ TEST(ThrottleSettings, ParseCheckAndPrint) {
   EXPECT_EQ(s.throttle_wal_rate_mb, 30);
   EXPECT_EQ(setting_text(s, "throttle_wal_rate_mb"), "30");
   EXPECT_EQ(set_setting(s, "throttle_wal_rate_mb", "0"), "");  // off
+  EXPECT_EQ(set_setting(s, "throttle_commit_latency", "15ms"), "");
+  EXPECT_EQ(s.throttle_commit_latency, milliseconds(15));
+  EXPECT_EQ(setting_text(s, "throttle_commit_latency"), "15ms");
+  EXPECT_EQ(set_setting(s, "throttle_commit_latency", "0"), "");  // off
   EXPECT_EQ(set_setting(s, "throttle_replica_lag", "5s"), "");
   EXPECT_EQ(setting_text(s, "throttle_replica_lag"), "5s");
   EXPECT_EQ(set_setting(s, "critical_replica_lag", "2s"), "");
