@@ -188,8 +188,13 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
     r.commit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   if (lag || probe) {
-    // Rows older than the longest lag worth telling apart.
-    conn.exec("DELETE FROM tandem.heartbeat WHERE at < clock_timestamp() - interval '1 hour'");
+    // Rows older than the longest lag worth telling apart. Heartbeats are
+    // written in WAL order, so the old ones are those before the first
+    // recent one, found and deleted through the index on lsn: a few rows a
+    // time, not a scan of the hour's rows (up to twenty a second).
+    conn.exec(
+        "DELETE FROM tandem.heartbeat WHERE lsn < (SELECT lsn FROM tandem.heartbeat"
+        " WHERE at >= clock_timestamp() - interval '1 hour' ORDER BY lsn LIMIT 1)");
   }
   // A lock wait that concerns the migration: on one of its tables, or behind
   // one of its own sessions (a client updating a row a batch holds waits for

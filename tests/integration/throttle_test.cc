@@ -10,6 +10,7 @@
 #include <future>
 #include <thread>
 
+#include "engine/state_store.h"
 #include "spec/settings.h"
 #include "support/scenario.h"
 
@@ -322,6 +323,29 @@ TEST_F(ThrottleTest, SlowCommitsHoldTheBackfillUntilTheyAreQuickAgain) {
   EXPECT_NE(log.find("items_qty: throttled: a one-row commit took "), std::string::npos) << log;
   EXPECT_NE(log.find(" ms, over throttle_commit_latency 50ms"), std::string::npos) << log;
   EXPECT_EQ(rows_done(), 20000);
+}
+
+TEST_F(ThrottleTest, HeartbeatsOlderThanAnHourArePrunedAndTheRecentOnesKept) {
+  auto conn = pg_.connect(db_);
+  StateStore::ensure_schema(*conn);
+  // In WAL order, as tandem writes them: 5000 two hours old, 5 from the
+  // last minutes.
+  conn->exec(
+      "INSERT INTO tandem.heartbeat SELECT now() - interval '2 hours' + g * interval '1 ms',"
+      " ('0/' || to_hex(1000 + g))::pg_lsn FROM generate_series(1, 5000) g;"
+      "INSERT INTO tandem.heartbeat SELECT now() - interval '5 minutes' + g * interval '1 s',"
+      " ('0/' || to_hex(100000 + g))::pg_lsn FROM generate_series(1, 5) g");
+  Settings st;
+  st.throttle_commit_latency = 1000ms;
+  const ThrottleReadings r = read_throttle_signals(*conn, st);
+  ASSERT_TRUE(r.commit_seconds.has_value());
+  EXPECT_EQ(r.commit_error, "");
+  EXPECT_GT(*r.commit_seconds, 0.0);
+  // The recent five and the probe's own.
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*), count(*) FILTER (WHERE at > now() - interval '1 hour')"
+                     " FROM tandem.heartbeat"),
+            "6|6");
 }
 
 TEST_F(ThrottleTest, LockWaitsCountOnlySessionsWaitingOnTheMigratedTablesOrOnTandem) {
