@@ -247,7 +247,7 @@ def tandem_spec(name, settings):
 
 def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None):
     """Runs tandemd; returns (seconds, peak RSS in KiB, backfill rows/s for
-    `rows` rows, the backfill step's (start, end) in epoch seconds)."""
+    `rows` rows, and (step, start, end) in epoch seconds for each step)."""
     spec = os.path.join(workdir, f"{db}.yaml")
     with open(spec, "w") as f:
         f.write(tandem_spec("bench_" + db, settings))
@@ -268,16 +268,20 @@ def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None):
     # scan of a table whose every row was just rewritten prunes every page,
     # a burst of WAL that stalled the clients' commits for up to 400 ms and
     # was counted as tandem's (2026-12-02).
-    window = server.psql(db, "SELECT extract(epoch FROM started_at) || ' ' ||"
-                             " extract(epoch FROM finished_at)"
-                             " FROM tandem.steps WHERE step_id = '1.backfill'")
-    backfill = tuple(float(x) for x in window.split()) if window else None
+    steps = []
+    for line in server.psql(db, "SELECT step_id || ' ' || extract(epoch FROM started_at) || ' ' ||"
+                                " extract(epoch FROM finished_at) FROM tandem.steps"
+                                " WHERE started_at IS NOT NULL AND finished_at IS NOT NULL"
+                                " ORDER BY started_at").splitlines():
+        step, start, end = line.split()
+        steps.append((step, float(start), float(end)))
+    backfill = next(((s, e) for (i, s, e) in steps if i == "1.backfill"), None)
     rate = None
     if rows and backfill and backfill[1] > backfill[0]:
         rate = rows / (backfill[1] - backfill[0])
     with open(rss_file) as f:
         peak_kib = int(f.read().split()[-1])
-    return seconds, peak_kib, rate, backfill
+    return seconds, peak_kib, rate, steps
 
 
 METHODS = {
@@ -330,7 +334,7 @@ def measure(server, template, method, tandemd, workdir, rate=None):
     t0 = time.time()
     rss = None
     backfill_rate = None
-    backfill = None
+    steps = []
     if kind == "none":
         time.sleep(BASELINE_SECONDS)
     elif method in ("alter", "update"):
@@ -347,8 +351,7 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         for pair in filter(None, variant.split("+")):
             key, _, value = pair.partition("=")
             settings[key] = value
-        _, rss, backfill_rate, backfill = run_tandem(server, db, tandemd, workdir, settings,
-                                                     rows)
+        _, rss, backfill_rate, steps = run_tandem(server, db, tandemd, workdir, settings, rows)
     t1 = time.time()
     longest_lock = locks.stop()
     time.sleep(TAIL)
@@ -368,7 +371,11 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         **clients_between(txs, t0, t1),
         # tandem: the clients while its backfill step ran, without the
         # phases around it (the verification's scan among them).
-        "during_backfill": clients_between(txs, *backfill) if backfill else None,
+        "during_backfill": next((clients_between(txs, s, e) for (i, s, e) in steps
+                                 if i == "1.backfill" and e > s), None),
+        # tandem: when each of its steps ran, in seconds since the method began.
+        "steps": [{"id": i, "from": round(s - t0, 3), "to": round(e - t0, 3)}
+                  for (i, s, e) in steps],
         "longest_lock_wait_seconds": round(longest_lock, 3),
         "peak_rss_kib": rss,
         "per_second": [
@@ -580,7 +587,11 @@ def markdown(report):
         for sec in m["slowest_seconds"]:
             top = ", ".join(f"{k} {n}" for k, n in
                             sorted(sec["waits"].items(), key=lambda kv: -kv[1])[:6])
-            lines.append(f"  - second {sec['t']}, p99 {fmt(sec['p99_ms'])} ms: {top or '-'}")
+            during = [s["id"] for s in m.get("steps", [])
+                      if s["from"] < sec["t"] + 1 and s["to"] >= sec["t"]]
+            lines.append(f"  - second {sec['t']}, p99 {fmt(sec['p99_ms'])} ms"
+                         + (f" (steps {', '.join(during)})" if during else "")
+                         + f": {top or '-'}")
     t = r.get("trigger")
     if t:
         lines += ["", "Dual-write trigger installed (tandem after `dual_write`) versus not:",
