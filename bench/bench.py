@@ -82,9 +82,14 @@ class Server:
                                      "trust", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
         opts = (f"-c listen_addresses='' -c unix_socket_directories='{self.dir}' -p 5432"
                 " -c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=30min"
-                " -c shared_preload_libraries=''")
+                " -c shared_preload_libraries=''"
+                # What the server did on its own (checkpoints, autovacuum), in
+                # its log with UTC times: the report puts it next to the slow
+                # seconds (server_events).
+                " -c log_checkpoints=on -c log_autovacuum_min_duration=0"
+                " -c log_timezone=UTC -c log_line_prefix='%m '")
         opts += "".join(f" -c {kv}" for kv in settings)
-        log = os.path.join(self.dir, "server.log")
+        log = self.log = os.path.join(self.dir, "server.log")
         started = subprocess.run(self.as_pg + [f"{self.bin}/pg_ctl", "-D", data, "-l", log, "-w",
                                                "-o", opts, "start"], stdout=subprocess.DEVNULL)
         if started.returncode != 0:
@@ -198,6 +203,42 @@ class LockWatch:
         self.proc.wait()
         self.thread.join()
         return self.longest
+
+
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC (?:LOG|WARNING):  (.*)")
+
+
+def server_events(log):
+    """What the server did on its own, from its log: checkpoints (from
+    "starting" to "complete") and autovacuum or autoanalyze runs (logged when
+    they end, with their elapsed time). (start, end, text) in epoch seconds."""
+    events, starting, last = [], None, None
+    try:
+        lines = open(log).read().splitlines()
+    except OSError:
+        return events
+    for line in lines:
+        m = LOG_LINE.match(line)
+        if not m:
+            # A continuation line: autovacuum's "system usage: ... elapsed: X s".
+            e = re.search(r"elapsed: ([\d.]+) s", line)
+            if e and last is not None:
+                end, text = last
+                events.append((end - float(e.group(1)), end, text))
+                last = None
+            continue
+        at = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        msg = m.group(2)
+        if msg.startswith("checkpoint starting"):
+            starting = at
+        elif msg.startswith("checkpoint complete") and starting is not None:
+            parts = msg[len("checkpoint complete: "):].split(";")
+            events.append((starting, at, "checkpoint " + ";".join(parts[:1] + parts[2:3])))
+            starting = None
+        elif msg.startswith("automatic vacuum of table") or msg.startswith("automatic analyze of table"):
+            last = (at, msg.split(":")[0].replace("automatic ", "auto"))
+    return events
 
 
 def waits_in(samples, t0, lo, hi):
@@ -386,6 +427,11 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         # for the clients (by p99): how many 50 ms samples found each kind
         # of session waiting on what.
         "waits": waits_in(locks.samples, t0, 0, seconds),
+        # The server's own work while the method ran (checkpoints,
+        # autovacuum), in seconds since it began.
+        "server_events": [{"from": round(s - t0, 3), "to": round(e - t0, 3), "what": w}
+                          for (s, e, w) in server_events(server.log)
+                          if e >= t0 and s <= t1 + TAIL],
         "slowest_seconds": [
             {"t": s, "p99_ms": percentile(series[s], 99),
              "waits": waits_in(locks.samples, t0, s, s + 1)}
@@ -589,8 +635,11 @@ def markdown(report):
                             sorted(sec["waits"].items(), key=lambda kv: -kv[1])[:6])
             during = [s["id"] for s in m.get("steps", [])
                       if s["from"] < sec["t"] + 1 and s["to"] >= sec["t"]]
+            server = [e["what"] for e in m.get("server_events", [])
+                      if e["from"] < sec["t"] + 1 and e["to"] >= sec["t"]]
             lines.append(f"  - second {sec['t']}, p99 {fmt(sec['p99_ms'])} ms"
                          + (f" (steps {', '.join(during)})" if during else "")
+                         + (f" (server: {'; '.join(server)})" if server else "")
                          + f": {top or '-'}")
     t = r.get("trigger")
     if t:
