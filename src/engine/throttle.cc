@@ -165,13 +165,13 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
   const std::string heartbeat =
       "INSERT INTO tandem.heartbeat (at, lsn)"
       " VALUES (clock_timestamp(), pg_current_wal_insert_lsn())";
-  if (lag) {
+  if (lag && !probe) {
     // The heartbeat keeps WAL moving, so an idle primary still shows a
     // stalled replica's lag.
     conn.exec(heartbeat);
   }
   if (probe) {
-    // A heartbeat too, flushed to the WAL at commit as the application's
+    // The heartbeat (for the replica lag too), flushed to the WAL at commit as the application's
     // commits are, in three round trips: the time a client's commit waits
     // now. Not for synchronous standbys (`local`): nothing bounds a commit's
     // wait for one, and a standby that is gone would hang this session.
