@@ -214,7 +214,8 @@ def server_events(log):
     they end, with their elapsed time). (start, end, text) in epoch seconds."""
     events, starting, last = [], None, None
     try:
-        lines = open(log).read().splitlines()
+        with open(log) as f:
+            lines = f.read().splitlines()
     except OSError:
         return events
     for line in lines:
@@ -406,7 +407,6 @@ def measure(server, template, method, tandemd, workdir, rate=None):
     result = {
         "method": method,
         "rows": rows,
-        "seconds": round(seconds, 3),
         "rows_per_second": None if kind == "none" else round(rows / seconds),
         "backfill_rows_per_second": round(backfill_rate) if backfill_rate else None,
         **clients_between(txs, t0, t1),
@@ -560,6 +560,12 @@ def spread(values, unit=""):
     return f"{fmt(med, unit)} ({fmt(min(values))}–{fmt(max(values))})"
 
 
+def in_second(spans, t):
+    """The spans ({"from", "to"} in seconds since the method began) that
+    overlap second t."""
+    return [x for x in spans if x["from"] < t + 1 and x["to"] >= t]
+
+
 def markdown(report):
     r = report
     lines = [f"# tandem benchmark, scale {r['scale']} ({r['rows']} rows), {r['when']}", "",
@@ -633,10 +639,8 @@ def markdown(report):
         for sec in m["slowest_seconds"]:
             top = ", ".join(f"{k} {n}" for k, n in
                             sorted(sec["waits"].items(), key=lambda kv: -kv[1])[:6])
-            during = [s["id"] for s in m.get("steps", [])
-                      if s["from"] < sec["t"] + 1 and s["to"] >= sec["t"]]
-            server = [e["what"] for e in m.get("server_events", [])
-                      if e["from"] < sec["t"] + 1 and e["to"] >= sec["t"]]
+            during = [s["id"] for s in in_second(m.get("steps", []), sec["t"])]
+            server = [e["what"] for e in in_second(m.get("server_events", []), sec["t"])]
             lines.append(f"  - second {sec['t']}, p99 {fmt(sec['p99_ms'])} ms"
                          + (f" (steps {', '.join(during)})" if during else "")
                          + (f" (server: {'; '.join(server)})" if server else "")
