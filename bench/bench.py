@@ -53,6 +53,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENTS = 4
 WARMUP = 5.0  # seconds of load before the method starts
 TAIL = 3.0  # seconds of load after it ends
+KERNEL_BURST_MB = 64  # a second in which the kernel wrote back this much is named
 BASELINE_SECONDS = 20.0
 # Two workers of 50,000-row batches: 1.4x one worker's rate on this 2-core
 # machine (scale 10), at a heavy cost to the clients; see docs/performance.md.
@@ -131,7 +132,10 @@ class Load:
             env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a shell that starts the bench in the
+        # background without job control makes it ignore SIGINT, and so
+        # pgbench, which went on for the 30 s below after every method.
+        self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -205,6 +209,42 @@ class LockWatch:
         return self.longest
 
 
+
+class KernelDirty:
+    """The kernel's dirty page cache, sampled every 100 ms from /proc/meminfo
+    (the bench's server is local): data files the server wrote that are not
+    on disk yet. When the kernel writes a burst of them back (30 s after they
+    were first dirtied, by default), the clients' WAL flushes wait behind it."""
+
+    def __init__(self):
+        self.samples = []  # (epoch seconds, Dirty in KiB)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.is_set():
+            try:
+                with open("/proc/meminfo") as f:
+                    dirty = next(int(line.split()[1]) for line in f if line.startswith("Dirty:"))
+            except (OSError, StopIteration, ValueError):
+                return
+            self.samples.append((time.time(), dirty))
+            self.done.wait(0.1)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+
+    def written_back_mb(self, lo, hi):
+        """MB the dirty page cache shrank by between lo and hi (epoch seconds):
+        what the kernel wrote back then, less what was dirtied meanwhile."""
+        s = [d for (t, d) in self.samples if lo <= t < hi]
+        return round(sum(max(0, a - b) for a, b in zip(s, s[1:])) / 1024.0)
+
+    def peak_mb(self, lo, hi):
+        return round(max((d for (t, d) in self.samples if lo <= t < hi), default=0) / 1024.0)
+
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC (?:LOG|WARNING):  (.*)")
 
 
@@ -267,6 +307,20 @@ def clients_between(txs, t0, t1):
         },
     }
 
+
+
+def wal_counters(server, db):
+    """The server's WAL position, full-page images, times a backend found
+    the WAL buffers full, and WAL segment files in pg_wal (a new file is
+    written through once, zeros, before it is used)."""
+    row = server.psql(db, "SELECT pg_current_wal_lsn() - '0/0', wal_fpi, wal_buffers_full,"
+                          " (SELECT count(*) FROM pg_ls_waldir()) FROM pg_stat_wal")
+    return [int(float(v)) for v in row.split("|")]
+
+
+def wal_between(before, after):
+    return {"mb": round((after[0] - before[0]) / 1e6), "full_page_images": after[1] - before[1],
+            "buffers_full": after[2] - before[2], "new_segment_files": after[3] - before[3]}
 
 def percentile(values, p):
     if not values:
@@ -372,7 +426,9 @@ def measure(server, template, method, tandemd, workdir, rate=None):
     server.psql(db, "CHECKPOINT")
     load = Load(server, db, workdir, rate)
     time.sleep(WARMUP)
+    wal0 = wal_counters(server, db)
     locks = LockWatch(server, db)
+    kernel = KernelDirty()
     t0 = time.time()
     rss = None
     backfill_rate = None
@@ -396,7 +452,9 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         _, rss, backfill_rate, steps = run_tandem(server, db, tandemd, workdir, settings, rows)
     t1 = time.time()
     longest_lock = locks.stop()
+    wal = wal_between(wal0, wal_counters(server, db))
     time.sleep(TAIL)
+    kernel.stop()
     load.stop()
     txs = load.transactions()
     seconds = t1 - t0
@@ -419,8 +477,12 @@ def measure(server, template, method, tandemd, workdir, rate=None):
                   for (i, s, e) in steps],
         "longest_lock_wait_seconds": round(longest_lock, 3),
         "peak_rss_kib": rss,
+        # The whole server's WAL while the method ran (the clients' included).
+        "wal": wal,
         "per_second": [
-            {"t": s, "tps": len(v), "p99_ms": percentile(v, 99)}
+            {"t": s, "tps": len(v), "p99_ms": percentile(v, 99),
+             "dirty_mb": kernel.peak_mb(t0 + s, t0 + s + 1),
+             "written_back_mb": kernel.written_back_mb(t0 + s, t0 + s + 1)}
             for s, v in sorted(series.items())
         ],
         # Over the method's run, and in each of its three slowest seconds
@@ -434,7 +496,8 @@ def measure(server, template, method, tandemd, workdir, rate=None):
                           if e >= t0 and s <= t1 + TAIL],
         "slowest_seconds": [
             {"t": s, "p99_ms": percentile(series[s], 99),
-             "waits": waits_in(locks.samples, t0, s, s + 1)}
+             "waits": waits_in(locks.samples, t0, s, s + 1),
+             "written_back_mb": kernel.written_back_mb(t0 + s, t0 + s + 1)}
             for s in sorted((s for s in series if 0 <= s <= seconds),
                             key=lambda s: -percentile(series[s], 99))[:3]
         ],
@@ -641,10 +704,27 @@ def markdown(report):
                             sorted(sec["waits"].items(), key=lambda kv: -kv[1])[:6])
             during = [s["id"] for s in in_second(m.get("steps", []), sec["t"])]
             server = [e["what"] for e in in_second(m.get("server_events", []), sec["t"])]
+            back = sec.get("written_back_mb") or 0
             lines.append(f"  - second {sec['t']}, p99 {fmt(sec['p99_ms'])} ms"
                          + (f" (steps {', '.join(during)})" if during else "")
                          + (f" (server: {'; '.join(server)})" if server else "")
+                         + (f" (kernel wrote back {back} MB)" if back >= KERNEL_BURST_MB else "")
                          + f": {top or '-'}")
+    walled = [(n, m) for n, m in r["methods"].items() if m.get("wal")]
+    if walled:
+        lines += ["", "WAL while each method ran (the whole server's, the clients' included),"
+                  " and the kernel's write-back of the data files the server wrote: its"
+                  f" largest in one second, and the seconds it wrote back >= {KERNEL_BURST_MB} MB.",
+                  "", "| method | WAL MB | full-page images | WAL buffers full | new WAL files |"
+                  " largest write-back MB/s | seconds of write-back bursts |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, m in walled:
+            w = m["wal"]
+            backs = [(p["t"], p.get("written_back_mb") or 0) for p in m["per_second"]]
+            bursts = ", ".join(str(t) for (t, b) in backs if b >= KERNEL_BURST_MB)
+            lines.append(f"| {name} | {w['mb']} | {w['full_page_images']} | {w['buffers_full']} |"
+                         f" {w['new_segment_files']} | {max((b for _, b in backs), default=0)} |"
+                         f" {bursts or '-'} |")
     t = r.get("trigger")
     if t:
         lines += ["", "Dual-write trigger installed (tandem after `dual_write`) versus not:",

@@ -12,6 +12,7 @@
 
 #include "cli/exit_codes.h"
 #include "db/connection.h"
+#include "engine/backfill.h"
 #include "engine/executor.h"
 #include "engine/state_store.h"
 #include "tandem/plan.h"
@@ -117,11 +118,94 @@ int cmd_validate(const std::vector<std::string>& files) {
   return rc;
 }
 
+namespace {
+
+// What each backfill step will write, from the catalog as it is now
+// (estimate_rewrite), and the WAL between two checkpoints the server allows.
+nlohmann::json estimate_backfills(Connection& conn, const Plan& plan) {
+  Rows w = conn.exec(
+      "SELECT pg_size_bytes(current_setting('max_wal_size')),"
+      " current_setting('checkpoint_completion_target')::float8");
+  const long long max_wal = w.integer(0, 0);
+  // A checkpoint starts when this much WAL has been written since the last.
+  const long long per_checkpoint =
+      static_cast<long long>(static_cast<double>(max_wal) / (1.0 + std::stod(w.text(0, 1))));
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& s : plan.steps) {
+    if (s.kind != StepKind::kBackfill || !s.batch) continue;
+    const BatchWork& work = *s.batch;
+    nlohmann::json e = {{"step", s.id}, {"table", work.table}};
+    if (conn.exec("SELECT to_regclass($1) IS NULL", {work.table}).text(0, 0) == "t") {
+      e["exists"] = false;  // an earlier operation of the spec creates it
+      steps.push_back(e);
+      continue;
+    }
+    const TableSize size = table_size(conn, work.table);
+    e["exists"] = true;
+    e["rows"] = size.rows;
+    e["rows_at_most"] = !work.filter.empty();  // only rows the filter matches
+    e["table_bytes"] = size.heap_bytes;
+    e["index_bytes"] = size.index_bytes;
+    if (work.statement.empty()) {  // an UPDATE of the table's own rows
+      const RewriteEstimate r = estimate_rewrite(size);
+      e["growth_bytes"] = r.growth_bytes;
+      e["wal_bytes"] = r.wal_bytes;
+      e["checkpoints_from_wal"] = per_checkpoint > 0 ? r.wal_bytes / per_checkpoint : 0;
+    } else {  // rows written into another table: not estimated
+      e["growth_bytes"] = nullptr;
+      e["wal_bytes"] = nullptr;
+      e["checkpoints_from_wal"] = nullptr;
+    }
+    steps.push_back(e);
+  }
+  return {{"max_wal_size_bytes", max_wal}, {"steps", steps}};
+}
+
+void print_estimates(const nlohmann::json& est) {
+  if (est["steps"].empty()) return;
+  std::cout << "\nwhat the backfills will write (estimated from the catalog now):\n";
+  for (const auto& e : est["steps"]) {
+    const auto step = e["step"].get<std::string>(), table = e["table"].get<std::string>();
+    if (!e["exists"].get<bool>()) {
+      std::cout << "  step " << step << ": " << table
+                << " does not exist yet (an earlier operation creates it)\n";
+      continue;
+    }
+    std::cout << "  step " << step << ": " << (e["rows_at_most"].get<bool>() ? "at most" : "about")
+              << " " << with_commas(e["rows"].get<long long>()) << " rows of " << table
+              << " (table " << format_bytes(e["table_bytes"].get<long long>()) << ", indexes "
+              << format_bytes(e["index_bytes"].get<long long>()) << ")\n";
+    if (e["wal_bytes"].is_null()) {
+      std::cout << "    each row is written into another table; its size is not estimated\n";
+      continue;
+    }
+    std::cout << "    the table and its indexes grow by about "
+              << format_bytes(e["growth_bytes"].get<long long>())
+              << ": a new version of every row, its space reusable after VACUUM but not"
+                 " returned to the disk\n";
+    std::cout << "    about " << format_bytes(e["wal_bytes"].get<long long>()) << " of WAL";
+    const long long checkpoints = e["checkpoints_from_wal"].get<long long>();
+    if (checkpoints > 0) {
+      std::cout << ": about " << checkpoints << " checkpoint" << (checkpoints > 1 ? "s" : "")
+                << " will start from its volume (max_wal_size "
+                << format_bytes(est["max_wal_size_bytes"].get<long long>())
+                << "), each followed by whole pages in the WAL again; a larger max_wal_size or"
+                   " throttle_wal_rate_mb spreads them\n";
+    } else {
+      std::cout << " (max_wal_size " << format_bytes(est["max_wal_size_bytes"].get<long long>())
+                << ")\n";
+    }
+  }
+}
+
+}  // namespace
+
 int cmd_plan(const std::string& file, bool json, const std::string& dsn) {
   std::optional<Spec> spec;
   std::optional<Plan> plan;
   if (!load(file, spec, plan)) return kExitBadInput;
   nlohmann::json refusals = nlohmann::json::array();
+  nlohmann::json estimates;
   if (!dsn.empty()) {
     try {
       auto conn = connect_postgres(dsn, "tandemd plan");
@@ -134,13 +218,17 @@ int cmd_plan(const std::string& file, bool json, const std::string& dsn) {
           refusals.push_back({{"step", s.id}, {"reason", r.text(i, 0)}});
         }
       }
+      estimates = estimate_backfills(*conn, *plan);
     } catch (const std::exception& e) {
       return report(e);
     }
   }
   if (json) {
     nlohmann::json out = plan->to_json();
-    if (!dsn.empty()) out["refusals"] = refusals;
+    if (!dsn.empty()) {
+      out["refusals"] = refusals;
+      out["estimates"] = estimates;
+    }
     std::cout << to_json_text(out) << "\n";
   } else {
     std::cout << plan->to_text();
@@ -151,6 +239,7 @@ int cmd_plan(const std::string& file, bool json, const std::string& dsn) {
         std::cout << "  step " << r["step"].get<std::string>() << ": "
                   << r["reason"].get<std::string>() << "\n";
       }
+      print_estimates(estimates);
     }
   }
   return refusals.empty() ? kExitOk : kExitBadInput;

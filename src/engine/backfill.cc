@@ -36,6 +36,31 @@ long long estimate_rows(Connection& conn, const std::string& table) {
   return conn.exec("SELECT count(*) FROM " + table).integer(0, 0);
 }
 
+TableSize table_size(Connection& conn, const std::string& table) {
+  Rows r = conn.exec(
+      "SELECT pg_relation_size(c.oid), pg_indexes_size(c.oid),"
+      " (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)"
+      " FROM pg_class c WHERE c.oid = $1::regclass",
+      {table});
+  TableSize size;
+  size.rows = estimate_rows(conn, table);
+  size.heap_bytes = r.integer(0, 0);
+  size.index_bytes = r.integer(0, 1);
+  size.indexes = static_cast<int>(r.integer(0, 2));
+  return size;
+}
+
+RewriteEstimate estimate_rewrite(const TableSize& size) {
+  // Bytes of WAL a row costs beyond its data: the update's record, and each
+  // index insert's (measured; see backfill.h).
+  constexpr long long kPerRow = 140;
+  constexpr long long kPerIndexEntry = 80;
+  RewriteEstimate e;
+  e.growth_bytes = size.heap_bytes + size.index_bytes;
+  e.wal_bytes = 2 * e.growth_bytes + size.rows * (kPerRow + kPerIndexEntry * size.indexes);
+  return e;
+}
+
 std::string KeysetWalker::tuple(const std::string& prefix) const {
   std::vector<std::string> cols;
   for (const auto& k : key_) cols.push_back(prefix + k);

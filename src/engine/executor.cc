@@ -714,7 +714,16 @@ bool Executor::run_keyset_step(const Step& step) {
           // goes on over the same ranges whatever backfill_workers says now.
           // No range is smaller than a batch.
           const Settings st = settings();
-          const long long rows = estimate_rows(*conn_, work.table);
+          const TableSize size = table_size(*conn_, work.table);
+          const long long rows = size.rows;
+          if (!verify && work.statement.empty()) {
+            const RewriteEstimate e = estimate_rewrite(size);
+            spdlog::info(
+                "step {}: about {} rows; expect about {} of WAL, and {} and its indexes to grow"
+                " by about {} (estimates, which `tandemd plan --dsn` prints beforehand)",
+                step.id, with_commas(rows), format_bytes(e.wal_bytes), work.table,
+                format_bytes(e.growth_bytes));
+          }
           const long long worth = rows / std::max(1, rows_per_batch(st.batch_size, verify, st));
           const long long most =
               std::max<long long>(kMinRanges, 1LL * kRangesPerWorker * st.backfill_workers);

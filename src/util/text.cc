@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
 
 namespace tandem {
 
@@ -104,6 +105,21 @@ std::string with_commas(long long n) {
     out += digits[i];
   }
   return n < 0 ? "-" + out : out;
+}
+
+std::string format_bytes(long long n) {
+  static const char* const units[] = {"bytes", "kB", "MB", "GB", "TB", "PB"};
+  double v = static_cast<double>(n < 0 ? -n : n);
+  size_t u = 0;
+  while (v >= 1024.0 && u + 1 < std::size(units)) {
+    v /= 1024.0;
+    ++u;
+  }
+  char buf[48];
+  // One decimal below 10 of a unit, where a rounding would be a tenth off.
+  std::snprintf(buf, sizeof buf, (u > 0 && v < 9.95) ? "%s%.1f %s" : "%s%.0f %s", n < 0 ? "-" : "",
+                v, units[u]);
+  return buf;
 }
 
 std::string fill_template(std::string text,

@@ -25,5 +25,7 @@ std::string fill_template(std::string text,
                           const std::vector<std::pair<std::string, std::string>>& values);
 // "1,234,567"
 std::string with_commas(long long n);
+// "912 kB", "641 MB", "2.4 GB": powers of 1024, in PostgreSQL's unit names.
+std::string format_bytes(long long n);
 
 }  // namespace tandem

@@ -107,6 +107,45 @@ TEST_F(Cli, PlanWithADsnRefusesADependentViewAndChangesNothing) {
   EXPECT_TRUE(nlohmann::json::parse(r.output)["refusals"].empty());
 }
 
+// The estimates `plan --dsn` prints against what the backfill then writes:
+// the table's and its index's growth, and the server's WAL while it runs
+// (after a checkpoint, as every backfill's first pass is; autovacuum off on
+// the table so that its work does not count).
+TEST_F(Cli, PlanWithADsnEstimatesWhatTheBackfillWritesAndItWritesThat) {
+  pg_.psql(db_, "ALTER TABLE pgbench_accounts SET (autovacuum_enabled = off)");
+  auto r = run_command(tandemd("plan " + spec_path_ + " --dsn '" + pg_.dsn(db_) + "'"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("what the backfills will write (estimated from the catalog now):\n"
+                          "  step 1.backfill: about 200,000 rows of public.pgbench_accounts"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("of WAL (max_wal_size "), std::string::npos) << r.output;
+  r = run_command(tandemd("plan --json " + spec_path_ + " --dsn '" + pg_.dsn(db_) + "'"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto est = nlohmann::json::parse(r.output)["estimates"]["steps"].at(0);
+  ASSERT_EQ(est["step"], "1.backfill");
+  EXPECT_EQ(est["rows"], 200000);
+  const double growth = est["growth_bytes"].get<double>(), wal = est["wal_bytes"].get<double>();
+
+  const std::string size_sql =
+      "SELECT pg_relation_size('pgbench_accounts') + pg_indexes_size('pgbench_accounts')";
+  ASSERT_EQ(run("run " + spec_path_ + " --until dual_write").exit_code, 0);
+  pg_.psql(db_, "CHECKPOINT");
+  const double size_before = std::stod(pg_.psql(db_, size_sql));
+  const std::string lsn_before = pg_.psql(db_, "SELECT pg_current_wal_lsn()");
+  r = run("run " + spec_path_ + " --until backfill");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step 1.backfill: about 200,000 rows; expect about "), std::string::npos)
+      << r.output;
+  const double wal_written =
+      std::stod(pg_.psql(db_, "SELECT pg_current_wal_lsn() - '" + lsn_before + "'"));
+  const double grown = std::stod(pg_.psql(db_, size_sql)) - size_before;
+  EXPECT_GT(grown, 0.8 * growth) << "estimated growth " << growth;
+  EXPECT_LT(grown, 1.25 * growth) << "estimated growth " << growth;
+  EXPECT_GT(wal_written, 0.75 * wal) << "estimated WAL " << wal;
+  EXPECT_LT(wal_written, 1.33 * wal) << "estimated WAL " << wal;
+}
+
 TEST_F(Cli, SigtermStopsAtASafePointAndTheNextRunResumes) {
   spec_path_ = write_temp_file(abalance_spec(1000));
   const std::string cmd =
@@ -299,8 +338,7 @@ TEST_F(Cli, ParallelWorkersSurviveKillNineMidBackfillAndResumeExactly) {
   int killed = 0;
   waitpid(pid, &killed, 0);
   if (!released) blocker->exec("ROLLBACK");
-  std::cout << "first split " << (released ? "after" : "before")
-            << " the held worker went on\n";
+  std::cout << "first split " << (released ? "after" : "before") << " the held worker went on\n";
   ASSERT_TRUE(split) << "no range was split (account " << locked << " held "
                      << (released ? "until the other ranges were done" : "throughout") << ")";
   ASSERT_TRUE(WIFSIGNALED(killed)) << "it finished before the kill";

@@ -61,6 +61,16 @@ TEST(Text, ClosestSuggestsOnlyNearNames) {
   EXPECT_EQ(with_commas(-1000), "-1,000");
 }
 
+TEST(Text, FormatsBytesInPostgresUnits) {
+  EXPECT_EQ(format_bytes(0), "0 bytes");
+  EXPECT_EQ(format_bytes(1023), "1023 bytes");
+  EXPECT_EQ(format_bytes(1024), "1.0 kB");
+  EXPECT_EQ(format_bytes(134299648), "128 MB");
+  EXPECT_EQ(format_bytes(8LL << 30), "8.0 GB");
+  EXPECT_EQ(format_bytes(10695475200LL), "10 GB");  // 9.96 GB: not "10.0"
+  EXPECT_EQ(format_bytes(-2048), "-2.0 kB");
+}
+
 TEST(Text, FindsTheFirstByteThatIsNotUtf8) {
   EXPECT_EQ(invalid_utf8_at("plain ascii"), std::string::npos);
   EXPECT_EQ(invalid_utf8_at("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), std::string::npos);
