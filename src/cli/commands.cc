@@ -136,7 +136,7 @@ nlohmann::json estimate_backfills(Connection& conn, const Plan& plan) {
     const BatchWork& work = *s.batch;
     nlohmann::json e = {{"step", s.id}, {"table", work.table}};
     if (conn.exec("SELECT to_regclass($1) IS NULL", {work.table}).text(0, 0) == "t") {
-      e["exists"] = false;  // an earlier operation of the spec creates it
+      e["exists"] = false;  // an earlier operation creates it, or the prechecks refuse
       steps.push_back(e);
       continue;
     }
@@ -167,8 +167,7 @@ void print_estimates(const nlohmann::json& est) {
   for (const auto& e : est["steps"]) {
     const auto step = e["step"].get<std::string>(), table = e["table"].get<std::string>();
     if (!e["exists"].get<bool>()) {
-      std::cout << "  step " << step << ": " << table
-                << " does not exist yet (an earlier operation creates it)\n";
+      std::cout << "  step " << step << ": " << table << " is not there yet: nothing to estimate\n";
       continue;
     }
     std::cout << "  step " << step << ": " << (e["rows_at_most"].get<bool>() ? "at most" : "about")
