@@ -116,7 +116,7 @@ std::string format_bytes(long long n) {
     ++u;
   }
   char buf[48];
-  // One decimal below 10 of a unit, where a rounding would be a tenth off.
+  // One decimal under 10 of a unit ("8.0 GB"), none from there on ("10 GB", "641 MB").
   std::snprintf(buf, sizeof buf, (u > 0 && v < 9.95) ? "%s%.1f %s" : "%s%.0f %s", n < 0 ? "-" : "",
                 v, units[u]);
   return buf;
