@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
   plan->add_flag("--json", json, "machine-readable output");
   std::string plan_dsn;
   plan->add_option("--dsn", plan_dsn,
-                   "also run the read-only prechecks against this database; exit 1 if refused");
+                   "also run the read-only prechecks against this database (exit 1 if refused)"
+                   " and estimate what each backfill will write: rows, growth, WAL");
 
   const auto phases = phase_names();
   RunArgs run_args;
