@@ -308,7 +308,6 @@ def clients_between(txs, t0, t1):
     }
 
 
-
 def wal_counters(server, db):
     """The server's WAL position, full-page images, times a backend found
     the WAL buffers full, and WAL segment files in pg_wal (a new file is
@@ -496,8 +495,7 @@ def measure(server, template, method, tandemd, workdir, rate=None):
                           if e >= t0 and s <= t1 + TAIL],
         "slowest_seconds": [
             {"t": s, "p99_ms": percentile(series[s], 99),
-             "waits": waits_in(locks.samples, t0, s, s + 1),
-             "written_back_mb": kernel.written_back_mb(t0 + s, t0 + s + 1)}
+             "waits": waits_in(locks.samples, t0, s, s + 1)}
             for s in sorted((s for s in series if 0 <= s <= seconds),
                             key=lambda s: -percentile(series[s], 99))[:3]
         ],
@@ -704,7 +702,8 @@ def markdown(report):
                             sorted(sec["waits"].items(), key=lambda kv: -kv[1])[:6])
             during = [s["id"] for s in in_second(m.get("steps", []), sec["t"])]
             server = [e["what"] for e in in_second(m.get("server_events", []), sec["t"])]
-            back = sec.get("written_back_mb") or 0
+            back = next((p.get("written_back_mb") or 0 for p in m["per_second"]
+                         if p["t"] == sec["t"]), 0)
             lines.append(f"  - second {sec['t']}, p99 {fmt(sec['p99_ms'])} ms"
                          + (f" (steps {', '.join(during)})" if during else "")
                          + (f" (server: {'; '.join(server)})" if server else "")
