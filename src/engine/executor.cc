@@ -509,6 +509,7 @@ ThrottleVerdict Executor::throttle_verdict(const Settings& st) {
     r.wal_bytes_per_second = w.bytes_per_second;
     r.wal_bytes_ahead = w.bytes_ahead;
   }
+  r.commit_quick_owed = commit_hold_.observe(r.commit_seconds, st.throttle_commit_latency);
   return decide_throttle(st, r);
 }
 

@@ -246,6 +246,7 @@ class Executor {
   std::atomic<bool> halt_workers_{false};
   const std::vector<std::string> migrated_tables_;  // schema.name: what the spec touches
   WalRate wal_rate_;                                // throttle_wal_rate_mb's readings
+  CommitLatencyHold commit_hold_;                   // throttle_commit_latency's
   std::atomic<unsigned> pacing_said_{0};            // the paced reasons whose first hold was said
   // The server's deadlock_timeout as tandem's session sees it (ms; 0: not
   // read yet), and the lock_timeout last warned about.

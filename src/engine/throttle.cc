@@ -124,6 +124,15 @@ ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r) {
                 ", over throttle_commit_latency " + format_duration(st.throttle_commit_latency),
             false};
   }
+  if (st.throttle_commit_latency.count() > 0 && r.commit_seconds && r.commit_quick_owed > 0) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.1f ms", *r.commit_seconds * 1000);
+    return {"commit_latency",
+            "a one-row commit took " + std::string(buf) + ", under throttle_commit_latency " +
+                format_duration(st.throttle_commit_latency) + ": the hold waits for " +
+                std::to_string(r.commit_quick_owed) + " more such in a row",
+            false};
+  }
   if (auto v = sessions_over(r, st.throttle_active_sessions, "throttle_active_sessions", false)) {
     return *v;
   }
@@ -253,6 +262,18 @@ ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
     }
   }
   return r;
+}
+
+int CommitLatencyHold::observe(std::optional<double> seconds, std::chrono::milliseconds limit) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!seconds || limit.count() <= 0) {
+    owed_ = 0;
+  } else if (*seconds * 1000 > limit.count()) {
+    owed_ = kQuickToLift;
+  } else if (owed_ > 0) {
+    --owed_;
+  }
+  return owed_;
 }
 
 WalRate::Reading WalRate::observe(long long lsn, double cap, Clock::time_point now) {

@@ -46,6 +46,9 @@ struct ThrottleReadings {
   // why it failed if it did (it then counts as slow as it took).
   std::optional<double> commit_seconds;
   std::string commit_error;
+  // Quick probes in a row the commit latency hold still waits for before it
+  // lets go (CommitLatencyHold); 0: not held.
+  int commit_quick_owed = 0;
   int minute_of_day = 0;  // local time
 };
 
@@ -102,6 +105,24 @@ class WalRate {
   std::mutex mu_;
   std::deque<std::pair<Clock::time_point, long long>> readings_;
   double budget_ = 0;  // bytes that may still be written; negative: ahead of the cap
+};
+
+// throttle_commit_latency's hold: one probe over the limit holds the
+// backfill, and the hold lets go after kQuickToLift probes in a row under it.
+// A commit that arrives while another session flushes the WAL often rides on
+// that flush and waits only for the rest of it, so a quick probe among slow
+// ones is luck, not a sign that commits are quick again. Thread-safe.
+class CommitLatencyHold {
+ public:
+  static constexpr int kQuickToLift = 3;
+  // The probe's time (nullopt: not probed) against the limit (0: off).
+  // Returns how many more quick probes the hold waits for: 0 once it has
+  // let go (or never held), kQuickToLift after a slow probe.
+  int observe(std::optional<double> seconds, std::chrono::milliseconds limit);
+
+ private:
+  std::mutex mu_;
+  int owed_ = 0;
 };
 
 // How a vacuum a step waits for is going, from pg_stat_progress_vacuum

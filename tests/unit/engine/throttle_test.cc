@@ -123,6 +123,39 @@ TEST(DecideThrottle, EachSignalNamesItsReason) {
   EXPECT_EQ(v.detail, "throttle_query failed: relation \"ops.flags\" does not exist");
 }
 
+TEST(CommitLatencyHold, OneSlowProbeHoldsAndThreeQuickOnesInARowLetGo) {
+  CommitLatencyHold h;
+  const milliseconds limit(50);
+  EXPECT_EQ(h.observe(0.010, limit), 0);  // quick, and never held
+  EXPECT_EQ(h.observe(0.100, limit), 3);
+  EXPECT_EQ(h.observe(0.010, limit), 2);
+  // A slow probe between quick ones starts the count again.
+  EXPECT_EQ(h.observe(0.120, limit), 3);
+  EXPECT_EQ(h.observe(0.041, limit), 2);
+  EXPECT_EQ(h.observe(0.050, limit), 1);  // at the limit is not over it
+  EXPECT_EQ(h.observe(0.001, limit), 0);
+  EXPECT_EQ(h.observe(0.001, limit), 0);
+  // Turned off, or not probed: nothing holds.
+  EXPECT_EQ(h.observe(0.100, limit), 3);
+  EXPECT_EQ(h.observe(0.001, milliseconds(0)), 0);
+  EXPECT_EQ(h.observe(0.100, limit), 3);
+  EXPECT_EQ(h.observe(std::nullopt, limit), 0);
+
+  // decide_throttle holds while the count is owed, and says why.
+  Settings st;
+  st.throttle_commit_latency = limit;
+  ThrottleReadings r;
+  r.commit_seconds = 0.0123;
+  r.commit_quick_owed = 2;
+  const ThrottleVerdict v = decide_throttle(st, r);
+  EXPECT_EQ(v.reason, "commit_latency");
+  EXPECT_EQ(v.detail,
+            "a one-row commit took 12.3 ms, under throttle_commit_latency 50ms: the hold waits "
+            "for 2 more such in a row");
+  r.commit_quick_owed = 0;
+  EXPECT_EQ(decide_throttle(st, r).reason, "");
+}
+
 TEST(WalRate, HoldsTheAverageToTheCapAndShowsTheRateOfTheLastTwoSeconds) {
   using namespace std::chrono_literals;
   WalRate w;
