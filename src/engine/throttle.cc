@@ -113,25 +113,25 @@ ThrottleVerdict decide_throttle(const Settings& st, const ThrottleReadings& r) {
     }
     return {"wal_rate", detail, false};
   }
-  if (st.throttle_commit_latency.count() > 0 && r.commit_seconds &&
-      *r.commit_seconds * 1000 > st.throttle_commit_latency.count()) {
+  if (st.throttle_commit_latency.count() > 0 && r.commit_seconds) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.1f ms", *r.commit_seconds * 1000);
-    return {"commit_latency",
-            (r.commit_error.empty() ? "a one-row commit took " + std::string(buf)
-                                    : "a one-row commit failed after " + std::string(buf) + " (" +
-                                          r.commit_error + ")") +
-                ", over throttle_commit_latency " + format_duration(st.throttle_commit_latency),
-            false};
-  }
-  if (st.throttle_commit_latency.count() > 0 && r.commit_seconds && r.commit_quick_owed > 0) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.1f ms", *r.commit_seconds * 1000);
-    return {"commit_latency",
-            "a one-row commit took " + std::string(buf) + ", under throttle_commit_latency " +
-                format_duration(st.throttle_commit_latency) + ": the hold waits for " +
-                std::to_string(r.commit_quick_owed) + " more such in a row",
-            false};
+    const std::string limit = format_duration(st.throttle_commit_latency);
+    if (*r.commit_seconds * 1000 > st.throttle_commit_latency.count()) {
+      return {"commit_latency",
+              (r.commit_error.empty() ? "a one-row commit took " + std::string(buf)
+                                      : "a one-row commit failed after " + std::string(buf) + " (" +
+                                            r.commit_error + ")") +
+                  ", over throttle_commit_latency " + limit,
+              false};
+    }
+    if (r.commit_quick_owed > 0) {
+      return {"commit_latency",
+              "a one-row commit took " + std::string(buf) + ", under throttle_commit_latency " +
+                  limit + ": the hold waits for " + std::to_string(r.commit_quick_owed) +
+                  " more such in a row",
+              false};
+    }
   }
   if (auto v = sessions_over(r, st.throttle_active_sessions, "throttle_active_sessions", false)) {
     return *v;
