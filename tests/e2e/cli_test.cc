@@ -110,10 +110,9 @@ TEST_F(Cli, PlanWithADsnRefusesADependentViewAndChangesNothing) {
 // The estimates `plan --dsn` prints against what the backfill then writes:
 // the table's and its index's growth, and the server's WAL while it runs
 // (after a checkpoint, as every backfill's first pass is; autovacuum off on
-// the table so that its work does not count).
+// the table so that its work does not count, and no timed checkpoint in the
+// middle, after which pages would be written whole again).
 TEST_F(Cli, PlanWithADsnEstimatesWhatTheBackfillWritesAndItWritesThat) {
-  // Only the backfill writes in the measured window: no vacuum of the table,
-  // and no timed checkpoint in the middle (pages would be written whole again).
   pg_.psql(db_, "ALTER TABLE pgbench_accounts SET (autovacuum_enabled = off)");
   ServerSetting no_timed_checkpoint(pg_, "checkpoint_timeout", "'1d'");
   auto r = run_command(tandemd("plan " + spec_path_ + " --dsn '" + pg_.dsn(db_) + "'"));

@@ -292,7 +292,7 @@ TEST_F(ThrottleTest, SlowCommitsHoldTheBackfillUntilTheyAreQuickAgain) {
   // flush and can be quick. A quick probe before the first hold lets batches
   // through (once in CI: 14,400 rows moved); after it, the hold waits for
   // three in a row (CommitLatencyHold).
-  auto no_autovacuum = std::make_unique<ServerSetting>(pg_, "autovacuum", "off");
+  ServerSetting no_autovacuum(pg_, "autovacuum", "off");
   auto fsync = std::make_unique<ServerSetting>(pg_, "fsync", "on");
   struct Reasons : ProgressSink {
     void phase_started(Phase) override {}
@@ -313,7 +313,6 @@ TEST_F(ThrottleTest, SlowCommitsHoldTheBackfillUntilTheyAreQuickAgain) {
   const bool seen = reasons.held;
   const long long held = rows_done();
   fsync.reset();  // commit_delay does nothing without fsync: commits are quick again
-  no_autovacuum.reset();
   ASSERT_EQ(run.wait_for(60s), std::future_status::ready);
   const std::string log = ::testing::internal::GetCapturedStdout();
   EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
