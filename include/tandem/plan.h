@@ -34,6 +34,12 @@ struct BatchWork {
   std::string statement;
 };
 
+// A table lock that a step takes before its SQL runs.
+struct TableLock {
+  std::string table;  // qualified and quoted
+  std::string mode;   // as LOCK TABLE spells it: "ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE"...
+};
+
 // The placeholder a BatchWork statement carries.
 inline constexpr const char* kBatchRange = "{range}";
 
@@ -46,7 +52,17 @@ struct Step {
   std::optional<std::string> rollback_sql;  // nullopt: irreversible
   bool reversible = true;                   // false: running it passes the point of no return
   bool transactional = true;
-  std::string lock;          // the strongest lock it takes, in words
+  std::string lock;  // the strongest lock it takes, in words
+  // Transactional steps that need more than one lock, or one lock before
+  // statements that take weaker ones, take them first, in this order: the
+  // first waiting up to the lock timeout, each later one only for what is
+  // left of it, and the statements after them only for what is left then.
+  // So sessions queued behind the first lock wait at most one lock timeout
+  // in all, and the step never waits longer than that while holding a lock.
+  // The order is the application's (a referenced table before the table
+  // that references it), so a step and a writer do not wait for each other.
+  std::vector<TableLock> locks;
+  std::vector<TableLock> rollback_locks;  // the same, for rollback_sql
   std::string table_access;  // "none", "scans table", "updates every row", "rewrites table"
   // For non-transactional steps, which cannot record "done" together with
   // their work: a query run before every attempt that returns 'done' when the
@@ -70,6 +86,12 @@ struct Plan {
 // Expands a spec into a plan. Pure: touches no database. Throws Error(kBadInput)
 // for operations the planner refuses.
 Plan make_plan(const Spec& spec);
+
+// Whether `now`, a later text of the migration that `started` began, plans
+// the same steps with the same SQL: they differ at most in settings (which
+// take effect when the migration next runs), gates, the description,
+// comments or layout. False when either is refused by the planner.
+bool plans_alike(const Spec& started, const Spec& now);
 
 // The order operations are planned in: an operation that needs a table or
 // column another one creates comes after it; otherwise spec order. Indexes

@@ -15,7 +15,9 @@ int main(int argc, char** argv) {
   using namespace tandem;
   CLI::App app{"tandemd - online, zero-downtime schema migrations for PostgreSQL"};
   app.footer(std::string("\nThe database comes from --dsn, else TANDEM_DSN, else libpq's PG* "
-                         "variables.\n") +
+                         "variables.\nA password in --dsn is visible to every user in the process "
+                         "list: keep it in\n~/.pgpass, a service file (PGSERVICE, service=...), "
+                         "TANDEM_DSN or, for serve,\nthe config's dsn_file.\n") +
              kExitCodeHelp);
   app.set_version_flag("--version", std::string("tandemd ") + TANDEM_VERSION);
   app.require_subcommand(1);
@@ -70,7 +72,9 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand(
       "serve", "Run as a daemon: own submitted migrations, obey tandemctl on the control socket");
   serve->add_option("--config", serve_args.config, "the daemon's YAML config file");
-  serve->add_option("--dsn", serve_args.dsn, "libpq connection string (overrides the config)");
+  serve->add_option("--dsn", serve_args.dsn,
+                    "libpq connection string (overrides the config; put no password here: "
+                    "others can read the command line, use dsn_file or ~/.pgpass)");
   serve->add_option("--socket", serve_args.socket,
                     "control socket path (overrides the config; default "
                     "/run/tandemd/control.sock)");

@@ -14,8 +14,11 @@
 namespace tandem::control {
 
 inline constexpr int kProtocolVersion = 1;
-// The longest request line accepted, in bytes (a submitted spec travels inside).
-inline constexpr size_t kMaxLine = 1 << 20;
+// The longest request line accepted, in bytes (a submitted spec, of up to
+// 1 MiB, travels inside, escaped).
+inline constexpr size_t kMaxLine = 2 << 20;
+// The deepest nesting of arrays and objects a request may have.
+inline constexpr int kMaxDepth = 32;
 
 enum class Command {
   kList,

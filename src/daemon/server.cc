@@ -20,13 +20,20 @@ using Local = asio::local::stream_protocol;
 namespace {
 
 // One client connection: reads request lines, writes one response line each.
+// `open` counts the server's live sessions (touched on the server's thread only).
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Local::socket socket, const ControlServerOptions& options, const ControlHandler& handler)
+  Session(Local::socket socket, const ControlServerOptions& options, const ControlHandler& handler,
+          int& open)
       : socket_(std::move(socket)),
+        idle_(socket_.get_executor()),
         buffer_(control::kMaxLine + 1),
         options_(options),
-        handler_(handler) {}
+        handler_(handler),
+        open_(open) {
+    ++open_;
+  }
+  ~Session() { --open_; }
 
   void start() {
     ucred cred{};
@@ -41,13 +48,31 @@ class Session : public std::enable_shared_from_this<Session> {
             false);
       return;
     }
+    if (open_ > options_.max_connections) {
+      reply(control::error_response({"busy",
+                                     "the control socket has " +
+                                         std::to_string(options_.max_connections) +
+                                         " connections open already; try again later",
+                                     {}}),
+            false);
+      return;
+    }
     read();
   }
 
  private:
   void read() {
     auto self = shared_from_this();
+    // A peer that sends nothing, or half a line, does not hold its
+    // connection (and the buffer behind it) for ever.
+    idle_.expires_after(options_.idle_timeout);
+    idle_.async_wait([self](boost::system::error_code ec) {
+      if (ec) return;  // cancelled: a line arrived, or the session ended
+      boost::system::error_code ignored;
+      self->socket_.close(ignored);
+    });
     asio::async_read_until(socket_, buffer_, '\n', [self](boost::system::error_code ec, size_t n) {
+      self->idle_.cancel();
       if (ec == asio::error::not_found) {
         self->reply(control::error_response({"bad_request", "request line too long", {}}), false);
         return;
@@ -78,9 +103,11 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   Local::socket socket_;
+  asio::steady_timer idle_;
   asio::streambuf buffer_;
   const ControlServerOptions& options_;
   const ControlHandler& handler_;
+  int& open_;
   uid_t uid_ = 0;
 };
 
@@ -110,10 +137,23 @@ struct ControlServer::Impl {
   std::unique_ptr<Local::acceptor> acceptor;
   std::thread thread;
 
+  int open = 0;  // live sessions
+  std::unique_ptr<asio::steady_timer> pause;
+
   void accept() {
     acceptor->async_accept([this](boost::system::error_code ec, Local::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Session>(std::move(socket), options, handler)->start();
+      if (ec) {
+        // Out of file descriptors (EMFILE, ENFILE) or the like: accepting
+        // again at once would fail again at once and spin a core. Wait a
+        // moment for connections to close.
+        pause->expires_after(std::chrono::milliseconds(200));
+        pause->async_wait([this](boost::system::error_code e) {
+          if (!e) accept();
+        });
+        return;
+      }
+      std::make_shared<Session>(std::move(socket), options, handler, open)->start();
       accept();
     });
   }
@@ -161,6 +201,7 @@ void ControlServer::start() {
   if (staged != path && ::rename(staged.c_str(), path.c_str()) != 0) {
     fail("cannot move " + staged + " to " + path);
   }
+  impl_->pause = std::make_unique<asio::steady_timer>(impl_->io);
   impl_->accept();
   impl_->thread = std::thread([this] { impl_->io.run(); });
 }

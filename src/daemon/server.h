@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,11 @@ namespace tandem {
 
 struct ControlServerOptions {
   std::string path;
+  // Connections open at once; one more is told so and closed. Each may hold
+  // a request line of up to control::kMaxLine bytes while it arrives.
+  int max_connections = 128;
+  // A connection that sends no complete request line for this long is closed.
+  std::chrono::milliseconds idle_timeout{60000};
   mode_t mode = 0660;
   std::set<uid_t> allowed_uids;  // empty: any peer that can open the socket
   std::string owner;             // user name or uid the socket is given to; "" keeps ours

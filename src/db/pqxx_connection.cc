@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 
 #include "db/connection.h"
+#include "db/conninfo.h"
 
 namespace tandem {
 namespace {
@@ -131,7 +132,7 @@ std::unique_ptr<Connection> connect_postgres(const std::string& dsn,
   std::signal(SIGPIPE, SIG_IGN);
   std::unique_ptr<Connection> conn;
   try {
-    conn = std::make_unique<PqxxConnection>(dsn);
+    conn = std::make_unique<PqxxConnection>(with_connection_defaults(dsn));
   } catch (const pqxx::broken_connection& e) {
     throw Error(ErrorKind::kRetryable, "cannot connect to the database: " + first_line(e.what()),
                 "08001");

@@ -104,6 +104,28 @@ void Executor::connect(Lane& lane) {
     options_.control->set_backend_pid(lane.worker + 1, lane.conn->backend_pid());
 }
 
+namespace {
+
+// Takes `locks` in order (see Step::locks): the first waits up to `budget`,
+// each later one only for what is left of it, and so do the statements run
+// after them in the transaction (at least 1 ms: 0 would mean no limit).
+void take_locks_first(Transaction& tx, const std::vector<TableLock>& locks,
+                      std::chrono::milliseconds budget) {
+  if (locks.empty()) return;
+  const auto start = std::chrono::steady_clock::now();
+  auto left = budget;
+  for (const auto& l : locks) {
+    tx.exec("SET LOCAL lock_timeout = '" + std::to_string(left.count()) + "ms'");
+    tx.exec("LOCK TABLE " + l.table + " IN " + l.mode + " MODE");
+    const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    left = std::max(std::chrono::milliseconds(1), budget - spent);
+  }
+  tx.exec("SET LOCAL lock_timeout = '" + std::to_string(left.count()) + "ms'");
+}
+
+}  // namespace
+
 std::chrono::milliseconds Executor::lock_wait(const Settings& st) {
   const long long deadlock = deadlock_timeout_ms_;
   if (deadlock <= 0 || st.lock_timeout.count() < deadlock) return st.lock_timeout;
@@ -182,10 +204,21 @@ void Executor::with_retries(Lane& lane, const std::string& step_id, const std::s
                             const std::function<bool()>& already_done) {
   const int budget = settings().retry_budget;
   bool check_done = false;
+  // Attempts are counted per outage: once a lost session is replaced, the
+  // count starts again, so a run that lives through several separate
+  // restarts or failovers does not spend its budget on the earlier ones
+  // (issue 16). The outages themselves are counted too, so that work that
+  // takes the server down each time it runs does not go on for ever.
+  int outages = 0;
+  bool lost = false;
   for (int attempt = 1;; ++attempt) {
     try {
       if (!lane.conn || !lane.conn->is_open()) {
         connect(lane);
+        if (lost) {
+          lost = false;
+          attempt = 1;
+        }
       } else if (lane.held != lane.range) {
         take_lock(lane);  // a worker's session moving to another range
       }
@@ -216,12 +249,16 @@ void Executor::with_retries(Lane& lane, const std::string& step_id, const std::s
         spdlog::warn("{}: {}; re-reading the state store before going on", what, e.what());
         lane.conn.reset();
         check_done = true;
-      } else if (!e.retryable() || attempt >= budget) {
+      } else if (!e.retryable() || attempt >= budget || outages >= budget) {
         fail(lane, step_id, what, e, attempt);
       } else if (lane.conn && lane.conn->is_open()) {
         store_.record_failure(*lane.conn, step_id, e, false, attempt);
       } else {
         lane.conn.reset();
+      }
+      if ((!lane.conn || !lane.conn->is_open()) && !lost && ever_connected_) {
+        lost = true;
+        ++outages;
       }
       report([&](ProgressSink& p) { p.retrying(e.sqlstate()); });
       auto pause = backoff(lane, attempt);
@@ -308,6 +345,42 @@ RollbackOutcome Executor::rollback() {
   }
 }
 
+void Executor::check_before_start() {
+  std::vector<std::string> refusals;
+  for (const auto& step : plan_.steps) {
+    if (step.kind != StepKind::kPrecheck) continue;
+    Transaction tx(*conn_);
+    const Settings st = settings();
+    tx.set_timeouts(lock_wait(st), st.statement_timeout);
+    tx.exec("SET TRANSACTION READ ONLY");
+    Rows problems = tx.exec(step.sql);
+    // Ended by COMMIT, as every transaction here is: a ROLLBACK that does not
+    // reach the server would leave the session read only.
+    tx.commit();
+    for (size_t i = 0; i < problems.size(); ++i) {
+      refusals.push_back("step " + step.id + ": " + problems.text(i, 0));
+    }
+  }
+  if (!refusals.empty()) {
+    throw Error(ErrorKind::kBadInput, "migration \"" + spec_.name +
+                                          "\" refused by its prechecks; nothing was changed:\n  " +
+                                          join(refusals, "\n  "));
+  }
+}
+
+bool Executor::spec_still_fits(const MigrationRecord& record, const std::string& hash) {
+  if (record.spec_hash == hash) return true;
+  const std::string stored = store_.spec_text(*conn_);
+  auto started = parse_spec(stored, spec_.file);
+  if (!started.spec || !plans_alike(*started.spec, spec_)) return false;
+  store_.replace_spec(*conn_, spec_.text, options_.actor);
+  spdlog::info(
+      "migration {}: the spec's settings or layout changed since it started; its steps "
+      "are the same, so it goes on with the new text",
+      spec_.name);
+  return true;
+}
+
 RunOutcome Executor::run_phases() {
   SessionScope session(*this);
   std::optional<MigrationRecord> record;
@@ -321,12 +394,12 @@ RunOutcome Executor::run_phases() {
         record = store_.load(*conn_);
         const std::string hash = StateStore::hash_of(*conn_, spec_.text);
         if (record && record->state != "rolled_back") {
-          if (record->spec_hash != hash) {
+          if (!spec_still_fits(*record, hash)) {
             throw Error(ErrorKind::kBadInput,
-                        "the spec of migration \"" + spec_.name +
-                            "\" has changed since it started (state " + record->state +
+                        "the operations of migration \"" + spec_.name +
+                            "\" have changed since it started (state " + record->state +
                             "); restore the file it started with, or roll the migration back "
-                            "before changing it");
+                            "before changing them (settings may change at any time)");
           }
           if (record->state == "completed") {
             already_completed = true;
@@ -346,6 +419,8 @@ RunOutcome Executor::run_phases() {
           store_.event(*conn_, "resumed", record->phase, "", options_.actor,
                        {{"state", record->state}});
         } else {
+          // A refusal changes nothing, so it must record nothing either.
+          check_before_start();
           store_.start(*conn_, spec_.text, plan_, options_.actor);
           record = store_.load(*conn_);
         }
@@ -438,6 +513,7 @@ void Executor::run_sql_step(const Step& step) {
           yield_to_autovacuum(step);
           Transaction tx(*conn_);
           tx.set_timeouts(lock_wait(st), st.statement_timeout);
+          take_locks_first(tx, step.locks, lock_wait(st));
           tx.exec(step.sql);
           store_.mark_step(*conn_, step.id, "done");
           store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);
@@ -808,13 +884,23 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
         [&] {
           Connection& c = *lane.conn;
           if (!current) {
+            bool found = false;
             for (const auto& stored : store_.partitions(c, step.id)) {
               if (stored.worker != range.worker) continue;
+              found = true;
               std::lock_guard<std::mutex> l(progress_mu_);
               tally.rows_done += stored.rows_done - range.rows_done;
               tally.mismatches += stored.mismatches - range.mismatches;
               if (stored.finished && !range.finished) ++tally.ranges_finished;
               range = stored;
+            }
+            if (!found) {
+              throw Error(ErrorKind::kFatal,
+                          "range " + std::to_string(range.worker) + " of step " + step.id +
+                              " has no checkpoint on this server: it does not hold the "
+                              "migration's state as tandemd last read it (a failover to a "
+                              "server that had not replayed it?). Check which server the DSN "
+                              "reaches, then run again");
             }
             if (range.finished) return;
           }
@@ -839,8 +925,8 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
             rows = walker.backfill(c, work, batch);
           }
           const std::vector<std::string> reached = last ? from : batch.upper;
-          store_.save_checkpoint(c, step.id, range.worker, reached, rows, v.mismatches, v.sample,
-                                 last);
+          store_.save_checkpoint(c, step.id, range.worker, range.last_key, reached, rows,
+                                 v.mismatches, v.sample, last);
           tx.commit();
           range.last_key = reached;
           range.rows_done += rows;
@@ -1145,10 +1231,10 @@ RollbackOutcome Executor::rollback_steps() {
       [&] {
         record = store_.load(*conn_);
         if (!record || record->state == "rolled_back") return;
-        if (record->spec_hash != StateStore::hash_of(*conn_, spec_.text)) {
+        if (!spec_still_fits(*record, StateStore::hash_of(*conn_, spec_.text))) {
           throw Error(ErrorKind::kBadInput,
-                      "the spec of migration \"" + spec_.name +
-                          "\" has changed since it started; roll back with the file it started "
+                      "the operations of migration \"" + spec_.name +
+                          "\" have changed since it started; roll back with the file it started "
                           "with");
         }
         status.clear();
@@ -1208,13 +1294,17 @@ void Executor::rollback_step(const Step& step) {
         }
         Transaction tx(*conn_);
         tx.set_timeouts(lock_wait(st), st.statement_timeout);
-        if (step.transactional && !sql.empty()) tx.exec(sql);
+        if (step.transactional && !sql.empty()) {
+          take_locks_first(tx, step.rollback_locks, lock_wait(st));
+          tx.exec(sql);
+        }
         store_.clear_checkpoint(*conn_, step.id);
         store_.mark_step(*conn_, step.id, "rolled_back");
         store_.event(*conn_, "step_rolled_back", step.phase, step.id, options_.actor);
         tx.commit();
       },
       [&] { return step_status(step.id) == "rolled_back"; });
+  if (options_.progress) options_.progress->step_rolled_back(step);
 }
 
 }  // namespace tandem

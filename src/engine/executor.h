@@ -197,6 +197,14 @@ class Executor {
   // a lock request, which would stall the application's queries behind it
   // at every attempt.
   void yield_to_autovacuum(const Step& step);
+  // Before a migration is first recorded: runs every precheck (read only)
+  // and throws Error(kBadInput) listing their refusals, if any, so that a
+  // refused migration leaves no trace.
+  void check_before_start();
+  // Whether this spec may carry on the recorded migration (`hash`: this
+  // spec's): its text is the one recorded, or it plans the same steps (only
+  // settings or layout changed), in which case the new text is recorded.
+  bool spec_still_fits(const MigrationRecord& record, const std::string& hash);
   RunOutcome run_phases();
   RollbackOutcome rollback_steps();
   std::string step_status(const std::string& step_id);

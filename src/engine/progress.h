@@ -46,6 +46,8 @@ class ProgressSink {
   virtual void step_started(const Step& step) = 0;
   virtual void progress(const ProgressUpdate& update) = 0;
   virtual void step_finished(const Step& step, double seconds) = 0;
+  // A step's rollback committed (rollback runs the steps in reverse order).
+  virtual void step_rolled_back(const Step& /*step*/) {}
   // One backfill or verify batch of up to `batch_size` keys committed: `rows`
   // rows in `seconds`, of which `mismatches` differed (verify).
   virtual void batch_done(const Step& /*step*/, int /*batch_size*/, long long /*rows*/,

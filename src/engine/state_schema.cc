@@ -173,11 +173,67 @@ ALTER TABLE tandem.checkpoints
   ADD COLUMN finished    boolean NOT NULL DEFAULT false;
 )SQL";
 
+// Version 6: swap_columns no longer moves a serial column's sequence: the
+// ALTER SEQUENCE waited for sessions that used the sequence while the
+// caller held the table, and every reader queued behind it. A step of its
+// own moves it, holding nothing else (move_sequence_owner).
+const char* kVersion6 = R"SQL(
+CREATE OR REPLACE FUNCTION tandem.swap_columns(tbl regclass, live name, incoming name,
+                                               outgoing name, nn_check name)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  live_num int2;
+  ident "char";
+  not_null bool;
+  def text;
+  seq text;
+  last bigint;
+BEGIN
+  SELECT attnum, attidentity, attnotnull INTO live_num, ident, not_null
+    FROM pg_attribute WHERE attrelid = tbl AND attname = live AND NOT attisdropped;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'column % of % does not exist', live, tbl;
+  END IF;
+  def := (SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef
+           WHERE adrelid = tbl AND adnum = live_num);
+  seq := pg_get_serial_sequence(tbl::text, live);
+  EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', tbl, live, outgoing);
+  EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', tbl, incoming, live);
+  IF not_null THEN
+    -- Needs no table scan when the validated CHECK (live IS NOT NULL) exists.
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, live);
+  END IF;
+  EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', tbl, nn_check);
+  IF ident IN ('a', 'd') THEN
+    last := pg_sequence_last_value(seq::regclass);
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP IDENTITY', tbl, outgoing);
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I ADD GENERATED %s AS IDENTITY (START WITH %s)',
+                   tbl, live, CASE ident WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END,
+                   coalesce(last + 1, 1));
+  ELSIF def IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, outgoing);
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %s', tbl, live, def);
+  END IF;
+END $$;
+
+-- Gives the sequence that column `from_col` owns (a serial's), if any, to
+-- `to_col`; nothing else.
+CREATE OR REPLACE FUNCTION tandem.move_sequence_owner(tbl regclass, from_col name, to_col name)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  seq text := pg_get_serial_sequence(tbl::text, from_col);
+BEGIN
+  IF seq IS NOT NULL THEN
+    EXECUTE format('ALTER SEQUENCE %s OWNED BY %s.%I', seq, tbl, to_col);
+  END IF;
+END $$;
+)SQL";
+
 }  // namespace
 
 const std::vector<std::string>& state_schema_versions() {
-  static const std::vector<std::string> kVersions = {kVersion1, kVersion2, kVersion3, kVersion4,
-                                                     kVersion5};
+  static const std::vector<std::string> kVersions = {kVersion1, kVersion2, kVersion3,
+                                                     kVersion4, kVersion5, kVersion6};
   return kVersions;
 }
 

@@ -19,6 +19,20 @@ std::string pg_text_array(const std::vector<std::string>& items) {
   return out + "}";
 }
 
+// A write to the state store that must change exactly one row. One that
+// changes none means this server does not hold the state the caller read
+// (a failover to a standby that had not replayed it, a migration removed
+// meanwhile): going on would work from memory the server does not share.
+void expect_one_row(const Rows& r, const std::string& what) {
+  if (r.affected == 1) return;
+  throw Error(ErrorKind::kFatal,
+              what + " changed " + std::to_string(r.affected) +
+                  " rows of the state store instead of one: this server does not hold the "
+                  "migration's state as tandemd last read it (a failover to a server that had "
+                  "not replayed it?). Check which server the DSN reaches, then run again: "
+                  "tandemd rereads the state");
+}
+
 }  // namespace
 
 std::set<Phase> parse_phase_array(const std::string& text) {
@@ -206,6 +220,28 @@ std::string StateStore::hash_of(Connection& conn, const std::string& text) {
   return conn.exec("SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')", {text}).text(0, 0);
 }
 
+std::string StateStore::spec_text(Connection& conn) const {
+  Rows r = conn.exec("SELECT spec_text FROM tandem.migrations WHERE name = $1", {migration_});
+  if (r.empty()) throw Error(ErrorKind::kFatal, "migration \"" + migration_ + "\" is not recorded");
+  return r.text(0, 0);
+}
+
+void StateStore::replace_spec(Connection& conn, const std::string& spec_text,
+                              const std::string& actor) const {
+  Transaction tx(conn);
+  Rows r = tx.exec(
+      "UPDATE tandem.migrations SET spec_text = $2,"
+      " spec_hash = encode(sha256(convert_to($2, 'UTF8')), 'hex'), updated_at = now()"
+      " WHERE name = $1",
+      {migration_, spec_text});
+  if (r.affected != 1) {
+    throw Error(ErrorKind::kFatal,
+                "migration \"" + migration_ + "\" was not there to record its new spec text");
+  }
+  event(conn, "spec_replaced", std::nullopt, "", actor);
+  tx.commit();
+}
+
 void StateStore::start(Connection& conn, const std::string& spec_text, const Plan& plan,
                        const std::string& actor) const {
   Transaction tx(conn);
@@ -228,9 +264,11 @@ void StateStore::start(Connection& conn, const std::string& spec_text, const Pla
 }
 
 void StateStore::set_state(Connection& conn, const std::string& state, Phase phase) const {
-  conn.exec(
-      "UPDATE tandem.migrations SET state = $2, phase = $3, updated_at = now() WHERE name = $1",
-      {migration_, state, std::to_string(static_cast<int>(phase))});
+  expect_one_row(
+      conn.exec(
+          "UPDATE tandem.migrations SET state = $2, phase = $3, updated_at = now() WHERE name = $1",
+          {migration_, state, std::to_string(static_cast<int>(phase))}),
+      "recording migration " + migration_ + " as " + state);
 }
 
 void StateStore::approve(Connection& conn, Phase phase, const std::string& actor) const {
@@ -245,7 +283,7 @@ void StateStore::approve(Connection& conn, Phase phase, const std::string& actor
 
 void StateStore::mark_step(Connection& conn, const std::string& step_id,
                            const std::string& status) const {
-  conn.exec(
+  Rows r = conn.exec(
       "UPDATE tandem.steps SET status = $3,"
       " started_at = CASE WHEN $3 IN ('running', 'done') THEN coalesce(started_at, now()) ELSE "
       "started_at END,"
@@ -253,6 +291,7 @@ void StateStore::mark_step(Connection& conn, const std::string& step_id,
       " last_error = CASE WHEN $3 = 'done' THEN NULL ELSE last_error END"
       " WHERE migration = $1 AND step_id = $2",
       {migration_, step_id, status});
+  expect_one_row(r, "recording step " + step_id + " as " + status);
   conn.exec("UPDATE tandem.migrations SET last_step = $2, updated_at = now() WHERE name = $1",
             {migration_, step_id});
 }
@@ -301,29 +340,39 @@ void StateStore::split_partition(Connection& conn, const std::string& step_id, i
                                  const std::vector<std::string>& at, int next) const {
   const std::vector<std::string> params = {migration_, step_id, std::to_string(worker),
                                            pg_text_array(at), std::to_string(next)};
-  conn.exec(
-      "INSERT INTO tandem.checkpoints (migration, step_id, worker, range_after, range_upper)"
-      " SELECT migration, step_id, $5::int, $4::text[], range_upper FROM tandem.checkpoints"
-      " WHERE migration = $1 AND step_id = $2 AND worker = $3::int",
-      params);
-  conn.exec(
-      "UPDATE tandem.checkpoints SET range_upper = $4::text[], updated_at = now()"
-      " WHERE migration = $1 AND step_id = $2 AND worker = $3::int",
-      {params[0], params[1], params[2], params[3]});
+  const std::string what = "splitting range " + params[2] + " of step " + step_id;
+  expect_one_row(
+      conn.exec(
+          "INSERT INTO tandem.checkpoints (migration, step_id, worker, range_after, range_upper)"
+          " SELECT migration, step_id, $5::int, $4::text[], range_upper FROM tandem.checkpoints"
+          " WHERE migration = $1 AND step_id = $2 AND worker = $3::int",
+          params),
+      what);
+  expect_one_row(
+      conn.exec("UPDATE tandem.checkpoints SET range_upper = $4::text[], updated_at = now()"
+                " WHERE migration = $1 AND step_id = $2 AND worker = $3::int",
+                {params[0], params[1], params[2], params[3]}),
+      what);
 }
 
 void StateStore::save_checkpoint(Connection& conn, const std::string& step_id, int worker,
+                                 const std::vector<std::string>& from,
                                  const std::vector<std::string>& last_key, long long rows,
                                  long long mismatches, const std::string& sample,
                                  bool finished) const {
-  conn.exec(
+  // Only from where the batch started: a checkpoint that moved meanwhile, or
+  // is missing, means the batch worked from a state the server does not hold.
+  Rows r = conn.exec(
       "UPDATE tandem.checkpoints SET last_key = $4::text[], rows_done = rows_done + $5,"
       " mismatches = mismatches + $6,"
       " sample = CASE WHEN $7 = '' THEN sample ELSE left(concat_ws(' ', sample, $7), 2000) END,"
       " finished = $8::boolean, updated_at = now()"
-      " WHERE migration = $1 AND step_id = $2 AND worker = $3::int",
+      " WHERE migration = $1 AND step_id = $2 AND worker = $3::int AND NOT finished"
+      "   AND last_key IS NOT DISTINCT FROM nullif($9, '')::text[]",
       {migration_, step_id, std::to_string(worker), pg_text_array(last_key), std::to_string(rows),
-       std::to_string(mismatches), sample, finished ? "true" : "false"});
+       std::to_string(mismatches), sample, finished ? "true" : "false",
+       from.empty() ? std::string() : pg_text_array(from)});
+  expect_one_row(r, "the checkpoint of step " + step_id + " range " + std::to_string(worker));
 }
 
 void StateStore::clear_checkpoint(Connection& conn, const std::string& step_id) const {

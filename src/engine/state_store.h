@@ -86,6 +86,11 @@ class StateStore {
   // By worker number; empty before the step started.
   std::vector<Partition> partitions(Connection& conn, const std::string& step_id) const;
   static std::string hash_of(Connection& conn, const std::string& text);
+  // The spec text the migration was started with (or last replaced by).
+  std::string spec_text(Connection& conn) const;
+  // Stores a new text of the spec (one that plans the same steps) and logs
+  // it. Throws Error(kFatal) when no row changed: the migration is gone.
+  void replace_spec(Connection& conn, const std::string& spec_text, const std::string& actor) const;
 
   // Inserts the migration and one pending row per step; or, for a migration
   // that was rolled back, resets it to start again.
@@ -108,7 +113,14 @@ class StateStore {
   // range `next` takes the keys after it up to where `worker` ended.
   void split_partition(Connection& conn, const std::string& step_id, int worker,
                        const std::vector<std::string>& at, int next) const;
+  // Moves range `worker`'s checkpoint from `from` (its last key as the batch
+  // read it; empty: none yet) to `last_key`. Throws Error(kFatal) when the
+  // checkpoint is not at `from` (or is missing, or finished): the batch ran
+  // from a state that this server does not hold. Like every write here that
+  // must change one row (step and migration states, range splits), it
+  // fails rather than change none.
   void save_checkpoint(Connection& conn, const std::string& step_id, int worker,
+                       const std::vector<std::string>& from,
                        const std::vector<std::string>& last_key, long long rows,
                        long long mismatches, const std::string& sample, bool finished) const;
   void clear_checkpoint(Connection& conn, const std::string& step_id) const;

@@ -55,7 +55,7 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
                     spec.settings.batch_size));
 
   if (op.unique) {
-    plan_unique_via_index(id, op.schema, op.table, op.table + "_" + op.column + "_key", {col},
+    plan_unique_via_index(id, op.schema, op.table, op.table + "_" + op.column + "_key", {op.column},
                           Phase::kBackfill, Phase::kBackfill, out);
   }
   if (op.not_null) {

@@ -18,7 +18,7 @@ void plan_unique_via_index(const std::string& id, const std::string& schema,
   const std::string name = quote_ident(constraint);
   const std::string index = qualified(schema, constraint);
   std::vector<std::string> cols;
-  for (const auto& c : columns) cols.push_back(c);
+  for (const auto& c : columns) cols.push_back(quote_ident(c));
   Step s;
   s.id = id + "build_unique_index";
   s.phase = build;
@@ -91,24 +91,22 @@ void plan_constraint_not_valid(const std::string& id, const std::string& table,
                                Phase add, Phase validate, std::vector<Step>& out,
                                const std::string& referenced) {
   const std::string name = quote_ident(constraint);
-  // Dropping a foreign key takes ACCESS EXCLUSIVE on the referenced table
-  // too, after the referencing one. Writers usually touch the parent first (an
-  // application reads or locks the parent row, then writes the child), so
-  // under load the DROP deadlocks with them until lock_timeout cancels it,
-  // attempt after attempt. Locking the referenced table first keeps their
-  // order. (Adding takes only SHARE ROW EXCLUSIVE on the parent, which row
-  // locks do not conflict with: the natural order is the better one there.)
-  std::string lock_drop;
-  if (!referenced.empty() && referenced != table) {
-    lock_drop = "LOCK TABLE " + referenced + " IN ACCESS EXCLUSIVE MODE;\n";
-  }
   Step s;
   s.id = id + "add_not_valid";
   s.phase = add;
   s.description = "add " + name + " NOT VALID: new writes are checked from now on";
   s.sql = "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " " + definition + " NOT VALID;\n";
-  s.rollback_sql =
-      lock_drop + "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + name + ";\n";
+  s.rollback_sql = "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + name + ";\n";
+  if (!referenced.empty() && referenced != table) {
+    // A foreign key locks both tables: adding it, SHARE ROW EXCLUSIVE;
+    // dropping it, ACCESS EXCLUSIVE. ALTER TABLE would take the referencing
+    // table first, while writers take the referenced one first (they write
+    // or lock the parent row, then write the child): each would wait for the
+    // other until lock_timeout, attempt after attempt (issue 16). Both are
+    // taken first, in the writers' order.
+    s.locks = {{referenced, "SHARE ROW EXCLUSIVE"}, {table, "SHARE ROW EXCLUSIVE"}};
+    s.rollback_locks = {{referenced, "ACCESS EXCLUSIVE"}, {table, "ACCESS EXCLUSIVE"}};
+  }
   s.lock = add_lock;
   s.table_access = "none";
   out.push_back(s);

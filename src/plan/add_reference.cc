@@ -132,14 +132,22 @@ END
     out.push_back(drop_compat_view_step(id + "drop_compat_view", *op.compat_view));
   }
 
-  out.push_back(drop_helpers_step(
-      id + "drop_lookup_trigger",
-      "drop the lookup trigger and function; writers set " + col + " themselves now",
-      {trigger + " ON " + table}, {fn}));
   if (op.drop_via) {
-    out.push_back(drop_column_step(
-        id + "drop_old_key", "drop " + table + "." + via + " with its indexes and constraints",
-        table, via));
+    // The trigger fills the old key, which may be NOT NULL, for writers of the
+    // new one: both go in one transaction (issue 16).
+    Step s = drop_column_step(id + "drop_old_key",
+                              "drop the lookup trigger and " + table + "." + via +
+                                  " with its indexes and constraints, then the function",
+                              table, via);
+    s.sql = "DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\n" + s.sql +
+            "DROP FUNCTION IF EXISTS " + fn + "();\n";
+    s.locks = {{table, "ACCESS EXCLUSIVE"}};
+    out.push_back(s);
+  } else {
+    out.push_back(drop_helpers_step(
+        id + "drop_lookup_trigger",
+        "drop the lookup trigger and function; writers set " + col + " themselves now",
+        {trigger + " ON " + table}, {fn}));
   }
 }
 

@@ -8,7 +8,8 @@
 //                column is NOT NULL, a NOT VALID check on the shadow, validated
 //   shadow_read  every row: new IS NOT DISTINCT FROM up(old)
 //   cutover      one short transaction: swap names, move default / identity /
-//                sequence ownership / NOT NULL, flip the trigger to old := down(new)
+//                NOT NULL, flip the trigger to old := down(new); then, in one of
+//                its own, the ownership of a serial column's sequence
 //   cleanup      drop the old column, the trigger and the functions
 //
 // Why the backfill cannot overwrite a newer write with a stale copy: it is an
@@ -70,17 +71,15 @@ std::string conversion_function(const std::string& name, const std::string& para
   return "CREATE FUNCTION " + name + "(" + quote_ident(param) + " " + param_type +
          ")\n"
          "  RETURNS " +
-         return_type + " LANGUAGE sql AS $tandem$\n  SELECT " + body + "\n$tandem$;\n";
+         return_type + " LANGUAGE sql AS " + dollar_quote("\n  SELECT " + body + "\n") + ";\n";
 }
 
 std::string sync_trigger_function(const std::string& name, const std::string& target,
                                   const std::string& convert, const std::string& source) {
-  return "CREATE FUNCTION " + name +
-         "() RETURNS trigger LANGUAGE plpgsql AS $tandem$\n"
-         "BEGIN\n  NEW." +
-         target + " := " + convert + "(NEW." + source +
-         ");\n"
-         "  RETURN NEW;\nEND\n$tandem$;\n";
+  return "CREATE FUNCTION " + name + "() RETURNS trigger LANGUAGE plpgsql AS " +
+         dollar_quote("\nBEGIN\n  NEW." + target + " := " + convert + "(NEW." + source +
+                      ");\n  RETURN NEW;\nEND\n") +
+         ";\n";
 }
 
 }  // namespace
@@ -96,14 +95,15 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   const std::string id = std::to_string(index) + ".";
   const std::string what = n.table + "." + n.q_column;
   const std::string old_type = n.table + "." + n.q_column + "%TYPE";
-  const std::string lock_table = "LOCK TABLE " + n.table + " IN ACCESS EXCLUSIVE MODE;\n";
+  const std::vector<TableLock> lock_table = {{n.table, "ACCESS EXCLUSIVE"}};
 
   Step s = checks::precheck_step(
       id + "precheck", "check that " + what + " can change type to " + op.type, n.table,
       {checks::table_exists(n.table), checks::plain_table("alter_column_type"),
        checks::column_exists(n.column), checks::type_exists(op.type), checks::has_walkable_key(),
        checks::columns_absent({n.shadow, n.old}), checks::no_invalid_indexes(),
-       checks::no_dependents(n.column, "change the type of", false)});
+       checks::no_dependents(n.column, "change the type of", false),
+       checks::default_fits(n.column, op.type)});
   out.push_back(s);
 
   out.push_back(add_nullable_column_step(id + "add_shadow_column", n.table, n.q_shadow, op.type,
@@ -129,6 +129,13 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
       "every write of " + n.q_column + " sets " + n.q_shadow + " := up(" + n.q_column + ")",
       n.trg_fwd, n.table, n.fn_fwd);
   s.sql = create_column_sync_trigger(n.trg_fwd, n.table, n.fn_fwd, n.q_column);
+  // The trigger fills the shadow column, which is NOT NULL after a cutover
+  // that was rolled back: the two go in one transaction, or inserts fail in
+  // between (issue 16).
+  s.rollback_sql = "DROP TRIGGER IF EXISTS " + n.trg_fwd + " ON " + n.table + ";\nALTER TABLE " +
+                   n.table + " DROP COLUMN IF EXISTS " + n.q_shadow + ";\n";
+  s.rollback_locks = lock_table;
+  s.lock = "SHARE ROW EXCLUSIVE (brief: blocks writes while waiting); rollback: ACCESS EXCLUSIVE";
   out.push_back(s);
   out.push_back(backfill_step(
       id + "backfill", "copy " + what + " into " + n.q_shadow + " in primary-key batches",
@@ -175,11 +182,29 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.phase = Phase::kCutover;
   s.description = "swap " + n.q_column + " and " + n.q_shadow + "; sync flips to " + n.q_old +
                   " := down(" + n.q_column + ")";
-  s.sql = lock_table + "DROP TRIGGER " + n.trg_fwd + " ON " + n.table + ";\n" + swap_in +
+  s.sql = "DROP TRIGGER " + n.trg_fwd + " ON " + n.table + ";\n" + swap_in +
           create_column_sync_trigger(n.trg_bwd, n.table, n.fn_bwd, n.q_column);
-  s.rollback_sql = lock_table + "DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" + swap_back +
+  s.rollback_sql = "DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" + swap_back +
                    create_column_sync_trigger(n.trg_fwd, n.table, n.fn_fwd, n.q_column);
+  s.locks = s.rollback_locks = lock_table;
   s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.table_access = "none";
+  out.push_back(s);
+
+  // Its own transaction: ALTER SEQUENCE waits for sessions that used the
+  // sequence, which it must not do while holding the table (issue 16).
+  auto move_owner = [&](const std::string& from, const std::string& to) {
+    return "SELECT tandem.move_sequence_owner(" + n.regclass + ", " + quote_literal(from) + ", " +
+           quote_literal(to) + ");\n";
+  };
+  s = Step{};
+  s.id = id + "move_sequence_owner";
+  s.phase = Phase::kCutover;
+  s.description = "when a sequence belongs to the old column (serial): it belongs to " +
+                  n.q_column + " now, so cleanup's DROP COLUMN leaves it";
+  s.sql = move_owner(n.old, n.column);
+  s.rollback_sql = move_owner(n.column, n.old);
+  s.lock = "SHARE ROW EXCLUSIVE on the sequence (brief: nextval() waits while it waits)";
   s.table_access = "none";
   out.push_back(s);
 
@@ -187,8 +212,9 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.id = id + "drop_old_column";
   s.phase = Phase::kCleanup;
   s.description = "drop the backward sync and the old column " + n.q_old;
-  s.sql = lock_table + "DROP TRIGGER IF EXISTS " + n.trg_bwd + " ON " + n.table + ";\n" +
-          "ALTER TABLE " + n.table + " DROP COLUMN IF EXISTS " + n.q_old + ";\n";
+  s.sql = "DROP TRIGGER IF EXISTS " + n.trg_bwd + " ON " + n.table + ";\n" + "ALTER TABLE " +
+          n.table + " DROP COLUMN IF EXISTS " + n.q_old + ";\n";
+  s.locks = lock_table;
   s.reversible = false;
   s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
   s.table_access = "none (space is reclaimed by later updates and VACUUM)";

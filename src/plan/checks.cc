@@ -81,6 +81,32 @@ std::string type_exists(const std::string& type) {
          ")\n WHERE to_regtype(" + quote_literal(type) + ") IS NULL";
 }
 
+std::string default_fits(const std::string& column, const std::string& type) {
+  // The default's type: that of the outermost node of its stored expression
+  // (pg_attrdef.adbin), whose type field comes before any nested node's for
+  // constants, function and operator calls and SQL value functions
+  // (CURRENT_TIMESTAMP). A default of another shape is not judged here.
+  const std::string col = quote_literal(column);
+  const std::string new_type = "to_regtype(" + quote_literal(type) + ")";
+  return "SELECT format('column %I has DEFAULT %s, of type %s, which %s does not take by "
+         "assignment: cutover would fail. Drop the default (ALTER TABLE %s ALTER COLUMN %I "
+         "DROP DEFAULT) and set it again after the migration',\n"
+         "       a.attname, pg_get_expr(d.adbin, d.adrelid), format_type(x.typ, NULL), "
+         "format_type(" +
+         new_type +
+         ", NULL), rel, a.attname)\n"
+         "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " +
+         col +
+         "\n  JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum\n"
+         "  CROSS JOIN LATERAL (SELECT (regexp_match(d.adbin::text,\n"
+         "    '^[{](?:CONST|FUNCEXPR|OPEXPR|SQLVALUEFUNCTION) [^{]*?:(?:consttype|funcresulttype"
+         "|opresulttype|type) ([0-9]+)'))[1]::oid AS typ) x\n"
+         " WHERE x.typ IS NOT NULL AND " +
+         new_type + " IS NOT NULL AND x.typ <> " + new_type +
+         "\n   AND NOT EXISTS (SELECT 1 FROM pg_cast WHERE castsource = x.typ AND casttarget = " +
+         new_type + " AND castcontext IN ('a', 'i'))";
+}
+
 std::string columns_absent(const std::vector<std::string>& columns) {
   return "SELECT format('column %I already exists in %s; an earlier migration left it behind: "
          "roll that migration back or drop the column', a.attname, rel)\n"

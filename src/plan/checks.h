@@ -25,6 +25,9 @@ std::string has_walkable_key();
 std::string key_is_unique(const std::vector<std::string>& columns);
 std::string no_invalid_indexes();
 std::string type_exists(const std::string& type);
+// Refuses when the column's default is of a type that `type` does not take by
+// assignment (a text '0' for an integer): it could not move at cutover.
+std::string default_fits(const std::string& column, const std::string& type);
 // Refuses when any of `columns` exists: left behind by an earlier attempt.
 std::string columns_absent(const std::vector<std::string>& columns);
 // Refuses when a relation (index, table) named `name` exists in the table's schema.

@@ -13,7 +13,8 @@ namespace tandem {
 void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& op,
                             std::vector<Step>& out);
 // Building blocks that several operations share.
-// A unique index built concurrently in `build`, attached as constraint `name` in `attach`.
+// A unique index over `columns` (names, quoted here) built concurrently in `build`,
+// attached as constraint `name` in `attach`.
 void plan_unique_via_index(const std::string& id, const std::string& schema,
                            const std::string& table, const std::string& name,
                            const std::vector<std::string>& columns, Phase build, Phase attach,

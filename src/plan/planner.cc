@@ -1,4 +1,8 @@
 #include <algorithm>
+#include <cctype>
+#include <iterator>
+#include <map>
+#include <queue>
 #include <set>
 #include <sstream>
 
@@ -28,10 +32,50 @@ std::string rel(const std::string& schema, const std::string& table) {
   return schema + "." + table;
 }
 
-// What an operation creates (tables, "table.column") and what it relies on.
+// The column names an SQL expression may refer to: its words outside string
+// literals, folded to lower case as PostgreSQL folds unquoted names, and its
+// quoted names as written. Keywords and function names come along; they
+// name no column, so they match nothing an operation produces.
+std::set<std::string> names_in(const std::string& expr) {
+  std::set<std::string> out;
+  for (size_t i = 0; i < expr.size();) {
+    const char c = expr[i];
+    if (c == '\'') {
+      const size_t close = expr.find('\'', i + 1);
+      i = close == std::string::npos ? expr.size() : close + 1;
+    } else if (c == '"') {
+      const size_t close = expr.find('"', i + 1);
+      if (close == std::string::npos) break;
+      out.insert(expr.substr(i + 1, close - i - 1));
+      i = close + 1;
+    } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_' ||
+               static_cast<unsigned char>(c) >= 0x80) {
+      size_t j = i;
+      std::string word;
+      while (j < expr.size() &&
+             (std::isalnum(static_cast<unsigned char>(expr[j])) || expr[j] == '_' ||
+              expr[j] == '$' || static_cast<unsigned char>(expr[j]) >= 0x80)) {
+        word += static_cast<char>(std::tolower(static_cast<unsigned char>(expr[j])));
+        ++j;
+      }
+      out.insert(word);
+      i = j;
+    } else {
+      ++i;
+    }
+  }
+  return out;
+}
+
+// What an operation creates (tables, "table.column") and what it relies on;
+// `columns`: the columns of its own table that it attaches something to
+// (NOT NULL, a constraint, an index) or replaces.
 struct Needs {
   std::vector<std::string> produces;
   std::vector<std::string> needs;
+  std::set<std::string> attaches;  // columns of its table it puts something on
+  std::set<std::string> replaces;  // columns of its table it swaps, renames, moves or drops
+  std::string table;               // "schema.table", or "" for sql
 };
 
 Needs needs_of(const Operation& operation) {
@@ -39,23 +83,54 @@ Needs needs_of(const Operation& operation) {
   std::visit(
       [&](const auto& op) {
         using T = std::decay_t<decltype(op)>;
+        if constexpr (!std::is_same_v<T, SqlOperation>) n.table = rel(op.schema, op.table);
+        // Columns an expression reads: an operation whose expression names a
+        // column another one adds comes after it.
+        auto reads = [&](const std::string& expr) {
+          for (const auto& name : names_in(expr)) n.needs.push_back(n.table + "." + name);
+        };
         if constexpr (std::is_same_v<T, AddColumn>) {
           n.produces.push_back(rel(op.schema, op.table) + "." + op.column);
+          reads(op.backfill);
+          if (op.default_value) reads(*op.default_value);
+          if (op.unique || op.not_null) n.attaches.insert(op.column);
         }
         if constexpr (std::is_same_v<T, MoveColumn>) {
           n.produces.push_back(rel(op.to_schema, op.to_table));
+          n.replaces.insert(op.column);
         }
         if constexpr (std::is_same_v<T, CopyTable>) {
           if (op.create) n.produces.push_back(rel(op.to_schema, op.to_table));
           n.needs.push_back(rel(op.to_schema, op.to_table));
+          for (const auto& [column, expr] : op.up) reads(expr);
         }
         if constexpr (std::is_same_v<T, AddReference>) {
           n.produces.push_back(rel(op.schema, op.table) + "." + op.column);
           n.needs.push_back(rel(op.references_schema, op.references) + "." + op.referenced_column);
+          n.needs.push_back(rel(op.schema, op.table) + "." + op.via);
+          if (op.drop_via) n.replaces.insert(op.via);
         }
         if constexpr (std::is_same_v<T, AddConstraint>) {
           if (op.kind == AddConstraint::Kind::kForeignKey) {
             n.needs.push_back(op.references);
+          }
+          if (op.kind == AddConstraint::Kind::kCheck) {
+            reads(op.check);
+            for (const auto& name : names_in(op.check)) n.attaches.insert(name);
+          }
+          for (const auto& c : op.columns) {
+            n.needs.push_back(n.table + "." + c);
+            n.attaches.insert(c);
+          }
+        }
+        if constexpr (std::is_same_v<T, CreateIndex>) {
+          for (const auto& c : op.columns) {
+            reads(c);
+            for (const auto& name : names_in(c)) n.attaches.insert(name);
+          }
+          if (op.where) {
+            reads(*op.where);
+            for (const auto& name : names_in(*op.where)) n.attaches.insert(name);
           }
         }
         if constexpr (std::is_same_v<T, AlterColumnType> || std::is_same_v<T, CreateIndex> ||
@@ -66,12 +141,57 @@ Needs needs_of(const Operation& operation) {
           n.needs.push_back(rel(op.schema, op.table));
         }
         if constexpr (std::is_same_v<T, SetNotNull> || std::is_same_v<T, RenameColumn> ||
-                      std::is_same_v<T, AlterColumnType>) {
+                      std::is_same_v<T, AlterColumnType> || std::is_same_v<T, DropColumn>) {
           n.needs.push_back(rel(op.schema, op.table) + "." + op.column);
+        }
+        if constexpr (std::is_same_v<T, SetNotNull>) n.attaches.insert(op.column);
+        if constexpr (std::is_same_v<T, AlterColumnType> || std::is_same_v<T, RenameColumn> ||
+                      std::is_same_v<T, DropColumn>) {
+          n.replaces.insert(op.column);
         }
       },
       operation.op);
   return n;
+}
+
+const char* operation_name(const Operation& o) {
+  static const char* const kNames[] = {"alter_column_type", "sql",          "create_index",
+                                       "add_constraint",    "set_not_null", "drop_column",
+                                       "add_column",        "move_column",  "copy_table",
+                                       "add_reference",     "rename_column"};
+  static_assert(std::variant_size_v<decltype(o.op)> == std::size(kNames));
+  return kNames[o.op.index()];
+}
+
+// Refuses two operations of which one replaces a column (alter_column_type,
+// rename_column, move_column, drop_column, add_reference's drop_via) and the
+// other attaches something to it or replaces it too: what the second puts on
+// the column stays on the old one, which cleanup drops, or is not where the
+// first expects it at cutover (issue 16).
+void refuse_conflicts(const Spec& spec, const std::vector<Needs>& all) {
+  std::map<std::string, std::vector<size_t>> by_table;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (!all[i].table.empty()) by_table[all[i].table].push_back(i);
+  }
+  for (const auto& [table, ops] : by_table) {
+    for (size_t i : ops) {
+      for (const auto& column : all[i].replaces) {
+        for (size_t j : ops) {
+          if (j == i) continue;
+          if (!all[j].attaches.count(column) && !(all[j].replaces.count(column) && j > i)) continue;
+          const Operation& a = spec.operations[std::min(i, j)];
+          const Operation& b = spec.operations[std::max(i, j)];
+          throw Error(ErrorKind::kBadInput,
+                      b.where.to_string() + ": " + operation_name(b) + " and the " +
+                          operation_name(a) + " at " + a.where.to_string() + " both change " +
+                          table + "." + column + ", which " + operation_name(spec.operations[i]) +
+                          " replaces: what the other puts on the column would stay on the old "
+                          "one, which cleanup drops. Run them as two migrations, one after the "
+                          "other");
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -96,40 +216,65 @@ std::set<std::string> tables_touched(const Spec& spec) {
 
 std::vector<size_t> dependency_order(const Spec& spec) {
   std::vector<Needs> all;
+  all.reserve(spec.operations.size());
   for (const auto& o : spec.operations) all.push_back(needs_of(o));
-  auto produced_by = [&](const std::string& thing, size_t other) {
-    const auto& p = all[other].produces;
-    return std::find(p.begin(), p.end(), thing) != p.end();
-  };
+  // Who produces what, then an edge producer → consumer for each need; the
+  // earliest ready operation goes first (spec order where nothing depends).
+  std::map<std::string, std::vector<size_t>> producers;
+  for (size_t j = 0; j < all.size(); ++j) {
+    for (const auto& thing : all[j].produces) producers[thing].push_back(j);
+  }
+  std::vector<std::set<size_t>> after(all.size());  // after[j]: waiting for j
+  std::vector<size_t> waiting_for(all.size(), 0);
+  for (size_t i = 0; i < all.size(); ++i) {
+    for (const auto& thing : all[i].needs) {
+      auto p = producers.find(thing);
+      if (p == producers.end()) continue;
+      for (size_t j : p->second) {
+        if (j != i && after[j].insert(i).second) ++waiting_for[i];
+      }
+    }
+  }
+  std::priority_queue<size_t, std::vector<size_t>, std::greater<size_t>> ready;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (waiting_for[i] == 0) ready.push(i);
+  }
   std::vector<size_t> order;
   std::vector<bool> placed(all.size(), false);
-  while (order.size() < all.size()) {
-    bool progress = false;
-    for (size_t i = 0; i < all.size(); ++i) {
-      if (placed[i]) continue;
-      bool ready = true;
-      for (const auto& thing : all[i].needs) {
-        for (size_t j = 0; j < all.size() && ready; ++j) {
-          if (j != i && !placed[j] && produced_by(thing, j)) ready = false;
-        }
-      }
-      if (!ready) continue;
-      placed[i] = true;
-      order.push_back(i);
-      progress = true;
-      break;  // the earliest ready operation first: spec order where nothing depends
+  while (!ready.empty()) {
+    const size_t i = ready.top();
+    ready.pop();
+    placed[i] = true;
+    order.push_back(i);
+    for (size_t k : after[i]) {
+      if (--waiting_for[k] == 0) ready.push(k);
     }
-    if (!progress) {  // a cycle: the rest in spec order
-      for (size_t i = 0; i < all.size(); ++i) {
-        if (!placed[i]) order.push_back(i);
-      }
-      break;
-    }
+  }
+  for (size_t i = 0; i < all.size(); ++i) {  // a cycle: the rest in spec order
+    if (!placed[i]) order.push_back(i);
   }
   return order;
 }
 
+bool plans_alike(const Spec& started, const Spec& now) {
+  if (started.name != now.name) return false;
+  Spec with_now_settings = started;
+  with_now_settings.settings = now.settings;
+  with_now_settings.settings_given = now.settings_given;
+  try {
+    return make_plan(with_now_settings).to_json() == make_plan(now).to_json();
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 Plan make_plan(const Spec& spec) {
+  {
+    std::vector<Needs> all;
+    all.reserve(spec.operations.size());
+    for (const auto& o : spec.operations) all.push_back(needs_of(o));
+    refuse_conflicts(spec, all);
+  }
   Plan plan;
   plan.migration = spec.name;
   std::vector<Step> steps;
@@ -184,6 +329,24 @@ const Step* Plan::find(const std::string& id) const {
   return nullptr;
 }
 
+namespace {
+
+nlohmann::json locks_json(const std::vector<TableLock>& locks) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& l : locks) out.push_back({{"table", l.table}, {"mode", l.mode}});
+  return out;
+}
+
+// "LOCK TABLE a IN SHARE ROW EXCLUSIVE MODE; LOCK TABLE b IN ...", as the
+// statements the executor runs before the step's SQL.
+std::string locks_sql(const std::vector<TableLock>& locks) {
+  std::string out;
+  for (const auto& l : locks) out += "LOCK TABLE " + l.table + " IN " + l.mode + " MODE;\n";
+  return out;
+}
+
+}  // namespace
+
 nlohmann::json Plan::to_json() const {
   nlohmann::json phases = nlohmann::json::array();
   for (const auto& p : phase_table()) {
@@ -200,6 +363,10 @@ nlohmann::json Plan::to_json() const {
           {"lock", s->lock},
           {"table_access", s->table_access},
       });
+      if (!s->locks.empty()) steps_json.back()["locks_first"] = locks_json(s->locks);
+      if (!s->rollback_locks.empty()) {
+        steps_json.back()["rollback_locks_first"] = locks_json(s->rollback_locks);
+      }
     }
     phases.push_back({{"phase", p.name},
                       {"reversible", p.reversible},
@@ -231,14 +398,14 @@ std::string Plan::to_text() const {
       out << "  step " << s->id << " [" << to_string(s->kind)
           << (s->transactional ? "" : ", outside a transaction") << "]: " << s->description << "\n";
       out << "    lock: " << s->lock << "\n    table: " << s->table_access << "\n    sql:\n";
-      indent(out, s->sql, "      ");
+      indent(out, locks_sql(s->locks) + s->sql, "      ");
       if (!s->rollback_sql) {
         out << "    rollback: none - irreversible\n";
       } else if (s->rollback_sql->empty()) {
         out << "    rollback: nothing to undo\n";
       } else {
         out << "    rollback:\n";
-        indent(out, *s->rollback_sql, "      ");
+        indent(out, locks_sql(s->rollback_locks) + *s->rollback_sql, "      ");
       }
     }
   }

@@ -33,16 +33,19 @@ std::string create_row_trigger(const std::string& trigger, const std::string& ta
 std::string create_column_sync_trigger(const std::string& trigger, const std::string& table,
                                        const std::string& function, const std::string& column) {
   // tgtype bits: 1 row, 2 before, 16 update.
-  return "DO $tandem$\nBEGIN\n"
-         "  IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = " +
-         quote_literal(table) +
-         "::regclass\n"
-         "               AND NOT tgisinternal AND tgtype & 19 = 19"
-         " AND tgname NOT LIKE 'zz\\_tandem\\_%') THEN\n    " +
-         create_row_trigger(trigger, table, function) + "  ELSE\n    " +
-         create_row_trigger(trigger, table, function,
-                            (std::string(kBeforeWrite) + " OF " + column).c_str()) +
-         "  END IF;\nEND\n$tandem$;\n";
+  return "DO " +
+         dollar_quote(
+             "\nBEGIN\n"
+             "  IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = " +
+             quote_literal(table) +
+             "::regclass\n"
+             "               AND NOT tgisinternal AND tgtype & 19 = 19"
+             " AND tgname NOT LIKE 'zz\\_tandem\\_%') THEN\n    " +
+             create_row_trigger(trigger, table, function) + "  ELSE\n    " +
+             create_row_trigger(trigger, table, function,
+                                (std::string(kBeforeWrite) + " OF " + column).c_str()) +
+             "  END IF;\nEND\n") +
+         ";\n";
 }
 
 Step row_trigger_step(const std::string& id, Phase phase, const std::string& description,
@@ -65,8 +68,8 @@ Step trigger_function_step(const std::string& id, const std::string& description
   s.id = id;
   s.phase = Phase::kPrepare;
   s.description = description;
-  s.sql = "CREATE FUNCTION " + function + "() RETURNS trigger LANGUAGE plpgsql AS $tandem$\n" +
-          body + "$tandem$;\n";
+  s.sql = "CREATE FUNCTION " + function + "() RETURNS trigger LANGUAGE plpgsql AS " +
+          dollar_quote("\n" + body) + ";\n";
   s.rollback_sql = "DROP FUNCTION IF EXISTS " + function + "();\n";
   s.lock = "none";
   s.table_access = "none";

@@ -139,24 +139,27 @@ std::string create_compat_view_sql(const CompatView& v) {
     }
     column += "\n      ELSE " + plain + " END";
   }
-  return "DO $tandem$\nDECLARE _cols text;\nBEGIN\n"
-         "  SELECT string_agg(" +
-         column +
-         " || ' AS ' || quote_ident(a.attname), ', ' ORDER BY a.attnum)\n"
-         "    INTO _cols FROM pg_attribute a\n"
-         "   WHERE a.attrelid = " +
-         quote_literal(v.shape) +
-         "::regclass AND a.attnum > 0"
-         " AND NOT a.attisdropped" +
-         (v.skip.empty()
-              ? ""
-              : "\n     AND a.attname <> ALL (ARRAY[" + quote_literals(v.skip) + "]::name[])") +
-         ";\n"
-         "  EXECUTE 'CREATE VIEW ' || " +
-         quote_literal(qualified(v.view.schema, v.view.name)) +
-         " || ' AS SELECT ' || _cols || ' FROM ' || " + quote_literal(v.from_clause) +
-         ";\n"
-         "END\n$tandem$;\n";
+  return "DO " +
+         dollar_quote(
+             "\nDECLARE _cols text;\nBEGIN\n"
+             "  SELECT string_agg(" +
+             column +
+             " || ' AS ' || quote_ident(a.attname), ', ' ORDER BY a.attnum)\n"
+             "    INTO _cols FROM pg_attribute a\n"
+             "   WHERE a.attrelid = " +
+             quote_literal(v.shape) +
+             "::regclass AND a.attnum > 0"
+             " AND NOT a.attisdropped" +
+             (v.skip.empty()
+                  ? ""
+                  : "\n     AND a.attname <> ALL (ARRAY[" + quote_literals(v.skip) + "]::name[])") +
+             ";\n"
+             "  EXECUTE 'CREATE VIEW ' || " +
+             quote_literal(qualified(v.view.schema, v.view.name)) +
+             " || ' AS SELECT ' || _cols || ' FROM ' || " + quote_literal(v.from_clause) +
+             ";\n"
+             "END\n") +
+         ";\n";
 }
 
 Step compat_view_step(const std::string& id, const CompatView& v, const std::string& what) {

@@ -1,13 +1,16 @@
 // YAML → Spec. Every problem is reported with the file, line and column of the
 // node it concerns; parsing goes on after an error so that one run reports all
 // of them. yaml-cpp's exceptions stop here.
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -69,6 +72,84 @@ bool clean_text(const std::string& v) {
            const auto u = static_cast<unsigned char>(c);
            return (u < 0x20 && u != '\t' && u != '\n' && u != '\r') || u == 0x7F;
          });
+}
+
+// Why `t` is not a type name as SQL writes one, or "" when it is: words,
+// quoted names, numbers, spaces and the punctuation of `numeric(12, 2)`,
+// `timestamp with time zone`, `"Mood"[]` or `public.mood`; nothing that
+// could end the statement or comment out what tandem writes after it.
+std::string type_name_problem(const std::string& t) {
+  int parens = 0, brackets = 0;
+  for (size_t i = 0; i < t.size(); ++i) {
+    const char c = t[i];
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"') {
+      const size_t close = t.find('"', i + 1);
+      if (close == std::string::npos || close == i + 1) return "an unclosed or empty quoted name";
+      i = close;
+    } else if (c == '(') {
+      ++parens;
+    } else if (c == ')') {
+      if (--parens < 0) return "a ')' without its '('";
+    } else if (c == '[') {
+      ++brackets;
+    } else if (c == ']') {
+      if (--brackets < 0) return "a ']' without its '['";
+    } else if (c == '-' && i + 1 < t.size() && t[i + 1] == '-') {
+      return "a comment";
+    } else if (!(std::isalnum(u) || u >= 0x80 || c == '_' || c == ' ' || c == ',' || c == '.' ||
+                 c == '-')) {
+      return std::string("'") + c + "' has no place in one";
+    }
+  }
+  if (parens != 0) return "a '(' without its ')'";
+  if (brackets != 0) return "a '[' without its ']'";
+  return "";
+}
+
+// Limits that keep a hostile or generated file from taking the parser's time,
+// memory or stack: no hand-written migration comes near them.
+constexpr size_t kMaxSpecBytes = 1 << 20;
+constexpr int kMaxDepth = 32;
+
+// Where a flow collection ([...] or {...}) opens more than kMaxDepth levels
+// deep, if one does: yaml-cpp would recurse once per level (and give up only
+// at about 500, far from the place). Quoted scalars and comments are skipped.
+std::optional<std::pair<int, int>> too_deep_flow_at(const std::string& text) {
+  int depth = 0, line = 1, column = 0;
+  char quote = 0;
+  bool comment = false;
+  char prev = '\n';
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++column;
+    if (c == '\n') {
+      ++line;
+      column = 0;
+      comment = false;
+    } else if (comment) {
+    } else if (quote == '"') {
+      if (c == '\\') {
+        ++i;
+        ++column;
+      } else if (c == '"') {
+        quote = 0;
+      }
+    } else if (quote == '\'') {
+      if (c == '\'') quote = 0;  // '' inside reads as closing and opening again
+    } else if (c == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) {
+      comment = true;
+    } else if ((c == '"' || c == '\'') &&
+               std::string(" \t\n[{,:-").find(prev) != std::string::npos) {
+      quote = c;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth) return std::make_pair(line, column);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+    prev = c;
+  }
+  return std::nullopt;
 }
 
 class Parser {
@@ -217,11 +298,31 @@ class Parser {
   std::optional<std::string> type_name(const YAML::Node& n, bool required,
                                        const std::string& where) {
     auto t = scalar(n, "type", required, where);
-    if (t && t->find(';') != std::string::npos) {
-      error(n["type"], "type: expected a type name, found ';'");
+    if (!t) return t;
+    std::string problem = type_name_problem(*t);
+    if (!problem.empty()) {
+      error(n["type"], "type: \"" + *t + "\" is not a type name (" + problem + ")");
       return std::nullopt;
     }
     return t;
+  }
+
+  // An index access method: a plain name such as btree, gin or an extension's.
+  void method_name(const YAML::Node& n, std::string& out) {
+    auto m = scalar(n, "method", false, "create_index");
+    if (!m) return;
+    const bool plain =
+        std::all_of(
+            m->begin(), m->end(),
+            [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }) &&
+        !((*m)[0] >= '0' && (*m)[0] <= '9');
+    if (!plain || m->size() > 63) {
+      error(n["method"], "method: \"" + *m +
+                             "\" is not an index method name (btree, hash, gist, spgist, gin, "
+                             "brin, or one an extension adds)");
+      return;
+    }
+    out = *m;
   }
 
   // A list of column names or expressions: [a, b] or a single scalar.
@@ -306,7 +407,7 @@ class Parser {
     identifier(n, "name", true, c.name, w);
     c.columns = string_list(n, "columns", w);
     if (auto u = boolean(n, "unique")) c.unique = *u;
-    identifier(n, "method", false, c.method, w);
+    method_name(n, c.method);
     c.where = expression(n, "where");
     if (n["phase"].IsDefined()) {
       if (auto p = phase(n["phase"], "phase")) c.phase = *p;
@@ -691,9 +792,27 @@ class Parser {
                             hex(static_cast<unsigned char>(text[bad]), 2) + ")"});
       return std::nullopt;
     }
+    if (text.size() > kMaxSpecBytes) {
+      errors.push_back({{file_, 1, 1},
+                        "the spec is " + with_commas(static_cast<long long>(text.size())) +
+                            " bytes; tandem reads specs of up to " + with_commas(kMaxSpecBytes) +
+                            " bytes: split the migration into several"});
+      return std::nullopt;
+    }
+    if (auto deep = too_deep_flow(text)) {
+      errors.push_back({*deep, "nested more than " + std::to_string(kMaxDepth) +
+                                   " levels deep; a migration spec needs a few"});
+      return std::nullopt;
+    }
     YAML::Node root;
     try {
       root = YAML::Load(text);
+    } catch (const YAML::DeepRecursion& e) {
+      errors.push_back({{file_, e.mark.line + 1, e.mark.column + 1},
+                        "YAML nested more than " + std::to_string(e.depth() - 1) +
+                            " levels deep here; a migration spec nests " +
+                            std::to_string(kMaxDepth) + " at most"});
+      return std::nullopt;
     } catch (const YAML::ParserException& e) {
       errors.push_back({{file_, e.mark.line + 1, e.mark.column + 1}, "YAML syntax: " + e.msg});
       return std::nullopt;
@@ -711,6 +830,7 @@ class Parser {
       error(root, std::string("expected a mapping at the top level, got ") + kind_name(root));
       return std::nullopt;
     }
+    if (!well_formed(root, 0)) return std::nullopt;
     check_keys(root, {"name", "description", "settings", "operations", "gates"}, "the spec");
     Spec spec;
     spec.file = file_;
@@ -730,6 +850,43 @@ class Parser {
   }
 
  private:
+  std::optional<SourceLocation> too_deep_flow(const std::string& text) const {
+    auto at = too_deep_flow_at(text);
+    if (!at) return std::nullopt;
+    return SourceLocation{file_, at->first, at->second};
+  }
+
+  // Reports a key that a mapping holds twice (yaml-cpp keeps both and reads
+  // the first) and nesting deeper than any spec needs. Returns false when
+  // the tree is too deep to read further.
+  bool well_formed(const YAML::Node& n, int depth) {
+    if (depth > kMaxDepth) {
+      error(n, "nested more than " + std::to_string(kMaxDepth) +
+                   " levels deep; a migration spec needs a few");
+      return false;
+    }
+    if (n.IsSequence()) {
+      for (const auto& item : n) {
+        if (!well_formed(item, depth + 1)) return false;
+      }
+    } else if (n.IsMap()) {
+      std::map<std::string, SourceLocation> seen;
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        if (it->first.IsScalar()) {
+          auto [first, fresh] = seen.emplace(it->first.Scalar(), at(it->first));
+          if (!fresh) {
+            error(it->first, "duplicate key \"" + printable(it->first.Scalar()) + "\" (first at " +
+                                 first->second.to_string() + "); a key may appear once");
+          }
+        }
+        if (!well_formed(it->first, depth + 1) || !well_formed(it->second, depth + 1)) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
   static std::string place(const YAML::Node& n) {
     return std::to_string(n.Mark().line) + ":" + std::to_string(n.Mark().column) + ":";
   }

@@ -10,7 +10,9 @@
 #include "engine/backfill.h"
 #include "engine/run_control.h"
 #include "engine/state_schema.h"
+#include "engine/state_store.h"
 #include "support/scenario.h"
+#include "util/ident.h"
 
 namespace tandem::testing {
 namespace {
@@ -33,13 +35,16 @@ class ExecutorTest : public ::testing::Test {
     o.actor = "test";
     return o;
   }
+  // `settings`: more lines for the settings block, each "  key: value\n";
+  // one that names a default here replaces it (a key may appear once).
   static std::string items_spec(const std::string& settings = "") {
-    return "name: items_qty\n"
-           "settings:\n"
-           "  lock_timeout: 200ms\n"
-           "  retry_backoff: 20ms\n"
-           "  retry_backoff_max: 100ms\n" +
-           settings +
+    std::string defaults;
+    for (const char* line :
+         {"  lock_timeout: 200ms\n", "  retry_backoff: 20ms\n", "  retry_backoff_max: 100ms\n"}) {
+      const std::string key = std::string(line).substr(0, std::string(line).find(':') + 1);
+      if (settings.find(key) == std::string::npos) defaults += line;
+    }
+    return "name: items_qty\nsettings:\n" + defaults + settings +
            "operations:\n"
            "  - alter_column_type: {table: items, column: qty, type: bigint}\n";
   }
@@ -170,14 +175,7 @@ TEST_F(ExecutorTest, DdlWaitsAtMostTheLockTimeoutAndSucceedsOnceTheBlockerEnds) 
   // most about one lock timeout; behind an unbounded DDL it would wait for
   // the blocker's whole 3 seconds.
   auto app = pg_.connect(db_);
-  double worst = 0;
-  auto end = Clock::now() + 3s;
-  while (Clock::now() < end) {
-    auto t0 = Clock::now();
-    app->exec("SELECT qty FROM items WHERE id = 1");
-    worst = std::max(worst, std::chrono::duration<double>(Clock::now() - t0).count());
-    std::this_thread::sleep_for(20ms);
-  }
+  const double worst = worst_query_seconds(*app, "SELECT qty FROM items WHERE id = 1", 3s, 20ms);
   blocker->exec("COMMIT");
   EXPECT_EQ(run.get(), RunOutcome::kReachedUntil);
   EXPECT_LT(worst, 1.0) << "an application query waited " << worst << "s behind a tandem DDL";
@@ -354,11 +352,14 @@ TEST_F(ExecutorTest, ASecondRunnerIsToldWhoHoldsTheMigration) {
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.migrations"), "0");
 }
 
-TEST_F(ExecutorTest, RefusesAChangedSpecMidMigration) {
+TEST_F(ExecutorTest, RefusesChangedOperationsMidMigrationButTakesNewSettings) {
   Spec spec = spec_from(items_spec());
   Plan plan = make_plan(spec);
   EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kDualWrite), RunOutcome::kReachedUntil);
-  Spec changed = spec_from(items_spec("  batch_size: 10\n"));
+  // Another type: other steps. Refused, and nothing changes.
+  std::string other = items_spec();
+  other.replace(other.find("type: bigint"), 12, "type: numeric");
+  Spec changed = spec_from(other);
   Plan changed_plan = make_plan(changed);
   try {
     Executor(changed, changed_plan, options()).run();
@@ -366,10 +367,30 @@ TEST_F(ExecutorTest, RefusesAChangedSpecMidMigration) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
     EXPECT_STREQ(e.what(),
-                 "the spec of migration \"items_qty\" has changed since it started (state "
+                 "the operations of migration \"items_qty\" have changed since it started (state "
                  "paused); restore the file it started with, or roll the migration back before "
-                 "changing it");
+                 "changing them (settings may change at any time)");
   }
+  RunOptions o = options();
+  try {
+    Executor(changed, changed_plan, o).rollback();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+  }
+  EXPECT_EQ(pg_.psql(db_, "SELECT state FROM tandem.migrations"), "paused");
+  // Only a setting and a comment changed (issue 16): it goes on with them,
+  // and the stored text is the new one.
+  const std::string retuned = "# smaller batches\n" + items_spec("  batch_size: 10\n");
+  Spec tuned = spec_from(retuned);
+  Plan tuned_plan = make_plan(tuned);
+  o.approve_all = true;
+  EXPECT_EQ(Executor(tuned, tuned_plan, o).run(), RunOutcome::kCompleted);
+  EXPECT_EQ(
+      pg_.psql(db_, "SELECT spec_text = " + quote_literal(retuned) + " FROM tandem.migrations"),
+      "t");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.events WHERE kind = 'spec_replaced'"), "1");
+  EXPECT_EQ(column_type(pg_, db_, "items", "qty"), "bigint");
 }
 
 TEST_F(ExecutorTest, PrecheckRefusesADependentViewAndChangesNothing) {
@@ -379,27 +400,78 @@ TEST_F(ExecutorTest, PrecheckRefusesADependentViewAndChangesNothing) {
   try {
     Executor(spec, plan, options()).run();
     FAIL();
-  } catch (const StepFailedError& e) {
-    EXPECT_EQ(std::string(e.what()).substr(0, std::string(e.what()).find('\n')),
-              "step 1.precheck failed: refused: view item_qty depends on column qty; tandem "
-              "cannot change the type of a column that a view uses yet: drop it and recreate it "
-              "after the migration.");
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    EXPECT_STREQ(e.what(),
+                 "migration \"items_qty\" refused by its prechecks; nothing was changed:\n"
+                 "  step 1.precheck: view item_qty depends on column qty; tandem cannot change the "
+                 "type of a column that a view uses yet: drop it and recreate it after the "
+                 "migration");
   }
   EXPECT_EQ(leftovers(pg_, db_, "items"), "");
 }
 
-TEST_F(ExecutorTest, PrecheckRefusesAMissingColumn) {
+// Issue 16: a refusal parked the migration as failed (exit 4) although
+// nothing had changed. Now it records nothing, and once the cause is gone the
+// same spec starts as new.
+TEST_F(ExecutorTest, PrecheckRefusesAMissingColumnAndRecordsNothing) {
   Spec spec = spec_from(
       "name: nope\noperations:\n  - alter_column_type: {table: items, column: qtty, type: "
-      "bigint}\n");
+      "bigint}\n  - add_column: {table: gone, column: c, type: int, backfill: '1'}\n");
   Plan plan = make_plan(spec);
   try {
     Executor(spec, plan, options()).run();
     FAIL();
-  } catch (const StepFailedError& e) {
-    EXPECT_EQ(std::string(e.what()).substr(0, std::string(e.what()).find('\n')),
-              "step 1.precheck failed: refused: column qtty does not exist in table items.");
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    EXPECT_STREQ(e.what(),
+                 "migration \"nope\" refused by its prechecks; nothing was changed:\n"
+                 "  step 1.precheck: column qtty does not exist in table items\n"
+                 "  step 2.precheck: table public.gone does not exist");
   }
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.migrations"), "0");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.events"), "0");
+  pg_.psql(db_,
+           "ALTER TABLE items RENAME COLUMN qty TO qtty; CREATE TABLE gone (id int PRIMARY KEY)");
+  RunOptions o = options();
+  o.approve_all = true;
+  EXPECT_EQ(Executor(spec, plan, o).run(), RunOutcome::kCompleted);
+}
+
+// Issue 16: a text default ('0') on a column changed to integer failed at
+// cutover, after the whole backfill and verification.
+TEST_F(ExecutorTest, ADefaultTheNewTypeDoesNotTakeIsRefusedBeforeAnythingRuns) {
+  pg_.psql(db_,
+           "CREATE TABLE reviews (id int PRIMARY KEY, rating text DEFAULT '0',"
+           " stars int DEFAULT 3, at timestamp DEFAULT now(), n int DEFAULT 1 + 1);"
+           "INSERT INTO reviews (id) SELECT generate_series(1, 100);");
+  Spec refused = spec_from(
+      "name: rating\noperations:\n"
+      "  - alter_column_type: {table: reviews, column: rating, type: integer,"
+      " up: CAST(rating AS integer)}\n");
+  Plan plan = make_plan(refused);
+  try {
+    Executor(refused, plan, options()).run();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    EXPECT_STREQ(e.what(),
+                 "migration \"rating\" refused by its prechecks; nothing was changed:\n"
+                 "  step 1.precheck: column rating has DEFAULT '0'::text, of type text, which "
+                 "integer does not take by assignment: cutover would fail. Drop the default "
+                 "(ALTER TABLE reviews ALTER COLUMN rating DROP DEFAULT) and set it again after "
+                 "the migration");
+  }
+  // Constants, functions, operators and SQL value functions the new type
+  // takes by assignment go through.
+  Spec fine = spec_from(
+      "name: widen\nsettings: {lock_timeout: 300ms, retry_backoff: 20ms}\noperations:\n"
+      "  - alter_column_type: {table: reviews, column: stars, type: bigint}\n"
+      "  - alter_column_type: {table: reviews, column: at, type: timestamptz}\n"
+      "  - alter_column_type: {table: reviews, column: n, type: numeric}\n");
+  EXPECT_EQ(run_until(fine, pg_.dsn(db_)), RunOutcome::kCompleted);
+  pg_.psql(db_, "INSERT INTO reviews (id) VALUES (101)");
+  EXPECT_EQ(pg_.psql(db_, "SELECT stars, at IS NOT NULL, n FROM reviews WHERE id = 101"), "3|t|2");
 }
 
 TEST_F(ExecutorTest, NotNullMovesToTheNewColumnWithoutAScanAtCutover) {
@@ -664,9 +736,9 @@ TEST_F(ExecutorTest, ABackfillCheckpointedBeforeStateSchemaFiveResumesAsOneRange
            " WHERE step_id = '1.backfill';"
            "ALTER TABLE tandem.checkpoints DROP COLUMN range_after, DROP COLUMN range_upper,"
            " DROP COLUMN finished;"
-           "DELETE FROM tandem.schema_version WHERE version = 5;");
+           "DELETE FROM tandem.schema_version WHERE version >= 5;");
   EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kShadowRead), RunOutcome::kReachedUntil);
-  EXPECT_EQ(pg_.psql(db_, "SELECT max(version) FROM tandem.schema_version"), "5");
+  EXPECT_EQ(pg_.psql(db_, "SELECT max(version) FROM tandem.schema_version"), "6");
   // Only the second half was copied again, and all of it was.
   EXPECT_EQ(pg_.psql(db_,
                      "SELECT count(*), sum(rows_done), bool_and(finished) FROM tandem.checkpoints"
@@ -879,6 +951,100 @@ TEST_F(ExecutorTest, ConcurrentIndexFoundCompleteAfterACrashIsNotBuiltAgain) {
                      "SELECT count(*) FROM tandem.events WHERE kind = 'step_done'"
                      " AND detail->>'found_complete' = 'true'"),
             "1");
+}
+
+// Sessions that are lost on the backfill's first `losses` batches, after
+// which the server cannot be reached for `down` connection attempts: one
+// outage per loss.
+struct Outages {
+  int losses = 0;
+  int down = 0;
+  std::atomic<int> lost{0};
+  std::atomic<int> refused_left{0};
+};
+
+class OutageConnection final : public Connection {
+ public:
+  OutageConnection(std::unique_ptr<Connection> inner, Outages& o)
+      : inner_(std::move(inner)), o_(o) {}
+  Rows exec(const std::string& sql, const std::vector<std::string>& params) override {
+    if (sql.find("SET _tandem_new_qty") != std::string::npos && o_.lost < o_.losses) {
+      ++o_.lost;
+      o_.refused_left = o_.down;
+      inner_.reset();
+      throw Error(ErrorKind::kRetryable, "connection lost: the test's outage", "08006");
+    }
+    return inner_->exec(sql, params);
+  }
+  void commit() override { inner_->commit(); }
+  bool is_open() const override { return inner_ && inner_->is_open(); }
+  int backend_pid() const override { return inner_ ? inner_->backend_pid() : 0; }
+
+ private:
+  std::unique_ptr<Connection> inner_;
+  Outages& o_;
+};
+
+// Issue 16: attempts were counted across separate outages, so a run that
+// lived through several restarts spent its budget on the earlier ones. Two
+// outages of three failed attempts each, with a budget of five: each is
+// within it.
+TEST_F(ExecutorTest, TheRetryBudgetIsCountedPerOutage) {
+  Spec spec =
+      spec_from(items_spec("  retry_budget: 5\n  retry_backoff: 10ms\n"
+                           "  retry_backoff_max: 20ms\n"));
+  Plan plan = make_plan(spec);
+  Outages outages;
+  outages.losses = 2;
+  outages.down = 2;
+  RunOptions o = options();
+  o.until = Phase::kBackfill;
+  o.connect = [&](const std::string& dsn, const std::string& app) -> std::unique_ptr<Connection> {
+    if (outages.refused_left > 0) {
+      --outages.refused_left;
+      throw Error(ErrorKind::kRetryable, "cannot connect: the test's outage", "08001");
+    }
+    return std::make_unique<OutageConnection>(connect_postgres(dsn, app), outages);
+  };
+  EXPECT_EQ(Executor(spec, plan, o).run(), RunOutcome::kReachedUntil);
+  EXPECT_EQ(outages.lost, 2);
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM items WHERE _tandem_new_qty IS DISTINCT FROM qty"),
+            "0");
+}
+
+// Issue 16: after a failover the worker went on from memory, and a
+// checkpoint UPDATE that touched no row counted as done. Every write of the
+// store that must change one row fails when it changes none, and a
+// checkpoint moves only from where the batch read it.
+TEST_F(ExecutorTest, AStateWriteThatChangesNoRowIsAnError) {
+  Spec spec = spec_from(items_spec());
+  ASSERT_EQ(run_until(spec, pg_.dsn(db_), Phase::kDualWrite), RunOutcome::kReachedUntil);
+  auto c = pg_.connect(db_);
+  StateStore store("items_qty");
+  store.init_partitions(*c, "1.backfill", 5000, {{"2500"}});
+  store.save_checkpoint(*c, "1.backfill", 0, {}, {"100"}, 100, 0, "", false);
+  auto fails = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.kind() == ErrorKind::kFatal;
+    }
+    return false;
+  };
+  // From where it no longer is, from a range that is not there, or another migration.
+  EXPECT_TRUE(
+      fails([&] { store.save_checkpoint(*c, "1.backfill", 0, {}, {"200"}, 100, 0, "", false); }));
+  EXPECT_TRUE(
+      fails([&] { store.save_checkpoint(*c, "1.backfill", 7, {}, {"200"}, 100, 0, "", false); }));
+  EXPECT_TRUE(fails([&] { store.mark_step(*c, "1.nothing", "done"); }));
+  EXPECT_TRUE(fails([&] { StateStore("gone").set_state(*c, "running", Phase::kBackfill); }));
+  store.save_checkpoint(*c, "1.backfill", 0, {"100"}, {"200"}, 100, 0, "", true);
+  EXPECT_TRUE(fails(
+      [&] { store.save_checkpoint(*c, "1.backfill", 0, {"200"}, {"300"}, 1, 0, "", false); }));
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT last_key::text, rows_done, finished FROM tandem.checkpoints"
+                     " WHERE worker = 0"),
+            "{200}|200|t");
 }
 
 TEST_F(ExecutorTest, SurvivesAPostgresRestartMidBackfill) {

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace tandem::testing {
 
@@ -63,7 +65,8 @@ std::string leftovers(const PgServer& pg, const std::string& db, const std::stri
                      " UNION ALL SELECT 'function ' || p.proname FROM pg_proc p"
                      "  JOIN pg_namespace n ON n.oid = p.pronamespace"
                      "  WHERE n.nspname = 'tandem' AND p.proname NOT IN"
-                     "   ('add_not_null_check', 'validate_constraint_if_exists', 'swap_columns')"
+                     "   ('add_not_null_check', 'validate_constraint_if_exists', 'swap_columns',"
+                     "    'move_sequence_owner')"
                      ") s");
 }
 
@@ -72,6 +75,19 @@ std::string column_type(const PgServer& pg, const std::string& db, const std::st
   return pg.psql(
       db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '" + table +
               "'::regclass AND attname = '" + column + "' AND NOT attisdropped");
+}
+
+double worst_query_seconds(Connection& conn, const std::string& sql,
+                           std::chrono::milliseconds how_long, std::chrono::milliseconds every) {
+  using Clock = std::chrono::steady_clock;
+  double worst = 0;
+  for (auto end = Clock::now() + how_long; Clock::now() < end;) {
+    auto t0 = Clock::now();
+    conn.exec(sql);
+    worst = std::max(worst, std::chrono::duration<double>(Clock::now() - t0).count());
+    std::this_thread::sleep_for(every);
+  }
+  return worst;
 }
 
 std::string write_temp_file(const std::string& text, const std::string& suffix) {

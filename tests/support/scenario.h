@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 
 #include "engine/executor.h"
@@ -32,6 +33,11 @@ std::string leftovers(const PgServer& pg, const std::string& db, const std::stri
 // format_type of a column.
 std::string column_type(const PgServer& pg, const std::string& db, const std::string& table,
                         const std::string& column);
+
+// Runs `sql` on `conn` every `every` for `how_long`, as an application's
+// reader would; returns the longest it took, in seconds.
+double worst_query_seconds(Connection& conn, const std::string& sql,
+                           std::chrono::milliseconds how_long, std::chrono::milliseconds every);
 
 // The tandemd binary with `args`, as a shell command.
 std::string tandemd(const std::string& args);

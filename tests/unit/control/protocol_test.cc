@@ -83,6 +83,22 @@ INSTANTIATE_TEST_SUITE_P(All, BadRequest, ::testing::ValuesIn(kBad), [](const au
   return n;
 });
 
+// Issue 16: a 60,000-deep id overflowed the daemon's stack. Refused before
+// it is parsed; brackets inside strings are text.
+TEST(Protocol, DeepNestingIsRefusedBeforeItIsParsed) {
+  const std::string deep =
+      R"({"v": 1, "cmd": "list", "id": )" + std::string(60000, '[') + std::string(60000, ']') + "}";
+  auto r = parse_request(deep);
+  ASSERT_FALSE(r.request);
+  EXPECT_EQ(r.error.code, "bad_request");
+  EXPECT_EQ(r.error.message, "request nests more than 32 levels deep");
+  r = parse_request(R"({"v": 1, "cmd": "list", "id": ")" + std::string(100, '[') + R"(\"["})");
+  ASSERT_TRUE(r.request) << r.error.message;
+  r = parse_request(R"({"v": 1, "cmd": "list", "id": )" + std::string(31, '[') +
+                    std::string(31, ']') + "}");
+  ASSERT_TRUE(r.request) << r.error.message;
+}
+
 TEST(Protocol, ParsesEachCommandAndEchoesTheId) {
   auto r = parse_request(R"({"v": 1, "cmd": "approve", "name": "m", "phase": "cleanup", "id": 7})");
   ASSERT_TRUE(r.request);

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "tandem/spec.h"
+#include "util/text.h"
 
 namespace tandem {
 namespace {
@@ -201,6 +202,31 @@ const Malformed kMalformed[] = {
     {"rename column to itself",
      "name: x\noperations:\n  - rename_column: {table: t, column: a, to: a}\n",
      "bad.yaml:3:46: rename_column: \"to\" is the column's current name"},
+    // Issue 16: fields that are not documented as SQL take only what they name.
+    {"index method with a statement",
+     "name: x\noperations:\n  - create_index:\n      table: t\n      name: i\n"
+     "      columns: [a]\n      method: \"btree (a); drop table cn; --\"\n",
+     "bad.yaml:7:15: method: \"btree (a); drop table cn; --\" is not an index method name "
+     "(btree, hash, gist, spgist, gin, brin, or one an extension adds)"},
+    {"type with a comment",
+     "name: x\noperations:\n  - alter_column_type: {table: t, column: c, type: \"bigint -- x\"}\n",
+     "bad.yaml:3:52: type: \"bigint -- x\" is not a type name (a comment)"},
+    {"type with a quote",
+     "name: x\noperations:\n  - add_column: {table: t, column: c, type: \"text'\", backfill: "
+     "x}\n",
+     "bad.yaml:3:45: type: \"text'\" is not a type name (''' has no place in one)"},
+    {"type with an open parenthesis",
+     "name: x\noperations:\n  - add_column: {table: t, column: c, type: \"numeric(12\", backfill: "
+     "x}\n",
+     "bad.yaml:3:45: type: \"numeric(12\" is not a type name (a '(' without its ')')"},
+    {"duplicate key",
+     "name: x\nsettings:\n  lock_timeout: 500ms\n  lock_timeout: 10m\noperations:\n"
+     "  - sql: {phase: prepare, up: x}\n",
+     "bad.yaml:4:3: duplicate key \"lock_timeout\" (first at bad.yaml:3:3); a key may appear "
+     "once"},
+    {"duplicate key in an operation",
+     "name: x\noperations:\n  - set_not_null: {table: a, column: c, table: b}\n",
+     "bad.yaml:3:41: duplicate key \"table\" (first at bad.yaml:3:20); a key may appear once"},
     {"unknown key far off", "name: x\nzzz: 1\noperations:\n  - sql: {phase: prepare, up: x}\n",
      "bad.yaml:2:1: unknown key \"zzz\" in the spec; expected one of: name, description, settings, "
      "operations, gates"},
@@ -261,6 +287,44 @@ TEST(SpecParser, RejectsControlBytesInNames) {
   r = parse_spec("name: x\ndescription: \"\\x01\"\noperations: []\n", "bad.yaml");
   EXPECT_EQ(r.errors[0].to_string(),
             "bad.yaml:2:14: description: contains a control character or bytes that are not UTF-8");
+}
+
+TEST(SpecParser, DeepNestingIsRefusedWithItsPlaceAndReason) {
+  // Flow collections: the bracket that goes one level too deep (the fuzzer's
+  // 100,000 levels reached yaml-cpp's limit, reported as "bad file").
+  for (size_t levels : {40, 100000}) {
+    std::string text = "name: x\ndescription: " + std::string(levels, '[') +
+                       std::string(levels, ']') + "\noperations: []\n";
+    auto r = parse_spec(text, "bad.yaml");
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_EQ(r.errors[0].to_string(),
+              "bad.yaml:2:46: nested more than 32 levels deep; a migration spec needs a few");
+  }
+  // Brackets inside quotes and comments are text.
+  auto r = parse_spec("name: x\ndescription: \"" + std::string(40, '[') + "\" # " +
+                          std::string(40, '{') +
+                          "\noperations:\n  - sql: {phase: prepare, up: "
+                          "x}\n",
+                      "ok.yaml");
+  EXPECT_TRUE(r.errors.empty()) << r.errors[0].to_string();
+  // Block collections: the node past the limit.
+  std::string text = "name: x\ndescription:\n";
+  for (int i = 0; i < 40; ++i) text += std::string(2 + 2 * i, ' ') + "- \n";
+  r = parse_spec(text, "bad.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(),
+            "bad.yaml:35:67: nested more than 32 levels deep; a migration spec needs a few");
+}
+
+TEST(SpecParser, AnOversizedSpecIsRefusedBeforeItIsParsed) {
+  std::string text = "name: x\noperations:\n";
+  while (text.size() <= (1u << 20)) text += "  - sql: {phase: prepare, up: SELECT 1}\n";
+  auto r = parse_spec(text, "big.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(),
+            "big.yaml:1:1: the spec is " + with_commas(static_cast<long long>(text.size())) +
+                " bytes; tandem reads specs of up to 1,048,576 bytes: split the migration into "
+                "several");
 }
 
 TEST(SpecParser, UnreadableFileNamesTheFile) {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "db/conninfo.h"
 #include "engine/backfill.h"
 #include "engine/progress.h"
 #include "tandem/error.h"
@@ -99,6 +100,32 @@ TEST(Ident, QuotesLikePostgres) {
   EXPECT_EQ(quote_literals({}), "");
 }
 
+TEST(Ident, QuotesEveryKeywordPostgresDoesNotAllowBareAsAColumnName) {
+  // Column-name and type keywords, which the first list missed (issue 16).
+  for (const char* k : {"time", "values", "where", "using", "with", "unique", "timestamp",
+                        "interval", "position", "coalesce", "overlay", "json_table"}) {
+    EXPECT_EQ(quote_ident(k), std::string("\"") + k + "\"") << k;
+  }
+  // Unreserved keywords stand bare, as PostgreSQL's quote_ident leaves them.
+  for (const char* k : {"name", "type", "value", "data", "comment", "version", "zone"}) {
+    EXPECT_EQ(quote_ident(k), k) << k;
+  }
+}
+
+TEST(Ident, ALiteralWithABackslashReadsTheSameWhateverStandardConformingStringsSays) {
+  EXPECT_EQ(quote_literal("a\\b"), "E'a\\\\b'");
+  EXPECT_EQ(quote_literal("x\\'; drop table t; --"), "E'x\\\\''; drop table t; --'");
+}
+
+TEST(Ident, DollarQuoteNeverUsesATagItsBodyHolds) {
+  EXPECT_EQ(dollar_quote("SELECT 1"), "$tandem$SELECT 1$tandem$");
+  const std::string hostile = "a$tandem$;drop table cn;select $tandem$";
+  EXPECT_EQ(dollar_quote(hostile), "$tandem_1$" + hostile + "$tandem_1$");
+  EXPECT_EQ(dollar_quote("$tandem$ $tandem_1$"), "$tandem_2$$tandem$ $tandem_1$$tandem_2$");
+  // A body that ends with the start of the tag would end the quote early.
+  EXPECT_EQ(dollar_quote("x$tandem"), "$tandem_1$x$tandem$tandem_1$");
+}
+
 TEST(Errors, ClassifiesSqlStates) {
   EXPECT_EQ(classify_sqlstate("55P03"), ErrorKind::kRetryable);  // lock timeout
   EXPECT_EQ(classify_sqlstate("40P01"), ErrorKind::kRetryable);  // deadlock
@@ -130,6 +157,39 @@ TEST(KeysetWalker, RangePredicateNumbersParametersAfterThenUpper) {
   KeysetWalker two("t", {"a", "b"});
   EXPECT_EQ(two.range_predicate({{"1", "2"}, {"3", "4"}}),
             "(_row.a, _row.b) > ($1, $2) AND (_row.a, _row.b) <= ($3, $4)");
+}
+
+// Issue 16: the old masking missed "password = s3cret" and "password= s3cret"
+// (shown as "password=*** s3cret") and quoted passwords with escapes.
+TEST(Conninfo, HidesThePasswordHoweverLibpqWouldReadIt) {
+  EXPECT_EQ(redacted_conninfo("host=db password=s3cret dbname=app"),
+            "password=*** dbname=app host=db");
+  EXPECT_EQ(redacted_conninfo("host=db password = s3cret"), "password=*** host=db");
+  EXPECT_EQ(redacted_conninfo("host=db password= s3cret"), "password=*** host=db");
+  EXPECT_EQ(redacted_conninfo("password='s3 cr\\'et\\\\' host=db"), "password=*** host=db");
+  EXPECT_EQ(redacted_conninfo("postgresql://app:s3cret@db:5433/app?sslmode=require"),
+            "user=app password=*** dbname=app host=db port=5433 sslmode=require");
+  EXPECT_EQ(redacted_conninfo("postgresql://app:s%33cret@db/app?password=other"),
+            "user=app password=*** dbname=app host=db");
+  EXPECT_EQ(redacted_conninfo("application_name='a b'"), "application_name='a b'");
+  EXPECT_EQ(redacted_conninfo(""), "");
+  // What libpq cannot read is not echoed: the password could be in it.
+  EXPECT_EQ(redacted_conninfo("host=db s3cret"), "(a connection string libpq cannot read)");
+  EXPECT_EQ(redacted_conninfo("password='s3cret"), "(a connection string libpq cannot read)");
+}
+
+// Issue 16: libpq's defaults left a session on a vanished server waiting
+// about two hours. What the DSN sets wins.
+TEST(Conninfo, AddsKeepalivesAndTimeoutsTheDsnLeavesUnset) {
+  EXPECT_EQ(with_connection_defaults("host=db password='a b' keepalives_idle=60"),
+            "password='a b' host=db keepalives_idle=60 keepalives=1 keepalives_interval=3 "
+            "keepalives_count=3 tcp_user_timeout=30000 connect_timeout=10");
+  EXPECT_EQ(with_connection_defaults("postgresql://u@h1,h2/app?target_session_attrs=read-write"
+                                     "&connect_timeout=2&tcp_user_timeout=5000"),
+            "user=u connect_timeout=2 dbname=app host=h1,h2 port=, tcp_user_timeout=5000 "
+            "target_session_attrs=read-write keepalives=1 keepalives_idle=10 "
+            "keepalives_interval=3 keepalives_count=3");
+  EXPECT_EQ(with_connection_defaults("host=db s3cret"), "host=db s3cret");
 }
 
 }  // namespace
