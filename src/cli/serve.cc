@@ -384,6 +384,20 @@ int cmd_serve(const ServeArgs& args) {
   }
   spdlog::info("stopping: every migration stops at its next safe point");
   notify("STOPPING=1\nSTATUS=stopping at the next safe point");
+  // Whatever the database does (a session stuck on a frozen server cannot
+  // even be cancelled), the process ends soon after the grace period. Every
+  // batch and step commits with its record, so the next start resumes
+  // exactly; the server ends the sessions when it notices them gone.
+  const auto deadline = config.shutdown_grace + std::chrono::seconds(3);
+  std::thread([deadline] {
+    std::this_thread::sleep_for(deadline);
+    spdlog::error(
+        "still stopping {} after the signal (the database does not answer?); exiting "
+        "now: migrations resume from their last commit",
+        format_duration(deadline));
+    spdlog::shutdown();
+    std::_Exit(kExitInterrupted);
+  }).detach();
   server.stop();
   manager.shutdown();
   spdlog::info("stopped");

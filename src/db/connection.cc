@@ -38,6 +38,33 @@ long long Rows::integer(size_t row, size_t col, long long fallback) const {
   return std::strtoll(v->c_str(), nullptr, 10);
 }
 
+void refuse_transaction_pooling(Connection& conn,
+                                const std::function<std::unique_ptr<Connection>()>& another) {
+  const char* kPid = "SELECT pg_backend_pid()";
+  const long long server = conn.exec(kPid).integer(0, 0);
+  // libpq's pid comes from the server's first message; a proxy sends its own.
+  if (server == conn.backend_pid()) return;
+  // A proxy. A session pool keeps this client on one server session, which
+  // no other client gets; a transaction pool gives the server session back
+  // after each statement, and the next client to ask gets it.
+  auto other = another();
+  for (int i = 0; i < 4; ++i) {
+    const long long mine = conn.exec(kPid).integer(0, 0);
+    const long long theirs = other->exec(kPid).integer(0, 0);
+    if (mine != server || theirs == server) {
+      throw Error(
+          ErrorKind::kBadInput,
+          "the database is reached through a proxy that moves sessions between server "
+          "connections (PgBouncer with pool_mode = transaction or statement?): server pid " +
+              std::to_string(server) + ", then " + std::to_string(mine) +
+              ", and another session got " + std::to_string(theirs) +
+              ". tandem's migration lock and session settings need one server session "
+              "for the whole run: point the DSN at PostgreSQL itself, or at a pool with "
+              "pool_mode = session");
+    }
+  }
+}
+
 Transaction::Transaction(Connection& conn) : conn_(conn) { conn_.exec("BEGIN"); }
 
 Transaction::~Transaction() {

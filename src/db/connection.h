@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,11 +55,24 @@ inline constexpr const char* kSessionLimitsSql =
     " SET idle_in_transaction_session_timeout = '60s'; SET max_parallel_workers_per_gather = 0";
 
 // Opens a session. The libpq connection string may be empty (libpq then reads
-// PGHOST, PGPORT, ... from the environment). A lost connection is never
+// PGHOST, PGPORT, ... from the environment). Refuses a transaction-pooling
+// proxy (see refuse_transaction_pooling) before setting anything. A lost connection is never
 // silently re-established: session state (the migration lock) would be lost.
 // Throws Error(kRetryable) when the server cannot be reached.
 std::unique_ptr<Connection> connect_postgres(const std::string& dsn,
                                              const std::string& application_name);
+
+// Refuses a session that reaches PostgreSQL through a proxy that hands it a
+// different server session from one transaction to the next (PgBouncer with
+// pool_mode = transaction or statement): tandem's migration lock is a
+// session advisory lock, and its session limits are session settings;
+// through such a proxy the lock would not keep a second runner out and the
+// settings would reach the application's sessions. A direct session, or one
+// through a session-pooling proxy, passes. `another` opens a second session
+// the same way, needed only when a proxy is in between. Throws
+// Error(kBadInput) saying what to do.
+void refuse_transaction_pooling(Connection& conn,
+                                const std::function<std::unique_ptr<Connection>()>& another);
 
 // BEGIN on construction; ROLLBACK on destruction unless commit() was called.
 class Transaction {

@@ -126,19 +126,30 @@ class PqxxConnection final : public Connection {
 
 }  // namespace
 
-std::unique_ptr<Connection> connect_postgres(const std::string& dsn,
-                                             const std::string& application_name) {
-  // A broken socket must surface as an error, not kill the process.
-  std::signal(SIGPIPE, SIG_IGN);
-  std::unique_ptr<Connection> conn;
+namespace {
+
+// A libpq session, its errors translated.
+std::unique_ptr<Connection> open_session(const std::string& dsn) {
   try {
-    conn = std::make_unique<PqxxConnection>(with_connection_defaults(dsn));
+    return std::make_unique<PqxxConnection>(with_connection_defaults(dsn));
   } catch (const pqxx::broken_connection& e) {
     throw Error(ErrorKind::kRetryable, "cannot connect to the database: " + first_line(e.what()),
                 "08001");
   } catch (const std::exception& e) {
     throw Error(ErrorKind::kBadInput, "cannot connect to the database: " + first_line(e.what()));
   }
+}
+
+}  // namespace
+
+std::unique_ptr<Connection> connect_postgres(const std::string& dsn,
+                                             const std::string& application_name) {
+  // A broken socket must surface as an error, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  std::unique_ptr<Connection> conn = open_session(dsn);
+  // Before any setting of tandem's reaches the session: through a
+  // transaction pool it would reach the application's sessions instead.
+  refuse_transaction_pooling(*conn, [&] { return open_session(dsn); });
   conn->exec("SELECT set_config('application_name', $1, false)", {application_name});
   // Let the server notice a vanished client (kill -9) within a second even in
   // the middle of a long statement, so its locks are released quickly.

@@ -106,7 +106,7 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
   out.push_back(drop_helpers_step(
       id + "drop_sync",
       "drop the sync triggers and functions; " + source + " no longer follows " + target, triggers,
-      functions));
+      functions, back ? std::vector<std::string>{source, target} : std::vector<std::string>{}));
 }
 
 }  // namespace tandem

@@ -107,7 +107,7 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
   out.push_back(
       drop_helpers_step(id + "drop_sync", "drop the sync triggers and functions of both directions",
                         {h.trigger("fwd") + " ON " + source, h.trigger("bwd") + " ON " + target},
-                        {h.function("fwd"), h.function("bwd")}));
+                        {h.function("fwd"), h.function("bwd")}, {source, target}));
   out.push_back(drop_column_step(id + "drop_source_column",
                                  "drop " + source + "." + col + "; its values live in " + target,
                                  source, col));

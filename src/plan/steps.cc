@@ -78,13 +78,15 @@ Step trigger_function_step(const std::string& id, const std::string& description
 
 Step drop_helpers_step(const std::string& id, const std::string& description,
                        const std::vector<std::string>& triggers_on,
-                       const std::vector<std::string>& functions) {
+                       const std::vector<std::string>& functions,
+                       const std::vector<std::string>& tables) {
   Step s;
   s.id = id;
   s.phase = Phase::kCleanup;
   s.description = description;
   for (const auto& t : triggers_on) s.sql += "DROP TRIGGER IF EXISTS " + t + ";\n";
   for (const auto& f : functions) s.sql += "DROP FUNCTION IF EXISTS " + f + "();\n";
+  for (const auto& t : tables) s.locks.push_back({t, "SHARE ROW EXCLUSIVE"});
   s.reversible = false;
   s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
   s.table_access = "none";

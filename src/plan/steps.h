@@ -53,10 +53,12 @@ Step trigger_function_step(const std::string& id, const std::string& description
                            const std::string& function, const std::string& body);
 
 // A cleanup step that drops helper triggers (each "trigger ON table") and
-// functions; irreversible, like all of cleanup.
+// functions; irreversible, like all of cleanup. With triggers on several
+// tables, `tables` names them in the order their locks are taken first.
 Step drop_helpers_step(const std::string& id, const std::string& description,
                        const std::vector<std::string>& triggers_on,
-                       const std::vector<std::string>& functions);
+                       const std::vector<std::string>& functions,
+                       const std::vector<std::string>& tables = {});
 
 // ADD COLUMN without default or NOT NULL (metadata only) in prepare; dropped on rollback.
 Step add_nullable_column_step(const std::string& id, const std::string& table,

@@ -121,6 +121,11 @@ std::string socket_call(const std::string& path, const std::string& line) {
   }
 }
 
+// The query that counts the sessions running slow_step's two-minute sleep.
+const char* kSleeping =
+    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%'"
+    " AND state = 'active' AND pid <> pg_backend_pid()";
+
 class Daemon : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -171,6 +176,17 @@ class Daemon : public ::testing::Test {
                        "SELECT count(*) FROM pgbench_accounts"
                        " WHERE _tandem_old_abalance IS DISTINCT FROM abalance"),
               "0");
+  }
+  // A daemon with a 1 s shutdown grace, running a step that sleeps two
+  // minutes (migration slow_step); returns once the sleep has begun.
+  pid_t serve_a_two_minute_step() {
+    std::string slow = write_temp_file(
+        "name: slow_step\nsettings:\n  statement_timeout: 5m\noperations:\n"
+        "  - sql: {phase: prepare, up: 'SELECT pg_sleep(120)', down: 'SELECT 1'}\n");
+    pid_t pid = serve(socket_path(), "", write_temp_file("shutdown_grace: 1s\n"));
+    EXPECT_EQ(ctl("submit " + slow).exit_code, 0);
+    EXPECT_TRUE(wait_for([&] { return pg_.psql(db_, kSleeping) == "1"; }, 30s));
+    return pid;
   }
   static bool wait_for(const std::function<bool()>& ok, std::chrono::milliseconds limit) {
     auto end = std::chrono::steady_clock::now() + limit;
@@ -578,25 +594,42 @@ TEST_F(Daemon, TheSocketGoesToTheConfiguredGroup) {
 }
 
 TEST_F(Daemon, SigtermCancelsAStepThatOutlastsTheShutdownGrace) {
-  std::string slow = write_temp_file(
-      "name: slow_step\nsettings:\n  statement_timeout: 5m\noperations:\n"
-      "  - sql: {phase: prepare, up: 'SELECT pg_sleep(120)', down: 'SELECT 1'}\n");
-  pid_t pid = serve(socket_path(), "", write_temp_file("shutdown_grace: 1s\n"));
-  ASSERT_EQ(ctl("submit " + slow).exit_code, 0);
-  const std::string sleeping =
-      "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%'"
-      " AND state = 'active' AND pid <> pg_backend_pid()";
-  ASSERT_TRUE(wait_for([&] { return pg_.psql(db_, sleeping) == "1"; }, 30s));
+  pid_t pid = serve_a_two_minute_step();
   kill(pid, SIGTERM);
   // Without the cancel it would wait for the two-minute statement.
   ASSERT_TRUE(wait_for([&] { return waitpid(pid, nullptr, WNOHANG) == pid; }, 30s))
       << "tandemd did not stop";
   daemons_.clear();
-  EXPECT_EQ(pg_.psql(db_, sleeping), "0");
+  EXPECT_EQ(pg_.psql(db_, kSleeping), "0");
   EXPECT_EQ(pg_.psql(db_,
                      "SELECT status <> 'done' FROM tandem.steps WHERE migration = 'slow_step'"
                      " AND step_id = '1.sql'"),
             "t");
+}
+
+// Issue 16: with tandem's sessions stuck (their backends stopped), SIGTERM
+// did not end serve past shutdown_grace: the cancel itself goes through the
+// database. The process now ends 3 s after the grace period whatever the
+// database does, and a restart resumes from the last commit.
+TEST_F(Daemon, SigtermEndsTheProcessSoonAfterTheGraceWhenTheDatabaseDoesNotAnswer) {
+  pid_t pid = serve_a_two_minute_step();
+  const std::string tandem_sessions =
+      "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity"
+      " WHERE application_name LIKE 'tandemd%' AND pid <> pg_backend_pid()";
+  const std::string frozen = pg_.psql(db_, tandem_sessions);
+  ASSERT_FALSE(frozen.empty());
+  run_command("kill -STOP " + frozen);
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(pid, SIGTERM);
+  int status = 0;
+  const bool stopped = wait_for([&] { return waitpid(pid, &status, WNOHANG) == pid; }, 20s);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run_command("kill -CONT " + frozen);
+  ASSERT_TRUE(stopped) << "tandemd did not stop with its database sessions frozen";
+  daemons_.clear();
+  EXPECT_LT(took, 10.0);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 8);
 }
 
 TEST_F(Daemon, MalformedCommandsGetErrorsNamingThemAndChangeNothing) {
