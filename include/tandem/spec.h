@@ -218,6 +218,11 @@ struct Operation {
       op;
 };
 
+// The operation's name as a spec writes it ("alter_column_type", "sql"...).
+const char* operation_name(const Operation& operation);
+// Every operation's name, in the order of Operation::op's alternatives.
+const std::vector<std::string>& operation_names();
+
 struct Spec {
   std::string file;
   std::string text;  // the file's bytes, stored with the migration

@@ -208,14 +208,8 @@ int cmd_plan(const std::string& file, bool json, const std::string& dsn) {
   if (!dsn.empty()) {
     try {
       auto conn = connect_postgres(dsn, "tandemd plan");
-      for (const auto& s : plan->steps) {
-        if (s.kind != StepKind::kPrecheck) continue;
-        Transaction tx(*conn);
-        tx.exec("SET TRANSACTION READ ONLY");
-        Rows r = tx.exec(s.sql);
-        for (size_t i = 0; i < r.size(); ++i) {
-          refusals.push_back({{"step", s.id}, {"reason", r.text(i, 0)}});
-        }
+      for (const auto& [step, reason] : precheck_refusals(*conn, *plan)) {
+        refusals.push_back({{"step", step}, {"reason", reason}});
       }
       estimates = estimate_backfills(*conn, *plan);
     } catch (const std::exception& e) {

@@ -64,34 +64,6 @@ const std::vector<std::string>& command_names() {
   return kNames;
 }
 
-namespace {
-
-// Whether JSON text opens more than `limit` arrays and objects inside one
-// another (brackets inside strings do not count).
-bool nests_deeper_than(const std::string& text, int limit) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
-
-}  // namespace
-
 ParsedRequest parse_request(const std::string& line) {
   ParsedRequest out;
   auto fail = [&](const std::string& code, const std::string& message) {
@@ -108,7 +80,7 @@ ParsedRequest parse_request(const std::string& line) {
   }
   // Before it is parsed: a deep value is copied and destroyed recursively,
   // and 60,000 levels overflowed the daemon's stack (issue 16).
-  if (nests_deeper_than(line, kMaxDepth)) {
+  if (flow_nesting_deeper_than(line, kMaxDepth)) {
     return fail("bad_request",
                 "request nests more than " + std::to_string(kMaxDepth) + " levels deep");
   }

@@ -6,6 +6,8 @@
 #include <memory>
 #include <vector>
 
+#include "util/text.h"
+
 namespace tandem {
 namespace {
 
@@ -25,22 +27,28 @@ std::string conninfo_value(const std::string& v) {
   return out + "'";
 }
 
+using Options = std::unique_ptr<PQconninfoOption, void (*)(PQconninfoOption*)>;
+
+// The options libpq reads from `dsn`; null when it cannot. libpq's message
+// is dropped: it quotes the text it stopped at, which may be the password.
+Options parse(const std::string& dsn) {
+  char* error = nullptr;
+  Options options(PQconninfoParse(dsn.c_str(), &error), PQconninfoFree);
+  PQfreemem(error);
+  return options;
+}
+
 }  // namespace
 
 std::string with_connection_defaults(const std::string& dsn) {
   static const char* const kDefaults[][2] = {
       {"keepalives", "1"},       {"keepalives_idle", "10"},     {"keepalives_interval", "3"},
       {"keepalives_count", "3"}, {"tcp_user_timeout", "30000"}, {"connect_timeout", "10"}};
-  char* error = nullptr;
-  std::unique_ptr<PQconninfoOption, void (*)(PQconninfoOption*)> options(
-      PQconninfoParse(dsn.c_str(), &error), PQconninfoFree);
-  if (!options) {
-    PQfreemem(error);
-    return dsn;
-  }
+  Options options = parse(dsn);
+  if (!options) return dsn;
   // Environment variables are applied by libpq after the string: a default
   // written here would hide, say, PGCONNECT_TIMEOUT.
-  PQconninfoOption* env = PQconndefaults();
+  Options env(PQconndefaults(), PQconninfoFree);
   std::string out;
   auto add = [&](const std::string& key, const std::string& value) {
     out += (out.empty() ? "" : " ") + key + "=" + conninfo_value(value);
@@ -53,25 +61,17 @@ std::string with_connection_defaults(const std::string& dsn) {
     for (PQconninfoOption* o = options.get(); o->keyword; ++o) {
       if (key == std::string(o->keyword)) given = o->val != nullptr;
     }
-    for (PQconninfoOption* o = env; o && o->keyword; ++o) {
+    for (PQconninfoOption* o = env.get(); o && o->keyword; ++o) {
       if (key == std::string(o->keyword) && o->envvar && std::getenv(o->envvar)) given = true;
     }
     if (!given) add(key, value);
   }
-  PQconninfoFree(env);
   return out;
 }
 
 std::string redacted_conninfo(const std::string& dsn) {
-  char* error = nullptr;
-  std::unique_ptr<PQconninfoOption, void (*)(PQconninfoOption*)> options(
-      PQconninfoParse(dsn.c_str(), &error), PQconninfoFree);
-  if (!options) {
-    // libpq's message quotes the text it stopped at, which may be the
-    // password: it is not repeated here.
-    PQfreemem(error);
-    return "(a connection string libpq cannot read)";
-  }
+  Options options = parse(dsn);
+  if (!options) return "(a connection string libpq cannot read)";
   std::vector<std::string> parts;
   for (PQconninfoOption* o = options.get(); o->keyword; ++o) {
     if (!o->val) continue;
@@ -79,9 +79,7 @@ std::string redacted_conninfo(const std::string& dsn) {
     const bool secret = key == "password" || (o->dispchar && o->dispchar[0] == '*');
     parts.push_back(key + "=" + (secret ? "***" : conninfo_value(o->val)));
   }
-  std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : " ") + p;
-  return out;
+  return join(parts, " ");
 }
 
 }  // namespace tandem

@@ -345,21 +345,31 @@ RollbackOutcome Executor::rollback() {
   }
 }
 
-void Executor::check_before_start() {
-  std::vector<std::string> refusals;
-  for (const auto& step : plan_.steps) {
+std::vector<std::pair<std::string, std::string>> precheck_refusals(
+    Connection& conn, const Plan& plan,
+    std::optional<std::pair<std::chrono::milliseconds, std::chrono::milliseconds>> timeouts) {
+  std::vector<std::pair<std::string, std::string>> refusals;
+  for (const auto& step : plan.steps) {
     if (step.kind != StepKind::kPrecheck) continue;
-    Transaction tx(*conn_);
-    const Settings st = settings();
-    tx.set_timeouts(lock_wait(st), st.statement_timeout);
+    Transaction tx(conn);
+    if (timeouts) tx.set_timeouts(timeouts->first, timeouts->second);
     tx.exec("SET TRANSACTION READ ONLY");
     Rows problems = tx.exec(step.sql);
     // Ended by COMMIT, as every transaction here is: a ROLLBACK that does not
     // reach the server would leave the session read only.
     tx.commit();
-    for (size_t i = 0; i < problems.size(); ++i) {
-      refusals.push_back("step " + step.id + ": " + problems.text(i, 0));
-    }
+    for (size_t i = 0; i < problems.size(); ++i)
+      refusals.emplace_back(step.id, problems.text(i, 0));
+  }
+  return refusals;
+}
+
+void Executor::check_before_start() {
+  const Settings st = settings();
+  std::vector<std::string> refusals;
+  for (const auto& [step, reason] :
+       precheck_refusals(*conn_, plan_, std::make_pair(lock_wait(st), st.statement_timeout))) {
+    refusals.push_back("step " + step + ": " + reason);
   }
   if (!refusals.empty()) {
     throw Error(ErrorKind::kBadInput, "migration \"" + spec_.name +
@@ -895,12 +905,8 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
               range = stored;
             }
             if (!found) {
-              throw Error(ErrorKind::kFatal,
-                          "range " + std::to_string(range.worker) + " of step " + step.id +
-                              " has no checkpoint on this server: it does not hold the "
-                              "migration's state as tandemd last read it (a failover to a "
-                              "server that had not replayed it?). Check which server the DSN "
-                              "reaches, then run again");
+              throw StateStore::state_not_held("range " + std::to_string(range.worker) +
+                                               " of step " + step.id + " has no checkpoint");
             }
             if (range.finished) return;
           }

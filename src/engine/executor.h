@@ -33,6 +33,8 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "db/connection.h"
 #include "engine/backfill.h"
@@ -92,6 +94,14 @@ struct RunOptions {
   std::function<std::unique_ptr<Connection>(const std::string& dsn, const std::string& app)>
       connect;
 };
+
+// Runs every precheck step of `plan` on `conn`, each in a READ ONLY
+// transaction (with these lock and statement timeouts when given; else the
+// session's), and returns their refusals as (step id, reason), in plan order.
+std::vector<std::pair<std::string, std::string>> precheck_refusals(
+    Connection& conn, const Plan& plan,
+    std::optional<std::pair<std::chrono::milliseconds, std::chrono::milliseconds>> timeouts =
+        std::nullopt);
 
 enum class RunOutcome {
   kCompleted,         // every phase is done

@@ -20,17 +20,11 @@ std::string pg_text_array(const std::vector<std::string>& items) {
 }
 
 // A write to the state store that must change exactly one row. One that
-// changes none means this server does not hold the state the caller read
-// (a failover to a standby that had not replayed it, a migration removed
-// meanwhile): going on would work from memory the server does not share.
+// changes none means this server does not hold the state the caller read.
 void expect_one_row(const Rows& r, const std::string& what) {
   if (r.affected == 1) return;
-  throw Error(ErrorKind::kFatal,
-              what + " changed " + std::to_string(r.affected) +
-                  " rows of the state store instead of one: this server does not hold the "
-                  "migration's state as tandemd last read it (a failover to a server that had "
-                  "not replayed it?). Check which server the DSN reaches, then run again: "
-                  "tandemd rereads the state");
+  throw StateStore::state_not_held(what + " changed " + std::to_string(r.affected) +
+                                   " rows of the state store instead of one");
 }
 
 }  // namespace
@@ -220,6 +214,14 @@ std::string StateStore::hash_of(Connection& conn, const std::string& text) {
   return conn.exec("SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')", {text}).text(0, 0);
 }
 
+Error StateStore::state_not_held(const std::string& what) {
+  return Error(ErrorKind::kFatal,
+               what +
+                   ": this server does not hold the migration's state as tandemd last read "
+                   "it (a failover to a server that had not replayed it?). Check which server "
+                   "the DSN reaches, then run again: tandemd rereads the state");
+}
+
 std::string StateStore::spec_text(Connection& conn) const {
   Rows r = conn.exec("SELECT spec_text FROM tandem.migrations WHERE name = $1", {migration_});
   if (r.empty()) throw Error(ErrorKind::kFatal, "migration \"" + migration_ + "\" is not recorded");
@@ -229,15 +231,11 @@ std::string StateStore::spec_text(Connection& conn) const {
 void StateStore::replace_spec(Connection& conn, const std::string& spec_text,
                               const std::string& actor) const {
   Transaction tx(conn);
-  Rows r = tx.exec(
-      "UPDATE tandem.migrations SET spec_text = $2,"
-      " spec_hash = encode(sha256(convert_to($2, 'UTF8')), 'hex'), updated_at = now()"
-      " WHERE name = $1",
-      {migration_, spec_text});
-  if (r.affected != 1) {
-    throw Error(ErrorKind::kFatal,
-                "migration \"" + migration_ + "\" was not there to record its new spec text");
-  }
+  expect_one_row(tx.exec("UPDATE tandem.migrations SET spec_text = $2,"
+                         " spec_hash = encode(sha256(convert_to($2, 'UTF8')), 'hex'),"
+                         " updated_at = now() WHERE name = $1",
+                         {migration_, spec_text}),
+                 "recording the new spec text of migration " + migration_);
   event(conn, "spec_replaced", std::nullopt, "", actor);
   tx.commit();
 }

@@ -86,10 +86,14 @@ class StateStore {
   // By worker number; empty before the step started.
   std::vector<Partition> partitions(Connection& conn, const std::string& step_id) const;
   static std::string hash_of(Connection& conn, const std::string& text);
+  // The error for state that this server does not hold as tandemd read it
+  // (`what` says which): a write that changed no row, a range without its
+  // checkpoint after a reconnect. Fatal: going on would work from memory.
+  static Error state_not_held(const std::string& what);
   // The spec text the migration was started with (or last replaced by).
   std::string spec_text(Connection& conn) const;
   // Stores a new text of the spec (one that plans the same steps) and logs
-  // it. Throws Error(kFatal) when no row changed: the migration is gone.
+  // it. Throws state_not_held() when no row changed: the migration is gone.
   void replace_spec(Connection& conn, const std::string& spec_text, const std::string& actor) const;
 
   // Inserts the migration and one pending row per step; or, for a migration

@@ -85,12 +85,16 @@ Needs needs_of(const Operation& operation) {
         using T = std::decay_t<decltype(op)>;
         if constexpr (!std::is_same_v<T, SqlOperation>) n.table = rel(op.schema, op.table);
         // Columns an expression reads: an operation whose expression names a
-        // column another one adds comes after it.
-        auto reads = [&](const std::string& expr) {
-          for (const auto& name : names_in(expr)) n.needs.push_back(n.table + "." + name);
+        // column another one adds comes after it. `attached`: what the
+        // expression defines (a check, an index) sits on those columns too.
+        auto reads = [&](const std::string& expr, bool attached = false) {
+          for (const auto& name : names_in(expr)) {
+            n.needs.push_back(n.table + "." + name);
+            if (attached) n.attaches.insert(name);
+          }
         };
         if constexpr (std::is_same_v<T, AddColumn>) {
-          n.produces.push_back(rel(op.schema, op.table) + "." + op.column);
+          n.produces.push_back(n.table + "." + op.column);
           reads(op.backfill);
           if (op.default_value) reads(*op.default_value);
           if (op.unique || op.not_null) n.attaches.insert(op.column);
@@ -105,44 +109,35 @@ Needs needs_of(const Operation& operation) {
           for (const auto& [column, expr] : op.up) reads(expr);
         }
         if constexpr (std::is_same_v<T, AddReference>) {
-          n.produces.push_back(rel(op.schema, op.table) + "." + op.column);
+          n.produces.push_back(n.table + "." + op.column);
           n.needs.push_back(rel(op.references_schema, op.references) + "." + op.referenced_column);
-          n.needs.push_back(rel(op.schema, op.table) + "." + op.via);
+          n.needs.push_back(n.table + "." + op.via);
           if (op.drop_via) n.replaces.insert(op.via);
         }
         if constexpr (std::is_same_v<T, AddConstraint>) {
           if (op.kind == AddConstraint::Kind::kForeignKey) {
             n.needs.push_back(op.references);
           }
-          if (op.kind == AddConstraint::Kind::kCheck) {
-            reads(op.check);
-            for (const auto& name : names_in(op.check)) n.attaches.insert(name);
-          }
+          if (op.kind == AddConstraint::Kind::kCheck) reads(op.check, true);
           for (const auto& c : op.columns) {
             n.needs.push_back(n.table + "." + c);
             n.attaches.insert(c);
           }
         }
         if constexpr (std::is_same_v<T, CreateIndex>) {
-          for (const auto& c : op.columns) {
-            reads(c);
-            for (const auto& name : names_in(c)) n.attaches.insert(name);
-          }
-          if (op.where) {
-            reads(*op.where);
-            for (const auto& name : names_in(*op.where)) n.attaches.insert(name);
-          }
+          for (const auto& c : op.columns) reads(c, true);
+          if (op.where) reads(*op.where, true);
         }
         if constexpr (std::is_same_v<T, AlterColumnType> || std::is_same_v<T, CreateIndex> ||
                       std::is_same_v<T, AddConstraint> || std::is_same_v<T, SetNotNull> ||
                       std::is_same_v<T, DropColumn> || std::is_same_v<T, AddColumn> ||
                       std::is_same_v<T, MoveColumn> || std::is_same_v<T, CopyTable> ||
                       std::is_same_v<T, AddReference> || std::is_same_v<T, RenameColumn>) {
-          n.needs.push_back(rel(op.schema, op.table));
+          n.needs.push_back(n.table);
         }
         if constexpr (std::is_same_v<T, SetNotNull> || std::is_same_v<T, RenameColumn> ||
                       std::is_same_v<T, AlterColumnType> || std::is_same_v<T, DropColumn>) {
-          n.needs.push_back(rel(op.schema, op.table) + "." + op.column);
+          n.needs.push_back(n.table + "." + op.column);
         }
         if constexpr (std::is_same_v<T, SetNotNull>) n.attaches.insert(op.column);
         if constexpr (std::is_same_v<T, AlterColumnType> || std::is_same_v<T, RenameColumn> ||
@@ -152,15 +147,6 @@ Needs needs_of(const Operation& operation) {
       },
       operation.op);
   return n;
-}
-
-const char* operation_name(const Operation& o) {
-  static const char* const kNames[] = {"alter_column_type", "sql",          "create_index",
-                                       "add_constraint",    "set_not_null", "drop_column",
-                                       "add_column",        "move_column",  "copy_table",
-                                       "add_reference",     "rename_column"};
-  static_assert(std::variant_size_v<decltype(o.op)> == std::size(kNames));
-  return kNames[o.op.index()];
 }
 
 // Refuses two operations of which one replaces a column (alter_column_type,
@@ -214,10 +200,16 @@ std::set<std::string> tables_touched(const Spec& spec) {
   return out;
 }
 
-std::vector<size_t> dependency_order(const Spec& spec) {
+namespace {
+
+std::vector<Needs> needs_of_all(const Spec& spec) {
   std::vector<Needs> all;
   all.reserve(spec.operations.size());
   for (const auto& o : spec.operations) all.push_back(needs_of(o));
+  return all;
+}
+
+std::vector<size_t> order_of(const std::vector<Needs>& all) {
   // Who produces what, then an edge producer → consumer for each need; the
   // earliest ready operation goes first (spec order where nothing depends).
   std::map<std::string, std::vector<size_t>> producers;
@@ -256,6 +248,10 @@ std::vector<size_t> dependency_order(const Spec& spec) {
   return order;
 }
 
+}  // namespace
+
+std::vector<size_t> dependency_order(const Spec& spec) { return order_of(needs_of_all(spec)); }
+
 bool plans_alike(const Spec& started, const Spec& now) {
   if (started.name != now.name) return false;
   Spec with_now_settings = started;
@@ -269,16 +265,12 @@ bool plans_alike(const Spec& started, const Spec& now) {
 }
 
 Plan make_plan(const Spec& spec) {
-  {
-    std::vector<Needs> all;
-    all.reserve(spec.operations.size());
-    for (const auto& o : spec.operations) all.push_back(needs_of(o));
-    refuse_conflicts(spec, all);
-  }
+  const std::vector<Needs> all = needs_of_all(spec);
+  refuse_conflicts(spec, all);
   Plan plan;
   plan.migration = spec.name;
   std::vector<Step> steps;
-  for (size_t i : dependency_order(spec)) {
+  for (size_t i : order_of(all)) {
     const int index = static_cast<int>(i) + 1;
     std::visit(
         [&](const auto& op) {

@@ -31,6 +31,18 @@ std::string SpecError::to_string() const {
   return (where.line ? where.to_string() : where.file) + ": " + message;
 }
 
+const std::vector<std::string>& operation_names() {
+  static const std::vector<std::string> kNames = {
+      "alter_column_type", "sql",           "create_index", "add_constraint",
+      "set_not_null",      "drop_column",   "add_column",   "move_column",
+      "copy_table",        "add_reference", "rename_column"};
+  return kNames;
+}
+
+const char* operation_name(const Operation& operation) {
+  return operation_names().at(operation.op.index()).c_str();
+}
+
 bool Spec::requires_approval(Phase phase) const {
   if (phase_info(phase).approval_required) return true;
   return std::find(approval_gates.begin(), approval_gates.end(), phase) != approval_gates.end();
@@ -111,46 +123,6 @@ std::string type_name_problem(const std::string& t) {
 // memory or stack: no hand-written migration comes near them.
 constexpr size_t kMaxSpecBytes = 1 << 20;
 constexpr int kMaxDepth = 32;
-
-// Where a flow collection ([...] or {...}) opens more than kMaxDepth levels
-// deep, if one does: yaml-cpp would recurse once per level (and give up only
-// at about 500, far from the place). Quoted scalars and comments are skipped.
-std::optional<std::pair<int, int>> too_deep_flow_at(const std::string& text) {
-  int depth = 0, line = 1, column = 0;
-  char quote = 0;
-  bool comment = false;
-  char prev = '\n';
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++column;
-    if (c == '\n') {
-      ++line;
-      column = 0;
-      comment = false;
-    } else if (comment) {
-    } else if (quote == '"') {
-      if (c == '\\') {
-        ++i;
-        ++column;
-      } else if (c == '"') {
-        quote = 0;
-      }
-    } else if (quote == '\'') {
-      if (c == '\'') quote = 0;  // '' inside reads as closing and opening again
-    } else if (c == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) {
-      comment = true;
-    } else if ((c == '"' || c == '\'') &&
-               std::string(" \t\n[{,:-").find(prev) != std::string::npos) {
-      quote = c;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxDepth) return std::make_pair(line, column);
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-    prev = c;
-  }
-  return std::nullopt;
-}
 
 class Parser {
  public:
@@ -690,10 +662,6 @@ class Parser {
       return;
     }
     if (n.size() == 0) error(n, "operations: the list is empty; a migration needs at least one");
-    static const std::vector<std::string> kOperations = {
-        "alter_column_type", "add_column",    "create_index", "add_constraint",
-        "set_not_null",      "drop_column",   "move_column",  "copy_table",
-        "add_reference",     "rename_column", "sql"};
     for (const auto& item : n) {
       if (!item.IsMap() || item.size() != 1) {
         error(item,
@@ -732,7 +700,8 @@ class Parser {
       } else if (op == "sql") {
         keep(sql(entry.second));
       } else {
-        error(entry.first, "unknown operation \"" + op + "\"" + did_you_mean(op, kOperations));
+        error(entry.first,
+              "unknown operation \"" + op + "\"" + did_you_mean(op, operation_names()));
       }
     }
   }
@@ -851,7 +820,9 @@ class Parser {
 
  private:
   std::optional<SourceLocation> too_deep_flow(const std::string& text) const {
-    auto at = too_deep_flow_at(text);
+    // yaml-cpp recurses once per level of a flow collection and gives up
+    // only at about 500, far from the place.
+    auto at = flow_nesting_deeper_than(text, kMaxDepth);
     if (!at) return std::nullopt;
     return SourceLocation{file_, at->first, at->second};
   }

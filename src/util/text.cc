@@ -133,4 +133,41 @@ std::string fill_template(std::string text,
   return text;
 }
 
+std::optional<std::pair<int, int>> flow_nesting_deeper_than(const std::string& text, int limit) {
+  int depth = 0, line = 1, column = 0;
+  char quote = 0;
+  bool comment = false;
+  char prev = '\n';
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++column;
+    if (c == '\n') {
+      ++line;
+      column = 0;
+      comment = false;
+    } else if (comment) {
+    } else if (quote == '"') {
+      if (c == '\\') {
+        ++i;
+        ++column;
+      } else if (c == '"') {
+        quote = 0;
+      }
+    } else if (quote == '\'') {
+      if (c == '\'') quote = 0;  // '' inside reads as closing and opening again
+    } else if (c == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) {
+      comment = true;
+    } else if ((c == '"' || c == '\'') &&
+               std::string(" \t\n[{,:-").find(prev) != std::string::npos) {
+      quote = c;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return std::make_pair(line, column);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+    prev = c;
+  }
+  return std::nullopt;
+}
+
 }  // namespace tandem

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +24,11 @@ std::string utf8_prefix(const std::string& s, size_t max_bytes);
 // in the order given (so a key that is a prefix of another goes after it).
 std::string fill_template(std::string text,
                           const std::vector<std::pair<std::string, std::string>>& values);
+// Where YAML or JSON text opens a flow collection ([...] or {...}) more than
+// `limit` levels deep, if it does: the bracket's line and column (1-based,
+// counting UTF-8 characters). Quoted scalars, JSON strings and YAML comments
+// are skipped. A parser that recurses once per level can be told in advance.
+std::optional<std::pair<int, int>> flow_nesting_deeper_than(const std::string& text, int limit);
 // "1,234,567"
 std::string with_commas(long long n);
 // "912 kB", "641 MB", "2.4 GB": powers of 1024, in PostgreSQL's unit names.
