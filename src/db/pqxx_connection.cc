@@ -2,6 +2,7 @@
 #include <csignal>
 #include <pqxx/pqxx>
 
+#include "db/call_deadline.h"
 #include "db/connection.h"
 #include "db/conninfo.h"
 
@@ -37,7 +38,15 @@ std::string rollback_sqlstate(const pqxx::transaction_rollback& e) {
 
 class PqxxConnection final : public Connection {
  public:
-  explicit PqxxConnection(const std::string& dsn) : conn_(dsn) { conn_.inhibit_reactivation(true); }
+  explicit PqxxConnection(const std::string& dsn) : conn_(dsn) {
+    conn_.inhibit_reactivation(true);
+    const char* host = conn_.hostname();
+    const char* port = conn_.port();
+    if (host && *host) {
+      ping_conninfo_ = "host=" + conninfo_value(host);
+      if (port && *port) ping_conninfo_ += " port=" + conninfo_value(port);
+    }
+  }
 
   Rows exec(const std::string& sql, const std::vector<std::string>& params) override {
     return translate(
@@ -65,7 +74,7 @@ class PqxxConnection final : public Connection {
           }
           return out;
         },
-        false);
+        false, sql);
   }
 
   void commit() override {
@@ -75,7 +84,7 @@ class PqxxConnection final : public Connection {
           tx.exec("COMMIT");
           return 0;
         },
-        true);
+        true, "COMMIT");
   }
 
   bool is_open() const override { return conn_.is_open(); }
@@ -83,10 +92,24 @@ class PqxxConnection final : public Connection {
 
  private:
   template <typename F>
-  auto translate(F&& f, bool committing) -> decltype(f()) {
+  auto translate(F&& f, bool committing, const std::string& sql) -> decltype(f()) {
+    WatchedCall call(conn_.sock(), timeout_.bound_for(sql), ping_conninfo_);
+    // Whatever the call ended with, what it set is followed.
+    struct Follow {
+      StatementTimeout& t;
+      const std::string& sql;
+      ~Follow() { t.ran(sql); }
+    } follow{timeout_, sql};
     try {
       return f();
     } catch (const pqxx::broken_connection& e) {
+      const std::string cut = call.cut_reason();
+      if (!cut.empty()) {
+        throw Error(committing ? ErrorKind::kInDoubt : ErrorKind::kRetryable,
+                    cut + "; the connection was dropped" +
+                        (committing ? " during COMMIT; the outcome is unknown" : ""),
+                    "08006");
+      }
       if (committing) {
         throw Error(
             ErrorKind::kInDoubt,
@@ -121,7 +144,20 @@ class PqxxConnection final : public Connection {
     throw Error(kind, first_line(e.what()), sqlstate);
   }
 
+  // A value for a libpq connection string, quoted.
+  static std::string conninfo_value(const std::string& v) {
+    std::string out = "'";
+    for (char c : v) {
+      if (c == '\\' || c == '\'') out += '\\';
+      out += c;
+    }
+    return out + "'";
+  }
+
   pqxx::connection conn_;
+  // Every session starts with kSessionLimitsSql's 60 s.
+  StatementTimeout timeout_{std::chrono::milliseconds(60'000)};
+  std::string ping_conninfo_;
 };
 
 }  // namespace

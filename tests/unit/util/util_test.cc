@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "db/call_deadline.h"
 #include "db/conninfo.h"
 #include "engine/backfill.h"
 #include "engine/progress.h"
@@ -157,6 +158,41 @@ TEST(KeysetWalker, RangePredicateNumbersParametersAfterThenUpper) {
   KeysetWalker two("t", {"a", "b"});
   EXPECT_EQ(two.range_predicate({{"1", "2"}, {"3", "4"}}),
             "(_row.a, _row.b) > ($1, $2) AND (_row.a, _row.b) <= ($3, $4)");
+}
+
+// Issue 16: a call's client-side deadline follows the statement_timeout it
+// runs under: the session's, or the transaction's while one is open.
+TEST(StatementTimeout, FollowsSessionAndLocalSettings) {
+  using std::chrono::milliseconds;
+  StatementTimeout t(milliseconds(60'000));
+  EXPECT_EQ(t.bound_for("SELECT 1"), milliseconds(60'000));
+  t.ran("SET statement_timeout = '5s'; SET lock_timeout = '1s'");
+  EXPECT_EQ(t.in_effect(), milliseconds(5'000));
+  t.ran("BEGIN");
+  // The call that sets a longer one runs under it already.
+  EXPECT_EQ(t.bound_for("SET LOCAL lock_timeout = '10ms'; SET LOCAL statement_timeout = '2h'"),
+            milliseconds(7'200'000));
+  t.ran("SET LOCAL lock_timeout = '10ms'; SET LOCAL statement_timeout = '2h'");
+  EXPECT_EQ(t.in_effect(), milliseconds(7'200'000));
+  t.ran("COMMIT");
+  EXPECT_EQ(t.in_effect(), milliseconds(5'000));
+  t.ran("set local STATEMENT_TIMEOUT to 250");
+  EXPECT_EQ(t.in_effect(), milliseconds(250));
+  t.ran(" rollback; ");
+  EXPECT_EQ(t.in_effect(), milliseconds(5'000));
+  // A shorter one set on the way does not shorten the call that sets it.
+  EXPECT_EQ(t.bound_for("SET statement_timeout = '1min'; SELECT 1"), milliseconds(60'000));
+  EXPECT_EQ(t.bound_for("SET statement_timeout = 100"), milliseconds(5'000));
+  // 0 is none: only the server check bounds such a call.
+  EXPECT_EQ(t.bound_for("SET statement_timeout = 0"), milliseconds(0));
+  t.ran("SET statement_timeout = '0'");
+  EXPECT_EQ(t.bound_for("SET LOCAL statement_timeout = '1s'"), milliseconds(0));
+  // Not an assignment, or not a value PostgreSQL would take: ignored.
+  t.ran("SELECT current_setting('statement_timeout'); SET statement_timeout = 'x'");
+  EXPECT_EQ(t.in_effect(), milliseconds(0));
+  StatementTimeout u(milliseconds(60'000));
+  u.ran("SET statement_timeout TO '3 d'");
+  EXPECT_EQ(u.in_effect(), milliseconds(3LL * 86'400'000));
 }
 
 // Issue 16: the old masking missed "password = s3cret" and "password= s3cret"
