@@ -31,6 +31,14 @@ struct MigrationManager::Worker : ProgressSink {
   std::condition_variable cv;
   long generation = 0;          // bumped by every command; a waiting worker wakes on it
   std::string desired = "run";  // run | pause | rollback
+  // What was asked for and is not yet recorded in tandem.submissions (the
+  // database did not answer): it holds in memory, and the poller records
+  // it; until then, what the database says does not overwrite it.
+  struct Pending {
+    long seq = 0;
+    std::string desired, event, actor;
+  };
+  std::optional<Pending> pending;
   std::set<Phase> approved;
   std::string activity = "starting";  // see docs/control-protocol.md
   std::optional<Phase> phase;
@@ -116,12 +124,30 @@ struct MigrationManager::Worker : ProgressSink {
   }
 };
 
+namespace {
+// How long pause, resume, rollback and abort wait for their record in the
+// database before they answer (with "recorded": false; it is recorded later).
+constexpr std::chrono::seconds kRecordWait{2};
+}  // namespace
+
 MigrationManager::MigrationManager(Options options) : options_(std::move(options)) {}
 
 MigrationManager::~MigrationManager() { shutdown(); }
 
 void MigrationManager::with_db(const std::function<void(Connection&)>& f) {
-  std::lock_guard<std::mutex> l(db_mu_);
+  std::lock_guard<std::timed_mutex> l(db_mu_);
+  on_db(f);
+}
+
+bool MigrationManager::try_with_db(const std::function<void(Connection&)>& f,
+                                   std::chrono::milliseconds wait) {
+  std::unique_lock<std::timed_mutex> l(db_mu_, std::defer_lock);
+  if (!l.try_lock_for(wait)) return false;
+  on_db(f);
+  return true;
+}
+
+void MigrationManager::on_db(const std::function<void(Connection&)>& f) {
   for (int attempt = 0;; ++attempt) {
     try {
       if (!db_ || !db_->is_open()) db_ = connect_postgres(options_.dsn, "tandemd control");
@@ -160,9 +186,17 @@ void MigrationManager::poll_loop() {
   while (!shutting_down_) {
     {
       std::unique_lock<std::mutex> l(poll_mu_);
-      poll_cv_.wait_for(l, options_.poll, [&] { return shutting_down_.load(); });
+      poll_cv_.wait_for(l, options_.poll, [&] { return shutting_down_.load() || record_now_; });
+      record_now_ = false;
     }
     if (shutting_down_) return;
+    for (Worker* w : all_workers()) {
+      try {
+        record_pending(*w);
+      } catch (const std::exception& e) {
+        spdlog::warn("migration {}: cannot record what was asked of it yet: {}", w->name, e.what());
+      }
+    }
     // Migrations another daemon accepted: this one stands by to take them over.
     try {
       adopt_submissions();
@@ -359,16 +393,21 @@ void apply_live(RunControl& control, const Settings& base, const nlohmann::json&
 void MigrationManager::refresh(Worker& w) {
   if (!w.spec) return;
   std::optional<std::array<std::string, 3>> row;
-  with_db([&](Connection& c) {
-    Rows r =
-        c.exec("SELECT desired, approved::text, live::text FROM tandem.submissions WHERE name = $1",
-               {w.name});
-    if (!r.empty()) row = std::array<std::string, 3>{r.text(0, 0), r.text(0, 1), r.text(0, 2)};
-  });
+  const bool read = try_with_db(
+      [&](Connection& c) {
+        Rows r = c.exec(
+            "SELECT desired, approved::text, live::text FROM tandem.submissions WHERE name = $1",
+            {w.name});
+        if (!r.empty()) row = std::array<std::string, 3>{r.text(0, 0), r.text(0, 1), r.text(0, 2)};
+      },
+      std::chrono::seconds(1));
+  // The control session busy for longer (a database that does not answer
+  // it): the worker goes on with what it was told in memory.
+  if (!read) spdlog::debug("migration {}: the control session is busy; not re-read", w.name);
   if (!row) return;
   apply_live(*w.control, w.base, nlohmann::json::parse((*row)[2], nullptr, false));
   std::lock_guard<std::mutex> l(w.mu);
-  w.desired = (*row)[0];
+  if (!w.pending) w.desired = (*row)[0];
   w.approved = parse_phase_array((*row)[1]);
 }
 
@@ -412,16 +451,14 @@ bool MigrationManager::cancel_in_flight(Worker& w) {
   std::string list;
   for (int pid : pids) list += (list.empty() ? "{" : ",") + std::to_string(pid);
   list += "}";
-  bool cancelled = false;
-  with_db([&](Connection& c) {
-    // Only that migration's own sessions: a pid may have been reused.
-    Rows r = c.exec(
-        "SELECT bool_or(pg_cancel_backend(pid)) FROM pg_stat_activity"
-        " WHERE pid = ANY ($1::int[]) AND application_name LIKE $2 AND state = 'active'",
-        {list, "tandemd " + w.name + " pid %"});
-    cancelled = !r.empty() && r.text(0, 0) == "t";
-  });
-  return cancelled;
+  // On a session of its own: the control session may be the one that is stuck.
+  auto c = connect_postgres(options_.dsn, "tandemd control cancel");
+  // Only that migration's own sessions: a pid may have been reused.
+  Rows r = c->exec(
+      "SELECT bool_or(pg_cancel_backend(pid)) FROM pg_stat_activity"
+      " WHERE pid = ANY ($1::int[]) AND application_name LIKE $2 AND state = 'active'",
+      {list, "tandemd " + w.name + " pid %"});
+  return !r.empty() && r.text(0, 0) == "t";
 }
 
 nlohmann::json MigrationManager::throttle(Worker& w, const control::Request& r,
@@ -549,40 +586,66 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
   return j;
 }
 
-void MigrationManager::set_desired(Worker& w, const std::string& desired, const std::string& actor,
+bool MigrationManager::set_desired(Worker& w, const std::string& desired, const std::string& actor,
                                    const std::string& event) {
-  with_db([&](Connection& c) {
-    Transaction tx(c);
-    tx.exec("UPDATE tandem.submissions SET desired = $2, updated_at = now() WHERE name = $1",
-            {w.name, desired});
-    StateStore(w.name).event(c, event, std::nullopt, "", actor);
-    tx.commit();
-  });
+  // In memory first: the migration obeys at its next safe point whether or
+  // not the database answers the control session.
+  long seq;
   {
     std::lock_guard<std::mutex> l(w.mu);
     w.desired = desired;
     ++w.generation;
     w.stop = desired != "run";
+    seq = w.generation;
+    w.pending = Worker::Pending{seq, desired, event, actor};
   }
   w.cv.notify_all();
   // A migration that completed or was rolled back starts again when asked to.
   if (w.finished && w.spec && !shutting_down_) launch(w);
+  // Recorded by the poller; the answer waits for it a little.
+  nudge_poller();
+  std::unique_lock<std::mutex> l(w.mu);
+  w.cv.wait_for(l, kRecordWait, [&] { return !w.pending || w.pending->seq != seq; });
+  return !w.pending || w.pending->seq != seq;
+}
+
+void MigrationManager::record_pending(Worker& w) {
+  std::optional<Worker::Pending> p;
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    p = w.pending;
+  }
+  if (!p) return;
+  with_db([&](Connection& c) {
+    Transaction tx(c);
+    tx.exec("UPDATE tandem.submissions SET desired = $2, updated_at = now() WHERE name = $1",
+            {w.name, p->desired});
+    if (!p->event.empty()) StateStore(w.name).event(c, p->event, std::nullopt, "", p->actor);
+    tx.commit();
+  });
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    if (w.pending && w.pending->seq == p->seq) w.pending.reset();  // a newer ask stays
+  }
+  w.cv.notify_all();
 }
 
 void MigrationManager::pause_for(Worker& w, const std::string& why, const std::string& activity) {
   {
     std::lock_guard<std::mutex> l(w.mu);
     w.desired = "pause";
+    w.pending = Worker::Pending{++w.generation, "pause", "", ""};
   }
   w.set_activity(activity, why);
-  try {
-    with_db([&](Connection& c) {
-      c.exec("UPDATE tandem.submissions SET desired = 'pause', updated_at = now() WHERE name = $1",
-             {w.name});
-    });
-  } catch (const std::exception& db) {
-    spdlog::warn("migration {}: cannot record the pause: {}", w.name, db.what());
+  nudge_poller();
+}
+
+void MigrationManager::nudge_poller() {
+  {
+    std::lock_guard<std::mutex> l(poll_mu_);
+    record_now_ = true;
   }
+  poll_cv_.notify_all();
 }
 
 nlohmann::json MigrationManager::handle(const control::Request& r, const std::string& actor) {
@@ -634,18 +697,18 @@ nlohmann::json MigrationManager::handle(const control::Request& r, const std::st
     }
     case Command::kPause: {
       Worker& w = find(r.name);
-      set_desired(w, "pause", actor, "pause_requested");
-      return {{"name", r.name}, {"desired", "pause"}};
+      const bool recorded = set_desired(w, "pause", actor, "pause_requested");
+      return {{"name", r.name}, {"desired", "pause"}, {"recorded", recorded}};
     }
     case Command::kResume: {
       Worker& w = find(r.name);
-      set_desired(w, "run", actor, "resume_requested");
-      return {{"name", r.name}, {"desired", "run"}};
+      const bool recorded = set_desired(w, "run", actor, "resume_requested");
+      return {{"name", r.name}, {"desired", "run"}, {"recorded", recorded}};
     }
     case Command::kRollback: {
       Worker& w = find(r.name);
-      set_desired(w, "rollback", actor, "rollback_requested");
-      return {{"name", r.name}, {"desired", "rollback"}};
+      const bool recorded = set_desired(w, "rollback", actor, "rollback_requested");
+      return {{"name", r.name}, {"desired", "rollback"}, {"recorded", recorded}};
     }
     case Command::kApprove: {
       Worker& w = find(r.name);
@@ -672,9 +735,10 @@ nlohmann::json MigrationManager::handle(const control::Request& r, const std::st
       return set_settings(find(r.name), r, actor);
     case Command::kAbort: {
       Worker& w = find(r.name);
-      set_desired(w, "pause", actor, "abort_requested");
+      const bool recorded = set_desired(w, "pause", actor, "abort_requested");
       bool cancelled = cancel_in_flight(w);
-      return {{"name", r.name}, {"desired", "pause"}, {"cancelled", cancelled}};
+      return {
+          {"name", r.name}, {"desired", "pause"}, {"recorded", recorded}, {"cancelled", cancelled}};
     }
     case Command::kEvents: {
       nlohmann::json events;

@@ -88,8 +88,18 @@ class MigrationManager {
   void poll_loop();
   // Runs `f` with the control connection, reconnecting once if it was lost.
   void with_db(const std::function<void(Connection&)>& f);
-  void set_desired(Worker& w, const std::string& desired, const std::string& actor,
+  // The same, unless the control connection stays busy for `wait`: false.
+  bool try_with_db(const std::function<void(Connection&)>& f, std::chrono::milliseconds wait);
+  void on_db(const std::function<void(Connection&)>& f);  // under db_mu_
+  // Wakes the poller to record what is pending.
+  void nudge_poller();
+  // What the operator asked for: in memory at once (the migration obeys at
+  // its next safe point), then recorded in tandem.submissions by the poller.
+  // Returns whether the record was made within kRecordWait.
+  bool set_desired(Worker& w, const std::string& desired, const std::string& actor,
                    const std::string& event);
+  // Records what is pending for `w`; throws when the database cannot.
+  void record_pending(Worker& w);
   // Pauses the migration on its own account (a critical threshold, a refused
   // rollback), with `why` as its last error, until an operator resumes it.
   void pause_for(Worker& w, const std::string& why, const std::string& activity = "paused");
@@ -98,7 +108,8 @@ class MigrationManager {
   // An earlier migration, not finished, that shares a table with `w`'s:
   // "m1 (public.users)"; "" when there is none.
   std::string blocking_migration(Worker& w);
-  // Cancels the statement the worker's session runs; false when it has none.
+  // Cancels the statement the worker's session runs, through a session of
+  // its own; false when it has none.
   bool cancel_in_flight(Worker& w);
   nlohmann::json throttle(Worker& w, const control::Request& r, const std::string& actor);
   nlohmann::json set_settings(Worker& w, const control::Request& r, const std::string& actor);
@@ -106,11 +117,12 @@ class MigrationManager {
   Options options_;  // defaults and shutdown_grace are guarded by mu_
   std::mutex mu_;    // guards workers_
   std::map<std::string, std::unique_ptr<Worker>> workers_;
-  std::mutex db_mu_;
+  std::timed_mutex db_mu_;
   std::unique_ptr<Connection> db_;
   std::atomic<bool> shutting_down_{false};
   std::mutex poll_mu_;
   std::condition_variable poll_cv_;
+  bool record_now_ = false;  // guarded by poll_mu_: a command left something to record
   std::thread poller_;
 };
 

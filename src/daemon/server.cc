@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <cerrno>
 #include <cstring>
@@ -20,17 +21,18 @@ using Local = asio::local::stream_protocol;
 namespace {
 
 // One client connection: reads request lines, writes one response line each.
-// `open` counts the server's live sessions (touched on the server's thread only).
+// `open` counts the server's live sessions.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Local::socket socket, const ControlServerOptions& options, const ControlHandler& handler,
-          int& open)
+          std::atomic<int>& open, asio::thread_pool& pool)
       : socket_(std::move(socket)),
         idle_(socket_.get_executor()),
         buffer_(control::kMaxLine + 1),
         options_(options),
         handler_(handler),
-        open_(open) {
+        open_(open),
+        pool_(pool) {
     ++open_;
   }
   ~Session() { --open_; }
@@ -87,9 +89,19 @@ class Session : public std::enable_shared_from_this<Session> {
         return;
       }
       auto parsed = control::parse_request(line);
-      std::string response = parsed.request ? self->handler_(*parsed.request, self->uid_)
-                                            : control::error_response(parsed.error);
-      self->reply(response, true);
+      if (!parsed.request) {
+        self->reply(control::error_response(parsed.error), true);
+      } else if (self->options_.answered_inline.count(parsed.request->command)) {
+        self->reply(self->handler_(*parsed.request, self->uid_), true);
+      } else {
+        // Off this thread; the answer comes back to it. The session reads
+        // its next line only after answering, so its requests stay in order.
+        asio::post(self->pool_, [self, request = std::move(*parsed.request)] {
+          std::string response = self->handler_(request, self->uid_);
+          asio::post(self->socket_.get_executor(),
+                     [self, response = std::move(response)] { self->reply(response, true); });
+        });
+      }
     });
   }
 
@@ -107,7 +119,8 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::streambuf buffer_;
   const ControlServerOptions& options_;
   const ControlHandler& handler_;
-  int& open_;
+  std::atomic<int>& open_;
+  asio::thread_pool& pool_;
   uid_t uid_ = 0;
 };
 
@@ -137,8 +150,9 @@ struct ControlServer::Impl {
   std::unique_ptr<Local::acceptor> acceptor;
   std::thread thread;
 
-  int open = 0;  // live sessions
+  std::atomic<int> open{0};  // live sessions (a session may end on a handler thread)
   std::unique_ptr<asio::steady_timer> pause;
+  std::unique_ptr<asio::thread_pool> pool;  // runs the handler for commands not answered inline
 
   void accept() {
     acceptor->async_accept([this](boost::system::error_code ec, Local::socket socket) {
@@ -153,7 +167,7 @@ struct ControlServer::Impl {
         });
         return;
       }
-      std::make_shared<Session>(std::move(socket), options, handler, open)->start();
+      std::make_shared<Session>(std::move(socket), options, handler, open, *pool)->start();
       accept();
     });
   }
@@ -202,6 +216,7 @@ void ControlServer::start() {
     fail("cannot move " + staged + " to " + path);
   }
   impl_->pause = std::make_unique<asio::steady_timer>(impl_->io);
+  impl_->pool = std::make_unique<asio::thread_pool>(std::max(1, o.handler_threads));
   impl_->accept();
   impl_->thread = std::thread([this] { impl_->io.run(); });
 }
@@ -219,6 +234,9 @@ void ControlServer::stop() {
   });
   impl_->io.stop();
   impl_->thread.join();
+  // A handler still waiting on the database is waited for: serve's deadline
+  // ends the process if it never answers.
+  impl_->pool->join();
   ::unlink(impl_->options.path.c_str());
 }
 

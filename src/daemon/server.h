@@ -28,6 +28,12 @@ struct ControlServerOptions {
   std::set<uid_t> allowed_uids;  // empty: any peer that can open the socket
   std::string owner;             // user name or uid the socket is given to; "" keeps ours
   std::string group;             // group name or gid; "" keeps ours
+  // Commands the handler answers from memory, never waiting on the database:
+  // answered on the socket's own thread. Every other command runs on one of
+  // `handler_threads` threads, so that a database that does not answer never
+  // holds up socket I/O, other connections or these commands.
+  std::set<control::Command> answered_inline = {control::Command::kList, control::Command::kStatus};
+  int handler_threads = 4;
 };
 
 // Handles one request from a peer with `uid`; returns the response line.

@@ -134,6 +134,30 @@ std::string column_nullable(const std::string& column) {
          quote_literal(column) + " AND a.attnotnull";
 }
 
+std::string column_restorable(const std::string& column, const std::string& type,
+                              const std::string& down) {
+  const std::string col = quote_literal(column);
+  return "SELECT format('column %I of %s is %s: a rollback could not bring it back as it "
+         "was; drop it without `down` (irreversible), or change that first', a.attname, rel,\n"
+         "       CASE WHEN a.attidentity <> '' THEN 'an identity column'\n"
+         "            WHEN a.attgenerated <> '' THEN 'a generated column'\n"
+         "            ELSE 'the owner of a sequence its default uses' END)\n"
+         "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " +
+         col +
+         "\n WHERE a.attidentity <> '' OR a.attgenerated <> ''\n"
+         "    OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass\n"
+         "                 AND d.refobjid = t.rel AND d.refobjsubid = a.attnum\n"
+         "                 AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')\n"
+         "                 AND (SELECT relkind FROM pg_class WHERE oid = d.objid) = 'S')\n"
+         "UNION ALL\n"
+         "SELECT format('column %I of %s is NOT NULL, and `down` (%s) gives NULL: a rollback "
+         "could not bring it back NOT NULL', a.attname, rel, " +
+         quote_literal(down) +
+         ")\n"
+         "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " +
+         col + "\n WHERE a.attnotnull AND (SELECT (" + down + ")::" + type + ") IS NULL";
+}
+
 std::string no_dependents(const std::string& column, const std::string& doing, bool allow_indexes) {
   const std::string col = quote_literal(column);
   std::string sql =

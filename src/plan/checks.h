@@ -34,6 +34,11 @@ std::string columns_absent(const std::vector<std::string>& columns);
 std::string relation_absent(const std::string& schema, const std::string& name);
 std::string constraint_absent(const std::string& name);
 std::string column_nullable(const std::string& column);
+// Refuses a column that a rollback could not bring back as it was: an
+// identity or generated column, one that owns its default's sequence (DROP
+// COLUMN drops the sequence), or a NOT NULL one whose `down` gives NULL.
+std::string column_restorable(const std::string& column, const std::string& type,
+                              const std::string& down);
 // Refuses when a view, index, constraint or other object depends on the
 // column; `doing` completes "tandem cannot <doing> a column that ... uses yet".
 // Defaults and owned sequences are allowed when `allow_defaults`.

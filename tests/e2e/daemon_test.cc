@@ -632,6 +632,62 @@ TEST_F(Daemon, SigtermEndsTheProcessSoonAfterTheGraceWhenTheDatabaseDoesNotAnswe
   EXPECT_EQ(WEXITSTATUS(status), 8);
 }
 
+// Issue 16: with the daemon's control session stuck (its backend stopped),
+// `pause` blocked the socket's thread, `status` and `abort` timed out, and
+// the migration went on. Commands that need the database now run off the
+// socket's thread; pause takes effect in memory at once and is recorded
+// when the database answers.
+TEST_F(Daemon, PauseAndStatusAnswerWhileTheControlSessionIsStuck) {
+  serve(socket_path());
+  ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return rows_moved() > 0; }, 60s)) << status().dump();
+  const std::string control = pg_.psql(db_,
+                                       "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity"
+                                       " WHERE application_name = 'tandemd control'");
+  ASSERT_FALSE(control.empty());
+  run_command("kill -STOP " + control);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = ctl("--json pause abalance_bigint");
+  const double pause_took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // A command that waits on the database, in flight meanwhile.
+  pid_t events = spawn(tandemctl(socket_path(), "events abalance_bigint"));
+  std::this_thread::sleep_for(500ms);
+  t0 = std::chrono::steady_clock::now();
+  json st = status();
+  const double status_took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const bool paused = wait_for([&] { return status().value("state", "") == "paused"; }, 30s);
+  const long long at_pause = rows_moved();
+  std::this_thread::sleep_for(2s);
+  const long long later = rows_moved();
+  const std::string recorded_while_stuck =
+      pg_.psql(db_, "SELECT desired FROM tandem.submissions WHERE name = 'abalance_bigint'");
+  const bool events_waiting = waitpid(events, nullptr, WNOHANG) == 0;
+  run_command("kill -CONT " + control);
+  EXPECT_EQ(exit_code(events), 0) << "events failed once the session answered";
+
+  EXPECT_TRUE(events_waiting) << "events did not wait for the stopped session";
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto j = json::parse(r.output, nullptr, false);
+  EXPECT_FALSE(j.value("recorded", true)) << r.output;
+  EXPECT_LT(pause_took, 5.0);
+  EXPECT_LT(status_took, 1.0);
+  EXPECT_EQ(st.value("desired", ""), "pause") << st.dump();
+  EXPECT_TRUE(paused) << status().dump();
+  EXPECT_EQ(later, at_pause) << "rows kept moving after the pause";
+  EXPECT_EQ(recorded_while_stuck, "run");
+  // Recorded once the session answers again.
+  EXPECT_TRUE(wait_for(
+      [&] {
+        return pg_.psql(db_,
+                        "SELECT desired FROM tandem.submissions WHERE name = 'abalance_bigint'") ==
+               "pause";
+      },
+      15s));
+  EXPECT_EQ(status().value("state", ""), "paused");
+}
+
 TEST_F(Daemon, MalformedCommandsGetErrorsNamingThemAndChangeNothing) {
   serve(socket_path());
   auto r = ctl("status nosuch");

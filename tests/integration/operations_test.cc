@@ -225,21 +225,94 @@ TEST_P(OperationLifecycle, StartRollbackStartCompleteUnderAConcurrentWriter) {
 INSTANTIATE_TEST_SUITE_P(Every, OperationLifecycle, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return std::string(info.param.title); });
 
-class DropColumnRollback : public OperationLifecycle {};
+class DropColumnRollback : public OperationLifecycle {
+ protected:
+  // Runs the drop through cleanup, then rolls it back.
+  void complete_then_roll_back() {
+    Spec s = spec_from(spec());
+    Plan plan = make_plan(s);
+    EXPECT_EQ(run_until(s, pg_.dsn(db_)), RunOutcome::kCompleted);
+    EXPECT_EQ(probe(), "absent");
+    RunOptions o;
+    o.dsn = pg_.dsn(db_);
+    EXPECT_EQ(Executor(s, plan, o).rollback(), RollbackOutcome::kRolledBack);
+  }
+};
 
 TEST_P(DropColumnRollback, ReversibleEvenAfterCleanupWhenDownIsGiven) {
-  Spec s = spec_from(spec());
-  Plan plan = make_plan(s);
-  EXPECT_EQ(run_until(s, pg_.dsn(db_)), RunOutcome::kCompleted);
-  EXPECT_EQ(probe(), "absent");
-  RunOptions o;
-  o.dsn = pg_.dsn(db_);
-  EXPECT_EQ(Executor(s, plan, o).rollback(), RollbackOutcome::kRolledBack);
+  complete_then_roll_back();
   EXPECT_EQ(probe(), "text");
   EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FILTER (WHERE note = 'restored') FROM accounts"),
             "20000");
   pg_.psql(db_, "INSERT INTO accounts (email) VALUES ('after@x')");
   EXPECT_EQ(pg_.psql(db_, "SELECT note IS NULL FROM accounts WHERE email = 'after@x'"), "t");
+}
+
+// Issue 16: the column came back without its NOT NULL, default and CHECKs.
+TEST_P(DropColumnRollback, BringsBackNotNullDefaultAndChecks) {
+  pg_.psql(db_,
+           "UPDATE accounts SET note = coalesce(note, 'n');"
+           "ALTER TABLE accounts ALTER COLUMN note SET DEFAULT 'fresh',"
+           " ALTER COLUMN note SET NOT NULL,"
+           " ADD CONSTRAINT note_short CHECK (length(note) < 40),"
+           " ADD CONSTRAINT note_not_email CHECK (note IS DISTINCT FROM email);"
+           "ALTER TABLE accounts ADD CONSTRAINT note_unchecked CHECK (note <> 'x') NOT VALID");
+  const std::string definition =
+      "SELECT a.attnotnull::text || '|' || pg_get_expr(d.adbin, d.adrelid) || '|' ||"
+      " (SELECT string_agg(conname || ':' || convalidated::text, ',' ORDER BY conname)"
+      "    FROM pg_constraint WHERE conrelid = 'accounts'::regclass AND contype = 'c')"
+      "  FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+      " WHERE a.attrelid = 'accounts'::regclass AND a.attname = 'note'";
+  const std::string before = pg_.psql(db_, definition);
+  EXPECT_EQ(before, "true|'fresh'::text|note_not_email:true,note_short:true,note_unchecked:false");
+  complete_then_roll_back();
+  EXPECT_EQ(pg_.psql(db_, definition), before);
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FILTER (WHERE note = 'restored') FROM accounts"),
+            "20000");
+  pg_.psql(db_, "INSERT INTO accounts (email) VALUES ('after@x')");
+  EXPECT_EQ(pg_.psql(db_, "SELECT note FROM accounts WHERE email = 'after@x'"), "fresh");
+  // And forward again, through cleanup.
+  EXPECT_EQ(run_until(spec_from(spec()), pg_.dsn(db_)), RunOutcome::kCompleted);
+  EXPECT_EQ(probe(), "absent");
+}
+
+// What a rollback could not bring back as it was is refused before anything
+// changes.
+TEST_P(DropColumnRollback, RefusesAColumnARollbackCouldNotRestore) {
+  for (const auto& [setup, why] : std::vector<std::pair<std::string, std::string>>{
+           {"UPDATE accounts SET note = coalesce(note, 'n');"
+            "ALTER TABLE accounts ALTER COLUMN note SET NOT NULL",
+            ""},
+           {"ALTER TABLE accounts DROP COLUMN note;"
+            "ALTER TABLE accounts ADD COLUMN note text GENERATED ALWAYS AS (email) STORED",
+            "a generated column"}}) {
+    SCOPED_TRACE(setup);
+    pg_.psql(db_, setup);
+    std::string yaml = spec();
+    if (why.empty()) {
+      // NOT NULL, and `down` gives NULL.
+      yaml =
+          "name: drop_null\noperations:\n  - drop_column: {table: accounts, column: note, "
+          "type: text, down: \"NULL\"}\n";
+    }
+    Spec s = spec_from(yaml);
+    Plan plan = make_plan(s);
+    RunOptions o;
+    o.dsn = pg_.dsn(db_);
+    try {
+      Executor(s, plan, o).run();
+      ADD_FAILURE() << "not refused";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(why.empty() ? "gives NULL" : why), std::string::npos)
+          << e.what();
+    }
+    EXPECT_EQ(pg_.psql(db_,
+                       "SELECT count(*) FROM pg_attribute WHERE attrelid ="
+                       " 'accounts'::regclass AND attname = 'note' AND NOT attisdropped"),
+              "1");
+    EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.migrations"), "0")
+        << "a refused precheck records nothing";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Down, DropColumnRollback, ::testing::Values(kCases[8]),

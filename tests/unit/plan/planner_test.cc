@@ -214,9 +214,19 @@ TEST(Planner, SetNotNullAvoidsTheScanUnderAnExclusiveLock) {
 TEST(Planner, DropColumnIsReversibleOnlyWithDown) {
   Plan with = plan_of("  - drop_column: {table: t, column: c, type: int, down: \"0\"}\n");
   EXPECT_TRUE(with.find("1.drop_column")->reversible);
-  EXPECT_EQ(*with.find("1.drop_column")->rollback_sql,
-            "ALTER TABLE public.t ADD COLUMN IF NOT EXISTS c int DEFAULT (0);\n"
-            "ALTER TABLE public.t ALTER COLUMN c DROP DEFAULT;\n");
+  // The definition is recorded before the drop; the rollback re-creates the
+  // column from it, and the step before validates its CHECKs afterwards.
+  EXPECT_EQ(ids_and_phases(with),
+            (std::vector<std::string>{"1.precheck@prepare", "1.save_definition@cleanup",
+                                      "1.drop_column@cleanup"}));
+  EXPECT_NE(with.find("1.save_definition")->sql.find("'column_definition'"), std::string::npos);
+  const std::string back = *with.find("1.drop_column")->rollback_sql;
+  EXPECT_NE(back.find("ADD COLUMN IF NOT EXISTS %I %s%s DEFAULT (%s)', 'public.t', 'c', 'int'"),
+            std::string::npos)
+      << back;
+  EXPECT_NE(back.find("ADD CONSTRAINT %I %s NOT VALID"), std::string::npos) << back;
+  EXPECT_NE(with.find("1.save_definition")->rollback_sql->find("VALIDATE CONSTRAINT"),
+            std::string::npos);
   Plan without = plan_of("  - drop_column: {table: t, column: c}\n");
   EXPECT_FALSE(without.find("1.drop_column")->reversible);
   EXPECT_EQ(without.find("1.drop_column")->phase, Phase::kCleanup);
