@@ -826,46 +826,72 @@ bool Executor::run_keyset_step(const Step& step) {
       },
       [] { return false; });
   KeysetWalker walker(work.table, key);
-  std::vector<Partition*> pending;
-  tally.ranges = static_cast<int>(ranges.size());
-  for (auto& r : ranges) {
-    tally.rows_done += r.rows_done;
-    tally.mismatches += r.mismatches;
-    if (r.finished) ++tally.ranges_finished;
-    if (!r.finished) pending.push_back(&r);
+  for (;;) {
+    std::vector<Partition*> pending;
+    {
+      std::lock_guard<std::mutex> l(progress_mu_);
+      tally.ranges = static_cast<int>(ranges.size());
+      tally.rows_done = tally.mismatches = 0;
+      tally.ranges_finished = 0;
+      for (auto& r : ranges) {
+        tally.rows_done += r.rows_done;
+        tally.mismatches += r.mismatches;
+        if (r.finished) ++tally.ranges_finished;
+        if (!r.finished) pending.push_back(&r);
+      }
+    }
+    // A step cut into ranges runs them on worker sessions, which take the
+    // ranges' locks; one of a single range (a small table, or a checkpoint of
+    // state schema 4) runs on this session, under the migration's lock.
+    if (ranges.size() > 1 && !pending.empty()) {
+      if (!run_ranges_in_parallel(step, walker, pending, tally)) return false;
+    } else if (pending.size() == 1) {
+      BatchSizer sizer(settings());
+      if (!run_range(main_, step, walker, *pending[0], tally, sizer, false,
+                     [&] { return wait_while_throttled(); }))
+        return false;
+    }
+    if (tally.mismatches > 0) {
+      // The checkpoints hold the sample keys of every chunk, including chunks
+      // verified by an earlier, interrupted run.
+      std::string sample = store_.checkpoint(*conn_, step.id)->sample;
+      fail(main_, step.id, "step " + step.id,
+           Error(ErrorKind::kFatal,
+                 std::to_string(tally.mismatches) +
+                     " rows differ between old and new storage (first keys: " + sample + ")"),
+           1);
+    }
+    // Done only when the server holds every range as finished, read in the
+    // transaction that says so: a batch commit it acknowledged can still be
+    // lost in a crash or a failover (batches commit with synchronous_commit
+    // off), and the range it finished is then to do again. This commit,
+    // synchronous, makes every earlier one durable.
+    std::vector<int> unfinished;
+    with_retries(
+        step.id, "step " + step.id,
+        [&] {
+          Transaction tx(*conn_);
+          ranges = store_.partitions(*conn_, step.id);
+          unfinished.clear();
+          for (const auto& r : ranges) {
+            if (!r.finished) unfinished.push_back(r.worker);
+          }
+          if (!unfinished.empty()) return;
+          store_.mark_step(*conn_, step.id, "done");
+          long long rows = 0;
+          for (const auto& r : ranges) rows += r.rows_done;
+          store_.event(*conn_, "step_done", step.phase, step.id, options_.actor, {{"rows", rows}});
+          tx.commit();
+        },
+        [&] { return step_status(step.id) == "done"; });
+    if (unfinished.empty()) return true;
+    std::vector<std::string> names;
+    for (int w : unfinished) names.push_back(std::to_string(w));
+    spdlog::warn(
+        "step {}: the server does not hold range(s) {} as finished (a batch commit lost in a "
+        "crash or a failover); going on from their checkpoints",
+        step.id, join(names, ", "));
   }
-  // A step cut into ranges runs them on worker sessions, which take the
-  // ranges' locks; one of a single range (a small table, or a checkpoint of
-  // state schema 4) runs on this session, under the migration's lock.
-  if (ranges.size() > 1 && !pending.empty()) {
-    if (!run_ranges_in_parallel(step, walker, pending, tally)) return false;
-  } else if (pending.size() == 1) {
-    BatchSizer sizer(settings());
-    if (!run_range(main_, step, walker, *pending[0], tally, sizer, false,
-                   [&] { return wait_while_throttled(); }))
-      return false;
-  }
-  if (tally.mismatches > 0) {
-    // The checkpoints hold the sample keys of every chunk, including chunks
-    // verified by an earlier, interrupted run.
-    std::string sample = store_.checkpoint(*conn_, step.id)->sample;
-    fail(main_, step.id, "step " + step.id,
-         Error(ErrorKind::kFatal,
-               std::to_string(tally.mismatches) +
-                   " rows differ between old and new storage (first keys: " + sample + ")"),
-         1);
-  }
-  with_retries(
-      step.id, "step " + step.id,
-      [&] {
-        Transaction tx(*conn_);
-        store_.mark_step(*conn_, step.id, "done");
-        store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
-                     {{"rows", tally.rows_done}});
-        tx.commit();
-      },
-      [&] { return step_status(step.id) == "done"; });
-  return true;
 }
 
 bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walker, Partition& range,
