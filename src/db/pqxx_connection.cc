@@ -191,6 +191,13 @@ std::unique_ptr<Connection> connect_postgres(const std::string& dsn,
   // the middle of a long statement, so its locks are released quickly.
   conn->exec("SET client_connection_check_interval = '1s'");
   conn->exec(kSessionLimitsSql);
+  // What tandem commits (a step and its record) must survive a crash once
+  // acknowledged: a server whose default is synchronous_commit = off would
+  // lose it while tandem goes on to the next step. Batches, whose loss is
+  // found and redone, turn it off again for their own transactions.
+  conn->exec(
+      "SELECT set_config('synchronous_commit', 'on', false)"
+      " WHERE current_setting('synchronous_commit') = 'off'");
   return conn;
 }
 

@@ -153,6 +153,19 @@ TEST_F(ExecutorTest, EverySessionStartsWithLimitsOnLocksStatementsAndIdleTransac
   EXPECT_EQ(r.text(0, 1), "5s");
   EXPECT_EQ(r.text(0, 2), "1min");
   EXPECT_EQ(r.text(0, 3), "0");  // no parallel workers taken from the application
+  // A database whose default loses acknowledged commits in a crash: tandem's
+  // own commits are durable all the same; a stronger default is kept.
+  pg_.psql(db_, "ALTER DATABASE " + db_ + " SET synchronous_commit = off");
+  EXPECT_EQ(connect_postgres(pg_.dsn(db_), "limits test")
+                ->exec("SELECT current_setting('synchronous_commit')")
+                .text(0, 0),
+            "on");
+  pg_.psql(db_, "ALTER DATABASE " + db_ + " SET synchronous_commit = remote_apply");
+  EXPECT_EQ(connect_postgres(pg_.dsn(db_), "limits test")
+                ->exec("SELECT current_setting('synchronous_commit')")
+                .text(0, 0),
+            "remote_apply");
+  pg_.psql(db_, "ALTER DATABASE " + db_ + " RESET synchronous_commit");
   // A transaction left open is ended by the server, not held for ever.
   conn->exec("SET idle_in_transaction_session_timeout = '200ms'");
   conn->exec("BEGIN");
