@@ -10,8 +10,8 @@
 # Each round ends with the example's check.sql (pgbench: the TPC-B invariant),
 # zero failed application transactions, the migration completed or rolled
 # back, and nothing of tandem's left behind. Application sessions are paused
-# around a restart, a stopped server or a failover, which would break them
-# whatever tandem did; any other failed transaction counts. Prints what it did and the totals.
+# around a restart, a stopped server or backend, or a failover, which would
+# break them whatever tandem did; any other failed transaction counts. Prints what it did and the totals.
 #
 # Usage: scripts/soak.sh [MINUTES]
 #   SOAK_SEED=N        random seed (default: the time)
@@ -187,8 +187,13 @@ inject() {
       [ -n "$pid" ] || return
       secs=$(rnd 2 15)
       f="$f ${secs}s"
+      # A stopped backend cannot end its own lock wait: an application
+      # transaction that waits on a lock it holds, while holding one it waits
+      # for, is chosen by PostgreSQL's deadlock check, whoever stopped it.
+      workload_pause
       kill -STOP "$pid" && sleep "$secs"
-      kill -CONT "$pid" ;;
+      kill -CONT "$pid"
+      workload_resume ;;
     blocker)
       secs=$(rnd 2 10)
       f="$f ${secs}s"
