@@ -275,19 +275,32 @@ Plan make_plan(const Spec& spec) {
     std::visit(
         [&](const auto& op) {
           using T = std::decay_t<decltype(op)>;
-          if constexpr (std::is_same_v<T, AlterColumnType>)
+          // One branch per operation type; a type without one does not compile.
+          if constexpr (std::is_same_v<T, AlterColumnType>) {
             plan_alter_column_type(spec, index, op, steps);
-          if constexpr (std::is_same_v<T, SqlOperation>) plan_sql(spec, index, op, steps);
-          if constexpr (std::is_same_v<T, CreateIndex>) plan_create_index(spec, index, op, steps);
-          if constexpr (std::is_same_v<T, AddConstraint>)
+          } else if constexpr (std::is_same_v<T, SqlOperation>) {
+            plan_sql(spec, index, op, steps);
+          } else if constexpr (std::is_same_v<T, CreateIndex>) {
+            plan_create_index(spec, index, op, steps);
+          } else if constexpr (std::is_same_v<T, AddConstraint>) {
             plan_add_constraint(spec, index, op, steps);
-          if constexpr (std::is_same_v<T, SetNotNull>) plan_set_not_null(spec, index, op, steps);
-          if constexpr (std::is_same_v<T, DropColumn>) plan_drop_column(spec, index, op, steps);
-          if constexpr (std::is_same_v<T, AddColumn>) plan_add_column(spec, index, op, steps);
-          if constexpr (std::is_same_v<T, MoveColumn>) plan_move_column(spec, index, op, steps);
-          if constexpr (std::is_same_v<T, CopyTable>) plan_copy_table(spec, index, op, steps);
-          if constexpr (std::is_same_v<T, AddReference>) plan_add_reference(spec, index, op, steps);
-          if constexpr (std::is_same_v<T, RenameColumn>) plan_rename_column(spec, index, op, steps);
+          } else if constexpr (std::is_same_v<T, SetNotNull>) {
+            plan_set_not_null(spec, index, op, steps);
+          } else if constexpr (std::is_same_v<T, DropColumn>) {
+            plan_drop_column(spec, index, op, steps);
+          } else if constexpr (std::is_same_v<T, AddColumn>) {
+            plan_add_column(spec, index, op, steps);
+          } else if constexpr (std::is_same_v<T, MoveColumn>) {
+            plan_move_column(spec, index, op, steps);
+          } else if constexpr (std::is_same_v<T, CopyTable>) {
+            plan_copy_table(spec, index, op, steps);
+          } else if constexpr (std::is_same_v<T, AddReference>) {
+            plan_add_reference(spec, index, op, steps);
+          } else if constexpr (std::is_same_v<T, RenameColumn>) {
+            plan_rename_column(spec, index, op, steps);
+          } else {
+            static_assert(sizeof(T) == 0, "make_plan: an operation type without a planner");
+          }
         },
         spec.operations[i].op);
   }
