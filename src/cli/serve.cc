@@ -4,26 +4,21 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <map>
-#include <sstream>
 #include <thread>
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "daemon/config.h"
 #include "daemon/manager.h"
 #include "daemon/metrics_server.h"
 #include "daemon/server.h"
 #include "db/conninfo.h"
-#include "spec/settings.h"
-#include "spec/suggest.h"
 #include "util/duration.h"
 #include "util/logging.h"
 #include "util/text.h"
@@ -36,183 +31,6 @@ std::atomic<bool> g_serve_stop{false};
 std::atomic<bool> g_serve_reload{false};
 void on_serve_signal(int) { g_serve_stop.store(true); }
 void on_serve_hangup(int) { g_serve_reload.store(true); }
-
-struct DaemonConfig {
-  std::string dsn;
-  std::string dsn_source = "libpq's PG* variables";
-  ControlServerOptions control;
-  std::string metrics_listen;  // "" : no metrics endpoint
-  std::string log_level = "info";
-  std::string log_format = "text";
-  std::chrono::milliseconds shutdown_grace{10000};
-  std::map<std::string, std::string> defaults;  // migration settings
-};
-
-std::string located(const std::string& file, const YAML::Node& n, const std::string& message) {
-  YAML::Mark m = n.Mark();
-  return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) + ": " +
-         message;
-}
-
-// Reads the config; throws std::runtime_error naming file:line:column.
-DaemonConfig load_config(const std::string& file) {
-  DaemonConfig c;
-  c.control.path = "/run/tandemd/control.sock";
-  if (file.empty()) return c;
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(file);
-  } catch (const YAML::BadFile&) {
-    throw std::runtime_error(file + ": cannot read the config file");
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error(file + ":" + std::to_string(e.mark.line + 1) + ":" +
-                             std::to_string(e.mark.column + 1) + ": YAML syntax: " + e.msg);
-  }
-  if (!root.IsMap()) throw std::runtime_error(file + ": expected a mapping at the top level");
-  // Range-for keeps each (key, value) pair alive for the whole body; members
-  // reached through it-> die at the end of their expression.
-  const std::vector<std::string> sections = {"database", "control",        "metrics",
-                                             "log",      "shutdown_grace", "defaults"};
-  for (const auto& entry : root) {
-    const YAML::Node& key_node = entry.first;
-    const std::string key = key_node.as<std::string>();
-    if (std::find(sections.begin(), sections.end(), key) == sections.end()) {
-      throw std::runtime_error(located(file, key_node,
-                                       "unknown key \"" + key + "\"" + did_you_mean(key, sections) +
-                                           "; expected one of " + join(sections, ", ")));
-    }
-  }
-  if (YAML::Node m = root["metrics"]) {
-    for (const auto& entry : m) {
-      const std::string key = entry.first.as<std::string>();
-      if (key != "listen") {
-        throw std::runtime_error(
-            located(file, entry.first, "unknown key \"" + key + "\" in metrics; expected listen"));
-      }
-      c.metrics_listen = entry.second.as<std::string>("");
-      try {
-        parse_listen_address(c.metrics_listen);
-      } catch (const std::exception& e) {
-        throw std::runtime_error(located(file, entry.second, e.what()));
-      }
-    }
-  }
-  if (YAML::Node log = root["log"]) {
-    for (const auto& entry : log) {
-      const std::string key = entry.first.as<std::string>();
-      const std::string value = entry.second.as<std::string>("");
-      if (key == "level") {
-        const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};
-        if (std::find(levels.begin(), levels.end(), value) == levels.end()) {
-          throw std::runtime_error(
-              located(file, entry.second, "level: expected one of " + join(levels, ", ")));
-        }
-        c.log_level = value;
-      } else if (key == "format") {
-        if (!parse_log_format(value)) {
-          throw std::runtime_error(located(file, entry.second, "format: expected text or json"));
-        }
-        c.log_format = value;
-      } else {
-        throw std::runtime_error(located(
-            file, entry.first, "unknown key \"" + key + "\" in log; expected level or format"));
-      }
-    }
-  }
-  if (YAML::Node g = root["shutdown_grace"]) {
-    auto d = parse_duration(g.as<std::string>(""));
-    if (!d || *d > std::chrono::minutes(10)) {
-      throw std::runtime_error(
-          located(file, g, "shutdown_grace: expected a duration up to 10m, such as 10s"));
-    }
-    c.shutdown_grace = *d;
-  }
-  if (YAML::Node d = root["defaults"]) {
-    Settings probe;
-    for (const auto& entry : d) {
-      const std::string key = entry.first.as<std::string>();
-      const std::string value = entry.second.as<std::string>("");
-      if (std::find(setting_keys().begin(), setting_keys().end(), key) == setting_keys().end()) {
-        throw std::runtime_error(located(
-            file, entry.first,
-            "unknown setting \"" + key + "\" in defaults" + did_you_mean(key, setting_keys())));
-      }
-      std::string problem = set_setting(probe, key, value);
-      if (!problem.empty()) throw std::runtime_error(located(file, entry.second, problem));
-      c.defaults[key] = value;
-    }
-  }
-  if (YAML::Node db = root["database"]) {
-    int given = 0;
-    for (const auto& entry : db) {
-      const YAML::Node& key_node = entry.first;
-      const YAML::Node& value_node = entry.second;
-      const std::string key = key_node.as<std::string>();
-      const std::string value = value_node.as<std::string>("");
-      if (key == "dsn") {
-        c.dsn = value;
-        c.dsn_source = "the config file";
-      } else if (key == "dsn_env") {
-        const char* v = std::getenv(value.c_str());
-        if (!v) {
-          throw std::runtime_error(
-              located(file, value_node, "environment variable " + value + " is not set"));
-        }
-        c.dsn = v;
-        c.dsn_source = "$" + value;
-      } else if (key == "dsn_file") {
-        std::ifstream in(value);
-        if (!in) throw std::runtime_error(located(file, value_node, "cannot read " + value));
-        std::getline(in, c.dsn);
-        c.dsn_source = value;
-      } else {
-        throw std::runtime_error(
-            located(file, key_node,
-                    "unknown key \"" + key + "\" in database; expected dsn, dsn_env or dsn_file"));
-      }
-      ++given;
-    }
-    if (given > 1) {
-      throw std::runtime_error(
-          located(file, db, "give one of dsn, dsn_env and dsn_file, not several"));
-    }
-  }
-  if (YAML::Node ctl = root["control"]) {
-    for (const auto& entry : ctl) {
-      const YAML::Node& key_node = entry.first;
-      const YAML::Node& value_node = entry.second;
-      const std::string key = key_node.as<std::string>();
-      if (key == "socket") {
-        c.control.path = value_node.as<std::string>();
-      } else if (key == "mode") {
-        const std::string m = value_node.as<std::string>();
-        char* end = nullptr;
-        long v = std::strtol(m.c_str(), &end, 8);
-        if (m.empty() || *end || v < 0 || v > 0777 || (v & 0007)) {
-          throw std::runtime_error(
-              located(file, value_node,
-                      "mode: expected octal permissions such as 0660, with nothing for others"));
-        }
-        c.control.mode = static_cast<mode_t>(v);
-      } else if (key == "owner") {
-        c.control.owner = value_node.as<std::string>("");
-      } else if (key == "group") {
-        c.control.group = value_node.as<std::string>("");
-      } else if (key == "allowed_uids") {
-        if (!value_node.IsSequence()) {
-          throw std::runtime_error(located(file, value_node, "allowed_uids: expected a list"));
-        }
-        for (const auto& u : value_node) c.control.allowed_uids.insert(u.as<uid_t>());
-      } else {
-        throw std::runtime_error(
-            located(file, key_node,
-                    "unknown key \"" + key +
-                        "\" in control; expected socket, mode, owner, group or allowed_uids"));
-      }
-    }
-  }
-  return c;
-}
 
 void notify(const std::string& what) { sd_notify(0, what.c_str()); }
 
