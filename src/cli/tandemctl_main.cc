@@ -163,6 +163,10 @@ void print_human(Command c, const json& result) {
       for (auto it = result.begin(); it != result.end(); ++it) {
         std::cout << it.key() << ": " << text(it.value()) << "\n";
       }
+      if (result.contains("recorded") && !result.value("recorded", true)) {
+        std::cout << "(the database did not answer the daemon in time: this holds in the daemon "
+                     "now and is recorded once the database answers)\n";
+      }
   }
 }
 
