@@ -10,13 +10,8 @@ scale="${1:-10}"
 scripts/build.sh >/dev/null
 tandemd="$root/${TANDEM_BUILD_DIR:-build}/tandemd"
 
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-dir=$(mktemp -d /tmp/tandem-demo-XXXXXX)
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then
-  chown postgres: "$dir"
-  as_pg=(runuser -u postgres --)
-fi
+. scripts/pg_env.sh tandem-demo
+dir=$workdir
 cleanup() {
   [ -n "${bench_pid:-}" ] && kill "$bench_pid" 2>/dev/null || true
   "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true

@@ -26,13 +26,8 @@ seed="${SOAK_SEED:-$(date +%s)}"
 RANDOM=$seed
 tandemd="${TANDEMD:-$root/${TANDEM_BUILD_DIR:-build}/tandemd}"
 [ -x "$tandemd" ] || { echo "no tandemd at $tandemd: run scripts/build.sh first" >&2; exit 2; }
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-work=$(mktemp -d /tmp/tandem-soak-XXXXXX)
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then
-  chown postgres: "$work"
-  as_pg=(runuser -u postgres --)
-fi
+. scripts/pg_env.sh tandem-soak
+work=$workdir
 port1=$((56000 + ($$ % 400) * 2))
 port2=$((port1 + 1))
 

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -16,12 +15,24 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Lower-case copy, for matching a setting's name however it was written.
-std::string lowered(const std::string& s) {
-  std::string out = s;
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
+bool same_letter(char a, char b) {
+  return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+}
+
+// Where `word` (lower case) next occurs in `s` from `from`, in any case;
+// npos when it does not.
+size_t find_word(const std::string& s, const std::string& word, size_t from) {
+  if (from >= s.size()) return std::string::npos;
+  auto it = std::search(s.begin() + static_cast<std::ptrdiff_t>(from), s.end(), word.begin(),
+                        word.end(), same_letter);
+  return it == s.end() ? std::string::npos : static_cast<size_t>(it - s.begin());
+}
+
+// Whether `s` holds `word` (lower case) at `at`, in any case.
+bool word_at(const std::string& s, size_t at, const std::string& word) {
+  return at + word.size() <= s.size() &&
+         std::equal(word.begin(), word.end(), s.begin() + static_cast<std::ptrdiff_t>(at),
+                    same_letter);
 }
 
 // "250ms", "5s", "1min", "2h", "1d", "300" (milliseconds), after any quote.
@@ -163,16 +174,16 @@ class Watcher {
 namespace {
 
 // Every assignment of statement_timeout in `sql`, in order: (LOCAL?, value).
-std::vector<std::pair<bool, std::chrono::milliseconds>> assignments(const std::string& sql) {
+std::vector<std::pair<bool, std::chrono::milliseconds>> assignments(const std::string& s) {
   static const std::string kName = "statement_timeout";
-  const std::string s = lowered(sql);
   std::vector<std::pair<bool, std::chrono::milliseconds>> out;
-  for (size_t at = s.find(kName); at != std::string::npos; at = s.find(kName, at + 1)) {
+  for (size_t at = find_word(s, kName, 0); at != std::string::npos;
+       at = find_word(s, kName, at + 1)) {
     size_t i = at + kName.size();
     while (i < s.size() && s[i] == ' ') ++i;
     if (i < s.size() && s[i] == '=') {
       ++i;
-    } else if (s.compare(i, 3, "to ") == 0 || s.compare(i, 3, "to'") == 0) {
+    } else if (word_at(s, i, "to ") || word_at(s, i, "to'")) {
       i += 2;
     } else {
       continue;
@@ -182,8 +193,7 @@ std::vector<std::pair<bool, std::chrono::milliseconds>> assignments(const std::s
     // "SET LOCAL statement_timeout": LOCAL just before the name.
     size_t b = at;
     while (b > 0 && s[b - 1] == ' ') --b;
-    const bool local = b >= 5 && s.compare(b - 5, 5, "local") == 0;
-    out.emplace_back(local, *v);
+    out.emplace_back(b >= 5 && word_at(s, b - 5, "local"), *v);
   }
   return out;
 }
@@ -211,10 +221,12 @@ void StatementTimeout::ran(const std::string& sql) {
       session_ = a.second;
     }
   }
-  std::string t = lowered(sql);
-  t.erase(t.find_last_not_of(" \t\n;") + 1);
-  t.erase(0, t.find_first_not_of(" \t\n"));
-  if (t == "commit" || t == "rollback" || t == "end" || t == "abort") local_.reset();
+  const size_t first = sql.find_first_not_of(" \t\n");
+  if (first == std::string::npos) return;
+  const size_t length = sql.find_last_not_of(" \t\n;") + 1 - first;
+  for (const std::string word : {"commit", "rollback", "end", "abort"}) {
+    if (length == word.size() && word_at(sql, first, word)) local_.reset();
+  }
 }
 
 WatchedCall::WatchedCall(int fd, std::chrono::milliseconds bound, const std::string& ping_conninfo)

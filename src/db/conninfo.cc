@@ -69,6 +69,10 @@ std::string with_connection_defaults(const std::string& dsn) {
   return out;
 }
 
+std::string server_conninfo(const std::string& host, const std::string& port) {
+  return "host=" + conninfo_value(host) + (port.empty() ? "" : " port=" + conninfo_value(port));
+}
+
 std::string redacted_conninfo(const std::string& dsn) {
   Options options = parse(dsn);
   if (!options) return "(a connection string libpq cannot read)";

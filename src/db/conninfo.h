@@ -20,4 +20,9 @@ std::string redacted_conninfo(const std::string& dsn);
 // libpq cannot parse is returned as it is, for libpq to report.
 std::string with_connection_defaults(const std::string& dsn);
 
+// "host=... port=..." reaching the server at `host` (a name, an address or a
+// socket directory) and `port`, each quoted as a connection string needs;
+// an empty port is left out.
+std::string server_conninfo(const std::string& host, const std::string& port);
+
 }  // namespace tandem

@@ -42,10 +42,7 @@ class PqxxConnection final : public Connection {
     conn_.inhibit_reactivation(true);
     const char* host = conn_.hostname();
     const char* port = conn_.port();
-    if (host && *host) {
-      ping_conninfo_ = "host=" + conninfo_value(host);
-      if (port && *port) ping_conninfo_ += " port=" + conninfo_value(port);
-    }
+    if (host && *host) ping_conninfo_ = server_conninfo(host, port ? port : "");
   }
 
   Rows exec(const std::string& sql, const std::vector<std::string>& params) override {
@@ -142,16 +139,6 @@ class PqxxConnection final : public Connection {
     ErrorKind kind = classify_sqlstate(sqlstate);
     if (committing && !conn_.is_open()) kind = ErrorKind::kInDoubt;
     throw Error(kind, first_line(e.what()), sqlstate);
-  }
-
-  // A value for a libpq connection string, quoted.
-  static std::string conninfo_value(const std::string& v) {
-    std::string out = "'";
-    for (char c : v) {
-      if (c == '\\' || c == '\'') out += '\\';
-      out += c;
-    }
-    return out + "'";
   }
 
   pqxx::connection conn_;
