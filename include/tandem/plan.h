@@ -40,6 +40,46 @@ struct TableLock {
   std::string mode;   // as LOCK TABLE spells it: "ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE"...
 };
 
+// A table-level lock mode, strongest last, as the PostgreSQL manual lists them.
+enum class LockMode {
+  kNone,  // no table lock (catalog reads, a new table)
+  kAccessShare,
+  kRowShare,
+  kRowExclusive,
+  kShareUpdateExclusive,
+  kShare,
+  kShareRowExclusive,
+  kExclusive,
+  kAccessExclusive,
+  kAsWritten,  // hand-written SQL: not analysed
+};
+
+// "ACCESS EXCLUSIVE", "none", "as written".
+const char* to_string(LockMode mode);
+
+// The strongest lock a step takes, and what a reader of the plan should know
+// about it: "(brief: metadata only)", "on the sequence", "; rollback: ...".
+struct StepLock {
+  LockMode mode = LockMode::kNone;
+  std::string note;
+
+  // The mode's words, then the note: "ACCESS EXCLUSIVE (brief: metadata
+  // only)"; a note that starts with ';' follows the words directly. For
+  // kAsWritten, the note is the whole sentence.
+  std::string to_string() const;
+  // Whether it conflicts with the SHARE UPDATE EXCLUSIVE lock that VACUUM
+  // and ANALYZE hold (a lock not analysed is assumed to).
+  bool conflicts_with_vacuum() const;
+  // A lock as a spec's `sql` operation words it: the mode its words begin
+  // with, the rest as the note; kAsWritten when they begin with none.
+  static StepLock from_words(const std::string& words);
+  // The sentences plans repeat.
+  static StepLock metadata_only() { return {LockMode::kAccessExclusive, "(brief: metadata only)"}; }
+  static StepLock reads_and_writes_go_on() {
+    return {LockMode::kShareUpdateExclusive, "(reads and writes go on)"};
+  }
+};
+
 // The placeholder a BatchWork statement carries.
 inline constexpr const char* kBatchRange = "{range}";
 
@@ -52,7 +92,7 @@ struct Step {
   std::optional<std::string> rollback_sql;  // nullopt: irreversible
   bool reversible = true;                   // false: running it passes the point of no return
   bool transactional = true;
-  std::string lock;  // the strongest lock it takes, in words
+  StepLock lock;  // the strongest lock it takes
   // Transactional steps that need more than one lock, or one lock before
   // statements that take weaker ones, take them first, in this order: the
   // first waiting up to the lock timeout, each later one only for what is

@@ -212,10 +212,14 @@ struct SqlOperation {
 };
 
 struct Operation {
+  // One alternative per operation; each has one row, at the same index, in
+  // the operation table (src/ops/registry.cc), which does not compile
+  // without it.
+  using Alternatives =
+      std::variant<AlterColumnType, SqlOperation, CreateIndex, AddConstraint, SetNotNull,
+                   DropColumn, AddColumn, MoveColumn, CopyTable, AddReference, RenameColumn>;
   SourceLocation where;
-  std::variant<AlterColumnType, SqlOperation, CreateIndex, AddConstraint, SetNotNull, DropColumn,
-               AddColumn, MoveColumn, CopyTable, AddReference, RenameColumn>
-      op;
+  Alternatives op;
 };
 
 // The operation's name as a spec writes it ("alter_column_type", "sql"...).

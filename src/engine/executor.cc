@@ -664,22 +664,8 @@ bool Executor::wait_while_throttled() {
   }
 }
 
-namespace {
-
-// Whether a step's lock, as the plan words it, conflicts with the SHARE
-// UPDATE EXCLUSIVE lock that VACUUM and ANALYZE hold. An `sql` operation's
-// lock is not analysed: assume it does.
-bool lock_conflicts_with_vacuum(const std::string& lock) {
-  for (const char* weaker : {"none", "ACCESS SHARE", "ROW EXCLUSIVE", "ROW SHARE"}) {
-    if (lock.rfind(weaker, 0) == 0) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 void Executor::yield_to_autovacuum(const Step& step) {
-  if (!lock_conflicts_with_vacuum(step.lock)) return;
+  if (!step.lock.conflicts_with_vacuum()) return;
   if (migrated_tables_.empty()) return;
   // Autovacuum workers holding VACUUM's lock on one of the tables; and any
   // session holding it that this role may not see (backend_type hidden):

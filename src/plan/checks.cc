@@ -200,7 +200,7 @@ Step precheck_step(const std::string& id, const std::string& description, const 
   s.sql = "WITH t AS (SELECT to_regclass(" + quote_literal(table) + ") AS rel)\n" +
           join(checks, "\nUNION ALL\n");
   s.rollback_sql = "";
-  s.lock = "none (catalog reads)";
+  s.lock = {LockMode::kNone, "(catalog reads)"};
   s.table_access = "none";
   return s;
 }

@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include "plan/operations.h"
+#include "ops/registry.h"
 #include "tandem/error.h"
 #include "tandem/plan.h"
 
@@ -28,124 +28,9 @@ const char* to_string(StepKind kind) {
 
 namespace {
 
-std::string rel(const std::string& schema, const std::string& table) {
-  return schema + "." + table;
-}
-
-// The column names an SQL expression may refer to: its words outside string
-// literals, folded to lower case as PostgreSQL folds unquoted names, and its
-// quoted names as written. Keywords and function names come along; they
-// name no column, so they match nothing an operation produces.
-std::set<std::string> names_in(const std::string& expr) {
-  std::set<std::string> out;
-  for (size_t i = 0; i < expr.size();) {
-    const char c = expr[i];
-    if (c == '\'') {
-      const size_t close = expr.find('\'', i + 1);
-      i = close == std::string::npos ? expr.size() : close + 1;
-    } else if (c == '"') {
-      const size_t close = expr.find('"', i + 1);
-      if (close == std::string::npos) break;
-      out.insert(expr.substr(i + 1, close - i - 1));
-      i = close + 1;
-    } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_' ||
-               static_cast<unsigned char>(c) >= 0x80) {
-      size_t j = i;
-      std::string word;
-      while (j < expr.size() &&
-             (std::isalnum(static_cast<unsigned char>(expr[j])) || expr[j] == '_' ||
-              expr[j] == '$' || static_cast<unsigned char>(expr[j]) >= 0x80)) {
-        word += static_cast<char>(std::tolower(static_cast<unsigned char>(expr[j])));
-        ++j;
-      }
-      out.insert(word);
-      i = j;
-    } else {
-      ++i;
-    }
-  }
-  return out;
-}
-
-// What an operation creates (tables, "table.column") and what it relies on;
-// `columns`: the columns of its own table that it attaches something to
-// (NOT NULL, a constraint, an index) or replaces.
-struct Needs {
-  std::vector<std::string> produces;
-  std::vector<std::string> needs;
-  std::set<std::string> attaches;  // columns of its table it puts something on
-  std::set<std::string> replaces;  // columns of its table it swaps, renames, moves or drops
-  std::string table;               // "schema.table", or "" for sql
-};
-
 Needs needs_of(const Operation& operation) {
   Needs n;
-  std::visit(
-      [&](const auto& op) {
-        using T = std::decay_t<decltype(op)>;
-        if constexpr (!std::is_same_v<T, SqlOperation>) n.table = rel(op.schema, op.table);
-        // Columns an expression reads: an operation whose expression names a
-        // column another one adds comes after it. `attached`: what the
-        // expression defines (a check, an index) sits on those columns too.
-        auto reads = [&](const std::string& expr, bool attached = false) {
-          for (const auto& name : names_in(expr)) {
-            n.needs.push_back(n.table + "." + name);
-            if (attached) n.attaches.insert(name);
-          }
-        };
-        if constexpr (std::is_same_v<T, AddColumn>) {
-          n.produces.push_back(n.table + "." + op.column);
-          reads(op.backfill);
-          if (op.default_value) reads(*op.default_value);
-          if (op.unique || op.not_null) n.attaches.insert(op.column);
-        }
-        if constexpr (std::is_same_v<T, MoveColumn>) {
-          n.produces.push_back(rel(op.to_schema, op.to_table));
-          n.replaces.insert(op.column);
-        }
-        if constexpr (std::is_same_v<T, CopyTable>) {
-          if (op.create) n.produces.push_back(rel(op.to_schema, op.to_table));
-          n.needs.push_back(rel(op.to_schema, op.to_table));
-          for (const auto& [column, expr] : op.up) reads(expr);
-        }
-        if constexpr (std::is_same_v<T, AddReference>) {
-          n.produces.push_back(n.table + "." + op.column);
-          n.needs.push_back(rel(op.references_schema, op.references) + "." + op.referenced_column);
-          n.needs.push_back(n.table + "." + op.via);
-          if (op.drop_via) n.replaces.insert(op.via);
-        }
-        if constexpr (std::is_same_v<T, AddConstraint>) {
-          if (op.kind == AddConstraint::Kind::kForeignKey) {
-            n.needs.push_back(op.references);
-          }
-          if (op.kind == AddConstraint::Kind::kCheck) reads(op.check, true);
-          for (const auto& c : op.columns) {
-            n.needs.push_back(n.table + "." + c);
-            n.attaches.insert(c);
-          }
-        }
-        if constexpr (std::is_same_v<T, CreateIndex>) {
-          for (const auto& c : op.columns) reads(c, true);
-          if (op.where) reads(*op.where, true);
-        }
-        if constexpr (std::is_same_v<T, AlterColumnType> || std::is_same_v<T, CreateIndex> ||
-                      std::is_same_v<T, AddConstraint> || std::is_same_v<T, SetNotNull> ||
-                      std::is_same_v<T, DropColumn> || std::is_same_v<T, AddColumn> ||
-                      std::is_same_v<T, MoveColumn> || std::is_same_v<T, CopyTable> ||
-                      std::is_same_v<T, AddReference> || std::is_same_v<T, RenameColumn>) {
-          n.needs.push_back(n.table);
-        }
-        if constexpr (std::is_same_v<T, SetNotNull> || std::is_same_v<T, RenameColumn> ||
-                      std::is_same_v<T, AlterColumnType> || std::is_same_v<T, DropColumn>) {
-          n.needs.push_back(n.table + "." + op.column);
-        }
-        if constexpr (std::is_same_v<T, SetNotNull>) n.attaches.insert(op.column);
-        if constexpr (std::is_same_v<T, AlterColumnType> || std::is_same_v<T, RenameColumn> ||
-                      std::is_same_v<T, DropColumn>) {
-          n.replaces.insert(op.column);
-        }
-      },
-      operation.op);
+  kind_of(operation).needs(operation, n);
   return n;
 }
 
@@ -272,37 +157,7 @@ Plan make_plan(const Spec& spec) {
   std::vector<Step> steps;
   for (size_t i : order_of(all)) {
     const int index = static_cast<int>(i) + 1;
-    std::visit(
-        [&](const auto& op) {
-          using T = std::decay_t<decltype(op)>;
-          // One branch per operation type; a type without one does not compile.
-          if constexpr (std::is_same_v<T, AlterColumnType>) {
-            plan_alter_column_type(spec, index, op, steps);
-          } else if constexpr (std::is_same_v<T, SqlOperation>) {
-            plan_sql(spec, index, op, steps);
-          } else if constexpr (std::is_same_v<T, CreateIndex>) {
-            plan_create_index(spec, index, op, steps);
-          } else if constexpr (std::is_same_v<T, AddConstraint>) {
-            plan_add_constraint(spec, index, op, steps);
-          } else if constexpr (std::is_same_v<T, SetNotNull>) {
-            plan_set_not_null(spec, index, op, steps);
-          } else if constexpr (std::is_same_v<T, DropColumn>) {
-            plan_drop_column(spec, index, op, steps);
-          } else if constexpr (std::is_same_v<T, AddColumn>) {
-            plan_add_column(spec, index, op, steps);
-          } else if constexpr (std::is_same_v<T, MoveColumn>) {
-            plan_move_column(spec, index, op, steps);
-          } else if constexpr (std::is_same_v<T, CopyTable>) {
-            plan_copy_table(spec, index, op, steps);
-          } else if constexpr (std::is_same_v<T, AddReference>) {
-            plan_add_reference(spec, index, op, steps);
-          } else if constexpr (std::is_same_v<T, RenameColumn>) {
-            plan_rename_column(spec, index, op, steps);
-          } else {
-            static_assert(sizeof(T) == 0, "make_plan: an operation type without a planner");
-          }
-        },
-        spec.operations[i].op);
+    kind_of(spec.operations[i]).plan(spec, index, spec.operations[i], steps);
   }
   // Phases run in order; within a phase, operations run in dependency order
   // (spec order where nothing depends on a later operation).
@@ -365,7 +220,7 @@ nlohmann::json Plan::to_json() const {
           {"rollback", s->rollback_sql ? nlohmann::json(*s->rollback_sql) : nlohmann::json()},
           {"reversible", s->reversible},
           {"transactional", s->transactional},
-          {"lock", s->lock},
+          {"lock", s->lock.to_string()},
           {"table_access", s->table_access},
       });
       if (!s->locks.empty()) steps_json.back()["locks_first"] = locks_json(s->locks);
@@ -402,7 +257,8 @@ std::string Plan::to_text() const {
     for (const Step* s : in_phase) {
       out << "  step " << s->id << " [" << to_string(s->kind)
           << (s->transactional ? "" : ", outside a transaction") << "]: " << s->description << "\n";
-      out << "    lock: " << s->lock << "\n    table: " << s->table_access << "\n    sql:\n";
+      out << "    lock: " << s->lock.to_string() << "\n    table: " << s->table_access
+          << "\n    sql:\n";
       indent(out, locks_sql(s->locks) + s->sql, "      ");
       if (!s->rollback_sql) {
         out << "    rollback: none - irreversible\n";

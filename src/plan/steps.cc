@@ -57,7 +57,7 @@ Step row_trigger_step(const std::string& id, Phase phase, const std::string& des
   s.description = description;
   s.sql = create_row_trigger(trigger, table, function, timing);
   s.rollback_sql = "DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\n";
-  s.lock = "SHARE ROW EXCLUSIVE (brief: blocks writes while waiting)";
+  s.lock = {LockMode::kShareRowExclusive, "(brief: blocks writes while waiting)"};
   s.table_access = "none";
   return s;
 }
@@ -71,7 +71,7 @@ Step trigger_function_step(const std::string& id, const std::string& description
   s.sql = "CREATE FUNCTION " + function + "() RETURNS trigger LANGUAGE plpgsql AS " +
           dollar_quote("\n" + body) + ";\n";
   s.rollback_sql = "DROP FUNCTION IF EXISTS " + function + "();\n";
-  s.lock = "none";
+  s.lock = {LockMode::kNone, ""};
   s.table_access = "none";
   return s;
 }
@@ -88,7 +88,7 @@ Step drop_helpers_step(const std::string& id, const std::string& description,
   for (const auto& f : functions) s.sql += "DROP FUNCTION IF EXISTS " + f + "();\n";
   for (const auto& t : tables) s.locks.push_back({t, "SHARE ROW EXCLUSIVE"});
   s.reversible = false;
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.lock = StepLock::metadata_only();
   s.table_access = "none";
   return s;
 }
@@ -104,7 +104,7 @@ Step add_nullable_column_step(const std::string& id, const std::string& table,
                       : description;
   s.sql = "ALTER TABLE " + table + " ADD COLUMN " + column + " " + type + ";\n";
   s.rollback_sql = "ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + column + ";\n";
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.lock = StepLock::metadata_only();
   s.table_access = "none";
   return s;
 }
@@ -117,7 +117,7 @@ Step drop_column_step(const std::string& id, const std::string& description,
   s.description = description;
   s.sql = "ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + column + ";\n";
   s.reversible = false;
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.lock = StepLock::metadata_only();
   s.table_access = "none (space is reclaimed by later updates and VACUUM)";
   return s;
 }
@@ -134,7 +134,7 @@ Step concurrent_index_step(const std::string& id, Phase phase, const std::string
   s.sql = std::string("CREATE ") + (unique ? "UNIQUE " : "") + "INDEX CONCURRENTLY " +
           quote_ident(name) + " ON " + table + " " + definition + ";\n";
   s.rollback_sql = "DROP INDEX CONCURRENTLY IF EXISTS " + index + ";\n";
-  s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on; waits for older writers)";
+  s.lock = {LockMode::kShareUpdateExclusive, "(reads and writes go on; waits for older writers)"};
   s.table_access = "scans table twice";
   make_index_build_idempotent(s, index);
   return s;
@@ -158,7 +158,7 @@ Step backfill_step(const std::string& id, const std::string& description, BatchW
   s.sql += "  -- one transaction per batch\n";
   s.batch = std::move(work);
   s.rollback_sql = "";
-  s.lock = "ROW EXCLUSIVE; row locks on one batch at a time";
+  s.lock = {LockMode::kRowExclusive, "; row locks on one batch at a time"};
   s.table_access = "updates every row";
   return s;
 }
@@ -173,7 +173,7 @@ Step verify_step(const std::string& id, const std::string& description, BatchWor
           "  -- in key chunks\n";
   s.batch = std::move(work);
   s.rollback_sql = "";
-  s.lock = "ACCESS SHARE";
+  s.lock = {LockMode::kAccessShare, ""};
   s.table_access = "scans table";
   return s;
 }

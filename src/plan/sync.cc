@@ -169,7 +169,7 @@ Step compat_view_step(const std::string& id, const CompatView& v, const std::str
   s.description = "publish the view " + qualified(v.view.schema, v.view.name) + ": " + what;
   s.sql = create_compat_view_sql(v);
   s.rollback_sql = "DROP VIEW IF EXISTS " + qualified(v.view.schema, v.view.name) + ";\n";
-  s.lock = "ACCESS SHARE on the tables it reads";
+  s.lock = {LockMode::kAccessShare, "on the tables it reads"};
   s.table_access = "none";
   return s;
 }
@@ -182,7 +182,7 @@ Step drop_compat_view_step(const std::string& id, const ViewName& view) {
                   "; readers use the new shape now";
   s.sql = "DROP VIEW IF EXISTS " + qualified(view.schema, view.name) + ";\n";
   s.reversible = false;
-  s.lock = "ACCESS EXCLUSIVE on the view";
+  s.lock = {LockMode::kAccessExclusive, "on the view"};
   s.table_access = "none";
   return s;
 }

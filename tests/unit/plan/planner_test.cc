@@ -48,7 +48,7 @@ TEST(Planner, EveryStepBeforeCleanupHasARollbackAndCleanupHasNone) {
       EXPECT_TRUE(s.reversible) << s.id;
       EXPECT_TRUE(s.rollback_sql.has_value()) << s.id;
     }
-    EXPECT_FALSE(s.lock.empty()) << s.id;
+    EXPECT_FALSE(s.lock.to_string().empty()) << s.id;
   }
 }
 

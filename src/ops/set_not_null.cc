@@ -2,9 +2,10 @@
 // unless a validated CHECK (column IS NOT NULL) already proves it. So: add
 // that check NOT VALID, validate it while writes go on, then SET NOT NULL
 // (no scan) and drop the check.
+#include "ops/operations.h"
 #include "plan/checks.h"
-#include "plan/operations.h"
 #include "plan/steps.h"
+#include "spec/reader.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -24,7 +25,7 @@ void plan_not_null_via_check(const Spec& spec, const std::string& id, const std:
   s.sql = "ALTER TABLE " + table + " ADD CONSTRAINT " + check + " CHECK (" + col +
           " IS NOT NULL) NOT VALID;\n";
   s.rollback_sql = "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + check + ";\n";
-  s.lock = "ACCESS EXCLUSIVE (brief: no scan)";
+  s.lock = {LockMode::kAccessExclusive, "(brief: no scan)"};
   s.table_access = "none";
   out.push_back(s);
 
@@ -34,7 +35,7 @@ void plan_not_null_via_check(const Spec& spec, const std::string& id, const std:
   s.description = "validate the check against the existing rows";
   s.sql = "ALTER TABLE " + table + " VALIDATE CONSTRAINT " + check + ";\n";
   s.rollback_sql = "";
-  s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on)";
+  s.lock = StepLock::reads_and_writes_go_on();
   s.table_access = "scans table";
   out.push_back(s);
 
@@ -45,7 +46,7 @@ void plan_not_null_via_check(const Spec& spec, const std::string& id, const std:
   s.sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " SET NOT NULL;\n" + "ALTER TABLE " +
           table + " DROP CONSTRAINT " + check + ";\n";
   s.rollback_sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " DROP NOT NULL;\n";
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.lock = StepLock::metadata_only();
   s.table_access = "none";
   out.push_back(s);
 }
@@ -60,6 +61,24 @@ void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::v
        checks::column_exists(op.column), checks::column_nullable(op.column)}));
   plan_not_null_via_check(spec, id, op.schema, op.table, op.column, Phase::kPrepare,
                           Phase::kBackfill, out);
+}
+
+std::optional<SetNotNull> parse_set_not_null(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "set_not_null";
+  if (!r.expect_map(n, w)) return std::nullopt;
+  r.check_keys(n, {"schema", "table", "column"}, w);
+  size_t before = r.errors.size();
+  SetNotNull s;
+  r.table_ref(n, w, s.schema, s.table);
+  r.identifier(n, "column", true, s.column, w);
+  if (r.errors.size() != before) return std::nullopt;
+  return s;
+}
+
+void needs_set_not_null(const SetNotNull& op, Needs& n) {
+  n.on_table(op.schema, op.table);
+  n.needs_column(op.column);
+  n.attaches.insert(op.column);
 }
 
 }  // namespace tandem

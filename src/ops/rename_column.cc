@@ -2,9 +2,10 @@
 // compatibility view created just before it, in the same transaction, keeps
 // the old column name for readers that have not moved yet (a view refers to
 // columns by position, so it follows the rename), until cleanup drops it.
+#include "ops/operations.h"
 #include "plan/checks.h"
-#include "plan/operations.h"
 #include "plan/sync.h"
+#include "spec/reader.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -35,9 +36,32 @@ void plan_rename_column(const Spec&, int index, const RenameColumn& op, std::vec
   s.description = "rename " + from + " to " + to;
   s.sql = "ALTER TABLE " + table + " RENAME COLUMN " + from + " TO " + to + ";\n";
   s.rollback_sql = "ALTER TABLE " + table + " RENAME COLUMN " + to + " TO " + from + ";\n";
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.lock = StepLock::metadata_only();
   s.table_access = "none";
   out.push_back(s);
+}
+
+std::optional<RenameColumn> parse_rename_column(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "rename_column";
+  if (!r.expect_map(n, w)) return std::nullopt;
+  r.check_keys(n, {"schema", "table", "column", "to", "compat_view"}, w);
+  size_t before = r.errors.size();
+  RenameColumn rc;
+  r.table_ref(n, w, rc.schema, rc.table);
+  r.identifier(n, "column", true, rc.column, w);
+  r.identifier(n, "to", true, rc.to, w);
+  rc.compat_view = r.compat_view(n, w);
+  if (r.errors.size() == before && rc.column == rc.to) {
+    r.error(n["to"], "rename_column: \"to\" is the column's current name");
+  }
+  if (r.errors.size() != before) return std::nullopt;
+  return rc;
+}
+
+void needs_rename_column(const RenameColumn& op, Needs& n) {
+  n.on_table(op.schema, op.table);
+  n.needs_column(op.column);
+  n.replaces.insert(op.column);
 }
 
 }  // namespace tandem

@@ -2,9 +2,10 @@
 // scan: new writes are checked from then on) and validated later under a lock
 // that lets reads and writes go on. UNIQUE is built as a unique index
 // concurrently and attached as the constraint.
+#include "ops/operations.h"
 #include "plan/checks.h"
 #include "plan/index_build.h"
-#include "plan/operations.h"
+#include "spec/reader.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -26,7 +27,7 @@ void plan_unique_via_index(const std::string& id, const std::string& schema,
   s.sql = "CREATE UNIQUE INDEX CONCURRENTLY " + name + " ON " + table + " (" + join(cols, ", ") +
           ");\n";
   s.rollback_sql = "DROP INDEX CONCURRENTLY IF EXISTS " + index + ";\n";
-  s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on; waits for older writers)";
+  s.lock = {LockMode::kShareUpdateExclusive, "(reads and writes go on; waits for older writers)"};
   s.table_access = "scans table twice";
   make_index_build_idempotent(s, index);
   out.push_back(s);
@@ -38,7 +39,7 @@ void plan_unique_via_index(const std::string& id, const std::string& schema,
   s.sql =
       "ALTER TABLE " + table + " ADD CONSTRAINT " + name + " UNIQUE USING INDEX " + name + ";\n";
   s.rollback_sql = "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + name + ";\n";
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.lock = StepLock::metadata_only();
   s.table_access = "none";
   out.push_back(s);
 }
@@ -69,9 +70,9 @@ void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::v
   std::string definition;
   if (op.kind == AddConstraint::Kind::kCheck) {
     definition = "CHECK (" + op.check + ")";
-    plan_constraint_not_valid(id, table, op.name, definition, "ACCESS EXCLUSIVE (brief: no scan)",
-                              "SHARE UPDATE EXCLUSIVE (reads and writes go on)", Phase::kPrepare,
-                              Phase::kBackfill, out);
+    plan_constraint_not_valid(
+        id, table, op.name, definition, {LockMode::kAccessExclusive, "(brief: no scan)"},
+        StepLock::reads_and_writes_go_on(), Phase::kPrepare, Phase::kBackfill, out);
     return;
   }
   std::vector<std::string> cols, refs;
@@ -79,16 +80,17 @@ void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::v
   for (const auto& c : op.referenced_columns) refs.push_back(quote_ident(c));
   definition = "FOREIGN KEY (" + join(cols, ", ") + ") REFERENCES " + op.references + " (" +
                join(refs, ", ") + ")" + (op.on_delete.empty() ? "" : " ON DELETE " + op.on_delete);
-  plan_constraint_not_valid(
-      id, table, op.name, definition, "SHARE ROW EXCLUSIVE on both tables (brief: no scan)",
-      "SHARE UPDATE EXCLUSIVE; ROW SHARE on the referenced table (reads and writes go on)",
-      Phase::kPrepare, Phase::kBackfill, out, op.references);
+  plan_constraint_not_valid(id, table, op.name, definition,
+                            {LockMode::kShareRowExclusive, "on both tables (brief: no scan)"},
+                            {LockMode::kShareUpdateExclusive,
+                             "; ROW SHARE on the referenced table (reads and writes go on)"},
+                            Phase::kPrepare, Phase::kBackfill, out, op.references);
 }
 
 void plan_constraint_not_valid(const std::string& id, const std::string& table,
                                const std::string& constraint, const std::string& definition,
-                               const std::string& add_lock, const std::string& validate_lock,
-                               Phase add, Phase validate, std::vector<Step>& out,
+                               const StepLock& add_lock, const StepLock& validate_lock, Phase add,
+                               Phase validate, std::vector<Step>& out,
                                const std::string& referenced) {
   const std::string name = quote_ident(constraint);
   Step s;
@@ -120,6 +122,64 @@ void plan_constraint_not_valid(const std::string& id, const std::string& table,
   s.lock = validate_lock;
   s.table_access = "scans table";
   out.push_back(s);
+}
+
+std::optional<AddConstraint> parse_add_constraint(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "add_constraint";
+  if (!r.expect_map(n, w)) return std::nullopt;
+  r.check_keys(n,
+               {"schema", "table", "name", "check", "foreign_key", "unique", "references",
+                "referenced_columns", "on_delete"},
+               w);
+  size_t before = r.errors.size();
+  AddConstraint c;
+  r.table_ref(n, w, c.schema, c.table);
+  r.identifier(n, "name", true, c.name, w);
+  int kinds = n["check"].IsDefined() + n["foreign_key"].IsDefined() + n["unique"].IsDefined();
+  if (kinds != 1) {
+    r.error(n, "add_constraint: give exactly one of \"check\", \"foreign_key\" or \"unique\"");
+    return std::nullopt;
+  }
+  if (n["check"].IsDefined()) {
+    c.kind = AddConstraint::Kind::kCheck;
+    if (auto e = r.expression(n, "check")) c.check = *e;
+    if (c.check.empty() && r.errors.size() == before)
+      r.error(n["check"], "check: must not be empty");
+  } else if (n["unique"].IsDefined()) {
+    c.kind = AddConstraint::Kind::kUnique;
+    c.columns = r.string_list(n, "unique", w);
+  } else {
+    c.kind = AddConstraint::Kind::kForeignKey;
+    c.columns = r.string_list(n, "foreign_key", w);
+    std::string ref_schema = "public";
+    std::string ref_table;
+    r.identifier(n, "references", true, ref_table, w);
+    auto dot = ref_table.find('.');
+    if (dot != std::string::npos) {
+      ref_schema = ref_table.substr(0, dot);
+      ref_table = ref_table.substr(dot + 1);
+    }
+    c.references = qualified(ref_schema, ref_table);
+    c.referenced_columns = r.string_list(n, "referenced_columns", w);
+    r.on_delete(n, w, c.on_delete);
+    if (c.columns.size() != c.referenced_columns.size() && r.errors.size() == before) {
+      r.error(n, "add_constraint: foreign_key has " + std::to_string(c.columns.size()) +
+                     " columns but referenced_columns has " +
+                     std::to_string(c.referenced_columns.size()));
+    }
+  }
+  if (r.errors.size() != before) return std::nullopt;
+  return c;
+}
+
+void needs_add_constraint(const AddConstraint& op, Needs& n) {
+  n.on_table(op.schema, op.table);
+  if (op.kind == AddConstraint::Kind::kForeignKey) n.needs.push_back(op.references);
+  if (op.kind == AddConstraint::Kind::kCheck) n.reads(op.check, true);
+  for (const auto& c : op.columns) {
+    n.needs_column(c);
+    n.attaches.insert(c);
+  }
 }
 
 }  // namespace tandem

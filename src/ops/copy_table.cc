@@ -12,10 +12,11 @@
 //               `down` (when given); the v1-shaped compatibility view, if asked
 //   cleanup     drop the view and the sync (v1 itself stays: drop it with an
 //               `sql` operation once nothing reads it)
+#include "ops/operations.h"
 #include "plan/checks.h"
-#include "plan/operations.h"
 #include "plan/steps.h"
 #include "plan/sync.h"
+#include "spec/reader.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -48,7 +49,7 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
     s.description = "create " + target;
     s.sql = "CREATE TABLE " + target + " (\n  " + *op.create + "\n);\n";
     s.rollback_sql = "DROP TABLE IF EXISTS " + target + ";\n";
-    s.lock = "none (a new table)";
+    s.lock = {LockMode::kNone, "(a new table)"};
     s.table_access = "none";
     out.push_back(s);
   }
@@ -107,6 +108,45 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
       id + "drop_sync",
       "drop the sync triggers and functions; " + source + " no longer follows " + target, triggers,
       functions, back ? std::vector<std::string>{source, target} : std::vector<std::string>{}));
+}
+
+std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "copy_table";
+  if (!r.expect_map(n, w)) return std::nullopt;
+  r.check_keys(n, {"schema", "table", "to", "key", "up", "down", "create", "compat_view"}, w);
+  size_t before = r.errors.size();
+  CopyTable c;
+  r.table_ref(n, w, c.schema, c.table);
+  c.to_schema = c.schema;
+  r.relation(n, "to", true, c.to_schema, c.to_table, w);
+  c.key = r.string_list(n, "key", w);
+  c.up = r.column_map(n, "up", w);
+  if (n["down"].IsDefined()) c.down = r.column_map(n, "down", w);
+  c.create = r.scalar(n, "create", false, w);
+  c.compat_view = r.compat_view(n, w);
+  if (c.compat_view && c.down.empty() && r.errors.size() == before) {
+    r.error(n["compat_view"],
+            "copy_table: compat_view needs \"down\", which gives the view its "
+            "columns");
+  }
+  for (const auto* m : {&c.up, &c.down}) {
+    for (const auto& [column, expr] : *m) {
+      if (std::find(c.key.begin(), c.key.end(), column) != c.key.end()) {
+        r.error(n, "copy_table: key column \"" + column +
+                       "\" is copied as it is; leave it out of up and down");
+      }
+    }
+  }
+  if (r.errors.size() != before) return std::nullopt;
+  return c;
+}
+
+void needs_copy_table(const CopyTable& op, Needs& n) {
+  n.on_table(op.schema, op.table);
+  const std::string target = op.to_schema + "." + op.to_table;
+  if (op.create) n.produces.push_back(target);
+  n.needs.push_back(target);
+  for (const auto& [column, expr] : op.up) n.reads(expr);
 }
 
 }  // namespace tandem

@@ -1,8 +1,9 @@
 // create_index: CREATE [UNIQUE] INDEX CONCURRENTLY, which builds the index
 // while reads and writes go on. Rollback drops it the same way.
+#include "ops/operations.h"
 #include "plan/checks.h"
-#include "plan/operations.h"
 #include "plan/steps.h"
+#include "spec/reader.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -21,6 +22,31 @@ void plan_create_index(const Spec&, int index, const CreateIndex& op, std::vecto
                                       "USING " + op.method + " (" + join(op.columns, ", ") + ")" +
                                           (op.where ? " WHERE " + *op.where : ""),
                                       op.unique));
+}
+
+std::optional<CreateIndex> parse_create_index(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "create_index";
+  if (!r.expect_map(n, w)) return std::nullopt;
+  r.check_keys(n, {"schema", "table", "name", "columns", "unique", "method", "where", "phase"}, w);
+  size_t before = r.errors.size();
+  CreateIndex c;
+  r.table_ref(n, w, c.schema, c.table);
+  r.identifier(n, "name", true, c.name, w);
+  c.columns = r.string_list(n, "columns", w);
+  if (auto u = r.boolean(n, "unique")) c.unique = *u;
+  r.method_name(n, c.method);
+  c.where = r.expression(n, "where");
+  if (n["phase"].IsDefined()) {
+    if (auto p = r.phase(n["phase"], "phase")) c.phase = *p;
+  }
+  if (r.errors.size() != before) return std::nullopt;
+  return c;
+}
+
+void needs_create_index(const CreateIndex& op, Needs& n) {
+  n.on_table(op.schema, op.table);
+  for (const auto& c : op.columns) n.reads(c, true);
+  if (op.where) n.reads(*op.where, true);
 }
 
 }  // namespace tandem

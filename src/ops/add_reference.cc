@@ -22,10 +22,11 @@
 //
 // The parent's new key must be filled first: put the add_column that creates
 // it before this operation (the planner orders them so when they are in one spec).
+#include "ops/operations.h"
 #include "plan/checks.h"
-#include "plan/operations.h"
 #include "plan/steps.h"
 #include "plan/sync.h"
+#include "spec/reader.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -111,8 +112,8 @@ END
       id + "fk_", table, fk,
       "FOREIGN KEY (" + col + ") REFERENCES " + parent + " (" + ref_col + ")" +
           (op.on_delete.empty() ? "" : " ON DELETE " + op.on_delete),
-      "SHARE ROW EXCLUSIVE on both tables (brief: no scan)",
-      "SHARE UPDATE EXCLUSIVE; ROW SHARE on " + parent + " (reads and writes go on)",
+      {LockMode::kShareRowExclusive, "on both tables (brief: no scan)"},
+      {LockMode::kShareUpdateExclusive, "; ROW SHARE on " + parent + " (reads and writes go on)"},
       Phase::kBackfill, Phase::kBackfill, out, parent);
   if (op.not_null) {
     plan_not_null_via_check(spec, id, op.schema, op.table, op.column, Phase::kBackfill,
@@ -149,6 +150,40 @@ END
         "drop the lookup trigger and function; writers set " + col + " themselves now",
         {trigger + " ON " + table}, {fn}));
   }
+}
+
+std::optional<AddReference> parse_add_reference(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "add_reference";
+  if (!r.expect_map(n, w)) return std::nullopt;
+  r.check_keys(n,
+               {"schema", "table", "column", "type", "via", "references", "referenced_column",
+                "lookup", "on_delete", "not_null", "index", "drop_via", "compat_view"},
+               w);
+  size_t before = r.errors.size();
+  AddReference a;
+  r.table_ref(n, w, a.schema, a.table);
+  r.identifier(n, "column", true, a.column, w);
+  if (auto t = r.type_name(n, true, w)) a.type = *t;
+  r.identifier(n, "via", true, a.via, w);
+  a.references_schema = a.schema;
+  r.relation(n, "references", true, a.references_schema, a.references, w);
+  r.identifier(n, "referenced_column", true, a.referenced_column, w);
+  r.identifier(n, "lookup", true, a.lookup, w);
+  r.on_delete(n, w, a.on_delete);
+  if (auto b = r.boolean(n, "not_null")) a.not_null = *b;
+  if (auto b = r.boolean(n, "index")) a.index = *b;
+  if (auto b = r.boolean(n, "drop_via")) a.drop_via = *b;
+  a.compat_view = r.compat_view(n, w);
+  if (r.errors.size() != before) return std::nullopt;
+  return a;
+}
+
+void needs_add_reference(const AddReference& op, Needs& n) {
+  n.on_table(op.schema, op.table);
+  n.produces.push_back(n.column(op.column));
+  n.needs.push_back(op.references_schema + "." + op.references + "." + op.referenced_column);
+  n.needs_column(op.via);
+  if (op.drop_via) n.replaces.insert(op.via);
 }
 
 }  // namespace tandem

@@ -1,8 +1,9 @@
 // sql: a hand-written statement in one phase, with an optional `down`.
 #include <regex>
 
+#include "ops/operations.h"
 #include "plan/index_build.h"
-#include "plan/operations.h"
+#include "spec/reader.h"
 
 namespace tandem {
 namespace {
@@ -21,7 +22,7 @@ std::optional<std::string> concurrent_index_name(const std::string& sql) {
 
 }  // namespace
 
-void plan_sql(const Spec&, int index, const SqlOperation& op, std::vector<Step>& out) {
+void plan_sql_operation(const Spec&, int index, const SqlOperation& op, std::vector<Step>& out) {
   Step s;
   s.id = std::to_string(index) + ".sql";
   s.phase = op.phase;
@@ -34,15 +35,39 @@ void plan_sql(const Spec&, int index, const SqlOperation& op, std::vector<Step>&
   s.rollback_sql = op.down;
   s.reversible = op.down.has_value();
   s.transactional = op.transaction;
-  s.lock = op.lock.value_or("as written (not analysed)");
+  s.lock = op.lock ? StepLock::from_words(*op.lock)
+                   : StepLock{LockMode::kAsWritten, "as written (not analysed)"};
   if (!op.transaction) {
     if (auto index = concurrent_index_name(op.up)) {
       make_index_build_idempotent(s, *index);
-      s.lock = op.lock.value_or("SHARE UPDATE EXCLUSIVE (reads and writes go on)");
+      s.lock = op.lock ? StepLock::from_words(*op.lock) : StepLock::reads_and_writes_go_on();
     }
   }
   s.table_access = "as written";
   out.push_back(s);
+}
+
+std::optional<SqlOperation> parse_sql_operation(SpecReader& r, const YAML::Node& n) {
+  if (!r.expect_map(n, "sql")) return std::nullopt;
+  r.check_keys(n, {"phase", "up", "down", "transaction", "lock"}, "sql");
+  size_t before = r.errors.size();
+  SqlOperation s;
+  if (!n["phase"].IsDefined()) {
+    r.missing(n, "phase", "sql");
+  } else if (auto p = r.phase(n["phase"], "phase")) {
+    s.phase = *p;
+  }
+  if (auto up = r.scalar(n, "up", true, "sql")) s.up = *up;
+  s.down = r.scalar(n, "down", false, "sql");
+  if (auto t = r.boolean(n, "transaction")) s.transaction = *t;
+  s.lock = r.scalar(n, "lock", false, "sql");
+  if (r.errors.size() != before) return std::nullopt;
+  return s;
+}
+
+void needs_sql_operation(const SqlOperation& op, Needs& n) {
+  (void)op;
+  (void)n;  // hand-written SQL names no table tandem could know
 }
 
 }  // namespace tandem

@@ -4,8 +4,9 @@
 // the column's NOT NULL, default and CHECK constraints are recorded before
 // the drop and come back with it (its indexes, unique and foreign key
 // constraints, comment and position do not).
+#include "ops/operations.h"
 #include "plan/checks.h"
-#include "plan/operations.h"
+#include "spec/reader.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -85,7 +86,8 @@ void plan_drop_column(const Spec& spec, int index, const DropColumn& op, std::ve
             ", c->>'name');\n"
             "    END IF;\n"
             "  END LOOP;\n");
-    save.lock = "none (reads the catalog); rollback: SHARE UPDATE EXCLUSIVE (writes go on)";
+    save.lock = {LockMode::kNone,
+                 "(reads the catalog); rollback: SHARE UPDATE EXCLUSIVE (writes go on)"};
     save.rollback_locks = {{table, "SHARE UPDATE EXCLUSIVE"}};
     save.table_access = "none; rollback: scans table to validate the restored CHECKs";
     out.push_back(save);
@@ -132,9 +134,32 @@ void plan_drop_column(const Spec& spec, int index, const DropColumn& op, std::ve
   } else {
     s.reversible = false;
   }
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.lock = StepLock::metadata_only();
   s.table_access = "none (space is reclaimed by later updates and VACUUM)";
   out.push_back(s);
+}
+
+std::optional<DropColumn> parse_drop_column(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "drop_column";
+  if (!r.expect_map(n, w)) return std::nullopt;
+  r.check_keys(n, {"schema", "table", "column", "type", "down"}, w);
+  size_t before = r.errors.size();
+  DropColumn d;
+  r.table_ref(n, w, d.schema, d.table);
+  r.identifier(n, "column", true, d.column, w);
+  d.type = r.type_name(n, false, w);
+  d.down = r.expression(n, "down");
+  if (d.down && !d.type && r.errors.size() == before) {
+    r.error(n, "drop_column: \"down\" needs \"type\", the type the column is re-created with");
+  }
+  if (r.errors.size() != before) return std::nullopt;
+  return d;
+}
+
+void needs_drop_column(const DropColumn& op, Needs& n) {
+  n.on_table(op.schema, op.table);
+  n.needs_column(op.column);
+  n.replaces.insert(op.column);
 }
 
 }  // namespace tandem

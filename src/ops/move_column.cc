@@ -13,10 +13,11 @@
 //               back to the source column (the source trigger stays, so old
 //               writers are still mirrored); the compatibility view, if asked
 //   cleanup     drop the view, both triggers and functions, then the source column
+#include "ops/operations.h"
 #include "plan/checks.h"
-#include "plan/operations.h"
 #include "plan/steps.h"
 #include "plan/sync.h"
+#include "spec/reader.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -56,7 +57,8 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
           " ADD FOREIGN KEY (" + keys + ") REFERENCES " + source + " (" + keys +
           ")\n  ON UPDATE CASCADE ON DELETE CASCADE;\n";
   s.rollback_sql = "DROP TABLE IF EXISTS " + target + ";\n";
-  s.lock = "SHARE ROW EXCLUSIVE on " + source + " (brief: the foreign key; no scan of it)";
+  s.lock = {LockMode::kShareRowExclusive,
+            "on " + source + " (brief: the foreign key; no scan of it)"};
   s.table_access = "none";
   out.push_back(s);
 
@@ -111,6 +113,33 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
   out.push_back(drop_column_step(id + "drop_source_column",
                                  "drop " + source + "." + col + "; its values live in " + target,
                                  source, col));
+}
+
+std::optional<MoveColumn> parse_move_column(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "move_column";
+  if (!r.expect_map(n, w)) return std::nullopt;
+  r.check_keys(n, {"schema", "table", "column", "key", "to", "to_column", "compat_view"}, w);
+  size_t before = r.errors.size();
+  MoveColumn m;
+  r.table_ref(n, w, m.schema, m.table);
+  r.identifier(n, "column", true, m.column, w);
+  m.key = r.string_list(n, "key", w);
+  m.to_schema = m.schema;
+  r.relation(n, "to", true, m.to_schema, m.to_table, w);
+  r.identifier(n, "to_column", false, m.to_column, w);
+  if (m.to_column.empty()) m.to_column = m.column;
+  m.compat_view = r.compat_view(n, w);
+  if (r.errors.size() == before && std::find(m.key.begin(), m.key.end(), m.column) != m.key.end()) {
+    r.error(n["column"], "move_column: \"" + m.column + "\" is part of the key; it cannot move");
+  }
+  if (r.errors.size() != before) return std::nullopt;
+  return m;
+}
+
+void needs_move_column(const MoveColumn& op, Needs& n) {
+  n.on_table(op.schema, op.table);
+  n.produces.push_back(op.to_schema + "." + op.to_table);
+  n.replaces.insert(op.column);
 }
 
 }  // namespace tandem

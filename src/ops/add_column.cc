@@ -12,9 +12,10 @@
 //
 // A volatile expression (gen_random_uuid()) is evaluated once per row: the
 // backfill only touches rows that are still NULL, and so does the trigger.
+#include "ops/operations.h"
 #include "plan/checks.h"
-#include "plan/operations.h"
 #include "plan/steps.h"
+#include "spec/reader.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -76,7 +77,7 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
     s.sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " SET DEFAULT " + *op.default_value +
             ";\n";
     s.rollback_sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " DROP DEFAULT;\n";
-    s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+    s.lock = StepLock::metadata_only();
     s.table_access = "none";
     out.push_back(s);
   }
@@ -85,6 +86,36 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
       id + "drop_fill_trigger",
       "drop the fill trigger and function; the application writes " + col + " now",
       {trigger + " ON " + table}, {fn}));
+}
+
+std::optional<AddColumn> parse_add_column(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "add_column";
+  if (!r.expect_map(n, w)) return std::nullopt;
+  r.check_keys(
+      n, {"schema", "table", "column", "type", "backfill", "default", "unique", "not_null"}, w);
+  size_t before = r.errors.size();
+  AddColumn a;
+  r.table_ref(n, w, a.schema, a.table);
+  r.identifier(n, "column", true, a.column, w);
+  if (auto t = r.type_name(n, true, w)) a.type = *t;
+  if (!n["backfill"].IsDefined()) {
+    r.missing(n, "backfill", w);
+  } else if (auto e = r.expression(n, "backfill")) {
+    a.backfill = *e;
+  }
+  a.default_value = r.expression(n, "default");
+  if (auto u = r.boolean(n, "unique")) a.unique = *u;
+  if (auto nn = r.boolean(n, "not_null")) a.not_null = *nn;
+  if (r.errors.size() != before) return std::nullopt;
+  return a;
+}
+
+void needs_add_column(const AddColumn& op, Needs& n) {
+  n.on_table(op.schema, op.table);
+  n.produces.push_back(n.column(op.column));
+  n.reads(op.backfill);
+  if (op.default_value) n.reads(*op.default_value);
+  if (op.unique || op.not_null) n.attaches.insert(op.column);
 }
 
 }  // namespace tandem

@@ -19,9 +19,10 @@
 // backfill writes only the shadow, so the trigger does not fire for it.
 #include <string>
 
+#include "ops/operations.h"
 #include "plan/checks.h"
-#include "plan/operations.h"
 #include "plan/steps.h"
+#include "spec/reader.h"
 #include "tandem/error.h"
 #include "util/ident.h"
 #include "util/text.h"
@@ -120,7 +121,7 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
           sync_trigger_function(n.fn_bwd, n.q_old, n.fn_down, n.q_column);
   s.rollback_sql = "DROP FUNCTION IF EXISTS " + n.fn_fwd + "(), " + n.fn_bwd + "();\n" +
                    "DROP FUNCTION IF EXISTS " + n.fn_up + ", " + n.fn_down + ";\n";
-  s.lock = "none";
+  s.lock = {LockMode::kNone, ""};
   s.table_access = "none";
   out.push_back(s);
 
@@ -135,7 +136,8 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.rollback_sql = "DROP TRIGGER IF EXISTS " + n.trg_fwd + " ON " + n.table + ";\nALTER TABLE " +
                    n.table + " DROP COLUMN IF EXISTS " + n.q_shadow + ";\n";
   s.rollback_locks = lock_table;
-  s.lock = "SHARE ROW EXCLUSIVE (brief: blocks writes while waiting); rollback: ACCESS EXCLUSIVE";
+  s.lock = {LockMode::kShareRowExclusive,
+            "(brief: blocks writes while waiting); rollback: ACCESS EXCLUSIVE"};
   out.push_back(s);
   out.push_back(backfill_step(
       id + "backfill", "copy " + what + " into " + n.q_shadow + " in primary-key batches",
@@ -151,7 +153,7 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
           quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) + ");\n";
   s.rollback_sql =
       "ALTER TABLE " + n.table + " DROP CONSTRAINT IF EXISTS " + quote_ident(n.nn_check) + ";\n";
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.lock = StepLock::metadata_only();
   s.table_access = "none";
   out.push_back(s);
 
@@ -162,7 +164,7 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.sql = "SELECT tandem.validate_constraint_if_exists(" + n.regclass + ", " +
           quote_literal(n.nn_check) + ");\n";
   s.rollback_sql = "";
-  s.lock = "SHARE UPDATE EXCLUSIVE (reads and writes go on)";
+  s.lock = StepLock::reads_and_writes_go_on();
   s.table_access = "scans table";
   out.push_back(s);
 
@@ -187,7 +189,7 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.rollback_sql = "DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" + swap_back +
                    create_column_sync_trigger(n.trg_fwd, n.table, n.fn_fwd, n.q_column);
   s.locks = s.rollback_locks = lock_table;
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.lock = StepLock::metadata_only();
   s.table_access = "none";
   out.push_back(s);
 
@@ -204,7 +206,8 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
                   n.q_column + " now, so cleanup's DROP COLUMN leaves it";
   s.sql = move_owner(n.old, n.column);
   s.rollback_sql = move_owner(n.column, n.old);
-  s.lock = "SHARE ROW EXCLUSIVE on the sequence (brief: nextval() waits while it waits)";
+  s.lock = {LockMode::kShareRowExclusive,
+            "on the sequence (brief: nextval() waits while it waits)"};
   s.table_access = "none";
   out.push_back(s);
 
@@ -216,7 +219,7 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
           n.table + " DROP COLUMN IF EXISTS " + n.q_old + ";\n";
   s.locks = lock_table;
   s.reversible = false;
-  s.lock = "ACCESS EXCLUSIVE (brief: metadata only)";
+  s.lock = StepLock::metadata_only();
   s.table_access = "none (space is reclaimed by later updates and VACUUM)";
   out.push_back(s);
 
@@ -227,9 +230,30 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.sql = "DROP FUNCTION IF EXISTS " + n.fn_fwd + "(), " + n.fn_bwd + "();\n" +
           "DROP FUNCTION IF EXISTS " + n.fn_up + ", " + n.fn_down + ";\n";
   s.reversible = false;
-  s.lock = "none";
+  s.lock = {LockMode::kNone, ""};
   s.table_access = "none";
   out.push_back(s);
+}
+
+std::optional<AlterColumnType> parse_alter_column_type(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "alter_column_type";
+  if (!r.expect_map(n, w)) return std::nullopt;
+  r.check_keys(n, {"schema", "table", "column", "type", "up", "down"}, w);
+  size_t before = r.errors.size();
+  AlterColumnType a;
+  r.table_ref(n, w, a.schema, a.table);
+  r.identifier(n, "column", true, a.column, w);
+  if (auto t = r.type_name(n, true, w)) a.type = *t;
+  a.up = r.expression(n, "up");
+  a.down = r.expression(n, "down");
+  if (r.errors.size() != before) return std::nullopt;
+  return a;
+}
+
+void needs_alter_column_type(const AlterColumnType& op, Needs& n) {
+  n.on_table(op.schema, op.table);
+  n.needs_column(op.column);
+  n.replaces.insert(op.column);
 }
 
 }  // namespace tandem

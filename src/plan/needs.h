@@ -1,0 +1,37 @@
+// What an operation creates and what it relies on: the planner orders
+// operations by it and refuses two that change the same column in ways that
+// cannot both hold; the daemon's table gate and the autovacuum guard take
+// the tables from it. Each operation fills it (src/ops/).
+#pragma once
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace tandem {
+
+struct Needs {
+  std::vector<std::string> produces;  // tables ("schema.table") and columns ("schema.table.column")
+  std::vector<std::string> needs;     // the same, that it relies on
+  std::set<std::string> attaches;     // columns of its table it puts something on
+  std::set<std::string> replaces;     // columns of its table it swaps, renames, moves or drops
+  std::string table;                  // "schema.table", or "" for sql
+
+  // The operation works on schema.table, which it needs.
+  void on_table(const std::string& schema, const std::string& name);
+  // "schema.table.column" of its own table.
+  std::string column(const std::string& name) const { return table + "." + name; }
+  void needs_column(const std::string& name) { needs.push_back(column(name)); }
+  // An expression over its table's columns: the operation comes after one
+  // that adds a column it names. `attached`: what the expression defines (a
+  // check, an index) sits on those columns too.
+  void reads(const std::string& expr, bool attached = false);
+};
+
+// The column names an SQL expression may refer to: its words outside string
+// literals, folded to lower case as PostgreSQL folds unquoted names, and its
+// quoted names as written. Keywords and function names come along; they
+// name no column, so they match nothing an operation produces.
+std::set<std::string> names_in(const std::string& expr);
+
+}  // namespace tandem

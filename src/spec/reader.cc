@@ -1,0 +1,354 @@
+// The spec reader: what parsing a spec's mappings shares (keys, scalars,
+// names, expressions, lists), each problem recorded with its place. The
+// top level is in spec_parser.cc; each operation parses its own mapping
+// with these (src/ops/).
+#include "spec/reader.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "spec/suggest.h"
+#include "util/ident.h"
+#include "util/text.h"
+
+namespace tandem {
+
+// Control bytes shown as \xNN, so a message never carries them.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += "\\x" + hex(static_cast<unsigned char>(c), 2);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string kind_name(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Null:
+      return "nothing";
+    default:
+      return "an undefined value";
+  }
+}
+
+// UTF-8 without control characters other than tab and line breaks.
+bool clean_text(const std::string& v) {
+  return invalid_utf8_at(v) == std::string::npos && std::none_of(v.begin(), v.end(), [](char c) {
+           const auto u = static_cast<unsigned char>(c);
+           return (u < 0x20 && u != '\t' && u != '\n' && u != '\r') || u == 0x7F;
+         });
+}
+
+// Why `t` is not a type name as SQL writes one, or "" when it is: words,
+// quoted names, numbers, spaces and the punctuation of `numeric(12, 2)`,
+// `timestamp with time zone`, `"Mood"[]` or `public.mood`; nothing that
+// could end the statement or comment out what tandem writes after it.
+std::string type_name_problem(const std::string& t) {
+  int parens = 0, brackets = 0;
+  for (size_t i = 0; i < t.size(); ++i) {
+    const char c = t[i];
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"') {
+      const size_t close = t.find('"', i + 1);
+      if (close == std::string::npos || close == i + 1) return "an unclosed or empty quoted name";
+      i = close;
+    } else if (c == '(') {
+      ++parens;
+    } else if (c == ')') {
+      if (--parens < 0) return "a ')' without its '('";
+    } else if (c == '[') {
+      ++brackets;
+    } else if (c == ']') {
+      if (--brackets < 0) return "a ']' without its '['";
+    } else if (c == '-' && i + 1 < t.size() && t[i + 1] == '-') {
+      return "a comment";
+    } else if (!(std::isalnum(u) || u >= 0x80 || c == '_' || c == ' ' || c == ',' || c == '.' ||
+                 c == '-')) {
+      return std::string("'") + c + "' has no place in one";
+    }
+  }
+  if (parens != 0) return "a '(' without its ')'";
+  if (brackets != 0) return "a '[' without its ']'";
+  return "";
+}
+
+SourceLocation SpecReader::at(const YAML::Node& n) const {
+  YAML::Mark m = n.Mark();
+  if (m.is_null()) return {file_, 1, 1};
+  return {file_, m.line + 1, m.column + 1};
+}
+
+void SpecReader::error(const YAML::Node& n, const std::string& message) {
+  errors.push_back({at(n), message});
+}
+
+// Reports keys of `map` that are not in `allowed`.
+void SpecReader::check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,
+                            const std::string& where) {
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    if (!it->first.IsScalar()) {
+      error(it->first, "keys in " + where + " must be plain names");
+      continue;
+    }
+    auto key = it->first.Scalar();
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      error(it->first, "unknown key \"" + key + "\" in " + where + did_you_mean(key, allowed));
+      std::string best = closest(key, allowed);
+      if (!best.empty()) suggested_.insert(place(map) + best);
+    }
+  }
+}
+
+// Reports a missing required key, unless a misspelt key already pointed at it.
+void SpecReader::missing(const YAML::Node& map, const std::string& key, const std::string& where) {
+  if (suggested_.count(place(map) + key)) return;
+  error(map, where + ": missing required key \"" + key + "\"");
+}
+
+bool SpecReader::expect_map(const YAML::Node& n, const std::string& what) {
+  if (n.IsMap()) return true;
+  error(n, what + ": expected a mapping, got " + kind_name(n));
+  return false;
+}
+
+std::optional<std::string> SpecReader::scalar(const YAML::Node& map, const std::string& key,
+                                              bool required, const std::string& where) {
+  YAML::Node n = map[key];
+  if (!n.IsDefined() || n.IsNull()) {
+    if (required) missing(map, key, where);
+    return std::nullopt;
+  }
+  if (!n.IsScalar()) {
+    error(n, key + ": expected a string, got " + kind_name(n));
+    return std::nullopt;
+  }
+  if (n.Scalar().empty()) {
+    if (required) error(n, key + ": must not be empty");
+    return std::nullopt;
+  }
+  // Escapes ("\0", "\x85") can put what the file itself may not hold into a value.
+  const std::string& v = n.Scalar();
+  if (!clean_text(v)) {
+    error(n, key + ": contains a control character or bytes that are not UTF-8");
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<bool> SpecReader::boolean(const YAML::Node& map, const std::string& key) {
+  auto text = scalar(map, key, false, "");
+  if (!text) return std::nullopt;
+  std::string t = *text;
+  if (t == "true" || t == "yes" || t == "on") return true;
+  if (t == "false" || t == "no" || t == "off") return false;
+  error(map[key], key + ": expected true or false, got \"" + t + "\"");
+  return std::nullopt;
+}
+
+std::optional<Phase> SpecReader::phase(const YAML::Node& n, const std::string& what) {
+  if (!n.IsScalar()) {
+    error(n, what + ": expected a phase name, got " + kind_name(n));
+    return std::nullopt;
+  }
+  auto p = parse_phase(n.Scalar());
+  if (!p)
+    error(n, what + ": unknown phase \"" + n.Scalar() + "\"" +
+                 did_you_mean(n.Scalar(), phase_names()));
+  return p;
+}
+
+// Table, column and type names: a single line of at most 63 bytes.
+void SpecReader::identifier(const YAML::Node& map, const std::string& key, bool required,
+                            std::string& out, const std::string& where) {
+  auto v = scalar(map, key, required, where);
+  if (!v) return;
+  if (v->size() > 63) {
+    error(map[key], key + ": \"" + *v + "\" is longer than PostgreSQL's 63-byte limit");
+  } else if (std::any_of(v->begin(), v->end(),
+                         [](char c) { return c == '"' || static_cast<unsigned char>(c) < 0x20; })) {
+    error(map[key], key + ": \"" + printable(*v) + "\" contains a quote or control character");
+  } else {
+    out = *v;
+  }
+}
+
+// An SQL expression that tandem embeds in a function body.
+std::optional<std::string> SpecReader::expression(const YAML::Node& map, const std::string& key) {
+  auto v = scalar(map, key, false, "");
+  if (v && v->find(';') != std::string::npos) {
+    error(map[key], key + ": expected one SQL expression, found ';'");
+    return std::nullopt;
+  }
+  return v;
+}
+
+// `table` (with "schema.table" accepted as a shorthand) and `schema`.
+void SpecReader::table_ref(const YAML::Node& n, const std::string& where, std::string& schema,
+                           std::string& table) {
+  identifier(n, "table", true, table, where);
+  identifier(n, "schema", false, schema, where);
+  auto dot = table.find('.');
+  if (dot != std::string::npos && !n["schema"].IsDefined()) {
+    schema = table.substr(0, dot);
+    table = table.substr(dot + 1);
+  }
+}
+
+std::optional<std::string> SpecReader::type_name(const YAML::Node& n, bool required,
+                                                 const std::string& where) {
+  auto t = scalar(n, "type", required, where);
+  if (!t) return t;
+  std::string problem = type_name_problem(*t);
+  if (!problem.empty()) {
+    error(n["type"], "type: \"" + *t + "\" is not a type name (" + problem + ")");
+    return std::nullopt;
+  }
+  return t;
+}
+
+// An index access method: a plain name such as btree, gin or an extension's.
+void SpecReader::method_name(const YAML::Node& n, std::string& out) {
+  auto m = scalar(n, "method", false, "create_index");
+  if (!m) return;
+  const bool plain =
+      std::all_of(
+          m->begin(), m->end(),
+          [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }) &&
+      !((*m)[0] >= '0' && (*m)[0] <= '9');
+  if (!plain || m->size() > 63) {
+    error(n["method"], "method: \"" + *m +
+                           "\" is not an index method name (btree, hash, gist, spgist, gin, "
+                           "brin, or one an extension adds)");
+    return;
+  }
+  out = *m;
+}
+
+// A list of column names or expressions: [a, b] or a single scalar.
+std::vector<std::string> SpecReader::string_list(const YAML::Node& map, const std::string& key,
+                                                 const std::string& where) {
+  std::vector<std::string> out;
+  YAML::Node n = map[key];
+  if (!n.IsDefined() || n.IsNull()) {
+    missing(map, key, where);
+    return out;
+  }
+  if (n.IsScalar()) {
+    out.push_back(n.Scalar());
+  } else if (n.IsSequence() && n.size() > 0) {
+    for (const auto& item : n) {
+      if (!item.IsScalar() || item.Scalar().empty()) {
+        error(item, key + ": expected a column name or expression, got " + kind_name(item));
+        continue;
+      }
+      out.push_back(item.Scalar());
+    }
+  } else if (n.IsSequence()) {
+    error(n, key + ": the list is empty; name at least one column");
+    return out;
+  } else {
+    error(n, key + ": expected a list of columns, got " + kind_name(n));
+    return out;
+  }
+  for (const auto& c : out) {
+    if (c.find(';') != std::string::npos) {
+      error(n, key + ": expected column names or expressions, found ';'");
+      break;
+    }
+  }
+  return out;
+}
+
+// A foreign key's ON DELETE action.
+void SpecReader::on_delete(const YAML::Node& n, const std::string& where, std::string& out) {
+  auto d = scalar(n, "on_delete", false, where);
+  if (!d) return;
+  static const std::vector<std::string> kActions = {"no action", "restrict", "cascade", "set null",
+                                                    "set default"};
+  if (std::find(kActions.begin(), kActions.end(), *d) == kActions.end()) {
+    error(n["on_delete"], "on_delete: unknown action \"" + *d + "\"" + did_you_mean(*d, kActions));
+  } else {
+    out = *d;
+  }
+}
+
+// A relation name under `key`: "name" or "schema.name".
+bool SpecReader::relation(const YAML::Node& map, const std::string& key, bool required,
+                          std::string& schema, std::string& name, const std::string& where) {
+  std::string v;
+  identifier(map, key, required, v, where);
+  if (v.empty()) return false;
+  auto dot = v.find('.');
+  if (dot != std::string::npos) {
+    schema = v.substr(0, dot);
+    v = v.substr(dot + 1);
+  }
+  name = v;
+  return true;
+}
+
+std::optional<ViewName> SpecReader::compat_view(const YAML::Node& map, const std::string& where) {
+  ViewName view;
+  if (!relation(map, "compat_view", false, view.schema, view.name, where)) return std::nullopt;
+  return view;
+}
+
+// A mapping of column names to SQL expressions, in file order.
+std::vector<std::pair<std::string, std::string>> SpecReader::column_map(const YAML::Node& map,
+                                                                        const std::string& key,
+                                                                        const std::string& where) {
+  std::vector<std::pair<std::string, std::string>> out;
+  YAML::Node n = map[key];
+  if (!n.IsDefined() || n.IsNull()) {
+    missing(map, key, where);
+    return out;
+  }
+  if (!n.IsMap() || n.size() == 0) {
+    error(n, key + ": expected a mapping of column names to SQL expressions, got " +
+                 (n.IsMap() ? std::string("an empty mapping") : kind_name(n)));
+    return out;
+  }
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    if (!it->first.IsScalar()) {
+      error(it->first, key + ": column names must be plain names");
+      continue;
+    }
+    size_t before = errors.size();
+    if (it->first.Scalar().size() > 63 || it->first.Scalar().find('"') != std::string::npos) {
+      error(it->first,
+            key + ": \"" + printable(it->first.Scalar()) + "\" is not a usable column name");
+      continue;
+    }
+    if (!it->second.IsScalar() || it->second.Scalar().empty()) {
+      error(it->second, key + "." + it->first.Scalar() + ": expected an SQL expression, got " +
+                            kind_name(it->second));
+      continue;
+    }
+    const std::string& e = it->second.Scalar();
+    if (e.find(';') != std::string::npos) {
+      error(it->second,
+            key + "." + it->first.Scalar() + ": expected one SQL expression, found ';'");
+    } else if (!clean_text(e)) {
+      error(it->second, key + "." + it->first.Scalar() +
+                            ": contains a control character or bytes that are not UTF-8");
+    }
+    if (errors.size() == before) out.emplace_back(it->first.Scalar(), e);
+  }
+  return out;
+}
+
+std::string SpecReader::place(const YAML::Node& n) {
+  return std::to_string(n.Mark().line) + ":" + std::to_string(n.Mark().column) + ":";
+}
+
+}  // namespace tandem

@@ -1,0 +1,87 @@
+// What parsing a spec's mappings shares: keys, scalars, names, expressions
+// and lists, read from YAML nodes with every problem recorded at its place
+// (file:line:column). Parsing goes on after an error, so that one run reports
+// all of them; a caller compares errors.size() before and after to know
+// whether what it read is whole. Each operation's parse (src/ops/) uses it.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tandem/spec.h"
+
+namespace tandem {
+
+// Control bytes shown as \xNN, so a message never carries them.
+std::string printable(const std::string& s);
+// "a mapping", "a list", "a scalar", "nothing".
+std::string kind_name(const YAML::Node& n);
+// UTF-8 without control characters other than tab and line breaks.
+bool clean_text(const std::string& v);
+// Why `t` is not a type name as SQL writes one, or "" when it is.
+std::string type_name_problem(const std::string& t);
+
+class SpecReader {
+ public:
+  explicit SpecReader(std::string file) : file_(std::move(file)) {}
+
+  std::vector<SpecError> errors;
+
+  SourceLocation at(const YAML::Node& n) const;
+  void error(const YAML::Node& n, const std::string& message);
+  // Reports keys of `map` that are not in `allowed`, with "did you mean".
+  void check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,
+                  const std::string& where);
+  // Reports a missing required key, unless a misspelt key already pointed at it.
+  void missing(const YAML::Node& map, const std::string& key, const std::string& where);
+  bool expect_map(const YAML::Node& n, const std::string& what);
+
+  // A non-empty string of clean text under `key`; nullopt when absent (an
+  // error when `required`) or unusable (an error).
+  std::optional<std::string> scalar(const YAML::Node& map, const std::string& key, bool required,
+                                    const std::string& where);
+  // true/yes/on or false/no/off.
+  std::optional<bool> boolean(const YAML::Node& map, const std::string& key);
+  std::optional<Phase> phase(const YAML::Node& n, const std::string& what);
+  // Table, column and type names: a single line of at most 63 bytes, no quote.
+  void identifier(const YAML::Node& map, const std::string& key, bool required, std::string& out,
+                  const std::string& where);
+  // One SQL expression (no ';'), which tandem embeds in a function body.
+  std::optional<std::string> expression(const YAML::Node& map, const std::string& key);
+  // `table` (with "schema.table" accepted as a shorthand) and `schema`.
+  void table_ref(const YAML::Node& n, const std::string& where, std::string& schema,
+                 std::string& table);
+  // `type`: a type name as SQL writes one.
+  std::optional<std::string> type_name(const YAML::Node& n, bool required,
+                                       const std::string& where);
+  // `method`: an index access method (btree, gin, an extension's).
+  void method_name(const YAML::Node& n, std::string& out);
+  // A list of column names or expressions: [a, b] or a single scalar.
+  std::vector<std::string> string_list(const YAML::Node& map, const std::string& key,
+                                       const std::string& where);
+  // A foreign key's `on_delete` action.
+  void on_delete(const YAML::Node& n, const std::string& where, std::string& out);
+  // A relation name under `key`: "name" or "schema.name".
+  bool relation(const YAML::Node& map, const std::string& key, bool required, std::string& schema,
+                std::string& name, const std::string& where);
+  std::optional<ViewName> compat_view(const YAML::Node& map, const std::string& where);
+  // A mapping of column names to SQL expressions, in file order.
+  std::vector<std::pair<std::string, std::string>> column_map(const YAML::Node& map,
+                                                              const std::string& key,
+                                                              const std::string& where);
+
+ protected:
+  static std::string place(const YAML::Node& n);
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+  std::set<std::string> suggested_;  // "line:column:key" of keys a typo pointed at
+};
+
+}  // namespace tandem
