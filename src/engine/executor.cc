@@ -20,36 +20,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// Rows per verify chunk, in batches (with a fixed batch size).
-constexpr int kVerifyChunkFactor = 10;
-// Key ranges a backfill or verify step is cut into: this many per worker,
-// and at least kMinRanges, so that a worker that finishes early takes
-// another range and backfill_workers can be raised while the step runs (one
-// worker included). A table of fewer batches gets fewer ranges; one of a
-// single range runs on the executor's own session.
-constexpr int kRangesPerWorker = 4;
-constexpr int kMinRanges = 8;
-// A range is cut in two for an idle worker only with this many batches left.
-constexpr int kSplitLeast = 4;
-// How often the throttle is read while workers run.
-constexpr auto kThrottleReadEvery = 200ms;
-// How often a long wait for an autovacuum is logged again.
-constexpr auto kAutovacuumReportEvery = 1min;
-
-// Rows per batch of a step: a verify chunk takes no row lock and blocks no
-// one, so it reads ten batches' worth of rows at a time (up to
-// max_batch_size) and spends less on the per-chunk walk and commit. Not with
-// a target batch time, which sizes the chunks itself.
-int rows_per_batch(int batch_size, bool verify, const Settings& st) {
-  if (!verify || st.target_batch_time.count() != 0) return batch_size;
-  return std::max(batch_size,
-                  std::min(batch_size * kVerifyChunkFactor, std::max(st.max_batch_size, 1)));
-}
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
 std::string sqlstate_note(const Error& e) {
   return e.sqlstate().empty() ? "" : " [SQLSTATE " + e.sqlstate() + "]";
 }
@@ -64,7 +34,24 @@ Executor::Executor(const Spec& spec, const Plan& plan, RunOptions options)
       migrated_tables_([&] {
         const std::set<std::string> t = tables_touched(spec);
         return std::vector<std::string>(t.begin(), t.end());
-      }()) {}
+      }()),
+      time_(options_.time ? *options_.time : real_time()),
+      ctx_{spec.name,
+           options_.actor,
+           &store_,
+           &time_,
+           options_.control,
+           [this] { return stop_requested(); },
+           [this] { return settings(); },
+           [this](const std::function<void(ProgressSink&)>& f) { report(f); }},
+      throttle_(
+          ctx_,
+          [this]() -> Connection& {
+            if (!conn_ || !conn_->is_open()) connect(main_);
+            return *conn_;
+          },
+          application_name() + " ", migrated_tables_),
+      autovacuum_(ctx_, migrated_tables_) {}
 
 bool Executor::needs_approval(Phase phase) const {
   if (spec_.requires_approval(phase)) return true;
@@ -148,15 +135,15 @@ void Executor::take_lock(Lane& lane) {
     lane.held = -1;
   }
   if (worker && lane.range < 0) return;
-  auto deadline = Clock::now() + options_.lock_wait;
+  auto deadline = time_.now() + options_.lock_wait;
   std::string holder;
   while (worker ? !store_.try_range_lock(conn, lane.range, holder)
                 : !store_.try_lock(conn, holder)) {
-    if (Clock::now() >= deadline) {
+    if (time_.now() >= deadline) {
       throw LockHeldError("migration \"" + spec_.name + "\" is being run by another tandemd: " +
                           holder + ". Wait for it to finish or stop it, then run again.");
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    time_.sleep_for(std::chrono::milliseconds(200));
   }
   lane.held = lane.range;
 }
@@ -265,9 +252,9 @@ void Executor::with_retries(Lane& lane, const std::string& step_id, const std::s
       spdlog::warn("{}: {}{}; attempt {}/{}, retrying in {}", what, e.what(), sqlstate_note(e),
                    attempt, budget, format_duration(pause));
       // A stop ends the wait: nothing is in flight while backing off.
-      for (auto end = Clock::now() + pause; Clock::now() < end;) {
+      for (auto end = time_.now() + pause; time_.now() < end;) {
         if (stop_requested()) throw StoppedError(what + " stopped while waiting to retry");
-        std::this_thread::sleep_for(std::min<Clock::duration>(end - Clock::now(), 50ms));
+        time_.sleep_for(std::min<Clock::duration>(end - time_.now(), 50ms));
       }
     }
   }
@@ -469,7 +456,7 @@ RunOutcome Executor::run_phases() {
         record_state("paused", p.phase, "");
         return RunOutcome::kStopped;
       }
-      auto t0 = Clock::now();
+      auto t0 = time_.now();
       if (options_.progress) options_.progress->step_started(*s);
       if (s->kind == StepKind::kBackfill || s->kind == StepKind::kVerify) {
         if (!run_keyset_step(*s)) {
@@ -479,7 +466,7 @@ RunOutcome Executor::run_phases() {
       } else {
         run_step(*s);
       }
-      if (options_.progress) options_.progress->step_finished(*s, seconds_since(t0));
+      if (options_.progress) options_.progress->step_finished(*s, time_.seconds_since(t0));
     }
   }
   record_state("completed", Phase::kCleanup, "completed");
@@ -520,7 +507,7 @@ void Executor::run_sql_step(const Step& step) {
     with_retries(
         step.id, "step " + step.id,
         [&] {
-          yield_to_autovacuum(step);
+          autovacuum_.yield(*conn_, step);
           Transaction tx(*conn_);
           tx.set_timeouts(lock_wait(st), st.statement_timeout);
           take_locks_first(tx, step.locks, lock_wait(st));
@@ -557,7 +544,7 @@ void Executor::run_sql_step(const Step& step) {
           }
         }
         store_.mark_step(*conn_, step.id, "running");
-        yield_to_autovacuum(step);
+        autovacuum_.yield(*conn_, step);
         with_session_timeouts([&] { conn_->exec(step.sql); });
         Transaction tx(*conn_);
         store_.mark_step(*conn_, step.id, "done");
@@ -581,663 +568,6 @@ void Executor::with_session_timeouts(const std::function<void()>& work) {
     throw;
   }
   conn_->exec(kSessionLimitsSql);
-}
-
-ThrottleVerdict Executor::throttle_verdict(const Settings& st) {
-  if (options_.control && options_.control->manually_throttled()) {
-    return {"manual", "throttled by an operator", false};
-  }
-  // The migration's own sessions (its workers) are not load to back off from.
-  ThrottleReadings r =
-      read_throttle_signals(*conn_, st, application_name() + " ", migrated_tables_);
-  if (r.wal_lsn) {
-    const WalRate::Reading w = wal_rate_.observe(*r.wal_lsn, st.throttle_wal_rate_mb * 1048576.0);
-    r.wal_bytes_per_second = w.bytes_per_second;
-    r.wal_bytes_ahead = w.bytes_ahead;
-  }
-  r.commit_quick_owed = commit_hold_.observe(r.commit_seconds, st.throttle_commit_latency);
-  return decide_throttle(st, r);
-}
-
-ThrottleVerdict Executor::poll_throttle(std::string& last, Clock::time_point& since) {
-  ThrottleVerdict v;
-  try {
-    if (!conn_ || !conn_->is_open()) connect(main_);
-    v = throttle_verdict(settings());
-  } catch (const LockHeldError&) {
-    throw;
-  } catch (const Error& e) {
-    // The batches' own retries deal with a lost connection.
-    spdlog::warn("cannot read the throttle signals: {}", e.what());
-  }
-  if (v.critical) {
-    if (!last.empty()) report([&](ProgressSink& p) { p.throttling("", seconds_since(since)); });
-    spdlog::error(
-        "ALERT: migration {} paused: {}. No work is lost; resume it when the cause "
-        "is gone (tandemctl resume {}, or run the same command again)",
-        spec_.name, v.detail, spec_.name);
-    try {
-      store_.event(*conn_, "critical_pause", std::nullopt, "", options_.actor,
-                   {{"reason", v.reason}, {"detail", v.detail}});
-    } catch (const Error& e) {
-      spdlog::warn("cannot record the pause in the event log: {}", e.what());
-    }
-    throw CriticalPauseError(v.detail);
-  }
-  if (!v.reason.empty() || !last.empty()) {
-    const double held = last.empty() ? 0 : seconds_since(since);
-    report([&](ProgressSink& p) { p.throttling(v.reason, held); });
-  }
-  since = Clock::now();
-  if (v.reason != last) {
-    // A WAL rate cap or a commit latency limit holds and lets go every
-    // second or so: the first hold of each is said at info level, the rest
-    // at debug (status and metrics show them all).
-    const std::string& paced = v.reason.empty() ? last : v.reason;
-    const unsigned bit = paced == "wal_rate" ? 1u : paced == "commit_latency" ? 2u : 0u;
-    const auto level =
-        (pacing_said_.fetch_or(bit) & bit) != 0 ? spdlog::level::debug : spdlog::level::info;
-    if (!v.reason.empty()) {
-      spdlog::log(level, "{}: throttled: {}{}", spec_.name, v.detail,
-                  level == spdlog::level::info && bit != 0
-                      ? "; further holds for this reason are logged at debug level"
-                      : "");
-    }
-    if (v.reason.empty()) spdlog::log(level, "{}: throttle lifted", spec_.name);
-    last = v.reason;
-  }
-  return v;
-}
-
-bool Executor::wait_while_throttled() {
-  std::string last;
-  auto since = Clock::now();
-  for (;;) {
-    if (poll_throttle(last, since).reason.empty()) return true;
-    for (int i = 0; i < 5; ++i) {
-      if (stop_requested()) {
-        report([&](ProgressSink& p) { p.throttling("", seconds_since(since)); });
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-}
-
-void Executor::yield_to_autovacuum(const Step& step) {
-  if (!step.lock.conflicts_with_vacuum()) return;
-  if (migrated_tables_.empty()) return;
-  // Autovacuum workers holding VACUUM's lock on one of the tables; and any
-  // session holding it that this role may not see (backend_type hidden):
-  // most likely an autovacuum too (or another role's VACUUM, ANALYZE or
-  // index build), which it may not cancel either.
-  const std::string sql =
-      "SELECT DISTINCT l.pid, n.nspname || '.' || c.relname,"
-      " coalesce(a.query LIKE '%(to prevent wraparound)%', false), a.backend_type IS NULL,"
-      " v.phase, v.heap_blks_scanned, v.heap_blks_total"
-      " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
-      " LEFT JOIN pg_stat_progress_vacuum v ON v.pid = l.pid"
-      " JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace"
-      " WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'ShareUpdateExclusiveLock'"
-      " AND l.pid IS NOT NULL AND l.pid <> pg_backend_pid()"
-      " AND (a.backend_type = 'autovacuum worker' OR a.backend_type IS NULL)"
-      " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-      " AND n.nspname || '.' || c.relname IN (" +
-      quote_literals(migrated_tables_) + ") ORDER BY 1";
-  std::string waiting_for;  // what the last wait was for, once logged
-  const auto since = Clock::now();
-  auto last_said = since;
-  VacuumPace pace;
-  for (;;) {
-    Rows r = conn_->exec(sql);
-    std::string wait;
-    std::string progress;  // of the vacuum waited for, when this role may read it
-    for (size_t i = 0; i < r.size(); ++i) {
-      const std::string pid = r.text(i, 0), table = r.text(i, 1);
-      std::string why;
-      if (r.text(i, 3) == "t") {
-        wait = "a session that tandemd's role may not see (pid " + pid + ") holding " + table +
-               " in SHARE UPDATE EXCLUSIVE mode: most likely its autovacuum, which this role " +
-               "may not cancel (superuser, or pg_signal_autovacuum_worker on PostgreSQL 18)";
-        progress.clear();
-        continue;
-      }
-      if (r.text(i, 2) == "t") {
-        why = "it runs to prevent transaction ID wraparound and must not be cancelled";
-      } else {
-        try {
-          if (conn_->exec("SELECT pg_cancel_backend(" + pid + ")").text(0, 0) == "t") {
-            spdlog::warn(
-                "step {}: cancelled the autovacuum of {} (pid {}): it held a lock the step "
-                "needs. PostgreSQL cancels it the same way for any lock request that waits "
-                "deadlock_timeout; it runs again later",
-                step.id, table, pid);
-            store_.event(*conn_, "autovacuum_cancelled", step.phase, step.id, options_.actor,
-                         {{"pid", std::stoll(pid)}, {"table", table}});
-            continue;
-          }
-          why = "it could not be signalled";
-        } catch (const Error& e) {
-          if (e.sqlstate() != "42501") throw;
-          why =
-              "tandemd's role may not cancel it (superuser, or pg_signal_autovacuum_worker "
-              "on PostgreSQL 18)";
-        }
-      }
-      wait = "the autovacuum of " + table + " (pid " + pid + "): " + why;
-      progress = r.is_null(i, 4) ? ""
-                                 : pace.describe(std::stoll(pid), r.text(i, 4), r.integer(i, 5),
-                                                 r.integer(i, 6));
-    }
-    if (wait.empty()) break;
-    if (wait != waiting_for) {
-      spdlog::warn(
-          "step {}: waiting for {}{}. The step does not queue its lock meanwhile, so the "
-          "application is not held up behind it",
-          step.id, wait, progress.empty() ? "" : "; " + progress);
-      waiting_for = wait;
-      last_said = Clock::now();
-      report([&](ProgressSink& p) { p.throttling("autovacuum", 0); });
-    } else if (Clock::now() - last_said >= kAutovacuumReportEvery) {
-      // A vacuum to prevent wraparound may take hours: say how it goes.
-      spdlog::warn("step {}: still waiting, for {} now, for {}{}", step.id,
-                   format_duration(
-                       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since)),
-                   wait, progress.empty() ? "" : "; " + progress);
-      last_said = Clock::now();
-    }
-    for (int i = 0; i < 20; ++i) {
-      if (stop_requested()) throw StoppedError("step " + step.id + " stopped");
-      std::this_thread::sleep_for(50ms);
-    }
-  }
-  if (!waiting_for.empty()) {
-    report([&](ProgressSink& p) { p.throttling("", seconds_since(since)); });
-    spdlog::info("step {}: the autovacuum is over; going on", step.id);
-  }
-}
-
-struct Executor::StepTally {
-  long long rows_done = 0;
-  std::optional<long long> rows_total;
-  long long mismatches = 0;
-  RateMeter meter;
-  std::optional<Clock::time_point> last_commit;  // of any range's batch
-  int ranges = 1;
-  int ranges_finished = 0;
-  int workers = 0;  // running batches now
-};
-
-bool Executor::run_keyset_step(const Step& step) {
-  const BatchWork& work = *step.batch;
-  const bool verify = step.kind == StepKind::kVerify;
-  std::vector<std::string> key;
-  std::vector<Partition> ranges;
-  StepTally tally;
-  with_retries(
-      step.id, "step " + step.id,
-      [&] {
-        key = walk_key_columns(*conn_, work.table);
-        // A verification that failed starts over: its earlier verdict is void.
-        if (verify && step_status(step.id) == "failed") store_.clear_checkpoint(*conn_, step.id);
-        store_.mark_step(*conn_, step.id, "running");
-        ranges = store_.partitions(*conn_, step.id);
-        if (ranges.empty()) {
-          // The ranges are fixed when the step starts, so a resumed step
-          // goes on over the same ranges whatever backfill_workers says now.
-          // No range is smaller than a batch.
-          const Settings st = settings();
-          const TableSize size = table_size(*conn_, work.table);
-          const long long rows = size.rows;
-          if (!verify && work.statement.empty()) {
-            const RewriteEstimate e = estimate_rewrite(size);
-            spdlog::info(
-                "step {}: about {} rows; expect about {} of WAL, and {} and its indexes to grow"
-                " by about {} (estimates, which `tandemd plan --dsn` prints beforehand)",
-                step.id, with_commas(rows), format_bytes(e.wal_bytes), work.table,
-                format_bytes(e.growth_bytes));
-          }
-          const long long worth = rows / std::max(1, rows_per_batch(st.batch_size, verify, st));
-          const long long most =
-              std::max<long long>(kMinRanges, 1LL * kRangesPerWorker * st.backfill_workers);
-          const int count = static_cast<int>(std::clamp<long long>(worth, 1, most));
-          const auto bounds = KeysetWalker(work.table, key).split_points(*conn_, rows, count);
-          Transaction tx(*conn_);
-          store_.init_partitions(*conn_, step.id, rows, bounds);
-          tx.commit();
-          ranges = store_.partitions(*conn_, step.id);
-        }
-        tally.rows_total.reset();
-        if (auto cp = store_.checkpoint(*conn_, step.id)) tally.rows_total = cp->rows_total;
-      },
-      [] { return false; });
-  KeysetWalker walker(work.table, key);
-  for (;;) {
-    std::vector<Partition*> pending;
-    {
-      std::lock_guard<std::mutex> l(progress_mu_);
-      tally.ranges = static_cast<int>(ranges.size());
-      tally.rows_done = tally.mismatches = 0;
-      tally.ranges_finished = 0;
-      for (auto& r : ranges) {
-        tally.rows_done += r.rows_done;
-        tally.mismatches += r.mismatches;
-        if (r.finished) ++tally.ranges_finished;
-        if (!r.finished) pending.push_back(&r);
-      }
-    }
-    // A step cut into ranges runs them on worker sessions, which take the
-    // ranges' locks; one of a single range (a small table, or a checkpoint of
-    // state schema 4) runs on this session, under the migration's lock.
-    if (ranges.size() > 1 && !pending.empty()) {
-      if (!run_ranges_in_parallel(step, walker, pending, tally)) return false;
-    } else if (pending.size() == 1) {
-      BatchSizer sizer(settings());
-      if (!run_range(main_, step, walker, *pending[0], tally, sizer, false,
-                     [&] { return wait_while_throttled(); }))
-        return false;
-    }
-    if (tally.mismatches > 0) {
-      // The checkpoints hold the sample keys of every chunk, including chunks
-      // verified by an earlier, interrupted run.
-      std::string sample = store_.checkpoint(*conn_, step.id)->sample;
-      fail(main_, step.id, "step " + step.id,
-           Error(ErrorKind::kFatal,
-                 std::to_string(tally.mismatches) +
-                     " rows differ between old and new storage (first keys: " + sample + ")"),
-           1);
-    }
-    // Done only when the server holds every range as finished, read in the
-    // transaction that says so: a batch commit it acknowledged can still be
-    // lost in a crash or a failover (batches commit with synchronous_commit
-    // off), and the range it finished is then to do again. This commit,
-    // synchronous, makes every earlier one durable.
-    std::vector<int> unfinished;
-    with_retries(
-        step.id, "step " + step.id,
-        [&] {
-          Transaction tx(*conn_);
-          ranges = store_.partitions(*conn_, step.id);
-          unfinished.clear();
-          for (const auto& r : ranges) {
-            if (!r.finished) unfinished.push_back(r.worker);
-          }
-          if (!unfinished.empty()) return;
-          store_.mark_step(*conn_, step.id, "done");
-          long long rows = 0;
-          for (const auto& r : ranges) rows += r.rows_done;
-          store_.event(*conn_, "step_done", step.phase, step.id, options_.actor, {{"rows", rows}});
-          tx.commit();
-        },
-        [&] { return step_status(step.id) == "done"; });
-    if (unfinished.empty()) return true;
-    std::vector<std::string> names;
-    for (int w : unfinished) names.push_back(std::to_string(w));
-    spdlog::warn(
-        "step {}: the server does not hold range(s) {} as finished (a batch commit lost in a "
-        "crash or a failover); going on from their checkpoints",
-        step.id, join(names, ", "));
-  }
-}
-
-bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walker, Partition& range,
-                         StepTally& tally, BatchSizer& sizer, bool reread,
-                         const std::function<bool()>& may_go) {
-  const BatchWork& work = *step.batch;
-  const bool verify = step.kind == StepKind::kVerify;
-  const std::string what = "batch of step " + step.id +
-                           (lane.worker >= 0 ? " (range " + std::to_string(range.worker) +
-                                                   ", worker " + std::to_string(lane.worker) + ")"
-                                             : "");
-  // `range` mirrors the committed checkpoint. It is read again when an
-  // attempt did not finish (after a failure, or a commit whose outcome is
-  // unknown, only the database knows where the range stands) and, with
-  // `reread`, once its lock is held: a worker of an earlier tandemd may have
-  // committed a batch since the step read it.
-  bool current = !reread;
-  double batch_seconds = 0;  // the last batch's, when it committed
-  double rested = 0;         // the rest after it, counted in the next batch's rate
-  while (!range.finished) {
-    if (stop_requested() || !may_go()) return false;
-    const Settings st = settings();
-    const int batch_size = rows_per_batch(sizer.size(st), verify, st);
-    with_retries(
-        lane, step.id, what,
-        [&] {
-          Connection& c = *lane.conn;
-          if (!current) {
-            bool found = false;
-            for (const auto& stored : store_.partitions(c, step.id)) {
-              if (stored.worker != range.worker) continue;
-              found = true;
-              std::lock_guard<std::mutex> l(progress_mu_);
-              tally.rows_done += stored.rows_done - range.rows_done;
-              tally.mismatches += stored.mismatches - range.mismatches;
-              if (stored.finished && !range.finished) ++tally.ranges_finished;
-              range = stored;
-            }
-            if (!found) {
-              throw StateStore::state_not_held("range " + std::to_string(range.worker) +
-                                               " of step " + step.id + " has no checkpoint");
-            }
-            if (range.finished) return;
-          }
-          current = false;
-          const auto t0 = Clock::now();
-          Transaction tx(c);
-          tx.set_timeouts(lock_wait(st), st.statement_timeout);
-          // A batch and its checkpoint commit together, so a commit the server
-          // loses in a crash loses both and the batch runs again: there is no
-          // need to wait for the WAL flush.
-          c.exec("SET LOCAL synchronous_commit = off");
-          const auto& from = range.last_key.empty() ? range.after : range.last_key;
-          KeyRange batch{from, walker.upper_bound(c, {from, range.upper}, batch_size)};
-          const bool last = batch.upper.empty();
-          if (last) batch.upper = range.upper;
-          long long rows;
-          KeysetWalker::VerifyResult v;
-          if (verify) {
-            v = walker.verify(c, work, batch);
-            rows = v.rows;
-          } else {
-            rows = walker.backfill(c, work, batch);
-          }
-          const std::vector<std::string> reached = last ? from : batch.upper;
-          store_.save_checkpoint(c, step.id, range.worker, range.last_key, reached, rows,
-                                 v.mismatches, v.sample, last);
-          tx.commit();
-          range.last_key = reached;
-          range.rows_done += rows;
-          range.mismatches += v.mismatches;
-          range.finished = last;
-          current = true;
-          const auto now = Clock::now();
-          const double seconds = seconds_since(t0);
-          batch_seconds = seconds;
-          if (!last) sizer.observe(batch_size, seconds, st);
-          std::lock_guard<std::mutex> l(progress_mu_);
-          // The rate counts wall time between commits of any range (with
-          // several workers, rows arrive that much faster), from the start
-          // of this batch's rest at most: a throttle's wait is not work.
-          auto began = t0 - std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(rested));
-          if (tally.last_commit && *tally.last_commit > began) began = *tally.last_commit;
-          tally.meter.add(rows, std::chrono::duration<double>(now - began).count());
-          tally.last_commit = now;
-          rested = 0;
-          tally.rows_done += rows;
-          tally.mismatches += v.mismatches;
-          if (last) ++tally.ranges_finished;
-          if (options_.progress) {
-            options_.progress->batch_done(step, batch_size, rows, seconds, v.mismatches);
-            ProgressUpdate u{
-                &step, tally.rows_done, tally.rows_total, tally.meter.rows_per_second(), {}};
-            u.ranges = tally.ranges;
-            u.ranges_finished = tally.ranges_finished;
-            u.workers = std::max(1, tally.workers);
-            if (tally.rows_total) {
-              u.eta_seconds = tally.meter.eta_seconds(*tally.rows_total - tally.rows_done);
-            }
-            options_.progress->progress(u);
-          }
-        },
-        [] { return false; });  // the next attempt reads the checkpoint again
-    // Rest a share of the batch's time: the application has the database to
-    // itself meanwhile. The rate counts it, so the ETA stays honest.
-    const double rest = range.finished ? 0 : batch_seconds * st.batch_rest_percent / 100.0;
-    batch_seconds = 0;
-    if (rest > 0) {
-      const auto t0 = Clock::now();
-      const auto end =
-          t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(rest));
-      while (Clock::now() < end) {
-        if (stop_requested()) return false;
-        std::this_thread::sleep_for(std::min<Clock::duration>(end - Clock::now(), 50ms));
-      }
-      rested = seconds_since(t0);
-    }
-  }
-  return true;
-}
-
-std::optional<Partition> Executor::split_range(Lane& lane, const Step& step,
-                                               const KeysetWalker& walker, Partition& range,
-                                               int batch_rows) {
-  std::optional<Partition> piece;
-  with_retries(
-      lane, step.id, "splitting range " + std::to_string(range.worker) + " of step " + step.id,
-      [&] {
-        piece.reset();
-        Connection& c = *lane.conn;
-        const Settings st = settings();
-        Transaction tx(c);
-        tx.set_timeouts(lock_wait(st), st.statement_timeout);
-        // Only this worker, under the range's lock, splits the range; the
-        // checkpoints are read as committed, since an attempt whose commit
-        // was in doubt may have split it already.
-        const auto stored = store_.partitions(c, step.id);
-        const Partition* own = nullptr;
-        int next = 0;
-        for (const auto& p : stored) {
-          next = std::max(next, p.worker + 1);
-          if (p.worker == range.worker) own = &p;
-        }
-        if (!own || own->finished) return;
-        if (own->upper != range.upper) {
-          for (const auto& p : stored) {
-            if (p.worker != range.worker && p.after == own->upper && p.upper == range.upper)
-              piece = p;
-          }
-          range.upper = own->upper;
-          return;
-        }
-        const auto& from = own->last_key.empty() ? own->after : own->last_key;
-        const long long left = walker.count(c, {from, own->upper});
-        if (left < 1LL * kSplitLeast * batch_rows) return;
-        auto at = walker.upper_bound(c, {from, own->upper}, static_cast<int>(left / 2));
-        if (at.empty()) return;
-        store_.split_partition(c, step.id, range.worker, at, next);
-        tx.commit();
-        piece.emplace();
-        piece->worker = next;
-        piece->after = at;
-        piece->upper = own->upper;
-        range.upper = std::move(at);
-      },
-      [] { return false; });  // the next attempt reads the checkpoints again
-  return piece;
-}
-
-bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walker,
-                                      const std::vector<Partition*>& ranges, StepTally& tally) {
-  spdlog::info("step {}: {} key ranges to go, up to backfill_workers ({}) at a time", step.id,
-               ranges.size(), settings().backfill_workers);
-  // The ranges no worker has, in key order: a retired worker's unfinished
-  // range goes back to the front.
-  std::deque<Partition*> queue(ranges.begin(), ranges.end());
-  std::deque<Partition> split_off;  // ranges cut off others while the step runs
-  // How many workers could start if there were a range for them: as many
-  // running workers split their range, each taking one.
-  std::atomic<int> splits_wanted{0};
-  std::mutex split_mu;
-  const bool verify = step.kind == StepKind::kVerify;
-  std::atomic<bool> hold{false};
-  std::atomic<bool> stopped{false};
-  std::mutex error_mu;
-  std::exception_ptr error;
-  bool error_is_stop = false;
-  // Guards queue, busy and active. Worker i works on lanes[i] (its
-  // application_name says "worker i"); busy[i] while its thread runs.
-  std::mutex mu;
-  std::condition_variable worker_ended;  // wakes this thread at once
-  std::vector<std::unique_ptr<Lane>>& lanes = workers_;
-  std::vector<bool> busy(lanes.size(), false);
-  int active = 0;  // workers not retiring
-  std::vector<std::thread> threads;
-  auto set_workers = [&](int n) {
-    std::lock_guard<std::mutex> l(progress_mu_);
-    tally.workers = n;
-  };
-  // The first error wins, but a real failure beats a sibling's stop.
-  auto record_error = [&](bool is_stop) {
-    std::lock_guard<std::mutex> l(error_mu);
-    if (!error || (error_is_stop && !is_stop)) {
-      error = std::current_exception();
-      error_is_stop = is_stop;
-    }
-    halt_workers_ = true;
-  };
-  // Takes the next range off the queue; nullptr when none is left.
-  auto next_range = [&]() -> Partition* {
-    std::lock_guard<std::mutex> l(mu);
-    if (queue.empty()) return nullptr;
-    Partition* r = queue.front();
-    queue.pop_front();
-    return r;
-  };
-  // Takes one of the splits wanted, if any is left.
-  auto claim_split = [&] {
-    for (int n = splits_wanted.load(); n > 0;) {
-      if (splits_wanted.compare_exchange_weak(n, n - 1)) return true;
-    }
-    return false;
-  };
-  // A worker starts with the range it was started for, then takes the next.
-  auto worker = [&](Lane& lane, Partition* range) {
-    BatchSizer sizer(settings());
-    bool retired = false;
-    bool too_short = false;  // to split, the range it works on
-    // Before each batch: waits while the throttle holds the step back;
-    // retires this worker when more run than backfill_workers allows; cuts
-    // its range in two when a worker could start but has no range to take.
-    auto may_go = [&] {
-      for (; !stop_requested(); std::this_thread::sleep_for(50ms)) {
-        {
-          std::lock_guard<std::mutex> l(mu);
-          const int allowed = settings().backfill_workers;
-          if (active > allowed) {
-            --active;
-            retired = true;
-            spdlog::info("step {}: worker {} stops after its batch: backfill_workers is {}",
-                         step.id, lane.worker, allowed);
-            return false;
-          }
-        }
-        if (hold.load()) continue;
-        if (!too_short && claim_split()) {
-          const int batch_rows = rows_per_batch(sizer.size(settings()), verify, settings());
-          // One split at a time: each numbers its new range after the others.
-          std::unique_lock<std::mutex> one(split_mu);
-          if (auto piece = split_range(lane, step, walker, *range, batch_rows)) {
-            one.unlock();
-            spdlog::info(
-                "step {}: range {} cut in two for a worker without one: range {} takes "
-                "the keys after {}",
-                step.id, range->worker, piece->worker, "(" + join(piece->after, ",") + ")");
-            {
-              std::lock_guard<std::mutex> l(progress_mu_);
-              ++tally.ranges;
-            }
-            std::lock_guard<std::mutex> l(mu);
-            split_off.push_back(std::move(*piece));
-            queue.push_front(&split_off.back());
-          } else {
-            // Too little left to share: another worker may split instead,
-            // and this one asks no more until it takes another range.
-            too_short = true;
-            ++splits_wanted;
-          }
-        }
-        return true;
-      }
-      return false;
-    };
-    try {
-      for (; range; range = next_range()) {
-        lane.range = range->worker;  // its lock is taken before the first batch
-        too_short = false;
-        spdlog::debug("step {}: worker {} takes range {}", step.id, lane.worker, range->worker);
-        if (!run_range(lane, step, walker, *range, tally, sizer, true, may_go)) {
-          if (!range->finished) {
-            std::lock_guard<std::mutex> l(mu);
-            queue.push_front(range);
-          }
-          if (!retired) stopped = true;
-          break;
-        }
-      }
-      // Out of ranges: the session waits for the next step's.
-      release(lane, retired || stopped.load());
-    } catch (const StoppedError&) {
-      record_error(true);
-      release(lane, true);
-    } catch (...) {
-      record_error(false);
-      release(lane, true);
-    }
-    std::lock_guard<std::mutex> l(mu);
-    if (!retired) --active;
-    busy[lane.worker] = false;
-    worker_ended.notify_all();
-  };
-  // Starts workers up to backfill_workers while ranges are waiting. Returns
-  // how many are busy (retiring ones included).
-  auto staff = [&] {
-    std::lock_guard<std::mutex> l(mu);
-    const int allowed = settings().backfill_workers;
-    while (!stop_requested() && !hold.load() && active < allowed && !queue.empty()) {
-      size_t i = 0;
-      while (i < busy.size() && busy[i]) ++i;
-      if (i == busy.size()) {
-        busy.push_back(false);
-        lanes.push_back(std::make_unique<Lane>());
-        lanes.back()->worker = static_cast<int>(i);
-      }
-      busy[i] = true;
-      ++active;
-      if (!threads.empty()) spdlog::info("step {}: worker {} starts", step.id, i);
-      Lane& lane = *lanes[i];
-      Partition* range = queue.front();
-      queue.pop_front();
-      threads.emplace_back([&worker, &lane, range] { worker(lane, range); });
-    }
-    return static_cast<int>(std::count(busy.begin(), busy.end(), true));
-  };
-  halt_workers_ = false;
-  // This thread watches the throttle for all of them (five readings a
-  // second, not one per batch and worker) and starts workers as needed.
-  std::exception_ptr watch_error;
-  try {
-    std::string last;
-    auto since = Clock::now();
-    auto next_reading = Clock::now();
-    for (;;) {
-      if (Clock::now() >= next_reading) {
-        hold = !poll_throttle(last, since).reason.empty();
-        next_reading = Clock::now() + kThrottleReadEvery;
-      }
-      const int running = staff();
-      set_workers(running);
-      std::unique_lock<std::mutex> l(mu);
-      if (running == 0 && (queue.empty() || stop_requested())) break;
-      splits_wanted = queue.empty() && !hold.load() && !stop_requested()
-                          ? std::max(0, settings().backfill_workers - active)
-                          : 0;
-      // Until a worker ends, or a changed backfill_workers may need more.
-      worker_ended.wait_for(l, 50ms);
-    }
-    if (!last.empty()) report([&](ProgressSink& p) { p.throttling("", seconds_since(since)); });
-  } catch (...) {
-    watch_error = std::current_exception();
-    halt_workers_ = true;
-    hold = false;
-  }
-  for (auto& t : threads) t.join();
-  set_workers(0);
-  halt_workers_ = false;
-  if (watch_error) std::rethrow_exception(watch_error);
-  if (error) std::rethrow_exception(error);
-  return !stopped.load() && queue.empty();
 }
 
 RollbackOutcome Executor::rollback_steps() {
@@ -1306,7 +636,7 @@ void Executor::rollback_step(const Step& step) {
   with_retries(
       step.id, "rollback of step " + step.id,
       [&] {
-        if (!sql.empty()) yield_to_autovacuum(step);
+        if (!sql.empty()) autovacuum_.yield(*conn_, step);
         if (!step.transactional && !sql.empty()) {
           with_session_timeouts([&] { conn_->exec(sql); });
         }

@@ -37,44 +37,21 @@
 #include <vector>
 
 #include "db/connection.h"
+#include "engine/autovacuum_guard.h"
 #include "engine/backfill.h"
 #include "engine/progress.h"
+#include "engine/run_context.h"
 #include "engine/run_control.h"
+#include "engine/run_errors.h"
 #include "engine/state_store.h"
 #include "engine/throttle.h"
+#include "engine/throttle_gate.h"
+#include "engine/time_source.h"
 #include "tandem/error.h"
 #include "tandem/plan.h"
 #include "tandem/spec.h"
 
 namespace tandem {
-
-// Another session holds the migration's lock.
-class LockHeldError : public Error {
- public:
-  explicit LockHeldError(const std::string& m) : Error(ErrorKind::kFatal, m) {}
-};
-// A step failed for good; the migration is parked as failed.
-class StepFailedError : public Error {
- public:
-  StepFailedError(const std::string& m, std::string sqlstate)
-      : Error(ErrorKind::kFatal, m, std::move(sqlstate)) {}
-};
-// A stop was requested and the work in flight failed (it was cancelled):
-// run() and rollback() return kStopped.
-class StoppedError : public Error {
- public:
-  explicit StoppedError(const std::string& m) : Error(ErrorKind::kFatal, m) {}
-};
-// A critical threshold was crossed: run() returns kPaused.
-class CriticalPauseError : public StoppedError {
- public:
-  using StoppedError::StoppedError;
-};
-// Rollback was refused because an irreversible step has run.
-class RollbackRefusedError : public Error {
- public:
-  explicit RollbackRefusedError(const std::string& m) : Error(ErrorKind::kFatal, m) {}
-};
 
 struct RunOptions {
   std::string dsn;
@@ -93,6 +70,8 @@ struct RunOptions {
   // Opens a session; connect_postgres when empty. Tests wrap it to inject faults.
   std::function<std::unique_ptr<Connection>(const std::string& dsn, const std::string& app)>
       connect;
+  // The clock the executor reads and sleeps on; the real one when null.
+  TimeSource* time = nullptr;
 };
 
 // Runs every precheck step of `plan` on `conn`, each in a READ ONLY
@@ -147,6 +126,8 @@ class Executor {
   // Progress of one backfill or verify step over all its ranges; guarded by
   // progress_mu_.
   struct StepTally;
+  // One worker thread's turn at a keyset step (keyset_step.cc).
+  struct WorkerTurn;
 
   // (Re)opens the lane's session and takes its lock.
   void connect(Lane& lane);
@@ -190,23 +171,6 @@ class Executor {
   std::chrono::milliseconds lock_wait(const Settings& st);
   // Calls the progress sink, if any, one thread at a time.
   void report(const std::function<void(ProgressSink&)>& f);
-  // Whether the backfill should wait now, and why.
-  ThrottleVerdict throttle_verdict(const Settings& st);
-  // Reads the throttle once and reports a change (`last`: the reason in
-  // force, held back since `since`). Throws CriticalPauseError when a
-  // critical threshold is crossed.
-  ThrottleVerdict poll_throttle(std::string& last, Clock::time_point& since);
-  // Waits while throttled. Returns false when a stop is requested meanwhile;
-  // throws CriticalPauseError when a critical threshold is crossed.
-  bool wait_while_throttled();
-  // Before a step whose lock conflicts with VACUUM's: an autovacuum holding a
-  // lock on one of the migration's tables is cancelled, as PostgreSQL itself
-  // does for a lock request that has waited deadlock_timeout (lock_timeout is
-  // shorter, so it never would). One that may not be cancelled (to prevent
-  // wraparound, or no privilege to signal it) is waited out without queueing
-  // a lock request, which would stall the application's queries behind it
-  // at every attempt.
-  void yield_to_autovacuum(const Step& step);
   // Before a migration is first recorded: runs every precheck (read only)
   // and throws Error(kBadInput) listing their refusals, if any, so that a
   // refused migration leaves no trace.
@@ -263,9 +227,10 @@ class Executor {
   std::string pause_reason_;
   std::atomic<bool> halt_workers_{false};
   const std::vector<std::string> migrated_tables_;  // schema.name: what the spec touches
-  WalRate wal_rate_;                                // throttle_wal_rate_mb's readings
-  CommitLatencyHold commit_hold_;                   // throttle_commit_latency's
-  std::atomic<unsigned> pacing_said_{0};            // the paced reasons whose first hold was said
+  TimeSource& time_;
+  RunContext ctx_;  // what the collaborators below share
+  ThrottleGate throttle_;
+  AutovacuumGuard autovacuum_;
   // The server's deadlock_timeout as tandem's session sees it (ms; 0: not
   // read yet), and the lock_timeout last warned about.
   std::atomic<long long> deadlock_timeout_ms_{0};
