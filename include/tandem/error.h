@@ -25,12 +25,29 @@ enum class ErrorKind {
 
 const char* to_string(ErrorKind kind);
 
+// How a run that did not finish ended: set by the errors the executor throws
+// (src/engine/run_errors.h), kNone on every other error. Callers branch on
+// it (the CLI's exit codes, the daemon's activity), not on exception types.
+enum class Failure {
+  kNone,
+  kLockHeld,         // another session holds the migration's lock
+  kStepFailed,       // a step failed for good; the migration is parked as failed
+  kStopped,          // a stop was requested and the work in flight was cancelled
+  kPaused,           // a critical threshold was crossed
+  kRollbackRefused,  // an irreversible step has run
+};
+
 class Error : public std::runtime_error {
  public:
-  Error(ErrorKind kind, const std::string& message, std::string sqlstate = {})
-      : std::runtime_error(message), kind_(kind), sqlstate_(std::move(sqlstate)) {}
+  Error(ErrorKind kind, const std::string& message, std::string sqlstate = {},
+        Failure failure = Failure::kNone)
+      : std::runtime_error(message),
+        kind_(kind),
+        sqlstate_(std::move(sqlstate)),
+        failure_(failure) {}
 
   ErrorKind kind() const { return kind_; }
+  Failure failure() const { return failure_; }
   // Five-character SQLSTATE, or empty when the error did not come from the server.
   const std::string& sqlstate() const { return sqlstate_; }
   bool retryable() const { return kind_ == ErrorKind::kRetryable; }
@@ -38,6 +55,7 @@ class Error : public std::runtime_error {
  private:
   ErrorKind kind_;
   std::string sqlstate_;
+  Failure failure_;
 };
 
 // Classifies a server SQLSTATE into an ErrorKind.

@@ -61,15 +61,7 @@ bool load(const std::string& file, std::optional<Spec>& spec, std::optional<Plan
 // Maps an error that escaped a command to an exit code, after saying it.
 int report(const std::exception& ex) {
   std::cerr << "tandemd: " << ex.what() << "\n";
-  if (dynamic_cast<const LockHeldError*>(&ex)) return kExitLocked;
-  if (dynamic_cast<const RollbackRefusedError*>(&ex)) return kExitRollbackRefused;
-  if (dynamic_cast<const StepFailedError*>(&ex)) return kExitStepFailed;
-  if (const auto* e = dynamic_cast<const Error*>(&ex)) {
-    if (e->kind() == ErrorKind::kBadInput) return kExitBadInput;
-    if (e->kind() == ErrorKind::kRetryable || e->kind() == ErrorKind::kInDoubt) {
-      return kExitUnreachable;
-    }
-  }
+  if (const auto* e = dynamic_cast<const Error*>(&ex)) return exit_code_for(*e);
   return kExitStepFailed;
 }
 

@@ -1,6 +1,8 @@
 // tandemd's exit codes. Scripts depend on them: never renumber.
 #pragma once
 
+#include "tandem/error.h"
+
 namespace tandem {
 
 constexpr int kExitOk = 0;               // done, or stopped where --until said
@@ -13,6 +15,35 @@ constexpr int kExitUnreachable = 6;      // the database cannot be reached
 constexpr int kExitRollbackRefused = 7;  // an irreversible step has run
 constexpr int kExitInterrupted = 8;      // stopped by a signal at a safe point; run again to resume
 constexpr int kExitPaused = 9;           // a critical threshold paused it; run again to resume
+
+// The exit code of a command that an error ended: by how the run ended, or
+// else by the kind of error.
+inline int exit_code_for(const Error& e) {
+  switch (e.failure()) {
+    case Failure::kLockHeld:
+      return kExitLocked;
+    case Failure::kStepFailed:
+      return kExitStepFailed;
+    case Failure::kRollbackRefused:
+      return kExitRollbackRefused;
+    case Failure::kStopped:
+      return kExitInterrupted;
+    case Failure::kPaused:
+      return kExitPaused;
+    case Failure::kNone:
+      break;
+  }
+  switch (e.kind()) {
+    case ErrorKind::kBadInput:
+      return kExitBadInput;
+    case ErrorKind::kRetryable:
+    case ErrorKind::kInDoubt:
+      return kExitUnreachable;
+    case ErrorKind::kFatal:
+      break;
+  }
+  return kExitStepFailed;
+}
 
 constexpr const char* kExitCodeHelp =
     "Exit codes:\n"

@@ -341,15 +341,8 @@ void MigrationManager::work(Worker& w) {
           pause_for(w, "paused: " + ex.pause_reason());
           continue;
       }
-    } catch (const LockHeldError& e) {
-      // Another daemon runs it; take over when that one goes away.
-      w.set_activity("running_elsewhere", e.what());
-      if (!w.wait_for_command(seen, shutting_down_, options_.poll)) return;
-    } catch (const RollbackRefusedError& e) {
-      pause_for(w, e.what(), "failed");
-    } catch (const StepFailedError& e) {
-      w.set_activity("failed", e.what());
-      if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return;
+    } catch (const Error& e) {
+      if (!after_failure(w, seen, e)) return;
     } catch (const std::exception& e) {
       // The database went away, or the like: try again after a pause.
       w.set_activity("retrying", e.what());
@@ -628,6 +621,29 @@ void MigrationManager::record_pending(Worker& w) {
     if (w.pending && w.pending->seq == p->seq) w.pending.reset();  // a newer ask stays
   }
   w.cv.notify_all();
+}
+
+bool MigrationManager::after_failure(Worker& w, long seen, const Error& e) {
+  switch (e.failure()) {
+    case Failure::kLockHeld:
+      // Another daemon runs it; take over when that one goes away.
+      w.set_activity("running_elsewhere", e.what());
+      return w.wait_for_command(seen, shutting_down_, options_.poll);
+    case Failure::kRollbackRefused:
+      pause_for(w, e.what(), "failed");
+      return true;
+    case Failure::kStepFailed:
+      w.set_activity("failed", e.what());
+      return w.wait_for_command(seen, shutting_down_, std::chrono::hours(1));
+    case Failure::kStopped:  // run() and rollback() return these as outcomes
+    case Failure::kPaused:
+    case Failure::kNone:
+      break;
+  }
+  // The database went away, or the like: try again after a pause.
+  w.set_activity("retrying", e.what());
+  spdlog::warn("migration {}: {}", w.name, e.what());
+  return w.wait_for_command(seen, shutting_down_, std::chrono::seconds(5));
 }
 
 void MigrationManager::pause_for(Worker& w, const std::string& why, const std::string& activity) {

@@ -103,6 +103,9 @@ class MigrationManager {
   // Pauses the migration on its own account (a critical threshold, a refused
   // rollback), with `why` as its last error, until an operator resumes it.
   void pause_for(Worker& w, const std::string& why, const std::string& activity = "paused");
+  // After an error ended a run of `w`: what its worker does next, by how the
+  // run ended. Returns false when the daemon shuts down meanwhile.
+  bool after_failure(Worker& w, long seen, const Error& e);
   // Reads what the operator asked for (maybe through another daemon) into `w`.
   void refresh(Worker& w);
   // An earlier migration, not finished, that shares a table with `w`'s:

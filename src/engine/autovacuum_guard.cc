@@ -59,24 +59,8 @@ void AutovacuumGuard::yield(Connection& conn, const Step& step) {
       if (r.text(i, 2) == "t") {
         why = "it runs to prevent transaction ID wraparound and must not be cancelled";
       } else {
-        try {
-          if (conn.exec("SELECT pg_cancel_backend(" + pid + ")").text(0, 0) == "t") {
-            spdlog::warn(
-                "step {}: cancelled the autovacuum of {} (pid {}): it held a lock the step "
-                "needs. PostgreSQL cancels it the same way for any lock request that waits "
-                "deadlock_timeout; it runs again later",
-                step.id, table, pid);
-            ctx_.store->event(conn, "autovacuum_cancelled", step.phase, step.id, ctx_.actor,
-                              {{"pid", std::stoll(pid)}, {"table", table}});
-            continue;
-          }
-          why = "it could not be signalled";
-        } catch (const Error& e) {
-          if (e.sqlstate() != "42501") throw;
-          why =
-              "tandemd's role may not cancel it (superuser, or pg_signal_autovacuum_worker "
-              "on PostgreSQL 18)";
-        }
+        why = cancel(conn, step, pid, table);
+        if (why.empty()) continue;
       }
       wait = "the autovacuum of " + table + " (pid " + pid + "): " + why;
       progress = r.is_null(i, 4) ? ""
@@ -110,6 +94,27 @@ void AutovacuumGuard::yield(Connection& conn, const Step& step) {
     ctx_.report([&](ProgressSink& p) { p.throttling("", held); });
     spdlog::info("step {}: the autovacuum is over; going on", step.id);
   }
+}
+
+std::string AutovacuumGuard::cancel(Connection& conn, const Step& step, const std::string& pid,
+                                    const std::string& table) {
+  try {
+    if (conn.exec("SELECT pg_cancel_backend(" + pid + ")").text(0, 0) != "t") {
+      return "it could not be signalled";
+    }
+  } catch (const Error& e) {
+    if (e.sqlstate() != "42501") throw;
+    return "tandemd's role may not cancel it (superuser, or pg_signal_autovacuum_worker on "
+           "PostgreSQL 18)";
+  }
+  spdlog::warn(
+      "step {}: cancelled the autovacuum of {} (pid {}): it held a lock the step needs. "
+      "PostgreSQL cancels it the same way for any lock request that waits deadlock_timeout; "
+      "it runs again later",
+      step.id, table, pid);
+  ctx_.store->event(conn, "autovacuum_cancelled", step.phase, step.id, ctx_.actor,
+                    {{"pid", std::stoll(pid)}, {"table", table}});
+  return "";
 }
 
 }  // namespace tandem

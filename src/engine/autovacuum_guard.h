@@ -27,6 +27,10 @@ class AutovacuumGuard {
   void yield(Connection& conn, const Step& step);
 
  private:
+  // Cancels the autovacuum `pid` of `table`; "" when it did, else why not.
+  std::string cancel(Connection& conn, const Step& step, const std::string& pid,
+                     const std::string& table);
+
   const RunContext& ctx_;
   const std::vector<std::string> tables_;
 };

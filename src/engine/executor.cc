@@ -10,6 +10,7 @@
 #include <map>
 #include <thread>
 
+#include "engine/retry_policy.h"
 #include "util/duration.h"
 #include "util/ident.h"
 #include "util/text.h"
@@ -61,122 +62,10 @@ bool Executor::needs_approval(Phase phase) const {
   return false;
 }
 
-std::string Executor::application_name() const {
-  return "tandemd " + spec_.name + " pid " + std::to_string(getpid());
-}
-
-void Executor::connect(Lane& lane) {
-  lane.conn.reset();
-  const bool worker = lane.worker >= 0;
-  const std::string app =
-      application_name() + (worker ? " worker " + std::to_string(lane.worker) : "");
-  auto conn =
-      options_.connect ? options_.connect(options_.dsn, app) : connect_postgres(options_.dsn, app);
-  if (!worker) StateStore::ensure_schema(*conn);
-  lane.held = -1;
-  lane.conn = std::move(conn);
-  try {
-    take_lock(lane);
-  } catch (...) {
-    lane.conn.reset();
-    throw;
-  }
-  if (!worker) {
-    ever_connected_ = true;
-    deadlock_timeout_ms_ =
-        lane.conn->exec("SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'")
-            .integer(0, 0, 0);
-  }
-  if (options_.control)
-    options_.control->set_backend_pid(lane.worker + 1, lane.conn->backend_pid());
-}
-
-namespace {
-
-// Takes `locks` in order (see Step::locks): the first waits up to `budget`,
-// each later one only for what is left of it, and so do the statements run
-// after them in the transaction (at least 1 ms: 0 would mean no limit).
-void take_locks_first(Transaction& tx, const std::vector<TableLock>& locks,
-                      std::chrono::milliseconds budget) {
-  if (locks.empty()) return;
-  const auto start = std::chrono::steady_clock::now();
-  auto left = budget;
-  for (const auto& l : locks) {
-    tx.exec("SET LOCAL lock_timeout = '" + std::to_string(left.count()) + "ms'");
-    tx.exec("LOCK TABLE " + l.table + " IN " + l.mode + " MODE");
-    const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - start);
-    left = std::max(std::chrono::milliseconds(1), budget - spent);
-  }
-  tx.exec("SET LOCAL lock_timeout = '" + std::to_string(left.count()) + "ms'");
-}
-
-}  // namespace
-
-std::chrono::milliseconds Executor::lock_wait(const Settings& st) {
-  const long long deadlock = deadlock_timeout_ms_;
-  if (deadlock <= 0 || st.lock_timeout.count() < deadlock) return st.lock_timeout;
-  const std::chrono::milliseconds cut{std::max(1LL, deadlock * 9 / 10)};
-  if (warned_lock_timeout_ms_.exchange(st.lock_timeout.count()) != st.lock_timeout.count()) {
-    spdlog::warn(
-        "{}: lock_timeout {}ms is not shorter than the server's deadlock_timeout {}ms; steps "
-        "wait at most {}ms for a lock, so that in a deadlock with the application PostgreSQL "
-        "cancels tandem's statement and not the application's transaction",
-        spec_.name, st.lock_timeout.count(), deadlock, cut.count());
-  }
-  return cut;
-}
-
-void Executor::take_lock(Lane& lane) {
-  Connection& conn = *lane.conn;
-  const bool worker = lane.worker >= 0;
-  if (worker && lane.held >= 0) {
-    store_.release_range_lock(conn, lane.held);
-    lane.held = -1;
-  }
-  if (worker && lane.range < 0) return;
-  auto deadline = time_.now() + options_.lock_wait;
-  std::string holder;
-  while (worker ? !store_.try_range_lock(conn, lane.range, holder)
-                : !store_.try_lock(conn, holder)) {
-    if (time_.now() >= deadline) {
-      throw LockHeldError("migration \"" + spec_.name + "\" is being run by another tandemd: " +
-                          holder + ". Wait for it to finish or stop it, then run again.");
-    }
-    time_.sleep_for(std::chrono::milliseconds(200));
-  }
-  lane.held = lane.range;
-}
-
-void Executor::release(Lane& lane, bool close) {
-  lane.range = -1;
-  if (!close && lane.conn && lane.conn->is_open()) {
-    try {
-      take_lock(lane);  // lets go of the range's lock and takes none
-      return;
-    } catch (const std::exception& e) {
-      spdlog::debug("worker {}: closing its session: {}", lane.worker, e.what());
-    }
-  }
-  lane.conn.reset();
-  lane.held = -1;
-  if (options_.control) options_.control->set_backend_pid(lane.worker + 1, 0);
-}
-
 void Executor::report(const std::function<void(ProgressSink&)>& f) {
   if (!options_.progress) return;
   std::lock_guard<std::mutex> l(progress_mu_);
   f(*options_.progress);
-}
-
-std::chrono::milliseconds Executor::backoff(Lane& lane, int attempt) {
-  // Exponential, capped, with "equal jitter": half fixed, half random, so
-  // retries spread out without ever collapsing to zero.
-  double base = static_cast<double>(settings().retry_backoff.count());
-  double cap = static_cast<double>(settings().retry_backoff_max.count());
-  double d = std::min(cap, base * std::pow(2.0, std::min(attempt - 1, 30)));
-  std::uniform_real_distribution<double> jitter(0.5, 1.0);
-  return std::chrono::milliseconds(static_cast<long long>(d * jitter(lane.rng)));
 }
 
 std::string Executor::step_status(const std::string& step_id) {
@@ -189,7 +78,8 @@ std::string Executor::step_status(const std::string& step_id) {
 void Executor::with_retries(Lane& lane, const std::string& step_id, const std::string& what,
                             const std::function<void()>& work,
                             const std::function<bool()>& already_done) {
-  const int budget = settings().retry_budget;
+  const Settings st = settings();
+  const int budget = st.retry_budget;
   bool check_done = false;
   // Attempts are counted per outage: once a lost session is replaced, the
   // count starts again, so a run that lives through several separate
@@ -215,40 +105,36 @@ void Executor::with_retries(Lane& lane, const std::string& step_id, const std::s
       }
       work();
       return;
-    } catch (const LockHeldError&) {
-      throw;
-    } catch (const StepFailedError&) {
-      throw;
-    } catch (const RollbackRefusedError&) {
-      throw;
-    } catch (const StoppedError&) {
-      throw;
     } catch (const Error& e) {
-      if (e.kind() == ErrorKind::kBadInput) throw;
-      if (stop_requested()) {
-        // Most likely cancelled by abort; the work rolled back and is done
-        // again on resume, like after a crash.
-        spdlog::info("{}: stopped: {}", what, e.what());
-        throw StoppedError(what + " stopped: " + e.what());
-      }
-      if (!ever_connected_ && e.sqlstate() == "08001") throw;  // never reached the server
-      if (e.kind() == ErrorKind::kInDoubt) {
-        spdlog::warn("{}: {}; re-reading the state store before going on", what, e.what());
-        lane.conn.reset();
-        check_done = true;
-      } else if (!e.retryable() || attempt >= budget || outages >= budget) {
-        fail(lane, step_id, what, e, attempt);
-      } else if (lane.conn && lane.conn->is_open()) {
-        store_.record_failure(*lane.conn, step_id, e, false, attempt);
-      } else {
-        lane.conn.reset();
+      switch (RetryPolicy::judge(e, {attempt, outages, stop_requested(), ever_connected_}, st)) {
+        case RetryPolicy::Verdict::kPassOn:
+          throw;
+        case RetryPolicy::Verdict::kStop:
+          // Most likely cancelled by abort; the work rolled back and is done
+          // again on resume, like after a crash.
+          spdlog::info("{}: stopped: {}", what, e.what());
+          throw StoppedError(what + " stopped: " + e.what());
+        case RetryPolicy::Verdict::kReread:
+          spdlog::warn("{}: {}; re-reading the state store before going on", what, e.what());
+          lane.conn.reset();
+          check_done = true;
+          break;
+        case RetryPolicy::Verdict::kFail:
+          fail(lane, step_id, what, e, attempt);
+        case RetryPolicy::Verdict::kRetry:
+          if (lane.conn && lane.conn->is_open()) {
+            store_.record_failure(*lane.conn, step_id, e, false, attempt);
+          } else {
+            lane.conn.reset();
+          }
+          break;
       }
       if ((!lane.conn || !lane.conn->is_open()) && !lost && ever_connected_) {
         lost = true;
         ++outages;
       }
       report([&](ProgressSink& p) { p.retrying(e.sqlstate()); });
-      auto pause = backoff(lane, attempt);
+      auto pause = RetryPolicy::backoff(attempt, settings(), lane.rng);
       spdlog::warn("{}: {}{}; attempt {}/{}, retrying in {}", what, e.what(), sqlstate_note(e),
                    attempt, budget, format_duration(pause));
       // A stop ends the wait: nothing is in flight while backing off.
@@ -259,27 +145,6 @@ void Executor::with_retries(Lane& lane, const std::string& step_id, const std::s
     }
   }
 }
-
-// Closes the session, and with it the migration lock, when run() or
-// rollback() returns: the lock is held for a call, not for the object's life.
-class Executor::SessionScope {
- public:
-  explicit SessionScope(Executor& e) : e_(e) {
-    // The first connection, the state schema and the lock go through the
-    // retry path like everything else; only a server that cannot be reached
-    // at all fails at once.
-    e_.with_retries(
-        "", "connecting", [] {}, [] { return false; });
-  }
-  ~SessionScope() {
-    for (auto& lane : e_.workers_) e_.release(*lane, true);
-    e_.workers_.clear();
-    e_.conn_.reset();
-  }
-
- private:
-  Executor& e_;
-};
 
 void Executor::record_state(const std::string& state, Phase phase, const std::string& event) {
   with_retries(
@@ -378,10 +243,8 @@ bool Executor::spec_still_fits(const MigrationRecord& record, const std::string&
   return true;
 }
 
-RunOutcome Executor::run_phases() {
-  SessionScope session(*this);
-  std::optional<MigrationRecord> record;
-  std::map<std::string, std::string> status;
+bool Executor::open_migration(std::optional<MigrationRecord>& record,
+                              std::map<std::string, std::string>& status) {
   bool already_completed = false;
   // Everything here is idempotent, so after any retryable error or an
   // in-doubt commit it simply runs again from the top.
@@ -432,7 +295,14 @@ RunOutcome Executor::run_phases() {
         for (const auto& st : store_.steps(*conn_)) status[st.step_id] = st.status;
       },
       [] { return false; });
-  if (already_completed) return RunOutcome::kAlreadyCompleted;
+  return already_completed;
+}
+
+RunOutcome Executor::run_phases() {
+  SessionScope session(*this);
+  std::optional<MigrationRecord> record;
+  std::map<std::string, std::string> status;
+  if (open_migration(record, status)) return RunOutcome::kAlreadyCompleted;
 
   for (const auto& p : phase_table()) {
     auto steps = plan_.steps_in(p.phase);
@@ -552,107 +422,6 @@ void Executor::run_sql_step(const Step& step) {
         tx.commit();
       },
       [&] { return step_status(step.id) == "done"; });
-}
-
-void Executor::with_session_timeouts(const std::function<void()>& work) {
-  // Statements that cannot run in a transaction cannot use SET LOCAL; the
-  // session settings are put back whatever happens.
-  const Settings st = settings();
-  conn_->exec("SET lock_timeout = '" + std::to_string(lock_wait(st).count()) +
-              "ms'; SET statement_timeout = '" + std::to_string(st.statement_timeout.count()) +
-              "ms'");
-  try {
-    work();
-  } catch (const Error&) {
-    if (conn_->is_open()) conn_->exec(kSessionLimitsSql);
-    throw;
-  }
-  conn_->exec(kSessionLimitsSql);
-}
-
-RollbackOutcome Executor::rollback_steps() {
-  SessionScope session(*this);
-  std::optional<MigrationRecord> record;
-  std::map<std::string, std::string> status;
-  with_retries(
-      "", "reading migration " + spec_.name,
-      [&] {
-        record = store_.load(*conn_);
-        if (!record || record->state == "rolled_back") return;
-        if (!spec_still_fits(*record, StateStore::hash_of(*conn_, spec_.text))) {
-          throw Error(ErrorKind::kBadInput,
-                      "the operations of migration \"" + spec_.name +
-                          "\" have changed since it started; roll back with the file it started "
-                          "with");
-        }
-        status.clear();
-        for (const auto& r : store_.steps(*conn_)) status[r.step_id] = r.status;
-      },
-      [] { return false; });
-  if (!record || record->state == "rolled_back") return RollbackOutcome::kNothingToDo;
-  for (const auto& s : plan_.steps) {
-    const std::string& st = status[s.id];
-    bool ran = st == "done" || ((st == "running" || st == "failed") && !s.transactional);
-    if (!s.reversible && ran) {
-      throw RollbackRefusedError(
-          "cannot roll back migration \"" + spec_.name + "\": step " + s.id + " (" +
-          phase_name(s.phase) + ": " + s.description +
-          ") has run and cannot be undone. The migration can only go forward: run it again "
-          "with --approve " +
-          phase_name(s.phase) + " to finish it.");
-    }
-  }
-  record_state("rolling_back", record->phase, "rollback_started");
-  for (auto it = plan_.steps.rbegin(); it != plan_.steps.rend(); ++it) {
-    const Step& s = *it;
-    const std::string& st = status[s.id];
-    bool partial =
-        (st == "running" || st == "failed") &&
-        (!s.transactional || s.kind == StepKind::kBackfill || s.kind == StepKind::kVerify);
-    if (st != "done" && !partial) continue;
-    if (stop_requested()) return RollbackOutcome::kStopped;
-    rollback_step(s);
-  }
-  with_retries(
-      "", "recording the rollback",
-      [&] {
-        Transaction tx(*conn_);
-        conn_->exec(
-            "UPDATE tandem.steps SET status = 'pending', attempts = 0 WHERE migration = $1"
-            " AND status IN ('running', 'failed')",
-            {spec_.name});
-        store_.set_state(*conn_, "rolled_back", Phase::kPrepare);
-        store_.event(*conn_, "rolled_back", std::nullopt, "", options_.actor);
-        tx.commit();
-      },
-      [] { return false; });
-  return RollbackOutcome::kRolledBack;
-}
-
-void Executor::rollback_step(const Step& step) {
-  const Settings st = settings();
-  if (options_.progress) spdlog::info("rolling back step {}: {}", step.id, step.description);
-  const std::string sql = step.rollback_sql.value_or("");
-  with_retries(
-      step.id, "rollback of step " + step.id,
-      [&] {
-        if (!sql.empty()) autovacuum_.yield(*conn_, step);
-        if (!step.transactional && !sql.empty()) {
-          with_session_timeouts([&] { conn_->exec(sql); });
-        }
-        Transaction tx(*conn_);
-        tx.set_timeouts(lock_wait(st), st.statement_timeout);
-        if (step.transactional && !sql.empty()) {
-          take_locks_first(tx, step.rollback_locks, lock_wait(st));
-          tx.exec(sql);
-        }
-        store_.clear_checkpoint(*conn_, step.id);
-        store_.mark_step(*conn_, step.id, "rolled_back");
-        store_.event(*conn_, "step_rolled_back", step.phase, step.id, options_.actor);
-        tx.commit();
-      },
-      [&] { return step_status(step.id) == "rolled_back"; });
-  if (options_.progress) options_.progress->step_rolled_back(step);
 }
 
 }  // namespace tandem

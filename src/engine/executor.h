@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -108,7 +109,17 @@ class Executor {
 
  private:
   using Clock = std::chrono::steady_clock;
-  class SessionScope;
+  // Opens the executor's session (through the retry path) and closes every
+  // session, and with it the migration lock, when run() or rollback()
+  // returns: the lock is held for a call, not for the object's life.
+  class SessionScope {
+   public:
+    explicit SessionScope(Executor& e);
+    ~SessionScope();
+
+   private:
+    Executor& e_;
+  };
   // A session the executor works on: its own (worker -1), which holds the
   // migration's lock, or a backfill worker's, which holds the lock of the
   // range it works on. A worker's session lasts the whole run: it changes
@@ -139,6 +150,11 @@ class Executor {
   // session stays open for the next step unless `close`.
   void release(Lane& lane, bool close);
   std::string application_name() const;
+  // Takes `locks` in order (see Step::locks): the first waits up to
+  // `budget`, each later one only for what is left of it, and so do the
+  // statements run after them in the transaction.
+  static void take_locks_first(Transaction& tx, const std::vector<TableLock>& locks,
+                               std::chrono::milliseconds budget);
   // Runs `work` until it succeeds; see the contract above. `already_done`
   // answers, after an in-doubt commit, whether the work did commit.
   void with_retries(Lane& lane, const std::string& step_id, const std::string& what,
@@ -148,7 +164,6 @@ class Executor {
                     const std::function<void()>& work, const std::function<bool()>& already_done) {
     with_retries(main_, step_id, what, work, already_done);
   }
-  std::chrono::milliseconds backoff(Lane& lane, int attempt);
   // Records the failure, parks the migration as failed and throws
   // StepFailedError with the next move for the operator.
   [[noreturn]] void fail(Lane& lane, const std::string& step_id, const std::string& what,
@@ -179,6 +194,11 @@ class Executor {
   // spec's): its text is the one recorded, or it plans the same steps (only
   // settings or layout changed), in which case the new text is recorded.
   bool spec_still_fits(const MigrationRecord& record, const std::string& hash);
+  // Loads the migration's record and its steps' status, or records a new
+  // migration after its prechecks; records the approvals given now. Returns
+  // true when the migration was completed before.
+  bool open_migration(std::optional<MigrationRecord>& record,
+                      std::map<std::string, std::string>& status);
   RunOutcome run_phases();
   RollbackOutcome rollback_steps();
   std::string step_status(const std::string& step_id);
@@ -192,6 +212,13 @@ class Executor {
   void run_precheck(const Step& step);
   // Returns false when stopped before the end.
   bool run_keyset_step(const Step& step);
+  // Marks the step running and reads its key and its ranges, cutting the
+  // table into ranges when it first starts.
+  void start_keyset_step(const Step& step, std::vector<std::string>& key,
+                         std::vector<Partition>& ranges, StepTally& tally);
+  // Records the step done when the server holds every range as finished;
+  // false (with `ranges` read again) when it does not.
+  bool finish_keyset_step(const Step& step, std::vector<Partition>& ranges);
   // Batches over one range until it is finished, on `lane`; `may_go` is asked
   // before each batch (false: stop). With `reread`, the range's checkpoint is
   // read again (under the lane's range lock) before the first batch. Returns
@@ -199,6 +226,21 @@ class Executor {
   bool run_range(Lane& lane, const Step& step, const KeysetWalker& walker, Partition& range,
                  StepTally& tally, BatchSizer& sizer, bool reread,
                  const std::function<bool()>& may_go);
+  // Reads `range` again from its checkpoint, and the tally with it.
+  void reread_range(Connection& c, const Step& step, Partition& range, StepTally& tally);
+  // A committed batch, as the tally and the progress sink count it.
+  struct BatchCommit {
+    Clock::time_point started, committed;
+    double rested;   // seconds of rest before it, counted in the rate
+    double seconds;  // the batch's own
+    int batch_size;
+    long long rows, mismatches;
+    bool last;  // of its range
+  };
+  void count_batch(const Step& step, StepTally& tally, const BatchCommit& b);
+  // Rests `seconds` between batches (`rested`: how long it did); false
+  // when a stop is requested meanwhile.
+  bool rest_for(double seconds, double& rested);
   // Between a worker's batches: cuts what is left of `range` in two at about
   // its middle key, both checkpoints in one transaction, and returns the
   // second part as a new range; nullopt when fewer than four batches

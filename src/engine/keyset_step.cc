@@ -55,12 +55,10 @@ struct Executor::StepTally {
   int workers = 0;  // running batches now
 };
 
-bool Executor::run_keyset_step(const Step& step) {
+void Executor::start_keyset_step(const Step& step, std::vector<std::string>& key,
+                                 std::vector<Partition>& ranges, StepTally& tally) {
   const BatchWork& work = *step.batch;
   const bool verify = step.kind == StepKind::kVerify;
-  std::vector<std::string> key;
-  std::vector<Partition> ranges;
-  StepTally tally;
   with_retries(
       step.id, "step " + step.id,
       [&] {
@@ -98,6 +96,48 @@ bool Executor::run_keyset_step(const Step& step) {
         if (auto cp = store_.checkpoint(*conn_, step.id)) tally.rows_total = cp->rows_total;
       },
       [] { return false; });
+}
+
+bool Executor::finish_keyset_step(const Step& step, std::vector<Partition>& ranges) {
+  // Done only when the server holds every range as finished, read in the
+  // transaction that says so: a batch commit it acknowledged can still be
+  // lost in a crash or a failover (batches commit with synchronous_commit
+  // off), and the range it finished is then to do again. This commit,
+  // synchronous, makes every earlier one durable.
+  std::vector<int> unfinished;
+  with_retries(
+      step.id, "step " + step.id,
+      [&] {
+        Transaction tx(*conn_);
+        ranges = store_.partitions(*conn_, step.id);
+        unfinished.clear();
+        for (const auto& r : ranges) {
+          if (!r.finished) unfinished.push_back(r.worker);
+        }
+        if (!unfinished.empty()) return;
+        store_.mark_step(*conn_, step.id, "done");
+        long long rows = 0;
+        for (const auto& r : ranges) rows += r.rows_done;
+        store_.event(*conn_, "step_done", step.phase, step.id, options_.actor, {{"rows", rows}});
+        tx.commit();
+      },
+      [&] { return step_status(step.id) == "done"; });
+  if (unfinished.empty()) return true;
+  std::vector<std::string> names;
+  for (int w : unfinished) names.push_back(std::to_string(w));
+  spdlog::warn(
+      "step {}: the server does not hold range(s) {} as finished (a batch commit lost in a "
+      "crash or a failover); going on from their checkpoints",
+      step.id, join(names, ", "));
+  return false;
+}
+
+bool Executor::run_keyset_step(const Step& step) {
+  const BatchWork& work = *step.batch;
+  std::vector<std::string> key;
+  std::vector<Partition> ranges;
+  StepTally tally;
+  start_keyset_step(step, key, ranges, tally);
   KeysetWalker walker(work.table, key);
   for (;;) {
     std::vector<Partition*> pending;
@@ -134,36 +174,7 @@ bool Executor::run_keyset_step(const Step& step) {
                      " rows differ between old and new storage (first keys: " + sample + ")"),
            1);
     }
-    // Done only when the server holds every range as finished, read in the
-    // transaction that says so: a batch commit it acknowledged can still be
-    // lost in a crash or a failover (batches commit with synchronous_commit
-    // off), and the range it finished is then to do again. This commit,
-    // synchronous, makes every earlier one durable.
-    std::vector<int> unfinished;
-    with_retries(
-        step.id, "step " + step.id,
-        [&] {
-          Transaction tx(*conn_);
-          ranges = store_.partitions(*conn_, step.id);
-          unfinished.clear();
-          for (const auto& r : ranges) {
-            if (!r.finished) unfinished.push_back(r.worker);
-          }
-          if (!unfinished.empty()) return;
-          store_.mark_step(*conn_, step.id, "done");
-          long long rows = 0;
-          for (const auto& r : ranges) rows += r.rows_done;
-          store_.event(*conn_, "step_done", step.phase, step.id, options_.actor, {{"rows", rows}});
-          tx.commit();
-        },
-        [&] { return step_status(step.id) == "done"; });
-    if (unfinished.empty()) return true;
-    std::vector<std::string> names;
-    for (int w : unfinished) names.push_back(std::to_string(w));
-    spdlog::warn(
-        "step {}: the server does not hold range(s) {} as finished (a batch commit lost in a "
-        "crash or a failover); going on from their checkpoints",
-        step.id, join(names, ", "));
+    if (finish_keyset_step(step, ranges)) return true;
   }
 }
 
@@ -193,20 +204,7 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
         [&] {
           Connection& c = *lane.conn;
           if (!current) {
-            bool found = false;
-            for (const auto& stored : store_.partitions(c, step.id)) {
-              if (stored.worker != range.worker) continue;
-              found = true;
-              std::lock_guard<std::mutex> l(progress_mu_);
-              tally.rows_done += stored.rows_done - range.rows_done;
-              tally.mismatches += stored.mismatches - range.mismatches;
-              if (stored.finished && !range.finished) ++tally.ranges_finished;
-              range = stored;
-            }
-            if (!found) {
-              throw StateStore::state_not_held("range " + std::to_string(range.worker) +
-                                               " of step " + step.id + " has no checkpoint");
-            }
+            reread_range(c, step, range, tally);
             if (range.finished) return;
           }
           current = false;
@@ -242,48 +240,70 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
           const double seconds = time_.seconds_since(t0);
           batch_seconds = seconds;
           if (!last) sizer.observe(batch_size, seconds, st);
-          std::lock_guard<std::mutex> l(progress_mu_);
-          // The rate counts wall time between commits of any range (with
-          // several workers, rows arrive that much faster), from the start
-          // of this batch's rest at most: a throttle's wait is not work.
-          auto began = t0 - std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(rested));
-          if (tally.last_commit && *tally.last_commit > began) began = *tally.last_commit;
-          tally.meter.add(rows, std::chrono::duration<double>(now - began).count());
-          tally.last_commit = now;
+          count_batch(step, tally,
+                      {t0, now, rested, seconds, batch_size, rows, v.mismatches, last});
           rested = 0;
-          tally.rows_done += rows;
-          tally.mismatches += v.mismatches;
-          if (last) ++tally.ranges_finished;
-          if (options_.progress) {
-            options_.progress->batch_done(step, batch_size, rows, seconds, v.mismatches);
-            ProgressUpdate u{
-                &step, tally.rows_done, tally.rows_total, tally.meter.rows_per_second(), {}};
-            u.ranges = tally.ranges;
-            u.ranges_finished = tally.ranges_finished;
-            u.workers = std::max(1, tally.workers);
-            if (tally.rows_total) {
-              u.eta_seconds = tally.meter.eta_seconds(*tally.rows_total - tally.rows_done);
-            }
-            options_.progress->progress(u);
-          }
         },
         [] { return false; });  // the next attempt reads the checkpoint again
     // Rest a share of the batch's time: the application has the database to
     // itself meanwhile. The rate counts it, so the ETA stays honest.
     const double rest = range.finished ? 0 : batch_seconds * st.batch_rest_percent / 100.0;
     batch_seconds = 0;
-    if (rest > 0) {
-      const auto t0 = time_.now();
-      const auto end =
-          t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(rest));
-      while (time_.now() < end) {
-        if (stop_requested()) return false;
-        time_.sleep_for(std::min<Clock::duration>(end - time_.now(), 50ms));
-      }
-      rested = time_.seconds_since(t0);
-    }
+    if (rest > 0 && !rest_for(rest, rested)) return false;
   }
+  return true;
+}
+
+void Executor::reread_range(Connection& c, const Step& step, Partition& range, StepTally& tally) {
+  bool found = false;
+  for (const auto& stored : store_.partitions(c, step.id)) {
+    if (stored.worker != range.worker) continue;
+    found = true;
+    std::lock_guard<std::mutex> l(progress_mu_);
+    tally.rows_done += stored.rows_done - range.rows_done;
+    tally.mismatches += stored.mismatches - range.mismatches;
+    if (stored.finished && !range.finished) ++tally.ranges_finished;
+    range = stored;
+  }
+  if (!found) {
+    throw StateStore::state_not_held("range " + std::to_string(range.worker) + " of step " +
+                                     step.id + " has no checkpoint");
+  }
+}
+
+void Executor::count_batch(const Step& step, StepTally& tally, const BatchCommit& b) {
+  std::lock_guard<std::mutex> l(progress_mu_);
+  // The rate counts wall time between commits of any range (with several
+  // workers, rows arrive that much faster), from the start of this batch's
+  // rest at most: a throttle's wait is not work.
+  auto began = b.started -
+               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(b.rested));
+  if (tally.last_commit && *tally.last_commit > began) began = *tally.last_commit;
+  tally.meter.add(b.rows, std::chrono::duration<double>(b.committed - began).count());
+  tally.last_commit = b.committed;
+  tally.rows_done += b.rows;
+  tally.mismatches += b.mismatches;
+  if (b.last) ++tally.ranges_finished;
+  if (!options_.progress) return;
+  options_.progress->batch_done(step, b.batch_size, b.rows, b.seconds, b.mismatches);
+  ProgressUpdate u{&step, tally.rows_done, tally.rows_total, tally.meter.rows_per_second(), {}};
+  u.ranges = tally.ranges;
+  u.ranges_finished = tally.ranges_finished;
+  u.workers = std::max(1, tally.workers);
+  if (tally.rows_total)
+    u.eta_seconds = tally.meter.eta_seconds(*tally.rows_total - tally.rows_done);
+  options_.progress->progress(u);
+}
+
+bool Executor::rest_for(double seconds, double& rested) {
+  const auto t0 = time_.now();
+  const auto end =
+      t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  while (time_.now() < end) {
+    if (stop_requested()) return false;
+    time_.sleep_for(std::min<Clock::duration>(end - time_.now(), 50ms));
+  }
+  rested = time_.seconds_since(t0);
   return true;
 }
 

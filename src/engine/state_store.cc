@@ -279,6 +279,13 @@ void StateStore::approve(Connection& conn, Phase phase, const std::string& actor
   tx.commit();
 }
 
+void StateStore::reset_unfinished_steps(Connection& conn) const {
+  conn.exec(
+      "UPDATE tandem.steps SET status = 'pending', attempts = 0 WHERE migration = $1"
+      " AND status IN ('running', 'failed')",
+      {migration_});
+}
+
 void StateStore::mark_step(Connection& conn, const std::string& step_id,
                            const std::string& status) const {
   Rows r = conn.exec(

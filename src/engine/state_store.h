@@ -104,6 +104,9 @@ class StateStore {
   void set_state(Connection& conn, const std::string& state, Phase phase) const;
   void approve(Connection& conn, Phase phase, const std::string& actor) const;
   void mark_step(Connection& conn, const std::string& step_id, const std::string& status) const;
+  // After a rollback: steps left running or failed are pending again, with
+  // no attempts counted.
+  void reset_unfinished_steps(Connection& conn) const;
   // Records a failed attempt of a step (best effort, in its own transaction);
   // when `migration_failed`, also parks the migration as failed and logs it.
   void record_failure(Connection& conn, const std::string& step_id, const Error& e,

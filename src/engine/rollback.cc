@@ -1,0 +1,94 @@
+// Rolling a migration back: every step that ran (or half ran), in reverse
+// order, each with its rollback SQL and its "rolled back" record in one
+// transaction; refused when an irreversible step has run.
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "engine/executor.h"
+
+namespace tandem {
+
+RollbackOutcome Executor::rollback_steps() {
+  SessionScope session(*this);
+  std::optional<MigrationRecord> record;
+  std::map<std::string, std::string> status;
+  with_retries(
+      "", "reading migration " + spec_.name,
+      [&] {
+        record = store_.load(*conn_);
+        if (!record || record->state == "rolled_back") return;
+        if (!spec_still_fits(*record, StateStore::hash_of(*conn_, spec_.text))) {
+          throw Error(ErrorKind::kBadInput,
+                      "the operations of migration \"" + spec_.name +
+                          "\" have changed since it started; roll back with the file it started "
+                          "with");
+        }
+        status.clear();
+        for (const auto& r : store_.steps(*conn_)) status[r.step_id] = r.status;
+      },
+      [] { return false; });
+  if (!record || record->state == "rolled_back") return RollbackOutcome::kNothingToDo;
+  for (const auto& s : plan_.steps) {
+    const std::string& st = status[s.id];
+    bool ran = st == "done" || ((st == "running" || st == "failed") && !s.transactional);
+    if (!s.reversible && ran) {
+      throw RollbackRefusedError(
+          "cannot roll back migration \"" + spec_.name + "\": step " + s.id + " (" +
+          phase_name(s.phase) + ": " + s.description +
+          ") has run and cannot be undone. The migration can only go forward: run it again "
+          "with --approve " +
+          phase_name(s.phase) + " to finish it.");
+    }
+  }
+  record_state("rolling_back", record->phase, "rollback_started");
+  for (auto it = plan_.steps.rbegin(); it != plan_.steps.rend(); ++it) {
+    const Step& s = *it;
+    const std::string& st = status[s.id];
+    bool partial =
+        (st == "running" || st == "failed") &&
+        (!s.transactional || s.kind == StepKind::kBackfill || s.kind == StepKind::kVerify);
+    if (st != "done" && !partial) continue;
+    if (stop_requested()) return RollbackOutcome::kStopped;
+    rollback_step(s);
+  }
+  with_retries(
+      "", "recording the rollback",
+      [&] {
+        Transaction tx(*conn_);
+        store_.reset_unfinished_steps(*conn_);
+        store_.set_state(*conn_, "rolled_back", Phase::kPrepare);
+        store_.event(*conn_, "rolled_back", std::nullopt, "", options_.actor);
+        tx.commit();
+      },
+      [] { return false; });
+  return RollbackOutcome::kRolledBack;
+}
+
+void Executor::rollback_step(const Step& step) {
+  const Settings st = settings();
+  if (options_.progress) spdlog::info("rolling back step {}: {}", step.id, step.description);
+  const std::string sql = step.rollback_sql.value_or("");
+  with_retries(
+      step.id, "rollback of step " + step.id,
+      [&] {
+        if (!sql.empty()) autovacuum_.yield(*conn_, step);
+        if (!step.transactional && !sql.empty()) {
+          with_session_timeouts([&] { conn_->exec(sql); });
+        }
+        Transaction tx(*conn_);
+        tx.set_timeouts(lock_wait(st), st.statement_timeout);
+        if (step.transactional && !sql.empty()) {
+          take_locks_first(tx, step.rollback_locks, lock_wait(st));
+          tx.exec(sql);
+        }
+        store_.clear_checkpoint(*conn_, step.id);
+        store_.mark_step(*conn_, step.id, "rolled_back");
+        store_.event(*conn_, "step_rolled_back", step.phase, step.id, options_.actor);
+        tx.commit();
+      },
+      [&] { return step_status(step.id) == "rolled_back"; });
+  if (options_.progress) options_.progress->step_rolled_back(step);
+}
+
+}  // namespace tandem

@@ -1,0 +1,141 @@
+// The executor's sessions: its own, which holds the migration's lock, and
+// the backfill workers', which hold the lock of the range they work on; how
+// they are opened, locked and let go, and the locks a step takes first.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "engine/executor.h"
+
+namespace tandem {
+
+std::string Executor::application_name() const {
+  return "tandemd " + spec_.name + " pid " + std::to_string(getpid());
+}
+
+void Executor::connect(Lane& lane) {
+  lane.conn.reset();
+  const bool worker = lane.worker >= 0;
+  const std::string app =
+      application_name() + (worker ? " worker " + std::to_string(lane.worker) : "");
+  auto conn =
+      options_.connect ? options_.connect(options_.dsn, app) : connect_postgres(options_.dsn, app);
+  if (!worker) StateStore::ensure_schema(*conn);
+  lane.held = -1;
+  lane.conn = std::move(conn);
+  try {
+    take_lock(lane);
+  } catch (...) {
+    lane.conn.reset();
+    throw;
+  }
+  if (!worker) {
+    ever_connected_ = true;
+    deadlock_timeout_ms_ =
+        lane.conn->exec("SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'")
+            .integer(0, 0, 0);
+  }
+  if (options_.control)
+    options_.control->set_backend_pid(lane.worker + 1, lane.conn->backend_pid());
+}
+
+// Takes `locks` in order (see Step::locks): the first waits up to `budget`,
+// each later one only for what is left of it, and so do the statements run
+// after them in the transaction (at least 1 ms: 0 would mean no limit).
+void Executor::take_locks_first(Transaction& tx, const std::vector<TableLock>& locks,
+                                std::chrono::milliseconds budget) {
+  if (locks.empty()) return;
+  const auto start = std::chrono::steady_clock::now();
+  auto left = budget;
+  for (const auto& l : locks) {
+    tx.exec("SET LOCAL lock_timeout = '" + std::to_string(left.count()) + "ms'");
+    tx.exec("LOCK TABLE " + l.table + " IN " + l.mode + " MODE");
+    const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    left = std::max(std::chrono::milliseconds(1), budget - spent);
+  }
+  tx.exec("SET LOCAL lock_timeout = '" + std::to_string(left.count()) + "ms'");
+}
+
+std::chrono::milliseconds Executor::lock_wait(const Settings& st) {
+  const long long deadlock = deadlock_timeout_ms_;
+  if (deadlock <= 0 || st.lock_timeout.count() < deadlock) return st.lock_timeout;
+  const std::chrono::milliseconds cut{std::max(1LL, deadlock * 9 / 10)};
+  if (warned_lock_timeout_ms_.exchange(st.lock_timeout.count()) != st.lock_timeout.count()) {
+    spdlog::warn(
+        "{}: lock_timeout {}ms is not shorter than the server's deadlock_timeout {}ms; steps "
+        "wait at most {}ms for a lock, so that in a deadlock with the application PostgreSQL "
+        "cancels tandem's statement and not the application's transaction",
+        spec_.name, st.lock_timeout.count(), deadlock, cut.count());
+  }
+  return cut;
+}
+
+void Executor::take_lock(Lane& lane) {
+  Connection& conn = *lane.conn;
+  const bool worker = lane.worker >= 0;
+  if (worker && lane.held >= 0) {
+    store_.release_range_lock(conn, lane.held);
+    lane.held = -1;
+  }
+  if (worker && lane.range < 0) return;
+  auto deadline = time_.now() + options_.lock_wait;
+  std::string holder;
+  while (worker ? !store_.try_range_lock(conn, lane.range, holder)
+                : !store_.try_lock(conn, holder)) {
+    if (time_.now() >= deadline) {
+      throw LockHeldError("migration \"" + spec_.name + "\" is being run by another tandemd: " +
+                          holder + ". Wait for it to finish or stop it, then run again.");
+    }
+    time_.sleep_for(std::chrono::milliseconds(200));
+  }
+  lane.held = lane.range;
+}
+
+void Executor::release(Lane& lane, bool close) {
+  lane.range = -1;
+  if (!close && lane.conn && lane.conn->is_open()) {
+    try {
+      take_lock(lane);  // lets go of the range's lock and takes none
+      return;
+    } catch (const std::exception& e) {
+      spdlog::debug("worker {}: closing its session: {}", lane.worker, e.what());
+    }
+  }
+  lane.conn.reset();
+  lane.held = -1;
+  if (options_.control) options_.control->set_backend_pid(lane.worker + 1, 0);
+}
+
+Executor::SessionScope::SessionScope(Executor& e) : e_(e) {
+  // The first connection, the state schema and the lock go through the
+  // retry path like everything else; only a server that cannot be reached
+  // at all fails at once.
+  e_.with_retries(
+      "", "connecting", [] {}, [] { return false; });
+}
+
+Executor::SessionScope::~SessionScope() {
+  for (auto& lane : e_.workers_) e_.release(*lane, true);
+  e_.workers_.clear();
+  e_.conn_.reset();
+}
+
+void Executor::with_session_timeouts(const std::function<void()>& work) {
+  // Statements that cannot run in a transaction cannot use SET LOCAL; the
+  // session settings are put back whatever happens.
+  const Settings st = settings();
+  conn_->exec("SET lock_timeout = '" + std::to_string(lock_wait(st).count()) +
+              "ms'; SET statement_timeout = '" + std::to_string(st.statement_timeout.count()) +
+              "ms'");
+  try {
+    work();
+  } catch (const Error&) {
+    if (conn_->is_open()) conn_->exec(kSessionLimitsSql);
+    throw;
+  }
+  conn_->exec(kSessionLimitsSql);
+}
+
+}  // namespace tandem
