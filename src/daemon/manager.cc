@@ -6,6 +6,8 @@
 #include <cmath>
 
 #include "daemon/metrics.h"
+#include "daemon/submission_store.h"
+#include "daemon/worker.h"
 #include "engine/executor.h"
 #include "engine/state_store.h"
 #include "spec/settings.h"
@@ -15,114 +17,6 @@
 #include "util/text.h"
 
 namespace tandem {
-
-// One migration the daemon owns. The fields under `mu` are what status shows;
-// the worker thread writes them, commands read them.
-struct MigrationManager::Worker : ProgressSink {
-  std::string name, file, spec_text;
-  std::optional<Spec> spec;
-  std::optional<Plan> plan;
-  std::atomic<bool> stop{false};
-  std::atomic<bool> finished{false};  // the thread has returned: completed, rolled back, ...
-  std::mutex launch_mu;               // guards thread
-  std::thread thread;
-
-  std::mutex mu;
-  std::condition_variable cv;
-  long generation = 0;          // bumped by every command; a waiting worker wakes on it
-  std::string desired = "run";  // run | pause | rollback
-  // What was asked for and is not yet recorded in tandem.submissions (the
-  // database did not answer): it holds in memory, and the poller records
-  // it; until then, what the database says does not overwrite it.
-  struct Pending {
-    long seq = 0;
-    std::string desired, event, actor;
-  };
-  std::optional<Pending> pending;
-  std::set<Phase> approved;
-  std::string activity = "starting";  // see docs/control-protocol.md
-  std::optional<Phase> phase;
-  std::string step;
-  long long rows_done = 0;
-  std::optional<long long> rows_total;
-  double rate = 0;
-  std::optional<double> eta;
-  int ranges = 1;  // of the current step
-  int ranges_finished = 0;
-  int workers = 1;  // running batches over them
-  std::string last_error;
-  std::optional<Phase> waiting_for;
-  std::string blocked_by;               // waiting_for_table: the earlier migration and table
-  std::unique_ptr<RunControl> control;  // set when the spec parses
-  Settings base;                        // the spec's settings, the daemon's defaults for the rest
-  MigrationMetrics metrics;
-
-  void phase_started(Phase p) override {
-    std::lock_guard<std::mutex> l(mu);
-    phase = p;
-  }
-  void step_started(const Step& s) override {
-    std::lock_guard<std::mutex> l(mu);
-    phase = s.phase;
-    step = s.id;
-    rows_done = 0;
-    rows_total.reset();
-    rate = 0;
-    eta.reset();
-    ranges = 1;
-    ranges_finished = 0;
-    workers = 1;
-  }
-  void progress(const ProgressUpdate& u) override {
-    std::lock_guard<std::mutex> l(mu);
-    rows_done = u.rows_done;
-    rows_total = u.rows_total;
-    rate = u.rows_per_second;
-    eta = u.eta_seconds;
-    ranges = u.ranges;
-    ranges_finished = u.ranges_finished;
-    workers = u.workers;
-  }
-  void step_finished(const Step&, double) override {}
-  void batch_done(const Step& s, int batch_size, long long rows, double seconds,
-                  long long mismatches) override {
-    std::lock_guard<std::mutex> l(mu);
-    metrics.batch_size = batch_size;
-    if (s.kind == StepKind::kVerify) {
-      metrics.verify_rows += rows;
-      metrics.verify_mismatches += mismatches;
-      metrics.verify_batch_seconds.observe(seconds);
-    } else {
-      metrics.backfill_rows += rows;
-      metrics.backfill_batch_seconds.observe(seconds);
-    }
-  }
-  void throttling(const std::string& reason, double seconds) override {
-    std::lock_guard<std::mutex> l(mu);
-    if (!metrics.throttle_reason.empty()) {
-      metrics.throttled_seconds[metrics.throttle_reason] += seconds;
-    }
-    metrics.throttle_reason = reason;
-  }
-  void retrying(const std::string& sqlstate) override {
-    std::lock_guard<std::mutex> l(mu);
-    ++metrics.retries;
-    if (sqlstate == "55P03") ++metrics.lock_timeouts;
-  }
-
-  void set_activity(const std::string& a, const std::string& error = "") {
-    std::lock_guard<std::mutex> l(mu);
-    activity = a;
-    if (!error.empty()) last_error = error;
-  }
-  // Waits until a command changes something, or shutdown. Returns false on shutdown.
-  bool wait_for_command(long seen, const std::atomic<bool>& shutting_down,
-                        std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait_for(l, timeout, [&] { return generation != seen || shutting_down.load(); });
-    return !shutting_down.load();
-  }
-};
 
 namespace {
 // How long pause, resume, rollback and abort wait for their record in the
@@ -167,19 +61,15 @@ void MigrationManager::recover() {
 }
 
 void MigrationManager::adopt_submissions() {
-  std::vector<std::array<std::string, 5>> fresh;
+  std::vector<SubmissionStore::Submission> fresh;
   with_db([&](Connection& c) {
-    Rows r = c.exec(
-        "SELECT name, spec_text, file, desired, approved::text FROM tandem.submissions"
-        " ORDER BY submitted_at");
+    auto all = SubmissionStore::all(c);
     std::lock_guard<std::mutex> l(mu_);
-    for (size_t i = 0; i < r.size(); ++i) {
-      if (!workers_.count(r.text(i, 0))) {
-        fresh.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4)});
-      }
+    for (auto& s : all) {
+      if (!workers_.count(s.name)) fresh.push_back(std::move(s));
     }
   });
-  for (const auto& f : fresh) start_worker(f[0], f[1], f[2], f[3], parse_phase_array(f[4]));
+  for (const auto& f : fresh) start_worker(f.name, f.spec_text, f.file, f.desired, f.approved);
 }
 
 void MigrationManager::poll_loop() {
@@ -259,8 +149,63 @@ void MigrationManager::launch(Worker& w) {
   });
 }
 
-void MigrationManager::work(Worker& w) {
+bool MigrationManager::run_once(Worker& w, const std::string& desired,
+                                const std::set<Phase>& approved, long seen) {
   const std::string actor = "tandemd";
+  RunOptions o;
+  o.dsn = options_.dsn;
+  o.control = w.control.get();
+  o.approve = approved;
+  o.actor = actor;
+  o.stop = &w.stop;
+  o.progress = &w;
+  o.lock_wait = std::chrono::milliseconds(500);
+  try {
+    Executor ex(*w.spec, *w.plan, o);
+    if (desired == "rollback") {
+      w.set_activity("rolling_back");
+      auto outcome = ex.rollback();
+      if (outcome == RollbackOutcome::kStopped) return true;
+      w.set_activity("rolled_back");
+      return false;
+    }
+    w.set_activity("running");
+    auto outcome = ex.run();
+    switch (outcome) {
+      case RunOutcome::kCompleted:
+      case RunOutcome::kAlreadyCompleted:
+        w.set_activity("completed");
+        return false;
+      case RunOutcome::kWaitingApproval: {
+        {
+          std::lock_guard<std::mutex> l(w.mu);
+          w.activity = "waiting_approval";
+          w.waiting_for = ex.waiting_phase();
+        }
+        if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return false;
+        std::lock_guard<std::mutex> l(w.mu);
+        w.waiting_for.reset();
+        return true;
+      }
+      case RunOutcome::kStopped:
+      case RunOutcome::kReachedUntil:
+        return true;  // a command asked to stop: the loop reads what it wants now
+      case RunOutcome::kPaused:
+        pause_for(w, "paused: " + ex.pause_reason());
+        return true;
+    }
+  } catch (const Error& e) {
+    return after_failure(w, seen, e);
+  } catch (const std::exception& e) {
+    // The database went away, or the like: try again after a pause.
+    w.set_activity("retrying", e.what());
+    spdlog::warn("migration {}: {}", w.name, e.what());
+    return w.wait_for_command(seen, shutting_down_, std::chrono::seconds(5));
+  }
+  return true;
+}
+
+void MigrationManager::work(Worker& w) {
   while (!shutting_down_) {
     try {
       refresh(w);
@@ -299,66 +244,13 @@ void MigrationManager::work(Worker& w) {
         continue;
       }
     }
-    RunOptions o;
-    o.dsn = options_.dsn;
-    o.control = w.control.get();
-    o.approve = approved;
-    o.actor = actor;
-    o.stop = &w.stop;
-    o.progress = &w;
-    o.lock_wait = std::chrono::milliseconds(500);
-    try {
-      Executor ex(*w.spec, *w.plan, o);
-      if (desired == "rollback") {
-        w.set_activity("rolling_back");
-        auto outcome = ex.rollback();
-        if (outcome == RollbackOutcome::kStopped) continue;
-        w.set_activity("rolled_back");
-        return;
-      }
-      w.set_activity("running");
-      auto outcome = ex.run();
-      switch (outcome) {
-        case RunOutcome::kCompleted:
-        case RunOutcome::kAlreadyCompleted:
-          w.set_activity("completed");
-          return;
-        case RunOutcome::kWaitingApproval: {
-          {
-            std::lock_guard<std::mutex> l(w.mu);
-            w.activity = "waiting_approval";
-            w.waiting_for = ex.waiting_phase();
-          }
-          if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return;
-          std::lock_guard<std::mutex> l(w.mu);
-          w.waiting_for.reset();
-          continue;
-        }
-        case RunOutcome::kStopped:
-        case RunOutcome::kReachedUntil:
-          continue;  // a command asked to stop: the loop reads what it wants now
-        case RunOutcome::kPaused:
-          pause_for(w, "paused: " + ex.pause_reason());
-          continue;
-      }
-    } catch (const Error& e) {
-      if (!after_failure(w, seen, e)) return;
-    } catch (const std::exception& e) {
-      // The database went away, or the like: try again after a pause.
-      w.set_activity("retrying", e.what());
-      spdlog::warn("migration {}: {}", w.name, e.what());
-      if (!w.wait_for_command(seen, shutting_down_, std::chrono::seconds(5))) return;
-    }
+    if (!run_once(w, desired, approved, seen)) return;
   }
 }
 
 namespace {
 
 using SystemClock = RunControl::SystemClock;
-
-long long epoch_ms(SystemClock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
 
 // Applies tandem.submissions.live: the spec's settings with the operator's
 // changes on top, and the manual throttle.
@@ -385,23 +277,17 @@ void apply_live(RunControl& control, const Settings& base, const nlohmann::json&
 
 void MigrationManager::refresh(Worker& w) {
   if (!w.spec) return;
-  std::optional<std::array<std::string, 3>> row;
-  const bool read = try_with_db(
-      [&](Connection& c) {
-        Rows r = c.exec(
-            "SELECT desired, approved::text, live::text FROM tandem.submissions WHERE name = $1",
-            {w.name});
-        if (!r.empty()) row = std::array<std::string, 3>{r.text(0, 0), r.text(0, 1), r.text(0, 2)};
-      },
-      std::chrono::seconds(1));
+  std::optional<SubmissionStore::Wishes> row;
+  const bool read = try_with_db([&](Connection& c) { row = SubmissionStore::wishes(c, w.name); },
+                                std::chrono::seconds(1));
   // The control session busy for longer (a database that does not answer
   // it): the worker goes on with what it was told in memory.
   if (!read) spdlog::debug("migration {}: the control session is busy; not re-read", w.name);
   if (!row) return;
-  apply_live(*w.control, w.base, nlohmann::json::parse((*row)[2], nullptr, false));
+  apply_live(*w.control, w.base, row->live);
   std::lock_guard<std::mutex> l(w.mu);
-  if (!w.pending) w.desired = (*row)[0];
-  w.approved = parse_phase_array((*row)[1]);
+  if (!w.pending) w.desired = row->desired;
+  w.approved = row->approved;
 }
 
 std::string MigrationManager::blocking_migration(Worker& w) {
@@ -410,23 +296,8 @@ std::string MigrationManager::blocking_migration(Worker& w) {
   std::vector<std::pair<std::string, std::string>> earlier;
   with_db([&](Connection& c) {
     // Once started, a migration holds its tables: the gate is only for starting.
-    Rows started = c.exec(
-        "SELECT 1 FROM tandem.migrations WHERE name = $1 AND state <> 'rolled_back'", {w.name});
-    if (!started.empty()) return;
-    Rows r = c.exec(
-        "SELECT s.name, s.spec_text FROM tandem.submissions s"
-        " LEFT JOIN tandem.migrations m ON m.name = s.name,"
-        " (SELECT submitted_at, name FROM tandem.submissions WHERE name = $1) me"
-        " WHERE (s.submitted_at, s.name) < (me.submitted_at, me.name)"
-        " AND coalesce(m.state, 'pending') NOT IN ('completed', 'rolled_back')"
-        " AND NOT (m.name IS NULL AND s.desired = 'rollback')"
-        " UNION ALL"
-        // Migrations run by `tandemd run`, which the daemon does not own.
-        " SELECT m.name, m.spec_text FROM tandem.migrations m"
-        " WHERE m.name <> $1 AND m.state NOT IN ('completed', 'rolled_back')"
-        " AND NOT EXISTS (SELECT 1 FROM tandem.submissions s WHERE s.name = m.name)",
-        {w.name});
-    for (size_t i = 0; i < r.size(); ++i) earlier.emplace_back(r.text(i, 0), r.text(i, 1));
+    if (SubmissionStore::started(c, w.name)) return;
+    earlier = SubmissionStore::ahead_of(c, w.name);
   });
   for (const auto& [name, text] : earlier) {
     auto parsed = parse_spec(text, name);
@@ -452,68 +323,6 @@ bool MigrationManager::cancel_in_flight(Worker& w) {
       " WHERE pid = ANY ($1::int[]) AND application_name LIKE $2 AND state = 'active'",
       {list, "tandemd " + w.name + " pid %"});
   return !r.empty() && r.text(0, 0) == "t";
-}
-
-nlohmann::json MigrationManager::throttle(Worker& w, const control::Request& r,
-                                          const std::string& actor) {
-  if (!w.control) throw CommandError("conflict", "migration \"" + w.name + "\" cannot run");
-  std::optional<SystemClock::time_point> until;
-  if (r.throttle_for) until = SystemClock::now() + *r.throttle_for;
-  with_db([&](Connection& c) {
-    Transaction tx(c);
-    if (r.off) {
-      tx.exec(
-          "UPDATE tandem.submissions SET live = live - 'throttle', updated_at = now()"
-          " WHERE name = $1",
-          {w.name});
-      StateStore(w.name).event(c, "throttle_lifted", std::nullopt, "", actor);
-    } else {
-      nlohmann::json t = {{"until", until ? nlohmann::json(epoch_ms(*until)) : nlohmann::json()}};
-      tx.exec(
-          "UPDATE tandem.submissions SET live = jsonb_set(live, '{throttle}', $2::jsonb),"
-          " updated_at = now() WHERE name = $1",
-          {w.name, t.dump()});
-      nlohmann::json detail = nlohmann::json::object();
-      if (r.throttle_for) detail["for"] = format_duration(*r.throttle_for);
-      StateStore(w.name).event(c, "throttle_requested", std::nullopt, "", actor, detail);
-    }
-    tx.commit();
-  });
-  if (r.off) {
-    w.control->lift_throttle();
-  } else {
-    w.control->throttle(until);
-  }
-  return {{"name", w.name},
-          {"throttled", !r.off},
-          {"until", until ? nlohmann::json(epoch_ms(*until)) : nlohmann::json()}};
-}
-
-nlohmann::json MigrationManager::set_settings(Worker& w, const control::Request& r,
-                                              const std::string& actor) {
-  if (!w.control) throw CommandError("conflict", "migration \"" + w.name + "\" cannot run");
-  Settings next = w.control->settings();
-  nlohmann::json changed = nlohmann::json::object();
-  for (const auto& [key, value] : r.settings) {
-    std::string problem = set_setting(next, key, value);
-    if (!problem.empty()) throw CommandError("bad_field", problem);
-    changed[key] = value;
-  }
-  std::string problem = check_settings(next);
-  if (!problem.empty()) throw CommandError("bad_field", problem);
-  with_db([&](Connection& c) {
-    Transaction tx(c);
-    tx.exec(
-        "UPDATE tandem.submissions SET live = jsonb_set(live, '{settings}',"
-        " coalesce(live->'settings', '{}') || $2::jsonb), updated_at = now() WHERE name = $1",
-        {w.name, changed.dump()});
-    StateStore(w.name).event(c, "settings_changed", std::nullopt, "", actor, changed);
-    tx.commit();
-  });
-  w.control->set_settings(next);
-  nlohmann::json now = nlohmann::json::object();
-  for (const auto& key : setting_keys()) now[key] = setting_text(next, key);
-  return {{"name", w.name}, {"settings", now}};
 }
 
 std::vector<MigrationManager::Worker*> MigrationManager::all_workers() {
@@ -610,11 +419,7 @@ void MigrationManager::record_pending(Worker& w) {
   }
   if (!p) return;
   with_db([&](Connection& c) {
-    Transaction tx(c);
-    tx.exec("UPDATE tandem.submissions SET desired = $2, updated_at = now() WHERE name = $1",
-            {w.name, p->desired});
-    if (!p->event.empty()) StateStore(w.name).event(c, p->event, std::nullopt, "", p->actor);
-    tx.commit();
+    SubmissionStore::set_desired(c, w.name, p->desired, p->event, p->actor);
   });
   {
     std::lock_guard<std::mutex> l(w.mu);
@@ -662,114 +467,6 @@ void MigrationManager::nudge_poller() {
     record_now_ = true;
   }
   poll_cv_.notify_all();
-}
-
-nlohmann::json MigrationManager::handle(const control::Request& r, const std::string& actor) {
-  using control::Command;
-  switch (r.command) {
-    case Command::kList: {
-      nlohmann::json out = nlohmann::json::array();
-      for (Worker* w : all_workers()) out.push_back(status_of(*w));
-      return {{"migrations", out}};
-    }
-    case Command::kStatus:
-      return status_of(find(r.name));
-    case Command::kSubmit: {
-      auto parsed = parse_spec(r.spec, r.file);
-      if (!parsed.spec) {
-        std::vector<std::string> errors;
-        for (const auto& e : parsed.errors) errors.push_back(e.to_string());
-        throw CommandError("bad_spec", join(errors, "\n"));
-      }
-      try {
-        make_plan(*parsed.spec);
-      } catch (const Error& e) {
-        throw CommandError("bad_spec", e.what());
-      }
-      const std::string name = parsed.spec->name;
-      bool inserted = false;
-      with_db([&](Connection& c) {
-        StateStore::ensure_schema(c);
-        Rows existing = c.exec("SELECT spec_text FROM tandem.submissions WHERE name = $1", {name});
-        if (!existing.empty()) {
-          if (existing.text(0, 0) != r.spec) {
-            throw CommandError("conflict", "a different spec named \"" + name +
-                                               "\" was submitted already; give this one "
-                                               "another name");
-          }
-          return;  // the same spec again: nothing to do
-        }
-        Transaction tx(c);
-        tx.exec(
-            "INSERT INTO tandem.submissions (name, spec_text, file, submitted_by)"
-            " VALUES ($1, $2, $3, $4)",
-            {name, r.spec, r.file, actor});
-        StateStore(name).event(c, "submitted", std::nullopt, "", actor, {{"file", r.file}});
-        tx.commit();
-        inserted = true;
-      });
-      if (inserted) start_worker(name, r.spec, r.file, "run", {});
-      return {{"name", name}, {"submitted", inserted}};
-    }
-    case Command::kPause: {
-      Worker& w = find(r.name);
-      const bool recorded = set_desired(w, "pause", actor, "pause_requested");
-      return {{"name", r.name}, {"desired", "pause"}, {"recorded", recorded}};
-    }
-    case Command::kResume: {
-      Worker& w = find(r.name);
-      const bool recorded = set_desired(w, "run", actor, "resume_requested");
-      return {{"name", r.name}, {"desired", "run"}, {"recorded", recorded}};
-    }
-    case Command::kRollback: {
-      Worker& w = find(r.name);
-      const bool recorded = set_desired(w, "rollback", actor, "rollback_requested");
-      return {{"name", r.name}, {"desired", "rollback"}, {"recorded", recorded}};
-    }
-    case Command::kApprove: {
-      Worker& w = find(r.name);
-      with_db([&](Connection& c) {
-        Transaction tx(c);
-        tx.exec(
-            "UPDATE tandem.submissions SET approved = array_append(approved, $2::int),"
-            " updated_at = now() WHERE name = $1 AND NOT ($2::int = ANY (approved))",
-            {w.name, std::to_string(static_cast<int>(r.phase))});
-        StateStore(w.name).event(c, "approve_requested", r.phase, "", actor);
-        tx.commit();
-      });
-      {
-        std::lock_guard<std::mutex> l(w.mu);
-        w.approved.insert(r.phase);
-        ++w.generation;
-      }
-      w.cv.notify_all();
-      return {{"name", r.name}, {"approved", phase_name(r.phase)}};
-    }
-    case Command::kThrottle:
-      return throttle(find(r.name), r, actor);
-    case Command::kSet:
-      return set_settings(find(r.name), r, actor);
-    case Command::kAbort: {
-      Worker& w = find(r.name);
-      const bool recorded = set_desired(w, "pause", actor, "abort_requested");
-      bool cancelled = cancel_in_flight(w);
-      return {
-          {"name", r.name}, {"desired", "pause"}, {"recorded", recorded}, {"cancelled", cancelled}};
-    }
-    case Command::kEvents: {
-      nlohmann::json events;
-      if (!r.name.empty()) find(r.name);
-      with_db([&](Connection& c) {
-        if (StateStore::schema_version(c) == 0) {
-          events = nlohmann::json::array();
-          return;
-        }
-        events = StateStore(r.name).events_json(c, r.limit);
-      });
-      return {{"events", events}};
-    }
-  }
-  throw CommandError("unknown_command", "unknown command");
 }
 
 void MigrationManager::shutdown() {

@@ -83,6 +83,9 @@ class MigrationManager {
   // Starts (or restarts) the worker's thread.
   void launch(Worker& w);
   void work(Worker& w);
+  // Runs (or rolls back) the migration once, as `desired` says; false when
+  // the worker is done: finished, rolled back, or the daemon shutting down.
+  bool run_once(Worker& w, const std::string& desired, const std::set<Phase>& approved, long seen);
   // Starts a worker for every submission that has none yet.
   void adopt_submissions();
   void poll_loop();
@@ -114,8 +117,23 @@ class MigrationManager {
   // Cancels the statement the worker's session runs, through a session of
   // its own; false when it has none.
   bool cancel_in_flight(Worker& w);
-  nlohmann::json throttle(Worker& w, const control::Request& r, const std::string& actor);
-  nlohmann::json set_settings(Worker& w, const control::Request& r, const std::string& actor);
+  // The control commands (commands.cc), one row each in handle()'s table.
+  using Handler = nlohmann::json (MigrationManager::*)(const control::Request&,
+                                                       const std::string& actor);
+  nlohmann::json cmd_list(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_status(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_submit(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_pause(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_resume(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_rollback(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_approve(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_throttle(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_set(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_abort(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_events(const control::Request& r, const std::string& actor);
+  // pause, resume and rollback: what the operator wants of the migration now.
+  nlohmann::json ask(const control::Request& r, const std::string& actor,
+                     const std::string& desired, const std::string& event);
 
   Options options_;  // defaults and shutdown_grace are guarded by mu_
   std::mutex mu_;    // guards workers_

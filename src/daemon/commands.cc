@@ -1,0 +1,178 @@
+// The control commands `tandemd serve` carries out: one row per command in
+// a table, one handler each (docs/control-protocol.md). `list` and
+// `status` read memory only; the rest may reach the database through the
+// control session.
+#include <spdlog/spdlog.h>
+
+#include "daemon/manager.h"
+#include "daemon/submission_store.h"
+#include "daemon/worker.h"
+#include "engine/state_store.h"
+#include "spec/settings.h"
+#include "util/duration.h"
+#include "util/text.h"
+
+namespace tandem {
+namespace {
+
+using SystemClock = RunControl::SystemClock;
+
+long long epoch_ms(SystemClock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+nlohmann::json MigrationManager::handle(const control::Request& r, const std::string& actor) {
+  using control::Command;
+  static const std::pair<Command, Handler> kCommands[] = {
+      {Command::kList, &MigrationManager::cmd_list},
+      {Command::kStatus, &MigrationManager::cmd_status},
+      {Command::kSubmit, &MigrationManager::cmd_submit},
+      {Command::kPause, &MigrationManager::cmd_pause},
+      {Command::kResume, &MigrationManager::cmd_resume},
+      {Command::kApprove, &MigrationManager::cmd_approve},
+      {Command::kRollback, &MigrationManager::cmd_rollback},
+      {Command::kEvents, &MigrationManager::cmd_events},
+      {Command::kThrottle, &MigrationManager::cmd_throttle},
+      {Command::kSet, &MigrationManager::cmd_set},
+      {Command::kAbort, &MigrationManager::cmd_abort},
+  };
+  for (const auto& [command, handler] : kCommands) {
+    if (command == r.command) return (this->*handler)(r, actor);
+  }
+  throw CommandError("unknown_command", "unknown command");
+}
+
+nlohmann::json MigrationManager::cmd_list(const control::Request&, const std::string&) {
+  nlohmann::json out = nlohmann::json::array();
+  for (Worker* w : all_workers()) out.push_back(status_of(*w));
+  return {{"migrations", out}};
+}
+
+nlohmann::json MigrationManager::cmd_status(const control::Request& r, const std::string&) {
+  return status_of(find(r.name));
+}
+
+nlohmann::json MigrationManager::cmd_submit(const control::Request& r, const std::string& actor) {
+  auto parsed = parse_spec(r.spec, r.file);
+  if (!parsed.spec) {
+    std::vector<std::string> errors;
+    for (const auto& e : parsed.errors) errors.push_back(e.to_string());
+    throw CommandError("bad_spec", join(errors, "\n"));
+  }
+  try {
+    make_plan(*parsed.spec);
+  } catch (const Error& e) {
+    throw CommandError("bad_spec", e.what());
+  }
+  const std::string name = parsed.spec->name;
+  bool inserted = false;
+  with_db([&](Connection& c) {
+    StateStore::ensure_schema(c);
+    if (auto existing = SubmissionStore::spec_text(c, name)) {
+      if (*existing != r.spec) {
+        throw CommandError("conflict", "a different spec named \"" + name +
+                                           "\" was submitted already; give this one "
+                                           "another name");
+      }
+      return;  // the same spec again: nothing to do
+    }
+    SubmissionStore::insert(c, name, r.spec, r.file, actor);
+    inserted = true;
+  });
+  if (inserted) start_worker(name, r.spec, r.file, "run", {});
+  return {{"name", name}, {"submitted", inserted}};
+}
+
+nlohmann::json MigrationManager::ask(const control::Request& r, const std::string& actor,
+                                     const std::string& desired, const std::string& event) {
+  Worker& w = find(r.name);
+  const bool recorded = set_desired(w, desired, actor, event);
+  return {{"name", r.name}, {"desired", desired}, {"recorded", recorded}};
+}
+
+nlohmann::json MigrationManager::cmd_pause(const control::Request& r, const std::string& actor) {
+  return ask(r, actor, "pause", "pause_requested");
+}
+
+nlohmann::json MigrationManager::cmd_resume(const control::Request& r, const std::string& actor) {
+  return ask(r, actor, "run", "resume_requested");
+}
+
+nlohmann::json MigrationManager::cmd_rollback(const control::Request& r, const std::string& actor) {
+  return ask(r, actor, "rollback", "rollback_requested");
+}
+
+nlohmann::json MigrationManager::cmd_approve(const control::Request& r, const std::string& actor) {
+  Worker& w = find(r.name);
+  with_db([&](Connection& c) { SubmissionStore::approve(c, w.name, r.phase, actor); });
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    w.approved.insert(r.phase);
+    ++w.generation;
+  }
+  w.cv.notify_all();
+  return {{"name", r.name}, {"approved", phase_name(r.phase)}};
+}
+
+nlohmann::json MigrationManager::cmd_abort(const control::Request& r, const std::string& actor) {
+  Worker& w = find(r.name);
+  const bool recorded = set_desired(w, "pause", actor, "abort_requested");
+  bool cancelled = cancel_in_flight(w);
+  return {{"name", r.name}, {"desired", "pause"}, {"recorded", recorded}, {"cancelled", cancelled}};
+}
+
+nlohmann::json MigrationManager::cmd_events(const control::Request& r, const std::string&) {
+  nlohmann::json events;
+  if (!r.name.empty()) find(r.name);
+  with_db([&](Connection& c) {
+    if (StateStore::schema_version(c) == 0) {
+      events = nlohmann::json::array();
+      return;
+    }
+    events = StateStore(r.name).events_json(c, r.limit);
+  });
+  return {{"events", events}};
+}
+
+nlohmann::json MigrationManager::cmd_throttle(const control::Request& r, const std::string& actor) {
+  Worker& w = find(r.name);
+  if (!w.control) throw CommandError("conflict", "migration \"" + w.name + "\" cannot run");
+  std::optional<SystemClock::time_point> until;
+  if (r.throttle_for) until = SystemClock::now() + *r.throttle_for;
+  const nlohmann::json until_ms = until ? nlohmann::json(epoch_ms(*until)) : nlohmann::json();
+  nlohmann::json detail = nlohmann::json::object();
+  if (r.throttle_for) detail["for"] = format_duration(*r.throttle_for);
+  with_db([&](Connection& c) {
+    SubmissionStore::set_throttle(c, w.name, r.off ? std::nullopt : std::optional(until_ms), detail,
+                                  actor);
+  });
+  if (r.off) {
+    w.control->lift_throttle();
+  } else {
+    w.control->throttle(until);
+  }
+  return {{"name", w.name}, {"throttled", !r.off}, {"until", until_ms}};
+}
+
+nlohmann::json MigrationManager::cmd_set(const control::Request& r, const std::string& actor) {
+  Worker& w = find(r.name);
+  if (!w.control) throw CommandError("conflict", "migration \"" + w.name + "\" cannot run");
+  Settings next = w.control->settings();
+  nlohmann::json changed = nlohmann::json::object();
+  for (const auto& [key, value] : r.settings) {
+    std::string problem = set_setting(next, key, value);
+    if (!problem.empty()) throw CommandError("bad_field", problem);
+    changed[key] = value;
+  }
+  std::string problem = check_settings(next);
+  if (!problem.empty()) throw CommandError("bad_field", problem);
+  with_db([&](Connection& c) { SubmissionStore::merge_settings(c, w.name, changed, actor); });
+  w.control->set_settings(next);
+  nlohmann::json now = nlohmann::json::object();
+  for (const auto& key : setting_keys()) now[key] = setting_text(next, key);
+  return {{"name", w.name}, {"settings", now}};
+}
+
+}  // namespace tandem
