@@ -37,6 +37,8 @@ enum class Failure {
   kRollbackRefused,  // an irreversible step has run
 };
 
+const char* to_string(Failure failure);
+
 class Error : public std::runtime_error {
  public:
   Error(ErrorKind kind, const std::string& message, std::string sqlstate = {},
@@ -57,8 +59,5 @@ class Error : public std::runtime_error {
   std::string sqlstate_;
   Failure failure_;
 };
-
-// Classifies a server SQLSTATE into an ErrorKind.
-ErrorKind classify_sqlstate(const std::string& sqlstate);
 
 }  // namespace tandem

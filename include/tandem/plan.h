@@ -1,7 +1,6 @@
 // A plan: the ordered steps that operations expand into, per phase.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -119,8 +118,6 @@ struct Plan {
 
   std::vector<const Step*> steps_in(Phase phase) const;
   const Step* find(const std::string& id) const;
-  nlohmann::json to_json() const;
-  std::string to_text() const;
 };
 
 // Expands a spec into a plan. Pure: touches no database. Throws Error(kBadInput)

@@ -15,6 +15,7 @@
 #include "engine/backfill.h"
 #include "engine/executor.h"
 #include "engine/state_store.h"
+#include "plan/plan_output.h"
 #include "tandem/plan.h"
 #include "util/duration.h"
 #include "util/text.h"
@@ -209,14 +210,14 @@ int cmd_plan(const std::string& file, bool json, const std::string& dsn) {
     }
   }
   if (json) {
-    nlohmann::json out = plan->to_json();
+    nlohmann::json out = plan_to_json(*plan);
     if (!dsn.empty()) {
       out["refusals"] = refusals;
       out["estimates"] = estimates;
     }
     std::cout << to_json_text(out) << "\n";
   } else {
-    std::cout << plan->to_text();
+    std::cout << plan_to_text(*plan);
     if (!dsn.empty()) {
       std::cout << "\nprechecks against the database: " << (refusals.empty() ? "passed" : "REFUSED")
                 << "\n";

@@ -4,20 +4,6 @@
 
 namespace tandem {
 
-const char* to_string(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::kRetryable:
-      return "retryable";
-    case ErrorKind::kInDoubt:
-      return "in doubt";
-    case ErrorKind::kFatal:
-      return "fatal";
-    case ErrorKind::kBadInput:
-      return "bad input";
-  }
-  return "?";
-}
-
 ErrorKind classify_sqlstate(const std::string& s) {
   if (s == "40001" || s == "40P01" ||                  // serialization failure, deadlock
       s == "55P03" ||                                  // lock_not_available: lock_timeout

@@ -28,6 +28,9 @@ struct Rows {
   long long integer(size_t row, size_t col, long long fallback = 0) const;
 };
 
+// Classifies a server SQLSTATE into an ErrorKind.
+ErrorKind classify_sqlstate(const std::string& sqlstate);
+
 // One database session. Not thread-safe: one thread uses a connection at a time.
 class Connection {
  public:

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "ops/registry.h"
+#include "plan/plan_output.h"
 #include "tandem/error.h"
 #include "tandem/plan.h"
 
@@ -143,7 +144,7 @@ bool plans_alike(const Spec& started, const Spec& now) {
   with_now_settings.settings = now.settings;
   with_now_settings.settings_given = now.settings_given;
   try {
-    return make_plan(with_now_settings).to_json() == make_plan(now).to_json();
+    return plan_to_json(make_plan(with_now_settings)) == plan_to_json(make_plan(now));
   } catch (const Error&) {
     return false;
   }
@@ -187,90 +188,6 @@ const Step* Plan::find(const std::string& id) const {
     if (s.id == id) return &s;
   }
   return nullptr;
-}
-
-namespace {
-
-nlohmann::json locks_json(const std::vector<TableLock>& locks) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& l : locks) out.push_back({{"table", l.table}, {"mode", l.mode}});
-  return out;
-}
-
-// "LOCK TABLE a IN SHARE ROW EXCLUSIVE MODE; LOCK TABLE b IN ...", as the
-// statements the executor runs before the step's SQL.
-std::string locks_sql(const std::vector<TableLock>& locks) {
-  std::string out;
-  for (const auto& l : locks) out += "LOCK TABLE " + l.table + " IN " + l.mode + " MODE;\n";
-  return out;
-}
-
-}  // namespace
-
-nlohmann::json Plan::to_json() const {
-  nlohmann::json phases = nlohmann::json::array();
-  for (const auto& p : phase_table()) {
-    nlohmann::json steps_json = nlohmann::json::array();
-    for (const Step* s : steps_in(p.phase)) {
-      steps_json.push_back({
-          {"id", s->id},
-          {"kind", to_string(s->kind)},
-          {"description", s->description},
-          {"sql", s->sql},
-          {"rollback", s->rollback_sql ? nlohmann::json(*s->rollback_sql) : nlohmann::json()},
-          {"reversible", s->reversible},
-          {"transactional", s->transactional},
-          {"lock", s->lock.to_string()},
-          {"table_access", s->table_access},
-      });
-      if (!s->locks.empty()) steps_json.back()["locks_first"] = locks_json(s->locks);
-      if (!s->rollback_locks.empty()) {
-        steps_json.back()["rollback_locks_first"] = locks_json(s->rollback_locks);
-      }
-    }
-    phases.push_back({{"phase", p.name},
-                      {"reversible", p.reversible},
-                      {"summary", p.summary},
-                      {"steps", steps_json}});
-  }
-  return {{"migration", migration}, {"phases", phases}};
-}
-
-namespace {
-
-void indent(std::ostringstream& out, const std::string& text, const std::string& pad) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) out << pad << line << "\n";
-}
-
-}  // namespace
-
-std::string Plan::to_text() const {
-  std::ostringstream out;
-  out << "migration " << migration << ": " << steps.size() << " steps\n";
-  for (const auto& p : phase_table()) {
-    auto in_phase = steps_in(p.phase);
-    out << "\nphase " << p.name << (p.reversible ? "" : " (irreversible)") << " - " << p.summary
-        << "\n";
-    if (in_phase.empty()) out << "  (no steps)\n";
-    for (const Step* s : in_phase) {
-      out << "  step " << s->id << " [" << to_string(s->kind)
-          << (s->transactional ? "" : ", outside a transaction") << "]: " << s->description << "\n";
-      out << "    lock: " << s->lock.to_string() << "\n    table: " << s->table_access
-          << "\n    sql:\n";
-      indent(out, locks_sql(s->locks) + s->sql, "      ");
-      if (!s->rollback_sql) {
-        out << "    rollback: none - irreversible\n";
-      } else if (s->rollback_sql->empty()) {
-        out << "    rollback: nothing to undo\n";
-      } else {
-        out << "    rollback:\n";
-        indent(out, locks_sql(s->rollback_locks) + *s->rollback_sql, "      ");
-      }
-    }
-  }
-  return out.str();
 }
 
 }  // namespace tandem

@@ -52,10 +52,15 @@ bool StepLock::conflicts_with_vacuum() const {
 
 StepLock StepLock::from_words(const std::string& words) {
   // Longest first, so that "SHARE ROW EXCLUSIVE" is not read as "SHARE".
-  static const LockMode kByLength[] = {
-      LockMode::kShareUpdateExclusive, LockMode::kShareRowExclusive, LockMode::kAccessExclusive,
-      LockMode::kRowExclusive,         LockMode::kAccessShare,       LockMode::kExclusive,
-      LockMode::kRowShare,             LockMode::kShare,             LockMode::kNone};
+  static const LockMode kByLength[] = {LockMode::kShareUpdateExclusive,
+                                       LockMode::kShareRowExclusive,
+                                       LockMode::kAccessExclusive,
+                                       LockMode::kRowExclusive,
+                                       LockMode::kAccessShare,
+                                       LockMode::kExclusive,
+                                       LockMode::kRowShare,
+                                       LockMode::kShare,
+                                       LockMode::kNone};
   for (LockMode mode : kByLength) {
     const std::string spelled = tandem::to_string(mode);
     if (words.rfind(spelled, 0) != 0) continue;

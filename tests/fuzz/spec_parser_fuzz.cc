@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "plan/plan_output.h"
 #include "tandem/error.h"
 #include "tandem/plan.h"
 #include "tandem/spec.h"
@@ -20,8 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (result.spec) {
     try {
       auto plan = tandem::make_plan(*result.spec);
-      (void)plan.to_json().dump();
-      (void)plan.to_text();
+      (void)plan_to_json(plan).dump();
+      (void)plan_to_text(plan);
     } catch (const tandem::Error& e) {
       if (e.kind() != tandem::ErrorKind::kBadInput) std::abort();
     }

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "plan/plan_output.h"
 #include "tandem/error.h"
 #include "tandem/plan.h"
 
@@ -67,8 +68,8 @@ TEST(Planner, CutoverRollbackSwapsBackAndRestoresTheForwardTrigger) {
   EXPECT_EQ(c->locks[0].table, "public.accounts");
   EXPECT_EQ(c->locks[0].mode, "ACCESS EXCLUSIVE");
   ASSERT_EQ(c->rollback_locks.size(), 1u);
-  EXPECT_NE(plan.to_text().find("      LOCK TABLE public.accounts IN ACCESS EXCLUSIVE MODE;\n"
-                                "      DROP TRIGGER"),
+  EXPECT_NE(plan_to_text(plan).find("      LOCK TABLE public.accounts IN ACCESS EXCLUSIVE MODE;\n"
+                                    "      DROP TRIGGER"),
             std::string::npos);
   const Step* owner = plan.find("1.move_sequence_owner");
   ASSERT_NE(owner, nullptr);
@@ -121,7 +122,7 @@ TEST(Planner, QuotesIdentifiersThatNeedIt) {
 }
 
 TEST(Planner, JsonListsAllSixPhases) {
-  auto j = make_plan(widen_spec()).to_json();
+  auto j = plan_to_json(make_plan(widen_spec()));
   ASSERT_EQ(j["phases"].size(), 6u);
   EXPECT_EQ(j["phases"][5]["phase"], "cleanup");
   EXPECT_EQ(j["phases"][5]["reversible"], false);

@@ -1,0 +1,92 @@
+// A plan as JSON (`tandemd plan --json`) and as text (`tandemd plan`).
+#include "plan/plan_output.h"
+
+#include <sstream>
+
+namespace tandem {
+
+namespace {
+
+nlohmann::json locks_json(const std::vector<TableLock>& locks) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& l : locks) out.push_back({{"table", l.table}, {"mode", l.mode}});
+  return out;
+}
+
+// "LOCK TABLE a IN SHARE ROW EXCLUSIVE MODE; LOCK TABLE b IN ...", as the
+// statements the executor runs before the step's SQL.
+std::string locks_sql(const std::vector<TableLock>& locks) {
+  std::string out;
+  for (const auto& l : locks) out += "LOCK TABLE " + l.table + " IN " + l.mode + " MODE;\n";
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json plan_to_json(const Plan& plan) {
+  nlohmann::json phases = nlohmann::json::array();
+  for (const auto& p : phase_table()) {
+    nlohmann::json steps_json = nlohmann::json::array();
+    for (const Step* s : plan.steps_in(p.phase)) {
+      steps_json.push_back({
+          {"id", s->id},
+          {"kind", to_string(s->kind)},
+          {"description", s->description},
+          {"sql", s->sql},
+          {"rollback", s->rollback_sql ? nlohmann::json(*s->rollback_sql) : nlohmann::json()},
+          {"reversible", s->reversible},
+          {"transactional", s->transactional},
+          {"lock", s->lock.to_string()},
+          {"table_access", s->table_access},
+      });
+      if (!s->locks.empty()) steps_json.back()["locks_first"] = locks_json(s->locks);
+      if (!s->rollback_locks.empty()) {
+        steps_json.back()["rollback_locks_first"] = locks_json(s->rollback_locks);
+      }
+    }
+    phases.push_back({{"phase", p.name},
+                      {"reversible", p.reversible},
+                      {"summary", p.summary},
+                      {"steps", steps_json}});
+  }
+  return {{"migration", plan.migration}, {"phases", phases}};
+}
+
+namespace {
+
+void indent(std::ostringstream& out, const std::string& text, const std::string& pad) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) out << pad << line << "\n";
+}
+
+}  // namespace
+
+std::string plan_to_text(const Plan& plan) {
+  std::ostringstream out;
+  out << "migration " << plan.migration << ": " << plan.steps.size() << " steps\n";
+  for (const auto& p : phase_table()) {
+    auto in_phase = plan.steps_in(p.phase);
+    out << "\nphase " << p.name << (p.reversible ? "" : " (irreversible)") << " - " << p.summary
+        << "\n";
+    if (in_phase.empty()) out << "  (no steps)\n";
+    for (const Step* s : in_phase) {
+      out << "  step " << s->id << " [" << to_string(s->kind)
+          << (s->transactional ? "" : ", outside a transaction") << "]: " << s->description << "\n";
+      out << "    lock: " << s->lock.to_string() << "\n    table: " << s->table_access
+          << "\n    sql:\n";
+      indent(out, locks_sql(s->locks) + s->sql, "      ");
+      if (!s->rollback_sql) {
+        out << "    rollback: none - irreversible\n";
+      } else if (s->rollback_sql->empty()) {
+        out << "    rollback: nothing to undo\n";
+      } else {
+        out << "    rollback:\n";
+        indent(out, locks_sql(s->rollback_locks) + *s->rollback_sql, "      ");
+      }
+    }
+  }
+  return out.str();
+}
+
+}  // namespace tandem
