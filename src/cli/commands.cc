@@ -331,7 +331,7 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
     if (!rec) {
       out["state"] = "not_started";
     } else {
-      out["state"] = rec->state;
+      out["state"] = to_string(rec->state);
       out["phase"] = phase_name(rec->phase);
       out["updated_at"] = rec->updated_at;
       out["last_step"] = rec->last_step;
@@ -342,7 +342,7 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
       for (const auto& s : store.steps(*conn)) {
         nlohmann::json j = {{"id", s.step_id},
                             {"phase", phase_name(s.phase)},
-                            {"status", s.status},
+                            {"status", to_string(s.status)},
                             {"attempts", s.attempts},
                             {"started_at", s.started_at},
                             {"finished_at", s.finished_at}};

@@ -68,11 +68,11 @@ void Executor::report(const std::function<void(ProgressSink&)>& f) {
   f(*options_.progress);
 }
 
-std::string Executor::step_status(const std::string& step_id) {
+std::optional<StepStatus> Executor::step_status(const std::string& step_id) {
   for (const auto& s : store_.steps(*conn_)) {
     if (s.step_id == step_id) return s.status;
   }
-  return "";
+  return std::nullopt;
 }
 
 void Executor::with_retries(Lane& lane, const std::string& step_id, const std::string& what,
@@ -146,9 +146,9 @@ void Executor::with_retries(Lane& lane, const std::string& step_id, const std::s
   }
 }
 
-void Executor::record_state(const std::string& state, Phase phase, const std::string& event) {
+void Executor::record_state(MigrationState state, Phase phase, const std::string& event) {
   with_retries(
-      "", "recording state " + state,
+      "", std::string("recording state ") + to_string(state),
       [&] {
         Transaction tx(*conn_);
         store_.set_state(*conn_, state, phase);
@@ -244,7 +244,7 @@ bool Executor::spec_still_fits(const MigrationRecord& record, const std::string&
 }
 
 bool Executor::open_migration(std::optional<MigrationRecord>& record,
-                              std::map<std::string, std::string>& status) {
+                              std::map<std::string, StepStatus>& status) {
   bool already_completed = false;
   // Everything here is idempotent, so after any retryable error or an
   // in-doubt commit it simply runs again from the top.
@@ -253,15 +253,16 @@ bool Executor::open_migration(std::optional<MigrationRecord>& record,
       [&] {
         record = store_.load(*conn_);
         const std::string hash = StateStore::hash_of(*conn_, spec_.text);
-        if (record && record->state != "rolled_back") {
+        if (record && record->state != MigrationState::kRolledBack) {
           if (!spec_still_fits(*record, hash)) {
             throw Error(ErrorKind::kBadInput,
                         "the operations of migration \"" + spec_.name +
-                            "\" have changed since it started (state " + record->state +
+                            "\" have changed since it started (state " +
+                            std::string(to_string(record->state)) +
                             "); restore the file it started with, or roll the migration back "
                             "before changing them (settings may change at any time)");
           }
-          if (record->state == "completed") {
+          if (record->state == MigrationState::kCompleted) {
             already_completed = true;
             return;
           }
@@ -277,7 +278,7 @@ bool Executor::open_migration(std::optional<MigrationRecord>& record,
                             "or roll it back with that version");
           }
           store_.event(*conn_, "resumed", record->phase, "", options_.actor,
-                       {{"state", record->state}});
+                       {{"state", to_string(record->state)}});
         } else {
           // A refusal changes nothing, so it must record nothing either.
           check_before_start();
@@ -301,36 +302,36 @@ bool Executor::open_migration(std::optional<MigrationRecord>& record,
 RunOutcome Executor::run_phases() {
   SessionScope session(*this);
   std::optional<MigrationRecord> record;
-  std::map<std::string, std::string> status;
+  std::map<std::string, StepStatus> status;
   if (open_migration(record, status)) return RunOutcome::kAlreadyCompleted;
 
   for (const auto& p : phase_table()) {
     auto steps = plan_.steps_in(p.phase);
     bool done = true;
-    for (const Step* s : steps) done = done && status[s->id] == "done";
+    for (const Step* s : steps) done = done && status[s->id] == StepStatus::kDone;
     if (done) continue;
     if (options_.until && static_cast<int>(p.phase) > static_cast<int>(*options_.until)) {
-      record_state("paused", p.phase, "");
+      record_state(MigrationState::kPaused, p.phase, "");
       return RunOutcome::kReachedUntil;
     }
     if (needs_approval(p.phase) && !record->approved.count(p.phase)) {
       waiting_phase_ = p.phase;
-      record_state("waiting_approval", p.phase, "waiting_approval");
+      record_state(MigrationState::kWaitingApproval, p.phase, "waiting_approval");
       return RunOutcome::kWaitingApproval;
     }
-    record_state("running", p.phase, "phase_started");
+    record_state(MigrationState::kRunning, p.phase, "phase_started");
     if (options_.progress) options_.progress->phase_started(p.phase);
     for (const Step* s : steps) {
-      if (status[s->id] == "done") continue;
+      if (status[s->id] == StepStatus::kDone) continue;
       if (stop_requested()) {
-        record_state("paused", p.phase, "");
+        record_state(MigrationState::kPaused, p.phase, "");
         return RunOutcome::kStopped;
       }
       auto t0 = time_.now();
       if (options_.progress) options_.progress->step_started(*s);
       if (s->kind == StepKind::kBackfill || s->kind == StepKind::kVerify) {
         if (!run_keyset_step(*s)) {
-          record_state("paused", p.phase, "");
+          record_state(MigrationState::kPaused, p.phase, "");
           return RunOutcome::kStopped;
         }
       } else {
@@ -339,7 +340,7 @@ RunOutcome Executor::run_phases() {
       if (options_.progress) options_.progress->step_finished(*s, time_.seconds_since(t0));
     }
   }
-  record_state("completed", Phase::kCleanup, "completed");
+  record_state(MigrationState::kCompleted, Phase::kCleanup, "completed");
   return RunOutcome::kCompleted;
 }
 
@@ -364,11 +365,11 @@ void Executor::run_precheck(const Step& step) {
           for (size_t i = 0; i < problems.size(); ++i) reasons.push_back(problems.text(i, 0));
           throw Error(ErrorKind::kFatal, "refused: " + join(reasons, "; "));
         }
-        store_.mark_step(*conn_, step.id, "done");
+        store_.mark_step(*conn_, step.id, StepStatus::kDone);
         store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);
         tx.commit();
       },
-      [&] { return step_status(step.id) == "done"; });
+      [&] { return step_status(step.id) == StepStatus::kDone; });
 }
 
 void Executor::run_sql_step(const Step& step) {
@@ -382,11 +383,11 @@ void Executor::run_sql_step(const Step& step) {
           tx.set_timeouts(lock_wait(st), st.statement_timeout);
           take_locks_first(tx, step.locks, lock_wait(st));
           tx.exec(step.sql);
-          store_.mark_step(*conn_, step.id, "done");
+          store_.mark_step(*conn_, step.id, StepStatus::kDone);
           store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);
           tx.commit();
         },
-        [&] { return step_status(step.id) == "done"; });
+        [&] { return step_status(step.id) == StepStatus::kDone; });
     return;
   }
   // Outside a transaction the work and its record cannot commit together, so
@@ -401,7 +402,7 @@ void Executor::run_sql_step(const Step& step) {
           if (state == "done") {
             spdlog::info("step {}: already complete from an earlier attempt", step.id);
             Transaction tx(*conn_);
-            store_.mark_step(*conn_, step.id, "done");
+            store_.mark_step(*conn_, step.id, StepStatus::kDone);
             store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
                          {{"found_complete", true}});
             tx.commit();
@@ -413,15 +414,15 @@ void Executor::run_sql_step(const Step& step) {
             with_session_timeouts([&] { conn_->exec(*step.repair_sql); });
           }
         }
-        store_.mark_step(*conn_, step.id, "running");
+        store_.mark_step(*conn_, step.id, StepStatus::kRunning);
         autovacuum_.yield(*conn_, step);
         with_session_timeouts([&] { conn_->exec(step.sql); });
         Transaction tx(*conn_);
-        store_.mark_step(*conn_, step.id, "done");
+        store_.mark_step(*conn_, step.id, StepStatus::kDone);
         store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);
         tx.commit();
       },
-      [&] { return step_status(step.id) == "done"; });
+      [&] { return step_status(step.id) == StepStatus::kDone; });
 }
 
 }  // namespace tandem

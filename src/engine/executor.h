@@ -198,12 +198,13 @@ class Executor {
   // migration after its prechecks; records the approvals given now. Returns
   // true when the migration was completed before.
   bool open_migration(std::optional<MigrationRecord>& record,
-                      std::map<std::string, std::string>& status);
+                      std::map<std::string, StepStatus>& status);
   RunOutcome run_phases();
   RollbackOutcome rollback_steps();
-  std::string step_status(const std::string& step_id);
+  // The step's status as stored; nullopt when it has no row.
+  std::optional<StepStatus> step_status(const std::string& step_id);
   // Sets the migration's state (and logs an event) with retries.
-  void record_state(const std::string& state, Phase phase, const std::string& event);
+  void record_state(MigrationState state, Phase phase, const std::string& event);
 
   void run_step(const Step& step);
   void run_sql_step(const Step& step);

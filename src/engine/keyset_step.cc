@@ -64,8 +64,9 @@ void Executor::start_keyset_step(const Step& step, std::vector<std::string>& key
       [&] {
         key = walk_key_columns(*conn_, work.table);
         // A verification that failed starts over: its earlier verdict is void.
-        if (verify && step_status(step.id) == "failed") store_.clear_checkpoint(*conn_, step.id);
-        store_.mark_step(*conn_, step.id, "running");
+        if (verify && step_status(step.id) == StepStatus::kFailed)
+          store_.clear_checkpoint(*conn_, step.id);
+        store_.mark_step(*conn_, step.id, StepStatus::kRunning);
         ranges = store_.partitions(*conn_, step.id);
         if (ranges.empty()) {
           // The ranges are fixed when the step starts, so a resumed step
@@ -115,13 +116,13 @@ bool Executor::finish_keyset_step(const Step& step, std::vector<Partition>& rang
           if (!r.finished) unfinished.push_back(r.worker);
         }
         if (!unfinished.empty()) return;
-        store_.mark_step(*conn_, step.id, "done");
+        store_.mark_step(*conn_, step.id, StepStatus::kDone);
         long long rows = 0;
         for (const auto& r : ranges) rows += r.rows_done;
         store_.event(*conn_, "step_done", step.phase, step.id, options_.actor, {{"rows", rows}});
         tx.commit();
       },
-      [&] { return step_status(step.id) == "done"; });
+      [&] { return step_status(step.id) == StepStatus::kDone; });
   if (unfinished.empty()) return true;
   std::vector<std::string> names;
   for (int w : unfinished) names.push_back(std::to_string(w));

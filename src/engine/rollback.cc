@@ -12,12 +12,12 @@ namespace tandem {
 RollbackOutcome Executor::rollback_steps() {
   SessionScope session(*this);
   std::optional<MigrationRecord> record;
-  std::map<std::string, std::string> status;
+  std::map<std::string, StepStatus> status;
   with_retries(
       "", "reading migration " + spec_.name,
       [&] {
         record = store_.load(*conn_);
-        if (!record || record->state == "rolled_back") return;
+        if (!record || record->state == MigrationState::kRolledBack) return;
         if (!spec_still_fits(*record, StateStore::hash_of(*conn_, spec_.text))) {
           throw Error(ErrorKind::kBadInput,
                       "the operations of migration \"" + spec_.name +
@@ -28,10 +28,11 @@ RollbackOutcome Executor::rollback_steps() {
         for (const auto& r : store_.steps(*conn_)) status[r.step_id] = r.status;
       },
       [] { return false; });
-  if (!record || record->state == "rolled_back") return RollbackOutcome::kNothingToDo;
+  if (!record || record->state == MigrationState::kRolledBack) return RollbackOutcome::kNothingToDo;
   for (const auto& s : plan_.steps) {
-    const std::string& st = status[s.id];
-    bool ran = st == "done" || ((st == "running" || st == "failed") && !s.transactional);
+    const StepStatus st = status[s.id];
+    bool ran = st == StepStatus::kDone ||
+               ((st == StepStatus::kRunning || st == StepStatus::kFailed) && !s.transactional);
     if (!s.reversible && ran) {
       throw RollbackRefusedError(
           "cannot roll back migration \"" + spec_.name + "\": step " + s.id + " (" +
@@ -41,14 +42,14 @@ RollbackOutcome Executor::rollback_steps() {
           phase_name(s.phase) + " to finish it.");
     }
   }
-  record_state("rolling_back", record->phase, "rollback_started");
+  record_state(MigrationState::kRollingBack, record->phase, "rollback_started");
   for (auto it = plan_.steps.rbegin(); it != plan_.steps.rend(); ++it) {
     const Step& s = *it;
-    const std::string& st = status[s.id];
+    const StepStatus st = status[s.id];
     bool partial =
-        (st == "running" || st == "failed") &&
+        (st == StepStatus::kRunning || st == StepStatus::kFailed) &&
         (!s.transactional || s.kind == StepKind::kBackfill || s.kind == StepKind::kVerify);
-    if (st != "done" && !partial) continue;
+    if (st != StepStatus::kDone && !partial) continue;
     if (stop_requested()) return RollbackOutcome::kStopped;
     rollback_step(s);
   }
@@ -57,7 +58,7 @@ RollbackOutcome Executor::rollback_steps() {
       [&] {
         Transaction tx(*conn_);
         store_.reset_unfinished_steps(*conn_);
-        store_.set_state(*conn_, "rolled_back", Phase::kPrepare);
+        store_.set_state(*conn_, MigrationState::kRolledBack, Phase::kPrepare);
         store_.event(*conn_, "rolled_back", std::nullopt, "", options_.actor);
         tx.commit();
       },
@@ -83,11 +84,11 @@ void Executor::rollback_step(const Step& step) {
           tx.exec(sql);
         }
         store_.clear_checkpoint(*conn_, step.id);
-        store_.mark_step(*conn_, step.id, "rolled_back");
+        store_.mark_step(*conn_, step.id, StepStatus::kRolledBack);
         store_.event(*conn_, "step_rolled_back", step.phase, step.id, options_.actor);
         tx.commit();
       },
-      [&] { return step_status(step.id) == "rolled_back"; });
+      [&] { return step_status(step.id) == StepStatus::kRolledBack; });
   if (options_.progress) options_.progress->step_rolled_back(step);
 }
 

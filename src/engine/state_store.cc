@@ -124,7 +124,7 @@ std::optional<MigrationRecord> StateStore::load(Connection& conn) const {
   MigrationRecord m;
   m.name = r.text(0, 0);
   m.spec_hash = r.text(0, 1);
-  m.state = r.text(0, 2);
+  m.state = parse_migration_state(r.text(0, 2));
   m.phase = static_cast<Phase>(r.integer(0, 3));
   m.approved = parse_phase_array(r.text(0, 4));
   m.last_step = r.text(0, 5);
@@ -146,7 +146,7 @@ std::vector<StepRecord> StateStore::steps(Connection& conn) const {
     StepRecord s;
     s.step_id = r.text(i, 0);
     s.phase = static_cast<Phase>(r.integer(i, 1));
-    s.status = r.text(i, 2);
+    s.status = parse_step_status(r.text(i, 2));
     s.attempts = static_cast<int>(r.integer(i, 3));
     s.started_at = r.text(i, 4);
     s.finished_at = r.text(i, 5);
@@ -261,12 +261,12 @@ void StateStore::start(Connection& conn, const std::string& spec_text, const Pla
   tx.commit();
 }
 
-void StateStore::set_state(Connection& conn, const std::string& state, Phase phase) const {
+void StateStore::set_state(Connection& conn, MigrationState state, Phase phase) const {
   expect_one_row(
       conn.exec(
           "UPDATE tandem.migrations SET state = $2, phase = $3, updated_at = now() WHERE name = $1",
-          {migration_, state, std::to_string(static_cast<int>(phase))}),
-      "recording migration " + migration_ + " as " + state);
+          {migration_, to_string(state), std::to_string(static_cast<int>(phase))}),
+      "recording migration " + migration_ + " as " + to_string(state));
 }
 
 void StateStore::approve(Connection& conn, Phase phase, const std::string& actor) const {
@@ -286,8 +286,7 @@ void StateStore::reset_unfinished_steps(Connection& conn) const {
       {migration_});
 }
 
-void StateStore::mark_step(Connection& conn, const std::string& step_id,
-                           const std::string& status) const {
+void StateStore::mark_step(Connection& conn, const std::string& step_id, StepStatus status) const {
   Rows r = conn.exec(
       "UPDATE tandem.steps SET status = $3,"
       " started_at = CASE WHEN $3 IN ('running', 'done') THEN coalesce(started_at, now()) ELSE "
@@ -295,8 +294,8 @@ void StateStore::mark_step(Connection& conn, const std::string& step_id,
       " finished_at = CASE WHEN $3 IN ('done', 'rolled_back') THEN now() ELSE NULL END,"
       " last_error = CASE WHEN $3 = 'done' THEN NULL ELSE last_error END"
       " WHERE migration = $1 AND step_id = $2",
-      {migration_, step_id, status});
-  expect_one_row(r, "recording step " + step_id + " as " + status);
+      {migration_, step_id, to_string(status)});
+  expect_one_row(r, "recording step " + step_id + " as " + to_string(status));
   conn.exec("UPDATE tandem.migrations SET last_step = $2, updated_at = now() WHERE name = $1",
             {migration_, step_id});
 }

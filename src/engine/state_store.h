@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "db/connection.h"
+#include "engine/lifecycle.h"
 #include "tandem/phase.h"
 #include "tandem/plan.h"
 
@@ -18,8 +19,7 @@ namespace tandem {
 struct MigrationRecord {
   std::string name;
   std::string spec_hash;
-  std::string
-      state;  // running | waiting_approval | failed | completed | rolling_back | rolled_back
+  MigrationState state = MigrationState::kRunning;
   Phase phase = Phase::kPrepare;
   std::set<Phase> approved;
   std::string last_step, last_error, last_sqlstate;
@@ -29,7 +29,7 @@ struct MigrationRecord {
 struct StepRecord {
   std::string step_id;
   Phase phase = Phase::kPrepare;
-  std::string status;  // pending | running | done | failed | rolled_back
+  StepStatus status = StepStatus::kPending;
   int attempts = 0;
   std::string started_at, finished_at, last_error, last_sqlstate;
 };
@@ -101,9 +101,9 @@ class StateStore {
   void start(Connection& conn, const std::string& spec_text, const Plan& plan,
              const std::string& actor) const;
 
-  void set_state(Connection& conn, const std::string& state, Phase phase) const;
+  void set_state(Connection& conn, MigrationState state, Phase phase) const;
   void approve(Connection& conn, Phase phase, const std::string& actor) const;
-  void mark_step(Connection& conn, const std::string& step_id, const std::string& status) const;
+  void mark_step(Connection& conn, const std::string& step_id, StepStatus status) const;
   // After a rollback: steps left running or failed are pending again, with
   // no attempts counted.
   void reset_unfinished_steps(Connection& conn) const;

@@ -133,8 +133,9 @@ TEST_F(ExecutorTest, AStateWriteThatChangesNoRowIsAnError) {
       fails([&] { store.save_checkpoint(*c, "1.backfill", 0, {}, {"200"}, 100, 0, "", false); }));
   EXPECT_TRUE(
       fails([&] { store.save_checkpoint(*c, "1.backfill", 7, {}, {"200"}, 100, 0, "", false); }));
-  EXPECT_TRUE(fails([&] { store.mark_step(*c, "1.nothing", "done"); }));
-  EXPECT_TRUE(fails([&] { StateStore("gone").set_state(*c, "running", Phase::kBackfill); }));
+  EXPECT_TRUE(fails([&] { store.mark_step(*c, "1.nothing", StepStatus::kDone); }));
+  EXPECT_TRUE(
+      fails([&] { StateStore("gone").set_state(*c, MigrationState::kRunning, Phase::kBackfill); }));
   store.save_checkpoint(*c, "1.backfill", 0, {"100"}, {"200"}, 100, 0, "", true);
   EXPECT_TRUE(fails(
       [&] { store.save_checkpoint(*c, "1.backfill", 0, {"200"}, {"300"}, 1, 0, "", false); }));
