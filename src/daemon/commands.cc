@@ -81,27 +81,27 @@ nlohmann::json MigrationManager::cmd_submit(const control::Request& r, const std
     SubmissionStore::insert(c, name, r.spec, r.file, actor);
     inserted = true;
   });
-  if (inserted) start_worker(name, r.spec, r.file, "run", {});
+  if (inserted) start_worker(name, r.spec, r.file, Desired::kRun, {});
   return {{"name", name}, {"submitted", inserted}};
 }
 
 nlohmann::json MigrationManager::ask(const control::Request& r, const std::string& actor,
-                                     const std::string& desired, const std::string& event) {
+                                     Desired desired, const std::string& event) {
   Worker& w = find(r.name);
   const bool recorded = set_desired(w, desired, actor, event);
-  return {{"name", r.name}, {"desired", desired}, {"recorded", recorded}};
+  return {{"name", r.name}, {"desired", to_string(desired)}, {"recorded", recorded}};
 }
 
 nlohmann::json MigrationManager::cmd_pause(const control::Request& r, const std::string& actor) {
-  return ask(r, actor, "pause", "pause_requested");
+  return ask(r, actor, Desired::kPause, "pause_requested");
 }
 
 nlohmann::json MigrationManager::cmd_resume(const control::Request& r, const std::string& actor) {
-  return ask(r, actor, "run", "resume_requested");
+  return ask(r, actor, Desired::kRun, "resume_requested");
 }
 
 nlohmann::json MigrationManager::cmd_rollback(const control::Request& r, const std::string& actor) {
-  return ask(r, actor, "rollback", "rollback_requested");
+  return ask(r, actor, Desired::kRollback, "rollback_requested");
 }
 
 nlohmann::json MigrationManager::cmd_approve(const control::Request& r, const std::string& actor) {
@@ -118,9 +118,12 @@ nlohmann::json MigrationManager::cmd_approve(const control::Request& r, const st
 
 nlohmann::json MigrationManager::cmd_abort(const control::Request& r, const std::string& actor) {
   Worker& w = find(r.name);
-  const bool recorded = set_desired(w, "pause", actor, "abort_requested");
+  const bool recorded = set_desired(w, Desired::kPause, actor, "abort_requested");
   bool cancelled = cancel_in_flight(w);
-  return {{"name", r.name}, {"desired", "pause"}, {"recorded", recorded}, {"cancelled", cancelled}};
+  return {{"name", r.name},
+          {"desired", to_string(Desired::kPause)},
+          {"recorded", recorded},
+          {"cancelled", cancelled}};
 }
 
 nlohmann::json MigrationManager::cmd_events(const control::Request& r, const std::string&) {

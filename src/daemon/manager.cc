@@ -97,7 +97,7 @@ void MigrationManager::poll_loop() {
 }
 
 void MigrationManager::start_worker(const std::string& name, const std::string& spec_text,
-                                    const std::string& file, const std::string& desired,
+                                    const std::string& file, Desired desired,
                                     const std::set<Phase>& approved) {
   auto w = std::make_unique<Worker>();
   w->name = name;
@@ -107,7 +107,7 @@ void MigrationManager::start_worker(const std::string& name, const std::string& 
   w->approved = approved;
   auto parsed = parse_spec(spec_text, file);
   if (!parsed.spec) {
-    w->activity = "failed";
+    w->activity = Activity::kFailed;
     w->last_error = "the stored spec no longer parses: " + parsed.errors.at(0).to_string();
   } else {
     w->spec = std::move(parsed.spec);
@@ -142,15 +142,15 @@ void MigrationManager::launch(Worker& w) {
     try {
       work(w);
     } catch (const std::exception& e) {
-      w.set_activity("failed", std::string("internal error: ") + e.what());
+      w.set_activity(Activity::kFailed, std::string("internal error: ") + e.what());
       spdlog::error("migration {}: {}", w.name, e.what());
     }
     w.finished = true;
   });
 }
 
-bool MigrationManager::run_once(Worker& w, const std::string& desired,
-                                const std::set<Phase>& approved, long seen) {
+bool MigrationManager::run_once(Worker& w, Desired desired, const std::set<Phase>& approved,
+                                long seen) {
   const std::string actor = "tandemd";
   RunOptions o;
   o.dsn = options_.dsn;
@@ -162,24 +162,24 @@ bool MigrationManager::run_once(Worker& w, const std::string& desired,
   o.lock_wait = std::chrono::milliseconds(500);
   try {
     Executor ex(*w.spec, *w.plan, o);
-    if (desired == "rollback") {
-      w.set_activity("rolling_back");
+    if (desired == Desired::kRollback) {
+      w.set_activity(Activity::kRollingBack);
       auto outcome = ex.rollback();
       if (outcome == RollbackOutcome::kStopped) return true;
-      w.set_activity("rolled_back");
+      w.set_activity(Activity::kRolledBack);
       return false;
     }
-    w.set_activity("running");
+    w.set_activity(Activity::kRunning);
     auto outcome = ex.run();
     switch (outcome) {
       case RunOutcome::kCompleted:
       case RunOutcome::kAlreadyCompleted:
-        w.set_activity("completed");
+        w.set_activity(Activity::kCompleted);
         return false;
       case RunOutcome::kWaitingApproval: {
         {
           std::lock_guard<std::mutex> l(w.mu);
-          w.activity = "waiting_approval";
+          w.activity = Activity::kWaitingApproval;
           w.waiting_for = ex.waiting_phase();
         }
         if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return false;
@@ -198,7 +198,7 @@ bool MigrationManager::run_once(Worker& w, const std::string& desired,
     return after_failure(w, seen, e);
   } catch (const std::exception& e) {
     // The database went away, or the like: try again after a pause.
-    w.set_activity("retrying", e.what());
+    w.set_activity(Activity::kRetrying, e.what());
     spdlog::warn("migration {}: {}", w.name, e.what());
     return w.wait_for_command(seen, shutting_down_, std::chrono::seconds(5));
   }
@@ -212,7 +212,7 @@ void MigrationManager::work(Worker& w) {
     } catch (const std::exception& e) {
       spdlog::warn("migration {}: cannot read what was asked of it: {}", w.name, e.what());
     }
-    std::string desired;
+    Desired desired;
     std::set<Phase> approved;
     long seen;
     {
@@ -222,12 +222,12 @@ void MigrationManager::work(Worker& w) {
       seen = w.generation;
       w.stop = false;
     }
-    if (desired == "pause") {
-      w.set_activity("paused");
+    if (desired == Desired::kPause) {
+      w.set_activity(Activity::kPaused);
       if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return;
       continue;
     }
-    if (desired == "run") {
+    if (desired == Desired::kRun) {
       std::string blocker;
       try {
         blocker = blocking_migration(w);
@@ -239,7 +239,7 @@ void MigrationManager::work(Worker& w) {
         w.blocked_by = blocker;
       }
       if (!blocker.empty()) {
-        w.set_activity("waiting_for_table");
+        w.set_activity(Activity::kWaitingForTable);
         if (!w.wait_for_command(seen, shutting_down_, options_.poll)) return;
         continue;
       }
@@ -348,8 +348,8 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
   std::lock_guard<std::mutex> l(w.mu);
   nlohmann::json j = {{"name", w.name},
                       {"file", w.file},
-                      {"state", w.activity},
-                      {"desired", w.desired},
+                      {"state", to_string(w.activity)},
+                      {"desired", to_string(w.desired)},
                       {"step", w.step},
                       {"rows_done", w.rows_done},
                       {"rows_per_second", std::llround(w.rate)},
@@ -388,7 +388,7 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
   return j;
 }
 
-bool MigrationManager::set_desired(Worker& w, const std::string& desired, const std::string& actor,
+bool MigrationManager::set_desired(Worker& w, Desired desired, const std::string& actor,
                                    const std::string& event) {
   // In memory first: the migration obeys at its next safe point whether or
   // not the database answers the control session.
@@ -397,7 +397,7 @@ bool MigrationManager::set_desired(Worker& w, const std::string& desired, const 
     std::lock_guard<std::mutex> l(w.mu);
     w.desired = desired;
     ++w.generation;
-    w.stop = desired != "run";
+    w.stop = desired != Desired::kRun;
     seq = w.generation;
     w.pending = Worker::Pending{seq, desired, event, actor};
   }
@@ -432,13 +432,13 @@ bool MigrationManager::after_failure(Worker& w, long seen, const Error& e) {
   switch (e.failure()) {
     case Failure::kLockHeld:
       // Another daemon runs it; take over when that one goes away.
-      w.set_activity("running_elsewhere", e.what());
+      w.set_activity(Activity::kRunningElsewhere, e.what());
       return w.wait_for_command(seen, shutting_down_, options_.poll);
     case Failure::kRollbackRefused:
-      pause_for(w, e.what(), "failed");
+      pause_for(w, e.what(), Activity::kFailed);
       return true;
     case Failure::kStepFailed:
-      w.set_activity("failed", e.what());
+      w.set_activity(Activity::kFailed, e.what());
       return w.wait_for_command(seen, shutting_down_, std::chrono::hours(1));
     case Failure::kStopped:  // run() and rollback() return these as outcomes
     case Failure::kPaused:
@@ -446,16 +446,16 @@ bool MigrationManager::after_failure(Worker& w, long seen, const Error& e) {
       break;
   }
   // The database went away, or the like: try again after a pause.
-  w.set_activity("retrying", e.what());
+  w.set_activity(Activity::kRetrying, e.what());
   spdlog::warn("migration {}: {}", w.name, e.what());
   return w.wait_for_command(seen, shutting_down_, std::chrono::seconds(5));
 }
 
-void MigrationManager::pause_for(Worker& w, const std::string& why, const std::string& activity) {
+void MigrationManager::pause_for(Worker& w, const std::string& why, Activity activity) {
   {
     std::lock_guard<std::mutex> l(w.mu);
-    w.desired = "pause";
-    w.pending = Worker::Pending{++w.generation, "pause", "", ""};
+    w.desired = Desired::kPause;
+    w.pending = Worker::Pending{++w.generation, Desired::kPause, "", ""};
   }
   w.set_activity(activity, why);
   nudge_poller();
@@ -518,9 +518,10 @@ std::string MigrationManager::summary() {
   const std::vector<Worker*> all = all_workers();
   for (Worker* w : all) {
     std::lock_guard<std::mutex> l(w->mu);
-    std::string s = w->name + " " + w->activity;
-    if (w->activity == "running" && w->phase) s += " " + std::string(phase_name(*w->phase));
-    if (w->activity == "running" && w->rows_total && *w->rows_total > 0) {
+    std::string s = w->name + " " + to_string(w->activity);
+    if (w->activity == Activity::kRunning && w->phase)
+      s += " " + std::string(phase_name(*w->phase));
+    if (w->activity == Activity::kRunning && w->rows_total && *w->rows_total > 0) {
       s +=
           " " + std::to_string(std::min<long long>(100, 100 * w->rows_done / *w->rows_total)) + "%";
     }
@@ -547,7 +548,7 @@ std::string MigrationManager::metrics() {
     std::lock_guard<std::mutex> l(w->mu);
     MigrationMetrics m = w->metrics;
     m.name = w->name;
-    m.state = w->activity;
+    m.state = to_string(w->activity);
     m.phase = w->phase;
     m.step_rows_done = w->rows_done;
     m.step_rows_total = w->rows_total;

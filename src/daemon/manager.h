@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "control/protocol.h"
+#include "daemon/worker_state.h"
 #include "db/connection.h"
 #include "tandem/plan.h"
 #include "tandem/spec.h"
@@ -79,13 +80,13 @@ class MigrationManager {
   // Workers are never removed, so the pointers stay valid.
   std::vector<Worker*> all_workers();
   void start_worker(const std::string& name, const std::string& spec_text, const std::string& file,
-                    const std::string& desired, const std::set<Phase>& approved);
+                    Desired desired, const std::set<Phase>& approved);
   // Starts (or restarts) the worker's thread.
   void launch(Worker& w);
   void work(Worker& w);
   // Runs (or rolls back) the migration once, as `desired` says; false when
   // the worker is done: finished, rolled back, or the daemon shutting down.
-  bool run_once(Worker& w, const std::string& desired, const std::set<Phase>& approved, long seen);
+  bool run_once(Worker& w, Desired desired, const std::set<Phase>& approved, long seen);
   // Starts a worker for every submission that has none yet.
   void adopt_submissions();
   void poll_loop();
@@ -99,13 +100,12 @@ class MigrationManager {
   // What the operator asked for: in memory at once (the migration obeys at
   // its next safe point), then recorded in tandem.submissions by the poller.
   // Returns whether the record was made within kRecordWait.
-  bool set_desired(Worker& w, const std::string& desired, const std::string& actor,
-                   const std::string& event);
+  bool set_desired(Worker& w, Desired desired, const std::string& actor, const std::string& event);
   // Records what is pending for `w`; throws when the database cannot.
   void record_pending(Worker& w);
   // Pauses the migration on its own account (a critical threshold, a refused
   // rollback), with `why` as its last error, until an operator resumes it.
-  void pause_for(Worker& w, const std::string& why, const std::string& activity = "paused");
+  void pause_for(Worker& w, const std::string& why, Activity activity = Activity::kPaused);
   // After an error ended a run of `w`: what its worker does next, by how the
   // run ended. Returns false when the daemon shuts down meanwhile.
   bool after_failure(Worker& w, long seen, const Error& e);
@@ -132,8 +132,8 @@ class MigrationManager {
   nlohmann::json cmd_abort(const control::Request& r, const std::string& actor);
   nlohmann::json cmd_events(const control::Request& r, const std::string& actor);
   // pause, resume and rollback: what the operator wants of the migration now.
-  nlohmann::json ask(const control::Request& r, const std::string& actor,
-                     const std::string& desired, const std::string& event);
+  nlohmann::json ask(const control::Request& r, const std::string& actor, Desired desired,
+                     const std::string& event);
 
   Options options_;  // defaults and shutdown_grace are guarded by mu_
   std::mutex mu_;    // guards workers_

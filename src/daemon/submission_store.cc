@@ -10,8 +10,9 @@ std::vector<SubmissionStore::Submission> SubmissionStore::all(Connection& c) {
       " ORDER BY submitted_at");
   std::vector<Submission> out;
   for (size_t i = 0; i < r.size(); ++i) {
-    out.push_back(
-        {r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), parse_phase_array(r.text(i, 4))});
+    out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2),
+                   parse_desired(r.text(i, 3)).value_or(Desired::kRun),
+                   parse_phase_array(r.text(i, 4))});
   }
   return out;
 }
@@ -21,7 +22,8 @@ std::optional<SubmissionStore::Wishes> SubmissionStore::wishes(Connection& c,
   Rows r = c.exec(
       "SELECT desired, approved::text, live::text FROM tandem.submissions WHERE name = $1", {name});
   if (r.empty()) return std::nullopt;
-  return Wishes{r.text(0, 0), parse_phase_array(r.text(0, 1)),
+  return Wishes{parse_desired(r.text(0, 0)).value_or(Desired::kRun),
+                parse_phase_array(r.text(0, 1)),
                 nlohmann::json::parse(r.text(0, 2), nullptr, false)};
 }
 
@@ -42,12 +44,11 @@ void SubmissionStore::insert(Connection& c, const std::string& name, const std::
   tx.commit();
 }
 
-void SubmissionStore::set_desired(Connection& c, const std::string& name,
-                                  const std::string& desired, const std::string& event,
-                                  const std::string& actor) {
+void SubmissionStore::set_desired(Connection& c, const std::string& name, Desired desired,
+                                  const std::string& event, const std::string& actor) {
   Transaction tx(c);
   tx.exec("UPDATE tandem.submissions SET desired = $2, updated_at = now() WHERE name = $1",
-          {name, desired});
+          {name, to_string(desired)});
   if (!event.empty()) StateStore(name).event(c, event, std::nullopt, "", actor);
   tx.commit();
 }

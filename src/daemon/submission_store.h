@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/worker_state.h"
 #include "db/connection.h"
 #include "tandem/phase.h"
 
@@ -20,12 +21,13 @@ namespace tandem {
 class SubmissionStore {
  public:
   struct Submission {
-    std::string name, spec_text, file, desired;
+    std::string name, spec_text, file;
+    Desired desired = Desired::kRun;
     std::set<Phase> approved;
   };
   // What the operator wants of one submission now.
   struct Wishes {
-    std::string desired;
+    Desired desired = Desired::kRun;
     std::set<Phase> approved;
     nlohmann::json live;  // {"settings": {...}, "throttle": {"until": ms | null}}
   };
@@ -38,7 +40,7 @@ class SubmissionStore {
   static void insert(Connection& c, const std::string& name, const std::string& spec_text,
                      const std::string& file, const std::string& actor);
   // run, pause or rollback; `event` ("" for none) logged with it.
-  static void set_desired(Connection& c, const std::string& name, const std::string& desired,
+  static void set_desired(Connection& c, const std::string& name, Desired desired,
                           const std::string& event, const std::string& actor);
   static void approve(Connection& c, const std::string& name, Phase phase,
                       const std::string& actor);

@@ -14,6 +14,7 @@
 
 #include "daemon/manager.h"
 #include "daemon/metrics.h"
+#include "daemon/worker_state.h"
 #include "engine/progress.h"
 #include "engine/run_control.h"
 
@@ -32,18 +33,19 @@ struct MigrationManager::Worker : ProgressSink {
 
   std::mutex mu;
   std::condition_variable cv;
-  long generation = 0;          // bumped by every command; a waiting worker wakes on it
-  std::string desired = "run";  // run | pause | rollback
+  long generation = 0;  // bumped by every command; a waiting worker wakes on it
+  Desired desired = Desired::kRun;
   // What was asked for and is not yet recorded in tandem.submissions (the
   // database did not answer): it holds in memory, and the poller records
   // it; until then, what the database says does not overwrite it.
   struct Pending {
     long seq = 0;
-    std::string desired, event, actor;
+    Desired desired = Desired::kRun;
+    std::string event, actor;
   };
   std::optional<Pending> pending;
   std::set<Phase> approved;
-  std::string activity = "starting";  // see docs/control-protocol.md
+  Activity activity = Activity::kStarting;  // see docs/control-protocol.md
   std::optional<Phase> phase;
   std::string step;
   long long rows_done = 0;
@@ -113,7 +115,7 @@ struct MigrationManager::Worker : ProgressSink {
     if (sqlstate == "55P03") ++metrics.lock_timeouts;
   }
 
-  void set_activity(const std::string& a, const std::string& error = "") {
+  void set_activity(Activity a, const std::string& error = "") {
     std::lock_guard<std::mutex> l(mu);
     activity = a;
     if (!error.empty()) last_error = error;

@@ -70,16 +70,14 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
       BatchWork{table, "", col + " IS NULL AND (" + op.backfill + ") IS NOT NULL", "", ""}));
 
   if (op.default_value) {
-    Step s;
-    s.id = id + "set_default";
-    s.phase = Phase::kCutover;
-    s.description = "new rows get DEFAULT " + *op.default_value;
-    s.sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " SET DEFAULT " + *op.default_value +
-            ";\n";
-    s.rollback_sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " DROP DEFAULT;\n";
-    s.lock = StepLock::metadata_only();
-    s.table_access = "none";
-    out.push_back(s);
+    out.push_back(
+        StepBuilder(id + "set_default", Phase::kCutover,
+                    "new rows get DEFAULT " + *op.default_value)
+            .sql("ALTER TABLE " + table + " ALTER COLUMN " + col + " SET DEFAULT " +
+                 *op.default_value + ";\n")
+            .rollback("ALTER TABLE " + table + " ALTER COLUMN " + col + " DROP DEFAULT;\n")
+            .lock(StepLock::metadata_only())
+            .access("none"));
   }
 
   out.push_back(drop_helpers_step(

@@ -5,6 +5,7 @@
 #include "ops/operations.h"
 #include "plan/checks.h"
 #include "plan/index_build.h"
+#include "plan/steps.h"
 #include "spec/reader.h"
 #include "util/ident.h"
 #include "util/text.h"
@@ -113,15 +114,12 @@ void plan_constraint_not_valid(const std::string& id, const std::string& table,
   s.table_access = "none";
   out.push_back(s);
 
-  s = Step{};
-  s.id = id + "validate";
-  s.phase = validate;
-  s.description = "validate " + name + " against the existing rows";
-  s.sql = "ALTER TABLE " + table + " VALIDATE CONSTRAINT " + name + ";\n";
-  s.rollback_sql = "";  // dropping the constraint is the previous step's rollback
-  s.lock = validate_lock;
-  s.table_access = "scans table";
-  out.push_back(s);
+  out.push_back(
+      StepBuilder(id + "validate", validate, "validate " + name + " against the existing rows")
+          .sql("ALTER TABLE " + table + " VALIDATE CONSTRAINT " + name + ";\n")
+          .rollback("")  // dropping the constraint is the previous step's rollback
+          .lock(validate_lock)
+          .access("scans table"));
 }
 
 std::optional<AddConstraint> parse_add_constraint(SpecReader& r, const YAML::Node& n) {

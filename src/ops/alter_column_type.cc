@@ -110,20 +110,17 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   out.push_back(add_nullable_column_step(id + "add_shadow_column", n.table, n.q_shadow, op.type,
                                          "add shadow column " + n.q_shadow + " " + op.type));
 
-  s = Step{};
-  s.id = id + "create_functions";
-  s.phase = Phase::kPrepare;
-  s.description = "create the up/down conversions and the sync trigger functions";
-  // %TYPE resolves when the function is created, before any rename.
-  s.sql = conversion_function(n.fn_up, n.column, old_type, op.type, op.up) +
-          conversion_function(n.fn_down, n.column, op.type, old_type, op.down) +
-          sync_trigger_function(n.fn_fwd, n.q_shadow, n.fn_up, n.q_column) +
-          sync_trigger_function(n.fn_bwd, n.q_old, n.fn_down, n.q_column);
-  s.rollback_sql = "DROP FUNCTION IF EXISTS " + n.fn_fwd + "(), " + n.fn_bwd + "();\n" +
-                   "DROP FUNCTION IF EXISTS " + n.fn_up + ", " + n.fn_down + ";\n";
-  s.lock = {LockMode::kNone, ""};
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(StepBuilder(id + "create_functions", Phase::kPrepare,
+                            "create the up/down conversions and the sync trigger functions")
+                    // %TYPE resolves when the function is created, before any rename.
+                    .sql(conversion_function(n.fn_up, n.column, old_type, op.type, op.up) +
+                         conversion_function(n.fn_down, n.column, op.type, old_type, op.down) +
+                         sync_trigger_function(n.fn_fwd, n.q_shadow, n.fn_up, n.q_column) +
+                         sync_trigger_function(n.fn_bwd, n.q_old, n.fn_down, n.q_column))
+                    .rollback("DROP FUNCTION IF EXISTS " + n.fn_fwd + "(), " + n.fn_bwd + "();\n" +
+                              "DROP FUNCTION IF EXISTS " + n.fn_up + ", " + n.fn_down + ";\n")
+                    .lock(StepLock{LockMode::kNone, ""})
+                    .access("none"));
 
   s = row_trigger_step(
       id + "create_forward_trigger", Phase::kDualWrite,
@@ -157,16 +154,13 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   s.table_access = "none";
   out.push_back(s);
 
-  s = Step{};
-  s.id = id + "validate_not_null_check";
-  s.phase = Phase::kBackfill;
-  s.description = "validate that check, so cutover's SET NOT NULL needs no scan";
-  s.sql = "SELECT tandem.validate_constraint_if_exists(" + n.regclass + ", " +
-          quote_literal(n.nn_check) + ");\n";
-  s.rollback_sql = "";
-  s.lock = StepLock::reads_and_writes_go_on();
-  s.table_access = "scans table";
-  out.push_back(s);
+  out.push_back(StepBuilder(id + "validate_not_null_check", Phase::kBackfill,
+                            "validate that check, so cutover's SET NOT NULL needs no scan")
+                    .sql("SELECT tandem.validate_constraint_if_exists(" + n.regclass + ", " +
+                         quote_literal(n.nn_check) + ");\n")
+                    .rollback("")
+                    .lock(StepLock::reads_and_writes_go_on())
+                    .access("scans table"));
 
   out.push_back(verify_step(
       id + "verify", "every row: " + n.q_shadow + " = up(" + n.q_column + ")",
@@ -179,19 +173,17 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
   const std::string swap_back = "SELECT tandem.swap_columns(" + n.regclass + ", " +
                                 quote_literal(n.column) + ", " + quote_literal(n.old) + ", " +
                                 quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) + ");\n";
-  s = Step{};
-  s.id = id + "cutover";
-  s.phase = Phase::kCutover;
-  s.description = "swap " + n.q_column + " and " + n.q_shadow + "; sync flips to " + n.q_old +
-                  " := down(" + n.q_column + ")";
-  s.sql = "DROP TRIGGER " + n.trg_fwd + " ON " + n.table + ";\n" + swap_in +
-          create_column_sync_trigger(n.trg_bwd, n.table, n.fn_bwd, n.q_column);
-  s.rollback_sql = "DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" + swap_back +
-                   create_column_sync_trigger(n.trg_fwd, n.table, n.fn_fwd, n.q_column);
-  s.locks = s.rollback_locks = lock_table;
-  s.lock = StepLock::metadata_only();
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(StepBuilder(id + "cutover", Phase::kCutover,
+                            "swap " + n.q_column + " and " + n.q_shadow + "; sync flips to " +
+                                n.q_old + " := down(" + n.q_column + ")")
+                    .sql("DROP TRIGGER " + n.trg_fwd + " ON " + n.table + ";\n" + swap_in +
+                         create_column_sync_trigger(n.trg_bwd, n.table, n.fn_bwd, n.q_column))
+                    .rollback("DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" + swap_back +
+                              create_column_sync_trigger(n.trg_fwd, n.table, n.fn_fwd, n.q_column))
+                    .locks_first(lock_table)
+                    .rollback_locks_first(lock_table)
+                    .lock(StepLock::metadata_only())
+                    .access("none"));
 
   // Its own transaction: ALTER SEQUENCE waits for sessions that used the
   // sequence, which it must not do while holding the table (issue 16).
@@ -199,40 +191,31 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
     return "SELECT tandem.move_sequence_owner(" + n.regclass + ", " + quote_literal(from) + ", " +
            quote_literal(to) + ");\n";
   };
-  s = Step{};
-  s.id = id + "move_sequence_owner";
-  s.phase = Phase::kCutover;
-  s.description = "when a sequence belongs to the old column (serial): it belongs to " +
-                  n.q_column + " now, so cleanup's DROP COLUMN leaves it";
-  s.sql = move_owner(n.old, n.column);
-  s.rollback_sql = move_owner(n.column, n.old);
-  s.lock = {LockMode::kShareRowExclusive,
-            "on the sequence (brief: nextval() waits while it waits)"};
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(StepBuilder(id + "move_sequence_owner", Phase::kCutover,
+                            "when a sequence belongs to the old column (serial): it belongs to " +
+                                n.q_column + " now, so cleanup's DROP COLUMN leaves it")
+                    .sql(move_owner(n.old, n.column))
+                    .rollback(move_owner(n.column, n.old))
+                    .lock(StepLock{LockMode::kShareRowExclusive,
+                                   "on the sequence (brief: nextval() waits while it waits)"})
+                    .access("none"));
 
-  s = Step{};
-  s.id = id + "drop_old_column";
-  s.phase = Phase::kCleanup;
-  s.description = "drop the backward sync and the old column " + n.q_old;
-  s.sql = "DROP TRIGGER IF EXISTS " + n.trg_bwd + " ON " + n.table + ";\n" + "ALTER TABLE " +
-          n.table + " DROP COLUMN IF EXISTS " + n.q_old + ";\n";
-  s.locks = lock_table;
-  s.reversible = false;
-  s.lock = StepLock::metadata_only();
-  s.table_access = "none (space is reclaimed by later updates and VACUUM)";
-  out.push_back(s);
+  out.push_back(StepBuilder(id + "drop_old_column", Phase::kCleanup,
+                            "drop the backward sync and the old column " + n.q_old)
+                    .sql("DROP TRIGGER IF EXISTS " + n.trg_bwd + " ON " + n.table + ";\n" +
+                         "ALTER TABLE " + n.table + " DROP COLUMN IF EXISTS " + n.q_old + ";\n")
+                    .locks_first(lock_table)
+                    .reversible(false)
+                    .lock(StepLock::metadata_only())
+                    .access("none (space is reclaimed by later updates and VACUUM)"));
 
-  s = Step{};
-  s.id = id + "drop_functions";
-  s.phase = Phase::kCleanup;
-  s.description = "drop the conversion and trigger functions";
-  s.sql = "DROP FUNCTION IF EXISTS " + n.fn_fwd + "(), " + n.fn_bwd + "();\n" +
-          "DROP FUNCTION IF EXISTS " + n.fn_up + ", " + n.fn_down + ";\n";
-  s.reversible = false;
-  s.lock = {LockMode::kNone, ""};
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(StepBuilder(id + "drop_functions", Phase::kCleanup,
+                            "drop the conversion and trigger functions")
+                    .sql("DROP FUNCTION IF EXISTS " + n.fn_fwd + "(), " + n.fn_bwd + "();\n" +
+                         "DROP FUNCTION IF EXISTS " + n.fn_up + ", " + n.fn_down + ";\n")
+                    .reversible(false)
+                    .lock(StepLock{LockMode::kNone, ""})
+                    .access("none"));
 }
 
 std::optional<AlterColumnType> parse_alter_column_type(SpecReader& r, const YAML::Node& n) {

@@ -6,6 +6,7 @@
 // constraints, comment and position do not).
 #include "ops/operations.h"
 #include "plan/checks.h"
+#include "plan/steps.h"
 #include "spec/reader.h"
 #include "util/ident.h"
 
@@ -67,30 +68,28 @@ void plan_drop_column(const Spec& spec, int index, const DropColumn& op, std::ve
   if (op.down) {
     // Before the drop; rolled back after the column is back: its CHECK
     // constraints, re-added NOT VALID, are validated without blocking writes.
-    Step save;
-    save.id = id + "save_definition";
-    save.phase = Phase::kCleanup;
-    save.description = "record the NOT NULL, default and CHECK constraints of " + col +
-                       ", which a rollback restores";
-    save.sql = record_definition(spec.name, drop_id, table, op.column);
-    save.rollback_sql = with_definition(
-        spec.name, drop_id,
-        "  IF d IS NULL THEN RETURN; END IF;\n"
-        "  FOR c IN SELECT * FROM jsonb_array_elements(d->'checks') LOOP\n"
-        "    IF (c->>'validated')::boolean AND EXISTS (SELECT 1 FROM pg_constraint\n"
-        "        WHERE conrelid = " +
-            t +
-            "::regclass AND conname = c->>'name' AND NOT convalidated) THEN\n"
-            "      EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', " +
-            t +
-            ", c->>'name');\n"
-            "    END IF;\n"
-            "  END LOOP;\n");
-    save.lock = {LockMode::kNone,
-                 "(reads the catalog); rollback: SHARE UPDATE EXCLUSIVE (writes go on)"};
-    save.rollback_locks = {{table, "SHARE UPDATE EXCLUSIVE"}};
-    save.table_access = "none; rollback: scans table to validate the restored CHECKs";
-    out.push_back(save);
+    out.push_back(
+        StepBuilder(id + "save_definition", Phase::kCleanup,
+                    "record the NOT NULL, default and CHECK constraints of " + col +
+                        ", which a rollback restores")
+            .sql(record_definition(spec.name, drop_id, table, op.column))
+            .rollback(with_definition(
+                spec.name, drop_id,
+                "  IF d IS NULL THEN RETURN; END IF;\n"
+                "  FOR c IN SELECT * FROM jsonb_array_elements(d->'checks') LOOP\n"
+                "    IF (c->>'validated')::boolean AND EXISTS (SELECT 1 FROM pg_constraint\n"
+                "        WHERE conrelid = " +
+                    t +
+                    "::regclass AND conname = c->>'name' AND NOT convalidated) THEN\n"
+                    "      EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', " +
+                    t +
+                    ", c->>'name');\n"
+                    "    END IF;\n"
+                    "  END LOOP;\n"))
+            .lock(StepLock{LockMode::kNone,
+                           "(reads the catalog); rollback: SHARE UPDATE EXCLUSIVE (writes go on)"})
+            .rollback_locks_first({{table, "SHARE UPDATE EXCLUSIVE"}})
+            .access("none; rollback: scans table to validate the restored CHECKs"));
   }
 
   Step s;

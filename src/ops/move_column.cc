@@ -45,22 +45,20 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
   std::vector<std::string> key_cols;
   for (const auto& k : op.key) key_cols.push_back(quote_ident(k));
   const std::string keys = join(key_cols, ", ");
-  Step s;
-  s.id = id + "create_target";
-  s.phase = Phase::kPrepare;
-  s.description = "create " + target + " (" + keys + ", " + to_col + ") with the source's types";
-  s.sql = "CREATE TABLE " + target + " AS SELECT " + keys + ", " + col +
-          (op.to_column == op.column ? "" : " AS " + to_col) + " FROM " + source +
-          " WITH NO DATA;\n"
-          "ALTER TABLE " +
-          target + " ADD PRIMARY KEY (" + keys + ");\nALTER TABLE " + target +
-          " ADD FOREIGN KEY (" + keys + ") REFERENCES " + source + " (" + keys +
-          ")\n  ON UPDATE CASCADE ON DELETE CASCADE;\n";
-  s.rollback_sql = "DROP TABLE IF EXISTS " + target + ";\n";
-  s.lock = {LockMode::kShareRowExclusive,
-            "on " + source + " (brief: the foreign key; no scan of it)"};
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(
+      StepBuilder(id + "create_target", Phase::kPrepare,
+                  "create " + target + " (" + keys + ", " + to_col + ") with the source's types")
+          .sql("CREATE TABLE " + target + " AS SELECT " + keys + ", " + col +
+               (op.to_column == op.column ? "" : " AS " + to_col) + " FROM " + source +
+               " WITH NO DATA;\n"
+               "ALTER TABLE " +
+               target + " ADD PRIMARY KEY (" + keys + ");\nALTER TABLE " + target +
+               " ADD FOREIGN KEY (" + keys + ") REFERENCES " + source + " (" + keys +
+               ")\n  ON UPDATE CASCADE ON DELETE CASCADE;\n")
+          .rollback("DROP TABLE IF EXISTS " + target + ";\n")
+          .lock(StepLock{LockMode::kShareRowExclusive,
+                         "on " + source + " (brief: the foreign key; no scan of it)"})
+          .access("none"));
 
   Mirror forward{
       source, target, op.key, {{op.to_column, "_row." + col}}, true, "tandem.sync_" + h.tag()};

@@ -4,6 +4,7 @@
 // columns by position, so it follows the rename), until cleanup drops it.
 #include "ops/operations.h"
 #include "plan/checks.h"
+#include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
 #include "util/ident.h"
@@ -30,15 +31,12 @@ void plan_rename_column(const Spec&, int index, const RenameColumn& op, std::vec
                          "the columns of " + table + " under their old names"));
     out.push_back(drop_compat_view_step(id + "drop_compat_view", *op.compat_view));
   }
-  Step s;
-  s.id = id + "rename";
-  s.phase = Phase::kCutover;
-  s.description = "rename " + from + " to " + to;
-  s.sql = "ALTER TABLE " + table + " RENAME COLUMN " + from + " TO " + to + ";\n";
-  s.rollback_sql = "ALTER TABLE " + table + " RENAME COLUMN " + to + " TO " + from + ";\n";
-  s.lock = StepLock::metadata_only();
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(
+      StepBuilder(id + "rename", Phase::kCutover, "rename " + from + " to " + to)
+          .sql("ALTER TABLE " + table + " RENAME COLUMN " + from + " TO " + to + ";\n")
+          .rollback("ALTER TABLE " + table + " RENAME COLUMN " + to + " TO " + from + ";\n")
+          .lock(StepLock::metadata_only())
+          .access("none"));
 }
 
 std::optional<RenameColumn> parse_rename_column(SpecReader& r, const YAML::Node& n) {

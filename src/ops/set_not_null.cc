@@ -18,37 +18,29 @@ void plan_not_null_via_check(const Spec& spec, const std::string& id, const std:
   const std::string col = quote_ident(column);
   const std::string check =
       quote_ident(HelperNames(spec, schema, table_name, column).plain("_tandem_nn_"));
-  Step s;
-  s.id = id + "add_check";
-  s.phase = add;
-  s.description = "CHECK (" + col + " IS NOT NULL) NOT VALID: new writes are checked from now on";
-  s.sql = "ALTER TABLE " + table + " ADD CONSTRAINT " + check + " CHECK (" + col +
-          " IS NOT NULL) NOT VALID;\n";
-  s.rollback_sql = "ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + check + ";\n";
-  s.lock = {LockMode::kAccessExclusive, "(brief: no scan)"};
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(
+      StepBuilder(id + "add_check", add,
+                  "CHECK (" + col + " IS NOT NULL) NOT VALID: new writes are checked from now on")
+          .sql("ALTER TABLE " + table + " ADD CONSTRAINT " + check + " CHECK (" + col +
+               " IS NOT NULL) NOT VALID;\n")
+          .rollback("ALTER TABLE " + table + " DROP CONSTRAINT IF EXISTS " + check + ";\n")
+          .lock(StepLock{LockMode::kAccessExclusive, "(brief: no scan)"})
+          .access("none"));
 
-  s = Step{};
-  s.id = id + "validate";
-  s.phase = validate;
-  s.description = "validate the check against the existing rows";
-  s.sql = "ALTER TABLE " + table + " VALIDATE CONSTRAINT " + check + ";\n";
-  s.rollback_sql = "";
-  s.lock = StepLock::reads_and_writes_go_on();
-  s.table_access = "scans table";
-  out.push_back(s);
+  out.push_back(
+      StepBuilder(id + "validate", validate, "validate the check against the existing rows")
+          .sql("ALTER TABLE " + table + " VALIDATE CONSTRAINT " + check + ";\n")
+          .rollback("")
+          .lock(StepLock::reads_and_writes_go_on())
+          .access("scans table"));
 
-  s = Step{};
-  s.id = id + "set_not_null";
-  s.phase = Phase::kCutover;
-  s.description = "SET NOT NULL (proved by the check, so no scan) and drop the check";
-  s.sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " SET NOT NULL;\n" + "ALTER TABLE " +
-          table + " DROP CONSTRAINT " + check + ";\n";
-  s.rollback_sql = "ALTER TABLE " + table + " ALTER COLUMN " + col + " DROP NOT NULL;\n";
-  s.lock = StepLock::metadata_only();
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(StepBuilder(id + "set_not_null", Phase::kCutover,
+                            "SET NOT NULL (proved by the check, so no scan) and drop the check")
+                    .sql("ALTER TABLE " + table + " ALTER COLUMN " + col + " SET NOT NULL;\n" +
+                         "ALTER TABLE " + table + " DROP CONSTRAINT " + check + ";\n")
+                    .rollback("ALTER TABLE " + table + " ALTER COLUMN " + col + " DROP NOT NULL;\n")
+                    .lock(StepLock::metadata_only())
+                    .access("none"));
 }
 
 void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::vector<Step>& out) {

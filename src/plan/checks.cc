@@ -1,5 +1,6 @@
 #include "plan/checks.h"
 
+#include "plan/steps.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -192,17 +193,13 @@ std::string no_dependents(const std::string& column, const std::string& doing, b
 
 Step precheck_step(const std::string& id, const std::string& description, const std::string& table,
                    const std::vector<std::string>& checks) {
-  Step s;
-  s.id = id;
-  s.phase = Phase::kPrepare;
-  s.kind = StepKind::kPrecheck;
-  s.description = description;
-  s.sql = "WITH t AS (SELECT to_regclass(" + quote_literal(table) + ") AS rel)\n" +
-          join(checks, "\nUNION ALL\n");
-  s.rollback_sql = "";
-  s.lock = {LockMode::kNone, "(catalog reads)"};
-  s.table_access = "none";
-  return s;
+  return StepBuilder(id, Phase::kPrepare, description)
+      .kind(StepKind::kPrecheck)
+      .sql("WITH t AS (SELECT to_regclass(" + quote_literal(table) + ") AS rel)\n" +
+           join(checks, "\nUNION ALL\n"))
+      .rollback("")
+      .lock(StepLock{LockMode::kNone, "(catalog reads)"})
+      .access("none");
 }
 
 }  // namespace tandem::checks

@@ -51,29 +51,21 @@ std::string create_column_sync_trigger(const std::string& trigger, const std::st
 Step row_trigger_step(const std::string& id, Phase phase, const std::string& description,
                       const std::string& trigger, const std::string& table,
                       const std::string& function, const char* timing) {
-  Step s;
-  s.id = id;
-  s.phase = phase;
-  s.description = description;
-  s.sql = create_row_trigger(trigger, table, function, timing);
-  s.rollback_sql = "DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\n";
-  s.lock = {LockMode::kShareRowExclusive, "(brief: blocks writes while waiting)"};
-  s.table_access = "none";
-  return s;
+  return StepBuilder(id, phase, description)
+      .sql(create_row_trigger(trigger, table, function, timing))
+      .rollback("DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\n")
+      .lock(StepLock{LockMode::kShareRowExclusive, "(brief: blocks writes while waiting)"})
+      .access("none");
 }
 
 Step trigger_function_step(const std::string& id, const std::string& description,
                            const std::string& function, const std::string& body) {
-  Step s;
-  s.id = id;
-  s.phase = Phase::kPrepare;
-  s.description = description;
-  s.sql = "CREATE FUNCTION " + function + "() RETURNS trigger LANGUAGE plpgsql AS " +
-          dollar_quote("\n" + body) + ";\n";
-  s.rollback_sql = "DROP FUNCTION IF EXISTS " + function + "();\n";
-  s.lock = {LockMode::kNone, ""};
-  s.table_access = "none";
-  return s;
+  return StepBuilder(id, Phase::kPrepare, description)
+      .sql("CREATE FUNCTION " + function + "() RETURNS trigger LANGUAGE plpgsql AS " +
+           dollar_quote("\n" + body) + ";\n")
+      .rollback("DROP FUNCTION IF EXISTS " + function + "();\n")
+      .lock(StepLock{LockMode::kNone, ""})
+      .access("none");
 }
 
 Step drop_helpers_step(const std::string& id, const std::string& description,
@@ -96,30 +88,23 @@ Step drop_helpers_step(const std::string& id, const std::string& description,
 Step add_nullable_column_step(const std::string& id, const std::string& table,
                               const std::string& column, const std::string& type,
                               const std::string& description) {
-  Step s;
-  s.id = id;
-  s.phase = Phase::kPrepare;
-  s.description = description.empty()
-                      ? "add column " + column + " " + type + " (nullable, no default)"
-                      : description;
-  s.sql = "ALTER TABLE " + table + " ADD COLUMN " + column + " " + type + ";\n";
-  s.rollback_sql = "ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + column + ";\n";
-  s.lock = StepLock::metadata_only();
-  s.table_access = "none";
-  return s;
+  return StepBuilder(id, Phase::kPrepare,
+                     description.empty()
+                         ? "add column " + column + " " + type + " (nullable, no default)"
+                         : description)
+      .sql("ALTER TABLE " + table + " ADD COLUMN " + column + " " + type + ";\n")
+      .rollback("ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + column + ";\n")
+      .lock(StepLock::metadata_only())
+      .access("none");
 }
 
 Step drop_column_step(const std::string& id, const std::string& description,
                       const std::string& table, const std::string& column) {
-  Step s;
-  s.id = id;
-  s.phase = Phase::kCleanup;
-  s.description = description;
-  s.sql = "ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + column + ";\n";
-  s.reversible = false;
-  s.lock = StepLock::metadata_only();
-  s.table_access = "none (space is reclaimed by later updates and VACUUM)";
-  return s;
+  return StepBuilder(id, Phase::kCleanup, description)
+      .sql("ALTER TABLE " + table + " DROP COLUMN IF EXISTS " + column + ";\n")
+      .reversible(false)
+      .lock(StepLock::metadata_only())
+      .access("none (space is reclaimed by later updates and VACUUM)");
 }
 
 Step concurrent_index_step(const std::string& id, Phase phase, const std::string& schema,
@@ -164,18 +149,14 @@ Step backfill_step(const std::string& id, const std::string& description, BatchW
 }
 
 Step verify_step(const std::string& id, const std::string& description, BatchWork work) {
-  Step s;
-  s.id = id;
-  s.phase = Phase::kShadowRead;
-  s.kind = StepKind::kVerify;
-  s.description = description;
-  s.sql = "SELECT <key> FROM " + work.table + " AS _row WHERE " + work.mismatch +
-          "  -- in key chunks\n";
-  s.batch = std::move(work);
-  s.rollback_sql = "";
-  s.lock = {LockMode::kAccessShare, ""};
-  s.table_access = "scans table";
-  return s;
+  return StepBuilder(id, Phase::kShadowRead, description)
+      .kind(StepKind::kVerify)
+      .sql("SELECT <key> FROM " + work.table + " AS _row WHERE " + work.mismatch +
+           "  -- in key chunks\n")
+      .batch(std::move(work))
+      .rollback("")
+      .lock(StepLock{LockMode::kAccessShare, ""})
+      .access("scans table");
 }
 
 }  // namespace tandem

@@ -1,12 +1,59 @@
 // Step shapes that several operations build the same way.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tandem/plan.h"
 #include "tandem/spec.h"
 
 namespace tandem {
+
+// A step with its fields named, instead of assigned one by one:
+//   out.push_back(StepBuilder(id, Phase::kCutover, "what it does")
+//                     .sql(forward)
+//                     .rollback(undo)
+//                     .lock(StepLock::metadata_only())
+//                     .access("none"));
+// Without .rollback() a step has no undo (irreversible unless a later
+// phase's rollback covers it); .rollback("") says there is nothing to undo.
+class StepBuilder {
+ public:
+  StepBuilder(std::string id, Phase phase, std::string description) {
+    step_.id = std::move(id);
+    step_.phase = phase;
+    step_.description = std::move(description);
+  }
+  StepBuilder& kind(StepKind k) { return set(step_.kind, k); }
+  StepBuilder& sql(std::string v) { return set(step_.sql, std::move(v)); }
+  StepBuilder& rollback(std::string v) { return set(step_.rollback_sql, std::move(v)); }
+  // A rollback that may be absent (an irreversible step).
+  StepBuilder& rollback_if(std::optional<std::string> v) {
+    return set(step_.rollback_sql, std::move(v));
+  }
+  StepBuilder& reversible(bool v) { return set(step_.reversible, v); }
+  StepBuilder& transactional(bool v) { return set(step_.transactional, v); }
+  StepBuilder& lock(StepLock v) { return set(step_.lock, std::move(v)); }
+  StepBuilder& locks_first(std::vector<TableLock> v) { return set(step_.locks, std::move(v)); }
+  StepBuilder& rollback_locks_first(std::vector<TableLock> v) {
+    return set(step_.rollback_locks, std::move(v));
+  }
+  StepBuilder& access(std::string v) { return set(step_.table_access, std::move(v)); }
+  StepBuilder& state_check(std::string v) { return set(step_.state_check, std::move(v)); }
+  StepBuilder& repair(std::string v) { return set(step_.repair_sql, std::move(v)); }
+  StepBuilder& batch(BatchWork v) { return set(step_.batch, std::move(v)); }
+  operator Step() const { return step_; }
+
+ private:
+  template <typename F, typename V>
+  StepBuilder& set(F& field, V&& value) {
+    field = std::forward<V>(value);
+    return *this;
+  }
+  Step step_;
+};
 
 // Names of the helpers an operation creates: unique per (migration, table,
 // column) and within PostgreSQL's 63 bytes.

@@ -163,28 +163,22 @@ std::string create_compat_view_sql(const CompatView& v) {
 }
 
 Step compat_view_step(const std::string& id, const CompatView& v, const std::string& what) {
-  Step s;
-  s.id = id;
-  s.phase = Phase::kCutover;
-  s.description = "publish the view " + qualified(v.view.schema, v.view.name) + ": " + what;
-  s.sql = create_compat_view_sql(v);
-  s.rollback_sql = "DROP VIEW IF EXISTS " + qualified(v.view.schema, v.view.name) + ";\n";
-  s.lock = {LockMode::kAccessShare, "on the tables it reads"};
-  s.table_access = "none";
-  return s;
+  return StepBuilder(id, Phase::kCutover,
+                     "publish the view " + qualified(v.view.schema, v.view.name) + ": " + what)
+      .sql(create_compat_view_sql(v))
+      .rollback("DROP VIEW IF EXISTS " + qualified(v.view.schema, v.view.name) + ";\n")
+      .lock(StepLock{LockMode::kAccessShare, "on the tables it reads"})
+      .access("none");
 }
 
 Step drop_compat_view_step(const std::string& id, const ViewName& view) {
-  Step s;
-  s.id = id;
-  s.phase = Phase::kCleanup;
-  s.description = "drop the compatibility view " + qualified(view.schema, view.name) +
-                  "; readers use the new shape now";
-  s.sql = "DROP VIEW IF EXISTS " + qualified(view.schema, view.name) + ";\n";
-  s.reversible = false;
-  s.lock = {LockMode::kAccessExclusive, "on the view"};
-  s.table_access = "none";
-  return s;
+  return StepBuilder(id, Phase::kCleanup,
+                     "drop the compatibility view " + qualified(view.schema, view.name) +
+                         "; readers use the new shape now")
+      .sql("DROP VIEW IF EXISTS " + qualified(view.schema, view.name) + ";\n")
+      .reversible(false)
+      .lock(StepLock{LockMode::kAccessExclusive, "on the view"})
+      .access("none");
 }
 
 }  // namespace tandem

@@ -96,15 +96,28 @@ TEST(RangePool, SplitsAreWantedOnlyWhenNoRangeWaits) {
   EXPECT_FALSE(pool.wait(0, false, true, 3, std::chrono::milliseconds(1)));
 }
 
-TEST(RangePool, AWaitEndsWhenAWorkerEnds) {
+TEST(RangePool, AWorkerThatEndsFreesItsSlotForTheWaitingThread) {
   auto ranges = ranges_of(2);
   RangePool pool(pointers(ranges), 0);
-  pool.staff(
-      1, [] { return true; }, [](size_t, Partition*) {});
-  std::thread ender([&] { pool.ended(0, false); });
-  // Bounded by the timeout either way; the point is that it returns.
-  EXPECT_TRUE(pool.wait(1, false, true, 1, std::chrono::seconds(30)));
+  EXPECT_EQ(pool.staff(
+                1, [] { return true; }, [](size_t, Partition*) {}),
+            1);
+  std::thread ender([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    pool.ended(0, false);
+  });
+  // Woken by the end (or, had the notice come first, by the timeout).
+  EXPECT_TRUE(pool.wait(1, false, true, 1, std::chrono::seconds(5)));
   ender.join();
+  int started = 0;
+  EXPECT_EQ(pool.staff(
+                1, [] { return true; },
+                [&](size_t slot, Partition*) {
+                  EXPECT_EQ(slot, 0u);
+                  ++started;
+                }),
+            1);
+  EXPECT_EQ(started, 1);
 }
 
 TEST(RangePool, ARealFailureBeatsASiblingsStop) {
