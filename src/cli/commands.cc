@@ -318,6 +318,8 @@ int cmd_rollback(const std::string& file, const std::string& dsn) {
   return kExitOk;
 }
 
+// Long, and left so: the status read once, then written as JSON or as text,
+// field by field in the same order.
 int cmd_status(const std::string& file, const std::string& dsn, bool json) {
   std::optional<Spec> spec;
   std::optional<Plan> plan;

@@ -75,6 +75,9 @@ void reload(const ServeArgs& args, DaemonConfig& current, ControlServer& server,
 
 }  // namespace
 
+// Long, and left so: the daemon's life from start-up to shutdown in the
+// order it happens (config, logging, manager, sockets, systemd, signals,
+// the grace period), read top to bottom.
 int cmd_serve(const ServeArgs& args) {
   // Buffers of 256 kB and more (a request line arriving on the control
   // socket) come from mmap and go back to the system when freed. glibc would

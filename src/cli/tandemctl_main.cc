@@ -172,6 +172,8 @@ void print_human(Command c, const json& result) {
 
 }  // namespace
 
+// Long, and left so: one CLI11 subcommand per control command, declared
+// one after another as `tandemctl --help` lists them.
 int main(int argc, char** argv) {
   CLI::App app{"tandemctl - steer tandemd serve through its control socket"};
   app.footer(std::string("\n") + kExitHelp);

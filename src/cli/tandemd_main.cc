@@ -11,6 +11,8 @@
 #include "util/logging.h"
 #include "util/text.h"
 
+// Long, and left so: one CLI11 subcommand after another, as `tandemd --help`
+// lists them, each with its options.
 int main(int argc, char** argv) {
   using namespace tandem;
   CLI::App app{"tandemd - online, zero-downtime schema migrations for PostgreSQL"};

@@ -64,6 +64,8 @@ const std::vector<std::string>& command_names() {
   return kNames;
 }
 
+// Long, and left so: the request's common fields, then one short branch of
+// checks per command, in the order docs/control-protocol.md lists them.
 ParsedRequest parse_request(const std::string& line) {
   ParsedRequest out;
   auto fail = [&](const std::string& code, const std::string& message) {

@@ -89,6 +89,8 @@ std::string escape_label(const std::string& value) {
   return out;
 }
 
+// Long, and left so: one metric family after another, in the order
+// docs/daemon.md lists them.
 std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
                            const std::string& version) {
   using M = MigrationMetrics;

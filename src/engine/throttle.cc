@@ -163,6 +163,8 @@ bool reads_database(const Settings& st) {
          st.throttle_wal_rate_mb > 0 || st.throttle_commit_latency.count() > 0;
 }
 
+// Long, and left so: one reading per signal the settings turn on, in the
+// order decide_throttle weighs them.
 ThrottleReadings read_throttle_signals(Connection& conn, const Settings& st,
                                        const std::string& own_sessions,
                                        const std::vector<std::string>& tables) {

@@ -32,6 +32,58 @@
 
 namespace tandem {
 
+namespace {
+
+// The lookup trigger's body: NEW.<col> / NEW.<via> and the lookups, filled
+// into a readable template. An insert gets whichever key it left out; an
+// update of one key alone gets the other.
+std::string lookup_body(const std::string& col, const std::string& via, const std::string& new_key,
+                        const std::string& old_key) {
+  const std::string body = R"(BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.$col IS NULL THEN
+      NEW.$col := $new_key;
+    ELSIF NEW.$via IS NULL THEN
+      NEW.$via := $old_key;
+    END IF;
+  ELSIF NEW.$via IS DISTINCT FROM OLD.$via AND NEW.$col IS NOT DISTINCT FROM OLD.$col THEN
+    NEW.$col := $new_key;
+  ELSIF NEW.$col IS DISTINCT FROM OLD.$col AND NEW.$via IS NOT DISTINCT FROM OLD.$via
+        AND NEW.$col IS NOT NULL THEN
+    NEW.$via := $old_key;
+  END IF;
+  RETURN NEW;
+END
+)";
+  return fill_template(
+      body, {{"$new_key", new_key}, {"$old_key", old_key}, {"$col", col}, {"$via", via}});
+}
+
+// Cleanup: the old key dropped with the trigger that fills it (drop_via),
+// or only the trigger and its function.
+Step cleanup_step(const AddReference& op, const std::string& id, const std::string& table,
+                  const std::string& col, const std::string& via, const std::string& trigger,
+                  const std::string& fn) {
+  if (!op.drop_via) {
+    return drop_helpers_step(
+        id + "drop_lookup_trigger",
+        "drop the lookup trigger and function; writers set " + col + " themselves now",
+        {trigger + " ON " + table}, {fn});
+  }
+  // The trigger fills the old key, which may be NOT NULL, for writers of the
+  // new one: both go in one transaction (issue 16).
+  Step s = drop_column_step(id + "drop_old_key",
+                            "drop the lookup trigger and " + table + "." + via +
+                                " with its indexes and constraints, then the function",
+                            table, via);
+  s.sql = "DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\n" + s.sql +
+          "DROP FUNCTION IF EXISTS " + fn + "();\n";
+  s.locks = {{table, "ACCESS EXCLUSIVE"}};
+  return s;
+}
+
+}  // namespace
+
 void plan_add_reference(const Spec& spec, int index, const AddReference& op,
                         std::vector<Step>& out) {
   const std::string id = std::to_string(index) + ".";
@@ -68,26 +120,7 @@ void plan_add_reference(const Spec& spec, int index, const AddReference& op,
 
   out.push_back(add_nullable_column_step(id + "add_column", table, col, op.type));
 
-  // NEW.<col> / NEW.<via> and the lookups, filled into a readable template.
-  std::string body = R"(BEGIN
-  IF TG_OP = 'INSERT' THEN
-    IF NEW.$col IS NULL THEN
-      NEW.$col := $new_key;
-    ELSIF NEW.$via IS NULL THEN
-      NEW.$via := $old_key;
-    END IF;
-  ELSIF NEW.$via IS DISTINCT FROM OLD.$via AND NEW.$col IS NOT DISTINCT FROM OLD.$col THEN
-    NEW.$col := $new_key;
-  ELSIF NEW.$col IS DISTINCT FROM OLD.$col AND NEW.$via IS NOT DISTINCT FROM OLD.$via
-        AND NEW.$col IS NOT NULL THEN
-    NEW.$via := $old_key;
-  END IF;
-  RETURN NEW;
-END
-)";
-  body = fill_template(
-      body,
-      {{"$new_key", new_key("NEW")}, {"$old_key", old_key("NEW")}, {"$col", col}, {"$via", via}});
+  const std::string body = lookup_body(col, via, new_key("NEW"), old_key("NEW"));
   out.push_back(trigger_function_step(
       id + "create_lookup_function",
       "create the function that keeps " + col + " and " + via + " in agreement", fn, body));
@@ -133,23 +166,7 @@ END
     out.push_back(drop_compat_view_step(id + "drop_compat_view", *op.compat_view));
   }
 
-  if (op.drop_via) {
-    // The trigger fills the old key, which may be NOT NULL, for writers of the
-    // new one: both go in one transaction (issue 16).
-    Step s = drop_column_step(id + "drop_old_key",
-                              "drop the lookup trigger and " + table + "." + via +
-                                  " with its indexes and constraints, then the function",
-                              table, via);
-    s.sql = "DROP TRIGGER IF EXISTS " + trigger + " ON " + table + ";\n" + s.sql +
-            "DROP FUNCTION IF EXISTS " + fn + "();\n";
-    s.locks = {{table, "ACCESS EXCLUSIVE"}};
-    out.push_back(s);
-  } else {
-    out.push_back(drop_helpers_step(
-        id + "drop_lookup_trigger",
-        "drop the lookup trigger and function; writers set " + col + " themselves now",
-        {trigger + " ON " + table}, {fn}));
-  }
+  out.push_back(cleanup_step(op, id, table, col, via, trigger, fn));
 }
 
 std::optional<AddReference> parse_add_reference(SpecReader& r, const YAML::Node& n) {

@@ -85,44 +85,15 @@ std::string sync_trigger_function(const std::string& name, const std::string& ta
 
 }  // namespace
 
-void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& op,
-                            std::vector<Step>& out) {
-  if (op.column.size() > 51) {
-    throw Error(ErrorKind::kBadInput,
-                "alter_column_type: column name \"" + op.column +
-                    "\" is longer than 51 bytes; the shadow column's name would not fit");
-  }
-  const Names n = names_for(spec, op);
-  const std::string id = std::to_string(index) + ".";
+namespace {
+
+// dual_write to shadow_read: the forward sync, the copy, the NOT NULL
+// check the shadow column gets when the column has NOT NULL, the verify.
+void plan_sync_and_copy(const Spec& spec, const Names& n, const std::string& id,
+                        std::vector<Step>& out) {
   const std::string what = n.table + "." + n.q_column;
-  const std::string old_type = n.table + "." + n.q_column + "%TYPE";
   const std::vector<TableLock> lock_table = {{n.table, "ACCESS EXCLUSIVE"}};
-
-  Step s = checks::precheck_step(
-      id + "precheck", "check that " + what + " can change type to " + op.type, n.table,
-      {checks::table_exists(n.table), checks::plain_table("alter_column_type"),
-       checks::column_exists(n.column), checks::type_exists(op.type), checks::has_walkable_key(),
-       checks::columns_absent({n.shadow, n.old}), checks::no_invalid_indexes(),
-       checks::no_dependents(n.column, "change the type of", false),
-       checks::default_fits(n.column, op.type)});
-  out.push_back(s);
-
-  out.push_back(add_nullable_column_step(id + "add_shadow_column", n.table, n.q_shadow, op.type,
-                                         "add shadow column " + n.q_shadow + " " + op.type));
-
-  out.push_back(StepBuilder(id + "create_functions", Phase::kPrepare,
-                            "create the up/down conversions and the sync trigger functions")
-                    // %TYPE resolves when the function is created, before any rename.
-                    .sql(conversion_function(n.fn_up, n.column, old_type, op.type, op.up) +
-                         conversion_function(n.fn_down, n.column, op.type, old_type, op.down) +
-                         sync_trigger_function(n.fn_fwd, n.q_shadow, n.fn_up, n.q_column) +
-                         sync_trigger_function(n.fn_bwd, n.q_old, n.fn_down, n.q_column))
-                    .rollback("DROP FUNCTION IF EXISTS " + n.fn_fwd + "(), " + n.fn_bwd + "();\n" +
-                              "DROP FUNCTION IF EXISTS " + n.fn_up + ", " + n.fn_down + ";\n")
-                    .lock(StepLock{LockMode::kNone, ""})
-                    .access("none"));
-
-  s = row_trigger_step(
+  Step s = row_trigger_step(
       id + "create_forward_trigger", Phase::kDualWrite,
       "every write of " + n.q_column + " sets " + n.q_shadow + " := up(" + n.q_column + ")",
       n.trg_fwd, n.table, n.fn_fwd);
@@ -141,18 +112,16 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
       BatchWork{n.table, n.q_shadow + " = " + n.fn_up + "(" + n.q_column + ")", "", "", ""},
       spec.settings.batch_size));
 
-  s = Step{};
-  s.id = id + "add_not_null_check";
-  s.phase = Phase::kBackfill;
-  s.description =
-      "when " + n.q_column + " is NOT NULL: CHECK (" + n.q_shadow + " IS NOT NULL) NOT VALID";
-  s.sql = "SELECT tandem.add_not_null_check(" + n.regclass + ", " + quote_literal(n.column) + ", " +
-          quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) + ");\n";
-  s.rollback_sql =
-      "ALTER TABLE " + n.table + " DROP CONSTRAINT IF EXISTS " + quote_ident(n.nn_check) + ";\n";
-  s.lock = StepLock::metadata_only();
-  s.table_access = "none";
-  out.push_back(s);
+  out.push_back(
+      StepBuilder(
+          id + "add_not_null_check", Phase::kBackfill,
+          "when " + n.q_column + " is NOT NULL: CHECK (" + n.q_shadow + " IS NOT NULL) NOT VALID")
+          .sql("SELECT tandem.add_not_null_check(" + n.regclass + ", " + quote_literal(n.column) +
+               ", " + quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) + ");\n")
+          .rollback("ALTER TABLE " + n.table + " DROP CONSTRAINT IF EXISTS " +
+                    quote_ident(n.nn_check) + ";\n")
+          .lock(StepLock::metadata_only())
+          .access("none"));
 
   out.push_back(StepBuilder(id + "validate_not_null_check", Phase::kBackfill,
                             "validate that check, so cutover's SET NOT NULL needs no scan")
@@ -166,7 +135,12 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
       id + "verify", "every row: " + n.q_shadow + " = up(" + n.q_column + ")",
       BatchWork{n.table, "", n.q_shadow + " IS DISTINCT FROM " + n.fn_up + "(" + n.q_column + ")",
                 "", ""}));
+}
 
+// cutover and cleanup: the swap (sync flipped to the old column), the
+// sequence's owner, then the old column and the functions dropped.
+void plan_swap_and_cleanup(const Names& n, const std::string& id, std::vector<Step>& out) {
+  const std::vector<TableLock> lock_table = {{n.table, "ACCESS EXCLUSIVE"}};
   const std::string swap_in = "SELECT tandem.swap_columns(" + n.regclass + ", " +
                               quote_literal(n.column) + ", " + quote_literal(n.shadow) + ", " +
                               quote_literal(n.old) + ", " + quote_literal(n.nn_check) + ");\n";
@@ -216,6 +190,47 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
                     .reversible(false)
                     .lock(StepLock{LockMode::kNone, ""})
                     .access("none"));
+}
+
+}  // namespace
+
+void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& op,
+                            std::vector<Step>& out) {
+  if (op.column.size() > 51) {
+    throw Error(ErrorKind::kBadInput,
+                "alter_column_type: column name \"" + op.column +
+                    "\" is longer than 51 bytes; the shadow column's name would not fit");
+  }
+  const Names n = names_for(spec, op);
+  const std::string id = std::to_string(index) + ".";
+  const std::string what = n.table + "." + n.q_column;
+  const std::string old_type = n.table + "." + n.q_column + "%TYPE";
+
+  out.push_back(checks::precheck_step(
+      id + "precheck", "check that " + what + " can change type to " + op.type, n.table,
+      {checks::table_exists(n.table), checks::plain_table("alter_column_type"),
+       checks::column_exists(n.column), checks::type_exists(op.type), checks::has_walkable_key(),
+       checks::columns_absent({n.shadow, n.old}), checks::no_invalid_indexes(),
+       checks::no_dependents(n.column, "change the type of", false),
+       checks::default_fits(n.column, op.type)}));
+
+  out.push_back(add_nullable_column_step(id + "add_shadow_column", n.table, n.q_shadow, op.type,
+                                         "add shadow column " + n.q_shadow + " " + op.type));
+
+  out.push_back(StepBuilder(id + "create_functions", Phase::kPrepare,
+                            "create the up/down conversions and the sync trigger functions")
+                    // %TYPE resolves when the function is created, before any rename.
+                    .sql(conversion_function(n.fn_up, n.column, old_type, op.type, op.up) +
+                         conversion_function(n.fn_down, n.column, op.type, old_type, op.down) +
+                         sync_trigger_function(n.fn_fwd, n.q_shadow, n.fn_up, n.q_column) +
+                         sync_trigger_function(n.fn_bwd, n.q_old, n.fn_down, n.q_column))
+                    .rollback("DROP FUNCTION IF EXISTS " + n.fn_fwd + "(), " + n.fn_bwd + "();\n" +
+                              "DROP FUNCTION IF EXISTS " + n.fn_up + ", " + n.fn_down + ";\n")
+                    .lock(StepLock{LockMode::kNone, ""})
+                    .access("none"));
+
+  plan_sync_and_copy(spec, n, id, out);
+  plan_swap_and_cleanup(n, id, out);
 }
 
 std::optional<AlterColumnType> parse_alter_column_type(SpecReader& r, const YAML::Node& n) {
