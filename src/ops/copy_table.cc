@@ -22,12 +22,10 @@
 
 namespace tandem {
 
-void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vector<Step>& out) {
-  const std::string id = std::to_string(index) + ".";
-  const std::string source = qualified(op.schema, op.table);
-  const std::string target = qualified(op.to_schema, op.to_table);
-  const HelperNames h(spec, op.schema, op.table, op.to_table);
+namespace {
 
+Step precheck(const CopyTable& op, const std::string& id, const std::string& source,
+              const std::string& target) {
   std::vector<std::string> prechecks = {
       checks::table_exists(source), checks::plain_table("copy_table"),
       checks::key_is_unique(op.key), checks::no_invalid_indexes()};
@@ -39,19 +37,26 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
   if (op.compat_view) {
     prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
   }
-  out.push_back(checks::precheck_step(
-      id + "precheck", "check that " + source + " can be copied to " + target, source, prechecks));
+  return checks::precheck_step(
+      id + "precheck", "check that " + source + " can be copied to " + target, source, prechecks);
+}
 
-  Step s;
+}  // namespace
+
+void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vector<Step>& out) {
+  const std::string id = std::to_string(index) + ".";
+  const std::string source = qualified(op.schema, op.table);
+  const std::string target = qualified(op.to_schema, op.to_table);
+  const HelperNames h(spec, op.schema, op.table, op.to_table);
+
+  out.push_back(precheck(op, id, source, target));
+
   if (op.create) {
-    s.id = id + "create_target";
-    s.phase = Phase::kPrepare;
-    s.description = "create " + target;
-    s.sql = "CREATE TABLE " + target + " (\n  " + *op.create + "\n);\n";
-    s.rollback_sql = "DROP TABLE IF EXISTS " + target + ";\n";
-    s.lock = {LockMode::kNone, "(a new table)"};
-    s.table_access = "none";
-    out.push_back(s);
+    out.push_back(StepBuilder(id + "create_target", Phase::kPrepare, "create " + target)
+                      .sql("CREATE TABLE " + target + " (\n  " + *op.create + "\n);\n")
+                      .rollback("DROP TABLE IF EXISTS " + target + ";\n")
+                      .lock(StepLock{LockMode::kNone, "(a new table)"})
+                      .access("none"));
   }
 
   const std::string guard = "tandem.sync_" + h.tag();

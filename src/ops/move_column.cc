@@ -23,6 +23,34 @@
 
 namespace tandem {
 
+namespace {
+
+// The target table: the key and the column, with the source's types, keyed
+// like the source and following its rows (ON UPDATE/DELETE CASCADE).
+Step create_target_step(const std::string& id, const MoveColumn& op, const std::string& source,
+                        const std::string& target) {
+  const std::string col = quote_ident(op.column);
+  const std::string to_col = quote_ident(op.to_column);
+  std::vector<std::string> key_cols;
+  for (const auto& k : op.key) key_cols.push_back(quote_ident(k));
+  const std::string keys = join(key_cols, ", ");
+  return StepBuilder(id + "create_target", Phase::kPrepare,
+                     "create " + target + " (" + keys + ", " + to_col + ") with the source's types")
+      .sql("CREATE TABLE " + target + " AS SELECT " + keys + ", " + col +
+           (op.to_column == op.column ? "" : " AS " + to_col) + " FROM " + source +
+           " WITH NO DATA;\n"
+           "ALTER TABLE " +
+           target + " ADD PRIMARY KEY (" + keys + ");\nALTER TABLE " + target +
+           " ADD FOREIGN KEY (" + keys + ") REFERENCES " + source + " (" + keys +
+           ")\n  ON UPDATE CASCADE ON DELETE CASCADE;\n")
+      .rollback("DROP TABLE IF EXISTS " + target + ";\n")
+      .lock(StepLock{LockMode::kShareRowExclusive,
+                     "on " + source + " (brief: the foreign key; no scan of it)"})
+      .access("none");
+}
+
+}  // namespace
+
 void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::vector<Step>& out) {
   const std::string id = std::to_string(index) + ".";
   const std::string source = qualified(op.schema, op.table);
@@ -42,23 +70,7 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
                                       "check that " + source + "." + col + " can move to " + target,
                                       source, prechecks));
 
-  std::vector<std::string> key_cols;
-  for (const auto& k : op.key) key_cols.push_back(quote_ident(k));
-  const std::string keys = join(key_cols, ", ");
-  out.push_back(
-      StepBuilder(id + "create_target", Phase::kPrepare,
-                  "create " + target + " (" + keys + ", " + to_col + ") with the source's types")
-          .sql("CREATE TABLE " + target + " AS SELECT " + keys + ", " + col +
-               (op.to_column == op.column ? "" : " AS " + to_col) + " FROM " + source +
-               " WITH NO DATA;\n"
-               "ALTER TABLE " +
-               target + " ADD PRIMARY KEY (" + keys + ");\nALTER TABLE " + target +
-               " ADD FOREIGN KEY (" + keys + ") REFERENCES " + source + " (" + keys +
-               ")\n  ON UPDATE CASCADE ON DELETE CASCADE;\n")
-          .rollback("DROP TABLE IF EXISTS " + target + ";\n")
-          .lock(StepLock{LockMode::kShareRowExclusive,
-                         "on " + source + " (brief: the foreign key; no scan of it)"})
-          .access("none"));
+  out.push_back(create_target_step(id, op, source, target));
 
   Mirror forward{
       source, target, op.key, {{op.to_column, "_row." + col}}, true, "tandem.sync_" + h.tag()};
