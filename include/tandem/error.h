@@ -37,8 +37,6 @@ enum class Failure {
   kRollbackRefused,  // an irreversible step has run
 };
 
-const char* to_string(Failure failure);
-
 class Error : public std::runtime_error {
  public:
   Error(ErrorKind kind, const std::string& message, std::string sqlstate = {},

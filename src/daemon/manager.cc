@@ -296,7 +296,8 @@ std::string MigrationManager::blocking_migration(Worker& w) {
   std::vector<std::pair<std::string, std::string>> earlier;
   with_db([&](Connection& c) {
     // Once started, a migration holds its tables: the gate is only for starting.
-    if (SubmissionStore::started(c, w.name)) return;
+    const auto record = StateStore(w.name).load(c);
+    if (record && record->state != MigrationState::kRolledBack) return;
     earlier = SubmissionStore::ahead_of(c, w.name);
   });
   for (const auto& [name, text] : earlier) {

@@ -96,12 +96,6 @@ void SubmissionStore::merge_settings(Connection& c, const std::string& name,
   tx.commit();
 }
 
-bool SubmissionStore::started(Connection& c, const std::string& name) {
-  return !c.exec("SELECT 1 FROM tandem.migrations WHERE name = $1 AND state <> 'rolled_back'",
-                 {name})
-              .empty();
-}
-
 std::vector<std::pair<std::string, std::string>> SubmissionStore::ahead_of(
     Connection& c, const std::string& name) {
   Rows r = c.exec(

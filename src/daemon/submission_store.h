@@ -51,8 +51,6 @@ class SubmissionStore {
   // Merges `changed` (setting → text) into the live settings.
   static void merge_settings(Connection& c, const std::string& name, const nlohmann::json& changed,
                              const std::string& actor);
-  // Whether migration `name` has started (and not been rolled back).
-  static bool started(Connection& c, const std::string& name);
   // (name, spec text) of migrations not finished that must go before
   // `name`: earlier submissions, and migrations run by `tandemd run`.
   static std::vector<std::pair<std::string, std::string>> ahead_of(Connection& c,

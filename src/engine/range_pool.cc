@@ -20,11 +20,10 @@ void RangePool::put_first(Partition* range) {
   queue_.push_front(range);
 }
 
-Partition* RangePool::add_split(Partition piece) {
+void RangePool::add_split(Partition piece) {
   std::lock_guard<std::mutex> l(mu_);
   split_off_.push_back(std::move(piece));
   queue_.push_front(&split_off_.back());
-  return &split_off_.back();
 }
 
 bool RangePool::empty() {

@@ -28,7 +28,7 @@ class RangePool {
   // A range to do first: one a stopped worker did not finish, or one cut
   // off another's (kept here for the step's life).
   void put_first(Partition* range);
-  Partition* add_split(Partition piece);
+  void add_split(Partition piece);
   bool empty();
 
   // Starts workers while ranges wait and fewer than `allowed` work:

@@ -26,20 +26,4 @@ std::chrono::milliseconds RetryPolicy::backoff(int number, const Settings& st,
   return std::chrono::milliseconds(static_cast<long long>(d * jitter(rng)));
 }
 
-const char* to_string(RetryPolicy::Verdict v) {
-  switch (v) {
-    case RetryPolicy::Verdict::kPassOn:
-      return "pass on";
-    case RetryPolicy::Verdict::kStop:
-      return "stop";
-    case RetryPolicy::Verdict::kReread:
-      return "re-read";
-    case RetryPolicy::Verdict::kFail:
-      return "fail";
-    case RetryPolicy::Verdict::kRetry:
-      return "retry";
-  }
-  return "?";
-}
-
 }  // namespace tandem

@@ -35,6 +35,4 @@ class RetryPolicy {
   static std::chrono::milliseconds backoff(int number, const Settings& st, std::mt19937_64& rng);
 };
 
-const char* to_string(RetryPolicy::Verdict v);
-
 }  // namespace tandem

@@ -176,7 +176,6 @@ std::optional<AddReference> parse_add_reference(SpecReader& r, const YAML::Node&
                {"schema", "table", "column", "type", "via", "references", "referenced_column",
                 "lookup", "on_delete", "not_null", "index", "drop_via", "compat_view"},
                w);
-  size_t before = r.errors.size();
   AddReference a;
   r.table_ref(n, w, a.schema, a.table);
   r.identifier(n, "column", true, a.column, w);
@@ -191,7 +190,6 @@ std::optional<AddReference> parse_add_reference(SpecReader& r, const YAML::Node&
   if (auto b = r.boolean(n, "index")) a.index = *b;
   if (auto b = r.boolean(n, "drop_via")) a.drop_via = *b;
   a.compat_view = r.compat_view(n, w);
-  if (r.errors.size() != before) return std::nullopt;
   return a;
 }
 

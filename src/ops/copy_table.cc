@@ -119,7 +119,7 @@ std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {
   const std::string w = "copy_table";
   if (!r.expect_map(n, w)) return std::nullopt;
   r.check_keys(n, {"schema", "table", "to", "key", "up", "down", "create", "compat_view"}, w);
-  size_t before = r.errors.size();
+  const size_t before = r.errors.size();
   CopyTable c;
   r.table_ref(n, w, c.schema, c.table);
   c.to_schema = c.schema;
@@ -142,7 +142,6 @@ std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {
       }
     }
   }
-  if (r.errors.size() != before) return std::nullopt;
   return c;
 }
 

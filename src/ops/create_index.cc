@@ -28,7 +28,6 @@ std::optional<CreateIndex> parse_create_index(SpecReader& r, const YAML::Node& n
   const std::string w = "create_index";
   if (!r.expect_map(n, w)) return std::nullopt;
   r.check_keys(n, {"schema", "table", "name", "columns", "unique", "method", "where", "phase"}, w);
-  size_t before = r.errors.size();
   CreateIndex c;
   r.table_ref(n, w, c.schema, c.table);
   r.identifier(n, "name", true, c.name, w);
@@ -39,7 +38,6 @@ std::optional<CreateIndex> parse_create_index(SpecReader& r, const YAML::Node& n
   if (n["phase"].IsDefined()) {
     if (auto p = r.phase(n["phase"], "phase")) c.phase = *p;
   }
-  if (r.errors.size() != before) return std::nullopt;
   return c;
 }
 

@@ -142,7 +142,7 @@ std::optional<DropColumn> parse_drop_column(SpecReader& r, const YAML::Node& n) 
   const std::string w = "drop_column";
   if (!r.expect_map(n, w)) return std::nullopt;
   r.check_keys(n, {"schema", "table", "column", "type", "down"}, w);
-  size_t before = r.errors.size();
+  const size_t before = r.errors.size();
   DropColumn d;
   r.table_ref(n, w, d.schema, d.table);
   r.identifier(n, "column", true, d.column, w);
@@ -151,7 +151,6 @@ std::optional<DropColumn> parse_drop_column(SpecReader& r, const YAML::Node& n) 
   if (d.down && !d.type && r.errors.size() == before) {
     r.error(n, "drop_column: \"down\" needs \"type\", the type the column is re-created with");
   }
-  if (r.errors.size() != before) return std::nullopt;
   return d;
 }
 

@@ -129,7 +129,7 @@ std::optional<MoveColumn> parse_move_column(SpecReader& r, const YAML::Node& n) 
   const std::string w = "move_column";
   if (!r.expect_map(n, w)) return std::nullopt;
   r.check_keys(n, {"schema", "table", "column", "key", "to", "to_column", "compat_view"}, w);
-  size_t before = r.errors.size();
+  const size_t before = r.errors.size();
   MoveColumn m;
   r.table_ref(n, w, m.schema, m.table);
   r.identifier(n, "column", true, m.column, w);
@@ -142,7 +142,6 @@ std::optional<MoveColumn> parse_move_column(SpecReader& r, const YAML::Node& n) 
   if (r.errors.size() == before && std::find(m.key.begin(), m.key.end(), m.column) != m.key.end()) {
     r.error(n["column"], "move_column: \"" + m.column + "\" is part of the key; it cannot move");
   }
-  if (r.errors.size() != before) return std::nullopt;
   return m;
 }
 

@@ -1,8 +1,9 @@
 // The built-in operations. Each operation's file (src/ops/<name>.cc) owns
 // three functions, and one row of the operation table (registry.cc) names
 // them:
-//   parse_<name>  reads the operation's mapping in a spec; nullopt after
-//                 reporting every problem through the reader
+//   parse_<name>  reads the operation's mapping in a spec, reporting every
+//                 problem through the reader (a value returned with a
+//                 problem reported is dropped by the table's row)
 //   needs_<name>  what it creates and relies on (plan/needs.h)
 //   plan_<name>   appends its steps (any phase, in run order within a
 //                 phase) to `out`; `index` is the 1-based operation number

@@ -4,6 +4,8 @@
 #include <type_traits>
 #include <variant>
 
+#include "spec/reader.h"
+
 namespace tandem {
 namespace {
 
@@ -27,9 +29,12 @@ constexpr OperationKind row(const char* name) {
       name,
       alternative_of<T>(),
       [](SpecReader& reader, const YAML::Node& node, Operation& out) {
+        // Kept only when the reader recorded no problem while parsing it.
+        const size_t before = reader.errors.size();
         std::optional<T> parsed = Parse(reader, node);
-        if (parsed) out.op = std::move(*parsed);
-        return parsed.has_value();
+        if (!parsed || reader.errors.size() != before) return false;
+        out.op = std::move(*parsed);
+        return true;
       },
       [](const Operation& operation, Needs& n) { NeedsOf(std::get<T>(operation.op), n); },
       [](const Spec& spec, int index, const Operation& operation, std::vector<Step>& out) {

@@ -19,7 +19,7 @@ struct OperationKind {
   const char* name;    // as a spec writes it: "add_column"
   size_t alternative;  // its index in Operation::Alternatives
   // Reads the operation's mapping into `out.op`; false when the reader
-  // recorded a problem.
+  // recorded a problem meanwhile (what a parse_<name> returns then is dropped).
   bool (*parse)(SpecReader& reader, const YAML::Node& node, Operation& out);
   void (*needs)(const Operation& operation, Needs& n);
   void (*plan)(const Spec& spec, int index, const Operation& operation, std::vector<Step>& out);

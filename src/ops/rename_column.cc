@@ -43,7 +43,7 @@ std::optional<RenameColumn> parse_rename_column(SpecReader& r, const YAML::Node&
   const std::string w = "rename_column";
   if (!r.expect_map(n, w)) return std::nullopt;
   r.check_keys(n, {"schema", "table", "column", "to", "compat_view"}, w);
-  size_t before = r.errors.size();
+  const size_t before = r.errors.size();
   RenameColumn rc;
   r.table_ref(n, w, rc.schema, rc.table);
   r.identifier(n, "column", true, rc.column, w);
@@ -52,7 +52,6 @@ std::optional<RenameColumn> parse_rename_column(SpecReader& r, const YAML::Node&
   if (r.errors.size() == before && rc.column == rc.to) {
     r.error(n["to"], "rename_column: \"to\" is the column's current name");
   }
-  if (r.errors.size() != before) return std::nullopt;
   return rc;
 }
 

@@ -50,7 +50,6 @@ void plan_sql_operation(const Spec&, int index, const SqlOperation& op, std::vec
 std::optional<SqlOperation> parse_sql_operation(SpecReader& r, const YAML::Node& n) {
   if (!r.expect_map(n, "sql")) return std::nullopt;
   r.check_keys(n, {"phase", "up", "down", "transaction", "lock"}, "sql");
-  size_t before = r.errors.size();
   SqlOperation s;
   if (!n["phase"].IsDefined()) {
     r.missing(n, "phase", "sql");
@@ -61,7 +60,6 @@ std::optional<SqlOperation> parse_sql_operation(SpecReader& r, const YAML::Node&
   s.down = r.scalar(n, "down", false, "sql");
   if (auto t = r.boolean(n, "transaction")) s.transaction = *t;
   s.lock = r.scalar(n, "lock", false, "sql");
-  if (r.errors.size() != before) return std::nullopt;
   return s;
 }
 

@@ -29,20 +29,13 @@ class StepBuilder {
   StepBuilder& kind(StepKind k) { return set(step_.kind, k); }
   StepBuilder& sql(std::string v) { return set(step_.sql, std::move(v)); }
   StepBuilder& rollback(std::string v) { return set(step_.rollback_sql, std::move(v)); }
-  // A rollback that may be absent (an irreversible step).
-  StepBuilder& rollback_if(std::optional<std::string> v) {
-    return set(step_.rollback_sql, std::move(v));
-  }
   StepBuilder& reversible(bool v) { return set(step_.reversible, v); }
-  StepBuilder& transactional(bool v) { return set(step_.transactional, v); }
   StepBuilder& lock(StepLock v) { return set(step_.lock, std::move(v)); }
   StepBuilder& locks_first(std::vector<TableLock> v) { return set(step_.locks, std::move(v)); }
   StepBuilder& rollback_locks_first(std::vector<TableLock> v) {
     return set(step_.rollback_locks, std::move(v));
   }
   StepBuilder& access(std::string v) { return set(step_.table_access, std::move(v)); }
-  StepBuilder& state_check(std::string v) { return set(step_.state_check, std::move(v)); }
-  StepBuilder& repair(std::string v) { return set(step_.repair_sql, std::move(v)); }
   StepBuilder& batch(BatchWork v) { return set(step_.batch, std::move(v)); }
   operator Step() const { return step_; }
 

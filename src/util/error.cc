@@ -1,4 +1,4 @@
-// The names of ErrorKind and Failure (include/tandem/error.h).
+// The names of ErrorKind (include/tandem/error.h).
 #include "tandem/error.h"
 
 namespace tandem {
@@ -13,24 +13,6 @@ const char* to_string(ErrorKind kind) {
       return "fatal";
     case ErrorKind::kBadInput:
       return "bad input";
-  }
-  return "?";
-}
-
-const char* to_string(Failure failure) {
-  switch (failure) {
-    case Failure::kNone:
-      return "none";
-    case Failure::kLockHeld:
-      return "lock held";
-    case Failure::kStepFailed:
-      return "step failed";
-    case Failure::kStopped:
-      return "stopped";
-    case Failure::kPaused:
-      return "paused";
-    case Failure::kRollbackRefused:
-      return "rollback refused";
   }
   return "?";
 }
