@@ -31,7 +31,8 @@ Executor::Executor(const Spec& spec, const Plan& plan, RunOptions options)
     : spec_(spec),
       plan_(plan),
       options_(std::move(options)),
-      store_(spec.name),
+      own_store_(options_.store ? nullptr : std::make_unique<StateStore>(spec.name)),
+      store_(options_.store ? *options_.store : *own_store_),
       migrated_tables_([&] {
         const std::set<std::string> t = tables_touched(spec);
         return std::vector<std::string>(t.begin(), t.end());
@@ -252,7 +253,7 @@ bool Executor::open_migration(std::optional<MigrationRecord>& record,
       "", "starting migration " + spec_.name,
       [&] {
         record = store_.load(*conn_);
-        const std::string hash = StateStore::hash_of(*conn_, spec_.text);
+        const std::string hash = store_.spec_hash(*conn_, spec_.text);
         if (record && record->state != MigrationState::kRolledBack) {
           if (!spec_still_fits(*record, hash)) {
             throw Error(ErrorKind::kBadInput,

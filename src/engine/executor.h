@@ -73,6 +73,9 @@ struct RunOptions {
       connect;
   // The clock the executor reads and sleeps on; the real one when null.
   TimeSource* time = nullptr;
+  // Where the migration's state lives; schema `tandem` in the target
+  // database (StateStore) when null. Unit tests pass a fake.
+  MigrationStore* store = nullptr;
 };
 
 // Runs every precheck step of `plan` on `conn`, each in a READ ONLY
@@ -260,7 +263,8 @@ class Executor {
   const Spec& spec_;
   const Plan& plan_;
   RunOptions options_;
-  StateStore store_;
+  std::unique_ptr<MigrationStore> own_store_;  // when options_.store is null
+  MigrationStore& store_;
   Lane main_;
   // Backfill workers' lanes, worker i on workers_[i]; open for the run.
   std::vector<std::unique_ptr<Lane>> workers_;

@@ -267,7 +267,7 @@ void Executor::reread_range(Connection& c, const Step& step, Partition& range, S
     range = stored;
   }
   if (!found) {
-    throw StateStore::state_not_held("range " + std::to_string(range.worker) + " of step " +
+    throw state_not_held("range " + std::to_string(range.worker) + " of step " +
                                      step.id + " has no checkpoint");
   }
 }

@@ -18,7 +18,7 @@ RollbackOutcome Executor::rollback_steps() {
       [&] {
         record = store_.load(*conn_);
         if (!record || record->state == MigrationState::kRolledBack) return;
-        if (!spec_still_fits(*record, StateStore::hash_of(*conn_, spec_.text))) {
+        if (!spec_still_fits(*record, store_.spec_hash(*conn_, spec_.text))) {
           throw Error(ErrorKind::kBadInput,
                       "the operations of migration \"" + spec_.name +
                           "\" have changed since it started; roll back with the file it started "

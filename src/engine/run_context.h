@@ -7,9 +7,9 @@
 #include <functional>
 #include <string>
 
+#include "engine/migration_store.h"
 #include "engine/progress.h"
 #include "engine/run_control.h"
-#include "engine/state_store.h"
 #include "engine/time_source.h"
 #include "tandem/spec.h"
 
@@ -18,7 +18,7 @@ namespace tandem {
 struct RunContext {
   std::string migration;
   std::string actor;
-  StateStore* store = nullptr;
+  MigrationStore* store = nullptr;
   TimeSource* time = nullptr;
   RunControl* control = nullptr;  // live settings and the manual throttle; may be null
   std::function<bool()> stop_requested;

@@ -21,7 +21,7 @@ void Executor::connect(Lane& lane) {
       application_name() + (worker ? " worker " + std::to_string(lane.worker) : "");
   auto conn =
       options_.connect ? options_.connect(options_.dsn, app) : connect_postgres(options_.dsn, app);
-  if (!worker) StateStore::ensure_schema(*conn);
+  if (!worker) store_.prepare(*conn);
   lane.held = -1;
   lane.conn = std::move(conn);
   try {

@@ -23,8 +23,8 @@ std::string pg_text_array(const std::vector<std::string>& items) {
 // changes none means this server does not hold the state the caller read.
 void expect_one_row(const Rows& r, const std::string& what) {
   if (r.affected == 1) return;
-  throw StateStore::state_not_held(what + " changed " + std::to_string(r.affected) +
-                                   " rows of the state store instead of one");
+  throw state_not_held(what + " changed " + std::to_string(r.affected) +
+                       " rows of the state store instead of one");
 }
 
 }  // namespace
@@ -74,15 +74,15 @@ void StateStore::ensure_schema(Connection& conn) {
   tx.commit();
 }
 
-bool StateStore::try_lock(Connection& conn, std::string& holder) const {
+bool StateStore::try_lock(Connection& conn, std::string& holder) {
   return try_lock_named(conn, migration_, holder);
 }
 
-bool StateStore::try_range_lock(Connection& conn, int range, std::string& holder) const {
+bool StateStore::try_range_lock(Connection& conn, int range, std::string& holder) {
   return try_lock_named(conn, range_lock_name(range), holder);
 }
 
-void StateStore::release_range_lock(Connection& conn, int range) const {
+void StateStore::release_range_lock(Connection& conn, int range) {
   conn.exec("SELECT pg_advisory_unlock($1::int, hashtext($2))",
             {std::to_string(kAdvisoryLockClass), range_lock_name(range)});
 }
@@ -114,7 +114,7 @@ bool StateStore::try_lock_named(Connection& conn, const std::string& name, std::
   return false;
 }
 
-std::optional<MigrationRecord> StateStore::load(Connection& conn) const {
+std::optional<MigrationRecord> StateStore::load(Connection& conn) {
   Rows r = conn.exec(
       "SELECT name, spec_hash, state, phase, approved_phases::text, coalesce(last_step, ''),"
       " coalesce(last_error, ''), coalesce(last_sqlstate, ''), created_at::text, updated_at::text"
@@ -135,7 +135,7 @@ std::optional<MigrationRecord> StateStore::load(Connection& conn) const {
   return m;
 }
 
-std::vector<StepRecord> StateStore::steps(Connection& conn) const {
+std::vector<StepRecord> StateStore::steps(Connection& conn) {
   Rows r = conn.exec(
       "SELECT step_id, phase, status, attempts, coalesce(started_at::text, ''),"
       " coalesce(finished_at::text, ''), coalesce(last_error, ''), coalesce(last_sqlstate, '')"
@@ -157,8 +157,7 @@ std::vector<StepRecord> StateStore::steps(Connection& conn) const {
   return out;
 }
 
-std::optional<Checkpoint> StateStore::checkpoint(Connection& conn,
-                                                 const std::string& step_id) const {
+std::optional<Checkpoint> StateStore::checkpoint(Connection& conn, const std::string& step_id) {
   Rows r = conn.exec(
       "SELECT sum(rows_done), sum(rows_total), sum(mismatches),"
       " coalesce(left(string_agg(sample, ' ' ORDER BY worker), 2000), ''),"
@@ -178,7 +177,7 @@ std::optional<Checkpoint> StateStore::checkpoint(Connection& conn,
   return c;
 }
 
-std::vector<Partition> StateStore::partitions(Connection& conn, const std::string& step_id) const {
+std::vector<Partition> StateStore::partitions(Connection& conn, const std::string& step_id) {
   // One statement, so one snapshot: a worker may split its range (a new row,
   // a changed one) between two statements of a reader's.
   // The keys, one row per element: 1 = after, 2 = upper, 3 = last_key.
@@ -210,26 +209,18 @@ std::vector<Partition> StateStore::partitions(Connection& conn, const std::strin
   return out;
 }
 
-std::string StateStore::hash_of(Connection& conn, const std::string& text) {
+std::string StateStore::spec_hash(Connection& conn, const std::string& text) {
   return conn.exec("SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')", {text}).text(0, 0);
 }
 
-Error StateStore::state_not_held(const std::string& what) {
-  return Error(ErrorKind::kFatal,
-               what +
-                   ": this server does not hold the migration's state as tandemd last read "
-                   "it (a failover to a server that had not replayed it?). Check which server "
-                   "the DSN reaches, then run again: tandemd rereads the state");
-}
-
-std::string StateStore::spec_text(Connection& conn) const {
+std::string StateStore::spec_text(Connection& conn) {
   Rows r = conn.exec("SELECT spec_text FROM tandem.migrations WHERE name = $1", {migration_});
   if (r.empty()) throw Error(ErrorKind::kFatal, "migration \"" + migration_ + "\" is not recorded");
   return r.text(0, 0);
 }
 
 void StateStore::replace_spec(Connection& conn, const std::string& spec_text,
-                              const std::string& actor) const {
+                              const std::string& actor) {
   Transaction tx(conn);
   expect_one_row(tx.exec("UPDATE tandem.migrations SET spec_text = $2,"
                          " spec_hash = encode(sha256(convert_to($2, 'UTF8')), 'hex'),"
@@ -241,7 +232,7 @@ void StateStore::replace_spec(Connection& conn, const std::string& spec_text,
 }
 
 void StateStore::start(Connection& conn, const std::string& spec_text, const Plan& plan,
-                       const std::string& actor) const {
+                       const std::string& actor) {
   Transaction tx(conn);
   bool restart = !tx.exec("SELECT 1 FROM tandem.migrations WHERE name = $1", {migration_}).empty();
   tx.exec("DELETE FROM tandem.migrations WHERE name = $1", {migration_});
@@ -261,7 +252,7 @@ void StateStore::start(Connection& conn, const std::string& spec_text, const Pla
   tx.commit();
 }
 
-void StateStore::set_state(Connection& conn, MigrationState state, Phase phase) const {
+void StateStore::set_state(Connection& conn, MigrationState state, Phase phase) {
   expect_one_row(
       conn.exec(
           "UPDATE tandem.migrations SET state = $2, phase = $3, updated_at = now() WHERE name = $1",
@@ -269,7 +260,7 @@ void StateStore::set_state(Connection& conn, MigrationState state, Phase phase) 
       "recording migration " + migration_ + " as " + to_string(state));
 }
 
-void StateStore::approve(Connection& conn, Phase phase, const std::string& actor) const {
+void StateStore::approve(Connection& conn, Phase phase, const std::string& actor) {
   Transaction tx(conn);
   tx.exec(
       "UPDATE tandem.migrations SET approved_phases = array_append(approved_phases, $2::int),"
@@ -279,14 +270,14 @@ void StateStore::approve(Connection& conn, Phase phase, const std::string& actor
   tx.commit();
 }
 
-void StateStore::reset_unfinished_steps(Connection& conn) const {
+void StateStore::reset_unfinished_steps(Connection& conn) {
   conn.exec(
       "UPDATE tandem.steps SET status = 'pending', attempts = 0 WHERE migration = $1"
       " AND status IN ('running', 'failed')",
       {migration_});
 }
 
-void StateStore::mark_step(Connection& conn, const std::string& step_id, StepStatus status) const {
+void StateStore::mark_step(Connection& conn, const std::string& step_id, StepStatus status) {
   Rows r = conn.exec(
       "UPDATE tandem.steps SET status = $3,"
       " started_at = CASE WHEN $3 IN ('running', 'done') THEN coalesce(started_at, now()) ELSE "
@@ -301,7 +292,7 @@ void StateStore::mark_step(Connection& conn, const std::string& step_id, StepSta
 }
 
 void StateStore::record_failure(Connection& conn, const std::string& step_id, const Error& e,
-                                bool migration_failed, int attempts) const {
+                                bool migration_failed, int attempts) {
   if (!conn.is_open()) return;
   try {
     Transaction tx(conn);
@@ -326,7 +317,7 @@ void StateStore::record_failure(Connection& conn, const std::string& step_id, co
 
 void StateStore::init_partitions(Connection& conn, const std::string& step_id,
                                  std::optional<long long> rows_total,
-                                 const std::vector<std::vector<std::string>>& bounds) const {
+                                 const std::vector<std::vector<std::string>>& bounds) {
   for (size_t w = 0; w <= bounds.size(); ++w) {
     // NULL for an open end: the first range has no lower bound, the last no upper.
     conn.exec(
@@ -341,7 +332,7 @@ void StateStore::init_partitions(Connection& conn, const std::string& step_id,
 }
 
 void StateStore::split_partition(Connection& conn, const std::string& step_id, int worker,
-                                 const std::vector<std::string>& at, int next) const {
+                                 const std::vector<std::string>& at, int next) {
   const std::vector<std::string> params = {migration_, step_id, std::to_string(worker),
                                            pg_text_array(at), std::to_string(next)};
   const std::string what = "splitting range " + params[2] + " of step " + step_id;
@@ -362,8 +353,7 @@ void StateStore::split_partition(Connection& conn, const std::string& step_id, i
 void StateStore::save_checkpoint(Connection& conn, const std::string& step_id, int worker,
                                  const std::vector<std::string>& from,
                                  const std::vector<std::string>& last_key, long long rows,
-                                 long long mismatches, const std::string& sample,
-                                 bool finished) const {
+                                 long long mismatches, const std::string& sample, bool finished) {
   // Only from where the batch started: a checkpoint that moved meanwhile, or
   // is missing, means the batch worked from a state the server does not hold.
   Rows r = conn.exec(
@@ -379,14 +369,14 @@ void StateStore::save_checkpoint(Connection& conn, const std::string& step_id, i
   expect_one_row(r, "the checkpoint of step " + step_id + " range " + std::to_string(worker));
 }
 
-void StateStore::clear_checkpoint(Connection& conn, const std::string& step_id) const {
+void StateStore::clear_checkpoint(Connection& conn, const std::string& step_id) {
   conn.exec("DELETE FROM tandem.checkpoints WHERE migration = $1 AND step_id = $2",
             {migration_, step_id});
 }
 
 void StateStore::event(Connection& conn, const std::string& kind, std::optional<Phase> phase,
                        const std::string& step_id, const std::string& actor,
-                       const nlohmann::json& detail) const {
+                       const nlohmann::json& detail) {
   conn.exec(
       "INSERT INTO tandem.events (migration, kind, phase, step_id, actor, detail)"
       " VALUES ($1, $2, nullif($3, '')::int, nullif($4, ''), $5, $6::jsonb)",

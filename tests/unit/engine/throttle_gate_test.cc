@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/fake_store.h"
 #include "support/fake_time.h"
 
 namespace tandem {
@@ -35,7 +36,7 @@ struct Reports : ProgressSink {
 struct Gate {
   testing::FakeTime time;
   RunControl control{Settings{}};
-  StateStore store{"m"};
+  testing::FakeStore store{"m"};
   Reports reports;
   NoSession session;
   int stop_after_sleeps = -1;  // -1: never
