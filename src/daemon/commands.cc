@@ -7,7 +7,6 @@
 #include "daemon/manager.h"
 #include "daemon/submission_store.h"
 #include "daemon/worker.h"
-#include "engine/state_store.h"
 #include "spec/settings.h"
 #include "util/duration.h"
 #include "util/text.h"
@@ -69,8 +68,8 @@ nlohmann::json MigrationManager::cmd_submit(const control::Request& r, const std
   const std::string name = parsed.spec->name;
   bool inserted = false;
   with_db([&](Connection& c) {
-    StateStore::ensure_schema(c);
-    if (auto existing = SubmissionStore::spec_text(c, name)) {
+    submissions_.prepare(c);
+    if (auto existing = submissions_.spec_text(c, name)) {
       if (*existing != r.spec) {
         throw CommandError("conflict", "a different spec named \"" + name +
                                            "\" was submitted already; give this one "
@@ -78,7 +77,7 @@ nlohmann::json MigrationManager::cmd_submit(const control::Request& r, const std
       }
       return;  // the same spec again: nothing to do
     }
-    SubmissionStore::insert(c, name, r.spec, r.file, actor);
+    submissions_.insert(c, name, r.spec, r.file, actor);
     inserted = true;
   });
   if (inserted) start_worker(name, r.spec, r.file, Desired::kRun, {});
@@ -106,7 +105,7 @@ nlohmann::json MigrationManager::cmd_rollback(const control::Request& r, const s
 
 nlohmann::json MigrationManager::cmd_approve(const control::Request& r, const std::string& actor) {
   Worker& w = find(r.name);
-  with_db([&](Connection& c) { SubmissionStore::approve(c, w.name, r.phase, actor); });
+  with_db([&](Connection& c) { submissions_.approve(c, w.name, r.phase, actor); });
   {
     std::lock_guard<std::mutex> l(w.mu);
     w.approved.insert(r.phase);
@@ -129,13 +128,7 @@ nlohmann::json MigrationManager::cmd_abort(const control::Request& r, const std:
 nlohmann::json MigrationManager::cmd_events(const control::Request& r, const std::string&) {
   nlohmann::json events;
   if (!r.name.empty()) find(r.name);
-  with_db([&](Connection& c) {
-    if (StateStore::schema_version(c) == 0) {
-      events = nlohmann::json::array();
-      return;
-    }
-    events = StateStore(r.name).events_json(c, r.limit);
-  });
+  with_db([&](Connection& c) { events = submissions_.events(c, r.name, r.limit); });
   return {{"events", events}};
 }
 
@@ -148,8 +141,8 @@ nlohmann::json MigrationManager::cmd_throttle(const control::Request& r, const s
   nlohmann::json detail = nlohmann::json::object();
   if (r.throttle_for) detail["for"] = format_duration(*r.throttle_for);
   with_db([&](Connection& c) {
-    SubmissionStore::set_throttle(c, w.name, r.off ? std::nullopt : std::optional(until_ms), detail,
-                                  actor);
+    submissions_.set_throttle(c, w.name, r.off ? std::nullopt : std::optional(until_ms), detail,
+                              actor);
   });
   if (r.off) {
     w.control->lift_throttle();
@@ -171,7 +164,7 @@ nlohmann::json MigrationManager::cmd_set(const control::Request& r, const std::s
   }
   std::string problem = check_settings(next);
   if (!problem.empty()) throw CommandError("bad_field", problem);
-  with_db([&](Connection& c) { SubmissionStore::merge_settings(c, w.name, changed, actor); });
+  with_db([&](Connection& c) { submissions_.merge_settings(c, w.name, changed, actor); });
   w.control->set_settings(next);
   nlohmann::json now = nlohmann::json::object();
   for (const auto& key : setting_keys()) now[key] = setting_text(next, key);

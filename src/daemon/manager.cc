@@ -24,7 +24,15 @@ namespace {
 constexpr std::chrono::seconds kRecordWait{2};
 }  // namespace
 
-MigrationManager::MigrationManager(Options options) : options_(std::move(options)) {}
+MigrationManager::MigrationManager(Options options)
+    : options_(std::move(options)),
+      own_submissions_(options_.submissions ? nullptr : std::make_unique<PgSubmissionStore>()),
+      submissions_(options_.submissions ? *options_.submissions : *own_submissions_) {}
+
+std::unique_ptr<Connection> MigrationManager::open_session(const std::string& app) const {
+  return options_.connect ? options_.connect(options_.dsn, app)
+                          : connect_postgres(options_.dsn, app);
+}
 
 MigrationManager::~MigrationManager() { shutdown(); }
 
@@ -44,7 +52,7 @@ bool MigrationManager::try_with_db(const std::function<void(Connection&)>& f,
 void MigrationManager::on_db(const std::function<void(Connection&)>& f) {
   for (int attempt = 0;; ++attempt) {
     try {
-      if (!db_ || !db_->is_open()) db_ = connect_postgres(options_.dsn, "tandemd control");
+      if (!db_ || !db_->is_open()) db_ = open_session("tandemd control");
       f(*db_);
       return;
     } catch (const Error& e) {
@@ -55,7 +63,7 @@ void MigrationManager::on_db(const std::function<void(Connection&)>& f) {
 }
 
 void MigrationManager::recover() {
-  with_db([&](Connection& c) { StateStore::ensure_schema(c); });
+  with_db([&](Connection& c) { submissions_.prepare(c); });
   adopt_submissions();
   if (!poller_.joinable()) poller_ = std::thread([this] { poll_loop(); });
 }
@@ -63,7 +71,7 @@ void MigrationManager::recover() {
 void MigrationManager::adopt_submissions() {
   std::vector<SubmissionStore::Submission> fresh;
   with_db([&](Connection& c) {
-    auto all = SubmissionStore::all(c);
+    auto all = submissions_.all(c);
     std::lock_guard<std::mutex> l(mu_);
     for (auto& s : all) {
       if (!workers_.count(s.name)) fresh.push_back(std::move(s));
@@ -121,6 +129,8 @@ void MigrationManager::start_worker(const std::string& name, const std::string& 
     }
     if (!check_settings(w->base).empty()) w->base = w->spec->settings;
     w->control = std::make_unique<RunControl>(w->base);
+    w->store = options_.migration_store ? options_.migration_store(name)
+                                        : std::make_shared<StateStore>(name);
   }
   Worker& ref = *w;
   {
@@ -160,6 +170,8 @@ bool MigrationManager::run_once(Worker& w, Desired desired, const std::set<Phase
   o.stop = &w.stop;
   o.progress = &w;
   o.lock_wait = std::chrono::milliseconds(500);
+  o.connect = options_.connect;
+  o.store = w.store.get();
   try {
     Executor ex(*w.spec, *w.plan, o);
     if (desired == Desired::kRollback) {
@@ -278,7 +290,7 @@ void apply_live(RunControl& control, const Settings& base, const nlohmann::json&
 void MigrationManager::refresh(Worker& w) {
   if (!w.spec) return;
   std::optional<SubmissionStore::Wishes> row;
-  const bool read = try_with_db([&](Connection& c) { row = SubmissionStore::wishes(c, w.name); },
+  const bool read = try_with_db([&](Connection& c) { row = submissions_.wishes(c, w.name); },
                                 std::chrono::seconds(1));
   // The control session busy for longer (a database that does not answer
   // it): the worker goes on with what it was told in memory.
@@ -296,9 +308,9 @@ std::string MigrationManager::blocking_migration(Worker& w) {
   std::vector<std::pair<std::string, std::string>> earlier;
   with_db([&](Connection& c) {
     // Once started, a migration holds its tables: the gate is only for starting.
-    const auto record = StateStore(w.name).load(c);
+    const auto record = w.store->load(c);
     if (record && record->state != MigrationState::kRolledBack) return;
-    earlier = SubmissionStore::ahead_of(c, w.name);
+    earlier = submissions_.ahead_of(c, w.name);
   });
   for (const auto& [name, text] : earlier) {
     auto parsed = parse_spec(text, name);
@@ -317,7 +329,7 @@ bool MigrationManager::cancel_in_flight(Worker& w) {
   for (int pid : pids) list += (list.empty() ? "{" : ",") + std::to_string(pid);
   list += "}";
   // On a session of its own: the control session may be the one that is stuck.
-  auto c = connect_postgres(options_.dsn, "tandemd control cancel");
+  auto c = open_session("tandemd control cancel");
   // Only that migration's own sessions: a pid may have been reused.
   Rows r = c->exec(
       "SELECT bool_or(pg_cancel_backend(pid)) FROM pg_stat_activity"
@@ -419,9 +431,8 @@ void MigrationManager::record_pending(Worker& w) {
     p = w.pending;
   }
   if (!p) return;
-  with_db([&](Connection& c) {
-    SubmissionStore::set_desired(c, w.name, p->desired, p->event, p->actor);
-  });
+  with_db(
+      [&](Connection& c) { submissions_.set_desired(c, w.name, p->desired, p->event, p->actor); });
   {
     std::lock_guard<std::mutex> l(w.mu);
     if (w.pending && w.pending->seq == p->seq) w.pending.reset();  // a newer ask stays

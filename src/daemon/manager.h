@@ -20,8 +20,10 @@
 #include <vector>
 
 #include "control/protocol.h"
+#include "daemon/submission_store.h"
 #include "daemon/worker_state.h"
 #include "db/connection.h"
+#include "engine/migration_store.h"
 #include "tandem/plan.h"
 #include "tandem/spec.h"
 
@@ -51,6 +53,13 @@ class MigrationManager {
     // Settings for migrations whose spec does not give them (key -> text,
     // as in a spec; checked by the config loader).
     std::map<std::string, std::string> defaults;
+    // Seams for tests. How sessions are opened (connect_postgres when
+    // empty); where submissions are kept (tandem.submissions when null);
+    // each migration's state (a StateStore when empty).
+    std::function<std::unique_ptr<Connection>(const std::string& dsn, const std::string& app)>
+        connect;
+    SubmissionStore* submissions = nullptr;
+    std::function<std::shared_ptr<MigrationStore>(const std::string& name)> migration_store;
   };
 
   explicit MigrationManager(Options options);
@@ -95,6 +104,8 @@ class MigrationManager {
   // The same, unless the control connection stays busy for `wait`: false.
   bool try_with_db(const std::function<void(Connection&)>& f, std::chrono::milliseconds wait);
   void on_db(const std::function<void(Connection&)>& f);  // under db_mu_
+  // Opens a session through Options::connect.
+  std::unique_ptr<Connection> open_session(const std::string& app) const;
   // Wakes the poller to record what is pending.
   void nudge_poller();
   // What the operator asked for: in memory at once (the migration obeys at
@@ -136,7 +147,9 @@ class MigrationManager {
                      const std::string& event);
 
   Options options_;  // defaults and shutdown_grace are guarded by mu_
-  std::mutex mu_;    // guards workers_
+  std::unique_ptr<SubmissionStore> own_submissions_;  // when options_.submissions is null
+  SubmissionStore& submissions_;
+  std::mutex mu_;  // guards workers_
   std::map<std::string, std::unique_ptr<Worker>> workers_;
   std::timed_mutex db_mu_;
   std::unique_ptr<Connection> db_;

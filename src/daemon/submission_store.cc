@@ -4,7 +4,14 @@
 
 namespace tandem {
 
-std::vector<SubmissionStore::Submission> SubmissionStore::all(Connection& c) {
+void PgSubmissionStore::prepare(Connection& c) { StateStore::ensure_schema(c); }
+
+nlohmann::json PgSubmissionStore::events(Connection& c, const std::string& name, int limit) {
+  if (StateStore::schema_version(c) == 0) return nlohmann::json::array();
+  return StateStore(name).events_json(c, limit);
+}
+
+std::vector<SubmissionStore::Submission> PgSubmissionStore::all(Connection& c) {
   Rows r = c.exec(
       "SELECT name, spec_text, file, desired, approved::text FROM tandem.submissions"
       " ORDER BY submitted_at");
@@ -17,8 +24,8 @@ std::vector<SubmissionStore::Submission> SubmissionStore::all(Connection& c) {
   return out;
 }
 
-std::optional<SubmissionStore::Wishes> SubmissionStore::wishes(Connection& c,
-                                                               const std::string& name) {
+std::optional<SubmissionStore::Wishes> PgSubmissionStore::wishes(Connection& c,
+                                                                 const std::string& name) {
   Rows r = c.exec(
       "SELECT desired, approved::text, live::text FROM tandem.submissions WHERE name = $1", {name});
   if (r.empty()) return std::nullopt;
@@ -27,14 +34,14 @@ std::optional<SubmissionStore::Wishes> SubmissionStore::wishes(Connection& c,
                 nlohmann::json::parse(r.text(0, 2), nullptr, false)};
 }
 
-std::optional<std::string> SubmissionStore::spec_text(Connection& c, const std::string& name) {
+std::optional<std::string> PgSubmissionStore::spec_text(Connection& c, const std::string& name) {
   Rows r = c.exec("SELECT spec_text FROM tandem.submissions WHERE name = $1", {name});
   if (r.empty()) return std::nullopt;
   return r.text(0, 0);
 }
 
-void SubmissionStore::insert(Connection& c, const std::string& name, const std::string& spec_text,
-                             const std::string& file, const std::string& actor) {
+void PgSubmissionStore::insert(Connection& c, const std::string& name, const std::string& spec_text,
+                               const std::string& file, const std::string& actor) {
   Transaction tx(c);
   tx.exec(
       "INSERT INTO tandem.submissions (name, spec_text, file, submitted_by)"
@@ -44,8 +51,8 @@ void SubmissionStore::insert(Connection& c, const std::string& name, const std::
   tx.commit();
 }
 
-void SubmissionStore::set_desired(Connection& c, const std::string& name, Desired desired,
-                                  const std::string& event, const std::string& actor) {
+void PgSubmissionStore::set_desired(Connection& c, const std::string& name, Desired desired,
+                                    const std::string& event, const std::string& actor) {
   Transaction tx(c);
   tx.exec("UPDATE tandem.submissions SET desired = $2, updated_at = now() WHERE name = $1",
           {name, to_string(desired)});
@@ -53,8 +60,8 @@ void SubmissionStore::set_desired(Connection& c, const std::string& name, Desire
   tx.commit();
 }
 
-void SubmissionStore::approve(Connection& c, const std::string& name, Phase phase,
-                              const std::string& actor) {
+void PgSubmissionStore::approve(Connection& c, const std::string& name, Phase phase,
+                                const std::string& actor) {
   Transaction tx(c);
   tx.exec(
       "UPDATE tandem.submissions SET approved = array_append(approved, $2::int),"
@@ -64,9 +71,9 @@ void SubmissionStore::approve(Connection& c, const std::string& name, Phase phas
   tx.commit();
 }
 
-void SubmissionStore::set_throttle(Connection& c, const std::string& name,
-                                   const std::optional<nlohmann::json>& until,
-                                   const nlohmann::json& detail, const std::string& actor) {
+void PgSubmissionStore::set_throttle(Connection& c, const std::string& name,
+                                     const std::optional<nlohmann::json>& until,
+                                     const nlohmann::json& detail, const std::string& actor) {
   Transaction tx(c);
   if (!until) {
     tx.exec(
@@ -85,8 +92,8 @@ void SubmissionStore::set_throttle(Connection& c, const std::string& name,
   tx.commit();
 }
 
-void SubmissionStore::merge_settings(Connection& c, const std::string& name,
-                                     const nlohmann::json& changed, const std::string& actor) {
+void PgSubmissionStore::merge_settings(Connection& c, const std::string& name,
+                                       const nlohmann::json& changed, const std::string& actor) {
   Transaction tx(c);
   tx.exec(
       "UPDATE tandem.submissions SET live = jsonb_set(live, '{settings}',"
@@ -96,7 +103,7 @@ void SubmissionStore::merge_settings(Connection& c, const std::string& name,
   tx.commit();
 }
 
-std::vector<std::pair<std::string, std::string>> SubmissionStore::ahead_of(
+std::vector<std::pair<std::string, std::string>> PgSubmissionStore::ahead_of(
     Connection& c, const std::string& name) {
   Rows r = c.exec(
       "SELECT s.name, s.spec_text FROM tandem.submissions s"

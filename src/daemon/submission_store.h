@@ -32,29 +32,59 @@ class SubmissionStore {
     nlohmann::json live;  // {"settings": {...}, "throttle": {"until": ms | null}}
   };
 
+  virtual ~SubmissionStore() = default;
+  // Creates or upgrades the store. Throws Error(kFatal) when it is newer
+  // than this binary understands.
+  virtual void prepare(Connection& c) = 0;
   // Every submission, in the order they were submitted.
-  static std::vector<Submission> all(Connection& c);
-  static std::optional<Wishes> wishes(Connection& c, const std::string& name);
-  static std::optional<std::string> spec_text(Connection& c, const std::string& name);
+  virtual std::vector<Submission> all(Connection& c) = 0;
+  virtual std::optional<Wishes> wishes(Connection& c, const std::string& name) = 0;
+  virtual std::optional<std::string> spec_text(Connection& c, const std::string& name) = 0;
   // Records a new submission (the caller checked that the name is free).
-  static void insert(Connection& c, const std::string& name, const std::string& spec_text,
-                     const std::string& file, const std::string& actor);
+  virtual void insert(Connection& c, const std::string& name, const std::string& spec_text,
+                      const std::string& file, const std::string& actor) = 0;
   // run, pause or rollback; `event` ("" for none) logged with it.
-  static void set_desired(Connection& c, const std::string& name, Desired desired,
-                          const std::string& event, const std::string& actor);
-  static void approve(Connection& c, const std::string& name, Phase phase,
-                      const std::string& actor);
+  virtual void set_desired(Connection& c, const std::string& name, Desired desired,
+                           const std::string& event, const std::string& actor) = 0;
+  virtual void approve(Connection& c, const std::string& name, Phase phase,
+                       const std::string& actor) = 0;
   // A manual throttle (`until`: epoch ms, or null for no end), or none.
-  static void set_throttle(Connection& c, const std::string& name,
-                           const std::optional<nlohmann::json>& until, const nlohmann::json& detail,
-                           const std::string& actor);
+  virtual void set_throttle(Connection& c, const std::string& name,
+                            const std::optional<nlohmann::json>& until,
+                            const nlohmann::json& detail, const std::string& actor) = 0;
   // Merges `changed` (setting → text) into the live settings.
-  static void merge_settings(Connection& c, const std::string& name, const nlohmann::json& changed,
-                             const std::string& actor);
+  virtual void merge_settings(Connection& c, const std::string& name, const nlohmann::json& changed,
+                              const std::string& actor) = 0;
   // (name, spec text) of migrations not finished that must go before
   // `name`: earlier submissions, and migrations run by `tandemd run`.
-  static std::vector<std::pair<std::string, std::string>> ahead_of(Connection& c,
-                                                                   const std::string& name);
+  virtual std::vector<std::pair<std::string, std::string>> ahead_of(Connection& c,
+                                                                    const std::string& name) = 0;
+  // The newest `limit` events of migration `name`, oldest first, as the
+  // control protocol sends them; empty where tandem has never run.
+  virtual nlohmann::json events(Connection& c, const std::string& name, int limit) = 0;
+};
+
+// The submissions in table tandem.submissions of the daemon's database.
+class PgSubmissionStore : public SubmissionStore {
+ public:
+  void prepare(Connection& c) override;
+  std::vector<Submission> all(Connection& c) override;
+  std::optional<Wishes> wishes(Connection& c, const std::string& name) override;
+  std::optional<std::string> spec_text(Connection& c, const std::string& name) override;
+  void insert(Connection& c, const std::string& name, const std::string& spec_text,
+              const std::string& file, const std::string& actor) override;
+  void set_desired(Connection& c, const std::string& name, Desired desired,
+                   const std::string& event, const std::string& actor) override;
+  void approve(Connection& c, const std::string& name, Phase phase,
+               const std::string& actor) override;
+  void set_throttle(Connection& c, const std::string& name,
+                    const std::optional<nlohmann::json>& until, const nlohmann::json& detail,
+                    const std::string& actor) override;
+  void merge_settings(Connection& c, const std::string& name, const nlohmann::json& changed,
+                      const std::string& actor) override;
+  std::vector<std::pair<std::string, std::string>> ahead_of(Connection& c,
+                                                            const std::string& name) override;
+  nlohmann::json events(Connection& c, const std::string& name, int limit) override;
 };
 
 }  // namespace tandem

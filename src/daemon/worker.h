@@ -57,9 +57,10 @@ struct MigrationManager::Worker : ProgressSink {
   int workers = 1;  // running batches over them
   std::string last_error;
   std::optional<Phase> waiting_for;
-  std::string blocked_by;               // waiting_for_table: the earlier migration and table
-  std::unique_ptr<RunControl> control;  // set when the spec parses
-  Settings base;                        // the spec's settings, the daemon's defaults for the rest
+  std::string blocked_by;                 // waiting_for_table: the earlier migration and table
+  std::unique_ptr<RunControl> control;    // set when the spec parses
+  std::shared_ptr<MigrationStore> store;  // its state; set when the spec parses
+  Settings base;                          // the spec's settings, the daemon's defaults for the rest
   MigrationMetrics metrics;
 
   void phase_started(Phase p) override {

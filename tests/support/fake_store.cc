@@ -13,6 +13,16 @@ Rows one_value(const std::string& value) {
   return r;
 }
 
+std::string four_step_spec(const std::string& settings) {
+  return "name: rules\n" + (settings.empty() ? "" : "settings:\n" + settings) +
+         "operations:\n"
+         "  - sql: {phase: prepare, up: \"CREATE TABLE a (id int)\", down: \"DROP TABLE a\"}\n"
+         "  - sql: {phase: dual_write, up: \"CREATE TABLE b (id int)\", down: \"DROP TABLE b\"}\n"
+         "  - sql: {phase: cutover, up: \"ALTER TABLE a RENAME TO c\","
+         " down: \"ALTER TABLE c RENAME TO a\"}\n"
+         "  - sql: {phase: cleanup, up: \"DROP TABLE b\"}\n";
+}
+
 // ---- FakeStore ----
 
 StepStatus FakeStore::status_of(const std::string& step_id) const {
@@ -225,6 +235,7 @@ void FakeStore::event(Connection&, const std::string& kind, std::optional<Phase>
 // ---- FakeSession ----
 
 Rows FakeSession::exec(const std::string& sql, const std::vector<std::string>&) {
+  std::lock_guard<std::recursive_mutex> l(db_.mu);
   db_.log.push_back(sql);
   // A rule broken into a loop (a step run again and again) ends the test
   // instead of hanging it: this is not a tandem::Error, so nothing retries it.
@@ -240,6 +251,7 @@ Rows FakeSession::exec(const std::string& sql, const std::vector<std::string>&) 
 }
 
 void FakeSession::commit() {
+  std::lock_guard<std::recursive_mutex> l(db_.mu);
   db_.log.push_back("COMMIT");
   if (!open_) throw Error(ErrorKind::kInDoubt, "server closed the connection during COMMIT");
   if (db_.fault) db_.fault(*this, "COMMIT");
@@ -254,6 +266,7 @@ void FakeSession::lose() {
 // ---- FakeDatabase ----
 
 std::unique_ptr<Connection> FakeDatabase::connect() {
+  std::lock_guard<std::recursive_mutex> l(mu);
   if (refuse_connections) throw *refuse_connections;
   return std::make_unique<FakeSession>(*this, 1000 + ++sessions_opened);
 }
@@ -268,10 +281,12 @@ RunOptions FakeDatabase::options() {
 }
 
 int FakeDatabase::count(const std::string& sql) const {
+  std::lock_guard<std::recursive_mutex> l(mu);
   return static_cast<int>(std::count(log.begin(), log.end(), sql));
 }
 
 std::vector<std::string> FakeDatabase::sent_of(const std::vector<std::string>& of) const {
+  std::lock_guard<std::recursive_mutex> l(mu);
   std::vector<std::string> out;
   for (const auto& s : log) {
     if (std::find(of.begin(), of.end(), s) != of.end()) out.push_back(s);

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -135,6 +136,9 @@ class FakeDatabase {
   // Answers to statements containing a text; others get no rows.
   std::vector<std::pair<std::string, Rows>> answers;
   int sessions_opened = 0;
+  // Guards the log and sessions_opened: a daemon's threads share sessions'
+  // database (the store itself is used by one worker thread at a time).
+  mutable std::recursive_mutex mu;
   // More statements than this in one test is a loop: the session throws.
   static constexpr size_t kMaxStatements = 20000;
   // Set: opening a session fails with this error.
@@ -151,5 +155,11 @@ class FakeDatabase {
 
 // One row of one column.
 Rows one_value(const std::string& value);
+
+// Spec "rules": one hand-written step in each of four phases (prepare,
+// dual_write and cutover, each with its `down`; cleanup without, so
+// irreversible and always gated), with `settings` (lines "  key: value\n")
+// as its settings block when given.
+std::string four_step_spec(const std::string& settings = "");
 
 }  // namespace tandem::testing

@@ -16,19 +16,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// One hand-written step per phase it names: three reversible ones, and a
-// cleanup without `down`, so irreversible (and always gated).
-const char* const kSpec = R"yaml(name: rules
-settings:
-  retry_budget: 3
-  retry_backoff: 100ms
-  retry_backoff_max: 400ms
-operations:
-  - sql: {phase: prepare, up: "CREATE TABLE a (id int)", down: "DROP TABLE a"}
-  - sql: {phase: dual_write, up: "CREATE TABLE b (id int)", down: "DROP TABLE b"}
-  - sql: {phase: cutover, up: "ALTER TABLE a RENAME TO c", down: "ALTER TABLE c RENAME TO a"}
-  - sql: {phase: cleanup, up: "DROP TABLE b"}
-)yaml";
+const std::string kSpec =
+    four_step_spec("  retry_budget: 3\n  retry_backoff: 100ms\n  retry_backoff_max: 400ms\n");
 
 class ExecutorRules : public ::testing::Test {
  protected:
@@ -160,7 +149,7 @@ TEST_F(ExecutorRules, AnApprovalOfAPhaseThatNeedsNoneIsNotRecorded) {
 }
 
 TEST_F(ExecutorRules, AGateInTheSpecHoldsItsPhase) {
-  load(std::string(kSpec) + "gates:\n  cutover: approval\n");
+  load(kSpec + "gates:\n  cutover: approval\n");
   Executor ex(*spec_, *plan_, options({Phase::kCleanup}));
   EXPECT_EQ(ex.run(), RunOutcome::kWaitingApproval);
   EXPECT_EQ(ex.waiting_phase(), Phase::kCutover);
@@ -199,7 +188,7 @@ TEST_F(ExecutorRules, ResumesFromEveryStateARunCanLeaveWithoutRunningADoneStepAg
 }
 
 TEST_F(ExecutorRules, APhaseResumedAfterAFailureSkipsItsStepsThatAreDone) {
-  load(std::string(kSpec) +
+  load(kSpec +
        "  - sql: {phase: dual_write, up: \"CREATE INDEX b_id ON b (id)\", down: \"DROP INDEX "
        "b_id\"}\n");
   const Step& first = *plan_->steps_in(Phase::kDualWrite).at(0);
