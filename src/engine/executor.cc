@@ -27,7 +27,7 @@ std::string sqlstate_note(const Error& e) {
 
 }  // namespace
 
-Executor::Executor(const Spec& spec, const Plan& plan, RunOptions options)
+ExecutorCore::ExecutorCore(const Spec& spec, const Plan& plan, RunOptions options)
     : spec_(spec),
       plan_(plan),
       options_(std::move(options)),
@@ -55,7 +55,7 @@ Executor::Executor(const Spec& spec, const Plan& plan, RunOptions options)
           application_name() + " ", migrated_tables_),
       autovacuum_(ctx_, migrated_tables_) {}
 
-bool Executor::needs_approval(Phase phase) const {
+bool ExecutorCore::needs_approval(Phase phase) const {
   if (spec_.requires_approval(phase)) return true;
   for (const Step* s : plan_.steps_in(phase)) {
     if (!s->reversible) return true;
@@ -63,22 +63,22 @@ bool Executor::needs_approval(Phase phase) const {
   return false;
 }
 
-void Executor::report(const std::function<void(ProgressSink&)>& f) {
+void ExecutorCore::report(const std::function<void(ProgressSink&)>& f) {
   if (!options_.progress) return;
   std::lock_guard<std::mutex> l(progress_mu_);
   f(*options_.progress);
 }
 
-std::optional<StepStatus> Executor::step_status(const std::string& step_id) {
+std::optional<StepStatus> ExecutorCore::step_status(const std::string& step_id) {
   for (const auto& s : store_.steps(*conn_)) {
     if (s.step_id == step_id) return s.status;
   }
   return std::nullopt;
 }
 
-void Executor::with_retries(Lane& lane, const std::string& step_id, const std::string& what,
-                            const std::function<void()>& work,
-                            const std::function<bool()>& already_done) {
+void ExecutorCore::with_retries(Lane& lane, const std::string& step_id, const std::string& what,
+                                const std::function<void()>& work,
+                                const std::function<bool()>& already_done) {
   const Settings st = settings();
   const int budget = st.retry_budget;
   bool check_done = false;
@@ -147,7 +147,7 @@ void Executor::with_retries(Lane& lane, const std::string& step_id, const std::s
   }
 }
 
-void Executor::record_state(MigrationState state, Phase phase, const std::string& event) {
+void ExecutorCore::record_state(MigrationState state, Phase phase, const std::string& event) {
   with_retries(
       "", std::string("recording state ") + to_string(state),
       [&] {
@@ -159,8 +159,8 @@ void Executor::record_state(MigrationState state, Phase phase, const std::string
       [] { return false; });  // idempotent: doing it twice is harmless
 }
 
-void Executor::fail(Lane& lane, const std::string& step_id, const std::string& what, const Error& e,
-                    int attempts) {
+void ExecutorCore::fail(Lane& lane, const std::string& step_id, const std::string& what,
+                        const Error& e, int attempts) {
   const bool spent = e.retryable();
   if (lane.conn && lane.conn->is_open()) {
     store_.record_failure(*lane.conn, step_id, e, true, attempts);
@@ -179,7 +179,7 @@ void Executor::fail(Lane& lane, const std::string& step_id, const std::string& w
       e.sqlstate());
 }
 
-RunOutcome Executor::run() {
+RunOutcome ExecutorCore::run() {
   try {
     return run_phases();
   } catch (const CriticalPauseError& e) {
@@ -190,7 +190,7 @@ RunOutcome Executor::run() {
   }
 }
 
-RollbackOutcome Executor::rollback() {
+RollbackOutcome ExecutorCore::rollback() {
   try {
     return rollback_steps();
   } catch (const StoppedError&) {
@@ -217,7 +217,7 @@ std::vector<std::pair<std::string, std::string>> precheck_refusals(
   return refusals;
 }
 
-void Executor::check_before_start() {
+void ExecutorCore::check_before_start() {
   const Settings st = settings();
   std::vector<std::string> refusals;
   for (const auto& [step, reason] :
@@ -231,7 +231,7 @@ void Executor::check_before_start() {
   }
 }
 
-bool Executor::spec_still_fits(const MigrationRecord& record, const std::string& hash) {
+bool ExecutorCore::spec_still_fits(const MigrationRecord& record, const std::string& hash) {
   if (record.spec_hash == hash) return true;
   const std::string stored = store_.spec_text(*conn_);
   auto started = parse_spec(stored, spec_.file);
@@ -244,8 +244,8 @@ bool Executor::spec_still_fits(const MigrationRecord& record, const std::string&
   return true;
 }
 
-bool Executor::open_migration(std::optional<MigrationRecord>& record,
-                              std::map<std::string, StepStatus>& status) {
+bool ExecutorCore::open_migration(std::optional<MigrationRecord>& record,
+                                  std::map<std::string, StepStatus>& status) {
   bool already_completed = false;
   // Everything here is idempotent, so after any retryable error or an
   // in-doubt commit it simply runs again from the top.
@@ -300,7 +300,7 @@ bool Executor::open_migration(std::optional<MigrationRecord>& record,
   return already_completed;
 }
 
-RunOutcome Executor::run_phases() {
+RunOutcome ExecutorCore::run_phases() {
   SessionScope session(*this);
   std::optional<MigrationRecord> record;
   std::map<std::string, StepStatus> status;
@@ -345,7 +345,7 @@ RunOutcome Executor::run_phases() {
   return RunOutcome::kCompleted;
 }
 
-void Executor::run_step(const Step& step) {
+void ExecutorCore::run_step(const Step& step) {
   if (step.kind == StepKind::kPrecheck) {
     run_precheck(step);
   } else {
@@ -353,7 +353,7 @@ void Executor::run_step(const Step& step) {
   }
 }
 
-void Executor::run_precheck(const Step& step) {
+void ExecutorCore::run_precheck(const Step& step) {
   with_retries(
       step.id, "step " + step.id,
       [&] {
@@ -373,7 +373,7 @@ void Executor::run_precheck(const Step& step) {
       [&] { return step_status(step.id) == StepStatus::kDone; });
 }
 
-void Executor::run_sql_step(const Step& step) {
+void ExecutorCore::run_sql_step(const Step& step) {
   const Settings st = settings();
   if (step.transactional) {
     with_retries(
@@ -425,5 +425,14 @@ void Executor::run_sql_step(const Step& step) {
       },
       [&] { return step_status(step.id) == StepStatus::kDone; });
 }
+
+Executor::Executor(const Spec& spec, const Plan& plan, RunOptions options)
+    : core_(std::make_unique<ExecutorCore>(spec, plan, std::move(options))) {}
+Executor::~Executor() = default;
+RunOutcome Executor::run() { return core_->run(); }
+RollbackOutcome Executor::rollback() { return core_->rollback(); }
+Phase Executor::waiting_phase() const { return core_->waiting_phase(); }
+const std::string& Executor::pause_reason() const { return core_->pause_reason(); }
+bool Executor::needs_approval(Phase phase) const { return core_->needs_approval(phase); }
 
 }  // namespace tandem

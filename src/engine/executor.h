@@ -50,33 +50,10 @@
 #include "engine/time_source.h"
 #include "tandem/error.h"
 #include "tandem/plan.h"
+#include "tandem/run.h"
 #include "tandem/spec.h"
 
 namespace tandem {
-
-struct RunOptions {
-  std::string dsn;
-  std::optional<Phase> until;  // stop after this phase
-  std::set<Phase> approve;     // approvals given now
-  bool approve_all = false;
-  std::string actor;                        // who is acting, for the event log
-  const std::atomic<bool>* stop = nullptr;  // set by a signal handler: stop at the next safe point
-  ProgressSink* progress = nullptr;
-  // Live settings, the manual throttle and the session's pid; the spec's
-  // settings when null.
-  RunControl* control = nullptr;
-  // How long to wait for the migration's lock before reporting its holder.
-  // A killed runner's session can outlive it by a moment.
-  std::chrono::milliseconds lock_wait{5000};
-  // Opens a session; connect_postgres when empty. Tests wrap it to inject faults.
-  std::function<std::unique_ptr<Connection>(const std::string& dsn, const std::string& app)>
-      connect;
-  // The clock the executor reads and sleeps on; the real one when null.
-  TimeSource* time = nullptr;
-  // Where the migration's state lives; schema `tandem` in the target
-  // database (StateStore) when null. Unit tests pass a fake.
-  MigrationStore* store = nullptr;
-};
 
 // Runs every precheck step of `plan` on `conn`, each in a READ ONLY
 // transaction (with these lock and statement timeouts when given; else the
@@ -86,20 +63,10 @@ std::vector<std::pair<std::string, std::string>> precheck_refusals(
     std::optional<std::pair<std::chrono::milliseconds, std::chrono::milliseconds>> timeouts =
         std::nullopt);
 
-enum class RunOutcome {
-  kCompleted,         // every phase is done
-  kAlreadyCompleted,  // it was done before this run
-  kReachedUntil,      // stopped after --until's phase
-  kWaitingApproval,   // stopped at a phase that needs approval (waiting_phase())
-  kStopped,           // stopped by a signal at a safe point; run again to resume
-  kPaused,            // a critical threshold paused it (pause_reason()); run again to resume
-};
-
-enum class RollbackOutcome { kRolledBack, kNothingToDo, kStopped };
-
-class Executor {
+// What the public Executor (include/tandem/run.h) runs.
+class ExecutorCore {
  public:
-  Executor(const Spec& spec, const Plan& plan, RunOptions options);
+  ExecutorCore(const Spec& spec, const Plan& plan, RunOptions options);
 
   RunOutcome run();
   RollbackOutcome rollback();
@@ -117,11 +84,11 @@ class Executor {
   // returns: the lock is held for a call, not for the object's life.
   class SessionScope {
    public:
-    explicit SessionScope(Executor& e);
+    explicit SessionScope(ExecutorCore& e);
     ~SessionScope();
 
    private:
-    Executor& e_;
+    ExecutorCore& e_;
   };
   // A session the executor works on: its own (worker -1), which holds the
   // migration's lock, or a backfill worker's, which holds the lock of the

@@ -44,7 +44,7 @@ int rows_per_batch(int batch_size, bool verify, const Settings& st) {
 
 }  // namespace
 
-struct Executor::StepTally {
+struct ExecutorCore::StepTally {
   long long rows_done = 0;
   std::optional<long long> rows_total;
   long long mismatches = 0;
@@ -55,8 +55,8 @@ struct Executor::StepTally {
   int workers = 0;  // running batches now
 };
 
-void Executor::start_keyset_step(const Step& step, std::vector<std::string>& key,
-                                 std::vector<Partition>& ranges, StepTally& tally) {
+void ExecutorCore::start_keyset_step(const Step& step, std::vector<std::string>& key,
+                                     std::vector<Partition>& ranges, StepTally& tally) {
   const BatchWork& work = *step.batch;
   const bool verify = step.kind == StepKind::kVerify;
   with_retries(
@@ -99,7 +99,7 @@ void Executor::start_keyset_step(const Step& step, std::vector<std::string>& key
       [] { return false; });
 }
 
-bool Executor::finish_keyset_step(const Step& step, std::vector<Partition>& ranges) {
+bool ExecutorCore::finish_keyset_step(const Step& step, std::vector<Partition>& ranges) {
   // Done only when the server holds every range as finished, read in the
   // transaction that says so: a batch commit it acknowledged can still be
   // lost in a crash or a failover (batches commit with synchronous_commit
@@ -133,7 +133,7 @@ bool Executor::finish_keyset_step(const Step& step, std::vector<Partition>& rang
   return false;
 }
 
-bool Executor::run_keyset_step(const Step& step) {
+bool ExecutorCore::run_keyset_step(const Step& step) {
   const BatchWork& work = *step.batch;
   std::vector<std::string> key;
   std::vector<Partition> ranges;
@@ -179,9 +179,9 @@ bool Executor::run_keyset_step(const Step& step) {
   }
 }
 
-bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walker, Partition& range,
-                         StepTally& tally, BatchSizer& sizer, bool reread,
-                         const std::function<bool()>& may_go) {
+bool ExecutorCore::run_range(Lane& lane, const Step& step, const KeysetWalker& walker,
+                             Partition& range, StepTally& tally, BatchSizer& sizer, bool reread,
+                             const std::function<bool()>& may_go) {
   const BatchWork& work = *step.batch;
   const bool verify = step.kind == StepKind::kVerify;
   const std::string what = "batch of step " + step.id +
@@ -255,7 +255,8 @@ bool Executor::run_range(Lane& lane, const Step& step, const KeysetWalker& walke
   return true;
 }
 
-void Executor::reread_range(Connection& c, const Step& step, Partition& range, StepTally& tally) {
+void ExecutorCore::reread_range(Connection& c, const Step& step, Partition& range,
+                                StepTally& tally) {
   bool found = false;
   for (const auto& stored : store_.partitions(c, step.id)) {
     if (stored.worker != range.worker) continue;
@@ -267,12 +268,12 @@ void Executor::reread_range(Connection& c, const Step& step, Partition& range, S
     range = stored;
   }
   if (!found) {
-    throw state_not_held("range " + std::to_string(range.worker) + " of step " +
-                                     step.id + " has no checkpoint");
+    throw state_not_held("range " + std::to_string(range.worker) + " of step " + step.id +
+                         " has no checkpoint");
   }
 }
 
-void Executor::count_batch(const Step& step, StepTally& tally, const BatchCommit& b) {
+void ExecutorCore::count_batch(const Step& step, StepTally& tally, const BatchCommit& b) {
   std::lock_guard<std::mutex> l(progress_mu_);
   // The rate counts wall time between commits of any range (with several
   // workers, rows arrive that much faster), from the start of this batch's
@@ -296,7 +297,7 @@ void Executor::count_batch(const Step& step, StepTally& tally, const BatchCommit
   options_.progress->progress(u);
 }
 
-bool Executor::rest_for(double seconds, double& rested) {
+bool ExecutorCore::rest_for(double seconds, double& rested) {
   const auto t0 = time_.now();
   const auto end =
       t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -308,9 +309,9 @@ bool Executor::rest_for(double seconds, double& rested) {
   return true;
 }
 
-std::optional<Partition> Executor::split_range(Lane& lane, const Step& step,
-                                               const KeysetWalker& walker, Partition& range,
-                                               int batch_rows) {
+std::optional<Partition> ExecutorCore::split_range(Lane& lane, const Step& step,
+                                                   const KeysetWalker& walker, Partition& range,
+                                                   int batch_rows) {
   std::optional<Partition> piece;
   with_retries(
       lane, step.id, "splitting range " + std::to_string(range.worker) + " of step " + step.id,
@@ -360,8 +361,8 @@ std::optional<Partition> Executor::split_range(Lane& lane, const Step& step,
 // and before each batch waits while the throttle holds the step back,
 // retires when more work than backfill_workers allows, and cuts its range
 // in two when a worker could start but has no range to take.
-struct Executor::WorkerTurn {
-  Executor& e;
+struct ExecutorCore::WorkerTurn {
+  ExecutorCore& e;
   RangePool& pool;
   std::mutex& split_mu;  // one split at a time: each numbers its new range after the others
   const std::atomic<bool>& hold;
@@ -443,8 +444,8 @@ struct Executor::WorkerTurn {
   }
 };
 
-bool Executor::run_ranges_in_parallel(const Step& step, const KeysetWalker& walker,
-                                      const std::vector<Partition*>& ranges, StepTally& tally) {
+bool ExecutorCore::run_ranges_in_parallel(const Step& step, const KeysetWalker& walker,
+                                          const std::vector<Partition*>& ranges, StepTally& tally) {
   spdlog::info("step {}: {} key ranges to go, up to backfill_workers ({}) at a time", step.id,
                ranges.size(), settings().backfill_workers);
   RangePool pool(ranges, workers_.size());

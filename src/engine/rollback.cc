@@ -9,7 +9,7 @@
 
 namespace tandem {
 
-RollbackOutcome Executor::rollback_steps() {
+RollbackOutcome ExecutorCore::rollback_steps() {
   SessionScope session(*this);
   std::optional<MigrationRecord> record;
   std::map<std::string, StepStatus> status;
@@ -66,7 +66,7 @@ RollbackOutcome Executor::rollback_steps() {
   return RollbackOutcome::kRolledBack;
 }
 
-void Executor::rollback_step(const Step& step) {
+void ExecutorCore::rollback_step(const Step& step) {
   const Settings st = settings();
   if (options_.progress) spdlog::info("rolling back step {}: {}", step.id, step.description);
   const std::string sql = step.rollback_sql.value_or("");

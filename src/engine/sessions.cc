@@ -10,11 +10,11 @@
 
 namespace tandem {
 
-std::string Executor::application_name() const {
+std::string ExecutorCore::application_name() const {
   return "tandemd " + spec_.name + " pid " + std::to_string(getpid());
 }
 
-void Executor::connect(Lane& lane) {
+void ExecutorCore::connect(Lane& lane) {
   lane.conn.reset();
   const bool worker = lane.worker >= 0;
   const std::string app =
@@ -43,8 +43,8 @@ void Executor::connect(Lane& lane) {
 // Takes `locks` in order (see Step::locks): the first waits up to `budget`,
 // each later one only for what is left of it, and so do the statements run
 // after them in the transaction (at least 1 ms: 0 would mean no limit).
-void Executor::take_locks_first(Transaction& tx, const std::vector<TableLock>& locks,
-                                std::chrono::milliseconds budget) {
+void ExecutorCore::take_locks_first(Transaction& tx, const std::vector<TableLock>& locks,
+                                    std::chrono::milliseconds budget) {
   if (locks.empty()) return;
   const auto start = std::chrono::steady_clock::now();
   auto left = budget;
@@ -58,7 +58,7 @@ void Executor::take_locks_first(Transaction& tx, const std::vector<TableLock>& l
   tx.exec("SET LOCAL lock_timeout = '" + std::to_string(left.count()) + "ms'");
 }
 
-std::chrono::milliseconds Executor::lock_wait(const Settings& st) {
+std::chrono::milliseconds ExecutorCore::lock_wait(const Settings& st) {
   const long long deadlock = deadlock_timeout_ms_;
   if (deadlock <= 0 || st.lock_timeout.count() < deadlock) return st.lock_timeout;
   const std::chrono::milliseconds cut{std::max(1LL, deadlock * 9 / 10)};
@@ -72,7 +72,7 @@ std::chrono::milliseconds Executor::lock_wait(const Settings& st) {
   return cut;
 }
 
-void Executor::take_lock(Lane& lane) {
+void ExecutorCore::take_lock(Lane& lane) {
   Connection& conn = *lane.conn;
   const bool worker = lane.worker >= 0;
   if (worker && lane.held >= 0) {
@@ -93,7 +93,7 @@ void Executor::take_lock(Lane& lane) {
   lane.held = lane.range;
 }
 
-void Executor::release(Lane& lane, bool close) {
+void ExecutorCore::release(Lane& lane, bool close) {
   lane.range = -1;
   if (!close && lane.conn && lane.conn->is_open()) {
     try {
@@ -108,7 +108,7 @@ void Executor::release(Lane& lane, bool close) {
   if (options_.control) options_.control->set_backend_pid(lane.worker + 1, 0);
 }
 
-Executor::SessionScope::SessionScope(Executor& e) : e_(e) {
+ExecutorCore::SessionScope::SessionScope(ExecutorCore& e) : e_(e) {
   // The first connection, the state schema and the lock go through the
   // retry path like everything else; only a server that cannot be reached
   // at all fails at once.
@@ -116,13 +116,13 @@ Executor::SessionScope::SessionScope(Executor& e) : e_(e) {
       "", "connecting", [] {}, [] { return false; });
 }
 
-Executor::SessionScope::~SessionScope() {
+ExecutorCore::SessionScope::~SessionScope() {
   for (auto& lane : e_.workers_) e_.release(*lane, true);
   e_.workers_.clear();
   e_.conn_.reset();
 }
 
-void Executor::with_session_timeouts(const std::function<void()>& work) {
+void ExecutorCore::with_session_timeouts(const std::function<void()>& work) {
   // Statements that cannot run in a transaction cannot use SET LOCAL; the
   // session settings are put back whatever happens.
   const Settings st = settings();

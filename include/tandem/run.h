@@ -1,0 +1,88 @@
+// Running a plan against a database: the entry point for a caller of the
+// library (tandemd's commands and its daemon are two). See
+// docs/architecture.md for the layers and src/engine/executor.h for how a
+// run works.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "tandem/phase.h"
+#include "tandem/plan.h"
+#include "tandem/spec.h"
+
+namespace tandem {
+
+class Connection;      // one database session (src/db/connection.h)
+class ProgressSink;    // told of phases, steps and progress (src/engine/progress.h)
+class RunControl;      // live settings and the manual throttle (src/engine/run_control.h)
+class TimeSource;      // the clock (src/engine/time_source.h)
+class MigrationStore;  // where the migration's state lives (src/engine/migration_store.h)
+class ExecutorCore;
+
+struct RunOptions {
+  std::string dsn;
+  std::optional<Phase> until;  // stop after this phase
+  std::set<Phase> approve;     // approvals given now
+  bool approve_all = false;
+  std::string actor;                        // who is acting, for the event log
+  const std::atomic<bool>* stop = nullptr;  // set by a signal handler: stop at the next safe point
+  ProgressSink* progress = nullptr;
+  // Live settings, the manual throttle and the session's pid; the spec's
+  // settings when null.
+  RunControl* control = nullptr;
+  // How long to wait for the migration's lock before reporting its holder.
+  // A killed runner's session can outlive it by a moment.
+  std::chrono::milliseconds lock_wait{5000};
+  // Opens a session; connect_postgres when empty. Tests wrap it to inject faults.
+  std::function<std::unique_ptr<Connection>(const std::string& dsn, const std::string& app)>
+      connect;
+  // The clock the executor reads and sleeps on; the real one when null.
+  TimeSource* time = nullptr;
+  // Where the migration's state lives; schema `tandem` in the target
+  // database (StateStore) when null. Unit tests pass a fake.
+  MigrationStore* store = nullptr;
+};
+
+enum class RunOutcome {
+  kCompleted,         // every phase is done
+  kAlreadyCompleted,  // it was done before this run
+  kReachedUntil,      // stopped after --until's phase
+  kWaitingApproval,   // stopped at a phase that needs approval (waiting_phase())
+  kStopped,           // stopped by a signal at a safe point; run again to resume
+  kPaused,            // a critical threshold paused it (pause_reason()); run again to resume
+};
+
+enum class RollbackOutcome { kRolledBack, kNothingToDo, kStopped };
+
+// Runs a plan's phases in order, resumably, and rolls completed steps back
+// in reverse order. run() and rollback() end with an outcome, or throw an
+// Error whose failure() says how the run ended (tandem/error.h). Not
+// thread-safe; one thread drives an executor (which may start workers).
+class Executor {
+ public:
+  Executor(const Spec& spec, const Plan& plan, RunOptions options);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  RunOutcome run();
+  RollbackOutcome rollback();
+
+  // After kWaitingApproval: the phase that waits.
+  Phase waiting_phase() const;
+  // After kPaused: which threshold, e.g. "replica lag 31.0s over critical_replica_lag 30s".
+  const std::string& pause_reason() const;
+  // Whether a phase needs an explicit approval before it runs.
+  bool needs_approval(Phase phase) const;
+
+ private:
+  std::unique_ptr<ExecutorCore> core_;
+};
+
+}  // namespace tandem
