@@ -160,7 +160,11 @@ TEST_F(ThrottleTest, AThrottleQueryHoldsTheBackfillWhileItSaysSoOrCannotAnswer) 
   // The table does not exist yet: a query that fails holds the backfill.
   std::this_thread::sleep_for(1500ms);
   EXPECT_EQ(rows_done(), 0);
-  pg_.psql(db_, "CREATE TABLE ops_flags (busy boolean); INSERT INTO ops_flags VALUES (true)");
+  // Table and row in one transaction: psql -f commits each statement, and
+  // an empty table between the two answers "not busy" (a batch then ran).
+  pg_.psql(db_,
+           "BEGIN; CREATE TABLE ops_flags (busy boolean); INSERT INTO ops_flags VALUES (true);"
+           " COMMIT;");
   std::this_thread::sleep_for(1000ms);
   EXPECT_EQ(rows_done(), 0);
   pg_.psql(db_, "UPDATE ops_flags SET busy = false");
