@@ -108,7 +108,8 @@ std::optional<AddColumn> parse_add_column(SpecReader& r, const YAML::Node& n) {
 
 void needs_add_column(const AddColumn& op, Needs& n) {
   n.on_table(op.schema, op.table);
-  n.produces.push_back(n.column(op.column));
+  n.adds_column(op.column);
+  if (op.not_null) n.sets_not_null(op.column);
   n.reads(op.backfill);
   if (op.default_value) n.reads(*op.default_value);
   if (op.unique || op.not_null) n.attaches.insert(op.column);

@@ -171,6 +171,9 @@ std::optional<AddConstraint> parse_add_constraint(SpecReader& r, const YAML::Nod
 
 void needs_add_constraint(const AddConstraint& op, Needs& n) {
   n.on_table(op.schema, op.table);
+  n.adds_constraint(op.name);
+  // A unique constraint takes its index's name (ADD CONSTRAINT ... USING INDEX).
+  if (op.kind == AddConstraint::Kind::kUnique) n.adds_relation(op.schema, op.name);
   if (op.kind == AddConstraint::Kind::kForeignKey) n.needs.push_back(op.references);
   if (op.kind == AddConstraint::Kind::kCheck) n.reads(op.check, true);
   for (const auto& c : op.columns) {

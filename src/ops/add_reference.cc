@@ -195,7 +195,9 @@ std::optional<AddReference> parse_add_reference(SpecReader& r, const YAML::Node&
 
 void needs_add_reference(const AddReference& op, Needs& n) {
   n.on_table(op.schema, op.table);
-  n.produces.push_back(n.column(op.column));
+  n.adds_column(op.column);
+  if (op.not_null) n.sets_not_null(op.column);
+  if (op.compat_view) n.adds_relation(op.compat_view->schema, op.compat_view->name);
   n.needs.push_back(op.references_schema + "." + op.references + "." + op.referenced_column);
   n.needs_column(op.via);
   if (op.drop_via) n.replaces.insert(op.via);

@@ -43,6 +43,7 @@ std::optional<CreateIndex> parse_create_index(SpecReader& r, const YAML::Node& n
 
 void needs_create_index(const CreateIndex& op, Needs& n) {
   n.on_table(op.schema, op.table);
+  n.adds_relation(op.schema, op.name);
   for (const auto& c : op.columns) n.reads(c, true);
   if (op.where) n.reads(*op.where, true);
 }

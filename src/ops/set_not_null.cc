@@ -69,6 +69,7 @@ void needs_set_not_null(const SetNotNull& op, Needs& n) {
   n.on_table(op.schema, op.table);
   n.needs_column(op.column);
   n.attaches.insert(op.column);
+  n.sets_not_null(op.column);
 }
 
 }  // namespace tandem

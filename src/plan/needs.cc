@@ -9,6 +9,11 @@ void Needs::on_table(const std::string& schema, const std::string& name) {
   needs.push_back(table);
 }
 
+void Needs::adds_column(const std::string& name) {
+  produces.push_back(column(name));
+  names.push_back("column " + column(name));
+}
+
 void Needs::reads(const std::string& expr, bool attached) {
   for (const auto& name : names_in(expr)) {
     needs.push_back(column(name));

@@ -15,13 +15,29 @@ struct Needs {
   std::vector<std::string> needs;     // the same, that it relies on
   std::set<std::string> attaches;     // columns of its table it puts something on
   std::set<std::string> replaces;     // columns of its table it swaps, renames, moves or drops
-  std::string table;                  // "schema.table", or "" for sql
+  // What it creates under a name that two operations of a spec may not
+  // share, as a phrase for the error: "column public.users.email", "NOT
+  // NULL on public.users.email", "constraint c on public.users", "index,
+  // table or view public.users_email" (one namespace per schema).
+  std::vector<std::string> names;
+  std::string table;  // "schema.table", or "" for sql
 
   // The operation works on schema.table, which it needs.
   void on_table(const std::string& schema, const std::string& name);
   // "schema.table.column" of its own table.
   std::string column(const std::string& name) const { return table + "." + name; }
   void needs_column(const std::string& name) { needs.push_back(column(name)); }
+  // A column of its table that it adds.
+  void adds_column(const std::string& name);
+  // NOT NULL that it puts on a column of its table.
+  void sets_not_null(const std::string& name) { names.push_back("NOT NULL on " + column(name)); }
+  void adds_constraint(const std::string& name) {
+    names.push_back("constraint " + name + " on " + table);
+  }
+  // An index, table or view schema.name.
+  void adds_relation(const std::string& schema, const std::string& name) {
+    names.push_back("index, table or view " + schema + "." + name);
+  }
   // An expression over its table's columns: the operation comes after one
   // that adds a column it names. `attached`: what the expression defines (a
   // check, an index) sits on those columns too.

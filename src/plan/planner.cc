@@ -66,6 +66,28 @@ void refuse_conflicts(const Spec& spec, const std::vector<Needs>& all) {
   }
 }
 
+// Refuses two operations that create the same thing under the same name (a
+// column, NOT NULL on a column, a constraint, an index, table or view): both
+// validate and plan, and the second then fails mid-run, or finds what it
+// checks for already done by the first.
+void refuse_same_names(const Spec& spec, const std::vector<Needs>& all) {
+  std::map<std::string, size_t> first;
+  for (size_t i = 0; i < all.size(); ++i) {
+    for (const auto& name : all[i].names) {
+      auto [it, fresh] = first.emplace(name, i);
+      if (fresh || it->second == i) continue;
+      const Operation& a = spec.operations[it->second];
+      const Operation& b = spec.operations[i];
+      throw Error(ErrorKind::kBadInput,
+                  b.where.to_string() + ": " + operation_name(b) + " and the " + operation_name(a) +
+                      " at " + a.where.to_string() + " both create " + name + ": " +
+                      (name.rfind("NOT NULL", 0) == 0
+                           ? "leave one of them out"
+                           : "give one of them another name, or leave one of them out"));
+    }
+  }
+}
+
 }  // namespace
 
 std::set<std::string> tables_touched(const Spec& spec) {
@@ -152,6 +174,7 @@ bool plans_alike(const Spec& started, const Spec& now) {
 
 Plan make_plan(const Spec& spec) {
   const std::vector<Needs> all = needs_of_all(spec);
+  refuse_same_names(spec, all);
   refuse_conflicts(spec, all);
   Plan plan;
   plan.migration = spec.name;

@@ -346,20 +346,24 @@ TEST(Planner, AnOperationWhoseExpressionNamesANewColumnComesAfterIt) {
   EXPECT_EQ(dependency_order(plan_spec_), (std::vector<size_t>{2, 0, 3, 1, 4}));
 }
 
+// How a spec of these operations (under "operations:", file s.yaml) plans:
+// "planned", or the bad-input error that refuses it.
+std::string plan_outcome(const std::string& ops) {
+  auto r = parse_spec("name: x\noperations:\n" + ops, "s.yaml");
+  EXPECT_TRUE(r.spec) << r.errors[0].to_string();
+  try {
+    make_plan(*r.spec);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    return std::string(e.what());
+  }
+  return std::string("planned");
+}
+
 // Issue 16: several operations on one column planned fine, then failed at
 // cutover ("constraint _tandem_nn_... does not exist").
 TEST(Planner, RefusesAnOperationOnAColumnThatAnotherReplaces) {
-  auto refused = [](const std::string& ops) {
-    auto r = parse_spec("name: x\noperations:\n" + ops, "s.yaml");
-    EXPECT_TRUE(r.spec) << r.errors[0].to_string();
-    try {
-      make_plan(*r.spec);
-    } catch (const Error& e) {
-      EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
-      return std::string(e.what());
-    }
-    return std::string("planned");
-  };
+  const auto& refused = plan_outcome;
   EXPECT_EQ(refused("  - alter_column_type: {table: t, column: price, type: numeric}\n"
                     "  - set_not_null: {table: t, column: price}\n"
                     "  - add_constraint: {table: t, name: p, check: price >= 0}\n"),
@@ -379,6 +383,51 @@ TEST(Planner, RefusesAnOperationOnAColumnThatAnotherReplaces) {
   EXPECT_EQ(refused("  - alter_column_type: {table: t, column: price, type: numeric}\n"
                     "  - set_not_null: {table: t, column: qty}\n"
                     "  - set_not_null: {table: u, column: price}\n"),
+            "planned");
+}
+
+// Issue 18: two operations that create the same thing validated and planned,
+// and the second failed mid-run ("already exists"), or found at cutover that
+// the first had already dropped the check it meant to turn into NOT NULL.
+TEST(Planner, RefusesTwoOperationsThatCreateTheSameThing) {
+  const auto& outcome = plan_outcome;
+  EXPECT_EQ(outcome("  - set_not_null: {table: t, column: a}\n"
+                    "  - set_not_null: {table: t, column: a}\n"),
+            "s.yaml:4:5: set_not_null and the set_not_null at s.yaml:3:5 both create NOT NULL on "
+            "public.t.a: leave one of them out");
+  EXPECT_EQ(outcome("  - add_column: {table: t, column: c, type: int, backfill: '0', not_null: "
+                    "true}\n"
+                    "  - set_not_null: {table: t, column: c}\n"),
+            "s.yaml:4:5: set_not_null and the add_column at s.yaml:3:5 both create NOT NULL on "
+            "public.t.c: leave one of them out");
+  EXPECT_EQ(outcome("  - create_index: {table: t, name: t_a, columns: [a]}\n"
+                    "  - add_constraint: {table: u, name: t_a, unique: [b]}\n"),
+            "s.yaml:4:5: add_constraint and the create_index at s.yaml:3:5 both create index, "
+            "table or view public.t_a: give one of them another name, or leave one of them out");
+  EXPECT_EQ(
+      outcome("  - add_constraint: {table: t, name: k, check: a > 0}\n"
+              "  - add_constraint: {table: t, name: k, check: b > 0}\n")
+          .substr(0, 94),
+      "s.yaml:4:5: add_constraint and the add_constraint at s.yaml:3:5 both create constraint "
+      "k on pu");
+  EXPECT_EQ(outcome("  - add_column: {table: t, column: b, type: int, backfill: '0'}\n"
+                    "  - rename_column: {table: t, column: a, to: b}\n")
+                .substr(0, 88),
+            "s.yaml:4:5: rename_column and the add_column at s.yaml:3:5 both create column "
+            "public.t.b");
+  EXPECT_EQ(outcome("  - move_column: {table: t, column: a, key: [id], to: t_a}\n"
+                    "  - create_index: {table: t, name: t_a, columns: [b]}\n")
+                .substr(0, 49),
+            "s.yaml:4:5: create_index and the move_column at s");
+  // The same names on other tables or schemas, and a constraint name that is
+  // also an index name elsewhere (check constraints make no index): planned.
+  EXPECT_EQ(outcome("  - set_not_null: {table: t, column: a}\n"
+                    "  - set_not_null: {table: u, column: a}\n"
+                    "  - add_constraint: {table: t, name: k, check: a > 0}\n"
+                    "  - add_constraint: {table: u, name: k, check: a > 0}\n"
+                    "  - create_index: {table: t, name: k, columns: [a]}\n"
+                    "  - create_index: {table: other.t, name: t_a, columns: [a]}\n"
+                    "  - create_index: {table: t, name: t_a, columns: [a]}\n"),
             "planned");
 }
 
