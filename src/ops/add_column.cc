@@ -88,9 +88,9 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
 
 std::optional<AddColumn> parse_add_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "add_column";
-  if (!r.expect_map(n, w)) return std::nullopt;
-  r.check_keys(
-      n, {"schema", "table", "column", "type", "backfill", "default", "unique", "not_null"}, w);
+  if (!r.open_operation(
+          n, w, {"schema", "table", "column", "type", "backfill", "default", "unique", "not_null"}))
+    return std::nullopt;
   AddColumn a;
   r.table_ref(n, w, a.schema, a.table);
   r.identifier(n, "column", true, a.column, w);

@@ -124,11 +124,10 @@ void plan_constraint_not_valid(const std::string& id, const std::string& table,
 
 std::optional<AddConstraint> parse_add_constraint(SpecReader& r, const YAML::Node& n) {
   const std::string w = "add_constraint";
-  if (!r.expect_map(n, w)) return std::nullopt;
-  r.check_keys(n,
-               {"schema", "table", "name", "check", "foreign_key", "unique", "references",
-                "referenced_columns", "on_delete"},
-               w);
+  if (!r.open_operation(n, w,
+                        {"schema", "table", "name", "check", "foreign_key", "unique", "references",
+                         "referenced_columns", "on_delete"}))
+    return std::nullopt;
   const size_t before = r.errors.size();
   AddConstraint c;
   r.table_ref(n, w, c.schema, c.table);

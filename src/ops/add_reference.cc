@@ -171,11 +171,11 @@ void plan_add_reference(const Spec& spec, int index, const AddReference& op,
 
 std::optional<AddReference> parse_add_reference(SpecReader& r, const YAML::Node& n) {
   const std::string w = "add_reference";
-  if (!r.expect_map(n, w)) return std::nullopt;
-  r.check_keys(n,
-               {"schema", "table", "column", "type", "via", "references", "referenced_column",
-                "lookup", "on_delete", "not_null", "index", "drop_via", "compat_view"},
-               w);
+  if (!r.open_operation(
+          n, w,
+          {"schema", "table", "column", "type", "via", "references", "referenced_column", "lookup",
+           "on_delete", "not_null", "index", "drop_via", "compat_view"}))
+    return std::nullopt;
   AddReference a;
   r.table_ref(n, w, a.schema, a.table);
   r.identifier(n, "column", true, a.column, w);

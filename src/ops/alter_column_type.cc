@@ -235,8 +235,8 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
 
 std::optional<AlterColumnType> parse_alter_column_type(SpecReader& r, const YAML::Node& n) {
   const std::string w = "alter_column_type";
-  if (!r.expect_map(n, w)) return std::nullopt;
-  r.check_keys(n, {"schema", "table", "column", "type", "up", "down"}, w);
+  if (!r.open_operation(n, w, {"schema", "table", "column", "type", "up", "down"}))
+    return std::nullopt;
   AlterColumnType a;
   r.table_ref(n, w, a.schema, a.table);
   r.identifier(n, "column", true, a.column, w);

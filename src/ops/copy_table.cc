@@ -117,8 +117,9 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
 
 std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {
   const std::string w = "copy_table";
-  if (!r.expect_map(n, w)) return std::nullopt;
-  r.check_keys(n, {"schema", "table", "to", "key", "up", "down", "create", "compat_view"}, w);
+  if (!r.open_operation(n, w,
+                        {"schema", "table", "to", "key", "up", "down", "create", "compat_view"}))
+    return std::nullopt;
   const size_t before = r.errors.size();
   CopyTable c;
   r.table_ref(n, w, c.schema, c.table);

@@ -26,8 +26,9 @@ void plan_create_index(const Spec&, int index, const CreateIndex& op, std::vecto
 
 std::optional<CreateIndex> parse_create_index(SpecReader& r, const YAML::Node& n) {
   const std::string w = "create_index";
-  if (!r.expect_map(n, w)) return std::nullopt;
-  r.check_keys(n, {"schema", "table", "name", "columns", "unique", "method", "where", "phase"}, w);
+  if (!r.open_operation(
+          n, w, {"schema", "table", "name", "columns", "unique", "method", "where", "phase"}))
+    return std::nullopt;
   CreateIndex c;
   r.table_ref(n, w, c.schema, c.table);
   r.identifier(n, "name", true, c.name, w);

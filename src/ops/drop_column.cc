@@ -140,8 +140,7 @@ void plan_drop_column(const Spec& spec, int index, const DropColumn& op, std::ve
 
 std::optional<DropColumn> parse_drop_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "drop_column";
-  if (!r.expect_map(n, w)) return std::nullopt;
-  r.check_keys(n, {"schema", "table", "column", "type", "down"}, w);
+  if (!r.open_operation(n, w, {"schema", "table", "column", "type", "down"})) return std::nullopt;
   const size_t before = r.errors.size();
   DropColumn d;
   r.table_ref(n, w, d.schema, d.table);

@@ -127,8 +127,9 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
 
 std::optional<MoveColumn> parse_move_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "move_column";
-  if (!r.expect_map(n, w)) return std::nullopt;
-  r.check_keys(n, {"schema", "table", "column", "key", "to", "to_column", "compat_view"}, w);
+  if (!r.open_operation(n, w,
+                        {"schema", "table", "column", "key", "to", "to_column", "compat_view"}))
+    return std::nullopt;
   const size_t before = r.errors.size();
   MoveColumn m;
   r.table_ref(n, w, m.schema, m.table);

@@ -41,8 +41,8 @@ void plan_rename_column(const Spec&, int index, const RenameColumn& op, std::vec
 
 std::optional<RenameColumn> parse_rename_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "rename_column";
-  if (!r.expect_map(n, w)) return std::nullopt;
-  r.check_keys(n, {"schema", "table", "column", "to", "compat_view"}, w);
+  if (!r.open_operation(n, w, {"schema", "table", "column", "to", "compat_view"}))
+    return std::nullopt;
   const size_t before = r.errors.size();
   RenameColumn rc;
   r.table_ref(n, w, rc.schema, rc.table);

@@ -57,8 +57,7 @@ void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::v
 
 std::optional<SetNotNull> parse_set_not_null(SpecReader& r, const YAML::Node& n) {
   const std::string w = "set_not_null";
-  if (!r.expect_map(n, w)) return std::nullopt;
-  r.check_keys(n, {"schema", "table", "column"}, w);
+  if (!r.open_operation(n, w, {"schema", "table", "column"})) return std::nullopt;
   SetNotNull s;
   r.table_ref(n, w, s.schema, s.table);
   r.identifier(n, "column", true, s.column, w);

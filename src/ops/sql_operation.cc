@@ -48,8 +48,8 @@ void plan_sql_operation(const Spec&, int index, const SqlOperation& op, std::vec
 }
 
 std::optional<SqlOperation> parse_sql_operation(SpecReader& r, const YAML::Node& n) {
-  if (!r.expect_map(n, "sql")) return std::nullopt;
-  r.check_keys(n, {"phase", "up", "down", "transaction", "lock"}, "sql");
+  if (!r.open_operation(n, "sql", {"phase", "up", "down", "transaction", "lock"}))
+    return std::nullopt;
   SqlOperation s;
   if (!n["phase"].IsDefined()) {
     r.missing(n, "phase", "sql");

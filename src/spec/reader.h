@@ -40,6 +40,15 @@ class SpecReader {
   // Reports a missing required key, unless a misspelt key already pointed at it.
   void missing(const YAML::Node& map, const std::string& key, const std::string& where);
   bool expect_map(const YAML::Node& n, const std::string& what);
+  // How every operation's parse begins: `n` must be a mapping (false when
+  // it is not, with the error recorded) whose keys are among `allowed`
+  // (each other key an error, with a suggestion).
+  bool open_operation(const YAML::Node& n, const std::string& what,
+                      const std::vector<std::string>& allowed) {
+    if (!expect_map(n, what)) return false;
+    check_keys(n, allowed, what);
+    return true;
+  }
 
   // A non-empty string of clean text under `key`; nullopt when absent (an
   // error when `required`) or unusable (an error).
