@@ -149,10 +149,7 @@ std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {
 void needs_copy_table(const CopyTable& op, Needs& n) {
   n.on_table(op.schema, op.table);
   const std::string target = op.to_schema + "." + op.to_table;
-  if (op.create) {
-    n.produces.push_back(target);
-    n.adds_relation(op.to_schema, op.to_table);
-  }
+  if (op.create) n.adds_table(op.to_schema, op.to_table);
   if (op.compat_view) n.adds_relation(op.compat_view->schema, op.compat_view->name);
   n.needs.push_back(target);
   for (const auto& [column, expr] : op.up) n.reads(expr);

@@ -148,8 +148,7 @@ std::optional<MoveColumn> parse_move_column(SpecReader& r, const YAML::Node& n) 
 
 void needs_move_column(const MoveColumn& op, Needs& n) {
   n.on_table(op.schema, op.table);
-  n.produces.push_back(op.to_schema + "." + op.to_table);
-  n.adds_relation(op.to_schema, op.to_table);
+  n.adds_table(op.to_schema, op.to_table);
   if (op.compat_view) n.adds_relation(op.compat_view->schema, op.compat_view->name);
   n.replaces.insert(op.column);
 }

@@ -59,7 +59,7 @@ void needs_rename_column(const RenameColumn& op, Needs& n) {
   n.on_table(op.schema, op.table);
   n.needs_column(op.column);
   n.replaces.insert(op.column);
-  n.adds_column(op.to);
+  n.takes_column_name(op.to);
   if (op.compat_view) n.adds_relation(op.compat_view->schema, op.compat_view->name);
 }
 

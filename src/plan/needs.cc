@@ -11,7 +11,7 @@ void Needs::on_table(const std::string& schema, const std::string& name) {
 
 void Needs::adds_column(const std::string& name) {
   produces.push_back(column(name));
-  names.push_back("column " + column(name));
+  takes_column_name(name);
 }
 
 void Needs::reads(const std::string& expr, bool attached) {

@@ -29,6 +29,9 @@ struct Needs {
   void needs_column(const std::string& name) { needs.push_back(column(name)); }
   // A column of its table that it adds.
   void adds_column(const std::string& name);
+  // A column name of its table that it takes (a rename's new name), without
+  // producing a column that other operations wait for.
+  void takes_column_name(const std::string& name) { names.push_back("column " + column(name)); }
   // NOT NULL that it puts on a column of its table.
   void sets_not_null(const std::string& name) { names.push_back("NOT NULL on " + column(name)); }
   void adds_constraint(const std::string& name) {
@@ -37,6 +40,11 @@ struct Needs {
   // An index, table or view schema.name.
   void adds_relation(const std::string& schema, const std::string& name) {
     names.push_back("index, table or view " + schema + "." + name);
+  }
+  // A table schema.name that it creates, which other operations may need.
+  void adds_table(const std::string& schema, const std::string& name) {
+    produces.push_back(schema + "." + name);
+    adds_relation(schema, name);
   }
   // An expression over its table's columns: the operation comes after one
   // that adds a column it names. `attached`: what the expression defines (a

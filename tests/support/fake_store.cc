@@ -265,6 +265,10 @@ void FakeSession::lose() {
 
 // ---- FakeDatabase ----
 
+FakeDatabase::FakeDatabase(const std::string& migration) : store(migration) {
+  answers.emplace_back("deadlock_timeout", one_value("1000"));
+}
+
 std::unique_ptr<Connection> FakeDatabase::connect() {
   std::lock_guard<std::recursive_mutex> l(mu);
   if (refuse_connections) throw *refuse_connections;

@@ -124,7 +124,8 @@ class FakeSession : public Connection {
 
 class FakeDatabase {
  public:
-  explicit FakeDatabase(const std::string& migration) : store(migration) {}
+  // Answers the server's deadlock_timeout (1s), as every server does.
+  explicit FakeDatabase(const std::string& migration);
 
   FakeStore store;
   FakeTime time;
@@ -133,7 +134,8 @@ class FakeDatabase {
   // Called with each statement before it runs; a test's fault throws from
   // here (after session.lose() for a lost connection).
   std::function<void(FakeSession& session, const std::string& sql)> fault;
-  // Answers to statements containing a text; others get no rows.
+  // Answers to statements containing a text (the first that matches);
+  // others get no rows.
   std::vector<std::pair<std::string, Rows>> answers;
   int sessions_opened = 0;
   // Guards the log and sessions_opened: a daemon's threads share sessions'

@@ -22,7 +22,6 @@ const std::string kSpec = four_step_spec();
 class DaemonCommandEffects : public ::testing::Test {
  protected:
   void SetUp() override {
-    db_.answers.emplace_back("deadlock_timeout", one_value("1000"));
     auto parsed = parse_spec(kSpec, "rules.yaml");
     ASSERT_TRUE(parsed.spec);
     plan_ = make_plan(*parsed.spec);
@@ -83,7 +82,6 @@ class DaemonCommandEffects : public ::testing::Test {
     return std::find(k.begin(), k.end(), kind + " by uid:1000") != k.end();
   }
   int sent(int step) const { return db_.count(plan_.steps.at(step).sql); }
-  int undone(int step) const { return db_.count(plan_.steps.at(step).rollback_sql.value_or("")); }
 
   FakeDatabase db_{"rules"};
   FakeSubmissionStore subs_;
@@ -161,11 +159,10 @@ TEST_F(DaemonCommandEffects, RollbackUndoesWhatRanInReverseOrder) {
   EXPECT_EQ(subs_.row("rules")->submission.desired, Desired::kRollback);
   EXPECT_TRUE(logged("rollback_requested"));
   ASSERT_TRUE(reaches("rolled_back"));
-  EXPECT_EQ(db_.sent_of({plan_.steps[2].rollback_sql.value(), plan_.steps[1].rollback_sql.value(),
-                         plan_.steps[0].rollback_sql.value()}),
-            (std::vector<std::string>{plan_.steps[2].rollback_sql.value(),
-                                      plan_.steps[1].rollback_sql.value(),
-                                      plan_.steps[0].rollback_sql.value()}));
+  const std::vector<std::string> downs = {plan_.steps[2].rollback_sql.value(),
+                                          plan_.steps[1].rollback_sql.value(),
+                                          plan_.steps[0].rollback_sql.value()};
+  EXPECT_EQ(db_.sent_of(downs), downs);
   EXPECT_EQ(db_.store.state().migration->state, MigrationState::kRolledBack);
 }
 

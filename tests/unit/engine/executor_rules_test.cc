@@ -21,10 +21,7 @@ const std::string kSpec =
 
 class ExecutorRules : public ::testing::Test {
  protected:
-  void SetUp() override {
-    load(kSpec);
-    db_.answers.emplace_back("deadlock_timeout", one_value("1000"));
-  }
+  void SetUp() override { load(kSpec); }
   void load(const std::string& text) {
     auto parsed = parse_spec(text, "rules.yaml");
     ASSERT_TRUE(parsed.spec) << (parsed.errors.empty() ? "" : parsed.errors[0].to_string());
