@@ -14,6 +14,12 @@ pgbench load against the clone, and runs the method under that load:
   tandem    tandemd run with the spec's default settings
   tandem_fast  tandemd run with its fastest settings (see FAST_SETTINGS)
 
+The key case (not in the default list): the primary key pgbench_accounts.aid
+from integer to bigint, its index built again on the new column.
+
+  alter_key   offline ALTER TABLE ... ALTER COLUMN aid TYPE bigint
+  tandem_key  tandemd run of alter_column_type on aid, default settings
+
 Then: pgbench TPS and a bulk insert with tandem's dual-write trigger
 installed versus not, and tandemd's peak memory.
 
@@ -329,23 +335,23 @@ def percentile(values, p):
     return values[k]
 
 
-def tandem_spec(name, settings):
+def tandem_spec(name, settings, column="abalance"):
     lines = [f"name: {name}"]
     if settings:
         lines.append("settings:")
         lines += [f"  {k}: {v}" for k, v in settings.items()]
     lines += ["operations:", "  - alter_column_type:", "      table: pgbench_accounts",
-              "      column: abalance", "      type: bigint", "      up: abalance::bigint",
-              "      down: abalance::integer"]
+              f"      column: {column}", "      type: bigint", f"      up: {column}::bigint",
+              f"      down: {column}::integer"]
     return "\n".join(lines) + "\n"
 
 
-def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None):
+def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None, column="abalance"):
     """Runs tandemd; returns (seconds, peak RSS in KiB, backfill rows/s for
     `rows` rows, and (step, start, end) in epoch seconds for each step)."""
     spec = os.path.join(workdir, f"{db}.yaml")
     with open(spec, "w") as f:
-        f.write(tandem_spec("bench_" + db, settings))
+        f.write(tandem_spec("bench_" + db, settings, column))
     args = [tandemd, "run", spec, "--dsn", server.dsn(db)]
     args += ["--until", until] if until else ["--approve", "all"]
     t0 = time.time()
@@ -381,12 +387,14 @@ def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None):
 
 METHODS = {
     "alter": "ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint",
+    "alter_key": "ALTER TABLE pgbench_accounts ALTER COLUMN aid TYPE bigint",
     "update": ("ALTER TABLE pgbench_accounts ADD COLUMN abalance_new bigint;"
                " UPDATE pgbench_accounts SET abalance_new = abalance"),
     "loop": None,  # LOOP_SQL, with COMMIT inside a procedure
     "repack": None,
     "tandem": None,
     "tandem_fast": None,
+    "tandem_key": None,
 }
 
 LOOP_SETUP = """
@@ -434,7 +442,7 @@ def measure(server, template, method, tandemd, workdir, rate=None):
     steps = []
     if kind == "none":
         time.sleep(BASELINE_SECONDS)
-    elif method in ("alter", "update"):
+    elif method in ("alter", "alter_key", "update"):
         server.psql(db, METHODS[method])
     elif method == "loop":
         server.psql(db, "CALL bench_loop()")
@@ -448,7 +456,9 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         for pair in filter(None, variant.split("+")):
             key, _, value = pair.partition("=")
             settings[key] = value
-        _, rss, backfill_rate, steps = run_tandem(server, db, tandemd, workdir, settings, rows)
+        column = "aid" if kind == "tandem_key" else "abalance"
+        _, rss, backfill_rate, steps = run_tandem(server, db, tandemd, workdir, settings, rows,
+                                                  column=column)
     t1 = time.time()
     longest_lock = locks.stop()
     wal = wal_between(wal0, wal_counters(server, db))

@@ -16,6 +16,8 @@ if [ -z "$only" ] || [ "$only" = spec_parser ]; then
   corpus=$(mktemp -d)
   cp migrations/examples/*.yaml "$corpus/"
   for d in migrations/examples/*/; do cp "$d/spec.yaml" "$corpus/$(basename "$d").yaml"; done
+  # Every operation with most of its keys, and inputs that once crashed it.
+  cp tests/fuzz/seeds/*.yaml "$corpus/"
   # Deep nesting, flow and block, and a duplicate key.
   printf 'name: x\ndescription: %s%s\noperations: []\n' "$(printf '[%.0s' {1..40})" \
     "$(printf ']%.0s' {1..40})" >"$corpus/deep_flow.yaml"

@@ -91,6 +91,12 @@ struct Step {
   std::optional<std::string> rollback_sql;  // nullopt: irreversible
   bool reversible = true;                   // false: running it passes the point of no return
   bool transactional = true;
+  // For non-transactional steps: `sql` and `rollback_sql` are queries whose
+  // rows are the statements to run, each on its own, in order (statements
+  // that depend on what the catalog holds when the step runs, such as
+  // CREATE INDEX CONCURRENTLY of a column's indexes). Run again before every
+  // attempt, the query returns only what is left to do.
+  bool generates = false;
   StepLock lock;  // the strongest lock it takes
   // Transactional steps that need more than one lock, or one lock before
   // statements that take weaker ones, take them first, in this order: the
@@ -98,8 +104,11 @@ struct Step {
   // left of it, and the statements after them only for what is left then.
   // So sessions queued behind the first lock wait at most one lock timeout
   // in all, and the step never waits longer than that while holding a lock.
-  // The order is the application's (a referenced table before the table
-  // that references it), so a step and a writer do not wait for each other.
+  // The order is the application's most common one (a referenced table
+  // before the table that references it), so a step and a writer do not
+  // wait for each other; when a later lock times out while earlier ones are
+  // held, the application takes that table first, and the step's next
+  // attempt does too.
   std::vector<TableLock> locks;
   std::vector<TableLock> rollback_locks;  // the same, for rollback_sql
   std::string table_access;  // "none", "scans table", "updates every row", "rewrites table"

@@ -89,7 +89,10 @@ struct AddColumn {
   std::string table;
   std::string column;
   std::string type;
-  std::string backfill;                      // expression over the row's columns; may be volatile
+  // Expression over the row's columns; may be volatile. Empty: the column
+  // is added with its DEFAULT (not volatile) in one metadata-only step,
+  // which gives every existing row that value without writing it.
+  std::string backfill;
   std::optional<std::string> default_value;  // the column's DEFAULT from cutover on
   bool unique = false;
   bool not_null = false;
@@ -100,10 +103,14 @@ struct CreateIndex {
   std::string schema = "public";
   std::string table;
   std::string name;
-  std::vector<std::string> columns;  // column names or expressions, in order
+  // Column names or expressions, in order, each as an index writes it
+  // (with a collation, an operator class, ASC/DESC, NULLS FIRST/LAST).
+  std::vector<std::string> columns;
+  std::vector<std::string> include;  // INCLUDE columns (names)
   bool unique = false;
   std::string method = "btree";
-  std::optional<std::string> where;  // partial index predicate
+  std::vector<std::pair<std::string, std::string>> with;  // storage parameters, in order
+  std::optional<std::string> where;                       // partial index predicate
   Phase phase = Phase::kPrepare;
 };
 
@@ -120,6 +127,10 @@ struct AddConstraint {
   std::string references;            // kForeignKey: the referenced table, qualified
   std::vector<std::string> referenced_columns;
   std::string on_delete;  // kForeignKey: "", cascade, restrict, set null, ...
+  // kForeignKey: what becomes of rows whose parent is missing (orphans):
+  // refused at precheck, or set NULL / deleted in batches before VALIDATE.
+  enum class Orphans { kFail, kSetNull, kDelete };
+  Orphans orphans = Orphans::kFail;
 };
 
 // SET NOT NULL without a long exclusive lock: CHECK NOT VALID, VALIDATE, SET NOT NULL.
@@ -202,6 +213,118 @@ struct RenameColumn {
   std::optional<ViewName> compat_view;
 };
 
+// DROP INDEX CONCURRENTLY at cleanup.
+struct DropIndex {
+  std::string schema = "public";
+  std::string table;
+  std::string name;
+};
+
+// ALTER TABLE ... RENAME CONSTRAINT at cutover; rollback renames it back.
+struct RenameConstraint {
+  std::string schema = "public";
+  std::string table;
+  std::string name;
+  std::string to;
+};
+
+// CREATE TABLE in prepare; rollback drops it.
+struct CreateTable {
+  std::string schema = "public";
+  std::string table;
+  std::vector<std::string> columns;  // column and table constraint definitions, as SQL writes them
+};
+
+// A table moved out of the way at cutover (rollback moves it back, with its
+// rows) and dropped at cleanup.
+struct DropTable {
+  std::string schema = "public";
+  std::string table;
+};
+
+// A table renamed at cutover; a view under the old name (compat_view) keeps
+// old readers and writers working until cleanup.
+struct RenameTable {
+  std::string schema = "public";
+  std::string table;
+  std::string to;
+  bool compat_view = true;
+};
+
+// ALTER TABLE ... DROP CONSTRAINT at cutover, the constraint kept in the
+// state schema; rollback puts it back (its index built CONCURRENTLY, a CHECK
+// or foreign key NOT VALID, then validated).
+struct DropConstraint {
+  std::string schema = "public";
+  std::string table;
+  std::string name;
+};
+
+// ALTER TABLE ... REPLICA IDENTITY at cutover; rollback sets the one before.
+struct SetReplicaIdentity {
+  std::string schema = "public";
+  std::string table;
+  std::string identity;  // "default", "full", "nothing" or "index"
+  std::string index;     // identity "index": a unique index of the table
+};
+
+// COMMENT ON TABLE / COLUMN at cutover; rollback sets the one before.
+struct SetComment {
+  std::string schema = "public";
+  std::string table;
+  std::optional<std::string> column;   // absent: the table's comment
+  std::optional<std::string> comment;  // absent (null): no comment
+};
+
+// ALTER COLUMN ... SET / DROP DEFAULT at cutover; rollback sets the one before.
+struct SetDefault {
+  std::string schema = "public";
+  std::string table;
+  std::string column;
+  std::optional<std::string> value;  // absent (null): DROP DEFAULT
+};
+
+// One column changed through one shadow column: any of its type, NOT NULL,
+// a CHECK, UNIQUE, a foreign key, its default, its comment and its name, with
+// `up` rewriting the values old writers still write until cutover. Built on
+// the shadow (NOT VALID then VALIDATE, the unique index CONCURRENTLY), the
+// constraints take the column's place with it at cutover.
+// alter_column_type is its simple form (type, up and down only).
+struct AlterColumn {
+  std::string schema = "public";
+  std::string table;
+  std::string column;
+  std::optional<std::string> type;   // absent: the column keeps its type
+  std::optional<bool> not_null;      // absent: as it is
+  std::optional<std::string> check;  // a CHECK expression over the row's columns
+  std::string check_name;            // default <table>_<column>_check
+  bool unique = false;
+  std::string unique_name;  // default <table>_<column>_key
+  // A foreign key: referenced table (qualified, quoted; and as
+  // "schema.table"), and column.
+  std::string references;
+  std::string references_raw;
+  std::string referenced_column;
+  std::string references_name;  // default <table>_<column>_fkey
+  std::string on_delete;
+  std::optional<std::optional<std::string>> default_value;  // set (or DROP when null)
+  std::optional<std::optional<std::string>> comment;        // set (or removed when null)
+  std::string rename;                                       // the column's new name, or ""
+  std::optional<ViewName> compat_view;                      // with rename
+  std::optional<std::string> up;    // expression over `column` giving the new value
+  std::optional<std::string> down;  // expression over `column` (new) giving the old value
+};
+
+// A primary key on a table that has none, without a long lock: NOT NULL
+// proved by validated checks, the unique index built CONCURRENTLY, both
+// attached at cutover (ADD CONSTRAINT ... PRIMARY KEY USING INDEX).
+struct AddPrimaryKey {
+  std::string schema = "public";
+  std::string table;
+  std::vector<std::string> columns;
+  std::string name;  // default <table>_pkey
+};
+
 // Hand-written SQL for one phase.
 struct SqlOperation {
   Phase phase = Phase::kPrepare;
@@ -217,7 +340,9 @@ struct Operation {
   // without it.
   using Alternatives =
       std::variant<AlterColumnType, SqlOperation, CreateIndex, AddConstraint, SetNotNull,
-                   DropColumn, AddColumn, MoveColumn, CopyTable, AddReference, RenameColumn>;
+                   DropColumn, AddColumn, MoveColumn, CopyTable, AddReference, RenameColumn,
+                   DropIndex, RenameConstraint, CreateTable, DropTable, RenameTable, DropConstraint,
+                   SetReplicaIdentity, SetComment, SetDefault, AlterColumn, AddPrimaryKey>;
   SourceLocation where;
   Alternatives op;
 };

@@ -144,10 +144,14 @@ nlohmann::json MigrationManager::cmd_throttle(const control::Request& r, const s
     submissions_.set_throttle(c, w.name, r.off ? std::nullopt : std::optional(until_ms), detail,
                               actor);
   });
-  if (r.off) {
-    w.control->lift_throttle();
-  } else {
-    w.control->throttle(until);
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    ++w.live_version;
+    if (r.off) {
+      w.control->lift_throttle();
+    } else {
+      w.control->throttle(until);
+    }
   }
   return {{"name", w.name}, {"throttled", !r.off}, {"until", until_ms}};
 }
@@ -165,7 +169,11 @@ nlohmann::json MigrationManager::cmd_set(const control::Request& r, const std::s
   std::string problem = check_settings(next);
   if (!problem.empty()) throw CommandError("bad_field", problem);
   with_db([&](Connection& c) { submissions_.merge_settings(c, w.name, changed, actor); });
-  w.control->set_settings(next);
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    ++w.live_version;
+    w.control->set_settings(next);
+  }
   nlohmann::json now = nlohmann::json::object();
   for (const auto& key : setting_keys()) now[key] = setting_text(next, key);
   return {{"name", w.name}, {"settings", now}};

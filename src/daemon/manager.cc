@@ -289,6 +289,14 @@ void apply_live(RunControl& control, const Settings& base, const nlohmann::json&
 
 void MigrationManager::refresh(Worker& w) {
   if (!w.spec) return;
+  long before, live_before;
+  bool unrecorded;
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    before = w.generation;
+    live_before = w.live_version;
+    unrecorded = w.pending.has_value();
+  }
   std::optional<SubmissionStore::Wishes> row;
   const bool read = try_with_db([&](Connection& c) { row = submissions_.wishes(c, w.name); },
                                 std::chrono::seconds(1));
@@ -296,9 +304,15 @@ void MigrationManager::refresh(Worker& w) {
   // it): the worker goes on with what it was told in memory.
   if (!read) spdlog::debug("migration {}: the control session is busy; not re-read", w.name);
   if (!row) return;
-  apply_live(*w.control, w.base, row->live);
   std::lock_guard<std::mutex> l(w.mu);
-  if (!w.pending) w.desired = row->desired;
+  // Likewise a `set` or `throttle` given while the row was read.
+  if (w.live_version == live_before) apply_live(*w.control, w.base, row->live);
+  // A command not yet recorded when the read began, or given since, is newer
+  // than the row, even once it is recorded: the row would undo it (a resume
+  // given then was lost, and the migration stayed paused). The next read,
+  // after the poller recorded it, agrees with memory.
+  if (unrecorded || w.generation != before) return;
+  w.desired = row->desired;
   w.approved = row->approved;
 }
 

@@ -34,6 +34,9 @@ struct MigrationManager::Worker : ProgressSink {
   std::mutex mu;
   std::condition_variable cv;
   long generation = 0;  // bumped by every command; a waiting worker wakes on it
+  // Bumped, with the live settings applied under `mu`, by `set` and
+  // `throttle`: a re-read of the row that began before is older than them.
+  long live_version = 0;
   Desired desired = Desired::kRun;
   // What was asked for and is not yet recorded in tandem.submissions (the
   // database did not answer): it holds in memory, and the poller records

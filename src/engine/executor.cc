@@ -376,13 +376,14 @@ void ExecutorCore::run_precheck(const Step& step) {
 void ExecutorCore::run_sql_step(const Step& step) {
   const Settings st = settings();
   if (step.transactional) {
+    std::vector<TableLock> order = step.locks;  // learnt across attempts
     with_retries(
         step.id, "step " + step.id,
         [&] {
           autovacuum_.yield(*conn_, step);
           Transaction tx(*conn_);
           tx.set_timeouts(lock_wait(st), st.statement_timeout);
-          take_locks_first(tx, step.locks, lock_wait(st));
+          take_locks_first(tx, order, lock_wait(st), step.id);
           tx.exec(step.sql);
           store_.mark_step(*conn_, step.id, StepStatus::kDone);
           store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);
@@ -417,7 +418,7 @@ void ExecutorCore::run_sql_step(const Step& step) {
         }
         store_.mark_step(*conn_, step.id, StepStatus::kRunning);
         autovacuum_.yield(*conn_, step);
-        with_session_timeouts([&] { conn_->exec(step.sql); });
+        with_session_timeouts([&] { exec_outside_transaction(step.sql, step.generates); });
         Transaction tx(*conn_);
         store_.mark_step(*conn_, step.id, StepStatus::kDone);
         store_.event(*conn_, "step_done", step.phase, step.id, options_.actor);

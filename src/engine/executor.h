@@ -120,11 +120,12 @@ class ExecutorCore {
   // session stays open for the next step unless `close`.
   void release(Lane& lane, bool close);
   std::string application_name() const;
-  // Takes `locks` in order (see Step::locks): the first waits up to
+  // Takes `order` in order (see Step::locks): the first waits up to
   // `budget`, each later one only for what is left of it, and so do the
-  // statements run after them in the transaction.
-  static void take_locks_first(Transaction& tx, const std::vector<TableLock>& locks,
-                               std::chrono::milliseconds budget);
+  // statements run after them in the transaction. A later lock that timed
+  // out is moved to the front of `order` for the next attempt.
+  static void take_locks_first(Transaction& tx, std::vector<TableLock>& order,
+                               std::chrono::milliseconds budget, const std::string& step_id);
   // Runs `work` until it succeeds; see the contract above. `already_done`
   // answers, after an in-doubt commit, whether the work did commit.
   void with_retries(Lane& lane, const std::string& step_id, const std::string& what,
@@ -180,6 +181,9 @@ class ExecutorCore {
   void run_sql_step(const Step& step);
   // Runs `work` with the spec's lock and statement timeouts set on the session.
   void with_session_timeouts(const std::function<void()>& work);
+  // `sql` on the executor's session; with `generates`, it is a query and
+  // each row it returns is a statement, run in turn (Step::generates).
+  void exec_outside_transaction(const std::string& sql, bool generates);
   void run_precheck(const Step& step);
   // Returns false when stopped before the end.
   bool run_keyset_step(const Step& step);

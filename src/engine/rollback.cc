@@ -70,17 +70,18 @@ void ExecutorCore::rollback_step(const Step& step) {
   const Settings st = settings();
   if (options_.progress) spdlog::info("rolling back step {}: {}", step.id, step.description);
   const std::string sql = step.rollback_sql.value_or("");
+  std::vector<TableLock> order = step.rollback_locks;  // learnt across attempts
   with_retries(
       step.id, "rollback of step " + step.id,
       [&] {
         if (!sql.empty()) autovacuum_.yield(*conn_, step);
         if (!step.transactional && !sql.empty()) {
-          with_session_timeouts([&] { conn_->exec(sql); });
+          with_session_timeouts([&] { exec_outside_transaction(sql, step.generates); });
         }
         Transaction tx(*conn_);
         tx.set_timeouts(lock_wait(st), st.statement_timeout);
         if (step.transactional && !sql.empty()) {
-          take_locks_first(tx, step.rollback_locks, lock_wait(st));
+          take_locks_first(tx, order, lock_wait(st), step.id);
           tx.exec(sql);
         }
         store_.clear_checkpoint(*conn_, step.id);

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "engine/executor.h"
+#include "util/text.h"
 
 namespace tandem {
 
@@ -40,17 +41,33 @@ void ExecutorCore::connect(Lane& lane) {
     options_.control->set_backend_pid(lane.worker + 1, lane.conn->backend_pid());
 }
 
-// Takes `locks` in order (see Step::locks): the first waits up to `budget`,
+// Takes `order` in order (see Step::locks): the first waits up to `budget`,
 // each later one only for what is left of it, and so do the statements run
-// after them in the transaction (at least 1 ms: 0 would mean no limit).
-void ExecutorCore::take_locks_first(Transaction& tx, const std::vector<TableLock>& locks,
-                                    std::chrono::milliseconds budget) {
-  if (locks.empty()) return;
+// after them in the transaction (at least 1 ms: 0 would mean no limit). When
+// a later lock times out while earlier ones are held, the application most
+// likely takes that table first and was waiting for a lock this step held:
+// the next attempt takes it first.
+void ExecutorCore::take_locks_first(Transaction& tx, std::vector<TableLock>& order,
+                                    std::chrono::milliseconds budget, const std::string& step_id) {
+  if (order.empty()) return;
   const auto start = std::chrono::steady_clock::now();
   auto left = budget;
-  for (const auto& l : locks) {
+  for (size_t i = 0; i < order.size(); ++i) {
     tx.exec("SET LOCAL lock_timeout = '" + std::to_string(left.count()) + "ms'");
-    tx.exec("LOCK TABLE " + l.table + " IN " + l.mode + " MODE");
+    try {
+      tx.exec("LOCK TABLE " + order[i].table + " IN " + order[i].mode + " MODE");
+    } catch (const Error& e) {
+      if (i == 0 || e.sqlstate() != "55P03") throw;
+      std::vector<std::string> held;
+      for (size_t j = 0; j < i; ++j) held.push_back(order[j].table);
+      spdlog::warn(
+          "step {}: timed out waiting for {} while holding {}, which its writers were likely "
+          "waiting for: the next attempt takes {} first",
+          step_id, order[i].table, join(held, ", "), order[i].table);
+      std::rotate(order.begin(), order.begin() + static_cast<long>(i),
+                  order.begin() + static_cast<long>(i) + 1);
+      throw;
+    }
     const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - start);
     left = std::max(std::chrono::milliseconds(1), budget - spent);
@@ -136,6 +153,18 @@ void ExecutorCore::with_session_timeouts(const std::function<void()>& work) {
     throw;
   }
   conn_->exec(kSessionLimitsSql);
+}
+
+void ExecutorCore::exec_outside_transaction(const std::string& sql, bool generates) {
+  if (!generates) {
+    conn_->exec(sql);
+    return;
+  }
+  Rows statements = conn_->exec(sql);
+  for (size_t i = 0; i < statements.size(); ++i) {
+    spdlog::info("{}: {}", spec_.name, statements.text(i, 0));
+    conn_->exec(statements.text(i, 0));
+  }
 }
 
 }  // namespace tandem

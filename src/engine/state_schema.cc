@@ -1,5 +1,7 @@
 #include "engine/state_schema.h"
 
+#include <stdexcept>
+
 namespace tandem {
 
 namespace {
@@ -229,11 +231,599 @@ BEGIN
 END $$;
 )SQL";
 
+// Version 7: type changes of columns that keys, indexes and constraints
+// use (issue 18): the twin indexes built before a swap, the swap carrying
+// keys, indexes, foreign keys and CHECKs over, the validations it leaves,
+// and the sequence widened after cleanup. Every statement can run again.
+const char* kVersion7 = R"SQL(
+-- Constraints that a column swap re-added NOT VALID and that were valid
+-- before: validated by a later step (validate_pending), each in its own
+-- transaction.
+CREATE TABLE IF NOT EXISTS tandem.revalidate (
+  conrelid regclass NOT NULL,
+  conname  name NOT NULL,
+  PRIMARY KEY (conrelid, conname)
+);
+
+-- The name of the index on column `col` that stands in for index `idx` of
+-- the same table while a column is swapped (ASCII, 27 bytes).
+CREATE OR REPLACE FUNCTION tandem.twin_index_name(idx name, col name) RETURNS name
+LANGUAGE sql IMMUTABLE AS $$ SELECT ('_tandem_ix_' || left(md5(idx || '/' || col), 16))::name $$;
+
+-- The same, qualified with the schema of table `tbl` (where its indexes are).
+CREATE OR REPLACE FUNCTION tandem.twin_index(tbl regclass, idx name, col name) RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT format('%I.%I', n.nspname, tandem.twin_index_name(idx, col))
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl
+$$;
+
+-- The indexes of `tbl` that use column `col` (not the twins tandem builds),
+-- with the constraint each backs and whether it is the replica identity.
+CREATE OR REPLACE FUNCTION tandem.column_indexes(tbl regclass, col name)
+RETURNS TABLE (idx regclass, idxname name, contype "char", conname name, is_deferrable bool,
+               is_deferred bool, is_replident bool)
+LANGUAGE sql STABLE AS $$
+  SELECT i.indexrelid::regclass, c.relname, k.contype, k.conname, k.condeferrable, k.condeferred,
+         i.indisreplident
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attname = col AND NOT a.attisdropped
+    LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+                             AND k.contype IN ('p', 'u')
+   WHERE i.indrelid = tbl AND a.attnum = ANY (i.indkey)
+     AND c.relname NOT LIKE '\_tandem\_ix\_%'
+   ORDER BY c.relname
+$$;
+
+-- CREATE INDEX CONCURRENTLY of index `idx` as it is, with column `from_col`
+-- replaced by `to_col`, named `name`. Key columns keep their order, operator
+-- class (the default one of the new type for the replaced column), collation,
+-- direction and NULLS order; INCLUDE columns, storage parameters, tablespace,
+-- predicate and NULLS NOT DISTINCT are kept.
+CREATE OR REPLACE FUNCTION tandem.index_like(idx regclass, from_col name, to_col name, name name)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  i pg_index;
+  c pg_class;
+  keys text[] := '{}';
+  incl text[] := '{}';
+  k int;
+  att name;
+  part text;
+  opc pg_opclass;
+  opts text;
+BEGIN
+  SELECT * INTO i FROM pg_index WHERE indexrelid = idx;
+  SELECT * INTO c FROM pg_class WHERE oid = idx;
+  FOR k IN 0 .. i.indnatts - 1 LOOP
+    IF i.indkey[k] = 0 THEN
+      part := '(' || pg_get_indexdef(idx, k + 1, false) || ')';
+      att := NULL;
+    ELSE
+      att := (SELECT attname FROM pg_attribute WHERE attrelid = i.indrelid AND attnum = i.indkey[k]);
+      part := quote_ident(CASE WHEN att = from_col THEN to_col ELSE att END);
+    END IF;
+    IF k >= i.indnkeyatts THEN
+      incl := incl || part;
+      CONTINUE;
+    END IF;
+    IF i.indcollation[k] <> 0 AND i.indcollation[k] IS DISTINCT FROM
+         (SELECT attcollation FROM pg_attribute WHERE attrelid = i.indrelid AND attname = att) THEN
+      part := part || (SELECT format(' COLLATE %I.%I', n.nspname, l.collname)
+                         FROM pg_collation l JOIN pg_namespace n ON n.oid = l.collnamespace
+                        WHERE l.oid = i.indcollation[k]);
+    END IF;
+    SELECT * INTO opc FROM pg_opclass WHERE oid = i.indclass[k];
+    IF NOT opc.opcdefault AND att IS DISTINCT FROM from_col THEN
+      part := part || format(' %I.%I', (SELECT nspname FROM pg_namespace
+                                          WHERE oid = opc.opcnamespace), opc.opcname);
+    END IF;
+    IF i.indoption[k] & 1 = 1 THEN
+      part := part || ' DESC' || CASE WHEN i.indoption[k] & 2 = 2 THEN '' ELSE ' NULLS LAST' END;
+    ELSIF i.indoption[k] & 2 = 2 THEN
+      part := part || ' NULLS FIRST';
+    END IF;
+    keys := keys || part;
+  END LOOP;
+  opts := (SELECT string_agg(format('%I = %L', split_part(o, '=', 1),
+                                    substr(o, strpos(o, '=') + 1)), ', ')
+             FROM unnest(c.reloptions) o);
+  RETURN format('CREATE %sINDEX CONCURRENTLY %I ON %s USING %I (%s)',
+                CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END, name,
+                i.indrelid::regclass, (SELECT amname FROM pg_am WHERE oid = c.relam),
+                array_to_string(keys, ', '))
+      || CASE WHEN cardinality(incl) > 0
+              THEN ' INCLUDE (' || array_to_string(incl, ', ') || ')' ELSE '' END
+      || CASE WHEN i.indnullsnotdistinct THEN ' NULLS NOT DISTINCT' ELSE '' END
+      || coalesce(' WITH (' || opts || ')', '')
+      || CASE WHEN c.reltablespace <> 0 THEN format(' TABLESPACE %I',
+              (SELECT spcname FROM pg_tablespace WHERE oid = c.reltablespace)) ELSE '' END
+      || coalesce(' WHERE ' || pg_get_expr(i.indpred, i.indrelid), '');
+END $$;
+
+-- The statements that build what a swap of column `live` with `incoming`
+-- needs and are not built yet: the twin on `incoming` of every index that
+-- uses `live`, and, for a primary key or unique constraint, a twin on `live`
+-- itself, under the name its twin on `outgoing` will need after the swap, so
+-- the swap can be undone. An invalid twin (a build cut short) is dropped
+-- first. Run again before each attempt, it yields only what is left.
+CREATE OR REPLACE FUNCTION tandem.column_index_builds(tbl regclass, live name, incoming name, outgoing name)
+RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  r record;
+  t record;
+  valid bool;
+BEGIN
+  FOR r IN SELECT * FROM tandem.column_indexes(tbl, live) LOOP
+    FOR t IN SELECT incoming AS col, incoming AS named_for
+             UNION ALL
+             SELECT live, outgoing WHERE r.contype IS NOT NULL
+    LOOP
+      valid := (SELECT indisvalid FROM pg_index
+                 WHERE indexrelid = to_regclass(tandem.twin_index(tbl, r.idxname, t.named_for)));
+      CONTINUE WHEN valid;
+      IF NOT valid THEN
+        RETURN NEXT 'DROP INDEX CONCURRENTLY IF EXISTS '
+                    || tandem.twin_index(tbl, r.idxname, t.named_for);
+      END IF;
+      RETURN NEXT tandem.index_like(r.idx, live, t.col,
+                                    tandem.twin_index_name(r.idxname, t.named_for));
+    END LOOP;
+  END LOOP;
+END $$;
+
+-- One statement per constraint a swap involving `tbl` left to validate.
+CREATE OR REPLACE FUNCTION tandem.pending_validations(tbl regclass) RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+  SELECT format('SELECT tandem.validate_pending(%L::regclass, %L)', r.conrelid::text, r.conname)
+    FROM tandem.revalidate r
+    LEFT JOIN pg_constraint k ON k.conrelid = r.conrelid AND k.conname = r.conname
+   WHERE r.conrelid = tbl OR k.confrelid = tbl
+   ORDER BY r.conrelid::text, r.conname
+$$;
+
+CREATE OR REPLACE FUNCTION tandem.validate_pending(rel regclass, con name) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = rel AND conname = con
+                AND NOT convalidated) THEN
+    EXECUTE format('ALTER TABLE %s VALIDATE CONSTRAINT %I', rel, con);
+  END IF;
+  DELETE FROM tandem.revalidate WHERE conrelid = rel AND conname = con;
+END $$;
+
+-- What undoes column_index_builds: validations still pending on the table
+-- (left by a swap that was undone), then the twins dropped.
+CREATE OR REPLACE FUNCTION tandem.column_index_drops(tbl regclass, live name, incoming name, outgoing name)
+RETURNS SETOF text LANGUAGE sql STABLE AS $$
+  SELECT * FROM tandem.pending_validations(tbl)
+  UNION ALL
+  (SELECT DISTINCT 'DROP INDEX CONCURRENTLY IF EXISTS ' || twin
+     FROM tandem.column_indexes(tbl, live) i, unnest(ARRAY[incoming, outgoing]) col,
+          tandem.twin_index(tbl, i.idxname, col) twin
+    WHERE to_regclass(twin) IS NOT NULL
+    ORDER BY 1)
+$$;
+
+-- Takes `mode` on `rel` within what is left of the lock timeout when the
+-- statement began, and leaves lock_timeout (SET LOCAL) at what is left
+-- after: the executor sets it to what its own first locks left over, so a
+-- step that locks several tables waits at most one lock timeout in all.
+CREATE OR REPLACE FUNCTION tandem.lock_within_budget(rel regclass, mode text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  budget interval := current_setting('lock_timeout')::interval;
+  left_ms bigint;
+BEGIN
+  IF budget > interval '0' THEN
+    left_ms := floor(extract(epoch FROM budget - (clock_timestamp() - statement_timestamp()))
+                     * 1000);
+    IF left_ms < 1 THEN
+      RAISE EXCEPTION 'could not lock % within the lock timeout', rel USING ERRCODE = '55P03';
+    END IF;
+    PERFORM set_config('lock_timeout', left_ms || 'ms', true);
+  END IF;
+  EXECUTE format('LOCK TABLE %s IN %s MODE', rel, mode);
+END $$;
+
+-- Every lock a swap of column `col` needs, in one order, within one lock
+-- timeout: the tables its foreign keys reference, then the table, then the
+-- tables whose foreign keys reference it (the order writers take them in:
+-- the referenced row first), each in name order. ACCESS EXCLUSIVE on each:
+-- dropping a foreign key takes it on both of its tables.
+CREATE OR REPLACE FUNCTION tandem.lock_for_swap(tbl regclass, col name) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  num int2 := (SELECT attnum FROM pg_attribute WHERE attrelid = tbl AND attname = col
+                  AND NOT attisdropped);
+  r record;
+BEGIN
+  FOR r IN SELECT rel, min(o) FROM (
+             SELECT c.confrelid::regclass AS rel, 0 AS o FROM pg_constraint c
+              WHERE c.conrelid = tbl AND c.contype = 'f' AND num = ANY (c.conkey)
+                AND c.confrelid <> tbl
+             UNION ALL SELECT tbl, 1
+             UNION ALL
+             SELECT c.conrelid::regclass, 2 FROM pg_constraint c
+              WHERE c.confrelid = tbl AND num = ANY (c.confkey) AND c.conrelid <> tbl) x
+            GROUP BY rel ORDER BY min(o), rel::text LOOP
+    PERFORM tandem.lock_within_budget(r.rel, 'ACCESS EXCLUSIVE');
+  END LOOP;
+END $$;
+
+-- move_sequence_owner leaves identity columns alone: their sequence is
+-- the identity's own (swap_columns moves the identity itself), and
+-- PostgreSQL refuses to give it another owner. Seen when a cutover of an
+-- identity column was rolled back.
+CREATE OR REPLACE FUNCTION tandem.move_sequence_owner(tbl regclass, from_col name, to_col name)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  seq text := pg_get_serial_sequence(tbl::text, from_col);
+BEGIN
+  IF seq IS NOT NULL AND (SELECT attidentity FROM pg_attribute WHERE attrelid = tbl
+                            AND attname = from_col AND NOT attisdropped) = '' THEN
+    EXECUTE format('ALTER SEQUENCE %s OWNED BY %s.%I', seq, tbl, to_col);
+  END IF;
+END $$;
+
+-- Gives the sequence behind column `col` (a serial's or an identity's) the
+-- column's integer type when it is narrower: after an integer key became
+-- bigint, its values can go past the old type's maximum.
+CREATE OR REPLACE FUNCTION tandem.fit_sequence(tbl regclass, col name) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  seq regclass := pg_get_serial_sequence(tbl::text, col)::regclass;
+  col_type regtype := (SELECT atttypid FROM pg_attribute WHERE attrelid = tbl AND attname = col
+                          AND NOT attisdropped);
+  seq_type regtype := (SELECT seqtypid FROM pg_sequence WHERE seqrelid = seq);
+  width CONSTANT jsonb := '{"smallint": 2, "integer": 4, "bigint": 8}';
+BEGIN
+  IF seq IS NOT NULL AND (width ->> col_type::text)::int > (width ->> seq_type::text)::int THEN
+    EXECUTE format('ALTER SEQUENCE %s AS %s', seq, col_type);
+  END IF;
+END $$;
+
+-- swap_columns (called after lock_for_swap) now carries what uses the column over to the column that
+-- takes its name: the primary key and unique constraints (onto the twin
+-- index built beforehand), the other indexes (by renaming twins), and the
+-- foreign keys on either side and CHECK constraints (dropped, and added
+-- again NOT VALID under the same name; validated by a later step). A
+-- column nothing uses swaps as before.
+CREATE OR REPLACE FUNCTION tandem.swap_columns(tbl regclass, live name, incoming name,
+                                               outgoing name, nn_check name)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  live_num int2;
+  ident "char";
+  not_null bool;
+  def text;
+  seq text;
+  last bigint;
+  r record;
+  carried jsonb := '[]';
+  keys jsonb := '[]';
+  twin name;
+  replident name;
+BEGIN
+  -- ADD CONSTRAINT ... USING INDEX says it renames the index: it is meant to.
+  PERFORM set_config('client_min_messages', 'warning', true);
+  SELECT attnum, attidentity, attnotnull INTO live_num, ident, not_null
+    FROM pg_attribute WHERE attrelid = tbl AND attname = live AND NOT attisdropped;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'column % of % does not exist', live, tbl;
+  END IF;
+  -- Foreign keys to or from the column, and CHECK constraints on it: their
+  -- definitions name columns, so they apply to the new column once added again.
+  FOR r IN SELECT c.conrelid::regclass AS rel, c.conname,
+                  pg_get_constraintdef(c.oid) AS def,
+                  c.convalidated OR EXISTS (SELECT 1 FROM tandem.revalidate v
+                                             WHERE v.conrelid = c.conrelid
+                                               AND v.conname = c.conname) AS valid
+             FROM pg_constraint c
+            WHERE (c.confrelid = tbl AND live_num = ANY (c.confkey))
+               OR (c.conrelid = tbl AND c.contype IN ('f', 'c') AND live_num = ANY (c.conkey))
+            ORDER BY c.conrelid::regclass::text, c.conname LOOP
+    carried := carried || jsonb_build_object('rel', r.rel::text, 'name', r.conname,
+                                             'def', r.def, 'valid', r.valid);
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.rel, r.conname);
+  END LOOP;
+  -- Keys: dropped now (their index with them), added again on the twin.
+  FOR r IN SELECT * FROM tandem.column_indexes(tbl, live) LOOP
+    twin := tandem.twin_index_name(r.idxname, incoming);
+    IF r.is_replident THEN
+      -- The index's name once the swap is done: a constraint's index takes
+      -- the constraint's name.
+      replident := coalesce(r.conname, r.idxname);
+    END IF;
+    IF to_regclass(tandem.twin_index(tbl, r.idxname, incoming)) IS NULL THEN
+      RAISE EXCEPTION 'index % of % has no twin % on column %: the step that builds it has not run',
+        r.idxname, tbl, twin, incoming;
+    END IF;
+    IF r.contype IS NOT NULL THEN
+      keys := keys || jsonb_build_object('name', r.conname, 'twin', twin, 'contype', r.contype,
+                                         'is_deferrable', r.is_deferrable, 'is_deferred', r.is_deferred);
+      EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', tbl, r.conname);
+    ELSE
+      EXECUTE format('ALTER INDEX %s RENAME TO %I', r.idx,
+                     tandem.twin_index_name(r.idxname, outgoing));
+      EXECUTE format('ALTER INDEX %s RENAME TO %I', tandem.twin_index(tbl, r.idxname, incoming),
+                     r.idxname);
+    END IF;
+  END LOOP;
+  def := (SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef
+           WHERE adrelid = tbl AND adnum = live_num);
+  seq := pg_get_serial_sequence(tbl::text, live);
+  EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', tbl, live, outgoing);
+  EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', tbl, incoming, live);
+  IF not_null THEN
+    -- Needs no table scan when the validated CHECK (live IS NOT NULL) exists.
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, live);
+  END IF;
+  EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', tbl, nn_check);
+  FOR r IN SELECT * FROM jsonb_to_recordset(keys)
+                  AS k(name name, twin name, contype text, is_deferrable bool, is_deferred bool) LOOP
+    EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s USING INDEX %I%s', tbl, r.name,
+                   CASE r.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END, r.twin,
+                   CASE WHEN r.is_deferred THEN ' DEFERRABLE INITIALLY DEFERRED'
+                        WHEN r.is_deferrable THEN ' DEFERRABLE' ELSE '' END);
+  END LOOP;
+  IF replident IS NOT NULL THEN
+    -- The replica identity stays with the index's name (the old index goes
+    -- with the old column at cleanup, and logical replication with it).
+    EXECUTE format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I', tbl, replident);
+  END IF;
+  FOR r IN SELECT * FROM jsonb_to_recordset(carried)
+                  AS k(rel text, name name, def text, valid bool) LOOP
+    EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.rel, r.name,
+                   CASE WHEN r.def LIKE '% NOT VALID' THEN r.def ELSE r.def || ' NOT VALID' END);
+    IF r.valid THEN
+      INSERT INTO tandem.revalidate VALUES (r.rel::regclass, r.name) ON CONFLICT DO NOTHING;
+    END IF;
+  END LOOP;
+  IF ident IN ('a', 'd') THEN
+    last := pg_sequence_last_value(seq::regclass);
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP IDENTITY', tbl, outgoing);
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I ADD GENERATED %s AS IDENTITY (START WITH %s)',
+                   tbl, live, CASE ident WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END,
+                   coalesce(last + 1, 1));
+  ELSIF def IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, outgoing);
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %s', tbl, live, def);
+  END IF;
+END $$;
+)SQL";
+
+// Version 8: drop_constraint keeps what it dropped so that a rollback puts
+// the constraint back as it was (issue 18), set_replica_identity and
+// set_comment keep what they replaced, and rename_table's view gets the
+// table's privileges. Every statement can run again.
+const char* kVersion8 = R"SQL(
+CREATE TABLE IF NOT EXISTS tandem.dropped_constraints (
+  conrelid     regclass NOT NULL,
+  conname      name NOT NULL,
+  contype      "char" NOT NULL,
+  definition   text NOT NULL,  -- pg_get_constraintdef: what ADD CONSTRAINT takes
+  validated    bool NOT NULL,
+  confrelid    regclass,       -- a foreign key's referenced table
+  index_def    text,           -- a primary key's or unique constraint's index
+  index_name   name,
+  is_deferrable bool NOT NULL DEFAULT false,
+  is_deferred  bool NOT NULL DEFAULT false,
+  PRIMARY KEY (conrelid, conname)
+);
+
+-- Drops constraint `con` of `rel` and keeps it in tandem.dropped_constraints,
+-- taking every lock first within one lock timeout: the table a foreign key
+-- references (dropping the key locks it too), then `rel`.
+CREATE OR REPLACE FUNCTION tandem.drop_constraint(rel regclass, con name) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  k pg_constraint;
+BEGIN
+  SELECT * INTO k FROM pg_constraint WHERE conrelid = rel AND conname = con;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'constraint % of % does not exist', con, rel USING ERRCODE = '42704';
+  END IF;
+  IF k.contype = 'f' AND k.confrelid <> rel THEN
+    PERFORM tandem.lock_within_budget(k.confrelid::regclass, 'ACCESS EXCLUSIVE');
+  END IF;
+  PERFORM tandem.lock_within_budget(rel, 'ACCESS EXCLUSIVE');
+  SELECT * INTO k FROM pg_constraint WHERE conrelid = rel AND conname = con;
+  INSERT INTO tandem.dropped_constraints AS d
+  VALUES (rel, con, k.contype, pg_get_constraintdef(k.oid), k.convalidated,
+          NULLIF(k.confrelid, 0)::regclass,
+          CASE WHEN k.contype IN ('p', 'u') THEN pg_get_indexdef(k.conindid) END,
+          (SELECT relname FROM pg_class WHERE oid = k.conindid AND k.contype IN ('p', 'u')),
+          k.condeferrable, k.condeferred)
+  ON CONFLICT (conrelid, conname) DO UPDATE
+     SET contype = EXCLUDED.contype, definition = EXCLUDED.definition,
+         validated = EXCLUDED.validated, confrelid = EXCLUDED.confrelid,
+         index_def = EXCLUDED.index_def, index_name = EXCLUDED.index_name,
+         is_deferrable = EXCLUDED.is_deferrable, is_deferred = EXCLUDED.is_deferred;
+  EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', rel, con);
+END $$;
+
+-- Puts back constraint `con` that drop_constraint removed from `rel`: a
+-- primary key or unique constraint on its index (built again beforehand,
+-- see constraint_restorations), a CHECK or foreign key NOT VALID, recorded
+-- in tandem.revalidate when it was valid (validate_pending validates it).
+CREATE OR REPLACE FUNCTION tandem.restore_constraint(rel regclass, con name) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  d tandem.dropped_constraints;
+BEGIN
+  SELECT * INTO d FROM tandem.dropped_constraints WHERE conrelid = rel AND conname = con;
+  IF FOUND AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = rel AND conname = con) THEN
+    IF d.contype IN ('p', 'u') THEN
+      PERFORM tandem.lock_within_budget(rel, 'ACCESS EXCLUSIVE');
+      EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s USING INDEX %I%s', rel, con,
+                     CASE d.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END, d.index_name,
+                     CASE WHEN d.is_deferrable THEN ' DEFERRABLE' ELSE '' END
+                       || CASE WHEN d.is_deferred THEN ' INITIALLY DEFERRED' ELSE '' END);
+    ELSE
+      IF d.confrelid IS NOT NULL AND d.confrelid <> rel THEN
+        PERFORM tandem.lock_within_budget(d.confrelid, 'SHARE ROW EXCLUSIVE');
+      END IF;
+      PERFORM tandem.lock_within_budget(rel, CASE d.contype WHEN 'f' THEN 'SHARE ROW EXCLUSIVE'
+                                                             ELSE 'ACCESS EXCLUSIVE' END);
+      EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s%s', rel, con, d.definition,
+                     CASE WHEN d.validated THEN ' NOT VALID' ELSE '' END);
+      IF d.validated THEN
+        INSERT INTO tandem.revalidate VALUES (rel, con) ON CONFLICT DO NOTHING;
+      END IF;
+    END IF;
+  END IF;
+  DELETE FROM tandem.dropped_constraints WHERE conrelid = rel AND conname = con;
+END $$;
+
+-- The statements that undo drop_constraint and are not done yet: a primary
+-- key's or unique constraint's index built again CONCURRENTLY (an invalid
+-- one, from a build cut short, dropped first), the constraint put back, and
+-- a CHECK or foreign key that was valid validated. Run again before each
+-- attempt, it yields only what is left.
+CREATE OR REPLACE FUNCTION tandem.constraint_restorations(rel regclass, con name)
+RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  d tandem.dropped_constraints;
+  kept bool;
+  idx text;
+  valid bool;
+BEGIN
+  SELECT * INTO d FROM tandem.dropped_constraints WHERE conrelid = rel AND conname = con;
+  kept := FOUND;
+  IF kept AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = rel AND conname = con) THEN
+    IF d.contype IN ('p', 'u') THEN
+      idx := (SELECT format('%I.%I', n.nspname, d.index_name)
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel);
+      valid := (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(idx));
+      IF NOT valid THEN
+        RETURN NEXT 'DROP INDEX CONCURRENTLY IF EXISTS ' || idx;
+      END IF;
+      IF valid IS NOT TRUE THEN
+        RETURN NEXT regexp_replace(d.index_def, '^CREATE (UNIQUE )?INDEX ',
+                                   'CREATE \1INDEX CONCURRENTLY ');
+      END IF;
+    END IF;
+    RETURN NEXT format('SELECT tandem.restore_constraint(%L::regclass, %L)', rel::text, con);
+  END IF;
+  IF (kept AND d.validated AND d.contype IN ('c', 'f'))
+     OR EXISTS (SELECT 1 FROM tandem.revalidate WHERE conrelid = rel AND conname = con) THEN
+    RETURN NEXT format('SELECT tandem.validate_pending(%L::regclass, %L)', rel::text, con);
+  END IF;
+END $$;
+
+-- What an operation changed in place (a replica identity, a comment) and
+-- the statement that puts it back, kept until a rollback runs it
+-- (tandem.undo_change) or cleanup forgets it.
+CREATE TABLE IF NOT EXISTS tandem.undo (
+  relid     regclass NOT NULL,
+  item      text NOT NULL,
+  statement text NOT NULL,
+  PRIMARY KEY (relid, item)
+);
+
+CREATE OR REPLACE FUNCTION tandem.undo_change(tbl regclass, what text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  s text;
+BEGIN
+  DELETE FROM tandem.undo WHERE relid = tbl AND item = what RETURNING statement INTO s;
+  IF s IS NOT NULL THEN
+    EXECUTE s;
+  END IF;
+END $$;
+
+-- The statement that sets the replica identity of `tbl` as it is now.
+CREATE OR REPLACE FUNCTION tandem.replica_identity_statement(tbl regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT format('ALTER TABLE %s REPLICA IDENTITY %s', c.oid::regclass,
+                CASE c.relreplident WHEN 'd' THEN 'DEFAULT' WHEN 'f' THEN 'FULL'
+                                    WHEN 'n' THEN 'NOTHING'
+                     ELSE format('USING INDEX %I', (SELECT i.relname FROM pg_index x
+                                                      JOIN pg_class i ON i.oid = x.indexrelid
+                                                     WHERE x.indrelid = c.oid
+                                                       AND x.indisreplident)) END)
+    FROM pg_class c WHERE c.oid = tbl
+$$;
+
+-- The statement that sets the comment on `tbl` (or on its column `col`) as
+-- it is now (IS NULL when there is none).
+CREATE OR REPLACE FUNCTION tandem.comment_statement(tbl regclass, col name) RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT CASE WHEN col IS NULL
+              THEN format('COMMENT ON TABLE %s IS %L', tbl, obj_description(tbl, 'pg_class'))
+              ELSE format('COMMENT ON COLUMN %s.%I IS %L', tbl, col,
+                          col_description(tbl, (SELECT attnum FROM pg_attribute
+                                                 WHERE attrelid = tbl AND attname = col)))
+         END
+$$;
+
+-- Grants on `target` every privilege that roles hold on `source`, as they
+-- hold it (a view standing in for a table serves the same roles).
+CREATE OR REPLACE FUNCTION tandem.copy_grants(source regclass, target regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  g record;
+BEGIN
+  FOR g IN SELECT a.privilege_type, a.grantee, a.is_grantable
+             FROM pg_class c, aclexplode(c.relacl) a
+            WHERE c.oid = source AND a.grantee <> c.relowner LOOP
+    EXECUTE format('GRANT %s ON %s TO %s%s', g.privilege_type, target,
+                   CASE g.grantee WHEN 0 THEN 'PUBLIC' ELSE g.grantee::regrole::text END,
+                   CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+  END LOOP;
+END $$;
+)SQL";
+
 }  // namespace
+
+// Version 9: alter_column sets or drops NOT NULL with the swap (issue 18):
+// swap_columns takes `set_not_null` (absent or NULL: the incoming column
+// gets NOT NULL when the live one has it, as before; true: it gets it,
+// without a scan when the validated check `nn_check` exists; false: it keeps
+// what it has), and moves column comments with the names. Version 7's
+// function with those changes, so the two cannot drift apart.
+static std::string version9() {
+  const std::string v7 = kVersion7;
+  const std::string head = "CREATE OR REPLACE FUNCTION tandem.swap_columns(";
+  const size_t start = v7.find(head);
+  const size_t end = v7.find("END $$;", start);
+  if (start == std::string::npos || end == std::string::npos) {
+    throw std::logic_error("state schema version 7 has no swap_columns");
+  }
+  std::string fn = v7.substr(start, end + 7 - start);
+  auto replace_once = [&fn](const std::string& from, const std::string& to) {
+    const size_t at = fn.find(from);
+    if (at == std::string::npos || fn.find(from, at + 1) != std::string::npos) {
+      throw std::logic_error("swap_columns of version 7 changed: \"" + from + "\"");
+    }
+    fn.replace(at, from.size(), to);
+  };
+  replace_once("outgoing name, nn_check name)",
+               "outgoing name, nn_check name,\n    set_not_null bool DEFAULT NULL)");
+  replace_once("  IF not_null THEN", "  IF coalesce(set_not_null, not_null) THEN");
+  // Column comments go with the name too (they stayed behind with the
+  // column's number: a comment was lost at cutover).
+  replace_once("  replident name;\nBEGIN\n",
+               "  replident name;\n  live_comment text;\n  incoming_comment text;\nBEGIN\n");
+  replace_once("  seq := pg_get_serial_sequence(tbl::text, live);\n",
+               "  seq := pg_get_serial_sequence(tbl::text, live);\n"
+               "  live_comment := col_description(tbl, live_num);\n"
+               "  incoming_comment := col_description(tbl, (SELECT attnum FROM pg_attribute\n"
+               "    WHERE attrelid = tbl AND attname = incoming AND NOT attisdropped));\n");
+  replace_once(
+      "  IF coalesce(set_not_null, not_null) THEN",
+      "  EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', tbl, live, live_comment);\n"
+      "  EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', tbl, outgoing, incoming_comment);\n"
+      "  IF coalesce(set_not_null, not_null) THEN");
+  return "DROP FUNCTION IF EXISTS tandem.swap_columns(regclass, name, name, name, name);\n" + fn +
+         "\n";
+}
 
 const std::vector<std::string>& state_schema_versions() {
   static const std::vector<std::string> kVersions = {kVersion1, kVersion2, kVersion3,
-                                                     kVersion4, kVersion5, kVersion6};
+                                                     kVersion4, kVersion5, kVersion6,
+                                                     kVersion7, kVersion8, version9()};
   return kVersions;
 }
 

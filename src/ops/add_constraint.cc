@@ -45,7 +45,8 @@ void plan_unique_via_index(const std::string& id, const std::string& schema,
   out.push_back(s);
 }
 
-void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::vector<Step>& out) {
+void plan_add_constraint(const Spec& spec, int index, const AddConstraint& op,
+                         std::vector<Step>& out) {
   const std::string id = std::to_string(index) + ".";
   const std::string table = qualified(op.schema, op.table);
   const std::string name = quote_ident(op.name);
@@ -57,6 +58,23 @@ void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::v
   }
   if (op.kind == AddConstraint::Kind::kForeignKey) {
     prechecks.push_back(checks::referenced_table_exists(op.references));
+    if (op.orphans == AddConstraint::Orphans::kFail) {
+      prechecks.push_back(checks::no_orphans(
+          table, op.columns, op.references, op.referenced_columns,
+          "VALIDATE would fail on them after the backfill. Fix or remove them first, or give "
+          "orphans: set_null or orphans: delete"));
+    } else {
+      prechecks.push_back(checks::has_walkable_key());
+    }
+    if (op.orphans == AddConstraint::Orphans::kSetNull) {
+      for (const auto& c : op.columns) {
+        prechecks.push_back(
+            "SELECT format('column %I of %s is NOT NULL: orphans: set_null "
+            "cannot clear it; give orphans: delete', attname, rel)\n"
+            "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " +
+            quote_literal(c) + " AND a.attnotnull");
+      }
+    }
   }
   out.push_back(checks::precheck_step(id + "precheck",
                                       "check that constraint " + name + " can be added to " + table,
@@ -86,6 +104,23 @@ void plan_add_constraint(const Spec&, int index, const AddConstraint& op, std::v
                             {LockMode::kShareUpdateExclusive,
                              "; ROW SHARE on the referenced table (reads and writes go on)"},
                             Phase::kPrepare, Phase::kBackfill, out, op.references);
+  if (op.orphans != AddConstraint::Orphans::kFail) {
+    // Before VALIDATE, after the NOT VALID constraint: no new orphan can
+    // appear by then, so one pass finds them all.
+    std::vector<std::string> nulls;
+    for (const auto& c : op.columns) nulls.push_back(quote_ident(c) + " = NULL");
+    const std::string orphan = checks::orphan_row(op.columns, op.references, op.referenced_columns);
+    const bool remove = op.orphans == AddConstraint::Orphans::kDelete;
+    BatchWork work{table, remove ? "" : join(nulls, ", "), "", orphan,
+                   remove ? "DELETE FROM " + table + " AS _row WHERE " + kBatchRange : ""};
+    Step fix = irreversible_batch_step(
+        id + "fix_orphans",
+        std::string(remove ? "delete" : "set NULL the foreign key of") + " the rows of " + table +
+            " whose parent in " + op.references + " is missing (irreversible)",
+        work, spec.settings.batch_size,
+        remove ? "deletes the rows without a parent" : "updates the rows without a parent");
+    out.insert(out.end() - 1, std::move(fix));  // before validate
+  }
 }
 
 void plan_constraint_not_valid(const std::string& id, const std::string& table,
@@ -126,7 +161,7 @@ std::optional<AddConstraint> parse_add_constraint(SpecReader& r, const YAML::Nod
   const std::string w = "add_constraint";
   if (!r.open_operation(n, w,
                         {"schema", "table", "name", "check", "foreign_key", "unique", "references",
-                         "referenced_columns", "on_delete"}))
+                         "referenced_columns", "on_delete", "orphans"}))
     return std::nullopt;
   const size_t before = r.errors.size();
   AddConstraint c;
@@ -136,6 +171,9 @@ std::optional<AddConstraint> parse_add_constraint(SpecReader& r, const YAML::Nod
   if (kinds != 1) {
     r.error(n, "add_constraint: give exactly one of \"check\", \"foreign_key\" or \"unique\"");
     return std::nullopt;
+  }
+  if (n["orphans"].IsDefined() && !n["foreign_key"].IsDefined()) {
+    r.error(n["orphans"], "orphans: only a foreign_key has orphans");
   }
   if (n["check"].IsDefined()) {
     c.kind = AddConstraint::Kind::kCheck;
@@ -159,6 +197,15 @@ std::optional<AddConstraint> parse_add_constraint(SpecReader& r, const YAML::Nod
     c.references = qualified(ref_schema, ref_table);
     c.referenced_columns = r.string_list(n, "referenced_columns", w);
     r.on_delete(n, w, c.on_delete);
+    if (auto o = r.scalar(n, "orphans", false, w)) {
+      if (*o == "set_null") {
+        c.orphans = AddConstraint::Orphans::kSetNull;
+      } else if (*o == "delete") {
+        c.orphans = AddConstraint::Orphans::kDelete;
+      } else if (*o != "fail") {
+        r.error(n["orphans"], "orphans: expected fail, set_null or delete, got \"" + *o + "\"");
+      }
+    }
     if (c.columns.size() != c.referenced_columns.size() && r.errors.size() == before) {
       r.error(n, "add_constraint: foreign_key has " + std::to_string(c.columns.size()) +
                      " columns but referenced_columns has " +

@@ -114,6 +114,12 @@ void plan_add_reference(const Spec& spec, int index, const AddReference& op,
   if (op.compat_view) {
     prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
   }
+  if (op.not_null) {
+    prechecks.push_back(checks::no_orphans(
+        table, {op.via}, parent, {op.lookup},
+        "their new column would stay NULL, and NOT NULL would fail after the backfill. Fix them "
+        "first, or leave not_null out"));
+  }
   out.push_back(checks::precheck_step(
       id + "precheck", "check that " + table + " can gain " + col + " referencing " + parent, table,
       prechecks));

@@ -18,23 +18,72 @@ void plan_create_index(const Spec&, int index, const CreateIndex& op, std::vecto
       {checks::table_exists(table), checks::plain_table("create_index"),
        checks::relation_absent(op.schema, op.name)}));
 
+  std::string shape = "USING " + op.method + " (" + join(op.columns, ", ") + ")";
+  if (!op.include.empty()) {
+    std::vector<std::string> cols;
+    for (const auto& c : op.include) cols.push_back(quote_ident(c));
+    shape += " INCLUDE (" + join(cols, ", ") + ")";
+  }
+  if (!op.with.empty()) {
+    std::vector<std::string> params;
+    for (const auto& [key, value] : op.with)
+      params.push_back(quote_ident(key) + " = " + quote_literal(value));
+    shape += " WITH (" + join(params, ", ") + ")";
+  }
+  if (op.where) shape += " WHERE " + *op.where;
   out.push_back(concurrent_index_step(id + "create_index", op.phase, op.schema, op.name, table,
-                                      "USING " + op.method + " (" + join(op.columns, ", ") + ")" +
-                                          (op.where ? " WHERE " + *op.where : ""),
-                                      op.unique));
+                                      shape, op.unique));
 }
+
+namespace {
+
+// A name tandem quotes: one line of at most 63 bytes, without quotes.
+bool plain_name(const std::string& s) {
+  return !s.empty() && s.size() <= 63 && clean_text(s) &&
+         s.find_first_of("\"\n\r") == std::string::npos;
+}
+
+}  // namespace
 
 std::optional<CreateIndex> parse_create_index(SpecReader& r, const YAML::Node& n) {
   const std::string w = "create_index";
-  if (!r.open_operation(
-          n, w, {"schema", "table", "name", "columns", "unique", "method", "where", "phase"}))
+  if (!r.open_operation(n, w,
+                        {"schema", "table", "name", "columns", "include", "unique", "method",
+                         "with", "where", "phase"}))
     return std::nullopt;
   CreateIndex c;
   r.table_ref(n, w, c.schema, c.table);
   r.identifier(n, "name", true, c.name, w);
   c.columns = r.string_list(n, "columns", w);
+  if (n["include"].IsDefined()) {
+    for (const auto& item : r.string_list(n, "include", w)) {
+      if (plain_name(item)) {
+        c.include.push_back(item);
+      } else {
+        r.error(n["include"], "include: expected column names, got \"" + item + "\"");
+      }
+    }
+  }
   if (auto u = r.boolean(n, "unique")) c.unique = *u;
   r.method_name(n, c.method);
+  if (n["with"].IsDefined()) {
+    if (!n["with"].IsMap() || n["with"].size() == 0) {
+      r.error(n["with"],
+              "with: expected a mapping of storage parameters, such as {fillfactor: 70}");
+    } else {
+      for (auto it = n["with"].begin(); it != n["with"].end(); ++it) {
+        const std::string key = it->first.IsScalar() ? it->first.Scalar() : "";
+        const std::string value = it->second.IsScalar() ? it->second.Scalar() : "";
+        if (!plain_name(key)) {
+          r.error(it->first, "with: expected a storage parameter name, got \"" + key + "\"");
+        } else if (value.empty() || !clean_text(value)) {
+          r.error(it->second, "with: " + key + " needs a value");
+        } else {
+          c.with.emplace_back(key, value);
+        }
+      }
+    }
+  }
   c.where = r.expression(n, "where");
   if (n["phase"].IsDefined()) {
     if (auto p = r.phase(n["phase"], "phase")) c.phase = *p;

@@ -41,6 +41,17 @@ TANDEM_OPERATION(MoveColumn, move_column)
 TANDEM_OPERATION(CopyTable, copy_table)
 TANDEM_OPERATION(AddReference, add_reference)
 TANDEM_OPERATION(RenameColumn, rename_column)
+TANDEM_OPERATION(DropIndex, drop_index)
+TANDEM_OPERATION(RenameConstraint, rename_constraint)
+TANDEM_OPERATION(CreateTable, create_table)
+TANDEM_OPERATION(DropTable, drop_table)
+TANDEM_OPERATION(RenameTable, rename_table)
+TANDEM_OPERATION(DropConstraint, drop_constraint)
+TANDEM_OPERATION(SetReplicaIdentity, set_replica_identity)
+TANDEM_OPERATION(SetComment, set_comment)
+TANDEM_OPERATION(SetDefault, set_default)
+TANDEM_OPERATION(AlterColumn, alter_column)
+TANDEM_OPERATION(AddPrimaryKey, add_primary_key)
 
 #undef TANDEM_OPERATION
 
@@ -57,6 +68,17 @@ void plan_unique_via_index(const std::string& id, const std::string& schema,
 void plan_not_null_via_check(const Spec& spec, const std::string& id, const std::string& schema,
                              const std::string& table, const std::string& column, Phase add,
                              Phase validate, std::vector<Step>& out);
+
+// At cutover, the default of `column` (quoted here) set to `value`, or dropped;
+// the one before kept for a rollback, forgotten at cleanup. Steps
+// <id>change and <id>forget.
+void plan_default_change(const std::string& id, const std::string& table, const std::string& column,
+                         const std::optional<std::string>& value, std::vector<Step>& out);
+// At cutover, the comment on `column` (or on the table when absent) set to
+// `comment`, or removed; kept and forgotten the same way.
+void plan_comment_change(const std::string& id, const std::string& table,
+                         const std::optional<std::string>& column,
+                         const std::optional<std::string>& comment, std::vector<Step>& out);
 
 // A CHECK or FOREIGN KEY `definition` added NOT VALID in `add` and validated in
 // `validate`. For a foreign key, `referenced` names the referenced table, which

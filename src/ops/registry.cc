@@ -57,6 +57,17 @@ constexpr OperationKind kOperations[] = {
     TANDEM_ROW(CopyTable, copy_table, "copy_table"),
     TANDEM_ROW(AddReference, add_reference, "add_reference"),
     TANDEM_ROW(RenameColumn, rename_column, "rename_column"),
+    TANDEM_ROW(DropIndex, drop_index, "drop_index"),
+    TANDEM_ROW(RenameConstraint, rename_constraint, "rename_constraint"),
+    TANDEM_ROW(CreateTable, create_table, "create_table"),
+    TANDEM_ROW(DropTable, drop_table, "drop_table"),
+    TANDEM_ROW(RenameTable, rename_table, "rename_table"),
+    TANDEM_ROW(DropConstraint, drop_constraint, "drop_constraint"),
+    TANDEM_ROW(SetReplicaIdentity, set_replica_identity, "set_replica_identity"),
+    TANDEM_ROW(SetComment, set_comment, "set_comment"),
+    TANDEM_ROW(SetDefault, set_default, "set_default"),
+    TANDEM_ROW(AlterColumn, alter_column, "alter_column"),
+    TANDEM_ROW(AddPrimaryKey, add_primary_key, "add_primary_key"),
 };
 
 #undef TANDEM_ROW

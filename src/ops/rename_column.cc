@@ -31,27 +31,18 @@ void plan_rename_column(const Spec&, int index, const RenameColumn& op, std::vec
                          "the columns of " + table + " under their old names"));
     out.push_back(drop_compat_view_step(id + "drop_compat_view", *op.compat_view));
   }
-  out.push_back(
-      StepBuilder(id + "rename", Phase::kCutover, "rename " + from + " to " + to)
-          .sql("ALTER TABLE " + table + " RENAME COLUMN " + from + " TO " + to + ";\n")
-          .rollback("ALTER TABLE " + table + " RENAME COLUMN " + to + " TO " + from + ";\n")
-          .lock(StepLock::metadata_only())
-          .access("none"));
+  out.push_back(rename_step(id + "rename", table, "COLUMN", from, to));
 }
 
 std::optional<RenameColumn> parse_rename_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "rename_column";
   if (!r.open_operation(n, w, {"schema", "table", "column", "to", "compat_view"}))
     return std::nullopt;
-  const size_t before = r.errors.size();
   RenameColumn rc;
   r.table_ref(n, w, rc.schema, rc.table);
   r.identifier(n, "column", true, rc.column, w);
-  r.identifier(n, "to", true, rc.to, w);
+  r.new_name(n, rc.column, rc.to, w, "column");
   rc.compat_view = r.compat_view(n, w);
-  if (r.errors.size() == before && rc.column == rc.to) {
-    r.error(n["to"], "rename_column: \"to\" is the column's current name");
-  }
   return rc;
 }
 

@@ -16,6 +16,54 @@ std::string referenced_table_exists(const std::string& table) {
          ") WHERE to_regclass(" + quote_literal(table) + ") IS NULL";
 }
 
+std::string orphan_row(const std::vector<std::string>& columns, const std::string& parent,
+                       const std::vector<std::string>& parent_columns) {
+  std::vector<std::string> present, match;
+  for (size_t i = 0; i < columns.size(); ++i) {
+    const std::string c = "_row." + quote_ident(columns[i]);
+    present.push_back(c + " IS NOT NULL");
+    match.push_back("_p." + quote_ident(parent_columns[i]) + " = " + c);
+  }
+  return join(present, " AND ") + " AND NOT EXISTS (SELECT 1 FROM " + parent + " AS _p WHERE " +
+         join(match, " AND ") + ")";
+}
+
+std::string no_orphans(const std::string& table, const std::vector<std::string>& columns,
+                       const std::string& parent, const std::vector<std::string>& parent_columns,
+                       const std::string& then) {
+  std::vector<std::string> values;
+  for (const auto& c : columns) values.push_back("_row." + quote_ident(c) + "::text");
+  const std::string value =
+      values.size() == 1 ? values[0] : "'(' || concat_ws(', ', " + join(values, ", ") + ") || ')'";
+  // Run through query_to_xml, so that the statement is parsed only once the
+  // tables and columns are known to exist.
+  const std::string scan = "SELECT count(*) AS n, array_to_string((array_agg(DISTINCT " + value +
+                           "))[1:5], ', ') AS sample FROM " + table + " AS _row WHERE " +
+                           orphan_row(columns, parent, parent_columns);
+  std::vector<std::string> guards = {"rel IS NOT NULL",
+                                     "to_regclass(" + quote_literal(parent) + ") IS NOT NULL"};
+  for (const auto& c : columns) {
+    guards.push_back("EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel AND attname = " +
+                     quote_literal(c) + " AND NOT attisdropped)");
+  }
+  for (const auto& c : parent_columns) {
+    guards.push_back("EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(" +
+                     quote_literal(parent) + ") AND attname = " + quote_literal(c) +
+                     " AND NOT attisdropped)");
+  }
+  return "SELECT format('%s rows of %s have no parent in %s (missing: %s); %s', o.n, rel, " +
+         quote_literal(parent) + ", o.sample, " + quote_literal(then) +
+         ")\n"
+         "  FROM t CROSS JOIN LATERAL (\n"
+         "    SELECT (xpath('/row/n/text()', x))[1]::text::bigint AS n,\n"
+         "           (xpath('/row/sample/text()', x))[1]::text AS sample\n"
+         "      FROM query_to_xml(CASE WHEN " +
+         join(guards, "\n                                AND ") + "\n      THEN " +
+         quote_literal(scan) +
+         "\n      ELSE 'SELECT 0 AS n' END, false, true, '') x) o\n"
+         " WHERE o.n > 0";
+}
+
 std::string plain_table(const std::string& operation) {
   return "SELECT format('%s is not a plain table (relkind %s); " + operation +
          " supports plain tables only', rel, c.relkind)\n"
@@ -31,18 +79,12 @@ std::string column_exists(const std::string& column) {
          col + " AND attnum > 0 AND NOT attisdropped)";
 }
 
-namespace {
-
-// An index rows can be told apart by: unique, valid, checked immediately,
-// over plain columns, not partial, every column NOT NULL.
 std::string usable_key_index(const std::string& i) {
   return i + ".indisunique AND " + i + ".indisvalid AND " + i + ".indimmediate AND " + i +
          ".indpred IS NULL AND " + i + ".indexprs IS NULL\n   AND (" + i +
          ".indisprimary OR NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = " + i +
          ".indrelid AND a.attnum = ANY (" + i + ".indkey) AND NOT a.attnotnull))";
 }
-
-}  // namespace
 
 std::string walk_key_index(const std::string& rel) {
   return "SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = " + rel + "\n   AND " +
@@ -128,11 +170,27 @@ std::string constraint_absent(const std::string& name) {
          quote_literal(name);
 }
 
+std::string constraint_exists(const std::string& name) {
+  const std::string con = quote_literal(name);
+  return "SELECT format('%s has no constraint %I', rel, " + con +
+         ")\n"
+         "  FROM t WHERE rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_constraint\n"
+         "                                                WHERE conrelid = t.rel AND conname = " +
+         con + ")";
+}
+
 std::string column_nullable(const std::string& column) {
   return "SELECT format('column %I of %s is already NOT NULL', attname, rel)\n"
          "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel\n"
          " WHERE a.attname = " +
          quote_literal(column) + " AND a.attnotnull";
+}
+
+std::string takes_default(const std::string& column) {
+  return "SELECT format('column %I of %s is an identity or generated column; its value does not "
+         "come from a default', attname, rel)\n"
+         "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " +
+         quote_literal(column) + "\n WHERE a.attidentity <> '' OR a.attgenerated <> ''";
 }
 
 std::string column_restorable(const std::string& column, const std::string& type,
@@ -159,29 +217,39 @@ std::string column_restorable(const std::string& column, const std::string& type
          col + "\n WHERE a.attnotnull AND (SELECT (" + down + ")::" + type + ") IS NULL";
 }
 
+namespace {
+
+// What refusals of a column's dependents share: the dependent named (a
+// view by its name), and the rows of pg_depend on column `col` (quoted) in
+// `d`, the column in `a`, but its default and its sequence.
+constexpr const char* kDependentName =
+    "       CASE WHEN d.classid = 'pg_rewrite'::regclass\n"
+    "            THEN 'view ' || (SELECT ev_class::regclass::text FROM pg_rewrite\n"
+    "                              WHERE oid = d.objid)\n"
+    "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,\n";
+
+std::string dependents_of(const std::string& col) {
+  return "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " + col +
+         "\n"
+         "  JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.rel\n"
+         "                  AND d.refobjsubid = a.attnum\n"
+         " WHERE d.classid <> 'pg_attrdef'::regclass\n"
+         "   AND NOT (d.classid = 'pg_class'::regclass\n"
+         "            AND (SELECT relkind FROM pg_class WHERE oid = d.objid) = 'S')";
+}
+
+}  // namespace
+
 std::string no_dependents(const std::string& column, const std::string& doing, bool allow_indexes) {
   const std::string col = quote_literal(column);
-  std::string sql =
-      "SELECT format('%s depends on column %I; tandem cannot " + doing +
-      " a column that %s uses yet: drop it and recreate it after the migration',\n"
-      "       CASE WHEN d.classid = 'pg_rewrite'::regclass\n"
-      "            THEN 'view ' || (SELECT ev_class::regclass::text FROM pg_rewrite\n"
-      "                              WHERE oid = d.objid)\n"
-      "            ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END,\n"
-      "       " +
-      col +
-      ",\n"
-      "       CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'a view'\n"
-      "            WHEN d.classid = 'pg_class'::regclass AND d.objid <> t.rel\n"
-      "              THEN 'an index' ELSE 'another object' END)\n"
-      "  FROM t JOIN pg_attribute a ON a.attrelid = t.rel AND a.attname = " +
-      col +
-      "\n"
-      "  JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.rel\n"
-      "                  AND d.refobjsubid = a.attnum\n"
-      " WHERE d.classid <> 'pg_attrdef'::regclass\n"
-      "   AND NOT (d.classid = 'pg_class'::regclass\n"
-      "            AND (SELECT relkind FROM pg_class WHERE oid = d.objid) = 'S')";
+  std::string sql = "SELECT format('%s depends on column %I; tandem cannot " + doing +
+                    " a column that %s uses yet: drop it and recreate it after the migration',\n" +
+                    kDependentName + "       " + col +
+                    ",\n"
+                    "       CASE WHEN d.classid = 'pg_rewrite'::regclass THEN 'a view'\n"
+                    "            WHEN d.classid = 'pg_class'::regclass AND d.objid <> t.rel\n"
+                    "              THEN 'an index' ELSE 'another object' END)\n" +
+                    dependents_of(col);
   if (allow_indexes) {
     // DROP COLUMN removes the column's own indexes and constraints with it.
     sql +=
@@ -189,6 +257,43 @@ std::string no_dependents(const std::string& column, const std::string& doing, b
         "\n   AND d.classid <> 'pg_constraint'::regclass";
   }
   return sql;
+}
+
+std::string only_carried_dependents(const std::string& column) {
+  const std::string col = quote_literal(column);
+  const std::string in_expression =
+      "(':varattno ' || a.attnum || ' ')";  // a Var of the column in a node tree
+  return std::string(
+             "SELECT format('%s uses column %I%s; tandem cannot carry it over to the new "
+             "column: drop it and create it again after the migration',\n") +
+         kDependentName + "       " + col +
+         ",\n"
+         "       CASE WHEN d.classid = 'pg_class'::regclass\n"
+         "              THEN ' in an expression or a predicate, or under an operator class "
+         "that is not its type''s default'\n"
+         "            WHEN d.classid = 'pg_constraint'::regclass\n"
+         "              THEN ' (an exclusion constraint, or a foreign key of a partitioned "
+         "table)'\n"
+         "            ELSE '' END)\n" +
+         dependents_of(col) +
+         "\n"
+         "   AND NOT (d.classid = 'pg_class'::regclass AND EXISTS (\n"
+         "     SELECT 1 FROM pg_index i WHERE i.indexrelid = d.objid\n"
+         "        AND a.attnum = ANY (i.indkey)\n"
+         "        AND coalesce(i.indexprs::text, '') NOT LIKE '%' || " +
+         in_expression +
+         " || '%'\n"
+         "        AND coalesce(i.indpred::text, '') NOT LIKE '%' || " +
+         in_expression +
+         " || '%'\n"
+         "        AND (SELECT opcdefault FROM pg_opclass\n"
+         "              WHERE oid = i.indclass[array_position(i.indkey::int2[], a.attnum)])\n"
+         "        AND NOT EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = i.indexrelid\n"
+         "                           AND x.contype = 'x')))\n"
+         "   AND NOT (d.classid = 'pg_constraint'::regclass AND EXISTS (\n"
+         "     SELECT 1 FROM pg_constraint c WHERE c.oid = d.objid\n"
+         "        AND c.contype IN ('p', 'u', 'f', 'c') AND c.conparentid = 0\n"
+         "        AND (SELECT relkind FROM pg_class WHERE oid = c.conrelid) = 'r'))";
 }
 
 Step precheck_step(const std::string& id, const std::string& description, const std::string& table,

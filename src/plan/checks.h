@@ -11,8 +11,25 @@
 namespace tandem::checks {
 
 std::string table_exists(const std::string& table);  // qualified, quoted
+// A predicate over pg_index row `i`: an index rows can be told apart by
+// (unique, valid, checked immediately, over plain columns, not partial,
+// every column NOT NULL), as a walk key or a replica identity.
+std::string usable_key_index(const std::string& i);
 // Refuses when another table the operation reads or writes does not exist.
 std::string referenced_table_exists(const std::string& table);  // qualified, quoted
+// A predicate over a row `_row` of a table: it has values in `columns` (all
+// NOT NULL, as a foreign key matches) that no row of `parent` (qualified,
+// quoted) has in `parent_columns`: an orphan.
+std::string orphan_row(const std::vector<std::string>& columns, const std::string& parent,
+                       const std::vector<std::string>& parent_columns);
+// Refuses when rows of the table have values in `columns` (all NOT NULL,
+// as a foreign key matches) that no row of `parent` (qualified, quoted) has
+// in `parent_columns`: how many, and up to five of the missing values. The
+// scan runs only when the tables and columns exist (the checks beside it
+// report what is missing). `then` ends the message: what to do.
+std::string no_orphans(const std::string& table, const std::vector<std::string>& columns,
+                       const std::string& parent, const std::vector<std::string>& parent_columns,
+                       const std::string& then);
 std::string plain_table(const std::string& operation);
 std::string column_exists(const std::string& column);
 // The index tandem walks a table by: the primary key, or else the narrowest
@@ -33,7 +50,11 @@ std::string columns_absent(const std::vector<std::string>& columns);
 // Refuses when a relation (index, table) named `name` exists in the table's schema.
 std::string relation_absent(const std::string& schema, const std::string& name);
 std::string constraint_absent(const std::string& name);
+// Refuses when the table has no constraint `name`.
+std::string constraint_exists(const std::string& name);
 std::string column_nullable(const std::string& column);
+// Refuses an identity or generated column, which a default cannot feed.
+std::string takes_default(const std::string& column);
 // Refuses a column that a rollback could not bring back as it was: an
 // identity or generated column, one that owns its default's sequence (DROP
 // COLUMN drops the sequence), or a NOT NULL one whose `down` gives NULL.
@@ -43,6 +64,13 @@ std::string column_restorable(const std::string& column, const std::string& type
 // column; `doing` completes "tandem cannot <doing> a column that ... uses yet".
 // Defaults and owned sequences are allowed when `allow_defaults`.
 std::string no_dependents(const std::string& column, const std::string& doing, bool allow_indexes);
+// For a type change through a shadow column: refuses what a column swap
+// cannot carry over to the new column — views, exclusion constraints,
+// indexes with the column in an expression or predicate or under an
+// operator class of its own, foreign keys of partitions, anything else —
+// and allows indexes, primary keys, unique and CHECK constraints and
+// foreign keys on either side.
+std::string only_carried_dependents(const std::string& column);
 
 // The precheck step itself.
 Step precheck_step(const std::string& id, const std::string& description, const std::string& table,

@@ -21,6 +21,9 @@ struct Needs {
   // table or view public.users_email" (one namespace per schema).
   std::vector<std::string> names;
   std::string table;  // "schema.table", or "" for sql
+  // It renames or drops its table at cutover, under which name no other
+  // operation of the spec could find the table afterwards.
+  bool moves_table = false;
 
   // The operation works on schema.table, which it needs.
   void on_table(const std::string& schema, const std::string& name);

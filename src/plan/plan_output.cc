@@ -39,6 +39,7 @@ nlohmann::json plan_to_json(const Plan& plan) {
           {"lock", s->lock.to_string()},
           {"table_access", s->table_access},
       });
+      if (s->generates) steps_json.back()["generates"] = true;
       if (!s->locks.empty()) steps_json.back()["locks_first"] = locks_json(s->locks);
       if (!s->rollback_locks.empty()) {
         steps_json.back()["rollback_locks_first"] = locks_json(s->rollback_locks);
@@ -74,7 +75,8 @@ std::string plan_to_text(const Plan& plan) {
       out << "  step " << s->id << " [" << to_string(s->kind)
           << (s->transactional ? "" : ", outside a transaction") << "]: " << s->description << "\n";
       out << "    lock: " << s->lock.to_string() << "\n    table: " << s->table_access
-          << "\n    sql:\n";
+          << (s->generates ? "\n    sql (runs each statement this query returns):\n"
+                           : "\n    sql:\n");
       indent(out, locks_sql(s->locks) + s->sql, "      ");
       if (!s->rollback_sql) {
         out << "    rollback: none - irreversible\n";

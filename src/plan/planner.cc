@@ -35,7 +35,8 @@ Needs needs_of(const Operation& operation) {
   return n;
 }
 
-// Refuses two operations of which one replaces a column (alter_column_type,
+// Refuses an operation on a table that another renames or drops, and two
+// operations of which one replaces a column (alter_column_type,
 // rename_column, move_column, drop_column, add_reference's drop_via) and the
 // other attaches something to it or replaces it too: what the second puts on
 // the column stays on the old one, which cleanup drops, or is not where the
@@ -47,19 +48,36 @@ void refuse_conflicts(const Spec& spec, const std::vector<Needs>& all) {
   }
   for (const auto& [table, ops] : by_table) {
     for (size_t i : ops) {
+      if (all[i].moves_table && ops.size() > 1) {
+        const size_t j = ops[0] == i ? ops[1] : ops[0];
+        const Operation& a = spec.operations[std::min(i, j)];
+        const Operation& b = spec.operations[std::max(i, j)];
+        throw Error(ErrorKind::kBadInput,
+                    b.where.to_string() + ": " + operation_name(b) + " and the " +
+                        operation_name(a) + " at " + a.where.to_string() + " both work on " +
+                        table + ", which " + operation_name(spec.operations[i]) +
+                        " takes away under that name at cutover: the other's later steps "
+                        "would not find it. Run them as two migrations, one after the other");
+      }
       for (const auto& column : all[i].replaces) {
         for (size_t j : ops) {
           if (j == i) continue;
           if (!all[j].attaches.count(column) && !(all[j].replaces.count(column) && j > i)) continue;
           const Operation& a = spec.operations[std::min(i, j)];
           const Operation& b = spec.operations[std::max(i, j)];
-          throw Error(ErrorKind::kBadInput,
-                      b.where.to_string() + ": " + operation_name(b) + " and the " +
-                          operation_name(a) + " at " + a.where.to_string() + " both change " +
-                          table + "." + column + ", which " + operation_name(spec.operations[i]) +
-                          " replaces: what the other puts on the column would stay on the old "
-                          "one, which cleanup drops. Run them as two migrations, one after the "
-                          "other");
+          const std::string replacer = operation_name(spec.operations[i]);
+          throw Error(
+              ErrorKind::kBadInput,
+              b.where.to_string() + ": " + operation_name(b) + " and the " + operation_name(a) +
+                  " at " + a.where.to_string() + " both change " + table + "." + column +
+                  ", which " + replacer +
+                  " replaces: what the other puts on the column would stay on the old one, "
+                  "which cleanup drops. Run them as two migrations, one after the other" +
+                  (replacer.rfind("alter_column", 0) == 0
+                       ? "; or write them as one alter_column, which changes the column's "
+                         "type, NOT NULL, check, uniqueness, foreign key, default, comment and "
+                         "name together"
+                       : ""));
         }
       }
     }

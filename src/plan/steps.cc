@@ -138,13 +138,24 @@ Step backfill_step(const std::string& id, const std::string& description, BatchW
     s.sql = "UPDATE " + work.table + " AS _row SET " + work.set_clause + "\n WHERE " +
             (work.filter.empty() ? "" : work.filter + " AND ") + range;
   } else {
-    s.sql = fill_template(work.statement, {{kBatchRange, range}});
+    s.sql =
+        fill_template(work.statement,
+                      {{kBatchRange, (work.filter.empty() ? "" : work.filter + " AND ") + range}});
   }
   s.sql += "  -- one transaction per batch\n";
   s.batch = std::move(work);
   s.rollback_sql = "";
   s.lock = {LockMode::kRowExclusive, "; row locks on one batch at a time"};
   s.table_access = "updates every row";
+  return s;
+}
+
+Step irreversible_batch_step(const std::string& id, const std::string& description, BatchWork work,
+                             int batch_size, const std::string& access) {
+  Step s = backfill_step(id, description, std::move(work), batch_size);
+  s.reversible = false;
+  s.rollback_sql.reset();
+  s.table_access = access;
   return s;
 }
 
@@ -157,6 +168,43 @@ Step verify_step(const std::string& id, const std::string& description, BatchWor
       .rollback("")
       .lock(StepLock{LockMode::kAccessShare, ""})
       .access("scans table");
+}
+
+Step rename_step(const std::string& id, const std::string& table, const std::string& what,
+                 const std::string& from, const std::string& to) {
+  const std::string rename = "ALTER TABLE " + table + " RENAME " + what + " ";
+  return StepBuilder(
+             id, Phase::kCutover,
+             std::string(what == "COLUMN" ? "rename " : "rename constraint ") + from + " to " + to)
+      .sql(rename + from + " TO " + to + ";\n")
+      .rollback(rename + to + " TO " + from + ";\n")
+      .lock(StepLock::metadata_only())
+      .access("none");
+}
+
+Step forget_step(const std::string& id, const std::string& description, const std::string& sql) {
+  return StepBuilder(id, Phase::kCleanup, description)
+      .sql(sql)
+      .reversible(false)
+      .lock(StepLock{LockMode::kNone, "(a row of tandem's own)"})
+      .access("none");
+}
+
+void plan_kept_change(const std::string& id, const std::string& table, const std::string& item,
+                      const std::string& restore, const std::string& change,
+                      const std::string& description, const StepLock& lock,
+                      std::vector<Step>& out) {
+  const std::string key = quote_literal(table) + "::regclass, " + quote_literal(item);
+  out.push_back(
+      StepBuilder(id + "change", Phase::kCutover, description)
+          .sql("INSERT INTO tandem.undo VALUES (" + key + ", " + restore + ");\n" + change)
+          .rollback("SELECT tandem.undo_change(" + key + ");\n")
+          .lock(lock)
+          .access("none"));
+  out.push_back(forget_step(id + "forget",
+                            "forget how to undo the " + item + " (kept for a rollback)",
+                            "DELETE FROM tandem.undo WHERE relid = " + quote_literal(table) +
+                                "::regclass AND item = " + quote_literal(item) + ";\n"));
 }
 
 }  // namespace tandem

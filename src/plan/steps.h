@@ -37,6 +37,14 @@ class StepBuilder {
   }
   StepBuilder& access(std::string v) { return set(step_.table_access, std::move(v)); }
   StepBuilder& batch(BatchWork v) { return set(step_.batch, std::move(v)); }
+  // Runs outside a transaction (CREATE INDEX CONCURRENTLY and the like).
+  StepBuilder& outside_transaction() { return set(step_.transactional, false); }
+  // Outside a transaction, its SQL a query yielding the statements to run
+  // (Step::generates).
+  StepBuilder& generates() {
+    outside_transaction();
+    return set(step_.generates, true);
+  }
   operator Step() const { return step_; }
 
  private:
@@ -105,6 +113,24 @@ Step add_nullable_column_step(const std::string& id, const std::string& table,
                               const std::string& column, const std::string& type,
                               const std::string& description = "");
 
+// Cleanup's forgetting of what tandem kept for a rollback (`sql` deletes
+// its row); irreversible, as cleanup is.
+Step forget_step(const std::string& id, const std::string& description, const std::string& sql);
+
+// A change made in place at cutover (`change`, statements) whose previous
+// state is kept first in tandem.undo under `item`: `restore` is an SQL
+// expression giving the statement that puts it back, evaluated before the
+// change. Rollback runs that statement; cleanup forgets it.
+void plan_kept_change(const std::string& id, const std::string& table, const std::string& item,
+                      const std::string& restore, const std::string& change,
+                      const std::string& description, const StepLock& lock, std::vector<Step>& out);
+
+// ALTER TABLE table RENAME <what> from TO to at cutover (metadata only),
+// renamed back on rollback; `what` is "COLUMN" or "CONSTRAINT", the names
+// are quoted.
+Step rename_step(const std::string& id, const std::string& table, const std::string& what,
+                 const std::string& from, const std::string& to);
+
 // DROP COLUMN at cleanup, irreversible.
 Step drop_column_step(const std::string& id, const std::string& description,
                       const std::string& table, const std::string& column);
@@ -118,6 +144,10 @@ Step concurrent_index_step(const std::string& id, Phase phase, const std::string
 // The backfill: keyset batches of `batch_size` rows, one transaction each.
 Step backfill_step(const std::string& id, const std::string& description, BatchWork work,
                    int batch_size);
+// The same for rows changed for good (deleted, or a column cleared): no
+// rollback; `access` says what it does to the table's rows.
+Step irreversible_batch_step(const std::string& id, const std::string& description, BatchWork work,
+                             int batch_size, const std::string& access);
 
 // The shadow read: every row, in key chunks; a row matching work.mismatch fails it.
 Step verify_step(const std::string& id, const std::string& description, BatchWork work);

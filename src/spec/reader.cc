@@ -183,6 +183,28 @@ void SpecReader::identifier(const YAML::Node& map, const std::string& key, bool 
 }
 
 // An SQL expression that tandem embeds in a function body.
+void SpecReader::new_name(const YAML::Node& map, const std::string& current, std::string& out,
+                          const std::string& where, const std::string& what) {
+  const size_t before = errors.size();
+  identifier(map, "to", true, out, where);
+  if (errors.size() == before && !current.empty() && out == current) {
+    error(map["to"], where + ": \"to\" is the " + what + "'s current name");
+  }
+}
+
+std::optional<std::optional<std::string>> SpecReader::value_or_null(const YAML::Node& map,
+                                                                    const std::string& key,
+                                                                    bool is_expression,
+                                                                    bool required,
+                                                                    const std::string& where) {
+  if (!map[key].IsDefined()) {
+    if (required) missing(map, key, where);
+    return std::nullopt;
+  }
+  if (map[key].IsNull()) return std::optional<std::string>();
+  return is_expression ? expression(map, key) : scalar(map, key, true, where);
+}
+
 std::optional<std::string> SpecReader::expression(const YAML::Node& map, const std::string& key) {
   auto v = scalar(map, key, false, "");
   if (v && v->find(';') != std::string::npos) {

@@ -60,8 +60,19 @@ class SpecReader {
   // Table, column and type names: a single line of at most 63 bytes, no quote.
   void identifier(const YAML::Node& map, const std::string& key, bool required, std::string& out,
                   const std::string& where);
+  // A rename's `to` (an identifier), which must differ from `current`, the
+  // name of the `what` ("column", "table"...) read before it.
+  void new_name(const YAML::Node& map, const std::string& current, std::string& out,
+                const std::string& where, const std::string& what);
   // One SQL expression (no ';'), which tandem embeds in a function body.
   std::optional<std::string> expression(const YAML::Node& map, const std::string& key);
+  // A value that may be null (a default to drop, a comment to remove):
+  // absent, nothing (reported when `required`); null, an empty inner value;
+  // otherwise the text, read as an expression when `is_expression`.
+  std::optional<std::optional<std::string>> value_or_null(const YAML::Node& map,
+                                                          const std::string& key,
+                                                          bool is_expression, bool required,
+                                                          const std::string& where);
   // `table` (with "schema.table" accepted as a shorthand) and `schema`.
   void table_ref(const YAML::Node& n, const std::string& where, std::string& schema,
                  std::string& table);

@@ -95,9 +95,9 @@ TEST_F(Cli, PlanWithADsnRefusesADependentViewAndChangesNothing) {
   auto r = run_command(tandemd("plan " + spec_path_ + " --dsn '" + pg_.dsn(db_) + "'"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("prechecks against the database: REFUSED\n"
-                          "  step 1.precheck: view balances depends on column abalance; tandem "
-                          "cannot change the type of a column that a view uses yet: drop it and "
-                          "recreate it after the migration\n"),
+                          "  step 1.precheck: view balances uses column abalance; tandem cannot "
+                          "carry it over to the new column: drop it and create it again after "
+                          "the migration\n"),
             std::string::npos)
       << r.output;
   EXPECT_EQ(pg_.psql(db_, "SELECT to_regnamespace('tandem') IS NULL"), "t");

@@ -333,14 +333,24 @@ TEST_F(Daemon, ThrottleHoldsRowsBackUntilItEndsAndAbortStopsAtOnce) {
   ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
   ASSERT_TRUE(wait_for([&] { return rows_moved() > 0; }, 60s)) << status().dump();
 
-  auto r = ctl("throttle abalance_bigint for 3s");
+  auto r = ctl("throttle abalance_bigint for 8s");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("abalance_bigint: throttled until "), std::string::npos) << r.output;
   ASSERT_TRUE(wait_for([&] { return status().value("throttled", json()) == "manual"; }, 10s));
   r = ctl("status abalance_bigint");
   EXPECT_NE(r.output.find("throttled (manual) for "), std::string::npos) << r.output;
-  std::this_thread::sleep_for(300ms);  // the batch in flight commits
-  const long long held_at = rows_moved();
+  // The batches in flight commit (each worker's; under load or the
+  // sanitizers a batch takes longer than a fixed pause): then no row moves.
+  long long held_at = -1;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        const long long before = rows_moved();
+        std::this_thread::sleep_for(500ms);
+        held_at = rows_moved();
+        return held_at == before;
+      },
+      3s))
+      << "rows kept moving while throttled";
   std::this_thread::sleep_for(1000ms);
   EXPECT_EQ(rows_moved(), held_at) << "rows moved while throttled";
   // It ends by itself, and the rows move again.
@@ -941,14 +951,21 @@ TEST(DaemonLogs, UnderTheJournalLinesCarryAPriorityAndNoTimestamp) {
       "JOURNAL_STREAM=" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
   const std::string args =
       "serve --dsn 'host=/nonexistent' --socket /tmp/tandem-log-" + std::to_string(getpid());
-  const std::string serve = tandemd(args);
-  run_command("(env " + journal + " timeout -s INT 1 " + serve + " 2>>" + log + ")");
+  // Interrupt the daemon once it has said it cannot reach the database (not after a fixed
+  // time: under a loaded machine the second line can take longer than a second).
+  auto serve_until_unreachable = [](const std::string& env, const std::string& serve,
+                                    const std::string& out) {
+    run_command("(env " + env + " " + serve + " 2>>" + out + " & pid=$!; for i in $(seq 600); do " +
+                "grep -q 'cannot reach the database yet' " + out +
+                " && break; sleep 0.05; done; kill -INT $pid; wait $pid)");
+  };
+  serve_until_unreachable(journal, tandemd(args), log);
   std::string text = read_file(log);
   EXPECT_EQ(text.rfind("<6>tandemd serve: database host=/nonexistent", 0), 0u) << text;
   EXPECT_NE(text.find("\n<4>cannot reach the database yet"), std::string::npos) << text;
 
   std::string json_log = write_temp_file("", ".log");
-  run_command("(timeout -s INT 1 " + tandemd("--log-format json " + args) + " 2>" + json_log + ")");
+  serve_until_unreachable("", tandemd("--log-format json " + args), json_log);
   std::istringstream lines(read_file(json_log));
   int count = 0;
   for (std::string line; std::getline(lines, line); ++count) {

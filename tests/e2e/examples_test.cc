@@ -126,7 +126,7 @@ TEST_P(Example, RollsBackAfterCutoverUnderItsWorkload) {
 
 INSTANTIATE_TEST_SUITE_P(Examples, Example,
                          ::testing::Values("users_uuid_rekey", "users_full_name_to_pii",
-                                           "balance_v1_to_v2"),
+                                           "balance_v1_to_v2", "orders_id_to_bigint"),
                          [](const auto& info) { return info.param; });
 
 class EveryPhase : public Example {};

@@ -135,13 +135,22 @@ TEST_F(AlterColumnTypeUnderLoad, StopsMidBackfillThenRollsBackThePartialCopy) {
 }
 
 TEST_F(AlterColumnTypeUnderLoad, StartRollbackStartCompleteLifecycle) {
+  // The column's comment goes with its name, forward and back (it stayed
+  // behind on the old column, which cleanup drops).
+  pg_.psql(db_, "COMMENT ON COLUMN pgbench_accounts.abalance IS 'in cents'");
+  const std::string comment =
+      "SELECT coalesce(col_description('pgbench_accounts'::regclass, attnum), '-') FROM"
+      " pg_attribute WHERE attrelid = 'pgbench_accounts'::regclass AND attname = 'abalance'";
   Spec spec = spec_from(abalance_spec());
   Plan plan = make_plan(spec);
   EXPECT_EQ(run_until(spec, pg_.dsn(db_), Phase::kCutover), RunOutcome::kReachedUntil);
+  EXPECT_EQ(pg_.psql(db_, comment), "in cents");
   EXPECT_EQ(Executor(spec, plan, options()).rollback(), RollbackOutcome::kRolledBack);
   EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "integer");
+  EXPECT_EQ(pg_.psql(db_, comment), "in cents");
   EXPECT_EQ(run_until(spec, pg_.dsn(db_)), RunOutcome::kCompleted);
   EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
+  EXPECT_EQ(pg_.psql(db_, comment), "in cents");
   EXPECT_TRUE(tpcb_invariant_holds(pg_, db_));
   EXPECT_EQ(pg_.psql(db_,
                      "SELECT string_agg(kind, ',' ORDER BY id) FROM tandem.events"

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "support/scenario.h"
+#include "support/writers.h"
 
 namespace tandem::testing {
 namespace {
@@ -19,6 +20,8 @@ struct OperationCase {
   const char* before;     // the probe before the migration (and after rollback)
   const char* started;    // after start (through cutover)
   const char* completed;  // after cleanup
+  // Where the writer writes before cleanup, when the operation moves the table.
+  const char* moved_to = nullptr;
 };
 
 void PrintTo(const OperationCase& c, std::ostream* os) { *os << c.title; }
@@ -35,6 +38,17 @@ const OperationCase kCases[] = {
      "SELECT coalesce((SELECT indisunique::text || '/' || (indpred IS NOT NULL)::text"
      " FROM pg_index WHERE indexrelid = to_regclass('accounts_email_live')), 'absent')",
      "absent", "true/true", "true/true"},
+    {"create_index_with_opclass_include_and_storage",
+     "  - create_index: {table: accounts, name: accounts_email_prefix,"
+     " columns: [email text_pattern_ops, balance DESC NULLS LAST], include: [note],"
+     " with: {fillfactor: 70, deduplicate_items: \"off\"}}\n",
+     "SELECT coalesce((SELECT pg_get_indexdef(i) FROM to_regclass('accounts_email_prefix') i"
+     " WHERE i IS NOT NULL), 'absent')",
+     "absent",
+     "CREATE INDEX accounts_email_prefix ON public.accounts USING btree (email text_pattern_ops,"
+     " balance DESC NULLS LAST) INCLUDE (note) WITH (fillfactor='70', deduplicate_items=off)",
+     "CREATE INDEX accounts_email_prefix ON public.accounts USING btree (email text_pattern_ops,"
+     " balance DESC NULLS LAST) INCLUDE (note) WITH (fillfactor='70', deduplicate_items=off)"},
     {"add_check_constraint",
      "  - add_constraint: {table: accounts, name: balance_not_negative, check: balance >= 0}\n",
      "SELECT coalesce((SELECT contype::text || '/' || convalidated::text FROM pg_constraint"
@@ -68,6 +82,14 @@ const OperationCase kCases[] = {
      " AND NOT attisdropped), 'absent') || '/' || coalesce((SELECT contype::text"
      " FROM pg_constraint WHERE conname = 'accounts_uid_key'), '-')",
      "absent/-", "uuid/true/u", "uuid/true/u"},
+    // Metadata only: no trigger, no backfill; existing rows show the default.
+    {"add_column_constant_default",
+     "  - add_column: {table: accounts, column: status, type: text, default: \"'active'\","
+     " not_null: true}\n",
+     "SELECT coalesce((SELECT attnotnull::text || '/' || attmissingval::text FROM pg_attribute"
+     " WHERE attrelid = 'accounts'::regclass AND attname = 'status' AND NOT attisdropped),"
+     " 'absent')",
+     "absent", "true/{active}", "true/{active}"},
     {"add_column_derived",
      "  - add_column: {table: accounts, column: email_domain, type: text,"
      " backfill: \"split_part(email, '@', 2)\"}\n",
@@ -114,11 +136,88 @@ const OperationCase kCases[] = {
      " 'accounts'::regclass AND attname IN ('note', 'remark') AND NOT attisdropped) || '/' ||"
      " (to_regclass('accounts_compat') IS NOT NULL)::text",
      "note/false", "remark/true", "remark/false"},
+    {"drop_index", "  - drop_index: {table: accounts, name: accounts_owner_idx}\n",
+     "SELECT (to_regclass('accounts_owner_idx') IS NOT NULL)::text", "true", "true", "false"},
+    {"rename_constraint",
+     "  - rename_constraint: {table: accounts, name: accounts_pkey, to: accounts_key}\n",
+     "SELECT conname || '/' || conindid::regclass::text FROM pg_constraint"
+     " WHERE conrelid = 'accounts'::regclass AND contype = 'p'",
+     "accounts_pkey/accounts_pkey", "accounts_key/accounts_key", "accounts_key/accounts_key"},
+    {"set_replica_identity", "  - set_replica_identity: {table: accounts, identity: full}\n",
+     "SELECT relreplident FROM pg_class WHERE oid = 'accounts'::regclass", "d", "f", "f"},
+    {"set_comment",
+     "  - set_comment: {table: accounts, column: email, comment: \"where it's sent\"}\n",
+     "SELECT coalesce(col_description('accounts'::regclass, 2), 'none')", "none", "where it's sent",
+     "where it's sent"},
+    // A default that is there before (0) is what a rollback puts back.
+    {"set_default", "  - set_default: {table: accounts, column: balance, default: 5}\n",
+     "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'accounts'::regclass"
+     " AND adnum = 4",
+     "0", "5", "5"},
+    {"create_table",
+     "  - create_table:\n      table: account_events\n      columns:\n"
+     "        - id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY\n"
+     "        - account_id bigint NOT NULL REFERENCES accounts (id)\n"
+     "        - at timestamptz NOT NULL DEFAULT now()\n",
+     "SELECT coalesce((SELECT relnatts::text FROM pg_class"
+     " WHERE oid = to_regclass('account_events')), 'absent')",
+     "absent", "3", "3"},
+    {"drop_table", "  - drop_table: {table: owners}\n",
+     "SELECT (to_regclass('owners') IS NOT NULL)::text || '/' || (SELECT count(*)"
+     " FROM pg_class WHERE relname LIKE '\\_tandem\\_dropped\\_owners%')",
+     "true/0", "false/1", "false/0"},
+    // The writer goes on writing `accounts`, after cutover through the view,
+    // and moves to the new name before cleanup.
+    {"rename_table", "  - rename_table: {table: accounts, to: customer_accounts}\n",
+     "SELECT coalesce((SELECT relkind::text FROM pg_class WHERE oid = to_regclass('accounts')),"
+     " '-') || '/' || (to_regclass('customer_accounts') IS NOT NULL)::text",
+     "r/false", "v/true", "-/true", "customer_accounts"},
+    // One column made NOT NULL, checked and unique, its values rewritten by
+    // `up`, with a comment: one shadow column.
+    {"alter_column_constraints",
+     "  - alter_column:\n      table: accounts\n      column: email\n      not_null: true\n"
+     "      check: email LIKE '%@%'\n      unique: true\n      comment: where it's sent\n"
+     "      up: lower(email)\n",
+     "SELECT a.attnotnull::text || '/' || coalesce((SELECT string_agg(conname || ':' ||"
+     " contype::text || ':' || convalidated, ',' ORDER BY conname) FROM pg_constraint"
+     " WHERE conrelid = a.attrelid AND conkey = ARRAY[a.attnum]), '') || '/' ||"
+     " coalesce(col_description(a.attrelid, a.attnum), '') FROM pg_attribute a"
+     " WHERE a.attrelid = 'accounts'::regclass AND a.attname = 'email'",
+     "false//", "true/accounts_email_check:c:true,accounts_email_key:u:true/where it's sent",
+     "true/accounts_email_check:c:true,accounts_email_key:u:true/where it's sent"},
+    // The writer's inserts leave the column out: NULL, which `up` turns into
+    // '' before cutover, and the new default from cutover on.
+    {"alter_column_rename_not_null_default",
+     "  - alter_column: {table: accounts, column: note, not_null: true, default: \"''\","
+     " rename: memo, compat_view: accounts_v1, up: \"coalesce(note, '')\"}\n",
+     "SELECT string_agg(a.attname || ':' || a.attnotnull || ':' ||"
+     " coalesce(pg_get_expr(d.adbin, d.adrelid), '-'), ',') || '/' ||"
+     " (to_regclass('accounts_v1') IS NOT NULL)::text FROM pg_attribute a"
+     " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+     " WHERE a.attrelid = 'accounts'::regclass AND a.attname IN ('note', 'memo')",
+     "note:false:-/false", "memo:true:''::text/true", "memo:true:''::text/false"},
+    {"alter_column_type_and_check",
+     "  - alter_column: {table: accounts, column: balance, type: bigint, check: balance >= 0}\n",
+     "SELECT format_type(atttypid, atttypmod) || '/' || attnotnull::text || '/' ||"
+     " coalesce((SELECT string_agg(conname || ':' || convalidated, ',') FROM pg_constraint"
+     " WHERE conrelid = 'accounts'::regclass AND contype = 'c'), '') FROM pg_attribute"
+     " WHERE attrelid = 'accounts'::regclass AND attname = 'balance'",
+     "integer/true/", "bigint/true/accounts_balance_check:true",
+     "bigint/true/accounts_balance_check:true"},
+    {"drop_primary_key", "  - drop_constraint: {table: accounts, name: accounts_pkey}\n",
+     "SELECT coalesce((SELECT contype::text || '/' || conindid::regclass::text FROM pg_constraint"
+     " WHERE conname = 'accounts_pkey'), 'absent') || '/' ||"
+     " (to_regclass('accounts_pkey') IS NOT NULL)::text",
+     "p/accounts_pkey/true", "absent/false", "absent/false"},
 };
+
+// The table the writer writes: `accounts`, or the new name it moves to.
+std::atomic<const char*> g_accounts{"accounts"};
 
 class OperationLifecycle : public ::testing::TestWithParam<OperationCase> {
  protected:
   void SetUp() override {
+    g_accounts = "accounts";
     db_ = pg_.create_database("ops");
     pg_.psql(db_,
              "CREATE TABLE owners (id int PRIMARY KEY,"
@@ -126,6 +225,7 @@ class OperationLifecycle : public ::testing::TestWithParam<OperationCase> {
              "INSERT INTO owners SELECT g FROM generate_series(1, 100) g;"
              "CREATE TABLE accounts (id bigserial PRIMARY KEY, email text, owner_id int,"
              " balance int NOT NULL DEFAULT 0, note text);"
+             "CREATE INDEX accounts_owner_idx ON accounts (owner_id);"
              "INSERT INTO accounts (email, owner_id, balance, note)"
              " SELECT 'u' || g || '@x', 1 + g % 100, g % 1000, 'n'"
              " FROM generate_series(1, 20000) g;"
@@ -143,49 +243,27 @@ class OperationLifecycle : public ::testing::TestWithParam<OperationCase> {
   std::string db_;
 };
 
-// Inserts rows and updates balances until stopped, counting what committed.
-class Writer {
- public:
-  Writer(const PgServer& pg, const std::string& db) {
-    thread_ = std::thread([this, &pg, db] {
-      auto c = pg.connect(db);
-      long i = 0;
-      while (!stop_) {
-        try {
-          if (i++ % 2 == 0) {
-            c->exec(
-                "INSERT INTO accounts (email, owner_id, balance)"
-                " VALUES ('w' || $1 || '@x', 1 + $1::int % 100, 5)",
-                {std::to_string(i)});
-            ++inserted_;
-          } else {
-            updated_ += c->exec("UPDATE accounts SET balance = balance + 1 WHERE id = $1",
-                                {std::to_string(1 + (i * 7919) % 20000)})
-                            .affected;
-          }
-        } catch (const std::exception& e) {
-          ++failed_;
-          last_error_ = e.what();
-          if (!c->is_open()) c = pg.connect(db);
-        }
-      }
-    });
+// Inserts rows and updates balances.
+void write_accounts(Connection& c, int, long n, Writers::Counts& add) {
+  const std::string table = g_accounts.load();
+  if (n % 2 == 0) {
+    c.exec("INSERT INTO " + table +
+               " (email, owner_id, balance)"
+               " VALUES ('w' || $1 || '@x', 1 + $1::int % 100, 5)",
+           {std::to_string(n)});
+    add["inserted"] = 1;
+  } else {
+    add["updated"] = c.exec("UPDATE " + table + " SET balance = balance + 1 WHERE id = $1",
+                            {std::to_string(1 + (n * 7919) % 20000)})
+                         .affected;
   }
-  ~Writer() { stop(); }
-  void stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  long inserted() const { return inserted_; }
-  long updated() const { return updated_; }
-  long failed() const { return failed_; }
-  const std::string& last_error() const { return last_error_; }
+}
 
- private:
-  std::atomic<bool> stop_{false};
-  std::atomic<long> inserted_{0}, updated_{0}, failed_{0};
-  std::string last_error_;
-  std::thread thread_;
+// One client of write_accounts, as the lifecycle tests run it.
+struct Writer : Writers {
+  Writer(const PgServer& pg, const std::string& db) : Writers(pg, db, 1, write_accounts) {}
+  long inserted() const { return count("inserted"); }
+  long updated() const { return count("updated"); }
 };
 
 TEST_P(OperationLifecycle, StartRollbackStartCompleteUnderAConcurrentWriter) {
@@ -211,19 +289,29 @@ TEST_P(OperationLifecycle, StartRollbackStartCompleteUnderAConcurrentWriter) {
   EXPECT_EQ(probe(), c.before);
   EXPECT_TRUE(started(run_until(s, pg_.dsn(db_), Phase::kCutover)));
   EXPECT_EQ(probe(), c.started);
+  if (c.moved_to) g_accounts = c.moved_to;  // the application moves before cleanup
   EXPECT_TRUE(completed(run_until(s, pg_.dsn(db_))));
   EXPECT_EQ(probe(), c.completed);
   writer.stop();
+  EXPECT_EQ(leftovers(pg_, db_, g_accounts.load()), "");
 
   EXPECT_EQ(writer.failed(), 0) << writer.last_error();
   EXPECT_GT(writer.inserted(), 10);
-  EXPECT_EQ(pg_.psql(db_, "SELECT count(*), sum(balance) FROM accounts"),
+  EXPECT_EQ(pg_.psql(db_, std::string("SELECT count(*), sum(balance) FROM ") + g_accounts.load()),
             std::to_string(20000 + writer.inserted()) + "|" +
                 std::to_string(base_sum + 5 * writer.inserted() + writer.updated()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Every, OperationLifecycle, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return std::string(info.param.title); });
+
+// The case of that title (cases are added in the middle of the list).
+const OperationCase& case_named(const std::string& title) {
+  for (const auto& c : kCases) {
+    if (title == c.title) return c;
+  }
+  throw std::logic_error("no operation case " + title);
+}
 
 class DropColumnRollback : public OperationLifecycle {
  protected:
@@ -315,7 +403,7 @@ TEST_P(DropColumnRollback, RefusesAColumnARollbackCouldNotRestore) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Down, DropColumnRollback, ::testing::Values(kCases[8]),
+INSTANTIATE_TEST_SUITE_P(Down, DropColumnRollback, ::testing::Values(case_named("drop_column")),
                          [](const auto&) { return std::string("drop_column"); });
 
 class ViolatingData : public OperationLifecycle {};
@@ -341,10 +429,12 @@ TEST_P(ViolatingData, FailsAtTheStepThatFindsItAndRollsBackCleanly) {
 }
 
 const OperationCase kViolations[] = {
-    {"set_not_null", kCases[5].operation, kCases[5].probe, kCases[5].before, "",
+    {"set_not_null", case_named("set_not_null").operation, case_named("set_not_null").probe,
+     case_named("set_not_null").before, "",
      "step 1.validate failed: check constraint \"_tandem_nn_email_c4030c\" of relation "
      "\"accounts\" is violated by some row [SQLSTATE 23514]."},
-    {"add_unique_constraint", kCases[4].operation, kCases[4].probe, kCases[4].before, "",
+    {"add_unique_constraint", case_named("add_unique_constraint").operation,
+     case_named("add_unique_constraint").probe, case_named("add_unique_constraint").before, "",
      "step 1.build_unique_index failed: could not create unique index \"accounts_email_key\" "
      "(DETAIL:  Key (email)=(u2@x) is duplicated.) [SQLSTATE 23505]."},
 };
@@ -378,7 +468,7 @@ TEST_P(AddColumnValues, NewRowsGetTheirValueInTheWritersTransactionAndEveryRowEn
   EXPECT_EQ(pg_.psql(db_, "SELECT uid IS NOT NULL FROM accounts WHERE email = 'later@x'"), "t");
 }
 
-INSTANTIATE_TEST_SUITE_P(Uuid, AddColumnValues, ::testing::Values(kCases[6]),
+INSTANTIATE_TEST_SUITE_P(Uuid, AddColumnValues, ::testing::Values(case_named("add_column_uuid")),
                          [](const auto&) { return std::string("add_column_uuid"); });
 
 TEST(DropColumnWithoutDown, IsIrreversibleAndNeedsApproval) {

@@ -107,6 +107,46 @@ const SeamCase kCases[] = {
       {"update", "UPDATE reviews SET rating = '3' WHERE id = 5", std::nullopt, std::nullopt}}},
     // Issue 16, item 1: the lookup trigger went in its own transaction before
     // the old key's column, whose NOT NULL then failed writers of the new key.
+    // Old writers write a negative price or none until cutover (up makes
+    // them 0), then through the view; new writers by the new name.
+    {"alter_column_not_null_check_default_rename",
+     "CREATE TABLE products (id bigserial PRIMARY KEY, sku text NOT NULL, price int);"
+     "INSERT INTO products (sku, price) SELECT 's' || g, CASE WHEN g % 7 = 0 THEN NULL"
+     " ELSE g % 100 - 5 END FROM generate_series(1, 3000) g;",
+     "  - alter_column:\n      table: products\n      column: price\n      not_null: true\n"
+     "      check: price >= 0\n      default: \"0\"\n      rename: unit_price\n"
+     "      compat_view: products_v1\n"
+     "      up: CASE WHEN price IS NULL OR price < 0 THEN 0 ELSE price END\n",
+     {{"insert a negative price", "INSERT INTO products (sku, price) VALUES ('n', -3)",
+       std::nullopt, Phase::kCutover},
+      {"insert without a price", "INSERT INTO products (sku) VALUES ('m')", std::nullopt,
+       std::nullopt},
+      {"insert through the view", "INSERT INTO products_v1 (sku, price) VALUES ('v', 7)",
+       Phase::kCutover, Phase::kCleanup},
+      {"insert by the new name", "INSERT INTO products (sku, unit_price) VALUES ('w', 8)",
+       Phase::kCutover, std::nullopt},
+      {"update", "UPDATE products SET sku = sku || 'x' WHERE id = 5", std::nullopt, std::nullopt}}},
+    {"alter_column_type_and_foreign_key",
+     "CREATE TABLE vendors (id int PRIMARY KEY);"
+     "INSERT INTO vendors SELECT generate_series(1, 10);"
+     "CREATE TABLE parts (id bigserial PRIMARY KEY, vendor int);"
+     "INSERT INTO parts (vendor) SELECT 1 + g % 10 FROM generate_series(1, 3000) g;",
+     "  - alter_column: {table: parts, column: vendor, type: bigint, references: vendors,"
+     " referenced_column: id, on_delete: restrict}\n",
+     {{"insert", "INSERT INTO parts (vendor) VALUES (3)", std::nullopt, std::nullopt},
+      {"update", "UPDATE parts SET vendor = 4 WHERE id = 5", std::nullopt, std::nullopt},
+      {"delete a vendor nobody uses", "DELETE FROM vendors WHERE id = 11", std::nullopt,
+       std::nullopt}}},
+    // Writers insert with the key's columns and update by them; NULL
+    // keys are refused from the checks on, as the key will refuse them.
+    {"add_primary_key_on_two_columns",
+     "CREATE TABLE readings (sensor int NOT NULL, seq int, value int);"
+     "INSERT INTO readings SELECT 1 + g % 10, g, g FROM generate_series(1, 3000) g;",
+     "  - add_primary_key: {table: readings, columns: [sensor, seq]}\n",
+     {{"insert", "INSERT INTO readings SELECT 3, max(seq) + 1, 0 FROM readings", std::nullopt,
+       std::nullopt},
+      {"update by the key", "UPDATE readings SET value = value + 1 WHERE sensor = 2 AND seq = 11",
+       std::nullopt, std::nullopt}}},
     {"add_reference_dropping_the_old_key",
      "CREATE TABLE users (username text PRIMARY KEY,"
      " user_id uuid NOT NULL UNIQUE DEFAULT gen_random_uuid());"
@@ -184,6 +224,84 @@ const SeamCase kCases[] = {
       {"parent then child",
        "WITH o AS (INSERT INTO owners VALUES ((SELECT max(id) + 1 FROM owners)) RETURNING id)"
        " INSERT INTO pets (owner_id, name) SELECT id, 's' FROM o",
+       std::nullopt, std::nullopt}}},
+    // Issue 18: a primary key widened with the foreign key column that
+    // references it; the key, its index and the foreign key move at cutover.
+    {"alter_column_type_primary_key_and_its_foreign_key",
+     "CREATE TABLE orders (id serial PRIMARY KEY, customer int NOT NULL);"
+     "CREATE INDEX orders_by_customer ON orders (customer, id DESC);"
+     "INSERT INTO orders (customer) SELECT g % 100 FROM generate_series(1, 2000) g;"
+     "CREATE TABLE order_items (id bigserial PRIMARY KEY,"
+     " order_id int NOT NULL REFERENCES orders (id) ON DELETE CASCADE, qty int NOT NULL);"
+     "CREATE INDEX order_items_order_id ON order_items (order_id);"
+     "INSERT INTO order_items (order_id, qty) SELECT 1 + g % 2000, 1 FROM generate_series(1, 3000) "
+     "g;",
+     "  - alter_column_type: {table: orders, column: id, type: bigint}\n"
+     "  - alter_column_type: {table: order_items, column: order_id, type: bigint}\n",
+     {{"insert an order", "INSERT INTO orders (customer) VALUES (7)", std::nullopt, std::nullopt},
+      {"order then item",
+       "WITH o AS (INSERT INTO orders (customer) VALUES (8) RETURNING id)"
+       " INSERT INTO order_items (order_id, qty) SELECT id, 2 FROM o",
+       std::nullopt, std::nullopt},
+      {"move an item", "UPDATE order_items SET order_id = order_id % 1000 + 1 WHERE id = 11",
+       std::nullopt, std::nullopt},
+      {"delete an order and its items",
+       "DELETE FROM orders WHERE id = (SELECT min(id) FROM orders WHERE id > 100)", std::nullopt,
+       std::nullopt},
+      {"an item of no order fails",
+       "DO $$ BEGIN INSERT INTO order_items (order_id, qty) VALUES (-5, 1);"
+       " RAISE EXCEPTION 'the foreign key let an item of no order in';"
+       " EXCEPTION WHEN foreign_key_violation THEN NULL; END $$",
+       std::nullopt, std::nullopt}}},
+    // Issue 18: table-level operations and dropped constraints.
+    {"rename_table_with_its_view",
+     "CREATE TABLE invoices (id bigserial PRIMARY KEY, cents int NOT NULL DEFAULT 0);"
+     "INSERT INTO invoices (cents) SELECT g FROM generate_series(1, 2000) g;",
+     "  - rename_table: {table: invoices, to: bills}\n",
+     {{"insert by the old name", "INSERT INTO invoices (cents) VALUES (1) RETURNING id",
+       std::nullopt, Phase::kCleanup},
+      {"upsert by the old name",
+       "INSERT INTO invoices (id, cents) VALUES (3, 7)"
+       " ON CONFLICT (id) DO UPDATE SET cents = EXCLUDED.cents",
+       std::nullopt, Phase::kCleanup},
+      {"insert by the new name", "INSERT INTO bills DEFAULT VALUES", Phase::kCutover,
+       std::nullopt}}},
+    {"drop_table_moved_aside_until_cleanup",
+     "CREATE TABLE old_log (id bigserial PRIMARY KEY, line text);"
+     "INSERT INTO old_log (line) SELECT 'l' FROM generate_series(1, 100);"
+     "CREATE TABLE kept (id bigserial PRIMARY KEY, n int);",
+     "  - drop_table: {table: old_log}\n",
+     {{"insert into the table", "INSERT INTO old_log (line) VALUES ('x')", std::nullopt,
+       Phase::kCutover},
+      {"insert elsewhere", "INSERT INTO kept (n) VALUES (1)", std::nullopt, std::nullopt}}},
+    {"create_table_with_a_foreign_key",
+     "CREATE TABLE authors (id bigserial PRIMARY KEY, name text);"
+     "INSERT INTO authors (name) SELECT 'a' FROM generate_series(1, 100);",
+     "  - create_table:\n      table: books\n      columns: [id bigint GENERATED ALWAYS AS"
+     " IDENTITY PRIMARY KEY, author_id bigint NOT NULL REFERENCES authors (id),"
+     " title text NOT NULL DEFAULT '']\n",
+     {{"insert an author", "INSERT INTO authors (name) VALUES ('b')", std::nullopt, std::nullopt},
+      {"insert a book", "INSERT INTO books (author_id) VALUES (5)", Phase::kPrepare,
+       std::nullopt}}},
+    {"drop_constraint_check_foreign_key_and_unique",
+     "CREATE TABLE teams (id int PRIMARY KEY);"
+     "INSERT INTO teams SELECT generate_series(1, 20);"
+     "CREATE TABLE players (id bigserial PRIMARY KEY,"
+     " team_id int CONSTRAINT players_team_fk REFERENCES teams (id),"
+     " shirt int CONSTRAINT players_shirt_small CHECK (shirt < 100),"
+     " email text CONSTRAINT players_email_key UNIQUE);"
+     "INSERT INTO players (team_id, shirt, email) SELECT 1 + g % 20, g % 99, 'e' || g"
+     " FROM generate_series(1, 2000) g;",
+     "  - drop_constraint: {table: players, name: players_team_fk}\n"
+     "  - drop_constraint: {table: players, name: players_shirt_small}\n"
+     "  - drop_constraint: {table: players, name: players_email_key}\n",
+     {{"insert", "INSERT INTO players (team_id, shirt, email) VALUES (3, 7, gen_random_uuid())",
+       std::nullopt, std::nullopt},
+      {"update", "UPDATE players SET shirt = 8, team_id = 4 WHERE id = 9", std::nullopt,
+       std::nullopt},
+      {"a team then its player",
+       "WITH t AS (INSERT INTO teams VALUES ((SELECT max(id) + 1 FROM teams)) RETURNING id)"
+       " INSERT INTO players (team_id, email) SELECT id, gen_random_uuid() FROM t",
        std::nullopt, std::nullopt}}},
     {"drop_column_with_down",
      "CREATE TABLE posts (id bigserial PRIMARY KEY, title text NOT NULL, legacy text);"

@@ -64,9 +64,20 @@ std::string leftovers(const PgServer& pg, const std::string& db, const std::stri
                      "'::regclass AND conname LIKE '_tandem%'"
                      " UNION ALL SELECT 'function ' || p.proname FROM pg_proc p"
                      "  JOIN pg_namespace n ON n.oid = p.pronamespace"
-                     "  WHERE n.nspname = 'tandem' AND p.proname NOT IN"
-                     "   ('add_not_null_check', 'validate_constraint_if_exists', 'swap_columns',"
-                     "    'move_sequence_owner')"
+                     // A migration's own functions are "<table>__<column>_<tag>_<what>";
+                     // the state schema's helpers have no "__".
+                     "  WHERE n.nspname = 'tandem' AND p.proname LIKE '%\\_\\_%'"
+                     " UNION ALL SELECT 'table ' || relname FROM pg_class"
+                     "  WHERE relname LIKE '\\_tandem%' AND relkind IN ('r', 'v', 'p')"
+                     " UNION ALL SELECT 'constraint kept for a rollback ' || conname"
+                     "  FROM tandem.dropped_constraints"
+                     " UNION ALL SELECT 'constraint to validate ' || conname FROM tandem.revalidate"
+                     " UNION ALL SELECT 'kept for a rollback: ' || item FROM tandem.undo"
+                     " UNION ALL SELECT 'index ' || c.relname FROM pg_index i"
+                     "  JOIN pg_class c ON c.oid = i.indexrelid"
+                     "  WHERE i.indrelid = '" +
+                     table +
+                     "'::regclass AND c.relname LIKE '\\_tandem%'"
                      ") s");
 }
 

@@ -40,6 +40,17 @@ operations:
   - copy_table: {table: t8, to: t8_v2, key: [id], up: {x: "y"}}
   - add_reference: {table: t9, column: pid, type: bigint, via: pname, references: p, referenced_column: id, lookup: name}
   - rename_column: {table: t10, column: x, to: y}
+  - drop_index: {table: t11, name: t11_x}
+  - rename_constraint: {table: t12, name: c, to: d}
+  - create_table: {table: t13, columns: [id int]}
+  - drop_table: {table: t14}
+  - rename_table: {table: t15, to: t15_v2}
+  - drop_constraint: {table: t16, name: c}
+  - set_replica_identity: {table: t17, identity: full}
+  - set_comment: {table: t18, comment: hello}
+  - set_default: {table: t19, column: x, default: null}
+  - alter_column: {table: t20, column: x, not_null: true}
+  - add_primary_key: {table: t21, columns: [a, b]}
 )";
   auto parsed = parse_spec(spec_text, "every.yaml");
   ASSERT_TRUE(parsed.spec) << (parsed.errors.empty() ? "" : parsed.errors[0].to_string());
@@ -59,8 +70,10 @@ operations:
   }
   const auto tables = tables_touched(spec);
   for (const char* t :
-       {"public.t1", "public.t2", "public.t3", "public.t4", "public.t5", "public.t6", "public.t7",
-        "public.t7_x", "public.t8", "public.t8_v2", "public.t9", "public.p", "public.t10"}) {
+       {"public.t1",  "public.t2",   "public.t3",  "public.t4",    "public.t5",  "public.t6",
+        "public.t7",  "public.t7_x", "public.t8",  "public.t8_v2", "public.t9",  "public.p",
+        "public.t10", "public.t11",  "public.t12", "public.t13",   "public.t14", "public.t15",
+        "public.t16", "public.t17",  "public.t18", "public.t20",   "public.t21"}) {
     EXPECT_TRUE(tables.count(t)) << t;
   }
 }

@@ -219,6 +219,14 @@ const Malformed kMalformed[] = {
      "name: x\noperations:\n  - add_column: {table: t, column: c, type: \"numeric(12\", backfill: "
      "x}\n",
      "bad.yaml:3:45: type: \"numeric(12\" is not a type name (a '(' without its ')')"},
+    // Found by the fuzzer: a null or empty backfill with no default planned
+    // as if a default had been given.
+    {"add column with a null backfill and no default",
+     "name: x\noperations:\n  - add_column: {table: t, column: c, type: int, backfill: null}\n",
+     "bad.yaml:3:60: backfill: expected an expression (or give default: instead)"},
+    {"add column with an empty backfill and no default",
+     "name: x\noperations:\n  - add_column: {table: t, column: c, type: int, backfill: \"\"}\n",
+     "bad.yaml:3:60: backfill: expected an expression (or give default: instead)"},
     {"duplicate key",
      "name: x\nsettings:\n  lock_timeout: 500ms\n  lock_timeout: 10m\noperations:\n"
      "  - sql: {phase: prepare, up: x}\n",
