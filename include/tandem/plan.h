@@ -111,6 +111,12 @@ struct Step {
   // attempt does too.
   std::vector<TableLock> locks;
   std::vector<TableLock> rollback_locks;  // the same, for rollback_sql
+  // Tables the step locks that only the catalog knows when it runs (those
+  // whose foreign keys reference a key): a query, run in the step's
+  // transaction before the locks are taken, whose rows (table, mode) join
+  // `locks` (and `rollback_locks`) after them, or where an earlier attempt
+  // learnt to take them.
+  std::optional<std::string> locks_query;
   std::string table_access;  // "none", "scans table", "updates every row", "rewrites table"
   // For non-transactional steps, which cannot record "done" together with
   // their work: a query run before every attempt that returns 'done' when the

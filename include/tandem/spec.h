@@ -323,6 +323,10 @@ struct AddPrimaryKey {
   std::string table;
   std::vector<std::string> columns;
   std::string name;  // default <table>_pkey
+  // Swap the table's primary key for this one; the old key's columns stay
+  // unique (old_key_name, default <table>_<columns>_key, from cleanup on).
+  bool replace = false;
+  std::string old_key_name;
 };
 
 // Hand-written SQL for one phase.

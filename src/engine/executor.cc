@@ -383,6 +383,7 @@ void ExecutorCore::run_sql_step(const Step& step) {
           autovacuum_.yield(*conn_, step);
           Transaction tx(*conn_);
           tx.set_timeouts(lock_wait(st), st.statement_timeout);
+          add_queried_locks(tx, step, order);
           take_locks_first(tx, order, lock_wait(st), step.id);
           tx.exec(step.sql);
           store_.mark_step(*conn_, step.id, StepStatus::kDone);

@@ -120,6 +120,8 @@ class ExecutorCore {
   // session stays open for the next step unless `close`.
   void release(Lane& lane, bool close);
   std::string application_name() const;
+  // Adds to `order` the tables step.locks_query names that it lacks.
+  static void add_queried_locks(Transaction& tx, const Step& step, std::vector<TableLock>& order);
   // Takes `order` in order (see Step::locks): the first waits up to
   // `budget`, each later one only for what is left of it, and so do the
   // statements run after them in the transaction. A later lock that timed

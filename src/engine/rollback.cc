@@ -81,6 +81,7 @@ void ExecutorCore::rollback_step(const Step& step) {
         Transaction tx(*conn_);
         tx.set_timeouts(lock_wait(st), st.statement_timeout);
         if (step.transactional && !sql.empty()) {
+          add_queried_locks(tx, step, order);
           take_locks_first(tx, order, lock_wait(st), step.id);
           tx.exec(sql);
         }

@@ -47,6 +47,18 @@ void ExecutorCore::connect(Lane& lane) {
 // a later lock times out while earlier ones are held, the application most
 // likely takes that table first and was waiting for a lock this step held:
 // the next attempt takes it first.
+void ExecutorCore::add_queried_locks(Transaction& tx, const Step& step,
+                                     std::vector<TableLock>& order) {
+  if (!step.locks_query) return;
+  Rows rows = tx.exec(*step.locks_query);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    TableLock lock{rows.text(i, 0), rows.text(i, 1)};
+    const bool known = std::any_of(order.begin(), order.end(),
+                                   [&](const TableLock& l) { return l.table == lock.table; });
+    if (!known) order.push_back(lock);
+  }
+}
+
 void ExecutorCore::take_locks_first(Transaction& tx, std::vector<TableLock>& order,
                                     std::chrono::milliseconds budget, const std::string& step_id) {
   if (order.empty()) return;

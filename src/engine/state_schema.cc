@@ -775,6 +775,178 @@ BEGIN
 END $$;
 )SQL";
 
+// Version 10: add_primary_key with `replace: true` swaps a table's primary
+// key for another (issue 18). The outgoing key's columns stay unique through
+// a twin index built beforehand; the foreign keys that reference them move to
+// it. One function serves both ways: the rollback is the same swap back.
+const char* kVersion10 = R"SQL(
+-- The statements that build `twin`, a unique index like the one of the
+-- primary key of `tbl` (CONCURRENTLY; an invalid leftover dropped first):
+-- none when it exists or the table has no primary key.
+CREATE OR REPLACE FUNCTION tandem.primary_key_index_builds(tbl regclass, twin name)
+RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  qualified text := (SELECT format('%I.%I', n.nspname, twin) FROM pg_class c
+                       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl);
+  valid bool := (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(qualified));
+  pk_index oid := (SELECT conindid FROM pg_constraint WHERE conrelid = tbl AND contype = 'p');
+BEGIN
+  IF valid THEN
+    RETURN;
+  END IF;
+  IF valid IS NOT NULL THEN
+    RETURN NEXT 'DROP INDEX CONCURRENTLY IF EXISTS ' || qualified;
+  END IF;
+  IF pk_index IS NOT NULL THEN
+    RETURN NEXT regexp_replace(pg_get_indexdef(pk_index),
+                               '^CREATE UNIQUE INDEX ("(?:[^"]|"")+"|\S+) ON ',
+                               format('CREATE UNIQUE INDEX CONCURRENTLY %I ON ', twin));
+  END IF;
+END $$;
+
+-- Adds again, NOT VALID, the constraints in `carried` ([{rel, name, def,
+-- valid}], as swap_columns keeps them), recording those that were valid for
+-- validate_pending.
+CREATE OR REPLACE FUNCTION tandem.add_again_not_valid(carried jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN SELECT * FROM jsonb_to_recordset(carried)
+                  AS k(rel text, name name, def text, valid bool) LOOP
+    EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', r.rel, r.name,
+                   CASE WHEN r.def LIKE '% NOT VALID' THEN r.def ELSE r.def || ' NOT VALID' END);
+    IF r.valid THEN
+      INSERT INTO tandem.revalidate VALUES (r.rel::regclass, r.name) ON CONFLICT DO NOTHING;
+    END IF;
+  END LOOP;
+END $$;
+
+-- Makes index `incoming` of `tbl` its primary key `incoming_name`, in place
+-- of the primary key it has. The foreign keys that reference the outgoing
+-- key are dropped and added again NOT VALID (recorded for validate_pending),
+-- which binds them to `outgoing_twin`, the unique index on the outgoing
+-- key's columns that must exist when any does. Takes every lock first, in
+-- one order within one lock timeout: the table, then the tables whose
+-- foreign keys reference the key, by name. Keeps in tandem.undo the call
+-- that swaps back (unless `keep_undo` is false: it is that call). Nothing
+-- to do when `incoming_name` is the key already.
+CREATE OR REPLACE FUNCTION tandem.replace_primary_key(tbl regclass, incoming name,
+                                                      incoming_name name, outgoing_twin name,
+                                                      keep_undo bool DEFAULT true)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  pk pg_constraint;
+  r record;
+  carried jsonb := '[]';
+  schema_name name := (SELECT n.nspname FROM pg_class c JOIN pg_namespace n
+                         ON n.oid = c.relnamespace WHERE c.oid = tbl);
+BEGIN
+  -- ADD CONSTRAINT ... USING INDEX says it renames the index: it is meant to.
+  PERFORM set_config('client_min_messages', 'warning', true);
+  PERFORM tandem.lock_within_budget(tbl, 'ACCESS EXCLUSIVE');
+  FOR r IN SELECT rel FROM (SELECT DISTINCT c.conrelid::regclass AS rel FROM pg_constraint c
+                             WHERE c.confrelid = tbl AND c.contype = 'f' AND c.conrelid <> tbl
+                               AND c.conindid = (SELECT conindid FROM pg_constraint
+                                                  WHERE conrelid = tbl AND contype = 'p')) x
+            ORDER BY rel::text LOOP
+    PERFORM tandem.lock_within_budget(r.rel, 'ACCESS EXCLUSIVE');
+  END LOOP;
+  SELECT * INTO pk FROM pg_constraint WHERE conrelid = tbl AND contype = 'p';
+  IF NOT FOUND THEN
+    RAISE EXCEPTION '% has no primary key to replace', tbl USING ERRCODE = '42P16';
+  END IF;
+  IF pk.conname = incoming_name
+     AND to_regclass(format('%I.%I', schema_name, incoming)) IS NULL THEN
+    RETURN;  -- done by an earlier attempt
+  END IF;
+  IF to_regclass(format('%I.%I', schema_name, incoming)) IS NULL THEN
+    RAISE EXCEPTION 'index % of % does not exist: the step that builds it has not run',
+      incoming, tbl USING ERRCODE = '42704';
+  END IF;
+  FOR r IN SELECT c.conrelid::regclass AS rel, c.conname, pg_get_constraintdef(c.oid) AS def,
+                  c.convalidated OR EXISTS (SELECT 1 FROM tandem.revalidate v
+                                             WHERE v.conrelid = c.conrelid
+                                               AND v.conname = c.conname) AS valid
+             FROM pg_constraint c
+            WHERE c.contype = 'f' AND c.confrelid = tbl AND c.conindid = pk.conindid
+            ORDER BY c.conrelid::regclass::text, c.conname LOOP
+    IF to_regclass(format('%I.%I', schema_name, outgoing_twin)) IS NULL THEN
+      RAISE EXCEPTION 'foreign key % of % references the primary key % of %, and % has no index % '
+                      'to carry it', r.conname, r.rel, pk.conname, tbl, tbl, outgoing_twin
+        USING ERRCODE = '2BP01';
+    END IF;
+    carried := carried || jsonb_build_object('rel', r.rel::text, 'name', r.conname,
+                                             'def', r.def, 'valid', r.valid);
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.rel, r.conname);
+  END LOOP;
+  IF keep_undo THEN
+    INSERT INTO tandem.undo VALUES (tbl, 'primary key',
+      format('SELECT tandem.replace_primary_key(%L::regclass, %L, %L, %L, false)', tbl::text,
+             outgoing_twin, pk.conname, incoming))
+    ON CONFLICT (relid, item) DO UPDATE SET statement = EXCLUDED.statement;
+  END IF;
+  EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', tbl, pk.conname);
+  EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY USING INDEX %I', tbl,
+                 incoming_name, incoming);
+  PERFORM tandem.add_again_not_valid(carried);
+END $$;
+
+-- Validates, one after the other, what a swap involving `tbl` left to validate.
+CREATE OR REPLACE FUNCTION tandem.validate_all_pending(tbl regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  s text;
+BEGIN
+  FOR s IN SELECT * FROM tandem.pending_validations(tbl) LOOP
+    EXECUTE s;
+  END LOOP;
+END $$;
+
+-- What undoes replace_primary_key: when foreign keys reference the key it
+-- made, a unique index `incoming` on its columns again (CONCURRENTLY) to
+-- carry them; the swap back (kept in tandem.undo); the validations.
+CREATE OR REPLACE FUNCTION tandem.primary_key_restorations(tbl regclass, incoming name)
+RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM tandem.undo WHERE relid = tbl AND item = 'primary key') THEN
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = tbl
+                  AND conindid = (SELECT conindid FROM pg_constraint
+                                   WHERE conrelid = tbl AND contype = 'p')) THEN
+      RETURN QUERY SELECT * FROM tandem.primary_key_index_builds(tbl, incoming);
+    END IF;
+    RETURN NEXT format('SELECT tandem.undo_change(%L::regclass, %L)', tbl::text, 'primary key');
+  END IF;
+  RETURN NEXT format('SELECT tandem.validate_all_pending(%L::regclass)', tbl::text);
+END $$;
+
+-- After cleanup: the unique index `twin` on the replaced key's columns made
+-- a UNIQUE constraint, named `con` or, when NULL, <table>_<columns>_key.
+CREATE OR REPLACE FUNCTION tandem.keep_old_key(tbl regclass, twin name, con name)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  idx regclass := to_regclass((SELECT format('%I.%I', n.nspname, twin) FROM pg_class c
+                                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                                WHERE c.oid = tbl));
+BEGIN
+  IF idx IS NULL OR EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = idx
+                               AND contype IN ('p', 'u')) THEN
+    RETURN;
+  END IF;
+  IF con IS NULL THEN
+    con := (SELECT left(c.relname || '_' || string_agg(a.attname, '_' ORDER BY k.n) || '_key', 63)
+              FROM pg_class c, pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, n),
+                   pg_attribute a
+             WHERE c.oid = tbl AND i.indexrelid = idx AND k.n <= i.indnkeyatts
+               AND a.attrelid = tbl AND a.attnum = k.attnum
+             GROUP BY c.relname);
+  END IF;
+  PERFORM set_config('client_min_messages', 'warning', true);
+  PERFORM tandem.lock_within_budget(tbl, 'ACCESS EXCLUSIVE');
+  EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I UNIQUE USING INDEX %s', tbl, con, idx);
+END $$;
+)SQL";
+
 }  // namespace
 
 // Version 9: alter_column sets or drops NOT NULL with the swap (issue 18):
@@ -820,10 +992,39 @@ static std::string version9() {
          "\n";
 }
 
+// Version 10 (kVersion10) and lock_within_budget of version 7 returning at
+// once when the session holds the lock already: the executor takes a step's
+// locks first, and the step's budget may be spent by then.
+static std::string version10() {
+  const std::string v7 = kVersion7;
+  const std::string head = "CREATE OR REPLACE FUNCTION tandem.lock_within_budget(";
+  const size_t start = v7.find(head);
+  const size_t end = v7.find("END $$;", start);
+  const std::string begin = "BEGIN\n  IF budget > interval '0' THEN";
+  std::string fn = start == std::string::npos || end == std::string::npos
+                       ? std::string()
+                       : v7.substr(start, end + 7 - start);
+  const size_t at = fn.find(begin);
+  if (at == std::string::npos) {
+    throw std::logic_error("lock_within_budget of version 7 changed");
+  }
+  fn.replace(at, begin.size(),
+             "BEGIN\n"
+             "  IF EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'relation' AND l.relation = "
+             "rel\n"
+             "                AND l.pid = pg_backend_pid() AND l.granted\n"
+             "                AND l.mode = replace(initcap(lock_within_budget.mode), ' ', '') || "
+             "'Lock') THEN\n"
+             "    RETURN;\n"
+             "  END IF;\n"
+             "  IF budget > interval '0' THEN");
+  return std::string(kVersion10) + fn + "\n";
+}
+
 const std::vector<std::string>& state_schema_versions() {
-  static const std::vector<std::string> kVersions = {kVersion1, kVersion2, kVersion3,
-                                                     kVersion4, kVersion5, kVersion6,
-                                                     kVersion7, kVersion8, version9()};
+  static const std::vector<std::string> kVersions = {kVersion1,  kVersion2,  kVersion3, kVersion4,
+                                                     kVersion5,  kVersion6,  kVersion7, kVersion8,
+                                                     version9(), version10()};
   return kVersions;
 }
 

@@ -222,21 +222,6 @@ void plan_sync_and_copy(const Spec& spec, const AlterColumn& op, const Names& n,
                 "", ""}));
 }
 
-// After the swap: the foreign keys and checks it added again NOT VALID,
-// validated, each in a transaction of its own.
-Step validate_constraints_step(const Names& n, const std::string& id) {
-  return StepBuilder(id + "validate_constraints", Phase::kCutover,
-                     "validate the foreign keys and checks the swap added again NOT VALID, each in "
-                     "its own transaction")
-      .sql("SELECT * FROM tandem.pending_validations(" + n.regclass + ");\n")
-      .rollback("")
-      .generates()
-      .lock({LockMode::kShareUpdateExclusive,
-             "on each constraint's table, ROW SHARE on the table it references (reads and "
-             "writes go on)"})
-      .access("scans each table whose constraint it validates");
-}
-
 // cutover and cleanup: the swap (sync flipped to the old column), the
 // compatibility view and the rename, the sequence's owner, the default and
 // comment, then the old column and the functions dropped.
@@ -256,11 +241,6 @@ void plan_swap_and_cleanup(const AlterColumn& op, const Names& n, const std::str
                                 quote_literal(n.column) + ", " + quote_literal(n.old) + ", " +
                                 quote_literal(n.shadow) + ", " + quote_literal(n.nn_check) +
                                 nn_back + ");\n";
-  // Every lock first, in the writers' order: tables the column's foreign
-  // keys reference, the table, tables whose foreign keys reference it.
-  auto lock_all = [&](const std::string& column) {
-    return "SELECT tandem.lock_for_swap(" + n.regclass + ", " + quote_literal(column) + ");\n";
-  };
   // The rename goes with the swap, in its transaction: the backward sync
   // names the column by its new name.
   std::string rename, rename_back, view, drop_view;
@@ -308,13 +288,15 @@ void plan_swap_and_cleanup(const AlterColumn& op, const Names& n, const std::str
   if (!rename.empty()) description += "; rename it to " + n.q_final;
   if (op.default_value) description += "; " + kept.at(0).description;
   out.push_back(StepBuilder(id + "cutover", Phase::kCutover, description)
-                    .sql(lock_all(n.column) + "DROP TRIGGER " + n.trg_fwd + " ON " + n.table +
-                         ";\n" + swap_in + view + rename + set_default +
+                    .sql("DROP TRIGGER " + n.trg_fwd + " ON " + n.table + ";\n" + swap_in + view +
+                         rename + set_default +
                          create_column_sync_trigger(n.trg_bwd, n.table, n.fn_bwd, n.q_final))
-                    .rollback(lock_all(n.final_name) + "DROP TRIGGER " + n.trg_bwd + " ON " +
-                              n.table + ";\n" + undo_default + drop_view + rename_back +
-                              drop_added + swap_back +
+                    .rollback("DROP TRIGGER " + n.trg_bwd + " ON " + n.table + ";\n" +
+                              undo_default + drop_view + rename_back + drop_added + swap_back +
                               create_column_sync_trigger(n.trg_fwd, n.table, n.fn_fwd, n.q_column))
+                    // Every lock first (forward the column is n.column, back
+                    // it is the final name).
+                    .locks_query(swap_locks_query(n.regclass, {n.column, n.final_name}))
                     .lock({LockMode::kAccessExclusive,
                            "(brief: metadata only), on the table and on the tables of the "
                            "foreign keys that move, all taken first within one lock timeout"})
@@ -338,7 +320,7 @@ void plan_swap_and_cleanup(const AlterColumn& op, const Names& n, const std::str
                                    "on the sequence (brief: nextval() waits while it waits)"})
                     .access("none"));
 
-  out.push_back(validate_constraints_step(n, id));
+  out.push_back(validate_pending_step(id + "validate_constraints", n.regclass));
   if (op.default_value) out.push_back(kept.at(1));  // forgets it at cleanup
   if (op.comment) plan_comment_change(id + "comment_", n.table, n.final_name, *op.comment, out);
 

@@ -26,11 +26,14 @@ void plan_comment_change(const std::string& id, const std::string& table,
       StepLock{LockMode::kShareUpdateExclusive, "(brief: reads and writes go on)"}, out);
 }
 
-void plan_set_comment(const Spec&, int index, const SetComment& op, std::vector<Step>& out) {
+void plan_set_comment(const Spec& spec, int index, const SetComment& op, std::vector<Step>& out) {
   const std::string id = std::to_string(index) + ".";
   const std::string table = qualified(op.schema, op.table);
   std::vector<std::string> prechecks = {checks::table_exists(table)};
-  if (op.column) prechecks.push_back(checks::column_exists(*op.column));
+  if (op.column) {
+    for (auto& c : checks::columns_exist(spec, op.schema, op.table, {*op.column}))
+      prechecks.push_back(std::move(c));
+  }
   const std::string target =
       op.column ? "COLUMN " + table + "." + quote_ident(*op.column) : "TABLE " + table;
   out.push_back(checks::precheck_step(

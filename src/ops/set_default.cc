@@ -31,14 +31,16 @@ void plan_default_change(const std::string& id, const std::string& table, const 
       StepLock::metadata_only(), out);
 }
 
-void plan_set_default(const Spec&, int index, const SetDefault& op, std::vector<Step>& out) {
+void plan_set_default(const Spec& spec, int index, const SetDefault& op, std::vector<Step>& out) {
   const std::string id = std::to_string(index) + ".";
   const std::string table = qualified(op.schema, op.table);
+  std::vector<std::string> prechecks = {checks::table_exists(table)};
+  for (auto& c : checks::columns_exist(spec, op.schema, op.table, {op.column}))
+    prechecks.push_back(std::move(c));
+  prechecks.push_back(checks::takes_default(op.column));
   out.push_back(checks::precheck_step(
       id + "precheck", "check that " + table + "." + quote_ident(op.column) + " can take a default",
-      table,
-      {checks::table_exists(table), checks::column_exists(op.column),
-       checks::takes_default(op.column)}));
+      table, prechecks));
   plan_default_change(id, table, op.column, op.value, out);
 }
 

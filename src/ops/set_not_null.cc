@@ -46,11 +46,15 @@ void plan_not_null_via_check(const Spec& spec, const std::string& id, const std:
 void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::vector<Step>& out) {
   const std::string id = std::to_string(index) + ".";
   const std::string table = qualified(op.schema, op.table);
+  std::vector<std::string> prechecks = {checks::table_exists(table),
+                                        checks::plain_table("set_not_null")};
+  for (auto& c : checks::columns_exist(spec, op.schema, op.table, {op.column}))
+    prechecks.push_back(std::move(c));
+  prechecks.push_back(checks::column_nullable(op.column));
   out.push_back(checks::precheck_step(
       id + "precheck",
       "check that " + table + "." + quote_ident(op.column) + " can be made NOT NULL", table,
-      {checks::table_exists(table), checks::plain_table("set_not_null"),
-       checks::column_exists(op.column), checks::column_nullable(op.column)}));
+      prechecks));
   plan_not_null_via_check(spec, id, op.schema, op.table, op.column, Phase::kPrepare,
                           Phase::kBackfill, out);
 }

@@ -1,5 +1,6 @@
 #include "plan/checks.h"
 
+#include "plan/needs.h"
 #include "plan/steps.h"
 #include "util/ident.h"
 #include "util/text.h"
@@ -62,6 +63,16 @@ std::string no_orphans(const std::string& table, const std::vector<std::string>&
          quote_literal(scan) +
          "\n      ELSE 'SELECT 0 AS n' END, false, true, '') x) o\n"
          " WHERE o.n > 0";
+}
+
+std::vector<std::string> columns_exist(const Spec& spec, const std::string& schema,
+                                       const std::string& table,
+                                       const std::vector<std::string>& columns) {
+  std::vector<std::string> out;
+  for (const auto& c : columns) {
+    if (!spec_adds(spec, schema + "." + table + "." + c)) out.push_back(column_exists(c));
+  }
+  return out;
 }
 
 std::string plain_table(const std::string& operation) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tandem/plan.h"
+#include "tandem/spec.h"
 
 namespace tandem::checks {
 
@@ -32,6 +33,11 @@ std::string no_orphans(const std::string& table, const std::vector<std::string>&
                        const std::string& then);
 std::string plain_table(const std::string& operation);
 std::string column_exists(const std::string& column);
+// column_exists for each of `columns` of schema.table that no operation of
+// `spec` adds (those exist by the time the precheck runs, not before).
+std::vector<std::string> columns_exist(const Spec& spec, const std::string& schema,
+                                       const std::string& table,
+                                       const std::vector<std::string>& columns);
 // The index tandem walks a table by: the primary key, or else the narrowest
 // non-partial unique index over NOT NULL columns. `rel` is an SQL expression
 // of type regclass. A query returning the index's oid, or no row.

@@ -10,6 +10,8 @@
 
 namespace tandem {
 
+struct Spec;
+
 struct Needs {
   std::vector<std::string> produces;  // tables ("schema.table") and columns ("schema.table.column")
   std::vector<std::string> needs;     // the same, that it relies on
@@ -54,6 +56,11 @@ struct Needs {
   // check, an index) sits on those columns too.
   void reads(const std::string& expr, bool attached = false);
 };
+
+// Whether an operation of `spec` produces `thing` ("schema.table" or
+// "schema.table.column"): a precheck that it exists would refuse the spec
+// before that operation ran (every precheck runs before anything starts).
+bool spec_adds(const Spec& spec, const std::string& thing);
 
 // The column names an SQL expression may refer to: its words outside string
 // literals, folded to lower case as PostgreSQL folds unquoted names, and its

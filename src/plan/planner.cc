@@ -176,6 +176,13 @@ std::vector<size_t> order_of(const std::vector<Needs>& all) {
 
 }  // namespace
 
+bool spec_adds(const Spec& spec, const std::string& thing) {
+  for (const auto& n : needs_of_all(spec)) {
+    if (std::find(n.produces.begin(), n.produces.end(), thing) != n.produces.end()) return true;
+  }
+  return false;
+}
+
 std::vector<size_t> dependency_order(const Spec& spec) { return order_of(needs_of_all(spec)); }
 
 bool plans_alike(const Spec& started, const Spec& now) {

@@ -190,6 +190,41 @@ Step forget_step(const std::string& id, const std::string& description, const st
       .access("none");
 }
 
+std::string swap_locks_query(const std::string& regclass, const std::vector<std::string>& columns) {
+  auto uses = [&](const char* key) -> std::string {
+    return "EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = " + regclass +
+           " AND a.attname IN (" + quote_literals(columns) +
+           ") AND NOT a.attisdropped\n"
+           "                    AND a.attnum = ANY (c." +
+           key + "))";
+  };
+  return "SELECT format('%I.%I', n.nspname, r.relname), 'ACCESS EXCLUSIVE' FROM (\n"
+         "  SELECT c.confrelid AS rel, 0 AS o FROM pg_constraint c\n"
+         "   WHERE c.conrelid = " +
+         regclass + " AND c.contype = 'f' AND c.confrelid <> " + regclass + "\n     AND " +
+         uses("conkey") + "\n  UNION ALL SELECT " + regclass +
+         "::oid, 1\n"
+         "  UNION ALL SELECT c.conrelid, 2 FROM pg_constraint c\n"
+         "   WHERE c.confrelid = " +
+         regclass + " AND c.conrelid <> " + regclass + "\n     AND " + uses("confkey") +
+         ") x\n"
+         "  JOIN pg_class r ON r.oid = x.rel JOIN pg_namespace n ON n.oid = r.relnamespace\n"
+         " GROUP BY 1 ORDER BY min(x.o), 1";
+}
+
+Step validate_pending_step(const std::string& id, const std::string& regclass) {
+  return StepBuilder(id, Phase::kCutover,
+                     "validate the foreign keys and checks the swap added again NOT VALID, each in "
+                     "its own transaction")
+      .sql("SELECT * FROM tandem.pending_validations(" + regclass + ");\n")
+      .rollback("")
+      .generates()
+      .lock({LockMode::kShareUpdateExclusive,
+             "on each constraint's table, ROW SHARE on the table it references (reads and "
+             "writes go on)"})
+      .access("scans each table whose constraint it validates");
+}
+
 void plan_kept_change(const std::string& id, const std::string& table, const std::string& item,
                       const std::string& restore, const std::string& change,
                       const std::string& description, const StepLock& lock,

@@ -35,6 +35,7 @@ class StepBuilder {
   StepBuilder& rollback_locks_first(std::vector<TableLock> v) {
     return set(step_.rollback_locks, std::move(v));
   }
+  StepBuilder& locks_query(std::string v) { return set(step_.locks_query, std::move(v)); }
   StepBuilder& access(std::string v) { return set(step_.table_access, std::move(v)); }
   StepBuilder& batch(BatchWork v) { return set(step_.batch, std::move(v)); }
   // Runs outside a transaction (CREATE INDEX CONCURRENTLY and the like).
@@ -124,6 +125,18 @@ Step forget_step(const std::string& id, const std::string& description, const st
 void plan_kept_change(const std::string& id, const std::string& table, const std::string& item,
                       const std::string& restore, const std::string& change,
                       const std::string& description, const StepLock& lock, std::vector<Step>& out);
+
+// A Step::locks_query for a swap of a column of table `regclass` (an SQL
+// expression) named one of `columns` (whichever exists): ACCESS EXCLUSIVE on
+// the tables its foreign keys reference, the table, then the tables whose
+// foreign keys reference it, each group by name (the order writers most
+// often take them in; the executor learns another from a timeout).
+std::string swap_locks_query(const std::string& regclass, const std::vector<std::string>& columns);
+
+// Cutover's validation of the foreign keys and checks that a swap on table
+// `regclass` (an SQL expression) added again NOT VALID, each in a
+// transaction of its own.
+Step validate_pending_step(const std::string& id, const std::string& regclass);
 
 // ALTER TABLE table RENAME <what> from TO to at cutover (metadata only),
 // renamed back on rollback; `what` is "COLUMN" or "CONSTRAINT", the names

@@ -6,9 +6,10 @@
 // nothing changed. Rows a new foreign key would refuse (orphans) are
 // reported before anything runs, or set NULL or deleted when the spec says so.
 // add_primary_key builds its key under writers and rolls back to the
-// nullability before.
+// nullability before; with replace: true it swaps a table's key for another.
 #include <gtest/gtest.h>
 
+#include "plan/steps.h"
 #include "support/scenario.h"
 #include "support/writers.h"
 
@@ -282,6 +283,82 @@ TEST_F(TableOperations, APrimaryKeyIsAddedConcurrentlyAndRolledBackToTheNullabil
   EXPECT_GT(writer.count("inserted"), 0);
   EXPECT_EQ(q("SELECT count(*) FROM events"), std::to_string(3000 + writer.count("inserted")));
   EXPECT_EQ(leftovers(pg_, db_, "events"), "");
+}
+
+// Writers of both lock orders on a parent and its children: even clients
+// insert an order, then update its user (child first); odd ones update a
+// user, then insert a comment (parent first); every tenth write adds a user.
+void write_users(Connection& c, int client, long n, Writers::Counts& add) {
+  const std::string user = "u" + std::to_string(1 + (n * 7 + client) % 1000);
+  if (n % 10 == 0) {
+    c.exec("INSERT INTO users (username) VALUES ($1)",
+           {"w" + std::to_string(client) + "_" + std::to_string(n)});
+    add["users"] = 1;
+  } else if (client % 2 == 0) {
+    c.exec("INSERT INTO orders (username) VALUES ($1)", {user});
+    c.exec("UPDATE users SET visits = visits + 1 WHERE username = $1", {user});
+    add["orders"] = 1;
+  } else {
+    c.exec("UPDATE users SET visits = visits + 1 WHERE username = $1", {user});
+    c.exec("INSERT INTO comments (username) VALUES ($1)", {user});
+    add["comments"] = 1;
+  }
+}
+
+// replace: true swaps users' key from username to user_id under writers of
+// both lock orders: the foreign keys that reference username move to a
+// unique index on it (validated again), a rollback after cutover swaps
+// back, and cleanup leaves username a UNIQUE constraint.
+TEST_F(TableOperations, APrimaryKeyIsReplacedUnderWritersAndSwappedBackOnRollback) {
+  q("CREATE TABLE users (username text PRIMARY KEY, user_id uuid NOT NULL DEFAULT"
+    " gen_random_uuid(), visits int NOT NULL DEFAULT 0);"
+    "CREATE TABLE orders (id bigserial PRIMARY KEY, username text NOT NULL REFERENCES users"
+    " ON UPDATE CASCADE ON DELETE CASCADE);"
+    "CREATE TABLE comments (id bigserial PRIMARY KEY, username text REFERENCES users);"
+    "INSERT INTO users (username) SELECT 'u' || g FROM generate_series(1, 1000) g;"
+    "INSERT INTO orders (username) SELECT 'u' || (1 + g % 1000) FROM generate_series(1, 3000) g;"
+    "INSERT INTO comments (username) SELECT 'u' || (1 + g % 1000)"
+    " FROM generate_series(1, 2000) g;");
+  // The keys and unique constraints of users, and the foreign keys that
+  // reference it with their validity.
+  const char* state =
+      "SELECT string_agg(x, '; ' ORDER BY x) FROM (SELECT conname || ' ' ||"
+      " pg_get_constraintdef(oid) || CASE contype WHEN 'f' THEN ' ' || convalidated ELSE '' END"
+      " AS x FROM pg_constraint WHERE (conrelid = 'users'::regclass AND contype IN ('p', 'u'))"
+      " OR confrelid = 'users'::regclass) s";
+  const std::string before = q(state);
+  Spec s = spec("  - add_primary_key: {table: users, columns: [user_id], replace: true}\n");
+  Plan plan = make_plan(s);
+  Writers writer(pg_, db_, 4, write_users);
+  EXPECT_EQ(run_until(s, pg_.dsn(db_), Phase::kCutover), RunOutcome::kReachedUntil);
+  const std::string fks =
+      "comments_username_fkey FOREIGN KEY (username) REFERENCES users(username) true; "
+      "orders_username_fkey FOREIGN KEY (username) REFERENCES users(username) ON UPDATE CASCADE "
+      "ON DELETE CASCADE true; ";
+  EXPECT_EQ(q(state), fks + "users_pkey PRIMARY KEY (user_id)");
+  // username stays unique through the twin index, which its foreign keys use.
+  EXPECT_EQ(q("SELECT string_agg(DISTINCT i.relname, ',') FROM pg_constraint c JOIN pg_class i"
+              " ON i.oid = c.conindid WHERE c.confrelid = 'users'::regclass"),
+            HelperNames(s, "public", "users", "user_id").plain("_tandem_oldpk_"));
+  EXPECT_THROW(q("INSERT INTO users (username) VALUES ('u1')"), std::exception);
+  EXPECT_EQ(Executor(s, plan, options()).rollback(), RollbackOutcome::kRolledBack);
+  EXPECT_EQ(q(state), before);
+  EXPECT_EQ(leftovers(pg_, db_, "users"), "");
+  EXPECT_EQ(run_until(s, pg_.dsn(db_)), RunOutcome::kCompleted);
+  writer.stop();
+  EXPECT_EQ(q(state),
+            fks + "users_pkey PRIMARY KEY (user_id); users_username_key UNIQUE (username)");
+  EXPECT_EQ(writer.failed(), 0) << writer.last_error();
+  EXPECT_GT(writer.count("orders"), 0);
+  EXPECT_GT(writer.count("comments"), 0);
+  EXPECT_EQ(q("SELECT count(*) FROM users"), std::to_string(1000 + writer.count("users")));
+  EXPECT_EQ(q("SELECT count(*) FROM orders"), std::to_string(3000 + writer.count("orders")));
+  EXPECT_EQ(q("SELECT count(*) FROM comments"), std::to_string(2000 + writer.count("comments")));
+  // The swap learnt the writers' order: at most two failed attempts in each
+  // of its three runs (in a fixed order, the step spent its retry budget of
+  // 30 and failed).
+  EXPECT_LE(std::stoi(q("SELECT attempts FROM tandem.steps WHERE step_id = '1.replace_key'")), 6);
+  EXPECT_EQ(leftovers(pg_, db_, "users"), "");
 }
 
 TEST_F(TableOperations, WhatCannotBeDoneSafelyIsRefusedAtPrecheckAndNothingChanges) {

@@ -27,5 +27,16 @@ SELECT (SELECT count(*) FROM users) = t.users
                            AND c.convalidated AND c.conkey = ARRAY[a.attnum])
          OR NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = v.rel AND i.indisvalid
                            AND i.indkey[0] = a.attnum))
+   -- once the dependents have lost username (completed): users is keyed by
+   -- user_id, and username is a UNIQUE constraint
+   AND (EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'orders'::regclass
+                   AND attname = 'username' AND NOT attisdropped)
+        OR ((SELECT array_agg(a.attname::text) FROM pg_constraint c
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+              WHERE c.conrelid = 'users'::regclass AND c.contype = 'p') = ARRAY['user_id']
+            AND EXISTS (SELECT 1 FROM pg_constraint c JOIN pg_attribute a
+                          ON a.attrelid = c.conrelid AND c.conkey = ARRAY[a.attnum]
+                         WHERE c.conrelid = 'users'::regclass AND c.contype = 'u'
+                           AND a.attname = 'username')))
    AS ok
   FROM t;

@@ -72,15 +72,17 @@ TEST(Planner, CutoverRollbackSwapsBackAndRestoresTheForwardTrigger) {
   EXPECT_NE(c->rollback_sql->find("'balance', '_tandem_old_balance', '_tandem_new_balance'"),
             std::string::npos);
   EXPECT_NE(c->rollback_sql->find("_fwd BEFORE INSERT OR UPDATE"), std::string::npos);
-  // Every lock is taken first, both ways, by one call that locks the tables
-  // of the column's foreign keys in the writers' order around the table's
-  // own (found in the catalog when it runs); the sequence is not touched
-  // while they are held (issue 16), but in a step of its own.
-  const std::string lock_all =
-      "SELECT tandem.lock_for_swap('public.accounts'::regclass, "
-      "'balance');\nDROP TRIGGER";
-  EXPECT_EQ(c->sql.rfind(lock_all, 0), 0u) << c->sql;
-  EXPECT_EQ(c->rollback_sql->rfind(lock_all, 0), 0u) << *c->rollback_sql;
+  // Every lock is taken first, both ways: the tables of the column's
+  // foreign keys in the writers' order around the table's own, found in the
+  // catalog when it runs (an order the executor can learn another from);
+  // the sequence is not touched while they are held (issue 16), but in a
+  // step of its own.
+  ASSERT_TRUE(c->locks_query);
+  EXPECT_EQ(*c->locks_query,
+            swap_locks_query("'public.accounts'::regclass", {"balance", "balance"}));
+  EXPECT_NE(c->locks_query->find("ORDER BY min(x.o), 1"), std::string::npos);
+  EXPECT_EQ(c->sql.rfind("DROP TRIGGER", 0), 0u) << c->sql;
+  EXPECT_EQ(c->rollback_sql->rfind("DROP TRIGGER", 0), 0u) << *c->rollback_sql;
   const Step* owner = plan.find("1.move_sequence_owner");
   ASSERT_NE(owner, nullptr);
   EXPECT_TRUE(owner->locks.empty());
@@ -830,8 +832,8 @@ TEST(Planner, AlterColumnBuildsEveryNewConstraintOnTheShadowColumn) {
   EXPECT_LT(rename, trigger);
   EXPECT_NE(trigger, std::string::npos);
   const std::string& back = *cutover->rollback_sql;
-  EXPECT_EQ(back.find("SELECT tandem.lock_for_swap('public.products'::regclass, 'unit_price');"),
-            0u);
+  EXPECT_EQ(*cutover->locks_query,
+            swap_locks_query("'public.products'::regclass", {"price", "unit_price"}));
   EXPECT_LT(back.find("DROP VIEW IF EXISTS public.products_v1"),
             back.find("RENAME COLUMN unit_price TO price"));
   EXPECT_LT(back.find("RENAME COLUMN unit_price TO price"), back.find("', false);"));
@@ -915,6 +917,87 @@ TEST(Planner, AddPrimaryKeyBuildsItsIndexConcurrentlyAndAttachesItAtCutover) {
             "events_pkey');\n");
   EXPECT_EQ(attach->locks.size(), 1u);
   EXPECT_EQ(attach->rollback_locks.size(), 1u);
+}
+
+// Every precheck runs before anything starts: one that asked for a column an
+// earlier operation adds would refuse the spec (users_uuid_rekey did).
+TEST(Planner, PrechecksDoNotAskForColumnsThatAnEarlierOperationAdds) {
+  Plan plan = plan_of(
+      "  - add_column: {table: users, column: user_id, type: uuid, backfill: gen_random_uuid()}\n"
+      "  - add_primary_key: {table: users, columns: [user_id, tenant]}\n"
+      "  - set_comment: {table: users, column: user_id, comment: the key}\n");
+  const auto asks_for = [&](const char* step, const char* column) {
+    return plan.find(step)->sql.find("format('column %I does not exist in table %s', '" +
+                                     std::string(column) + "'") != std::string::npos;
+  };
+  EXPECT_FALSE(asks_for("2.precheck", "user_id"));
+  EXPECT_TRUE(asks_for("2.precheck", "tenant"));
+  EXPECT_FALSE(asks_for("3.precheck", "user_id"));
+  EXPECT_TRUE(plan_of("  - set_comment: {table: users, column: user_id, comment: the key}\n")
+                  .find("1.precheck")
+                  ->sql.find("does not exist in table") != std::string::npos);
+}
+
+TEST(Planner, AddPrimaryKeyWithReplaceSwapsTheKeyAndKeepsTheOldColumnsUnique) {
+  Plan plan = plan_of("  - add_primary_key: {table: users, columns: [user_id], replace: true}\n");
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{"1.precheck@prepare", "1.add_not_null_checks@backfill",
+                                      "1.validate_not_null_checks@backfill",
+                                      "1.build_index@backfill", "1.build_old_key_index@backfill",
+                                      "1.validate_after_rollback@cutover", "1.set_not_null@cutover",
+                                      "1.replace_key@cutover", "1.validate_constraints@cutover",
+                                      "1.keep_new_key_index@cutover", "1.forget@cleanup",
+                                      "1.forget_key@cleanup", "1.keep_old_key@cleanup"}));
+  const std::string tag = HelperNames(plan_spec_, "public", "users", "user_id").tag();
+  const std::string twin = "_tandem_oldpk_user_id_" + tag;
+  const std::string index = "_tandem_pk_user_id_" + tag;
+  // The old key's twin is built from the catalog, as the key is when it runs.
+  const Step* twin_build = plan.find("1.build_old_key_index");
+  EXPECT_TRUE(twin_build->generates);
+  EXPECT_EQ(
+      twin_build->sql,
+      "SELECT * FROM tandem.primary_key_index_builds('public.users'::regclass, '" + twin + "');\n");
+  // The swap locks the table, then (from the catalog) the tables whose
+  // foreign keys reference its key, both ways.
+  const Step* swap = plan.find("1.replace_key");
+  EXPECT_TRUE(swap->transactional);
+  EXPECT_EQ(swap->sql, "SELECT tandem.replace_primary_key('public.users'::regclass, '" + index +
+                           "', 'users_pkey', '" + twin + "');\n");
+  EXPECT_EQ(*swap->rollback_sql,
+            "SELECT tandem.undo_change('public.users'::regclass, 'primary key');\n");
+  ASSERT_EQ(swap->locks.size(), 1u);
+  EXPECT_EQ(swap->locks[0].table, "public.users");
+  ASSERT_EQ(swap->rollback_locks.size(), 1u);
+  ASSERT_TRUE(swap->locks_query);
+  EXPECT_NE(swap->locks_query->find("c.contype = 'f'"), std::string::npos);
+  // The NOT NULL is set without the key, and the key's own name is allowed
+  // to exist (it is the old key's).
+  EXPECT_EQ(plan.find("1.set_not_null")->sql.find("PRIMARY KEY"), std::string::npos);
+  EXPECT_EQ(plan.find("1.precheck")->sql.find("already has a primary key"), std::string::npos);
+  EXPECT_NE(plan.find("1.precheck")->sql.find("has no primary key to replace"), std::string::npos);
+  // Rollback builds the new key's index again first when foreign keys use it.
+  EXPECT_EQ(*plan.find("1.keep_new_key_index")->rollback_sql,
+            "SELECT * FROM tandem.primary_key_restorations('public.users'::regclass, '" + index +
+                "');\n");
+  EXPECT_FALSE(plan.find("1.keep_old_key")->reversible);
+  EXPECT_EQ(plan.find("1.keep_old_key")->sql,
+            "SELECT tandem.keep_old_key('public.users'::regclass, '" + twin + "', NULL);\n");
+  Plan named = plan_of(
+      "  - add_primary_key: {table: users, columns: [user_id], replace: true, old_key_name: "
+      "users_username_key}\n");
+  EXPECT_EQ(named.find("1.keep_old_key")->sql,
+            "SELECT tandem.keep_old_key('public.users'::regclass, '" + twin +
+                "', 'users_username_key');\n");
+  // Without replace, the precheck says how to swap a key.
+  EXPECT_NE(plan_of("  - add_primary_key: {table: users, columns: [user_id]}\n")
+                .find("1.precheck")
+                ->sql.find("give replace: true"),
+            std::string::npos);
+  auto refused = parse_spec(
+      "name: x\noperations:\n  - add_primary_key: {table: u, columns: [a], old_key_name: k}\n",
+      "s.yaml");
+  ASSERT_FALSE(refused.spec);
+  EXPECT_EQ(refused.errors.at(0).to_string(), "s.yaml:3:61: old_key_name: only with replace: true");
 }
 
 }  // namespace
