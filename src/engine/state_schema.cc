@@ -776,7 +776,8 @@ END $$;
 )SQL";
 
 // Version 10: add_primary_key with `replace: true` swaps a table's primary
-// key for another (issue 18). The outgoing key's columns stay unique through
+// key for another, and create_index builds indexes on partitioned tables
+// (issue 18). The outgoing key's columns stay unique through
 // a twin index built beforehand; the foreign keys that reference them move to
 // it. One function serves both ways: the rollback is the same swap back.
 const char* kVersion10 = R"SQL(
@@ -918,6 +919,97 @@ BEGIN
     RETURN NEXT format('SELECT tandem.undo_change(%L::regclass, %L)', tbl::text, 'primary key');
   END IF;
   RETURN NEXT format('SELECT tandem.validate_all_pending(%L::regclass)', tbl::text);
+END $$;
+
+-- The name of the index that stands for index `idx` on partition `part`:
+-- the partition's name, the index's, and a hash of both (at most 59
+-- characters).
+CREATE OR REPLACE FUNCTION tandem.partition_index_name(part regclass, idx name) RETURNS name
+LANGUAGE sql STABLE AS $$
+  SELECT (left(c.relname || '_' || idx, 50) || '_' || left(md5(c.relname || '/' || idx), 8))::name
+    FROM pg_class c WHERE c.oid = part
+$$;
+
+-- Each index of create_index `idx` on `tbl` and its partitions: the
+-- partition (level 0: the table), its index's name and qualified name, the
+-- parent partition's index (qualified; NULL for the table's), whether it is
+-- a leaf (a plain table: one row, a leaf).
+CREATE OR REPLACE FUNCTION tandem.index_tree(tbl regclass, idx name)
+RETURNS TABLE (rel regclass, level int, isleaf bool, ixname name, ix text, parent_ix text)
+LANGUAGE sql STABLE AS $$
+  WITH tree AS (
+    SELECT t.relid, t.parentrelid, t.isleaf, t.level FROM pg_partition_tree(tbl) t
+    UNION ALL
+    SELECT tbl, NULL, true, 0 WHERE NOT EXISTS (SELECT 1 FROM pg_partition_tree(tbl)))
+  SELECT tree.relid, tree.level, tree.isleaf, x.ixname,
+         format('%I.%I', n.nspname, x.ixname),
+         CASE WHEN tree.level > 0 THEN format('%I.%I', pn.nspname,
+           CASE WHEN tree.level = 1 THEN idx ELSE tandem.partition_index_name(tree.parentrelid, idx) END)
+         END
+    FROM tree
+    JOIN pg_class c ON c.oid = tree.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_class pc ON pc.oid = tree.parentrelid
+    LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace,
+    LATERAL (SELECT CASE WHEN tree.level = 0 THEN idx
+                         ELSE tandem.partition_index_name(tree.relid, idx) END AS ixname) x
+$$;
+
+-- The statements that build index `idx` of `tbl` (`definition`: what
+-- follows ON <table>) while reads and writes go on, each run on its own,
+-- skipping what is built already. A plain table: CREATE INDEX CONCURRENTLY
+-- (an invalid leftover dropped first). A partitioned table: the index ON
+-- ONLY the table and each partitioned partition, each leaf partition's
+-- CONCURRENTLY, then each attached to its parent's, deepest first (the
+-- table's index is valid once every partition's is attached).
+CREATE OR REPLACE FUNCTION tandem.index_builds(tbl regclass, idx name, is_unique bool,
+                                               definition text)
+RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  kind text := CASE WHEN is_unique THEN 'UNIQUE INDEX' ELSE 'INDEX' END;
+  r record;
+  valid bool;
+BEGIN
+  FOR r IN SELECT * FROM tandem.index_tree(tbl, idx) t ORDER BY t.level, t.rel::text LOOP
+    valid := (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(r.ix));
+    IF NOT r.isleaf THEN
+      IF valid IS NULL THEN
+        RETURN NEXT format('CREATE %s %I ON ONLY %s %s', kind, r.ixname, r.rel, definition);
+      END IF;
+    ELSE
+      IF NOT valid THEN
+        RETURN NEXT 'DROP INDEX CONCURRENTLY IF EXISTS ' || r.ix;
+      END IF;
+      IF valid IS NOT TRUE THEN
+        RETURN NEXT format('CREATE %s CONCURRENTLY %I ON %s %s', kind, r.ixname, r.rel,
+                           definition);
+      END IF;
+    END IF;
+  END LOOP;
+  FOR r IN SELECT * FROM tandem.index_tree(tbl, idx) t WHERE t.level > 0
+            ORDER BY t.level DESC, t.rel::text LOOP
+    IF NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(r.ix)) THEN
+      RETURN NEXT format('ALTER INDEX %s ATTACH PARTITION %s', r.parent_ix, r.ix);
+    END IF;
+  END LOOP;
+END $$;
+
+-- What undoes index_builds: the partitions' indexes not attached yet (a
+-- build cut short), then the index: CONCURRENTLY on a plain table; a
+-- partitioned index cannot be, DROP INDEX takes it and the partitions'
+-- indexes attached to it (brief ACCESS EXCLUSIVE: no scan).
+CREATE OR REPLACE FUNCTION tandem.index_drops(tbl regclass, idx name)
+RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN SELECT * FROM tandem.index_tree(tbl, idx) t
+            ORDER BY t.level DESC, t.rel::text LOOP
+    CONTINUE WHEN to_regclass(r.ix) IS NULL
+               OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass(r.ix));
+    RETURN NEXT CASE WHEN (SELECT relkind FROM pg_class WHERE oid = to_regclass(r.ix)) = 'I'
+                     THEN 'DROP INDEX IF EXISTS ' ELSE 'DROP INDEX CONCURRENTLY IF EXISTS ' END
+                || r.ix;
+  END LOOP;
 END $$;
 
 -- After cleanup: the unique index `twin` on the replaced key's columns made

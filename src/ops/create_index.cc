@@ -1,5 +1,9 @@
 // create_index: CREATE [UNIQUE] INDEX CONCURRENTLY, which builds the index
-// while reads and writes go on. Rollback drops it the same way.
+// while reads and writes go on. Rollback drops it the same way. On a
+// partitioned table, which CONCURRENTLY cannot build on, the index is made
+// ON ONLY the table (and each partitioned partition), each leaf partition's
+// is built CONCURRENTLY and attached (tandem.index_builds decides when it
+// runs, from the catalog).
 #include "ops/operations.h"
 #include "plan/checks.h"
 #include "plan/steps.h"
@@ -15,7 +19,14 @@ void plan_create_index(const Spec&, int index, const CreateIndex& op, std::vecto
   const std::string name = qualified(op.schema, op.name);
   out.push_back(checks::precheck_step(
       id + "precheck", "check that index " + name + " can be built on " + table, table,
-      {checks::table_exists(table), checks::plain_table("create_index"),
+      {checks::table_exists(table),
+       "SELECT format('%s is not a table (relkind %s); create_index builds indexes on plain and "
+       "partitioned tables', rel, c.relkind)\n"
+       "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind NOT IN ('r', 'p')",
+       "SELECT format('partition %s of %s is a foreign table, which cannot have the index', "
+       "p.relid::regclass, rel)\n"
+       "  FROM t, pg_partition_tree(t.rel) p JOIN pg_class c ON c.oid = p.relid\n"
+       " WHERE c.relkind = 'f'",
        checks::relation_absent(op.schema, op.name)}));
 
   std::string shape = "USING " + op.method + " (" + join(op.columns, ", ") + ")";
@@ -31,8 +42,22 @@ void plan_create_index(const Spec&, int index, const CreateIndex& op, std::vecto
     shape += " WITH (" + join(params, ", ") + ")";
   }
   if (op.where) shape += " WHERE " + *op.where;
-  out.push_back(concurrent_index_step(id + "create_index", op.phase, op.schema, op.name, table,
-                                      shape, op.unique));
+  const std::string rel = quote_literal(table) + "::regclass";
+  out.push_back(
+      StepBuilder(id + "create_index", op.phase,
+                  std::string("build ") + (op.unique ? "unique " : "") + "index " + name +
+                      " concurrently (on a partitioned table: ON ONLY the table, then each "
+                      "partition's concurrently, attached to it)")
+          .sql("SELECT * FROM tandem.index_builds(" + rel + ", " + quote_literal(op.name) + ", " +
+               (op.unique ? "true" : "false") + ", " + quote_literal(shape) + ");\n")
+          .rollback("SELECT * FROM tandem.index_drops(" + rel + ", " + quote_literal(op.name) +
+                    ");\n")
+          .generates()
+          .lock({LockMode::kShareUpdateExclusive,
+                 "(reads and writes go on; waits for older writers); on a partitioned table "
+                 "briefly SHARE on it for ON ONLY, and ACCESS EXCLUSIVE on each partition's new "
+                 "index to attach it"})
+          .access("scans table twice"));
 }
 
 namespace {

@@ -76,8 +76,15 @@ std::vector<std::string> columns_exist(const Spec& spec, const std::string& sche
 }
 
 std::string plain_table(const std::string& operation) {
-  return "SELECT format('%s is not a plain table (relkind %s); " + operation +
-         " supports plain tables only', rel, c.relkind)\n"
+  return "SELECT format('%s is %s; " + operation +
+         " supports plain tables only', rel,\n"
+         "              CASE c.relkind WHEN 'p' THEN 'a partitioned table (create_index supports "
+         "those)'\n"
+         "                             WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view'\n"
+         "                             WHEN 'f' THEN 'a foreign table'\n"
+         "                             ELSE 'not a plain table (relkind ' || c.relkind::text || "
+         "')' "
+         "END)\n"
          "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind <> 'r'";
 }
 

@@ -361,6 +361,67 @@ TEST_F(TableOperations, APrimaryKeyIsReplacedUnderWritersAndSwappedBackOnRollbac
   EXPECT_EQ(leftovers(pg_, db_, "users"), "");
 }
 
+// Inserts measures into the partitioned table (every partition in turn)
+// and updates some.
+void write_measures(Connection& c, int client, long n, Writers::Counts& add) {
+  if (n % 3 == 0) {
+    c.exec("UPDATE measures SET v = v + 1 WHERE at = date '2026-01-01' + $1::int % 700",
+           {std::to_string(n)});
+  } else {
+    c.exec("INSERT INTO measures (at, v, tag) VALUES (date '2026-01-01' + $1::int % 700, $2, 't')",
+           {std::to_string(n * 7 + client), std::to_string(client)});
+    add["inserted"] = 1;
+  }
+}
+
+// create_index on a partitioned table (two levels): ON ONLY the table and the
+// partitioned partition, each leaf's CONCURRENTLY, attached; the table's index
+// is valid and every partition has its own; a rollback drops them all.
+TEST_F(TableOperations, AnIndexIsBuiltOnAPartitionedTablePartitionByPartition) {
+  q("CREATE TABLE measures (at date NOT NULL, v int, tag text) PARTITION BY RANGE (at);"
+    "CREATE TABLE measures_2026 PARTITION OF measures"
+    " FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+    "CREATE TABLE measures_2027 PARTITION OF measures"
+    " FOR VALUES FROM ('2027-01-01') TO ('2028-01-01') PARTITION BY RANGE (at);"
+    "CREATE TABLE measures_2027_h1 PARTITION OF measures_2027"
+    " FOR VALUES FROM ('2027-01-01') TO ('2027-07-01');"
+    "CREATE TABLE measures_2027_h2 PARTITION OF measures_2027"
+    " FOR VALUES FROM ('2027-07-01') TO ('2028-01-01');"
+    "INSERT INTO measures SELECT date '2026-01-01' + g % 700, g, 'x'"
+    " FROM generate_series(1, 20000) g;");
+  // Each partition (and the table) with whether it has a valid index on
+  // (tag, v) attached to its parent's.
+  const char* indexes =
+      "SELECT string_agg(c.relname || ':' || coalesce((SELECT i.indisvalid AND (p.parentrelid IS"
+      " NULL OR EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid))"
+      " FROM pg_index i WHERE i.indrelid = c.oid AND pg_get_indexdef(i.indexrelid) LIKE"
+      " '%(tag, v)%'), false), ' ' ORDER BY c.relname)"
+      " FROM pg_partition_tree('measures') p JOIN pg_class c ON c.oid = p.relid";
+  Spec s = spec("  - create_index: {table: measures, name: measures_tag_v, columns: [tag, v]}\n");
+  Plan plan = make_plan(s);
+  Writers writer(pg_, db_, 2, write_measures);
+  // Its one step is in prepare: nothing waits for cleanup.
+  EXPECT_EQ(run_until(s, pg_.dsn(db_)), RunOutcome::kCompleted);
+  const std::string built =
+      "measures:true measures_2026:true measures_2027:true measures_2027_h1:true "
+      "measures_2027_h2:true";
+  EXPECT_EQ(q(indexes), built);
+  EXPECT_EQ(Executor(s, plan, options()).rollback(), RollbackOutcome::kRolledBack);
+  EXPECT_EQ(q(indexes),
+            "measures:false measures_2026:false measures_2027:false measures_2027_h1:false "
+            "measures_2027_h2:false");
+  EXPECT_EQ(run_until(s, pg_.dsn(db_)), RunOutcome::kCompleted);
+  writer.stop();
+  EXPECT_EQ(q(indexes), built);
+  EXPECT_EQ(q("SELECT count(*) FROM pg_class WHERE relname LIKE 'measures%' AND relkind IN ('i',"
+              " 'I')"),
+            "5");
+  EXPECT_EQ(writer.failed(), 0) << writer.last_error();
+  EXPECT_GT(writer.count("inserted"), 0);
+  EXPECT_EQ(q("SELECT count(*) FROM measures"), std::to_string(20000 + writer.count("inserted")));
+  EXPECT_EQ(leftovers(pg_, db_, "measures"), "");
+}
+
 TEST_F(TableOperations, WhatCannotBeDoneSafelyIsRefusedAtPrecheckAndNothingChanges) {
   q("CREATE TABLE parents (id int PRIMARY KEY, code int UNIQUE, slot int,"
     " EXCLUDE USING btree (slot WITH =));"
@@ -394,7 +455,13 @@ TEST_F(TableOperations, WhatCannotBeDoneSafelyIsRefusedAtPrecheckAndNothingChang
       {"set_replica_identity: {table: parents, identity: index, index: parents_code_key}",
        "index parents_code_key cannot identify rows for logical replication"},
       {"add_primary_key: {table: parents, columns: [code], name: parents_code_pk}",
-       "parents already has a primary key, parents_pkey"},
+       "parents already has a primary key, parents_pkey; give replace: true to swap it for this "
+       "one"},
+      {"add_primary_key: {table: published, columns: [id], replace: true}",
+       "the primary key published_pkey of published is on (id) already"},
+      {"add_column: {table: measures, column: c, type: int, default: '0'}",
+       "measures is a partitioned table (create_index supports those); add_column supports "
+       "plain tables only"},
       {"add_column: {table: parents, column: u, type: uuid, default: gen_random_uuid()}",
        "default gen_random_uuid() calls gen_random_uuid, which is volatile: ADD COLUMN would "
        "rewrite the table under ACCESS EXCLUSIVE"},
