@@ -219,6 +219,12 @@ bool MigrationManager::run_once(Worker& w, Desired desired, const std::set<Phase
 
 void MigrationManager::work(Worker& w) {
   while (!shutting_down_) {
+    {
+      // A pause given in memory shows at once: the re-read below may wait
+      // on a control session that does not answer (up to its deadline).
+      std::lock_guard<std::mutex> l(w.mu);
+      if (w.desired == Desired::kPause) w.activity = Activity::kPaused;
+    }
     try {
       refresh(w);
     } catch (const std::exception& e) {
