@@ -15,9 +15,16 @@ nlohmann::json locks_json(const std::vector<TableLock>& locks) {
 
 // "LOCK TABLE a IN SHARE ROW EXCLUSIVE MODE; LOCK TABLE b IN ...", as the
 // statements the executor runs before the step's SQL.
-std::string locks_sql(const std::vector<TableLock>& locks) {
+std::string locks_sql(const std::vector<TableLock>& locks,
+                      const std::optional<std::string>& query) {
   std::string out;
   for (const auto& l : locks) out += "LOCK TABLE " + l.table + " IN " + l.mode + " MODE;\n";
+  if (query) {
+    out += "-- then LOCK TABLE each (table, mode) this query returns, in its order:\n";
+    std::string line;
+    std::istringstream in(*query);
+    while (std::getline(in, line)) out += "--   " + line + "\n";
+  }
   return out;
 }
 
@@ -41,6 +48,7 @@ nlohmann::json plan_to_json(const Plan& plan) {
       });
       if (s->generates) steps_json.back()["generates"] = true;
       if (!s->locks.empty()) steps_json.back()["locks_first"] = locks_json(s->locks);
+      if (s->locks_query) steps_json.back()["locks_query"] = *s->locks_query;
       if (!s->rollback_locks.empty()) {
         steps_json.back()["rollback_locks_first"] = locks_json(s->rollback_locks);
       }
@@ -77,14 +85,14 @@ std::string plan_to_text(const Plan& plan) {
       out << "    lock: " << s->lock.to_string() << "\n    table: " << s->table_access
           << (s->generates ? "\n    sql (runs each statement this query returns):\n"
                            : "\n    sql:\n");
-      indent(out, locks_sql(s->locks) + s->sql, "      ");
+      indent(out, locks_sql(s->locks, s->locks_query) + s->sql, "      ");
       if (!s->rollback_sql) {
         out << "    rollback: none - irreversible\n";
       } else if (s->rollback_sql->empty()) {
         out << "    rollback: nothing to undo\n";
       } else {
         out << "    rollback:\n";
-        indent(out, locks_sql(s->rollback_locks) + *s->rollback_sql, "      ");
+        indent(out, locks_sql(s->rollback_locks, s->locks_query) + *s->rollback_sql, "      ");
       }
     }
   }

@@ -980,6 +980,13 @@ TEST(Planner, AddPrimaryKeyWithReplaceSwapsTheKeyAndKeepsTheOldColumnsUnique) {
   EXPECT_EQ(plan.find("1.set_not_null")->sql.find("PRIMARY KEY"), std::string::npos);
   EXPECT_EQ(plan.find("1.precheck")->sql.find("already has a primary key"), std::string::npos);
   EXPECT_NE(plan.find("1.precheck")->sql.find("has no primary key to replace"), std::string::npos);
+  // plan shows the locks the catalog will name, with the query that finds them.
+  EXPECT_NE(plan_to_text(plan).find("-- then LOCK TABLE each (table, mode) this query returns, "
+                                    "in its order:\n      --   SELECT format('%I.%I', n.nspname"),
+            std::string::npos)
+      << plan_to_text(plan);
+  EXPECT_EQ(plan_to_json(plan)["phases"][4]["steps"][2]["locks_query"], *swap->locks_query)
+      << plan_to_json(plan).dump();
   // Rollback builds the new key's index again first when foreign keys use it.
   EXPECT_EQ(*plan.find("1.keep_new_key_index")->rollback_sql,
             "SELECT * FROM tandem.primary_key_restorations('public.users'::regclass, '" + index +
