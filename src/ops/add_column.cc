@@ -80,9 +80,11 @@ std::string default_not_volatile(const std::string& expr) {
 void plan_add_constant_column(const std::string& id, const AddColumn& op, std::vector<Step>& out) {
   const std::string table = qualified(op.schema, op.table);
   const std::string col = quote_ident(op.column);
-  std::vector<std::string> checks = {checks::table_exists(table), checks::plain_table("add_column"),
-                                     checks::type_exists(op.type),
-                                     checks::columns_absent({op.column})};
+  // ADD COLUMN ... DEFAULT on a partitioned table reaches every partition,
+  // metadata only in each.
+  std::vector<std::string> checks = {
+      checks::table_exists(table), checks::plain_or_partitioned_table("add_column"),
+      checks::type_exists(op.type), checks::columns_absent({op.column})};
   const std::string volatile_check = default_not_volatile(*op.default_value);
   if (!volatile_check.empty()) checks.push_back(volatile_check);
   out.push_back(checks::precheck_step(

@@ -19,14 +19,7 @@ void plan_create_index(const Spec&, int index, const CreateIndex& op, std::vecto
   const std::string name = qualified(op.schema, op.name);
   out.push_back(checks::precheck_step(
       id + "precheck", "check that index " + name + " can be built on " + table, table,
-      {checks::table_exists(table),
-       "SELECT format('%s is not a table (relkind %s); create_index builds indexes on plain and "
-       "partitioned tables', rel, c.relkind)\n"
-       "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind NOT IN ('r', 'p')",
-       "SELECT format('partition %s of %s is a foreign table, which cannot have the index', "
-       "p.relid::regclass, rel)\n"
-       "  FROM t, pg_partition_tree(t.rel) p JOIN pg_class c ON c.oid = p.relid\n"
-       " WHERE c.relkind = 'f'",
+      {checks::table_exists(table), checks::plain_or_partitioned_table("create_index"),
        checks::relation_absent(op.schema, op.name)}));
 
   std::string shape = "USING " + op.method + " (" + join(op.columns, ", ") + ")";

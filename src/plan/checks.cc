@@ -77,15 +77,25 @@ std::vector<std::string> columns_exist(const Spec& spec, const std::string& sche
 
 std::string plain_table(const std::string& operation) {
   return "SELECT format('%s is %s; " + operation +
-         " supports plain tables only', rel,\n"
-         "              CASE c.relkind WHEN 'p' THEN 'a partitioned table (create_index supports "
-         "those)'\n"
+         " supports plain tables only%s', rel,\n"
+         "              CASE c.relkind WHEN 'p' THEN 'a partitioned table'\n"
          "                             WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view'\n"
          "                             WHEN 'f' THEN 'a foreign table'\n"
-         "                             ELSE 'not a plain table (relkind ' || c.relkind::text || "
-         "')' "
-         "END)\n"
+         "                             ELSE 'not a plain table (relkind ' || c.relkind::text || ')'"
+         " END,\n"
+         "              CASE c.relkind WHEN 'p' THEN ' (on partitioned tables: create_index, and "
+         "add_column with a default and no backfill)' ELSE '' END)\n"
          "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind <> 'r'";
+}
+
+std::string plain_or_partitioned_table(const std::string& operation) {
+  return "SELECT format('%s is not a table (relkind %s); " + operation +
+         " works on plain and partitioned tables', rel, c.relkind::text)\n"
+         "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind NOT IN ('r', 'p')\n"
+         "UNION ALL\n"
+         "SELECT format('partition %s of %s is a foreign table', p.relid::regclass, rel)\n"
+         "  FROM t, pg_partition_tree(t.rel) p JOIN pg_class c ON c.oid = p.relid\n"
+         " WHERE c.relkind = 'f'";
 }
 
 std::string column_exists(const std::string& column) {

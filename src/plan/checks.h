@@ -32,6 +32,9 @@ std::string no_orphans(const std::string& table, const std::vector<std::string>&
                        const std::string& parent, const std::vector<std::string>& parent_columns,
                        const std::string& then);
 std::string plain_table(const std::string& operation);
+// The same for an operation that works on partitioned tables too (a
+// foreign partition refused: it can have no index, nor a local default).
+std::string plain_or_partitioned_table(const std::string& operation);
 std::string column_exists(const std::string& column);
 // column_exists for each of `columns` of schema.table that no operation of
 // `spec` adds (those exist by the time the precheck runs, not before).

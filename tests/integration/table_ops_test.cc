@@ -122,7 +122,8 @@ TEST_F(TableOperations, TheRenamedTablesViewServesItsRolesUnderTheirRowSecurity)
 }
 
 // add_column with a default and no backfill: the table is not rewritten
-// (same file), and every row, old and new, has the value.
+// (same file), and every row, old and new, has the value; on a partitioned
+// table, every partition (none rewritten).
 TEST_F(TableOperations, AColumnWithAConstantDefaultIsAddedWithoutARewrite) {
   q("CREATE TABLE events (id bigserial PRIMARY KEY, body text);"
     "INSERT INTO events (body) SELECT 'b' FROM generate_series(1, 5000);");
@@ -140,6 +141,27 @@ TEST_F(TableOperations, AColumnWithAConstantDefaultIsAddedWithoutARewrite) {
             "5001/1/5001");
   EXPECT_ANY_THROW(q("INSERT INTO events (body, kind) VALUES ('x', NULL)"));
   EXPECT_EQ(leftovers(pg_, db_, "events"), "");
+
+  // On a partitioned table: every partition gets the column, none rewritten.
+  q("CREATE TABLE readings (at date NOT NULL, v int) PARTITION BY RANGE (at);"
+    "CREATE TABLE readings_a PARTITION OF readings FOR VALUES FROM ('2026-01-01') TO"
+    " ('2026-07-01');"
+    "CREATE TABLE readings_b PARTITION OF readings FOR VALUES FROM ('2026-07-01') TO"
+    " ('2027-01-01');"
+    "INSERT INTO readings SELECT date '2026-01-01' + g % 365, g FROM generate_series(1, 4000) g;");
+  const char* files =
+      "SELECT string_agg(pg_relation_filenode(relid)::text, ',' ORDER BY relid)"
+      " FROM pg_partition_tree('readings') WHERE isleaf";
+  const std::string leaves = q(files);
+  Spec p = spec_from(
+      "name: partitioned_default\noperations:\n"
+      "  - add_column: {table: readings, column: unit, type: text, default: \"'C'\","
+      " not_null: true}\n");
+  EXPECT_EQ(run_until(p, pg_.dsn(db_)), RunOutcome::kCompleted);
+  EXPECT_EQ(q(files), leaves);
+  EXPECT_EQ(q("SELECT count(*) FILTER (WHERE unit = 'C') FROM readings"), "4000");
+  EXPECT_EQ(q("SELECT count(*) FROM readings_b WHERE unit = 'C'"),
+            q("SELECT count(*) FROM readings_b"));
 }
 
 // pets.owner_id 13 and 14 name no owner: 40 rows in all.
@@ -459,9 +481,9 @@ TEST_F(TableOperations, WhatCannotBeDoneSafelyIsRefusedAtPrecheckAndNothingChang
        "one"},
       {"add_primary_key: {table: published, columns: [id], replace: true}",
        "the primary key published_pkey of published is on (id) already"},
-      {"add_column: {table: measures, column: c, type: int, default: '0'}",
-       "measures is a partitioned table (create_index supports those); add_column supports "
-       "plain tables only"},
+      {"add_column: {table: measures, column: c, type: int, backfill: at - date '2026-01-01'}",
+       "measures is a partitioned table; add_column supports plain tables only (on partitioned "
+       "tables: create_index, and add_column with a default and no backfill)"},
       {"add_column: {table: parents, column: u, type: uuid, default: gen_random_uuid()}",
        "default gen_random_uuid() calls gen_random_uuid, which is volatile: ADD COLUMN would "
        "rewrite the table under ACCESS EXCLUSIVE"},
