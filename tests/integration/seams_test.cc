@@ -147,6 +147,25 @@ const SeamCase kCases[] = {
        std::nullopt},
       {"update by the key", "UPDATE readings SET value = value + 1 WHERE sensor = 2 AND seq = 11",
        std::nullopt, std::nullopt}}},
+    // The key swapped from username to user_id: users and orders written
+    // by username (its foreign key moving to the old key's twin) and by
+    // user_id, at every step boundary, forward and back.
+    {"add_primary_key_replacing_the_key",
+     "CREATE TABLE users (username text PRIMARY KEY,"
+     " user_id uuid NOT NULL DEFAULT gen_random_uuid(), visits int NOT NULL DEFAULT 0);"
+     "INSERT INTO users (username) SELECT 'u' || g FROM generate_series(1, 100) g;"
+     "CREATE TABLE orders (id bigserial PRIMARY KEY,"
+     " username text NOT NULL REFERENCES users (username) ON UPDATE CASCADE);"
+     "INSERT INTO orders (username) SELECT 'u' || (1 + g % 100) FROM generate_series(1, 3000) g;",
+     "  - add_primary_key: {table: users, columns: [user_id], replace: true}\n",
+     {{"insert a user", "INSERT INTO users (username) VALUES ('n' || clock_timestamp())",
+       std::nullopt, std::nullopt},
+      {"insert an order", "INSERT INTO orders (username) VALUES ('u5')", std::nullopt,
+       std::nullopt},
+      {"update by user_id",
+       "UPDATE users SET visits = visits + 1 WHERE user_id = (SELECT user_id FROM users WHERE"
+       " username = 'u7')",
+       std::nullopt, std::nullopt}}},
     {"add_reference_dropping_the_old_key",
      "CREATE TABLE users (username text PRIMARY KEY,"
      " user_id uuid NOT NULL UNIQUE DEFAULT gen_random_uuid());"
