@@ -28,20 +28,37 @@ std::vector<std::string> walk_key_columns(Connection& conn, const std::string& t
   return out;
 }
 
+namespace {
+
+// The relations that hold a table's rows: the table itself, or each leaf
+// partition of a partitioned one. SQL over $1 (the table).
+constexpr const char* kLeaves =
+    "(SELECT $1::regclass AS relid WHERE NOT EXISTS (SELECT 1 FROM pg_partition_tree($1::regclass))"
+    " UNION ALL SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf)";
+
+}  // namespace
+
 long long estimate_rows(Connection& conn, const std::string& table) {
-  long long n =
-      conn.exec("SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass", {table})
-          .integer(0, 0, -1);
-  if (n >= 0) return n;
-  return conn.exec("SELECT count(*) FROM " + table).integer(0, 0);
+  // The planner's estimate of each leaf; a leaf never analysed is counted.
+  Rows r = conn.exec(std::string("SELECT c.oid::regclass::text, c.reltuples::bigint FROM ") +
+                         kLeaves + " l JOIN pg_class c ON c.oid = l.relid",
+                     {table});
+  long long n = 0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    const long long estimate = r.integer(i, 1, -1);
+    n += estimate >= 0 ? estimate : conn.exec("SELECT count(*) FROM " + r.text(i, 0)).integer(0, 0);
+  }
+  return n;
 }
 
 TableSize table_size(Connection& conn, const std::string& table) {
-  Rows r = conn.exec(
-      "SELECT pg_relation_size(c.oid), pg_indexes_size(c.oid),"
-      " (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid)"
-      " FROM pg_class c WHERE c.oid = $1::regclass",
-      {table});
+  // Summed over the leaves; indexes: as many as a leaf has at most.
+  Rows r = conn.exec(std::string("SELECT coalesce(sum(pg_relation_size(l.relid)), 0),"
+                                 " coalesce(sum(pg_indexes_size(l.relid)), 0),"
+                                 " coalesce(max((SELECT count(*) FROM pg_index i"
+                                 " WHERE i.indrelid = l.relid)), 0) FROM ") +
+                         kLeaves + " l",
+                     {table});
   TableSize size;
   size.rows = estimate_rows(conn, table);
   size.heap_bytes = r.integer(0, 0);

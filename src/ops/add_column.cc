@@ -114,11 +114,13 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
   const std::string fn = h.function("fill");
   const std::string trigger = h.trigger("fill");
 
+  std::vector<std::string> prechecks = {
+      checks::table_exists(table),         checks::plain_or_partitioned_table("add_column"),
+      checks::type_exists(op.type),        checks::has_walkable_key(),
+      checks::columns_absent({op.column}), checks::no_invalid_indexes()};
+  if (op.unique) prechecks.push_back(checks::not_partitioned(checks::kPartitionedUnique));
   out.push_back(checks::precheck_step(
-      id + "precheck", "check that " + table + " can gain column " + col, table,
-      {checks::table_exists(table), checks::plain_table("add_column"), checks::type_exists(op.type),
-       checks::has_walkable_key(), checks::columns_absent({op.column}),
-       checks::no_invalid_indexes()}));
+      id + "precheck", "check that " + table + " can gain column " + col, table, prechecks));
 
   out.push_back(add_nullable_column_step(id + "add_column", table, col, op.type));
 

@@ -51,12 +51,14 @@ void plan_add_constraint(const Spec& spec, int index, const AddConstraint& op,
   const std::string table = qualified(op.schema, op.table);
   const std::string name = quote_ident(op.name);
   std::vector<std::string> prechecks = {checks::table_exists(table),
-                                        checks::plain_table("add_constraint"),
+                                        checks::plain_or_partitioned_table("add_constraint"),
                                         checks::constraint_absent(op.name)};
   if (op.kind == AddConstraint::Kind::kUnique) {
+    prechecks.push_back(checks::not_partitioned(checks::kPartitionedUnique));
     prechecks.push_back(checks::relation_absent(op.schema, op.name));
   }
   if (op.kind == AddConstraint::Kind::kForeignKey) {
+    prechecks.push_back(checks::not_partitioned(checks::kPartitionedForeignKey));
     prechecks.push_back(checks::referenced_table_exists(op.references));
     if (op.orphans == AddConstraint::Orphans::kFail) {
       prechecks.push_back(checks::no_orphans(

@@ -40,8 +40,11 @@ void plan_add_primary_key(const Spec& spec, int index, const AddPrimaryKey& op,
   const HelperNames h(spec, op.schema, op.table, op.columns.front());
   const std::string index_name = h.plain("_tandem_pk_");
 
-  std::vector<std::string> prechecks = {checks::table_exists(table),
-                                        checks::plain_table("add_primary_key")};
+  std::vector<std::string> prechecks = {
+      checks::table_exists(table), checks::plain_or_partitioned_table("add_primary_key"),
+      checks::not_partitioned("add_primary_key does not support partitioned tables "
+                              "yet (a key there must include the partition key, "
+                              "and cannot be made from an index built beforehand)")};
   for (auto& c : checks::columns_exist(spec, op.schema, op.table, op.columns))
     prechecks.push_back(std::move(c));
   const std::string twin = h.plain("_tandem_oldpk_");

@@ -106,11 +106,15 @@ void plan_add_reference(const Spec& spec, int index, const AddReference& op,
            "." + col + ")";
   };
 
-  std::vector<std::string> prechecks = {
-      checks::table_exists(table),   checks::plain_table("add_reference"),
-      checks::column_exists(op.via), checks::columns_absent({op.column}),
-      checks::type_exists(op.type),  checks::has_walkable_key(),
-      checks::no_invalid_indexes(),  checks::referenced_table_exists(parent)};
+  std::vector<std::string> prechecks = {checks::table_exists(table),
+                                        checks::plain_or_partitioned_table("add_reference"),
+                                        checks::not_partitioned(checks::kPartitionedForeignKey),
+                                        checks::column_exists(op.via),
+                                        checks::columns_absent({op.column}),
+                                        checks::type_exists(op.type),
+                                        checks::has_walkable_key(),
+                                        checks::no_invalid_indexes(),
+                                        checks::referenced_table_exists(parent)};
   if (op.compat_view) {
     prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
   }

@@ -398,19 +398,26 @@ void plan_column_change(const Spec& spec, int index, const AlterColumn& op,
   const std::string what = n.table + "." + n.q_column;
   const std::string old_type = n.table + "." + n.q_column + "%TYPE";
 
-  std::vector<std::string> prechecks = {checks::table_exists(n.table), checks::plain_table(op_name),
+  std::vector<std::string> prechecks = {checks::table_exists(n.table),
+                                        checks::plain_or_partitioned_table(op_name),
                                         checks::column_exists(n.column)};
   if (op.type) prechecks.push_back(checks::type_exists(*op.type));
-  prechecks.insert(prechecks.end(),
-                   {checks::has_walkable_key(), checks::columns_absent({n.shadow, n.old}),
-                    checks::no_invalid_indexes(), checks::only_carried_dependents(n.column)});
+  prechecks.insert(
+      prechecks.end(),
+      {checks::has_walkable_key(), checks::columns_absent({n.shadow, n.old}),
+       checks::no_invalid_indexes(), checks::only_carried_dependents(n.column),
+       checks::not_in_partition_key(
+           n.column, op_name + " replaces the column with a new one, and PostgreSQL cannot "
+                               "drop a column of the partition key")});
   if (op.type) prechecks.push_back(checks::default_fits(n.column, *op.type));
   if (op.check) prechecks.push_back(checks::constraint_absent(op.check_name));
   if (op.unique) {
+    prechecks.push_back(checks::not_partitioned(checks::kPartitionedUnique));
     prechecks.push_back(checks::constraint_absent(op.unique_name));
     prechecks.push_back(checks::relation_absent(op.schema, op.unique_name));
   }
   if (!op.references.empty()) {
+    prechecks.push_back(checks::not_partitioned(checks::kPartitionedForeignKey));
     prechecks.push_back(checks::referenced_table_exists(op.references));
     prechecks.push_back(checks::constraint_absent(op.references_name));
   }

@@ -27,7 +27,7 @@ namespace {
 Step precheck(const CopyTable& op, const std::string& id, const std::string& source,
               const std::string& target) {
   std::vector<std::string> prechecks = {
-      checks::table_exists(source), checks::plain_table("copy_table"),
+      checks::table_exists(source), checks::plain_or_partitioned_table("copy_table"),
       checks::key_is_unique(op.key), checks::no_invalid_indexes()};
   if (op.create) {
     prechecks.push_back(checks::relation_absent(op.to_schema, op.to_table));

@@ -57,8 +57,12 @@ void plan_drop_column(const Spec& spec, int index, const DropColumn& op, std::ve
   const std::string id = std::to_string(index) + ".";
   const std::string table = qualified(op.schema, op.table);
   const std::string col = quote_ident(op.column);
-  std::vector<std::string> checks = {checks::table_exists(table), checks::column_exists(op.column),
-                                     checks::no_dependents(op.column, "drop", true)};
+  std::vector<std::string> checks = {
+      checks::table_exists(table), checks::column_exists(op.column),
+      checks::no_dependents(op.column, "drop", true),
+      checks::not_in_partition_key(op.column,
+                                   "PostgreSQL cannot drop a column of the "
+                                   "partition key")};
   if (op.down) checks.push_back(checks::column_restorable(op.column, *op.type, *op.down));
   out.push_back(checks::precheck_step(
       id + "precheck", "check that " + table + "." + col + " can be dropped", table, checks));

@@ -16,8 +16,10 @@ namespace tandem {
 namespace {
 
 // Refuses what a rollback could not put back, or what cannot be dropped
-// alone: exclusion constraints and constraint triggers, constraints of a
-// partitioned table or inherited from one, a key other tables' foreign keys
+// alone: exclusion constraints and constraint triggers, keys and foreign
+// keys of a partitioned table (their rollback would need an index built
+// CONCURRENTLY, or a foreign key added NOT VALID, which PostgreSQL cannot do
+// there), constraints inherited from a parent, a key other tables' foreign keys
 // reference, and a key that serves as the replica identity of a published
 // table (its writers would fail at once).
 std::string droppable(const std::string& name) {
@@ -29,11 +31,15 @@ std::string droppable(const std::string& name) {
          k +
          " WHERE k.contype NOT IN ('p', 'u', 'c', 'f')\n"
          "UNION ALL\n"
-         "SELECT format('constraint %I of %s belongs to a partitioned table or is inherited; "
-         "tandem drops constraints of plain tables only', k.conname, rel)\n" +
+         "SELECT format('constraint %I of %s %s', k.conname, rel,\n"
+         "              CASE WHEN c.relkind = 'p' THEN 'is a key or foreign key of a partitioned "
+         "table; of a partitioned table tandem drops CHECK constraints only'\n"
+         "                   ELSE 'is inherited; tandem drops a table''s own constraints only' "
+         "END)\n" +
          k +
          "  JOIN pg_class c ON c.oid = t.rel\n"
-         " WHERE c.relkind <> 'r' OR NOT k.conislocal OR k.coninhcount > 0\n"
+         " WHERE NOT (c.relkind = 'r' OR (c.relkind = 'p' AND k.contype = 'c'))\n"
+         "    OR NOT k.conislocal OR k.coninhcount > 0\n"
          "UNION ALL\n"
          "SELECT format('foreign key %I of %s references key %I; drop that foreign key first', "
          "f.conname, f.conrelid::regclass, k.conname)\n" +

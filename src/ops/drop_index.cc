@@ -2,6 +2,10 @@
 // go on while it waits for the transactions using the index, and so that
 // until cleanup a rollback has nothing to undo. An index that backs a
 // constraint is refused: the constraint goes with drop_constraint's rules.
+// The index of a partitioned table cannot be dropped CONCURRENTLY (nor can
+// its partitions' indexes, which belong to it): DROP INDEX takes it and them
+// under a brief ACCESS EXCLUSIVE on the table and its partitions (no scan),
+// within the lock timeout like any other step.
 #include "ops/operations.h"
 #include "plan/checks.h"
 #include "plan/steps.h"
@@ -30,15 +34,22 @@ void plan_drop_index(const Spec&, int index, const DropIndex& op, std::vector<St
            "  FROM t JOIN pg_constraint c ON c.conrelid = t.rel\n"
            " WHERE c.conindid = to_regclass(" +
            literal + ") AND c.contype IN ('p', 'u', 'x')"}));
-  out.push_back(StepBuilder(id + "drop_index", Phase::kCleanup,
-                            "drop index " + name + " CONCURRENTLY (irreversible)")
-                    .sql("DROP INDEX CONCURRENTLY IF EXISTS " + name + ";\n")
-                    .reversible(false)
-                    .outside_transaction()
-                    .lock(StepLock{LockMode::kShareUpdateExclusive,
-                                   "(reads and writes go on; waits for the transactions that use "
-                                   "the table)"})
-                    .access("none"));
+  // Which of the two statements, from the catalog when the step runs.
+  out.push_back(
+      StepBuilder(id + "drop_index", Phase::kCleanup,
+                  "drop index " + name +
+                      " CONCURRENTLY (irreversible; an index of a partitioned table with its "
+                      "partitions' indexes, briefly)")
+          .sql("SELECT CASE relkind WHEN 'I' THEN 'DROP INDEX IF EXISTS '\n"
+               "                    ELSE 'DROP INDEX CONCURRENTLY IF EXISTS ' END || " +
+               literal + "\n  FROM pg_class WHERE oid = to_regclass(" + literal + ");\n")
+          .reversible(false)
+          .generates()
+          .lock(StepLock{LockMode::kShareUpdateExclusive,
+                         "(reads and writes go on; waits for the transactions that use the "
+                         "table); an index of a partitioned table: ACCESS EXCLUSIVE, brief (no "
+                         "scan)"})
+          .access("none"));
 }
 
 std::optional<DropIndex> parse_drop_index(SpecReader& r, const YAML::Node& n) {

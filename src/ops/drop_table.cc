@@ -19,7 +19,7 @@ void plan_drop_table(const Spec& spec, int index, const DropTable& op, std::vect
       HelperNames(spec, op.schema, op.table, op.table).plain("_tandem_dropped_");
   out.push_back(checks::precheck_step(
       id + "precheck", "check that " + table + " can be dropped", table,
-      {checks::table_exists(table), checks::plain_table("drop_table"),
+      {checks::table_exists(table), checks::plain_or_partitioned_table("drop_table"),
        "SELECT format('%s is a partition of %s; drop_table drops whole tables only', rel,\n"
        "              (SELECT inhparent::regclass FROM pg_inherits WHERE inhrelid = rel))\n"
        "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relispartition",

@@ -60,9 +60,16 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
   const HelperNames h(spec, op.schema, op.table, op.column);
 
   std::vector<std::string> prechecks = {
-      checks::table_exists(source),     checks::plain_table("move_column"),
-      checks::column_exists(op.column), checks::key_is_unique(op.key),
-      checks::no_invalid_indexes(),     checks::relation_absent(op.to_schema, op.to_table)};
+      checks::table_exists(source),
+      checks::plain_or_partitioned_table("move_column"),
+      checks::not_in_partition_key(op.column,
+                                   "move_column drops it from the table at cleanup, "
+                                   "and PostgreSQL cannot drop a column of the "
+                                   "partition key"),
+      checks::column_exists(op.column),
+      checks::key_is_unique(op.key),
+      checks::no_invalid_indexes(),
+      checks::relation_absent(op.to_schema, op.to_table)};
   if (op.compat_view) {
     prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
   }

@@ -18,10 +18,10 @@ void plan_rename_table(const Spec&, int index, const RenameTable& op, std::vecto
   const std::string id = std::to_string(index) + ".";
   const std::string from = qualified(op.schema, op.table);
   const std::string to = qualified(op.schema, op.to);
-  out.push_back(
-      checks::precheck_step(id + "precheck", "check that " + from + " can become " + to, from,
-                            {checks::table_exists(from), checks::plain_table("rename_table"),
-                             checks::relation_absent(op.schema, op.to)}));
+  out.push_back(checks::precheck_step(
+      id + "precheck", "check that " + from + " can become " + to, from,
+      {checks::table_exists(from), checks::plain_or_partitioned_table("rename_table"),
+       checks::relation_absent(op.schema, op.to)}));
   std::string sql = "ALTER TABLE " + from + " RENAME TO " + quote_ident(op.to) + ";\n";
   std::string rollback;
   std::string what = "rename " + from + " to " + to;

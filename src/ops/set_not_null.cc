@@ -47,7 +47,7 @@ void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::v
   const std::string id = std::to_string(index) + ".";
   const std::string table = qualified(op.schema, op.table);
   std::vector<std::string> prechecks = {checks::table_exists(table),
-                                        checks::plain_table("set_not_null")};
+                                        checks::plain_or_partitioned_table("set_not_null")};
   for (auto& c : checks::columns_exist(spec, op.schema, op.table, {op.column}))
     prechecks.push_back(std::move(c));
   prechecks.push_back(checks::column_nullable(op.column));

@@ -3,6 +3,11 @@
 // rollback sets it back; cleanup forgets it. An index must be one logical
 // replication can use: unique, valid, not partial, not deferrable, over
 // plain NOT NULL columns.
+//
+// Logical replication identifies a partitioned table's rows by each
+// partition's identity, and ALTER TABLE sets only the table named: so on a
+// partitioned table every partition gets the identity too (USING INDEX: each
+// its own index of the named one), and the rollback puts back each one's.
 #include <cctype>
 
 #include "ops/operations.h"
@@ -39,11 +44,40 @@ void plan_set_replica_identity(const Spec&, int index, const SetReplicaIdentity&
   out.push_back(checks::precheck_step(
       id + "precheck", "check that " + table + " can take REPLICA IDENTITY " + identity, table,
       prechecks));
+  // The table and each of its partitions (a plain table has none).
+  const std::string rel = quote_literal(table) + "::regclass";
+  const std::string tree = "SELECT " + rel + " AS rel, 0 AS level\n" +
+                           "     WHERE NOT EXISTS (SELECT 1 FROM pg_partition_tree(" + rel +
+                           "))\n    UNION ALL SELECT relid, level FROM pg_partition_tree(" + rel +
+                           ")";
+  // Each relation with the clause it gets, in the order of the tree.
+  std::string targets;
+  if (op.identity == "index") {
+    const std::string idx = quote_literal(qualified(op.schema, op.index)) + "::regclass";
+    targets =
+        "SELECT x.indrelid::regclass AS rel, format('USING INDEX %I', c.relname) AS clause\n"
+        "      FROM (SELECT " +
+        idx + " AS relid, 0 AS level WHERE NOT EXISTS (SELECT 1 FROM pg_partition_tree(" + idx +
+        "))\n            UNION ALL SELECT relid, level FROM pg_partition_tree(" + idx +
+        ")) p\n      JOIN pg_index x ON x.indexrelid = p.relid JOIN pg_class c ON c.oid = "
+        "p.relid\n     ORDER BY p.level, x.indrelid::regclass::text";
+  } else {
+    targets = "SELECT rel, " + quote_literal(identity) + " AS clause FROM (" + tree +
+              ") p ORDER BY level, rel::text";
+  }
+  const std::string change =
+      "DO " +
+      dollar_quote("\nDECLARE\n  r record;\nBEGIN\n  FOR r IN " + targets +
+                   " LOOP\n    EXECUTE format('ALTER TABLE %s REPLICA IDENTITY %s', r.rel, "
+                   "r.clause);\n  END LOOP;\nEND\n") +
+      ";\n";
   plan_kept_change(id, table, "replica identity",
-                   "tandem.replica_identity_statement(" + quote_literal(table) + ")",
-                   "ALTER TABLE " + table + " REPLICA IDENTITY " + identity + ";\n",
-                   "set the replica identity of " + table + " to " + identity +
-                       " (the one before is kept for a rollback)",
+                   "(SELECT string_agg(tandem.replica_identity_statement(rel), '; ' ORDER BY "
+                   "level, rel::text) FROM (" +
+                       tree + ") p)",
+                   change,
+                   "set the replica identity of " + table + " (and of each partition) to " +
+                       identity + " (the ones before are kept for a rollback)",
                    StepLock::metadata_only(), out);
 }
 

@@ -75,27 +75,49 @@ std::vector<std::string> columns_exist(const Spec& spec, const std::string& sche
   return out;
 }
 
-std::string plain_table(const std::string& operation) {
-  return "SELECT format('%s is %s; " + operation +
-         " supports plain tables only%s', rel,\n"
-         "              CASE c.relkind WHEN 'p' THEN 'a partitioned table'\n"
-         "                             WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view'\n"
-         "                             WHEN 'f' THEN 'a foreign table'\n"
-         "                             ELSE 'not a plain table (relkind ' || c.relkind::text || ')'"
-         " END,\n"
-         "              CASE c.relkind WHEN 'p' THEN ' (on partitioned tables: create_index, and "
-         "add_column with a default and no backfill)' ELSE '' END)\n"
-         "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind <> 'r'";
-}
-
 std::string plain_or_partitioned_table(const std::string& operation) {
-  return "SELECT format('%s is not a table (relkind %s); " + operation +
-         " works on plain and partitioned tables', rel, c.relkind::text)\n"
+  return "SELECT format('%s is %s; " + operation +
+         " works on plain and partitioned tables', rel,\n"
+         "              CASE c.relkind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view'\n"
+         "                             WHEN 'f' THEN 'a foreign table'\n"
+         "                             ELSE 'not a table (relkind ' || c.relkind::text || ')'"
+         " END)\n"
          "  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind NOT IN ('r', 'p')\n"
          "UNION ALL\n"
-         "SELECT format('partition %s of %s is a foreign table', p.relid::regclass, rel)\n"
+         "SELECT format('partition %s of %s is a foreign table; " +
+         operation +
+         " needs every partition to be a table', p.relid::regclass, rel)\n"
          "  FROM t, pg_partition_tree(t.rel) p JOIN pg_class c ON c.oid = p.relid\n"
          " WHERE c.relkind = 'f'";
+}
+
+const char* const kPartitionedForeignKey =
+    "PostgreSQL before 18 cannot add a foreign key to a partitioned table NOT VALID, and adding "
+    "it validated scans every partition while writes wait: add it to each partition with "
+    "add_constraint";
+const char* const kPartitionedUnique =
+    "a unique constraint of a partitioned table must include the partition key and cannot be "
+    "made from an index built beforehand: build a unique index over the columns and the "
+    "partition key with create_index (unique: true), partition by partition";
+
+std::string not_partitioned(const std::string& why) {
+  return "SELECT format('%s is a partitioned table; %s', rel, " + quote_literal(why) +
+         ")\n  FROM t JOIN pg_class c ON c.oid = t.rel WHERE c.relkind = 'p'";
+}
+
+std::string not_in_partition_key(const std::string& column, const std::string& why) {
+  const std::string col = quote_literal(column);
+  // A column of the key itself (partattrs), or one its expressions use.
+  return "SELECT format('column %I is in the partition key of %s; %s', " + col +
+         ", p.relid::regclass, " + quote_literal(why) +
+         ")\n"
+         "  FROM t, pg_partition_tree(t.rel) p\n"
+         "  JOIN pg_partitioned_table k ON k.partrelid = p.relid\n"
+         "  JOIN pg_attribute a ON a.attrelid = p.relid AND a.attname = " +
+         col +
+         "\n"
+         " WHERE a.attnum = ANY (k.partattrs)\n"
+         "    OR coalesce(k.partexprs::text, '') LIKE '%:varattno ' || a.attnum || ' %'";
 }
 
 std::string column_exists(const std::string& column) {
@@ -296,7 +318,10 @@ std::string only_carried_dependents(const std::string& column) {
              "column: drop it and create it again after the migration',\n") +
          kDependentName + "       " + col +
          ",\n"
-         "       CASE WHEN d.classid = 'pg_class'::regclass\n"
+         "       CASE WHEN (SELECT relkind FROM pg_class WHERE oid = t.rel) = 'p'\n"
+         "              THEN ' (tandem carries indexes and constraints over to the new column of "
+         "a plain table, not yet of a partitioned one)'\n"
+         "            WHEN d.classid = 'pg_class'::regclass\n"
          "              THEN ' in an expression or a predicate, or under an operator class "
          "that is not its type''s default'\n"
          "            WHEN d.classid = 'pg_constraint'::regclass\n"
@@ -307,6 +332,7 @@ std::string only_carried_dependents(const std::string& column) {
          "\n"
          "   AND NOT (d.classid = 'pg_class'::regclass AND EXISTS (\n"
          "     SELECT 1 FROM pg_index i WHERE i.indexrelid = d.objid\n"
+         "        AND (SELECT relkind FROM pg_class WHERE oid = i.indrelid) = 'r'\n"
          "        AND a.attnum = ANY (i.indkey)\n"
          "        AND coalesce(i.indexprs::text, '') NOT LIKE '%' || " +
          in_expression +

@@ -31,10 +31,18 @@ std::string orphan_row(const std::vector<std::string>& columns, const std::strin
 std::string no_orphans(const std::string& table, const std::vector<std::string>& columns,
                        const std::string& parent, const std::vector<std::string>& parent_columns,
                        const std::string& then);
-std::string plain_table(const std::string& operation);
-// The same for an operation that works on partitioned tables too (a
-// foreign partition refused: it can have no index, nor a local default).
+// Refuses a relation that is not a plain or partitioned table, and a
+// partitioned table with a foreign partition (it can have no index, no
+// trigger that changes rows, no local default).
 std::string plain_or_partitioned_table(const std::string& operation);
+// Why an operation refuses a partitioned table, for not_partitioned.
+extern const char* const kPartitionedForeignKey;
+extern const char* const kPartitionedUnique;
+// Refuses a partitioned table: "<table> is a partitioned table; <why>".
+std::string not_partitioned(const std::string& why);
+// Refuses a column in the partition key of the table or of any of its
+// partitioned partitions: "column c is in the partition key of <rel>; <why>".
+std::string not_in_partition_key(const std::string& column, const std::string& why);
 std::string column_exists(const std::string& column);
 // column_exists for each of `columns` of schema.table that no operation of
 // `spec` adds (those exist by the time the precheck runs, not before).
@@ -78,7 +86,7 @@ std::string no_dependents(const std::string& column, const std::string& doing, b
 // indexes with the column in an expression or predicate or under an
 // operator class of its own, foreign keys of partitions, anything else —
 // and allows indexes, primary keys, unique and CHECK constraints and
-// foreign keys on either side.
+// foreign keys on either side; on a partitioned table, none of those yet.
 std::string only_carried_dependents(const std::string& column);
 
 // The precheck step itself.

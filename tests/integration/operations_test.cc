@@ -22,6 +22,7 @@ struct OperationCase {
   const char* completed;  // after cleanup
   // Where the writer writes before cleanup, when the operation moves the table.
   const char* moved_to = nullptr;
+  const char* setup = nullptr;  // SQL run before anything else
 };
 
 void PrintTo(const OperationCase& c, std::ostream* os) { *os << c.title; }
@@ -238,6 +239,9 @@ class OperationLifecycle : public ::testing::TestWithParam<OperationCase> {
            GetParam().operation;
   }
   std::string probe() { return pg_.psql(db_, GetParam().probe); }
+  // start (through cutover) → check → rollback → check → start → complete
+  // → check, under a writer.
+  void lifecycle();
 
   PgServer& pg_ = PgServer::shared();
   std::string db_;
@@ -266,8 +270,11 @@ struct Writer : Writers {
   long updated() const { return count("updated"); }
 };
 
-TEST_P(OperationLifecycle, StartRollbackStartCompleteUnderAConcurrentWriter) {
+TEST_P(OperationLifecycle, StartRollbackStartCompleteUnderAConcurrentWriter) { lifecycle(); }
+
+void OperationLifecycle::lifecycle() {
   const OperationCase& c = GetParam();
+  if (c.setup) pg_.psql(db_, c.setup);
   const long base_sum = std::stol(pg_.psql(db_, "SELECT sum(balance) FROM accounts"));
   Spec s = spec_from(spec());
   Plan plan = make_plan(s);
@@ -312,6 +319,110 @@ const OperationCase& case_named(const std::string& title) {
   }
   throw std::logic_error("no operation case " + title);
 }
+
+// The same lifecycle on a partitioned `accounts` (by hash of its key,
+// three partitions): triggers on the table reach every partition, the
+// backfill walks the partitioned key, checks are added NOT VALID to the
+// table and every partition and validated in each.
+class PartitionedLifecycle : public OperationLifecycle {
+ protected:
+  void SetUp() override {
+    g_accounts = "accounts";
+    db_ = pg_.create_database("ops");
+    pg_.psql(
+        db_,
+        "CREATE TABLE owners (id int PRIMARY KEY,"
+        " code uuid NOT NULL UNIQUE DEFAULT gen_random_uuid());"
+        "INSERT INTO owners SELECT g FROM generate_series(1, 100) g;"
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, email text, owner_id int,"
+        " balance int NOT NULL DEFAULT 0, note text) PARTITION BY HASH (id);"
+        "CREATE TABLE accounts_0 PARTITION OF accounts FOR VALUES WITH (MODULUS 3, REMAINDER 0);"
+        "CREATE TABLE accounts_1 PARTITION OF accounts FOR VALUES WITH (MODULUS 3, REMAINDER 1);"
+        "CREATE TABLE accounts_2 PARTITION OF accounts FOR VALUES WITH (MODULUS 3, REMAINDER 2);"
+        "CREATE INDEX accounts_owner_idx ON accounts (owner_id);"
+        "INSERT INTO accounts (email, owner_id, balance, note)"
+        " SELECT 'u' || g || '@x', 1 + g % 100, g % 1000, 'n'"
+        " FROM generate_series(1, 20000) g;"
+        "ANALYZE accounts;");
+  }
+};
+
+TEST_P(PartitionedLifecycle, StartRollbackStartCompleteUnderAConcurrentWriter) { lifecycle(); }
+
+const OperationCase kPartitionedCases[] = {
+    {"add_check_constraint",
+     "  - add_constraint: {table: accounts, name: balance_not_negative, check: balance >= 0}\n",
+     "SELECT coalesce((SELECT string_agg(conrelid::regclass || ':' || convalidated, ','"
+     " ORDER BY conrelid::regclass::text) FROM pg_constraint"
+     " WHERE conname = 'balance_not_negative'), 'absent')",
+     "absent", "accounts:true,accounts_0:true,accounts_1:true,accounts_2:true",
+     "accounts:true,accounts_0:true,accounts_1:true,accounts_2:true"},
+    case_named("set_not_null"),
+    // A rollback adds it again NOT VALID to the table and every partition,
+    // then validates it.
+    {"drop_check_constraint",
+     "  - drop_constraint: {table: accounts, name: accounts_email_check}\n",
+     "SELECT coalesce((SELECT string_agg(conrelid::regclass || ':' || convalidated, ','"
+     " ORDER BY conrelid::regclass::text) FROM pg_constraint"
+     " WHERE conname = 'accounts_email_check'), 'absent')",
+     "accounts:true,accounts_0:true,accounts_1:true,accounts_2:true", "absent", "absent", nullptr,
+     "ALTER TABLE accounts ADD CONSTRAINT accounts_email_check CHECK (email <> '')"},
+    // The writer leaves the column out: the default serves it after cleanup.
+    {"add_column_not_null_backfilled",
+     "  - add_column: {table: accounts, column: email_domain, type: text,"
+     " backfill: \"split_part(email, '@', 2)\", default: \"''\", not_null: true}\n",
+     "SELECT coalesce((SELECT format_type(atttypid, atttypmod) || '/' || attnotnull::text"
+     " FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'email_domain'"
+     " AND NOT attisdropped), 'absent')",
+     "absent", "text/true", "text/true"},
+    case_named("add_column_derived"),
+    // Each partition holds the default as its missing value; the table has none.
+    {"add_column_constant_default", case_named("add_column_constant_default").operation,
+     "SELECT coalesce((SELECT string_agg(attrelid::regclass || ':' || attnotnull || '/' ||"
+     " coalesce(attmissingval::text, '-'), ' ' ORDER BY attrelid::regclass::text)"
+     " FROM pg_attribute WHERE attname = 'status' AND NOT attisdropped AND attrelid IN"
+     " (SELECT relid FROM pg_partition_tree('accounts'))), 'absent')",
+     "absent",
+     "accounts:true/- accounts_0:true/{active} accounts_1:true/{active} accounts_2:true/{active}",
+     "accounts:true/- accounts_0:true/{active} accounts_1:true/{active} accounts_2:true/{active}"},
+    case_named("drop_column"),
+    case_named("move_column"),
+    case_named("copy_table"),
+    case_named("rename_column"),
+    case_named("set_comment"),
+    case_named("set_default"),
+    {"rename_table", case_named("rename_table").operation,
+     "SELECT coalesce((SELECT relkind::text FROM pg_class WHERE oid = to_regclass('accounts')),"
+     " '-') || '/' || (to_regclass('customer_accounts') IS NOT NULL)::text",
+     "p/false", "v/true", "-/true", "customer_accounts"},
+    // Every partition gets the identity, and gets its own back on rollback.
+    {"set_replica_identity_full", case_named("set_replica_identity").operation,
+     "SELECT string_agg(relname || ':' || relreplident::text, ' ' ORDER BY relname) FROM pg_class"
+     " WHERE relname ~ '^accounts(_[0-9])?$'",
+     "accounts:d accounts_0:d accounts_1:d accounts_2:d",
+     "accounts:f accounts_0:f accounts_1:f accounts_2:f",
+     "accounts:f accounts_0:f accounts_1:f accounts_2:f"},
+    {"set_replica_identity_index",
+     "  - set_replica_identity: {table: accounts, identity: index, index: accounts_pkey}\n",
+     "SELECT string_agg(c.relname || ':' || c.relreplident::text || coalesce((SELECT ':' ||"
+     " x.indexrelid::regclass FROM pg_index x WHERE x.indrelid = c.oid AND x.indisreplident),"
+     " ''), ' ' ORDER BY c.relname) FROM pg_class c WHERE c.relname ~ '^accounts(_[0-9])?$'",
+     "accounts:d accounts_0:d accounts_1:d accounts_2:d",
+     "accounts:i:accounts_pkey accounts_0:i:accounts_0_pkey accounts_1:i:accounts_1_pkey "
+     "accounts_2:i:accounts_2_pkey",
+     "accounts:i:accounts_pkey accounts_0:i:accounts_0_pkey accounts_1:i:accounts_1_pkey "
+     "accounts_2:i:accounts_2_pkey"},
+    // The table's index and each partition's (its own name), at cleanup.
+    {"drop_index", case_named("drop_index").operation,
+     "SELECT count(*) FROM pg_index WHERE indrelid IN (SELECT relid FROM"
+     " pg_partition_tree('accounts')) AND NOT indisprimary",
+     "4", "4", "0"},
+    case_named("alter_column_rename_not_null_default"),
+    case_named("alter_column_type_and_check"),
+};
+
+INSTANTIATE_TEST_SUITE_P(Partitioned, PartitionedLifecycle, ::testing::ValuesIn(kPartitionedCases),
+                         [](const auto& info) { return std::string(info.param.title); });
 
 class DropColumnRollback : public OperationLifecycle {
  protected:

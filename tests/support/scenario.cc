@@ -47,21 +47,26 @@ std::string abalance_spec(int batch_size, const std::string& extra_settings) {
 }
 
 std::string leftovers(const PgServer& pg, const std::string& db, const std::string& table) {
+  // The table, and every partition when it is partitioned.
+  const auto of_table = [&](const std::string& column) {
+    return column + " IN (SELECT '" + table +
+           "'::regclass UNION SELECT relid FROM pg_partition_tree('" + table + "'))";
+  };
   return pg.psql(db,
                  "SELECT string_agg(x, ', ') FROM ("
-                 " SELECT 'trigger ' || tgname AS x FROM pg_trigger"
-                 "  WHERE tgrelid = '" +
-                     table +
-                     "'::regclass AND tgname LIKE '%tandem%'"
+                 " SELECT 'trigger ' || tgname || ' on ' || tgrelid::regclass AS x FROM pg_trigger"
+                 "  WHERE " +
+                     of_table("tgrelid") +
+                     " AND tgname LIKE '%tandem%'"
                      " UNION ALL SELECT 'column ' || attname FROM pg_attribute"
                      "  WHERE attrelid = '" +
                      table +
                      "'::regclass AND attname LIKE '_tandem%'"
                      "    AND NOT attisdropped"
-                     " UNION ALL SELECT 'constraint ' || conname FROM pg_constraint"
-                     "  WHERE conrelid = '" +
-                     table +
-                     "'::regclass AND conname LIKE '_tandem%'"
+                     " UNION ALL SELECT 'constraint ' || conname || ' on ' || conrelid::regclass"
+                     "  FROM pg_constraint WHERE " +
+                     of_table("conrelid") +
+                     " AND conname LIKE '_tandem%'"
                      " UNION ALL SELECT 'function ' || p.proname FROM pg_proc p"
                      "  JOIN pg_namespace n ON n.oid = p.pronamespace"
                      // A migration's own functions are "<table>__<column>_<tag>_<what>";
@@ -75,9 +80,9 @@ std::string leftovers(const PgServer& pg, const std::string& db, const std::stri
                      " UNION ALL SELECT 'kept for a rollback: ' || item FROM tandem.undo"
                      " UNION ALL SELECT 'index ' || c.relname FROM pg_index i"
                      "  JOIN pg_class c ON c.oid = i.indexrelid"
-                     "  WHERE i.indrelid = '" +
-                     table +
-                     "'::regclass AND c.relname LIKE '\\_tandem%'"
+                     "  WHERE " +
+                     of_table("i.indrelid") +
+                     " AND c.relname LIKE '\\_tandem%'"
                      ") s");
 }
 

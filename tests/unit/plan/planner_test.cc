@@ -182,7 +182,8 @@ TEST(Planner, CreateIndexBuildsConcurrentlyAndIdempotently) {
   EXPECT_TRUE(s->generates);
   EXPECT_EQ(*s->rollback_sql,
             "SELECT * FROM tandem.index_drops('app.users'::regclass, 'users_email');\n");
-  EXPECT_EQ(plan.find("1.precheck")->sql.find("supports plain tables only"), std::string::npos);
+  EXPECT_NE(plan.find("1.precheck")->sql.find("works on plain and partitioned tables"),
+            std::string::npos);
   EXPECT_NE(plan.find("1.precheck")->sql.find("is a foreign table"), std::string::npos);
 }
 
@@ -510,7 +511,13 @@ TEST(Planner, DropIndexDropsItConcurrentlyAtCleanupAndCannotBeUndone) {
   EXPECT_NE(plan.steps[0].sql.find("drop the constraint instead"), std::string::npos);
   const Step& drop = plan.steps[1];
   EXPECT_EQ(drop.phase, Phase::kCleanup);
-  EXPECT_EQ(drop.sql, "DROP INDEX CONCURRENTLY IF EXISTS public.orders_old_idx;\n");
+  // CONCURRENTLY, but not an index of a partitioned table (relkind I).
+  EXPECT_EQ(drop.sql,
+            "SELECT CASE relkind WHEN 'I' THEN 'DROP INDEX IF EXISTS '\n"
+            "                    ELSE 'DROP INDEX CONCURRENTLY IF EXISTS ' END || "
+            "'public.orders_old_idx'\n"
+            "  FROM pg_class WHERE oid = to_regclass('public.orders_old_idx');\n");
+  EXPECT_TRUE(drop.generates);
   EXPECT_FALSE(drop.transactional);
   EXPECT_FALSE(drop.reversible);
   EXPECT_FALSE(drop.rollback_sql.has_value());
@@ -686,10 +693,15 @@ TEST(Planner, ReplicaIdentityAndCommentsKeepWhatTheyReplaceForARollback) {
   const Step* identity = plan.find("1.change");
   ASSERT_NE(identity, nullptr);
   EXPECT_EQ(identity->phase, Phase::kCutover);
-  EXPECT_EQ(identity->sql,
-            "INSERT INTO tandem.undo VALUES ('public.t'::regclass, 'replica identity', "
-            "tandem.replica_identity_statement('public.t'));\n"
-            "ALTER TABLE public.t REPLICA IDENTITY USING INDEX \"t i\";\n");
+  // The table's identity and each partition's are kept, then each set: the
+  // partitions' from their own indexes of the one named.
+  EXPECT_EQ(identity->sql.substr(0, identity->sql.find(" (SELECT string_agg")),
+            "INSERT INTO tandem.undo VALUES ('public.t'::regclass, 'replica identity',");
+  EXPECT_NE(identity->sql.find("tandem.replica_identity_statement(rel)"), std::string::npos);
+  EXPECT_NE(identity->sql.find("pg_partition_tree('public.\"t i\"'::regclass)"), std::string::npos);
+  EXPECT_NE(identity->sql.find("EXECUTE format('ALTER TABLE %s REPLICA IDENTITY %s', r.rel, "
+                               "r.clause)"),
+            std::string::npos);
   EXPECT_EQ(*identity->rollback_sql,
             "SELECT tandem.undo_change('public.t'::regclass, 'replica identity');\n");
   EXPECT_NE(plan.find("1.precheck")->sql.find("cannot identify rows for logical replication"),
