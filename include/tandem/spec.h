@@ -114,6 +114,11 @@ struct CreateIndex {
   Phase phase = Phase::kPrepare;
 };
 
+// What becomes of rows whose parent is missing (orphans) when a reference
+// to it is added: refused at precheck (kFail), or the reference left NULL /
+// the rows deleted in batches before the constraint is validated.
+enum class Orphans { kFail, kSetNull, kDelete };
+
 // A constraint added without blocking writers: NOT VALID, then VALIDATE (CHECK,
 // FOREIGN KEY), or a unique index built concurrently and attached (UNIQUE).
 struct AddConstraint {
@@ -129,7 +134,7 @@ struct AddConstraint {
   std::string on_delete;  // kForeignKey: "", cascade, restrict, set null, ...
   // kForeignKey: what becomes of rows whose parent is missing (orphans):
   // refused at precheck, or set NULL / deleted in batches before VALIDATE.
-  enum class Orphans { kFail, kSetNull, kDelete };
+  using Orphans = tandem::Orphans;
   Orphans orphans = Orphans::kFail;
 };
 
@@ -202,6 +207,10 @@ struct AddReference {
   bool index = true;
   bool drop_via = false;  // cleanup drops `via` (irreversible)
   std::optional<ViewName> compat_view;
+  // Rows whose `via` no parent's `lookup` holds: kFail refuses at precheck;
+  // kSetNull leaves their new column NULL; kDelete deletes them before the
+  // foreign key and NOT NULL are validated.
+  Orphans orphans = Orphans::kFail;
 };
 
 // A column renamed at cutover; a compatibility view keeps the old name.

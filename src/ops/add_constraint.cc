@@ -199,15 +199,7 @@ std::optional<AddConstraint> parse_add_constraint(SpecReader& r, const YAML::Nod
     c.references = qualified(ref_schema, ref_table);
     c.referenced_columns = r.string_list(n, "referenced_columns", w);
     r.on_delete(n, w, c.on_delete);
-    if (auto o = r.scalar(n, "orphans", false, w)) {
-      if (*o == "set_null") {
-        c.orphans = AddConstraint::Orphans::kSetNull;
-      } else if (*o == "delete") {
-        c.orphans = AddConstraint::Orphans::kDelete;
-      } else if (*o != "fail") {
-        r.error(n["orphans"], "orphans: expected fail, set_null or delete, got \"" + *o + "\"");
-      }
-    }
+    r.orphans(n, w, c.orphans);
     if (c.columns.size() != c.referenced_columns.size() && r.errors.size() == before) {
       r.error(n, "add_constraint: foreign_key has " + std::to_string(c.columns.size()) +
                      " columns but referenced_columns has " +

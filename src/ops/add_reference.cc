@@ -22,6 +22,8 @@
 //
 // The parent's new key must be filled first: put the add_column that creates
 // it before this operation (the planner orders them so when they are in one spec).
+#include <algorithm>
+
 #include "ops/operations.h"
 #include "plan/checks.h"
 #include "plan/steps.h"
@@ -118,11 +120,25 @@ void plan_add_reference(const Spec& spec, int index, const AddReference& op,
   if (op.compat_view) {
     prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
   }
-  if (op.not_null) {
+  if (op.orphans == Orphans::kFail) {
     prechecks.push_back(checks::no_orphans(
         table, {op.via}, parent, {op.lookup},
-        "their new column would stay NULL, and NOT NULL would fail after the backfill. Fix them "
-        "first, or leave not_null out"));
+        op.not_null ? "their new column would stay NULL, and NOT NULL would fail after the "
+                      "backfill. Fix them first, or give orphans: delete"
+                    : "their new column would stay NULL" +
+                          std::string(op.drop_via ? ", and cleanup drops " + via +
+                                                        ", which alone names their parent"
+                                                  : "") +
+                          ". Fix them first, or give orphans: set_null (keep them, their " + col +
+                          " NULL) or orphans: delete"));
+  }
+  if (op.not_null) {
+    // Rows without an old key get no new key either.
+    prechecks.push_back(checks::no_rows_where(
+        table, {op.via}, "_row." + via + " IS NULL",
+        "have no " + op.via +
+            ": their new column would stay NULL, and NOT NULL would fail after the backfill. "
+            "Give them one first, or leave not_null out"));
   }
   out.push_back(checks::precheck_step(
       id + "precheck", "check that " + table + " can gain " + col + " referencing " + parent, table,
@@ -162,6 +178,22 @@ void plan_add_reference(const Spec& spec, int index, const AddReference& op,
     plan_not_null_via_check(spec, id, op.schema, op.table, op.column, Phase::kBackfill,
                             Phase::kBackfill, out);
   }
+  if (op.orphans == Orphans::kDelete) {
+    // After the backfill, and after the NOT NULL check NOT VALID when there
+    // is one (from then on no new orphan can be written), before what
+    // validates it: one pass finds them all.
+    Step fix = irreversible_batch_step(
+        id + "delete_orphans",
+        "delete the rows of " + table + " whose " + via + " no row of " + parent +
+            " holds (irreversible)",
+        BatchWork{table, "", "", checks::orphan_row({op.via}, parent, {op.lookup}),
+                  "DELETE FROM " + table + " AS _row WHERE " + kBatchRange},
+        spec.settings.batch_size, "deletes the rows without a parent");
+    const auto validate = std::find_if(out.begin(), out.end(), [&](const Step& s) {
+      return s.id == id + "validate";  // plan_not_null_via_check's
+    });
+    out.insert(validate, std::move(fix));
+  }
 
   out.push_back(verify_step(
       id + "verify", "every row's " + col + " is the " + ref_col + " of its " + via,
@@ -184,7 +216,7 @@ std::optional<AddReference> parse_add_reference(SpecReader& r, const YAML::Node&
   if (!r.open_operation(
           n, w,
           {"schema", "table", "column", "type", "via", "references", "referenced_column", "lookup",
-           "on_delete", "not_null", "index", "drop_via", "compat_view"}))
+           "on_delete", "not_null", "index", "drop_via", "compat_view", "orphans"}))
     return std::nullopt;
   AddReference a;
   r.table_ref(n, w, a.schema, a.table);
@@ -200,6 +232,12 @@ std::optional<AddReference> parse_add_reference(SpecReader& r, const YAML::Node&
   if (auto b = r.boolean(n, "index")) a.index = *b;
   if (auto b = r.boolean(n, "drop_via")) a.drop_via = *b;
   a.compat_view = r.compat_view(n, w);
+  r.orphans(n, w, a.orphans);
+  if (a.orphans == Orphans::kSetNull && a.not_null) {
+    r.error(n["orphans"],
+            "orphans: set_null leaves the new column of those rows NULL, which not_null: true "
+            "refuses; give orphans: delete, or fail (the default)");
+  }
   return a;
 }
 

@@ -29,33 +29,21 @@ std::string orphan_row(const std::vector<std::string>& columns, const std::strin
          join(match, " AND ") + ")";
 }
 
-std::string no_orphans(const std::string& table, const std::vector<std::string>& columns,
-                       const std::string& parent, const std::vector<std::string>& parent_columns,
-                       const std::string& then) {
-  std::vector<std::string> values;
-  for (const auto& c : columns) values.push_back("_row." + quote_ident(c) + "::text");
-  const std::string value =
-      values.size() == 1 ? values[0] : "'(' || concat_ws(', ', " + join(values, ", ") + ") || ')'";
-  // Run through query_to_xml, so that the statement is parsed only once the
-  // tables and columns are known to exist.
-  const std::string scan = "SELECT count(*) AS n, array_to_string((array_agg(DISTINCT " + value +
-                           "))[1:5], ', ') AS sample FROM " + table + " AS _row WHERE " +
-                           orphan_row(columns, parent, parent_columns);
-  std::vector<std::string> guards = {"rel IS NOT NULL",
-                                     "to_regclass(" + quote_literal(parent) + ") IS NOT NULL"};
-  for (const auto& c : columns) {
-    guards.push_back("EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel AND attname = " +
-                     quote_literal(c) + " AND NOT attisdropped)");
-  }
-  for (const auto& c : parent_columns) {
-    guards.push_back("EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(" +
-                     quote_literal(parent) + ") AND attname = " + quote_literal(c) +
-                     " AND NOT attisdropped)");
-  }
-  return "SELECT format('%s rows of %s have no parent in %s (missing: %s); %s', o.n, rel, " +
-         quote_literal(parent) + ", o.sample, " + quote_literal(then) +
-         ")\n"
-         "  FROM t CROSS JOIN LATERAL (\n"
+namespace {
+
+// A guard: column `c` of relation `rel` (an SQL expression) exists.
+std::string has_column(const std::string& rel, const std::string& c) {
+  return "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " + rel +
+         " AND attname = " + quote_literal(c) + " AND NOT attisdropped)";
+}
+
+// "FROM t CROSS JOIN LATERAL (...) o ... WHERE o.n > 0": o.n and o.sample
+// from `scan` (a query giving n and, optionally, sample), run through
+// query_to_xml, so that it is parsed only once every guard holds (the
+// tables and columns it reads exist; the checks beside it report what is
+// missing).
+std::string when_scan_finds(const std::string& scan, const std::vector<std::string>& guards) {
+  return "  FROM t CROSS JOIN LATERAL (\n"
          "    SELECT (xpath('/row/n/text()', x))[1]::text::bigint AS n,\n"
          "           (xpath('/row/sample/text()', x))[1]::text AS sample\n"
          "      FROM query_to_xml(CASE WHEN " +
@@ -63,6 +51,36 @@ std::string no_orphans(const std::string& table, const std::vector<std::string>&
          quote_literal(scan) +
          "\n      ELSE 'SELECT 0 AS n' END, false, true, '') x) o\n"
          " WHERE o.n > 0";
+}
+
+}  // namespace
+
+std::string no_orphans(const std::string& table, const std::vector<std::string>& columns,
+                       const std::string& parent, const std::vector<std::string>& parent_columns,
+                       const std::string& then) {
+  std::vector<std::string> values;
+  for (const auto& c : columns) values.push_back("_row." + quote_ident(c) + "::text");
+  const std::string value =
+      values.size() == 1 ? values[0] : "'(' || concat_ws(', ', " + join(values, ", ") + ") || ')'";
+  const std::string scan = "SELECT count(*) AS n, array_to_string((array_agg(DISTINCT " + value +
+                           "))[1:5], ', ') AS sample FROM " + table + " AS _row WHERE " +
+                           orphan_row(columns, parent, parent_columns);
+  const std::string parent_rel = "to_regclass(" + quote_literal(parent) + ")";
+  std::vector<std::string> guards = {"rel IS NOT NULL", parent_rel + " IS NOT NULL"};
+  for (const auto& c : columns) guards.push_back(has_column("rel", c));
+  for (const auto& c : parent_columns) guards.push_back(has_column(parent_rel, c));
+  return "SELECT format('%s rows of %s have no parent in %s (missing: %s); %s', o.n, rel, " +
+         quote_literal(parent) + ", o.sample, " + quote_literal(then) + ")\n" +
+         when_scan_finds(scan, guards);
+}
+
+std::string no_rows_where(const std::string& table, const std::vector<std::string>& columns,
+                          const std::string& predicate, const std::string& what) {
+  std::vector<std::string> guards = {"rel IS NOT NULL"};
+  for (const auto& c : columns) guards.push_back(has_column("rel", c));
+  return "SELECT format('%s rows of %s %s', o.n, rel, " + quote_literal(what) + ")\n" +
+         when_scan_finds("SELECT count(*) AS n FROM " + table + " AS _row WHERE " + predicate,
+                         guards);
 }
 
 std::vector<std::string> columns_exist(const Spec& spec, const std::string& schema,

@@ -35,6 +35,11 @@ std::string no_orphans(const std::string& table, const std::vector<std::string>&
 // partitioned table with a foreign partition (it can have no index, no
 // trigger that changes rows, no local default).
 std::string plain_or_partitioned_table(const std::string& operation);
+// Refuses when rows of the table (as `_row`) match `predicate`, which reads
+// `columns`: "<n> rows of <table> <what>". The scan runs only when the
+// table and columns exist.
+std::string no_rows_where(const std::string& table, const std::vector<std::string>& columns,
+                          const std::string& predicate, const std::string& what);
 // Why an operation refuses a partitioned table, for not_partitioned.
 extern const char* const kPartitionedForeignKey;
 extern const char* const kPartitionedUnique;

@@ -292,6 +292,23 @@ std::vector<std::string> SpecReader::string_list(const YAML::Node& map, const st
 }
 
 // A foreign key's ON DELETE action.
+void SpecReader::orphans(const YAML::Node& n, const std::string& where, Orphans& out) {
+  static const std::vector<std::string> kChoices = {"fail", "set_null", "delete"};
+  auto o = scalar(n, "orphans", false, where);
+  if (!o) return;
+  if (*o == "set_null") {
+    out = Orphans::kSetNull;
+  } else if (*o == "delete") {
+    out = Orphans::kDelete;
+  } else if (*o == "fail") {
+    out = Orphans::kFail;
+  } else {
+    const std::string hint = did_you_mean(*o, kChoices);  // a close one only: all are listed
+    error(n["orphans"], "orphans: expected fail, set_null or delete, got \"" + *o + "\"" +
+                            (hint.rfind("; did you mean", 0) == 0 ? hint : ""));
+  }
+}
+
 void SpecReader::on_delete(const YAML::Node& n, const std::string& where, std::string& out) {
   auto d = scalar(n, "on_delete", false, where);
   if (!d) return;

@@ -86,6 +86,8 @@ class SpecReader {
                                        const std::string& where);
   // A foreign key's `on_delete` action.
   void on_delete(const YAML::Node& n, const std::string& where, std::string& out);
+  // `orphans`: fail, set_null or delete.
+  void orphans(const YAML::Node& n, const std::string& where, Orphans& out);
   // A relation name under `key`: "name" or "schema.name".
   bool relation(const YAML::Node& map, const std::string& key, bool required, std::string& schema,
                 std::string& name, const std::string& where);

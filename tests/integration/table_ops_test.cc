@@ -201,9 +201,28 @@ TEST_F(TableOperations, OrphansAreReportedBeforeAnythingRuns) {
                             " their new column would stay NULL"),
             std::string::npos)
       << run.output;
+  // The stray pet has no owner_code at all.
+  EXPECT_NE(run.output.find("1 rows of pets have no owner_code: their new column would stay NULL,"
+                            " and NOT NULL would fail after the backfill"),
+            std::string::npos)
+      << run.output;
   EXPECT_EQ(q("SELECT count(*) FROM pg_attribute WHERE attrelid = 'pets'::regclass"
               " AND attname = 'owner_key'"),
             "0");
+  // Without not_null too (the default is to fail): the reference would be
+  // lost with the old column.
+  const std::string dropping = write_temp_file(
+      "name: ref2\noperations:\n  - add_reference: {table: pets, column: owner_key, type: int,"
+      " via: owner_code, references: owners, referenced_column: id, lookup: code,"
+      " drop_via: true}\n");
+  run = run_command(tandemd("plan " + dropping + " --dsn '" + pg_.dsn(db_) + "'") + " 2>&1");
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find("40 rows of pets have no parent in public.owners (missing: o13, o14);"
+                            " their new column would stay NULL, and cleanup drops owner_code,"
+                            " which alone names their parent. Fix them first, or give orphans:"
+                            " set_null (keep them, their owner_key NULL) or orphans: delete"),
+            std::string::npos)
+      << run.output;
 }
 
 // Inserts pets of owners that exist, and renames pets, orphans among them.
@@ -234,6 +253,71 @@ TEST_F(TableOperations, OrphansAreSetNullOrDeletedInBatchesBeforeValidate) {
         q("SELECT count(*) || '/' || count(owner_id) FROM pets"),
         std::to_string((nulls ? 281 : 241) + inserted) + "/" + std::to_string(240 + inserted));
     EXPECT_EQ(q("SELECT convalidated FROM pg_constraint WHERE conname = 'pets_owner_fk'"), "t");
+    EXPECT_EQ(leftovers(pg_, db_, "pets"), "");
+  }
+}
+
+// Inserts pets by their owner's code (an owner that exists), and renames pets.
+void write_pets_by_code(Connection& c, int, long n, Writers::Counts& add) {
+  if (n % 2 == 0) {
+    c.exec("INSERT INTO pets (owner_code, name) VALUES ('o' || 1 + $1::int % 12, 'w')",
+           {std::to_string(n)});
+    add["inserted"] = 1;
+  } else {
+    c.exec("UPDATE pets SET name = 'r' || $1 WHERE id = 1 + $1::int % 281", {std::to_string(n)});
+  }
+}
+
+// add_reference's orphans (an owner_code no owner has): kept with a NULL
+// new key, or deleted after the backfill and the NOT NULL check, before
+// they are validated; writers go on.
+TEST_F(TableOperations, AReferencesOrphansAreKeptWithANullKeyOrDeleted) {
+  for (const char* how : {"set_null", "delete"}) {
+    SCOPED_TRACE(how);
+    db_ = pg_.create_database("tables");
+    q(kPets);
+    const bool kept = std::string(how) == "set_null";
+    Spec s = spec(std::string("  - add_reference: {table: pets, column: owner_key, type: int,"
+                              " via: owner_code, references: owners, referenced_column: id,"
+                              " lookup: code, orphans: ") +
+                  how + (kept ? "" : ", not_null: true") + "}\n");
+    Plan plan = make_plan(s);
+    EXPECT_EQ(plan.find("1.delete_orphans") == nullptr, kept);
+    if (!kept) {
+      // Between the NOT NULL check (NOT VALID) and its validation.
+      std::vector<std::string> order;
+      for (const auto& step : plan.steps) order.push_back(step.id);
+      const auto at = [&](const std::string& id) {
+        return std::find(order.begin(), order.end(), id) - order.begin();
+      };
+      EXPECT_LT(at("1.add_check"), at("1.delete_orphans"));
+      EXPECT_LT(at("1.delete_orphans"), at("1.validate"));
+      EXPECT_FALSE(plan.find("1.delete_orphans")->reversible);
+    }
+    // Until cleanup, which leaves owner_key to the application. Deleting
+    // rows cannot be undone: backfill waits for approval then.
+    if (!kept) q("DELETE FROM pets WHERE owner_code IS NULL");  // would stay NULL
+    Writers writer(pg_, db_, 2, write_pets_by_code);
+    RunOptions o = options();
+    o.until = Phase::kCutover;
+    EXPECT_EQ(Executor(s, plan, o).run(),
+              kept ? RunOutcome::kReachedUntil : RunOutcome::kWaitingApproval);
+    o.approve.insert(Phase::kBackfill);
+    if (!kept) EXPECT_EQ(Executor(s, plan, o).run(), RunOutcome::kReachedUntil);
+    writer.stop();
+    EXPECT_EQ(run_until(s, pg_.dsn(db_)), RunOutcome::kCompleted);
+    EXPECT_EQ(writer.failed(), 0) << writer.last_error();
+    const long inserted = writer.count("inserted");
+    EXPECT_GT(inserted, 0);
+    // 280 pets with a code (40 of them orphans) and one stray without.
+    EXPECT_EQ(q("SELECT count(*) || '/' || count(owner_key) FROM pets"),
+              std::to_string((kept ? 281 : 240) + inserted) + "/" + std::to_string(240 + inserted));
+    EXPECT_EQ(q("SELECT count(*) FROM pets p JOIN owners o ON o.code = p.owner_code"
+                " WHERE p.owner_key IS DISTINCT FROM o.id"),
+              "0");
+    EXPECT_EQ(q("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'pets'::regclass"
+                " AND attname = 'owner_key'"),
+              kept ? "f" : "t");
     EXPECT_EQ(leftovers(pg_, db_, "pets"), "");
   }
 }

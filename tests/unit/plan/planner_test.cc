@@ -681,6 +681,40 @@ TEST(Planner, OrphansAreAForeignKeysOptionOnly) {
             "s.yaml:3:109: orphans: expected fail, set_null or delete, got \"drop\"");
 }
 
+TEST(Planner, AReferencesOrphansAreRefusedKeptOrDeleted) {
+  const std::string ref =
+      "name: x\noperations:\n  - add_reference: {table: o, column: uid, type: uuid,"
+      " via: username, references: users, referenced_column: id, lookup: username";
+  // Refused at precheck by default, with or without not_null.
+  auto fail = parse_spec(ref + "}\n", "s.yaml");
+  ASSERT_TRUE(fail.spec);
+  Plan plan = make_plan(*fail.spec);
+  EXPECT_NE(plan.find("1.precheck")->sql.find("have no parent in %s"), std::string::npos);
+  EXPECT_EQ(plan.find("1.delete_orphans"), nullptr);
+  auto kept = parse_spec(ref + ", orphans: set_null}\n", "s.yaml");
+  ASSERT_TRUE(kept.spec);
+  plan = make_plan(*kept.spec);
+  EXPECT_EQ(plan.find("1.precheck")->sql.find("have no parent"), std::string::npos);
+  EXPECT_EQ(plan.find("1.delete_orphans"), nullptr);
+  auto gone = parse_spec(ref + ", orphans: delete}\n", "s.yaml");
+  ASSERT_TRUE(gone.spec);
+  plan = make_plan(*gone.spec);
+  const Step* del = plan.find("1.delete_orphans");
+  ASSERT_NE(del, nullptr);
+  EXPECT_EQ(del->phase, Phase::kBackfill);
+  EXPECT_FALSE(del->reversible);
+  EXPECT_NE(del->batch->statement.find("DELETE FROM public.o AS _row"), std::string::npos);
+  // NULL is what not_null refuses.
+  auto both = parse_spec(ref + ", orphans: set_null, not_null: true}\n", "s.yaml");
+  ASSERT_FALSE(both.spec);
+  EXPECT_EQ(both.errors[0].to_string().substr(0, 70),
+            "s.yaml:3:140: orphans: set_null leaves the new column of those rows NU");
+  auto typo = parse_spec(ref + ", orphans: delet}\n", "s.yaml");
+  ASSERT_FALSE(typo.spec);
+  EXPECT_NE(typo.errors[0].to_string().find("did you mean \"delete\""), std::string::npos)
+      << typo.errors[0].to_string();
+}
+
 TEST(Planner, ReplicaIdentityAndCommentsKeepWhatTheyReplaceForARollback) {
   auto r = parse_spec(
       "name: x\noperations:\n"
