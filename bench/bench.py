@@ -20,6 +20,15 @@ from integer to bigint, its index built again on the new column.
   alter_key   offline ALTER TABLE ... ALTER COLUMN aid TYPE bigint
   tandem_key  tandemd run of alter_column_type on aid, default settings
 
+The key case with a foreign key referencing it (the orders_id_to_bigint
+example's shape), on a copy made with pgbench --foreign-keys, whose
+pgbench_history gains a bigserial primary key (tandem walks a table by its
+key) and references pgbench_accounts (aid):
+
+  alter_keys   offline ALTER of pgbench_accounts.aid and pgbench_history.aid
+               to bigint, in one transaction
+  tandem_keys  tandemd run of alter_column_type on both, default settings
+
 Then: pgbench TPS and a bulk insert with tandem's dual-write trigger
 installed versus not, and tandemd's peak memory.
 
@@ -335,23 +344,26 @@ def percentile(values, p):
     return values[k]
 
 
-def tandem_spec(name, settings, column="abalance"):
+def tandem_spec(name, settings, columns=(("pgbench_accounts", "abalance"),)):
     lines = [f"name: {name}"]
     if settings:
         lines.append("settings:")
         lines += [f"  {k}: {v}" for k, v in settings.items()]
-    lines += ["operations:", "  - alter_column_type:", "      table: pgbench_accounts",
-              f"      column: {column}", "      type: bigint", f"      up: {column}::bigint",
-              f"      down: {column}::integer"]
+    lines.append("operations:")
+    for table, column in columns:
+        lines += ["  - alter_column_type:", f"      table: {table}", f"      column: {column}",
+                  "      type: bigint", f"      up: {column}::bigint",
+                  f"      down: {column}::integer"]
     return "\n".join(lines) + "\n"
 
 
-def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None, column="abalance"):
+def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None,
+               columns=(("pgbench_accounts", "abalance"),)):
     """Runs tandemd; returns (seconds, peak RSS in KiB, backfill rows/s for
     `rows` rows, and (step, start, end) in epoch seconds for each step)."""
     spec = os.path.join(workdir, f"{db}.yaml")
     with open(spec, "w") as f:
-        f.write(tandem_spec("bench_" + db, settings, column))
+        f.write(tandem_spec("bench_" + db, settings, columns))
     args = [tandemd, "run", spec, "--dsn", server.dsn(db)]
     args += ["--until", until] if until else ["--approve", "all"]
     t0 = time.time()
@@ -388,6 +400,8 @@ def run_tandem(server, db, tandemd, workdir, settings, rows=None, until=None, co
 METHODS = {
     "alter": "ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint",
     "alter_key": "ALTER TABLE pgbench_accounts ALTER COLUMN aid TYPE bigint",
+    "alter_keys": ("ALTER TABLE pgbench_accounts ALTER COLUMN aid TYPE bigint;"
+                   " ALTER TABLE pgbench_history ALTER COLUMN aid TYPE bigint"),
     "update": ("ALTER TABLE pgbench_accounts ADD COLUMN abalance_new bigint;"
                " UPDATE pgbench_accounts SET abalance_new = abalance"),
     "loop": None,  # LOOP_SQL, with COMMIT inside a procedure
@@ -395,7 +409,26 @@ METHODS = {
     "tandem": None,
     "tandem_fast": None,
     "tandem_key": None,
+    "tandem_keys": None,
 }
+
+# The methods that run on the copy with foreign keys (template_with_keys).
+WITH_KEYS = ("alter_keys", "tandem_keys")
+
+
+def template_with_keys(server, scale):
+    """bench_template_fk: pgbench --foreign-keys at `scale`, pgbench_history
+    with a bigserial primary key; made once, on first use."""
+    if server.psql("postgres", "SELECT count(*) FROM pg_database"
+                               " WHERE datname = 'bench_template_fk'") == "0":
+        server.psql("postgres", "CREATE DATABASE bench_template_fk")
+        subprocess.run([f"{server.bin}/pgbench", "-i", "-q", "--foreign-keys", "-s", str(scale),
+                        "bench_template_fk"], env=server.env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server.psql("bench_template_fk",
+                    "ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY")
+        server.psql("bench_template_fk", "VACUUM ANALYZE")
+    return "bench_template_fk"
 
 LOOP_SETUP = """
 ALTER TABLE pgbench_accounts ADD COLUMN abalance_new bigint;
@@ -442,7 +475,7 @@ def measure(server, template, method, tandemd, workdir, rate=None):
     steps = []
     if kind == "none":
         time.sleep(BASELINE_SECONDS)
-    elif method in ("alter", "alter_key", "update"):
+    elif method in ("alter", "alter_key", "alter_keys", "update"):
         server.psql(db, METHODS[method])
     elif method == "loop":
         server.psql(db, "CALL bench_loop()")
@@ -456,9 +489,11 @@ def measure(server, template, method, tandemd, workdir, rate=None):
         for pair in filter(None, variant.split("+")):
             key, _, value = pair.partition("=")
             settings[key] = value
-        column = "aid" if kind == "tandem_key" else "abalance"
+        columns = {"tandem_key": [("pgbench_accounts", "aid")],
+                   "tandem_keys": [("pgbench_accounts", "aid"), ("pgbench_history", "aid")]}.get(
+                       kind, [("pgbench_accounts", "abalance")])
         _, rss, backfill_rate, steps = run_tandem(server, db, tandemd, workdir, settings, rows,
-                                                  column=column)
+                                                  columns=columns)
     t1 = time.time()
     longest_lock = locks.stop()
     wal = wal_between(wal0, wal_counters(server, db))
@@ -810,7 +845,9 @@ def main():
                   "server_settings": args.server_setting, "methods": {}}
         for method in args.methods.split(",") * max(1, args.repeat):
             print(f"== {method}", flush=True)
-            m = measure(server, "bench_template", method, args.tandemd, workdir, args.rate)
+            template = (template_with_keys(server, args.scale)
+                        if method.partition(":")[0] in WITH_KEYS else "bench_template")
+            m = measure(server, template, method, args.tandemd, workdir, args.rate)
             name = method
             while name in report["methods"]:
                 name += "'"  # none, then none' at the end (and none'' on a second pass)

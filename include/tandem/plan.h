@@ -16,6 +16,9 @@ enum class StepKind {
   kSql,       // statements run with a lock timeout; transactional unless said otherwise
   kBackfill,  // keyset batches, one short transaction each, checkpoint in the same transaction
   kVerify,    // chunked compare of old and new storage; any mismatch fails the step
+  // a spec's query pair answered both ways on sampled parameters, each set
+  // on one snapshot; more differences than the pair allows fail the step
+  kShadowRead,
 };
 
 const char* to_string(StepKind kind);
@@ -125,6 +128,7 @@ struct Step {
   std::optional<std::string> state_check;
   std::optional<std::string> repair_sql;
   std::optional<BatchWork> batch;
+  std::optional<ShadowReadPair> reads;  // kShadowRead: the pair
 };
 
 struct Plan {

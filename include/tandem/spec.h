@@ -365,6 +365,29 @@ const char* operation_name(const Operation& operation);
 // Every operation's name, in the order of Operation::op's alternatives.
 const std::vector<std::string>& operation_names();
 
+// A golden-master comparison run in the shadow_read phase: the old query and
+// the new query, given the same parameters, must answer alike. Each
+// parameter set's two queries run in one REPEATABLE READ snapshot.
+struct ShadowReadPair {
+  std::string name;
+  SourceLocation where;
+  std::string old_query;  // one SELECT, parameters $1, $2, ...
+  std::string new_query;
+  // Where the parameters come from: a sample of rows of `table` (its
+  // `columns`, in order, are $1, $2, ...), or each row of `query`.
+  std::string table;  // qualified and quoted; empty with `query`
+  std::vector<std::string> columns;
+  std::string query;
+  int sample = 100;                   // parameter sets drawn (at most; `query`: its first rows)
+  int seed = 1;                       // the sample's TABLESAMPLE REPEATABLE seed
+  std::string compare = "unordered";  // ordered, unordered or keyed
+  std::vector<std::string> key;       // keyed: the columns rows are matched by
+  std::vector<std::string> ignore;    // columns left out of the comparison
+  std::vector<std::string> tolerate;  // integer_width, text_types, numeric_scale
+  long long max_mismatches = 0;       // the gate: more fails the step
+  long long min_samples = 1;          // fewer parameter sets fails the step
+};
+
 struct Spec {
   std::string file;
   std::string text;  // the file's bytes, stored with the migration
@@ -375,6 +398,7 @@ struct Spec {
   std::vector<Operation> operations;
   // Phases that wait for an operator's approval (cleanup always does).
   std::vector<Phase> approval_gates;
+  std::vector<ShadowReadPair> shadow_reads;
 
   bool requires_approval(Phase phase) const;
 };

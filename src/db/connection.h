@@ -16,6 +16,7 @@ namespace tandem {
 // A query result, copied out of libpqxx.
 struct Rows {
   std::vector<std::string> columns;
+  std::vector<unsigned> types;  // each column's type OID, when the server said
   std::vector<std::vector<std::optional<std::string>>> rows;
   long long affected = 0;  // rows changed by INSERT/UPDATE/DELETE
 

@@ -54,8 +54,10 @@ class PqxxConnection final : public Connection {
                                : tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params));
           Rows out;
           out.affected = r.affected_rows();
-          for (pqxx::row::size_type c = 0; c < r.columns(); ++c)
+          for (pqxx::row::size_type c = 0; c < r.columns(); ++c) {
             out.columns.emplace_back(r.column_name(c));
+            out.types.push_back(static_cast<unsigned>(r.column_type(c)));
+          }
           out.rows.reserve(r.size());
           for (const auto& row : r) {
             std::vector<std::optional<std::string>> values;

@@ -330,8 +330,9 @@ RunOutcome ExecutorCore::run_phases() {
       }
       auto t0 = time_.now();
       if (options_.progress) options_.progress->step_started(*s);
-      if (s->kind == StepKind::kBackfill || s->kind == StepKind::kVerify) {
-        if (!run_keyset_step(*s)) {
+      if (s->kind == StepKind::kBackfill || s->kind == StepKind::kVerify ||
+          s->kind == StepKind::kShadowRead) {
+        if (!(s->kind == StepKind::kShadowRead ? run_shadow_read_step(*s) : run_keyset_step(*s))) {
           record_state(MigrationState::kPaused, p.phase, "");
           return RunOutcome::kStopped;
         }
@@ -358,8 +359,7 @@ void ExecutorCore::run_precheck(const Step& step) {
       step.id, "step " + step.id,
       [&] {
         Transaction tx(*conn_);
-        const Settings st = settings();
-        tx.set_timeouts(lock_wait(st), st.statement_timeout);
+        set_step_timeouts(tx);
         Rows problems = tx.exec(step.sql);
         if (!problems.empty()) {
           std::vector<std::string> reasons;

@@ -157,6 +157,11 @@ class ExecutorCore {
   // waiting about when the step did, the step is cancelled (and retried),
   // not the application's transaction (docs/operations.md).
   std::chrono::milliseconds lock_wait(const Settings& st);
+  // The step's lock and statement timeouts, in force now, on `tx`.
+  void set_step_timeouts(Transaction& tx) {
+    const Settings st = settings();
+    tx.set_timeouts(lock_wait(st), st.statement_timeout);
+  }
   // Calls the progress sink, if any, one thread at a time.
   void report(const std::function<void(ProgressSink&)>& f);
   // Before a migration is first recorded: runs every precheck (read only)
@@ -189,6 +194,9 @@ class ExecutorCore {
   void run_precheck(const Step& step);
   // Returns false when stopped before the end.
   bool run_keyset_step(const Step& step);
+  // A shadow-read pair over its sample (shadow_read_step.cc); false when
+  // stopped before the end.
+  bool run_shadow_read_step(const Step& step);
   // Marks the step running and reads its key and its ranges, cutting the
   // table into ranges when it first starts.
   void start_keyset_step(const Step& step, std::vector<std::string>& key,

@@ -46,9 +46,9 @@ RollbackOutcome ExecutorCore::rollback_steps() {
   for (auto it = plan_.steps.rbegin(); it != plan_.steps.rend(); ++it) {
     const Step& s = *it;
     const StepStatus st = status[s.id];
-    bool partial =
-        (st == StepStatus::kRunning || st == StepStatus::kFailed) &&
-        (!s.transactional || s.kind == StepKind::kBackfill || s.kind == StepKind::kVerify);
+    bool partial = (st == StepStatus::kRunning || st == StepStatus::kFailed) &&
+                   (!s.transactional || s.kind == StepKind::kBackfill ||
+                    s.kind == StepKind::kVerify || s.kind == StepKind::kShadowRead);
     if (st != StepStatus::kDone && !partial) continue;
     if (stop_requested()) return RollbackOutcome::kStopped;
     rollback_step(s);

@@ -1084,6 +1084,24 @@ static std::string version9() {
          "\n";
 }
 
+// Version 11: the samples of shadow-read pairs, drawn once per step (so a
+// resumed run compares the same parameter sets and none twice) and the
+// outcome of each.
+static const char* kVersion11 = R"SQL(
+CREATE TABLE IF NOT EXISTS tandem.shadow_samples (
+  migration text NOT NULL,
+  step_id   text NOT NULL,
+  ordinal   int  NOT NULL,
+  params    text[] NOT NULL,
+  done_at   timestamptz,
+  old_ms    double precision,
+  new_ms    double precision,
+  diff      text,                     -- NULL: both answered alike
+  PRIMARY KEY (migration, step_id, ordinal),
+  FOREIGN KEY (migration, step_id) REFERENCES tandem.steps ON DELETE CASCADE
+);
+)SQL";
+
 // Version 10 (kVersion10) and lock_within_budget of version 7 returning at
 // once when the session holds the lock already: the executor takes a step's
 // locks first, and the step's budget may be spent by then.
@@ -1114,9 +1132,9 @@ static std::string version10() {
 }
 
 const std::vector<std::string>& state_schema_versions() {
-  static const std::vector<std::string> kVersions = {kVersion1,  kVersion2,  kVersion3, kVersion4,
-                                                     kVersion5,  kVersion6,  kVersion7, kVersion8,
-                                                     version9(), version10()};
+  static const std::vector<std::string> kVersions = {kVersion1,  kVersion2,   kVersion3, kVersion4,
+                                                     kVersion5,  kVersion6,   kVersion7, kVersion8,
+                                                     version9(), version10(), kVersion11};
   return kVersions;
 }
 

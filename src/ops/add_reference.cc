@@ -179,20 +179,31 @@ void plan_add_reference(const Spec& spec, int index, const AddReference& op,
                             Phase::kBackfill, out);
   }
   if (op.orphans == Orphans::kDelete) {
-    // After the backfill, and after the NOT NULL check NOT VALID when there
-    // is one (from then on no new orphan can be written), before what
-    // validates it: one pass finds them all.
-    Step fix = irreversible_batch_step(
-        id + "delete_orphans",
-        "delete the rows of " + table + " whose " + via + " no row of " + parent +
-            " holds (irreversible)",
-        BatchWork{table, "", "", checks::orphan_row({op.via}, parent, {op.lookup}),
-                  "DELETE FROM " + table + " AS _row WHERE " + kBatchRange},
-        spec.settings.batch_size, "deletes the rows without a parent");
-    const auto validate = std::find_if(out.begin(), out.end(), [&](const Step& s) {
-      return s.id == id + "validate";  // plan_not_null_via_check's
-    });
-    out.insert(validate, std::move(fix));
+    // After the backfill. With not_null, before the NOT NULL check NOT
+    // VALID (which refuses any update of a row it does not hold for, so an
+    // orphan left then would fail the application's updates of it), and
+    // once more after it (from then on no new orphan can be written),
+    // before its validation: for those written in between.
+    const auto pass = [&](const std::string& name, const std::string& when) {
+      return irreversible_batch_step(
+          id + name,
+          "delete the rows of " + table + " whose " + via + " no row of " + parent + " holds" +
+              when + " (irreversible)",
+          BatchWork{table, "", "", checks::orphan_row({op.via}, parent, {op.lookup}),
+                    "DELETE FROM " + table + " AS _row WHERE " + kBatchRange},
+          spec.settings.batch_size, "deletes the rows without a parent");
+    };
+    const auto before = [&](const std::string& step) {
+      return std::find_if(out.begin(), out.end(), [&](const Step& s) { return s.id == id + step; });
+    };
+    if (op.not_null) {
+      // plan_not_null_via_check's steps.
+      out.insert(before("add_check"), pass("delete_orphans", ""));
+      out.insert(before("validate"),
+                 pass("delete_orphans_again", ", written before the NOT NULL check was in place"));
+    } else {
+      out.push_back(pass("delete_orphans", ""));
+    }
   }
 
   out.push_back(verify_step(

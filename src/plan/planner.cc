@@ -8,6 +8,7 @@
 
 #include "ops/registry.h"
 #include "plan/plan_output.h"
+#include "plan/steps.h"
 #include "tandem/error.h"
 #include "tandem/plan.h"
 
@@ -23,6 +24,8 @@ const char* to_string(StepKind kind) {
       return "backfill";
     case StepKind::kVerify:
       return "verify";
+    case StepKind::kShadowRead:
+      return "shadow read";
   }
   return "?";
 }
@@ -208,6 +211,8 @@ Plan make_plan(const Spec& spec) {
     const int index = static_cast<int>(i) + 1;
     kind_of(spec.operations[i]).plan(spec, index, spec.operations[i], steps);
   }
+  // After the operations' own checks in shadow_read.
+  for (const auto& pair : spec.shadow_reads) steps.push_back(shadow_read_step(spec, pair));
   // Phases run in order; within a phase, operations run in dependency order
   // (spec order where nothing depends on a later operation).
   std::stable_sort(steps.begin(), steps.end(), [](const Step& a, const Step& b) {

@@ -58,6 +58,65 @@ Step row_trigger_step(const std::string& id, Phase phase, const std::string& des
       .access("none");
 }
 
+Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair) {
+  const std::string id = "reads." + pair.name;
+  std::string draw;
+  if (pair.query.empty()) {
+    std::vector<std::string> values, present;
+    for (const auto& c : pair.columns) {
+      values.push_back("_row." + quote_ident(c) + "::text");
+      present.push_back("_row." + quote_ident(c) + " IS NOT NULL");
+    }
+    const std::string rel = quote_literal(pair.table) + "::regclass";
+    const std::string n = std::to_string(pair.sample);
+    // Twice the sample's share of the rows the catalog estimates (every
+    // leaf of a partitioned table), then a shuffle that the seed fixes.
+    draw = "SELECT ARRAY[" + join(values, ", ") + "] FROM " + pair.table +
+           " AS _row\n    TABLESAMPLE BERNOULLI (least(100, 200.0 * " + n +
+           " / greatest(1, (SELECT sum(greatest(c.reltuples, 0)) FROM pg_class c\n"
+           "      WHERE c.oid IN (SELECT " +
+           rel + " UNION ALL SELECT relid FROM pg_partition_tree(" + rel +
+           "))))))\n    REPEATABLE (" + std::to_string(pair.seed) + ")\n   WHERE " +
+           join(present, " AND ") + "\n   ORDER BY md5(ARRAY[" + join(values, ", ") +
+           "]::text || " + quote_literal(std::to_string(pair.seed)) + ") LIMIT " + n;
+  } else {
+    draw = "SELECT ARRAY(SELECT value FROM json_each_text(row_to_json(_q))) FROM (" + pair.query +
+           ") AS _q LIMIT " + std::to_string(pair.sample);
+  }
+  auto commented = [](const std::string& what, const std::string& sql) {
+    std::string out = "-- " + what + ":\n";
+    size_t start = 0;
+    while (start <= sql.size()) {
+      const size_t end = sql.find('\n', start);
+      out += "--   " +
+             sql.substr(start, end == std::string::npos ? std::string::npos : end - start) + "\n";
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+    return out;
+  };
+  std::string gate = "more than " + std::to_string(pair.max_mismatches) + " difference" +
+                     (pair.max_mismatches == 1 ? "" : "s");
+  if (pair.min_samples > 0)
+    gate += " or fewer than " + std::to_string(pair.min_samples) + " samples";
+  return StepBuilder(id, Phase::kShadowRead,
+                     "answer " + pair.name + " with the old and the new query on up to " +
+                         std::to_string(pair.sample) +
+                         " sampled parameter sets, both on one snapshot per set, compared " +
+                         pair.compare + "; " + gate + " fail it")
+      .kind(StepKind::kShadowRead)
+      .sql(
+          "INSERT INTO tandem.shadow_samples (migration, step_id, ordinal, params)\n"
+          "SELECT $1, $2, row_number() OVER (), p FROM (\n  " +
+          draw + ") AS _s(p)\n WHERE array_position(p, NULL) IS NULL;\n" +
+          commented("old", pair.old_query) + commented("new", pair.new_query))
+      .rollback("DELETE FROM tandem.shadow_samples WHERE migration = " + quote_literal(spec.name) +
+                " AND step_id = " + quote_literal(id) + ";\n")
+      .lock(StepLock{LockMode::kAccessShare, "(reads only, in READ ONLY transactions)"})
+      .access("reads")
+      .reads(pair);
+}
+
 Step trigger_function_step(const std::string& id, const std::string& description,
                            const std::string& function, const std::string& body) {
   return StepBuilder(id, Phase::kPrepare, description)

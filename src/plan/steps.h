@@ -38,6 +38,7 @@ class StepBuilder {
   StepBuilder& locks_query(std::string v) { return set(step_.locks_query, std::move(v)); }
   StepBuilder& access(std::string v) { return set(step_.table_access, std::move(v)); }
   StepBuilder& batch(BatchWork v) { return set(step_.batch, std::move(v)); }
+  StepBuilder& reads(ShadowReadPair v) { return set(step_.reads, std::move(v)); }
   // Runs outside a transaction (CREATE INDEX CONCURRENTLY and the like).
   StepBuilder& outside_transaction() { return set(step_.transactional, false); }
   // Outside a transaction, its SQL a query yielding the statements to run
@@ -96,6 +97,12 @@ std::string create_column_sync_trigger(const std::string& trigger, const std::st
 Step row_trigger_step(const std::string& id, Phase phase, const std::string& description,
                       const std::string& trigger, const std::string& table,
                       const std::string& function, const char* timing = kBeforeWrite);
+
+// The shadow_read step of a spec's query pair: its SQL draws the parameter
+// sets into tandem.shadow_samples ($1 the migration, $2 the step), followed
+// by the two queries as comments; the executor runs the pair from
+// Step::reads. Rollback forgets the samples.
+Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair);
 
 // A trigger function created in prepare and dropped on rollback.
 Step trigger_function_step(const std::string& id, const std::string& description,

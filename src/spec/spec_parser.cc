@@ -17,6 +17,7 @@
 #include "ops/registry.h"
 #include "spec/reader.h"
 #include "spec/settings.h"
+#include "spec/shadow_reads.h"
 #include "spec/suggest.h"
 #include "tandem/spec.h"
 #include "util/duration.h"
@@ -185,7 +186,8 @@ class Parser : public SpecReader {
       return std::nullopt;
     }
     if (!well_formed(root, 0)) return std::nullopt;
-    check_keys(root, {"name", "description", "settings", "operations", "gates"}, "the spec");
+    check_keys(root, {"name", "description", "settings", "operations", "gates", "shadow_reads"},
+               "the spec");
     Spec spec;
     spec.file = file();
     spec.text = text;
@@ -199,6 +201,7 @@ class Parser : public SpecReader {
       operations(root["operations"], spec);
     }
     if (root["gates"].IsDefined()) gates(root["gates"], spec);
+    if (root["shadow_reads"].IsDefined()) parse_shadow_reads(*this, root["shadow_reads"], spec);
     if (!errors.empty()) return std::nullopt;
     return spec;
   }

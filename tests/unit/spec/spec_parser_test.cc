@@ -237,7 +237,49 @@ const Malformed kMalformed[] = {
      "bad.yaml:3:41: duplicate key \"table\" (first at bad.yaml:3:20); a key may appear once"},
     {"unknown key far off", "name: x\nzzz: 1\noperations:\n  - sql: {phase: prepare, up: x}\n",
      "bad.yaml:2:1: unknown key \"zzz\" in the spec; expected one of: name, description, settings, "
-     "operations, gates"},
+     "operations, gates, shadow_reads"},
+    {"shadow read without params",
+     "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - {name: p, old: "
+     "SELECT 1, new: SELECT 1}\n",
+     "bad.yaml:4:5: shadow_reads: missing required key \"params\""},
+    {"shadow read with a parameter it is not given",
+     "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - name: p\n    "
+     "params: {table: u, columns: [a]}\n"
+     "    old: SELECT * FROM t WHERE a = $1\n    new: SELECT * FROM t WHERE a = $1 AND b = $2\n",
+     "bad.yaml:7:10: new: uses $2 but params gives 1 value per sample (columns)"},
+    {"shadow read with two statements",
+     "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - name: p\n    "
+     "params: {query: SELECT 1}\n"
+     "    old: SELECT 1; DELETE FROM t\n    new: SELECT 1\n",
+     "bad.yaml:6:10: old: one statement only (a SELECT); found ';' inside"},
+    {"shadow read compared by a misspelt mode",
+     "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - name: p\n    "
+     "params: {query: SELECT 1}\n"
+     "    old: SELECT 1\n    new: SELECT 1\n    compare: keyd\n",
+     "bad.yaml:8:14: compare: expected ordered, unordered or keyed, got \"keyd\"; did you mean "
+     "\"keyed\"?"},
+    {"shadow read keyed without a key",
+     "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - name: p\n    "
+     "params: {query: SELECT 1}\n"
+     "    old: SELECT 1\n    new: SELECT 1\n    compare: keyed\n",
+     "bad.yaml:4:5: shadow_reads: compare: keyed needs key: the columns rows are matched by"},
+    {"shadow read with both kinds of params",
+     "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - name: p\n"
+     "    params: {query: SELECT 1, table: t, columns: [a]}\n    old: SELECT 1\n    new: SELECT "
+     "1\n",
+     "bad.yaml:5:13: params: give either table (and columns) or query"},
+    {"shadow read asking more samples than it draws",
+     "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - name: p\n    "
+     "params: {query: SELECT 1, sample: "
+     "5}\n"
+     "    old: SELECT 1\n    new: SELECT 1\n    min_samples: 10\n",
+     "bad.yaml:8:18: min_samples: 10 is more than params draws (sample: 5)"},
+    {"two shadow reads of one name",
+     "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - {name: p, params: "
+     "{query: SELECT 1}, old: SELECT "
+     "1,"
+     " new: SELECT 1}\n  - {name: p, params: {query: SELECT 2}, old: SELECT 2, new: SELECT 2}\n",
+     "bad.yaml:5:12: name: \"p\" is the name of the pair at bad.yaml:4:5 too"},
 };
 
 void PrintTo(const Malformed& m, std::ostream* os) { *os << m.title; }

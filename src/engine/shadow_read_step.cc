@@ -1,0 +1,211 @@
+// The shadow-read step: a spec's query pair (ShadowReadPair) answered with
+// the old and the new query for each sampled parameter set.
+//
+// The sample is drawn once, in the transaction that marks the step running,
+// into tandem.shadow_samples, so a resumed run goes on with the same sets
+// and never compares one twice. Each set is then compared in a READ ONLY
+// REPEATABLE READ transaction of its own: both queries read one snapshot,
+// and since tandem's dual-write keeps old and new storage in step inside
+// every writer's transaction, any difference is the new query's (or the
+// sync's), never a write that landed between the two reads. Its outcome
+// (the time each side took and the difference, if any) is recorded in a
+// second, short transaction; a crash between the two repeats that one set.
+// Either query failing is an outcome too (a savepoint keeps the snapshot for
+// the other side); the same failure on both sides is no difference.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "engine/executor.h"
+#include "engine/shadow_compare.h"
+#include "util/text.h"
+
+namespace tandem {
+
+namespace {
+
+constexpr int kSamplesPerRead = 100;  // pending samples read from the state at a time
+
+CompareRules rules_of(const ShadowReadPair& pair) {
+  CompareRules r;
+  r.mode = pair.compare == "ordered" ? CompareMode::kOrdered
+           : pair.compare == "keyed" ? CompareMode::kKeyed
+                                     : CompareMode::kUnordered;
+  r.key = pair.key;
+  r.ignore = pair.ignore;
+  for (const auto& t : pair.tolerate) {
+    if (t == "integer_width") r.integer_width = true;
+    if (t == "text_types") r.text_types = true;
+    if (t == "numeric_scale") r.numeric_scale = true;
+  }
+  return r;
+}
+
+// Runs one side under a savepoint: its rows, or the error it raised (the
+// transaction, and its snapshot, go on). Errors that are no answer (a lost
+// connection, a lock or statement timeout) propagate, to retry the set.
+QueryResult answer(Transaction& tx, const std::string& sql, const std::vector<std::string>& params,
+                   double& ms) {
+  QueryResult out;
+  tx.exec("SAVEPOINT tandem_side");
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    Rows r = tx.exec(sql, params);
+    ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    out.columns = std::move(r.columns);
+    out.types = std::move(r.types);
+    out.rows = std::move(r.rows);
+    tx.exec("RELEASE SAVEPOINT tandem_side");
+  } catch (const Error& e) {
+    ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (e.kind() != ErrorKind::kFatal || e.sqlstate().empty()) throw;
+    out.sqlstate = e.sqlstate();
+    out.error = e.what();
+    tx.exec("ROLLBACK TO SAVEPOINT tandem_side");
+  }
+  return out;
+}
+
+std::string params_text(const std::vector<std::string>& params) {
+  std::string out = "(";
+  for (size_t i = 0; i < params.size(); ++i) out += (i ? ", " : "") + params[i];
+  return out + ")";
+}
+
+}  // namespace
+
+bool ExecutorCore::run_shadow_read_step(const Step& step) {
+  const ShadowReadPair& pair = *step.reads;
+  const CompareRules rules = rules_of(pair);
+  const std::vector<std::string> key = {spec_.name, step.id};
+  long long drawn = 0;
+  // The sample, drawn when the step first starts. A step that failed its
+  // gate starts over with a fresh sample: its verdict is void.
+  with_retries(
+      step.id, "step " + step.id,
+      [&] {
+        Transaction tx(*conn_);
+        set_step_timeouts(tx);
+        if (step_status(step.id) == StepStatus::kFailed) {
+          tx.exec("DELETE FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2", key);
+        }
+        store_.mark_step(*conn_, step.id, StepStatus::kRunning);
+        drawn = tx.exec(
+                      "SELECT count(*) FROM tandem.shadow_samples"
+                      " WHERE migration = $1 AND step_id = $2",
+                      key)
+                    .integer(0, 0);
+        if (drawn == 0) {
+          drawn = tx.exec(step.sql, key).affected;
+          spdlog::info("step {}: {} parameter sets drawn", step.id, with_commas(drawn));
+        }
+        tx.commit();
+      },
+      [] { return false; });
+
+  // A query over the step's samples ($1, $2), retried.
+  const auto read = [&](const std::string& sql) {
+    Rows rows;
+    with_retries(
+        step.id, "step " + step.id, [&] { rows = conn_->exec(sql, key); }, [] { return false; });
+    return rows;
+  };
+  for (;;) {
+    if (stop_requested()) return false;
+    const Rows pending = read(
+        "SELECT ordinal, array_to_json(params)::text FROM tandem.shadow_samples"
+        " WHERE migration = $1 AND step_id = $2 AND done_at IS NULL ORDER BY ordinal LIMIT " +
+        std::to_string(kSamplesPerRead));
+    if (pending.empty()) break;
+    for (size_t i = 0; i < pending.size(); ++i) {
+      if (stop_requested()) return false;
+      const std::string ordinal = pending.text(i, 0);
+      const std::vector<std::string> params =
+          nlohmann::json::parse(pending.text(i, 1)).get<std::vector<std::string>>();
+      with_retries(
+          step.id, "step " + step.id + " (sample " + ordinal + ")",
+          [&] {
+            double old_ms = 0, new_ms = 0;
+            QueryResult old_side, new_side;
+            {
+              Transaction tx(*conn_);
+              set_step_timeouts(tx);
+              tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY");
+              old_side = answer(tx, pair.old_query, params, old_ms);
+              new_side = answer(tx, pair.new_query, params, new_ms);
+              tx.commit();
+            }
+            const std::string diff = compare_results(old_side, new_side, rules);
+            Transaction tx(*conn_);
+            const long long changed =
+                tx.exec(
+                      "UPDATE tandem.shadow_samples SET done_at = now(), old_ms = $4,"
+                      " new_ms = $5, diff = nullif($6, '') WHERE migration = $1"
+                      " AND step_id = $2 AND ordinal = $3 AND done_at IS NULL",
+                      {spec_.name, step.id, ordinal, std::to_string(old_ms), std::to_string(new_ms),
+                       diff})
+                    .affected;
+            if (changed != 1) {
+              throw Error(ErrorKind::kFatal, "the outcome of sample " + ordinal + " of step " +
+                                                 step.id + " changed no row of the state store");
+            }
+            tx.commit();
+            if (!diff.empty()) {
+              spdlog::warn("step {}: {} {} differs:\n{}", step.id, pair.name, params_text(params),
+                           diff);
+            }
+          },
+          [&] {
+            return conn_
+                       ->exec(
+                           "SELECT 1 FROM tandem.shadow_samples WHERE migration = $1"
+                           " AND step_id = $2 AND ordinal = $3 AND done_at IS NOT NULL",
+                           {spec_.name, step.id, ordinal})
+                       .size() == 1;
+          });
+    }
+  }
+
+  // The gate, over every sample of the step (earlier runs' included).
+  const Rows tally = read(
+      "SELECT count(*), count(diff),"
+      " (SELECT params::text || E'\\n' || diff FROM tandem.shadow_samples d"
+      "   WHERE d.migration = $1 AND d.step_id = $2 AND d.diff IS NOT NULL"
+      "   ORDER BY ordinal LIMIT 1)"
+      " FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2");
+  const long long samples = tally.integer(0, 0);
+  const long long mismatches = tally.integer(0, 1);
+  if (mismatches > pair.max_mismatches) {
+    fail(main_, step.id, "step " + step.id,
+         Error(ErrorKind::kFatal, pair.name + ": " + std::to_string(mismatches) + " of " +
+                                      std::to_string(samples) +
+                                      " parameter sets answered differently (at most " +
+                                      std::to_string(pair.max_mismatches) +
+                                      " allowed); the first, " + tally.text(0, 2)),
+         1);
+  }
+  if (samples < pair.min_samples) {
+    fail(main_, step.id, "step " + step.id,
+         Error(ErrorKind::kFatal, pair.name + ": " + std::to_string(samples) +
+                                      " parameter sets drawn, fewer than min_samples (" +
+                                      std::to_string(pair.min_samples) + ")"),
+         1);
+  }
+  with_retries(
+      step.id, "step " + step.id,
+      [&] {
+        Transaction tx(*conn_);
+        store_.mark_step(*conn_, step.id, StepStatus::kDone);
+        store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
+                     {{"samples", samples}, {"mismatches", mismatches}});
+        tx.commit();
+      },
+      [&] { return step_status(step.id) == StepStatus::kDone; });
+  spdlog::info("step {}: {} parameter sets, {} answered differently", step.id, with_commas(samples),
+               mismatches);
+  return true;
+}
+
+}  // namespace tandem

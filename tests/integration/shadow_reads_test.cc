@@ -1,0 +1,181 @@
+// Shadow reads: a spec's query pairs answered with the old and the new
+// query on sampled parameters, each set on one snapshot, under writers that
+// hit the same keys. No false positive; a wrong new query is caught with
+// the pair, the parameters and the rows; a stopped run goes on without
+// comparing a finished sample again.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "support/scenario.h"
+#include "support/writers.h"
+
+namespace tandem::testing {
+namespace {
+
+constexpr int kUsers = 10000;
+
+class ShadowReads : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = pg_.create_database("reads");
+    q("CREATE TABLE users (id serial PRIMARY KEY, username text NOT NULL UNIQUE,"
+      " user_id uuid NOT NULL UNIQUE DEFAULT gen_random_uuid());"
+      "INSERT INTO users (username) SELECT 'u' || g FROM generate_series(1, " +
+      std::to_string(kUsers) +
+      ") g;"
+      "CREATE TABLE orders (id bigserial PRIMARY KEY, username text NOT NULL, total int NOT NULL);"
+      "INSERT INTO orders (username, total) SELECT 'u' || (1 + g % " +
+      std::to_string(kUsers) +
+      "), g % 100 FROM generate_series(1, 30000) g;"
+      "CREATE INDEX orders_username ON orders (username);"
+      "ANALYZE;");
+  }
+  std::string q(const std::string& sql) { return pg_.psql(db_, sql); }
+  // orders gains user_id, looked up by username; the pair reads a user's
+  // orders by username the old way and by user_id the new way.
+  Spec spec(const std::string& new_query, int sample, const std::string& extra = "") {
+    return spec_from(
+        "name: reads\nsettings: {lock_timeout: 300ms, retry_backoff: 20ms}\n"
+        "operations:\n"
+        "  - add_reference: {table: orders, column: user_id, type: uuid, via: username,"
+        " references: users, referenced_column: user_id, lookup: username}\n"
+        "shadow_reads:\n"
+        "  - name: orders_of_user\n"
+        "    params: {table: users, columns: [username], sample: " +
+        std::to_string(sample) +
+        ", seed: 3}\n"
+        "    old: SELECT id, total FROM orders WHERE username = $1\n"
+        "    new: \"" +
+        new_query +
+        "\"\n"
+        "    compare: keyed\n"
+        "    key: [id]\n" +
+        extra);
+  }
+  RunOptions options(std::optional<Phase> until = Phase::kShadowRead) const {
+    RunOptions o;
+    o.dsn = pg_.dsn(db_);
+    o.until = until;
+    o.actor = "test";
+    return o;
+  }
+  PgServer& pg_ = PgServer::shared();
+  std::string db_;
+};
+
+const char* kByUserId =
+    "SELECT o.id, o.total FROM orders o JOIN users u ON u.user_id = o.user_id"
+    " WHERE u.username = $1";
+
+// Inserts orders for users and moves totals of their orders: the same keys
+// the pair reads.
+void write_orders(Connection& c, int client, long n, Writers::Counts& add) {
+  const std::string user = "u" + std::to_string(1 + (n * 7 + client * 13) % kUsers);
+  if (n % 2 == 0) {
+    c.exec("INSERT INTO orders (username, total) VALUES ($1, 1)", {user});
+    add["inserted"] = 1;
+  } else {
+    c.exec("UPDATE orders SET total = total + 1 WHERE username = $1", {user});
+  }
+}
+
+TEST_F(ShadowReads, TenThousandComparisonsUnderWritersOnTheSameKeysFindNoDifference) {
+  Spec s = spec(kByUserId, kUsers, "    min_samples: 9000\n");
+  Plan plan = make_plan(s);
+  ASSERT_NE(plan.find("reads.orders_of_user"), nullptr);
+  Writers writer(pg_, db_, 2, write_orders);
+  EXPECT_EQ(Executor(s, plan, options()).run(), RunOutcome::kReachedUntil);
+  writer.stop();
+  EXPECT_EQ(writer.failed(), 0) << writer.last_error();
+  EXPECT_GT(writer.count("inserted"), 100);
+  // Every user drawn once (BERNOULLI at 100% of a table this small), each
+  // compared, none different.
+  EXPECT_EQ(q("SELECT count(*) || '/' || count(done_at) || '/' || count(diff) ||"
+              " '/' || count(DISTINCT params) FROM tandem.shadow_samples"),
+            std::to_string(kUsers) + "/" + std::to_string(kUsers) + "/0/" + std::to_string(kUsers));
+  EXPECT_EQ(q("SELECT status FROM tandem.steps WHERE step_id = 'reads.orders_of_user'"), "done");
+}
+
+TEST_F(ShadowReads, AWrongNewQueryIsCaughtNamingThePairTheParametersAndTheRows) {
+  // Leaves out the orders of users whose number ends in 7, and reads the
+  // total of every 50th order wrong (order g is user 1 + g % 10000's).
+  Spec s = spec(
+      "SELECT o.id, CASE WHEN o.id % 50 = 0 THEN o.total + 1 ELSE o.total END FROM orders o"
+      " JOIN users u ON u.user_id = o.user_id WHERE u.username = $1 AND u.username NOT LIKE"
+      " '%7'",
+      300, "    max_mismatches: 2\n");
+  Plan plan = make_plan(s);
+  try {
+    Executor(s, plan, options()).run();
+    FAIL() << "the gate must fail the step";
+  } catch (const StepFailedError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("step reads.orders_of_user failed: orders_of_user: "), std::string::npos) << m;
+    EXPECT_NE(m.find(" of 300 parameter sets answered differently (at most 2 allowed); the first,"
+                     " {u"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("rows only in old:"), std::string::npos) << m;
+  }
+  // Each user ending in 7 differs by the orders only the old query read,
+  // each user of a 50th order by its total, and no other user differs.
+  const std::string ends_in_7 = "params[1] LIKE '%7'";
+  const std::string wrong_total =
+      "(substr(params[1], 2)::int - 1) % 50 = 0 AND params[1] NOT LIKE '%7'";
+  const auto count = [&](const std::string& where) {
+    return std::stoi(q("SELECT count(*) FROM tandem.shadow_samples WHERE " + where));
+  };
+  EXPECT_GT(count(ends_in_7), 0);
+  EXPECT_EQ(count(ends_in_7 + " AND diff LIKE '%rows only in old:%'"), count(ends_in_7));
+  EXPECT_GT(count(wrong_total), 0);
+  EXPECT_EQ(count(wrong_total + " AND diff ~ 'key \\(''[0-9]+''\\): total: old ''[0-9]+'', new'"),
+            count(wrong_total));
+  EXPECT_EQ(count("diff IS NOT NULL AND NOT (" + wrong_total + ") AND NOT " + ends_in_7), 0);
+  // Rollback forgets the samples; nothing of tandem's is left.
+  EXPECT_EQ(Executor(s, plan, options(std::nullopt)).rollback(), RollbackOutcome::kRolledBack);
+  EXPECT_EQ(q("SELECT count(*) FROM tandem.shadow_samples"), "0");
+  EXPECT_EQ(leftovers(pg_, db_, "orders"), "");
+}
+
+TEST_F(ShadowReads, AStoppedRunGoesOnWithoutComparingAFinishedSampleAgain) {
+  Spec s = spec(kByUserId, 2000);
+  Plan plan = make_plan(s);
+  std::atomic<bool> stop{false};
+  std::thread watcher([&] {
+    auto c = connect_postgres(pg_.dsn(db_), "watcher");
+    for (int i = 0; i < 3000 && !stop; ++i) {
+      if (c->exec("SELECT count(*) FROM pg_tables WHERE tablename = 'shadow_samples'")
+                  .integer(0, 0) == 1 &&
+          c->exec("SELECT count(done_at) FROM tandem.shadow_samples").integer(0, 0) >= 300) {
+        stop = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  RunOptions o = options();
+  o.stop = &stop;
+  const RunOutcome first = Executor(s, plan, o).run();
+  stop = true;
+  watcher.join();
+  ASSERT_EQ(first, RunOutcome::kStopped);
+  const std::string done_before =
+      q("SELECT count(*) || '/' || coalesce(max(ordinal), 0) FROM tandem.shadow_samples"
+        " WHERE done_at IS NOT NULL");
+  const std::string stamps =
+      q("SELECT string_agg(ordinal || '@' || done_at, ',' ORDER BY ordinal)"
+        " FROM tandem.shadow_samples WHERE done_at IS NOT NULL");
+  EXPECT_LT(std::stoi(done_before.substr(0, done_before.find('/'))), 2000) << done_before;
+  EXPECT_EQ(Executor(s, plan, options()).run(), RunOutcome::kReachedUntil);
+  // The samples finished before the stop kept their times: not compared again.
+  EXPECT_EQ(q("SELECT string_agg(ordinal || '@' || done_at, ',' ORDER BY ordinal)"
+              " FROM tandem.shadow_samples WHERE ordinal <= " +
+              done_before.substr(done_before.find('/') + 1)),
+            stamps);
+  EXPECT_EQ(q("SELECT count(*) || '/' || count(done_at) || '/' || count(diff)"
+              " FROM tandem.shadow_samples"),
+            "2000/2000/0");
+}
+
+}  // namespace
+}  // namespace tandem::testing
