@@ -386,6 +386,10 @@ struct ShadowReadPair {
   std::vector<std::string> tolerate;  // integer_width, text_types, numeric_scale
   long long max_mismatches = 0;       // the gate: more fails the step
   long long min_samples = 1;          // fewer parameter sets fails the step
+  // The latency gate: the new query's median (p50) and 99th percentile
+  // over the samples at most this many times the old query's; 0: none.
+  double max_p50_ratio = 0;
+  double max_p99_ratio = 0;
 };
 
 struct Spec {

@@ -318,6 +318,31 @@ int cmd_rollback(const std::string& file, const std::string& dsn) {
   return kExitOk;
 }
 
+// A shadow-read step's samples: drawn, compared, differing, and each
+// side's p50 and p99 in milliseconds (null before the first comparison).
+nlohmann::json samples(Connection& conn, const std::string& migration, const std::string& step_id) {
+  // A state schema older than version 11 has no samples.
+  if (conn.exec("SELECT to_regclass('tandem.shadow_samples') IS NULL").text(0, 0) == "t") {
+    return {{"drawn", 0}};
+  }
+  Rows r = conn.exec(
+      "SELECT count(*), count(done_at), count(diff),"
+      " percentile_cont(0.5) WITHIN GROUP (ORDER BY old_ms),"
+      " percentile_cont(0.99) WITHIN GROUP (ORDER BY old_ms),"
+      " percentile_cont(0.5) WITHIN GROUP (ORDER BY new_ms),"
+      " percentile_cont(0.99) WITHIN GROUP (ORDER BY new_ms)"
+      " FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2",
+      {migration, step_id});
+  const auto ms = [&](size_t c) {
+    return r.is_null(0, c) ? nlohmann::json() : nlohmann::json(std::stod(r.text(0, c)));
+  };
+  return {{"drawn", r.integer(0, 0)},
+          {"compared", r.integer(0, 1)},
+          {"mismatches", r.integer(0, 2)},
+          {"old_ms", {{"p50", ms(3)}, {"p99", ms(4)}}},
+          {"new_ms", {{"p50", ms(5)}, {"p99", ms(6)}}}};
+}
+
 // Long, and left so: the status read once, then written as JSON or as text,
 // field by field in the same order.
 int cmd_status(const std::string& file, const std::string& dsn, bool json) {
@@ -360,6 +385,9 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
           j["ranges"] = cp->ranges;
           j["ranges_finished"] = cp->ranges_finished;
         }
+        const Step* planned = plan->find(s.step_id);
+        if (planned && planned->kind == StepKind::kShadowRead)
+          j["samples"] = samples(*conn, spec->name, s.step_id);
         steps.push_back(j);
       }
       out["steps"] = steps;
@@ -395,6 +423,19 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
         if (ranges > 1) {
           progress += ", " + std::to_string(s["ranges_finished"].get<int>()) + "/" +
                       std::to_string(ranges) + " ranges finished";
+        }
+      }
+      if (s.contains("samples") && s["samples"]["drawn"].get<long long>() > 0) {
+        const auto& x = s["samples"];
+        progress = with_commas(x["compared"].get<long long>()) + "/" +
+                   with_commas(x["drawn"].get<long long>()) + " parameter sets compared, " +
+                   with_commas(x["mismatches"].get<long long>()) + " differ";
+        if (!x["old_ms"]["p50"].is_null()) {
+          char times[96];
+          std::snprintf(times, sizeof times, "; p50 %.2f -> %.2f ms, p99 %.2f -> %.2f ms",
+                        x["old_ms"]["p50"].get<double>(), x["new_ms"]["p50"].get<double>(),
+                        x["old_ms"]["p99"].get<double>(), x["new_ms"]["p99"].get<double>());
+          progress += times;
         }
       }
       std::printf("  %-28s %-12s %-12s %8d  %s\n", s["id"].get<std::string>().c_str(),

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "engine/executor.h"
@@ -66,6 +67,18 @@ QueryResult answer(Transaction& tx, const std::string& sql, const std::vector<st
     tx.exec("ROLLBACK TO SAVEPOINT tandem_side");
   }
   return out;
+}
+
+std::string format_ms(double ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, ms < 10 ? "%.2f ms" : "%.0f ms", ms);
+  return buf;
+}
+
+std::string format_ratio(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1fx", x);
+  return buf;
 }
 
 std::string params_text(const std::vector<std::string>& params) {
@@ -193,18 +206,51 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
                                       std::to_string(pair.min_samples) + ")"),
          1);
   }
+  // Each side's p50 and p99, timed the same way on the same sets.
+  const Rows t = read(
+      "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY old_ms),"
+      " percentile_cont(0.5) WITHIN GROUP (ORDER BY new_ms),"
+      " percentile_cont(0.99) WITHIN GROUP (ORDER BY old_ms),"
+      " percentile_cont(0.99) WITHIN GROUP (ORDER BY new_ms)"
+      " FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2 AND done_at IS NOT NULL");
+  const auto ms = [&](size_t column) {
+    return t.is_null(0, column) ? 0.0 : std::stod(t.text(0, column));
+  };
+  const struct {
+    const char* name;
+    double old_ms, new_ms, most;
+  } latencies[] = {{"p50", ms(0), ms(1), pair.max_p50_ratio},
+                   {"p99", ms(2), ms(3), pair.max_p99_ratio}};
+  for (const auto& l : latencies) {
+    if (l.most > 0 && l.old_ms > 0 && l.new_ms > l.most * l.old_ms) {
+      fail(main_, step.id, "step " + step.id,
+           Error(ErrorKind::kFatal,
+                 pair.name + ": the new query's " + l.name + " is " + format_ms(l.new_ms) + ", " +
+                     format_ratio(l.new_ms / l.old_ms) + " the old query's " + format_ms(l.old_ms) +
+                     " over " + std::to_string(samples) + " parameter sets (max_latency_ratio " +
+                     l.name + ": " + format_ratio(l.most) + ")"),
+           1);
+    }
+  }
   with_retries(
       step.id, "step " + step.id,
       [&] {
         Transaction tx(*conn_);
         store_.mark_step(*conn_, step.id, StepStatus::kDone);
         store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
-                     {{"samples", samples}, {"mismatches", mismatches}});
+                     {{"samples", samples},
+                      {"mismatches", mismatches},
+                      {"old_ms", {{"p50", latencies[0].old_ms}, {"p99", latencies[1].old_ms}}},
+                      {"new_ms", {{"p50", latencies[0].new_ms}, {"p99", latencies[1].new_ms}}}});
         tx.commit();
       },
       [&] { return step_status(step.id) == StepStatus::kDone; });
-  spdlog::info("step {}: {} parameter sets, {} answered differently", step.id, with_commas(samples),
-               mismatches);
+  spdlog::info(
+      "step {}: {} parameter sets, {} answered differently; old query p50 {} p99 {}, new query "
+      "p50 {} p99 {}",
+      step.id, with_commas(samples), mismatches, format_ms(latencies[0].old_ms),
+      format_ms(latencies[1].old_ms), format_ms(latencies[0].new_ms),
+      format_ms(latencies[1].new_ms));
   return true;
 }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 
 #include "spec/suggest.h"
 #include "util/ident.h"
@@ -76,11 +77,41 @@ void positive(SpecReader& r, const YAML::Node& n, const std::string& key, long l
   }
 }
 
+// `max_latency_ratio`: one ratio for p50 and p99, or {p50: x, p99: y}.
+void latency_ratio(SpecReader& r, const YAML::Node& n, ShadowReadPair& p) {
+  const YAML::Node v = n["max_latency_ratio"];
+  if (!v.IsDefined()) return;
+  const auto ratio = [&](const YAML::Node& node, double& out) {
+    if (!node.IsScalar()) {
+      r.error(node, "max_latency_ratio: expected a number, got " + kind_name(node));
+      return;
+    }
+    char* end = nullptr;
+    const double x = std::strtod(node.Scalar().c_str(), &end);
+    if (end == node.Scalar().c_str() || *end != '\0' || !(x >= 1) || x > 1000) {
+      r.error(node,
+              "max_latency_ratio: expected a number from 1 to 1000 (the new query's time "
+              "over the old one's), got \"" +
+                  node.Scalar() + "\"");
+      return;
+    }
+    out = x;
+  };
+  if (v.IsMap()) {
+    r.check_keys(v, {"p50", "p99"}, "max_latency_ratio");
+    if (v["p50"].IsDefined()) ratio(v["p50"], p.max_p50_ratio);
+    if (v["p99"].IsDefined()) ratio(v["p99"], p.max_p99_ratio);
+  } else {
+    ratio(v, p.max_p50_ratio);
+    p.max_p99_ratio = p.max_p50_ratio;
+  }
+}
+
 void parse_pair(SpecReader& r, const YAML::Node& n, Spec& spec) {
   const std::string w = "shadow_reads";
   if (!r.open_operation(n, w,
                         {"name", "params", "old", "new", "compare", "key", "ignore", "tolerate",
-                         "max_mismatches", "min_samples"}))
+                         "max_mismatches", "min_samples", "max_latency_ratio"}))
     return;
   const size_t before = r.errors.size();
   ShadowReadPair p;
@@ -158,6 +189,7 @@ void parse_pair(SpecReader& r, const YAML::Node& n, Spec& spec) {
   }
   positive(r, n, "max_mismatches", 0, p.max_mismatches, w);
   positive(r, n, "min_samples", 0, p.min_samples, w);
+  latency_ratio(r, n, p);
   if (p.min_samples > p.sample && r.errors.size() == before) {
     r.error(n["min_samples"],
             "min_samples: " + std::to_string(p.min_samples) +

@@ -103,6 +103,12 @@ TEST_P(Example, CompletesUnderItsWorkloadAcrossAKillNine) {
   auto r = run_command(run_cmd);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   expect_no_failures(*load);
+  // Its shadow reads (where the spec has them) compared every sampled set,
+  // across the kill, and found no difference under the workload.
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) || '/' || count(done_at) || '/' || count(diff)"
+                     " FROM tandem.shadow_samples WHERE step_id LIKE 'reads.%'"),
+            pg_.psql(db_, "SELECT count(*) || '/' || count(*) || '/0' FROM tandem.shadow_samples"));
   // The application moves to the new shape before cleanup; cleanup drops
   // what the old application wrote to.
   r = tandem("run " + spec_ + " --approve cleanup");

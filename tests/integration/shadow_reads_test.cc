@@ -5,6 +5,7 @@
 // comparing a finished sample again.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "support/scenario.h"
@@ -35,7 +36,10 @@ class ShadowReads : public ::testing::Test {
   // orders gains user_id, looked up by username; the pair reads a user's
   // orders by username the old way and by user_id the new way.
   Spec spec(const std::string& new_query, int sample, const std::string& extra = "") {
-    return spec_from(
+    return spec_from(spec_text(new_query, sample, extra));
+  }
+  std::string spec_text(const std::string& new_query, int sample, const std::string& extra = "") {
+    return std::string(
         "name: reads\nsettings: {lock_timeout: 300ms, retry_backoff: 20ms}\n"
         "operations:\n"
         "  - add_reference: {table: orders, column: user_id, type: uuid, via: username,"
@@ -132,10 +136,55 @@ TEST_F(ShadowReads, AWrongNewQueryIsCaughtNamingThePairTheParametersAndTheRows) 
   EXPECT_EQ(count(wrong_total + " AND diff ~ 'key \\(''[0-9]+''\\): total: old ''[0-9]+'', new'"),
             count(wrong_total));
   EXPECT_EQ(count("diff IS NOT NULL AND NOT (" + wrong_total + ") AND NOT " + ends_in_7), 0);
+  // tandemd status counts them, with both sides' times.
+  const std::string file = write_temp_file(spec_text(
+      "SELECT o.id, CASE WHEN o.id % 50 = 0 THEN o.total + 1 ELSE o.total END FROM orders o"
+      " JOIN users u ON u.user_id = o.user_id WHERE u.username = $1 AND u.username NOT LIKE"
+      " '%7'",
+      300, "    max_mismatches: 2\n"));
+  auto status =
+      run_command(tandemd("status " + file + " --json --dsn '" + pg_.dsn(db_) + "'") + " 2>&1");
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  const auto j = nlohmann::json::parse(status.output);
+  nlohmann::json reads;
+  for (const auto& st : j["steps"]) {
+    if (st["id"] == "reads.orders_of_user") reads = st;
+  }
+  ASSERT_TRUE(reads.is_object()) << status.output;
+  EXPECT_EQ(reads["status"], "failed");
+  EXPECT_EQ(reads["samples"]["drawn"], 300);
+  EXPECT_EQ(reads["samples"]["compared"], 300);
+  EXPECT_EQ(reads["samples"]["mismatches"], count("diff IS NOT NULL"));
+  EXPECT_GT(reads["samples"]["new_ms"]["p99"].get<double>(), 0);
   // Rollback forgets the samples; nothing of tandem's is left.
   EXPECT_EQ(Executor(s, plan, options(std::nullopt)).rollback(), RollbackOutcome::kRolledBack);
   EXPECT_EQ(q("SELECT count(*) FROM tandem.shadow_samples"), "0");
   EXPECT_EQ(leftovers(pg_, db_, "orders"), "");
+}
+
+// The same answers, four milliseconds slower each: the latency gate fails
+// the step with both sides' times; without it the pair passes.
+TEST_F(ShadowReads, ASlowerNewQueryIsCaughtByTheLatencyGate) {
+  const std::string slow =
+      "WITH pause AS MATERIALIZED (SELECT pg_sleep(0.004)) SELECT o.id, o.total FROM pause,"
+      " orders o JOIN users u ON u.user_id = o.user_id WHERE u.username = $1";
+  Spec s = spec(slow, 40, "    max_latency_ratio: {p50: 3}\n");
+  Plan plan = make_plan(s);
+  try {
+    Executor(s, plan, options()).run();
+    FAIL() << "the latency gate must fail the step";
+  } catch (const StepFailedError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("orders_of_user: the new query's p50 is "), std::string::npos) << m;
+    EXPECT_NE(m.find(" over 40 parameter sets (max_latency_ratio p50: 3.0x)"), std::string::npos)
+        << m;
+  }
+  EXPECT_EQ(q("SELECT count(diff) || '/' || bool_and(new_ms > 4) FROM tandem.shadow_samples"),
+            "0/true");
+  EXPECT_EQ(Executor(s, plan, options(std::nullopt)).rollback(), RollbackOutcome::kRolledBack);
+  Spec lenient = spec(slow, 40);
+  Plan again = make_plan(lenient);
+  EXPECT_EQ(Executor(lenient, again, options()).run(), RunOutcome::kReachedUntil);
 }
 
 TEST_F(ShadowReads, AStoppedRunGoesOnWithoutComparingAFinishedSampleAgain) {

@@ -274,6 +274,13 @@ const Malformed kMalformed[] = {
      "5}\n"
      "    old: SELECT 1\n    new: SELECT 1\n    min_samples: 10\n",
      "bad.yaml:8:18: min_samples: 10 is more than params draws (sample: 5)"},
+    {"shadow read latency ratio below one",
+     "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - name: p\n"
+     "    params: {query: SELECT 1}\n    old: SELECT 1\n    new: SELECT 1\n"
+     "    max_latency_ratio: {p99: 0.5}\n",
+     "bad.yaml:8:30: max_latency_ratio: expected a number from 1 to 1000 (the new query's time "
+     "over "
+     "the old one's), got \"0.5\""},
     {"two shadow reads of one name",
      "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - {name: p, params: "
      "{query: SELECT 1}, old: SELECT "
