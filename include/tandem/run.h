@@ -30,6 +30,9 @@ struct RunOptions {
   std::optional<Phase> until;  // stop after this phase
   std::set<Phase> approve;     // approvals given now
   bool approve_all = false;
+  // Shadow-read pairs whose failed gate the operator accepts: the step
+  // passes with the differences it found (recorded, with who accepted).
+  std::set<std::string> accept_differences;
   std::string actor;                        // who is acting, for the event log
   const std::atomic<bool>* stop = nullptr;  // set by a signal handler: stop at the next safe point
   ProgressSink* progress = nullptr;

@@ -246,6 +246,16 @@ int cmd_run(const RunArgs& args) {
       options.approve.insert(*parse_phase(a));
     }
   }
+  for (const auto& name : args.accept_differences) {
+    const bool known = std::any_of(spec->shadow_reads.begin(), spec->shadow_reads.end(),
+                                   [&](const ShadowReadPair& p) { return p.name == name; });
+    if (!known) {
+      std::cerr << "tandemd: --accept-differences " << name << ": the spec has no shadow read "
+                << "of that name\n";
+      return kExitBadInput;
+    }
+    options.accept_differences.insert(name);
+  }
   auto progress =
       args.progress_tty ? make_terminal_progress() : make_log_progress(std::chrono::seconds(5));
   options.progress = progress.get();

@@ -11,6 +11,7 @@ struct RunArgs {
   std::string dsn;
   std::string until;
   std::vector<std::string> approve;
+  std::vector<std::string> accept_differences;
   bool progress_tty = false;
 };
 

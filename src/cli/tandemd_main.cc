@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
   run->add_option("--approve", run_args.approve,
                   "approve a phase that needs approval (cleanup always does), or all")
       ->check(CLI::IsMember(approvable));
+  run->add_option("--accept-differences", run_args.accept_differences,
+                  "go on past the failed gate of this shadow-read pair with the differences it "
+                  "found (repeatable; recorded with who accepted them)");
   run->footer(kExitCodeHelp);
 
   std::string dsn;

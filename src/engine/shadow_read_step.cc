@@ -94,14 +94,17 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
   const CompareRules rules = rules_of(pair);
   const std::vector<std::string> key = {spec_.name, step.id};
   long long drawn = 0;
+  // Differences the operator accepts: the failed gate's sample stands.
+  const bool accepted = options_.accept_differences.count(pair.name) > 0;
   // The sample, drawn when the step first starts. A step that failed its
-  // gate starts over with a fresh sample: its verdict is void.
+  // gate starts over with a fresh sample (its verdict is void), unless the
+  // operator accepts what it found.
   with_retries(
       step.id, "step " + step.id,
       [&] {
         Transaction tx(*conn_);
         set_step_timeouts(tx);
-        if (step_status(step.id) == StepStatus::kFailed) {
+        if (step_status(step.id) == StepStatus::kFailed && !accepted) {
           tx.exec("DELETE FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2", key);
         }
         store_.mark_step(*conn_, step.id, StepStatus::kRunning);
@@ -190,22 +193,6 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
       " FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2");
   const long long samples = tally.integer(0, 0);
   const long long mismatches = tally.integer(0, 1);
-  if (mismatches > pair.max_mismatches) {
-    fail(main_, step.id, "step " + step.id,
-         Error(ErrorKind::kFatal, pair.name + ": " + std::to_string(mismatches) + " of " +
-                                      std::to_string(samples) +
-                                      " parameter sets answered differently (at most " +
-                                      std::to_string(pair.max_mismatches) +
-                                      " allowed); the first, " + tally.text(0, 2)),
-         1);
-  }
-  if (samples < pair.min_samples) {
-    fail(main_, step.id, "step " + step.id,
-         Error(ErrorKind::kFatal, pair.name + ": " + std::to_string(samples) +
-                                      " parameter sets drawn, fewer than min_samples (" +
-                                      std::to_string(pair.min_samples) + ")"),
-         1);
-  }
   // Each side's p50 and p99, timed the same way on the same sets.
   const Rows t = read(
       "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY old_ms),"
@@ -221,16 +208,37 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
     double old_ms, new_ms, most;
   } latencies[] = {{"p50", ms(0), ms(1), pair.max_p50_ratio},
                    {"p99", ms(2), ms(3), pair.max_p99_ratio}};
-  for (const auto& l : latencies) {
-    if (l.most > 0 && l.old_ms > 0 && l.new_ms > l.most * l.old_ms) {
-      fail(main_, step.id, "step " + step.id,
-           Error(ErrorKind::kFatal,
-                 pair.name + ": the new query's " + l.name + " is " + format_ms(l.new_ms) + ", " +
-                     format_ratio(l.new_ms / l.old_ms) + " the old query's " + format_ms(l.old_ms) +
-                     " over " + std::to_string(samples) + " parameter sets (max_latency_ratio " +
-                     l.name + ": " + format_ratio(l.most) + ")"),
-           1);
+  // The gate's verdict: why it fails, or "".
+  std::string verdict;
+  if (mismatches > pair.max_mismatches) {
+    verdict = std::to_string(mismatches) + " of " + std::to_string(samples) +
+              " parameter sets answered differently (at most " +
+              std::to_string(pair.max_mismatches) + " allowed); the first, " + tally.text(0, 2);
+  } else if (samples < pair.min_samples) {
+    verdict = std::to_string(samples) + " parameter sets drawn, fewer than min_samples (" +
+              std::to_string(pair.min_samples) + ")";
+  } else {
+    for (const auto& l : latencies) {
+      if (verdict.empty() && l.most > 0 && l.old_ms > 0 && l.new_ms > l.most * l.old_ms) {
+        verdict = "the new query's " + std::string(l.name) + " is " + format_ms(l.new_ms) + ", " +
+                  format_ratio(l.new_ms / l.old_ms) + " the old query's " + format_ms(l.old_ms) +
+                  " over " + std::to_string(samples) + " parameter sets (max_latency_ratio " +
+                  l.name + ": " + format_ratio(l.most) + ")";
+      }
     }
+  }
+  if (!verdict.empty() && !accepted) {
+    fail(main_, step.id, "step " + step.id,
+         Error(ErrorKind::kFatal,
+               pair.name + ": " + verdict +
+                   "\n(each set's outcome is in tandem.shadow_samples; running again draws a new "
+                   "sample; --accept-differences " +
+                   pair.name + " goes on past the gate with these)"),
+         1);
+  }
+  if (!verdict.empty()) {
+    spdlog::warn("step {}: the gate of {} failed and {} accepted it: {}", step.id, pair.name,
+                 options_.actor, verdict);
   }
   with_retries(
       step.id, "step " + step.id,
@@ -242,6 +250,10 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
                       {"mismatches", mismatches},
                       {"old_ms", {{"p50", latencies[0].old_ms}, {"p99", latencies[1].old_ms}}},
                       {"new_ms", {{"p50", latencies[0].new_ms}, {"p99", latencies[1].new_ms}}}});
+        if (!verdict.empty()) {
+          store_.event(*conn_, "differences_accepted", step.phase, step.id, options_.actor,
+                       {{"pair", pair.name}, {"gate", verdict}});
+        }
         tx.commit();
       },
       [&] { return step_status(step.id) == StepStatus::kDone; });

@@ -156,6 +156,21 @@ TEST_F(ShadowReads, AWrongNewQueryIsCaughtNamingThePairTheParametersAndTheRows) 
   EXPECT_EQ(reads["samples"]["compared"], 300);
   EXPECT_EQ(reads["samples"]["mismatches"], count("diff IS NOT NULL"));
   EXPECT_GT(reads["samples"]["new_ms"]["p99"].get<double>(), 0);
+  // The gate holds until the operator accepts these differences, by name:
+  // the same samples stand (not drawn again), recorded with who accepted.
+  const std::string outcomes =
+      q("SELECT string_agg(ordinal || ':' || coalesce(md5(diff), '-'), ',' ORDER BY ordinal)"
+        " FROM tandem.shadow_samples");
+  RunOptions accept = options();
+  accept.accept_differences = {"orders_of_user"};
+  EXPECT_EQ(Executor(s, plan, accept).run(), RunOutcome::kReachedUntil);
+  EXPECT_EQ(q("SELECT string_agg(ordinal || ':' || coalesce(md5(diff), '-'), ',' ORDER BY ordinal)"
+              " FROM tandem.shadow_samples"),
+            outcomes);
+  EXPECT_EQ(q("SELECT status FROM tandem.steps WHERE step_id = 'reads.orders_of_user'"), "done");
+  EXPECT_EQ(q("SELECT actor || ' ' || (detail->>'pair') FROM tandem.events"
+              " WHERE kind = 'differences_accepted'"),
+            "test orders_of_user");
   // Rollback forgets the samples; nothing of tandem's is left.
   EXPECT_EQ(Executor(s, plan, options(std::nullopt)).rollback(), RollbackOutcome::kRolledBack);
   EXPECT_EQ(q("SELECT count(*) FROM tandem.shadow_samples"), "0");
