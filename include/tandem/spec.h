@@ -373,6 +373,9 @@ struct ShadowReadPair {
   SourceLocation where;
   std::string old_query;  // one SELECT, parameters $1, $2, ...
   std::string new_query;
+  // A write probe: a statement through the old path, run before both reads
+  // in their transaction, which is then rolled back.
+  std::string write;
   // Where the parameters come from: a sample of rows of `table` (its
   // `columns`, in order, are $1, $2, ...), or each row of `query`.
   std::string table;  // qualified and quoted; empty with `query`

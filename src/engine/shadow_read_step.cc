@@ -143,17 +143,27 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
       with_retries(
           step.id, "step " + step.id + " (sample " + ordinal + ")",
           [&] {
-            double old_ms = 0, new_ms = 0;
-            QueryResult old_side, new_side;
+            double old_ms = 0, new_ms = 0, write_ms = 0;
+            QueryResult old_side, new_side, written;
             {
+              // With a write probe: the write first, then both reads, all on
+              // one snapshot, and never committed (the destructor rolls it
+              // back).
               Transaction tx(*conn_);
               set_step_timeouts(tx);
-              tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY");
+              tx.exec(pair.write.empty()
+                          ? "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                          : "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+              if (!pair.write.empty()) written = answer(tx, pair.write, params, write_ms);
               old_side = answer(tx, pair.old_query, params, old_ms);
               new_side = answer(tx, pair.new_query, params, new_ms);
-              tx.commit();
+              if (pair.write.empty()) tx.commit();
             }
-            const std::string diff = compare_results(old_side, new_side, rules);
+            std::string diff = compare_results(old_side, new_side, rules);
+            if (written.sqlstate) {
+              diff = "the write failed [" + *written.sqlstate + "]: " + written.error +
+                     (diff.empty() ? "" : "\n" + diff);
+            }
             Transaction tx(*conn_);
             const long long changed =
                 tx.exec(

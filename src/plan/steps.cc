@@ -109,10 +109,16 @@ Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair) {
           "INSERT INTO tandem.shadow_samples (migration, step_id, ordinal, params)\n"
           "SELECT $1, $2, row_number() OVER (), p FROM (\n  " +
           draw + ") AS _s(p)\n WHERE array_position(p, NULL) IS NULL;\n" +
+          (pair.write.empty() ? ""
+                              : commented("write (before both reads, rolled back)", pair.write)) +
           commented("old", pair.old_query) + commented("new", pair.new_query))
       .rollback("DELETE FROM tandem.shadow_samples WHERE migration = " + quote_literal(spec.name) +
                 " AND step_id = " + quote_literal(id) + ";\n")
-      .lock(StepLock{LockMode::kAccessShare, "(reads only, in READ ONLY transactions)"})
+      .lock(pair.write.empty()
+                ? StepLock{LockMode::kAccessShare, "(reads only, in READ ONLY transactions)"}
+                : StepLock{LockMode::kRowExclusive,
+                           "(a write probe's row locks, for one short transaction each, always "
+                           "rolled back)"})
       .access("reads")
       .reads(pair);
 }

@@ -55,7 +55,7 @@ std::optional<std::string> query(SpecReader& r, const YAML::Node& n, const std::
     } else if (c == '\'' || c == '"') {
       quote = c;
     } else if (c == ';') {
-      r.error(n[key], key + ": one statement only (a SELECT); found ';' inside");
+      r.error(n[key], key + ": one statement only; found ';' inside");
       return std::nullopt;
     }
   }
@@ -110,8 +110,8 @@ void latency_ratio(SpecReader& r, const YAML::Node& n, ShadowReadPair& p) {
 void parse_pair(SpecReader& r, const YAML::Node& n, Spec& spec) {
   const std::string w = "shadow_reads";
   if (!r.open_operation(n, w,
-                        {"name", "params", "old", "new", "compare", "key", "ignore", "tolerate",
-                         "max_mismatches", "min_samples", "max_latency_ratio"}))
+                        {"name", "params", "old", "new", "write", "compare", "key", "ignore",
+                         "tolerate", "max_mismatches", "min_samples", "max_latency_ratio"}))
     return;
   const size_t before = r.errors.size();
   ShadowReadPair p;
@@ -119,6 +119,7 @@ void parse_pair(SpecReader& r, const YAML::Node& n, Spec& spec) {
   r.identifier(n, "name", true, p.name, w);
   if (auto q = query(r, n, "old", true, w)) p.old_query = *q;
   if (auto q = query(r, n, "new", true, w)) p.new_query = *q;
+  if (auto q = query(r, n, "write", false, w)) p.write = *q;
   int params = -1;  // how many parameters each set has, when the spec says
   if (!n["params"].IsDefined()) {
     r.missing(n, "params", w);
@@ -151,8 +152,10 @@ void parse_pair(SpecReader& r, const YAML::Node& n, Spec& spec) {
     p.sample = static_cast<int>(std::min<long long>(sample, 1000000));
   }
   if (params >= 0) {
-    for (const char* k : {"old", "new"}) {
-      const std::string& q = std::string(k) == "old" ? p.old_query : p.new_query;
+    for (const char* k : {"old", "new", "write"}) {
+      const std::string& q = std::string(k) == "old"   ? p.old_query
+                             : std::string(k) == "new" ? p.new_query
+                                                       : p.write;
       const int highest = highest_parameter(q);
       if (highest > params) {
         r.error(n[k], std::string(k) + ": uses $" + std::to_string(highest) + " but params gives " +

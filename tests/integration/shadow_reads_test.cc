@@ -202,6 +202,40 @@ TEST_F(ShadowReads, ASlowerNewQueryIsCaughtByTheLatencyGate) {
   EXPECT_EQ(Executor(lenient, again, options()).run(), RunOutcome::kReachedUntil);
 }
 
+// A write probe inserts an order through the old path (by username) before
+// both reads, in their transaction, rolled back after: the sync carries it
+// to the new path, so the pair agrees, and nothing is left. With the sync
+// trigger dropped (a bug injected after the backfill), the new path misses
+// the probe's order and the pair says so.
+TEST_F(ShadowReads, AWriteProbeChecksTheSyncEndToEndAndIsRolledBack) {
+  const std::string probe = "    write: INSERT INTO orders (username, total) VALUES ($1, 999)\n";
+  Spec s = spec(kByUserId, 100, probe);
+  Plan plan = make_plan(s);
+  EXPECT_EQ(plan.find("reads.orders_of_user")->lock.mode, LockMode::kRowExclusive);
+  const std::string orders = q("SELECT count(*) || '/' || max(id) FROM orders");
+  EXPECT_EQ(Executor(s, plan, options()).run(), RunOutcome::kReachedUntil);
+  EXPECT_EQ(q("SELECT count(*) || '/' || count(diff) FROM tandem.shadow_samples"), "100/0");
+  EXPECT_EQ(q("SELECT count(*) || '/' || max(id) FROM orders"), orders);
+  EXPECT_EQ(q("SELECT count(*) FROM orders WHERE total = 999"), "0");
+  EXPECT_EQ(Executor(s, plan, options(std::nullopt)).rollback(), RollbackOutcome::kRolledBack);
+
+  EXPECT_EQ(Executor(s, plan, options(Phase::kBackfill)).run(), RunOutcome::kReachedUntil);
+  q("DO $$BEGIN EXECUTE (SELECT format('DROP TRIGGER %I ON orders', tgname) FROM pg_trigger"
+    " WHERE tgrelid = 'orders'::regclass AND tgname LIKE 'zz_tandem%'); END$$");
+  try {
+    Executor(s, plan, options()).run();
+    FAIL() << "the write probe must find the missing sync";
+  } catch (const StepFailedError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("orders_of_user: 100 of 100 parameter sets answered differently"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("1 row only in old:"), std::string::npos) << m;
+    EXPECT_NE(m.find(", '999')"), std::string::npos) << m;
+  }
+  EXPECT_EQ(q("SELECT count(*) FROM orders WHERE total = 999"), "0");
+}
+
 TEST_F(ShadowReads, AStoppedRunGoesOnWithoutComparingAFinishedSampleAgain) {
   Spec s = spec(kByUserId, 2000);
   Plan plan = make_plan(s);

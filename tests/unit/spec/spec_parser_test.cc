@@ -251,7 +251,7 @@ const Malformed kMalformed[] = {
      "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - name: p\n    "
      "params: {query: SELECT 1}\n"
      "    old: SELECT 1; DELETE FROM t\n    new: SELECT 1\n",
-     "bad.yaml:6:10: old: one statement only (a SELECT); found ';' inside"},
+     "bad.yaml:6:10: old: one statement only; found ';' inside"},
     {"shadow read compared by a misspelt mode",
      "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n  - name: p\n    "
      "params: {query: SELECT 1}\n"
