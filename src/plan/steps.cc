@@ -87,7 +87,7 @@ Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair) {
     std::string out = "-- " + what + ":\n";
     size_t start = 0;
     while (start <= sql.size()) {
-      const size_t end = sql.find('\n', start);
+      const size_t end = sql.find_first_of("\r\n", start);  // PostgreSQL ends a comment at either
       out += "--   " +
              sql.substr(start, end == std::string::npos ? std::string::npos : end - start) + "\n";
       if (end == std::string::npos) break;

@@ -1060,3 +1060,33 @@ TEST(Planner, AddPrimaryKeyWithReplaceSwapsTheKeyAndKeepsTheOldColumnsUnique) {
 
 }  // namespace
 }  // namespace tandem
+
+namespace tandem {
+namespace {
+
+// A shadow-read pair's queries appear in its step's SQL as comments only:
+// a carriage return (which ends an SQL comment too) cannot put text of the
+// query outside one.
+TEST(Planner, AShadowReadsQueriesStayInsideComments) {
+  auto r = parse_spec(
+      "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n"
+      "  - name: p\n    params: {table: t, columns: [a]}\n"
+      "    old: \"SELECT 1 WHERE $1 = 'a'\\rINSERT INTO t VALUES (1)\"\n"
+      "    new: \"SELECT 1\\n WHERE $1 = 'a'\"\n",
+      "s.yaml");
+  ASSERT_TRUE(r.spec) << r.errors[0].to_string();
+  Plan plan = make_plan(*r.spec);
+  const Step* s = plan.find("reads.p");
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->kind, StepKind::kShadowRead);
+  EXPECT_EQ(s->phase, Phase::kShadowRead);
+  const std::string comments = s->sql.substr(s->sql.find("-- old:"));
+  EXPECT_EQ(comments,
+            "-- old:\n--   SELECT 1 WHERE $1 = 'a'\n--   INSERT INTO t VALUES (1)\n"
+            "-- new:\n--   SELECT 1\n--    WHERE $1 = 'a'\n");
+  EXPECT_EQ(*s->rollback_sql,
+            "DELETE FROM tandem.shadow_samples WHERE migration = 'x' AND step_id = 'reads.p';\n");
+}
+
+}  // namespace
+}  // namespace tandem
