@@ -14,6 +14,7 @@
 #include "db/connection.h"
 #include "engine/backfill.h"
 #include "engine/executor.h"
+#include "engine/shadow_samples.h"
 #include "engine/state_store.h"
 #include "plan/plan_output.h"
 #include "tandem/plan.h"
@@ -331,26 +332,13 @@ int cmd_rollback(const std::string& file, const std::string& dsn) {
 // A shadow-read step's samples: drawn, compared, differing, and each
 // side's p50 and p99 in milliseconds (null before the first comparison).
 nlohmann::json samples(Connection& conn, const std::string& migration, const std::string& step_id) {
-  // A state schema older than version 11 has no samples.
-  if (conn.exec("SELECT to_regclass('tandem.shadow_samples') IS NULL").text(0, 0) == "t") {
-    return {{"drawn", 0}};
-  }
-  Rows r = conn.exec(
-      "SELECT count(*), count(done_at), count(diff),"
-      " percentile_cont(0.5) WITHIN GROUP (ORDER BY old_ms),"
-      " percentile_cont(0.99) WITHIN GROUP (ORDER BY old_ms),"
-      " percentile_cont(0.5) WITHIN GROUP (ORDER BY new_ms),"
-      " percentile_cont(0.99) WITHIN GROUP (ORDER BY new_ms)"
-      " FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2",
-      {migration, step_id});
-  const auto ms = [&](size_t c) {
-    return r.is_null(0, c) ? nlohmann::json() : nlohmann::json(std::stod(r.text(0, c)));
-  };
-  return {{"drawn", r.integer(0, 0)},
-          {"compared", r.integer(0, 1)},
-          {"mismatches", r.integer(0, 2)},
-          {"old_ms", {{"p50", ms(3)}, {"p99", ms(4)}}},
-          {"new_ms", {{"p50", ms(5)}, {"p99", ms(6)}}}};
+  const SampleTally t = read_sample_tally(conn, migration, step_id);
+  const auto ms = [&](double v) { return t.compared > 0 ? nlohmann::json(v) : nlohmann::json(); };
+  return {{"drawn", t.drawn},
+          {"compared", t.compared},
+          {"mismatches", t.mismatches},
+          {"old_ms", {{"p50", ms(t.old_p50)}, {"p99", ms(t.old_p99)}}},
+          {"new_ms", {{"p50", ms(t.new_p50)}, {"p99", ms(t.new_p99)}}}};
 }
 
 // Long, and left so: the status read once, then written as JSON or as text,

@@ -330,14 +330,17 @@ RunOutcome ExecutorCore::run_phases() {
       }
       auto t0 = time_.now();
       if (options_.progress) options_.progress->step_started(*s);
-      if (s->kind == StepKind::kBackfill || s->kind == StepKind::kVerify ||
-          s->kind == StepKind::kShadowRead) {
-        if (!(s->kind == StepKind::kShadowRead ? run_shadow_read_step(*s) : run_keyset_step(*s))) {
-          record_state(MigrationState::kPaused, p.phase, "");
-          return RunOutcome::kStopped;
-        }
+      bool finished = true;  // false: stopped part way (the steps that run long)
+      if (s->kind == StepKind::kBackfill || s->kind == StepKind::kVerify) {
+        finished = run_keyset_step(*s);
+      } else if (s->kind == StepKind::kShadowRead) {
+        finished = run_shadow_read_step(*s);
       } else {
         run_step(*s);
+      }
+      if (!finished) {
+        record_state(MigrationState::kPaused, p.phase, "");
+        return RunOutcome::kStopped;
       }
       if (options_.progress) options_.progress->step_finished(*s, time_.seconds_since(t0));
     }

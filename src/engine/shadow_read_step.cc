@@ -21,6 +21,7 @@
 
 #include "engine/executor.h"
 #include "engine/shadow_compare.h"
+#include "engine/shadow_samples.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -121,19 +122,20 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
       },
       [] { return false; });
 
-  // A query over the step's samples ($1, $2), retried.
-  const auto read = [&](const std::string& sql) {
-    Rows rows;
-    with_retries(
-        step.id, "step " + step.id, [&] { rows = conn_->exec(sql, key); }, [] { return false; });
-    return rows;
-  };
   for (;;) {
     if (stop_requested()) return false;
-    const Rows pending = read(
-        "SELECT ordinal, array_to_json(params)::text FROM tandem.shadow_samples"
-        " WHERE migration = $1 AND step_id = $2 AND done_at IS NULL ORDER BY ordinal LIMIT " +
-        std::to_string(kSamplesPerRead));
+    Rows pending;
+    with_retries(
+        step.id, "step " + step.id,
+        [&] {
+          pending = conn_->exec(
+              "SELECT ordinal, array_to_json(params)::text FROM tandem.shadow_samples"
+              " WHERE migration = $1 AND step_id = $2 AND done_at IS NULL ORDER BY ordinal"
+              " LIMIT " +
+                  std::to_string(kSamplesPerRead),
+              key);
+        },
+        [] { return false; });
     if (pending.empty()) break;
     for (size_t i = 0; i < pending.size(); ++i) {
       if (stop_requested()) return false;
@@ -194,36 +196,26 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
     }
   }
 
-  // The gate, over every sample of the step (earlier runs' included).
-  const Rows tally = read(
-      "SELECT count(*), count(diff),"
-      " (SELECT params::text || E'\\n' || diff FROM tandem.shadow_samples d"
-      "   WHERE d.migration = $1 AND d.step_id = $2 AND d.diff IS NOT NULL"
-      "   ORDER BY ordinal LIMIT 1)"
-      " FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2");
-  const long long samples = tally.integer(0, 0);
-  const long long mismatches = tally.integer(0, 1);
-  // Each side's p50 and p99, timed the same way on the same sets.
-  const Rows t = read(
-      "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY old_ms),"
-      " percentile_cont(0.5) WITHIN GROUP (ORDER BY new_ms),"
-      " percentile_cont(0.99) WITHIN GROUP (ORDER BY old_ms),"
-      " percentile_cont(0.99) WITHIN GROUP (ORDER BY new_ms)"
-      " FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2 AND done_at IS NOT NULL");
-  const auto ms = [&](size_t column) {
-    return t.is_null(0, column) ? 0.0 : std::stod(t.text(0, column));
-  };
+  // The gate, over every sample of the step (earlier runs' included); each
+  // side's p50 and p99 timed the same way on the same sets.
+  SampleTally tally;
+  with_retries(
+      step.id, "step " + step.id, [&] { tally = read_sample_tally(*conn_, spec_.name, step.id); },
+      [] { return false; });
+  const long long samples = tally.drawn;
+  const long long mismatches = tally.mismatches;
   const struct {
     const char* name;
     double old_ms, new_ms, most;
-  } latencies[] = {{"p50", ms(0), ms(1), pair.max_p50_ratio},
-                   {"p99", ms(2), ms(3), pair.max_p99_ratio}};
+  } latencies[] = {{"p50", tally.old_p50, tally.new_p50, pair.max_p50_ratio},
+                   {"p99", tally.old_p99, tally.new_p99, pair.max_p99_ratio}};
   // The gate's verdict: why it fails, or "".
   std::string verdict;
   if (mismatches > pair.max_mismatches) {
     verdict = std::to_string(mismatches) + " of " + std::to_string(samples) +
               " parameter sets answered differently (at most " +
-              std::to_string(pair.max_mismatches) + " allowed); the first, " + tally.text(0, 2);
+              std::to_string(pair.max_mismatches) + " allowed); the first, " +
+              tally.first_difference;
   } else if (samples < pair.min_samples) {
     verdict = std::to_string(samples) + " parameter sets drawn, fewer than min_samples (" +
               std::to_string(pair.min_samples) + ")";
