@@ -130,6 +130,16 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def pgbench_template(server, scale, name="bench_template"):
+    """pgbench -i at `scale` into a new database `name`, vacuumed and analysed:
+    the template every measurement clones."""
+    print(f"== pgbench -i -s {scale}", flush=True)
+    server.psql("postgres", f"CREATE DATABASE {name}")
+    subprocess.run([f"{server.bin}/pgbench", "-i", "-q", "-s", str(scale), name], env=server.env,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server.psql(name, "VACUUM ANALYZE")
+
+
 class Load:
     """pgbench's TPC-B script with per-transaction logs, until stopped."""
 
@@ -834,12 +844,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="tandem-bench-work-")
     os.chmod(workdir, 0o755)
     try:
-        print(f"== pgbench -i -s {args.scale}", flush=True)
-        server.psql("postgres", "CREATE DATABASE bench_template")
-        subprocess.run([f"{server.bin}/pgbench", "-i", "-q", "-s", str(args.scale),
-                        "bench_template"], env=server.env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        server.psql("bench_template", "VACUUM ANALYZE")
+        pgbench_template(server, args.scale)
         report = {"scale": args.scale, "when": datetime.datetime.now().isoformat(timespec="seconds"),
                   "machine": f"{os.cpu_count()} cores", "rate": args.rate,
                   "server_settings": args.server_setting, "methods": {}}

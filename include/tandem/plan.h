@@ -34,6 +34,15 @@ struct BatchWork {
   // backfill: instead of UPDATE ... SET set_clause, this statement, in which
   // {range} stands for the predicate selecting one batch of `_row`.
   std::string statement;
+  // verify: when the table is walked by exactly `compare_key` (quoted
+  // names), this query instead of testing `mismatch` row by row. {range}
+  // stands for the predicate over `_row` selecting one chunk, as in
+  // `statement`; the query yields a column `k` per row checked: the row's key
+  // as text when its copy is wrong, else NULL. It can join the chunk's rows
+  // with the same key range of another table, which PostgreSQL merges in one
+  // pass instead of one index lookup per row.
+  std::string compare = {};
+  std::vector<std::string> compare_key = {};
 };
 
 // A table lock that a step takes before its SQL runs.

@@ -171,19 +171,58 @@ long long KeysetWalker::backfill(Connection& conn, const BatchWork& work,
   return conn.exec(sql, params(range)).affected;
 }
 
+KeysetWalker::VerifyResult KeysetWalker::verify_next(Connection& conn, const BatchWork& work,
+                                                     const KeyRange& within, int rows,
+                                                     std::vector<std::string>& upper) const {
+  // One scan of the chunk, kept for the four answers read off it: the chunk
+  // is not first found by its keys (an index-only scan, which right after a
+  // backfill visits every row's page) and then read again.
+  std::vector<std::string> cols, aliased, last, order;
+  for (size_t i = 0; i < key_.size(); ++i) {
+    const std::string alias = "_k" + std::to_string(i + 1);
+    cols.push_back("_row." + key_[i] + " AS " + alias);
+    aliased.push_back(alias);
+    last.push_back(alias + "::text");
+    order.push_back("_chunk." + alias + " DESC");  // the column, not its text
+  }
+  Rows r = conn.exec(
+      "WITH _chunk AS MATERIALIZED (SELECT " + join(cols, ", ") + ", CASE WHEN " + work.mismatch +
+          " THEN " + key_text(key_, "_row.") + " END AS _bad FROM " + table_ + " AS _row WHERE " +
+          range_predicate(within) + " ORDER BY " + tuple("_row.") + " LIMIT " +
+          std::to_string(rows) +
+          ")\n"
+          "SELECT (SELECT count(*) FROM _chunk), (SELECT count(_bad) FROM _chunk),"
+          " (SELECT coalesce(array_to_string((array_agg(_bad) FILTER (WHERE _bad IS NOT NULL))"
+          "[1:5], ' '), '') FROM _chunk), _last.*\n"
+          "  FROM (SELECT 1) _one LEFT JOIN (SELECT " +
+          join(last, ", ") + " FROM _chunk ORDER BY " + join(order, ", ") +
+          " LIMIT 1) _last ON true",
+      params(within));
+  VerifyResult v{r.integer(0, 0), r.integer(0, 1), r.text(0, 2)};
+  upper.clear();
+  if (v.rows >= rows) {
+    for (size_t c = 0; c < key_.size(); ++c) upper.push_back(r.text(0, 3 + c));
+  }
+  return v;
+}
+
+bool KeysetWalker::compares(const BatchWork& work) const {
+  return !work.compare.empty() && work.compare_key == key_;
+}
+
 KeysetWalker::VerifyResult KeysetWalker::verify(Connection& conn, const BatchWork& work,
                                                 const KeyRange& range) const {
-  std::vector<std::string> cols;
-  for (const auto& k : key_) cols.push_back(k + "::text");
-  std::string key_text = "'(' || concat_ws(',', " + join(cols, ", ") + ") || ')'";
   // The key is rendered only for mismatching rows: a clean chunk costs one
   // comparison per row and nothing more.
+  const std::string rows =
+      compares(work) ? fill_template(work.compare, {{kBatchRange, range_predicate(range)}})
+                     : "SELECT CASE WHEN " + work.mismatch + " THEN " + key_text(key_, "_row.") +
+                           " END AS k FROM " + table_ + " AS _row WHERE " + range_predicate(range);
   Rows r = conn.exec(
       "SELECT count(*), count(k),"
       " coalesce(array_to_string((array_agg(k) FILTER (WHERE k IS NOT NULL))[1:5], ' '), '')"
-      " FROM (SELECT CASE WHEN " +
-          work.mismatch + " THEN " + key_text + " END AS k FROM " + table_ + " AS _row WHERE " +
-          range_predicate(range) + ") s",
+      " FROM (" +
+          rows + ") s",
       params(range));
   return {r.integer(0, 0), r.integer(0, 1), r.text(0, 2)};
 }

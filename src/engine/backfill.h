@@ -79,6 +79,15 @@ class KeysetWalker {
     std::string sample;  // up to five mismatching keys, "(k1,k2) (k1,k2)"
   };
   VerifyResult verify(Connection& conn, const BatchWork& work, const KeyRange& range) const;
+  // Verifies the next chunk: up to `rows` rows of `within` past
+  // `within.after`, in one pass over them, testing work.mismatch row by row.
+  // `upper` becomes the key of the chunk's last row, or empty when fewer than
+  // `rows` rows remained (the chunk was the last of `within`).
+  VerifyResult verify_next(Connection& conn, const BatchWork& work, const KeyRange& within,
+                           int rows, std::vector<std::string>& upper) const;
+  // Whether verify runs work.compare (the table is walked by its key) rather
+  // than testing work.mismatch row by row.
+  bool compares(const BatchWork& work) const;
 
   // The WHERE clause for a range; parameters are numbered from 1: `after`
   // first, then `upper`. Exposed for tests.

@@ -95,6 +95,12 @@ void ExecutorCore::start_keyset_step(const Step& step, std::vector<std::string>&
         }
         tally.rows_total.reset();
         if (auto cp = store_.checkpoint(*conn_, step.id)) tally.rows_total = cp->rows_total;
+        if (verify && !work.compare.empty() && !KeysetWalker(work.table, key).compares(work)) {
+          spdlog::info(
+              "step {}: {} is walked by ({}), not by the copy's key ({}): each row is looked up "
+              "on its own, which is slower than comparing chunks",
+              step.id, work.table, join(key, ", "), join(work.compare_key, ", "));
+        }
       },
       [] { return false; });
 }
@@ -217,17 +223,21 @@ bool ExecutorCore::run_range(Lane& lane, const Step& step, const KeysetWalker& w
           // need to wait for the WAL flush.
           c.exec("SET LOCAL synchronous_commit = off");
           const auto& from = range.last_key.empty() ? range.after : range.last_key;
-          KeyRange batch{from, walker.upper_bound(c, {from, range.upper}, batch_size)};
+          KeyRange batch{from, {}};
+          KeysetWalker::VerifyResult v;
+          // A chunk checked row by row is found and read in one pass; the
+          // others are found first, so that both tables' rows of the range
+          // are joined, or the batch's rows locked by one UPDATE.
+          const bool one_pass = verify && !walker.compares(work);
+          if (one_pass) {
+            v = walker.verify_next(c, work, {from, range.upper}, batch_size, batch.upper);
+          } else {
+            batch.upper = walker.upper_bound(c, {from, range.upper}, batch_size);
+          }
           const bool last = batch.upper.empty();
           if (last) batch.upper = range.upper;
-          long long rows;
-          KeysetWalker::VerifyResult v;
-          if (verify) {
-            v = walker.verify(c, work, batch);
-            rows = v.rows;
-          } else {
-            rows = walker.backfill(c, work, batch);
-          }
+          if (verify && !one_pass) v = walker.verify(c, work, batch);
+          const long long rows = verify ? v.rows : walker.backfill(c, work, batch);
           const std::vector<std::string> reached = last ? from : batch.upper;
           store_.save_checkpoint(c, step.id, range.worker, range.last_key, reached, rows,
                                  v.mismatches, v.sample, last);

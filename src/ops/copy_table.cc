@@ -81,12 +81,13 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
   out.push_back(backfill_step(
       id + "backfill", "copy existing rows of " + source + " to " + target + ", in key batches",
       BatchWork{source, "", "", "", mirror_backfill_statement(forward)}, spec.settings.batch_size));
+  out.push_back(analyze_step(id + "analyze", target));
   out.push_back(verify_step(
       id + "verify", "every row of " + source + " has its row in " + target + ", equal to up of it",
-      BatchWork{source, "", mirror_mismatch(forward), "", ""}));
+      mirror_verify_work(forward)));
   out.push_back(verify_step(id + "verify_no_extra_rows",
                             "no row of " + target + " lacks its row in " + source,
-                            BatchWork{target, "", orphan_mismatch(forward), "", ""}));
+                            orphan_verify_work(forward)));
 
   if (back) {
     out.push_back(row_trigger_step(

@@ -99,10 +99,11 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
   out.push_back(backfill_step(id + "backfill",
                               "copy " + col + " of existing rows to " + target + ", in key batches",
                               copy, spec.settings.batch_size));
+  out.push_back(analyze_step(id + "analyze", target));
   out.push_back(verify_step(
       id + "verify",
       "every row of " + source + " has its row in " + target + " with the same " + to_col,
-      BatchWork{source, "", mirror_mismatch(forward), "", ""}));
+      mirror_verify_work(forward)));
 
   out.push_back(row_trigger_step(
       id + "create_back_trigger", Phase::kCutover,

@@ -224,11 +224,25 @@ Step irreversible_batch_step(const std::string& id, const std::string& descripti
   return s;
 }
 
+Step analyze_step(const std::string& id, const std::string& table) {
+  return StepBuilder(id, Phase::kBackfill,
+                     "gather the planner's statistics of " + table + ", which the backfill filled")
+      .sql("ANALYZE (SKIP_LOCKED) " + table + ";\n")
+      .rollback("")
+      .lock(StepLock{LockMode::kShareUpdateExclusive, "(skipped if not free at once)"})
+      .access("reads a sample of rows");
+}
+
 Step verify_step(const std::string& id, const std::string& description, BatchWork work) {
+  std::string sql = "SELECT <key> FROM " + work.table + " AS _row WHERE " + work.mismatch +
+                    "  -- in key chunks\n";
+  if (!work.compare.empty()) {
+    sql += "-- walked by (" + join(work.compare_key, ", ") + "), a chunk is checked as a whole:\n" +
+           fill_template(work.compare, {{kBatchRange, "<key> in the chunk"}}) + "\n";
+  }
   return StepBuilder(id, Phase::kShadowRead, description)
       .kind(StepKind::kVerify)
-      .sql("SELECT <key> FROM " + work.table + " AS _row WHERE " + work.mismatch +
-           "  -- in key chunks\n")
+      .sql(sql)
       .batch(std::move(work))
       .rollback("")
       .lock(StepLock{LockMode::kAccessShare, ""})

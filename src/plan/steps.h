@@ -169,6 +169,12 @@ Step backfill_step(const std::string& id, const std::string& description, BatchW
 Step irreversible_batch_step(const std::string& id, const std::string& description, BatchWork work,
                              int batch_size, const std::string& access);
 
+// ANALYZE of a table the backfill filled, after it: the planner has the
+// table's statistics for the checks and for the readers that move to it,
+// instead of an empty table's until autovacuum comes by. SKIP_LOCKED: a
+// table autovacuum holds is left to it.
+Step analyze_step(const std::string& id, const std::string& table);
+
 // The shadow read: every row, in key chunks; a row matching work.mismatch fails it.
 Step verify_step(const std::string& id, const std::string& description, BatchWork work);
 

@@ -127,6 +127,70 @@ std::string orphan_mismatch(const Mirror& m) {
          " = " + column_tuple(m.key, "_row.") + ")";
 }
 
+namespace {
+
+// Column aliases of the compare queries (_k1, _k2... for the key, _c1... for
+// the mirrored columns), so that no user column name can clash with another.
+std::vector<std::string> aliases(const std::string& stem, size_t n) {
+  std::vector<std::string> out;
+  for (size_t i = 1; i <= n; ++i) out.push_back(stem + std::to_string(i));
+  return out;
+}
+
+// "_row.k1 AS _k1, ...": the key columns of `_row` under their aliases.
+std::string aliased_keys(const Mirror& m) {
+  std::vector<std::string> parts;
+  const auto k = aliases("_k", m.key.size());
+  for (size_t i = 0; i < m.key.size(); ++i)
+    parts.push_back("_row." + quote_ident(m.key[i]) + " AS " + k[i]);
+  return join(parts, ", ");
+}
+
+std::vector<std::string> quoted(const std::vector<std::string>& names) {
+  std::vector<std::string> out;
+  for (const auto& n : names) out.push_back(quote_ident(n));
+  return out;
+}
+
+// The chunk of `table` (as `_row`, {range}) with its key columns aliased,
+// and `more` after them.
+std::string chunk(const Mirror& m, const std::string& table, const std::string& more) {
+  return "(SELECT " + aliased_keys(m) + more + " FROM " + table + " AS _row WHERE " +
+         std::string(kBatchRange) + ")";
+}
+
+}  // namespace
+
+BatchWork mirror_verify_work(const Mirror& m) {
+  const auto k = aliases("_k", m.key.size());
+  const auto c = aliases("_c", m.columns.size());
+  std::string mapped, copied;
+  for (size_t i = 0; i < m.columns.size(); ++i) {
+    mapped += ", (" + m.columns[i].second + ") AS " + c[i];
+    copied += ", _row." + quote_ident(m.columns[i].first) + " AS " + c[i];
+  }
+  std::string differs = "_t." + k[0] + " IS NULL";
+  if (!c.empty())
+    differs += " OR " + column_tuple(c, "_t.") + " IS DISTINCT FROM " + column_tuple(c, "_s.");
+  BatchWork w{m.from, "", mirror_mismatch(m), "", ""};
+  w.compare = "SELECT CASE WHEN " + differs + " THEN " + key_text(k, "_s.") + " END AS k\n  FROM " +
+              chunk(m, m.from, mapped) + " AS _s\n  LEFT JOIN " + chunk(m, m.to, copied) +
+              " AS _t ON " + column_tuple(k, "_t.") + " = " + column_tuple(k, "_s.");
+  w.compare_key = quoted(m.key);
+  return w;
+}
+
+BatchWork orphan_verify_work(const Mirror& m) {
+  const auto k = aliases("_k", m.key.size());
+  BatchWork w{m.to, "", orphan_mismatch(m), "", ""};
+  w.compare = "SELECT CASE WHEN _f." + k[0] + " IS NULL THEN " + key_text(quoted(m.key), "_row.") +
+              " END AS k\n  FROM " + m.to + " AS _row\n  LEFT JOIN " + chunk(m, m.from, "") +
+              " AS _f ON " + column_tuple(k, "_f.") + " = " + column_tuple(m.key, "_row.") +
+              "\n WHERE " + std::string(kBatchRange);
+  w.compare_key = quoted(m.key);
+  return w;
+}
+
 std::string create_compat_view_sql(const CompatView& v) {
   const std::string plain = v.others_null ? "'NULL::' || format_type(a.atttypid, a.atttypmod)"
                                           : "'_row.' || quote_ident(a.attname)";

@@ -47,6 +47,14 @@ std::string mirror_mismatch(const Mirror& m);
 // Verify predicate over a `to` row (`_row`): no `from` row has its key.
 std::string orphan_mismatch(const Mirror& m);
 
+// The verify work over `from`: a row whose `to` row is missing or differs is
+// wrong. Walked by the mirror's key, each chunk's rows are joined with the
+// `to` rows of the same key range (one merge of two index range scans);
+// walked by another key, each row is looked up (mirror_mismatch).
+BatchWork mirror_verify_work(const Mirror& m);
+// The same over `to`: a row that no `from` row has the key of is wrong.
+BatchWork orphan_verify_work(const Mirror& m);
+
 // A compatibility view: one column per column of `shape` (a relation, as a
 // regclass literal), in its order, read from `from_clause` (which names the
 // row it reads `_row`). A column listed in `replace` is the expression given

@@ -231,4 +231,10 @@ std::string dollar_quote(const std::string& body) {
   return tag + body + tag;
 }
 
+std::string key_text(const std::vector<std::string>& columns, const std::string& prefix) {
+  std::string out = "'(' || concat_ws(','";
+  for (const auto& c : columns) out += ", " + prefix + c + "::text";
+  return out + ") || ')'";
+}
+
 }  // namespace tandem

@@ -25,5 +25,7 @@ std::string quote_literals(const std::vector<std::string>& texts);
 // the body holds no "$tandem$", else $tandem_1$, $tandem_2$... So a name or an
 // expression inside a function body or a DO block can never end the quote.
 std::string dollar_quote(const std::string& body);
+// SQL rendering a key as text, "(v1,v2)": `columns` quoted, each prefixed.
+std::string key_text(const std::vector<std::string>& columns, const std::string& prefix);
 
 }  // namespace tandem

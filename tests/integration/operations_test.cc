@@ -9,6 +9,7 @@
 
 #include "support/scenario.h"
 #include "support/writers.h"
+#include "util/text.h"
 
 namespace tandem::testing {
 namespace {
@@ -663,6 +664,92 @@ TEST_F(Sync, CopyTableAppliesV2WritesToV1ThroughDownIntoAnIdentityKey) {
             "2000|" + std::to_string(2000 * 2001 / 2 - 1 - 2 + 50 + 1234));
   EXPECT_EQ(pg_.psql(db_, "SELECT to_regclass('v2') IS NULL AND to_regclass('v1_compat') IS NULL"),
             "t");
+}
+
+// A copy is checked from both sides: every source row has its copy, equal
+// to up of it, and no copy lacks its source row. Corrupted behind the
+// triggers' back, each wrong row is named by its key, whether the check
+// joins key ranges of both tables (the source walked by the copy's key,
+// one or two columns) or looks each row up (walked by another key).
+TEST_F(Sync, ACopyCheckNamesEveryMissingDifferingAndExtraRowByItsKey) {
+  struct Case {
+    const char* source;  // CREATE TABLE v1 ... and its rows
+    const char* copy;    // the copy_table operation's key and create
+    const char* where;   // SQL selecting row N in either table: % is N
+    const char* keys;    // the copy's key columns, for an INSERT INTO v2
+    // How the checks name row N, walking v1 and walking v2: % is N, and ""
+    // is "(rN%3,N)".
+    const char* v1_key;
+    const char* v2_key;
+  };
+  const Case cases[] = {
+      {"CREATE TABLE v1 (id int PRIMARY KEY, cents int NOT NULL);"
+       "INSERT INTO v1 SELECT g, g FROM generate_series(1, 3000) g;",
+       "      key: [id]\n      create: id int PRIMARY KEY, amount numeric(12,2) NOT NULL\n",
+       "id = %", "id", "(%)", "(%)"},
+      {"CREATE TABLE v1 (region text, id int, cents int NOT NULL, PRIMARY KEY (region, id));"
+       "INSERT INTO v1 SELECT 'r' || (g % 3), g, g FROM generate_series(1, 3000) g;",
+       "      key: [region, id]\n      create: region text, id int, amount numeric(12,2) NOT NULL,"
+       " PRIMARY KEY (region, id)\n",
+       "id = %", "region, id", "", ""},
+      // Walked by id, checked by code: each row is looked up.
+      {"CREATE TABLE v1 (id int PRIMARY KEY, code text NOT NULL UNIQUE, cents int NOT NULL);"
+       "INSERT INTO v1 SELECT g, 'c' || g, g FROM generate_series(1, 3000) g;",
+       "      key: [code]\n      create: code text PRIMARY KEY, amount numeric(12,2) NOT NULL\n",
+       "code = 'c%'", "code", "(%)", "(c%)"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.copy);
+    const std::string db = pg_.create_database("copycheck");
+    pg_.psql(db, c.source);
+    Spec s = spec_from(std::string("name: copy\nsettings: {batch_size: 200}\noperations:\n"
+                                   "  - copy_table:\n      table: v1\n      to: v2\n") +
+                       c.copy + "      up: {amount: cents / 100.0}\n");
+    ASSERT_EQ(run_until(s, pg_.dsn(db), Phase::kBackfill), RunOutcome::kReachedUntil);
+    auto n = [](int id) {
+      return std::vector<std::pair<std::string, std::string>>{{"%", std::to_string(id)}};
+    };
+    auto where = [&](int id) { return fill_template(c.where, n(id)); };
+    auto key = [&](const char* format, int id) {
+      if (*format) return fill_template(format, n(id));
+      return "(r" + std::to_string(id % 3) + "," + std::to_string(id) + ")";
+    };
+    // Behind the triggers' back.
+    auto corrupt = [&](const std::string& sql) {
+      pg_.psql(db, "SET session_replication_role = replica; " + sql);
+    };
+    auto failure = [&] {
+      try {
+        run_until(s, pg_.dsn(db), Phase::kShadowRead);
+      } catch (const StepFailedError& e) {
+        std::string m = e.what();
+        return m.substr(0, m.find('\n'));
+      }
+      return std::string("no failure");
+    };
+    // 10 differs and 2500 is missing; 30 and 2999 are copies without a
+    // source row.
+    corrupt("UPDATE v2 SET amount = amount + 1 WHERE " + where(10) + "; DELETE FROM v2 WHERE " +
+            where(2500) + "; DELETE FROM v1 WHERE " + where(30) + " OR " + where(2999));
+    std::string first = failure();
+    EXPECT_NE(first.find("step 1.verify failed: 2 rows differ between old and new storage"),
+              std::string::npos)
+        << first;
+    EXPECT_NE(first.find(key(c.v1_key, 10)), std::string::npos) << first;
+    EXPECT_NE(first.find(key(c.v1_key, 2500)), std::string::npos) << first;
+    corrupt("UPDATE v2 SET amount = amount - 1 WHERE " + where(10) + "; INSERT INTO v2 SELECT " +
+            c.keys + ", cents / 100.0 FROM v1 WHERE " + where(2500));
+    std::string second = failure();
+    EXPECT_NE(second.find("step 1.verify_no_extra_rows failed: 2 rows differ between old and new "
+                          "storage"),
+              std::string::npos)
+        << second;
+    EXPECT_NE(second.find(key(c.v2_key, 30)), std::string::npos) << second;
+    EXPECT_NE(second.find(key(c.v2_key, 2999)), std::string::npos) << second;
+    // Repaired, the copy passes both checks.
+    corrupt("DELETE FROM v2 WHERE " + where(30) + " OR " + where(2999));
+    EXPECT_EQ(run_until(s, pg_.dsn(db), Phase::kShadowRead), RunOutcome::kReachedUntil);
+  }
 }
 
 TEST_F(Sync, ATableWithoutPrimaryKeyIsWalkedByAUniqueNotNullKey) {

@@ -285,13 +285,14 @@ TEST(Planner, MoveColumnMirrorsEveryWriteThenSyncsBackAfterCutover) {
   Plan plan = plan_of(
       "  - move_column: {table: users, column: full_name, key: [user_id], to: users_pii,"
       " compat_view: users_v1}\n");
-  EXPECT_EQ(ids_and_phases(plan),
-            (std::vector<std::string>{
-                "1.precheck@prepare", "1.create_target@prepare", "1.create_sync_function@prepare",
-                "1.create_back_function@prepare", "1.create_sync_trigger@dual_write",
-                "1.backfill@backfill", "1.verify@shadow_read", "1.create_back_trigger@cutover",
-                "1.create_compat_view@cutover", "1.drop_compat_view@cleanup", "1.drop_sync@cleanup",
-                "1.drop_source_column@cleanup"}));
+  EXPECT_EQ(
+      ids_and_phases(plan),
+      (std::vector<std::string>{
+          "1.precheck@prepare", "1.create_target@prepare", "1.create_sync_function@prepare",
+          "1.create_back_function@prepare", "1.create_sync_trigger@dual_write",
+          "1.backfill@backfill", "1.analyze@backfill", "1.verify@shadow_read",
+          "1.create_back_trigger@cutover", "1.create_compat_view@cutover",
+          "1.drop_compat_view@cleanup", "1.drop_sync@cleanup", "1.drop_source_column@cleanup"}));
   // The backfill locks the rows it copies and never writes an unchanged value.
   const std::string& copy = plan.find("1.backfill")->batch->statement;
   EXPECT_NE(copy.find("FROM public.users AS _row WHERE {range} FOR UPDATE OF _row"),
@@ -319,16 +320,36 @@ TEST(Planner, CopyTableVerifiesBothWaysAndCreatesTheTargetWhenAsked) {
       "  - copy_table:\n      table: v1\n      to: v2\n      key: [id, cur]\n"
       "      create: id int, cur text, amount numeric, PRIMARY KEY (id, cur)\n"
       "      up: {amount: cents / 100.0}\n");
-  EXPECT_EQ(ids_and_phases(plan),
-            (std::vector<std::string>{
-                "1.precheck@prepare", "1.create_target@prepare", "1.create_sync_function@prepare",
-                "1.create_sync_trigger@dual_write", "1.backfill@backfill", "1.verify@shadow_read",
-                "1.verify_no_extra_rows@shadow_read", "1.drop_sync@cleanup"}));
+  EXPECT_EQ(
+      ids_and_phases(plan),
+      (std::vector<std::string>{
+          "1.precheck@prepare", "1.create_target@prepare", "1.create_sync_function@prepare",
+          "1.create_sync_trigger@dual_write", "1.backfill@backfill", "1.analyze@backfill",
+          "1.verify@shadow_read", "1.verify_no_extra_rows@shadow_read", "1.drop_sync@cleanup"}));
   EXPECT_EQ(plan.find("1.verify")->batch->mismatch,
             "NOT EXISTS (SELECT 1 FROM (SELECT (cents / 100.0) AS amount) AS _up CROSS JOIN "
             "public.v2 AS _t WHERE ROW(_t.id, _t.cur) = ROW(_row.id, _row.cur) AND "
             "ROW(_t.amount) IS NOT DISTINCT FROM ROW(_up.amount))");
-  EXPECT_EQ(plan.find("1.verify_no_extra_rows")->batch->table, "public.v2");
+  // Walked by (id, cur), a chunk of v1 is joined with the same key range of v2.
+  const BatchWork& check = *plan.find("1.verify")->batch;
+  EXPECT_EQ(check.compare_key, (std::vector<std::string>{"id", "cur"}));
+  EXPECT_EQ(
+      check.compare,
+      "SELECT CASE WHEN _t._k1 IS NULL OR ROW(_t._c1) IS DISTINCT FROM ROW(_s._c1) THEN "
+      "'(' || concat_ws(',', _s._k1::text, _s._k2::text) || ')' END AS k\n"
+      "  FROM (SELECT _row.id AS _k1, _row.cur AS _k2, (cents / 100.0) AS _c1 FROM public.v1 "
+      "AS _row WHERE {range}) AS _s\n"
+      "  LEFT JOIN (SELECT _row.id AS _k1, _row.cur AS _k2, _row.amount AS _c1 FROM public.v2 "
+      "AS _row WHERE {range}) AS _t ON ROW(_t._k1, _t._k2) = ROW(_s._k1, _s._k2)");
+  const BatchWork& extra = *plan.find("1.verify_no_extra_rows")->batch;
+  EXPECT_EQ(extra.table, "public.v2");
+  EXPECT_EQ(extra.compare,
+            "SELECT CASE WHEN _f._k1 IS NULL THEN '(' || concat_ws(',', _row.id::text, "
+            "_row.cur::text) || ')' END AS k\n"
+            "  FROM public.v2 AS _row\n"
+            "  LEFT JOIN (SELECT _row.id AS _k1, _row.cur AS _k2 FROM public.v1 AS _row WHERE "
+            "{range}) AS _f ON ROW(_f._k1, _f._k2) = ROW(_row.id, _row.cur)\n"
+            " WHERE {range}");
   EXPECT_EQ(*plan.find("1.create_target")->rollback_sql, "DROP TABLE IF EXISTS public.v2;\n");
 }
 
