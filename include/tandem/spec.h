@@ -190,6 +190,26 @@ struct CopyTable {
   std::optional<ViewName> compat_view;
 };
 
+// Rows of a source table reshaped by SQL the spec gives into rows of other
+// tables (a document into normalized tables, one table split in several):
+// `apply` writes a source row's target rows, `remove` removes them; `_row`
+// is the source row in both.
+struct Transform {
+  std::string schema = "public";
+  std::string table;
+  std::vector<std::string> key;  // unique and NOT NULL in the source
+  // target tables tandem creates (name → column definitions), in the
+  // source's schema, dropped on rollback
+  std::vector<std::pair<std::string, std::string>> create;
+  std::vector<std::string> targets;  // existing tables it writes ("name" or "schema.name")
+  std::string apply;
+  std::string remove;
+  // After cutover, a target table's writes reach the source: target table
+  // (as named in create or targets) → SQL over the target's changed row,
+  // `_row` (the old row and the new one, each in turn), that writes it back.
+  std::vector<std::pair<std::string, std::string>> reverse;
+};
+
 // A dependent table that names its parent by an old key (orders.username)
 // gains a column with the parent's new key (orders.user_id), found by lookup.
 struct AddReference {
@@ -355,7 +375,8 @@ struct Operation {
       std::variant<AlterColumnType, SqlOperation, CreateIndex, AddConstraint, SetNotNull,
                    DropColumn, AddColumn, MoveColumn, CopyTable, AddReference, RenameColumn,
                    DropIndex, RenameConstraint, CreateTable, DropTable, RenameTable, DropConstraint,
-                   SetReplicaIdentity, SetComment, SetDefault, AlterColumn, AddPrimaryKey>;
+                   SetReplicaIdentity, SetComment, SetDefault, AlterColumn, AddPrimaryKey,
+                   Transform>;
   SourceLocation where;
   Alternatives op;
 };

@@ -160,6 +160,36 @@ std::vector<std::vector<std::string>> KeysetWalker::split_points(Connection& con
 
 long long KeysetWalker::backfill(Connection& conn, const BatchWork& work,
                                  const KeyRange& range) const {
+  conn.exec("SAVEPOINT tandem_batch");
+  try {
+    return backfill_rows(conn, work, range);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kFatal) throw;
+    conn.exec("ROLLBACK TO SAVEPOINT tandem_batch");
+    Rows keys = conn.exec(ordered_keys_sql("WHERE " + range_predicate(range)), params(range));
+    KeyRange one{range.after, {}};
+    for (size_t i = 0; i < keys.size(); ++i) {
+      one.upper.clear();
+      for (size_t c = 0; c < key_.size(); ++c) one.upper.push_back(keys.text(i, c));
+      conn.exec("SAVEPOINT tandem_row");
+      try {
+        backfill_rows(conn, work, one);
+      } catch (const Error& row) {
+        if (row.kind() != ErrorKind::kFatal) throw;
+        throw Error(row.kind(),
+                    std::string(row.what()) + " (the row with key (" + join(one.upper, ",") +
+                        ") of " + table_ + ")",
+                    row.sqlstate());
+      }
+      conn.exec("ROLLBACK TO SAVEPOINT tandem_row");
+      one.after = one.upper;
+    }
+    throw;
+  }
+}
+
+long long KeysetWalker::backfill_rows(Connection& conn, const BatchWork& work,
+                                      const KeyRange& range) const {
   std::string where = range_predicate(range);
   if (!work.filter.empty()) where = "(" + work.filter + ") AND " + where;
   std::string sql;

@@ -70,7 +70,12 @@ class KeysetWalker {
                                                      int parts) const;
   // The rows in a range.
   long long count(Connection& conn, const KeyRange& range) const;
-  // UPDATE of one range; returns the number of rows updated.
+  // UPDATE of one range (or work.statement); returns the number of rows
+  // updated. Inside the caller's transaction, under a savepoint: when it
+  // fails for good (a value the expression cannot convert, the spec's SQL
+  // failing), the range's rows are run again one at a time, each undone
+  // after it, and the error names the key of the first row that fails on its
+  // own, with that row's error.
   long long backfill(Connection& conn, const BatchWork& work, const KeyRange& range) const;
 
   struct VerifyResult {
@@ -97,6 +102,7 @@ class KeysetWalker {
   // SELECT of the key columns as text FROM the table AS _row `from_where`,
   // in key order.
   std::string ordered_keys_sql(const std::string& from_where) const;
+  long long backfill_rows(Connection& conn, const BatchWork& work, const KeyRange& range) const;
   std::string tuple(const std::string& prefix) const;
   std::string params_tuple(int first) const;
   std::vector<std::string> params(const KeyRange& range) const;

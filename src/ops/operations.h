@@ -52,6 +52,7 @@ TANDEM_OPERATION(SetComment, set_comment)
 TANDEM_OPERATION(SetDefault, set_default)
 TANDEM_OPERATION(AlterColumn, alter_column)
 TANDEM_OPERATION(AddPrimaryKey, add_primary_key)
+TANDEM_OPERATION(Transform, transform)
 
 #undef TANDEM_OPERATION
 

@@ -68,6 +68,7 @@ constexpr OperationKind kOperations[] = {
     TANDEM_ROW(SetDefault, set_default, "set_default"),
     TANDEM_ROW(AlterColumn, alter_column, "alter_column"),
     TANDEM_ROW(AddPrimaryKey, add_primary_key, "add_primary_key"),
+    TANDEM_ROW(Transform, transform, "transform"),
 };
 
 #undef TANDEM_ROW

@@ -345,7 +345,9 @@ std::optional<ViewName> SpecReader::compat_view(const YAML::Node& map, const std
 // A mapping of column names to SQL expressions, in file order.
 std::vector<std::pair<std::string, std::string>> SpecReader::column_map(const YAML::Node& map,
                                                                         const std::string& key,
-                                                                        const std::string& where) {
+                                                                        const std::string& where,
+                                                                        const std::string& noun,
+                                                                        const std::string& values) {
   std::vector<std::pair<std::string, std::string>> out;
   YAML::Node n = map[key];
   if (!n.IsDefined() || n.IsNull()) {
@@ -353,30 +355,32 @@ std::vector<std::pair<std::string, std::string>> SpecReader::column_map(const YA
     return out;
   }
   if (!n.IsMap() || n.size() == 0) {
-    error(n, key + ": expected a mapping of column names to SQL expressions, got " +
+    error(n, key + ": expected a mapping of " + noun + " names to " + values +
+                 (values.back() == 's' ? "" : "s") + ", got " +
                  (n.IsMap() ? std::string("an empty mapping") : kind_name(n)));
     return out;
   }
   for (auto it = n.begin(); it != n.end(); ++it) {
     if (!it->first.IsScalar()) {
-      error(it->first, key + ": column names must be plain names");
+      error(it->first, key + ": " + noun + " names must be plain names");
       continue;
     }
     size_t before = errors.size();
     if (it->first.Scalar().size() > 63 || it->first.Scalar().find('"') != std::string::npos) {
       error(it->first,
-            key + ": \"" + printable(it->first.Scalar()) + "\" is not a usable column name");
+            key + ": \"" + printable(it->first.Scalar()) + "\" is not a usable " + noun + " name");
       continue;
     }
     if (!it->second.IsScalar() || it->second.Scalar().empty()) {
-      error(it->second, key + "." + it->first.Scalar() + ": expected an SQL expression, got " +
+      error(it->second, key + "." + it->first.Scalar() + ": expected " +
+                            (values[0] == 'S' ? "an " : "") + values + ", got " +
                             kind_name(it->second));
       continue;
     }
     const std::string& e = it->second.Scalar();
     if (e.find(';') != std::string::npos) {
-      error(it->second,
-            key + "." + it->first.Scalar() + ": expected one SQL expression, found ';'");
+      error(it->second, key + "." + it->first.Scalar() + ": expected " +
+                            (values[0] == 'S' ? "one " : "") + values + ", found ';'");
     } else if (!clean_text(e)) {
       error(it->second, key + "." + it->first.Scalar() +
                             ": contains a control character or bytes that are not UTF-8");

@@ -92,10 +92,12 @@ class SpecReader {
   bool relation(const YAML::Node& map, const std::string& key, bool required, std::string& schema,
                 std::string& name, const std::string& where);
   std::optional<ViewName> compat_view(const YAML::Node& map, const std::string& where);
-  // A mapping of column names to SQL expressions, in file order.
-  std::vector<std::pair<std::string, std::string>> column_map(const YAML::Node& map,
-                                                              const std::string& key,
-                                                              const std::string& where);
+  // A mapping of column names to SQL expressions, in file order; `noun` and
+  // `values` name them in errors (a transform's tables and their column
+  // definitions).
+  std::vector<std::pair<std::string, std::string>> column_map(
+      const YAML::Node& map, const std::string& key, const std::string& where,
+      const std::string& noun = "column", const std::string& values = "SQL expression");
 
  protected:
   static std::string place(const YAML::Node& n);

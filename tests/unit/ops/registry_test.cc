@@ -51,6 +51,7 @@ operations:
   - set_default: {table: t19, column: x, default: null}
   - alter_column: {table: t20, column: x, not_null: true}
   - add_primary_key: {table: t21, columns: [a, b]}
+  - transform: {table: t22, key: [id], targets: [t22_x], apply: "SELECT 1", remove: "SELECT 1"}
 )";
   auto parsed = parse_spec(spec_text, "every.yaml");
   ASSERT_TRUE(parsed.spec) << (parsed.errors.empty() ? "" : parsed.errors[0].to_string());

@@ -195,6 +195,21 @@ const Malformed kMalformed[] = {
      "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w},"
      " compat_view: a_old}\n",
      "bad.yaml:3:71: copy_table: compat_view needs \"down\", which gives the view its columns"},
+    {"transform without tables",
+     "name: x\noperations:\n  - transform: {table: d, key: [id], apply: a, remove: r}\n",
+     "bad.yaml:3:16: transform: name the tables it writes, in \"create\" (new tables) or "
+     "\"targets\""},
+    {"transform create not a mapping",
+     "name: x\noperations:\n  - transform: {table: d, key: [id], create: [t], apply: a,"
+     " remove: r}\n",
+     "bad.yaml:3:46: create: expected a mapping of table names to column definitions, got a "
+     "list"},
+    {"transform without remove",
+     "name: x\noperations:\n  - transform: {table: d, key: [id], targets: [t], apply: a}\n",
+     "bad.yaml:3:16: transform: missing required key \"remove\""},
+    {"transform without key",
+     "name: x\noperations:\n  - transform: {table: d, targets: [t], apply: a, remove: r}\n",
+     "bad.yaml:3:16: transform: missing required key \"key\""},
     {"add reference misspelt lookup",
      "name: x\noperations:\n  - add_reference: {table: orders, column: user_id, type: uuid,"
      " via: username, references: users, referenced_column: user_id, lokup: username}\n",
