@@ -341,6 +341,29 @@ nlohmann::json samples(Connection& conn, const std::string& migration, const std
           {"new_ms", {{"p50", ms(t.new_p50)}, {"p99", ms(t.new_p99)}}}};
 }
 
+int cmd_diffs(const std::string& file, const std::string& dsn, const std::string& pair, int limit,
+              bool json) {
+  std::optional<Spec> spec;
+  std::optional<Plan> plan;
+  if (!load(file, spec, plan)) return kExitBadInput;
+  if (!pair.empty() && !plan->find("reads." + pair)) {
+    std::cerr << "tandemd: --pair " << pair << ": the spec has no shadow read of that name\n";
+    return kExitBadInput;
+  }
+  try {
+    auto conn = connect_postgres(resolve_dsn(dsn), "tandemd diffs");
+    const nlohmann::json diffs = read_differences(*conn, spec->name, pair, limit);
+    if (json) {
+      std::cout << to_json_text({{"migration", spec->name}, {"diffs", diffs}}) << "\n";
+    } else {
+      std::cout << format_differences(diffs);
+    }
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+  return kExitOk;
+}
+
 // Long, and left so: the status read once, then written as JSON or as text,
 // field by field in the same order.
 int cmd_status(const std::string& file, const std::string& dsn, bool json) {

@@ -32,6 +32,9 @@ int cmd_plan(const std::string& file, bool json, const std::string& dsn);
 int cmd_run(const RunArgs& args);
 int cmd_rollback(const std::string& file, const std::string& dsn);
 int cmd_status(const std::string& file, const std::string& dsn, bool json);
+// The shadow-read parameter sets whose answers differed (`pair`: one pair's).
+int cmd_diffs(const std::string& file, const std::string& dsn, const std::string& pair, int limit,
+              bool json);
 // The daemon: runs until SIGTERM; see docs/daemon.md.
 int cmd_serve(const ServeArgs& args);
 

@@ -18,6 +18,7 @@
 
 #include "control/client.h"
 #include "control/protocol.h"
+#include "engine/shadow_samples.h"
 #include "spec/settings.h"
 #include "tandem/phase.h"
 #include "tandem_version.h"
@@ -118,6 +119,15 @@ void print_status(const json& m, std::ostream& out) {
     out << "  waits for migration " << m["blocked_by"].get<std::string>()
         << " to finish: they touch the same table\n";
   }
+  if (m.contains("shadow_reads")) {
+    for (const auto& [pair, p] : m["shadow_reads"].items()) {
+      out << "  shadow read " << pair << ": " << p["compared"].get<long long>() << " compared, "
+          << p["differed"].get<long long>() << " differed";
+      if (p["differed"].get<long long>() > 0)
+        out << " (tandemctl diffs " << m["name"].get<std::string>() << " --pair " << pair << ")";
+      out << "\n";
+    }
+  }
   if (m["desired"] != "run") out << "  asked to " << text(m["desired"]) << "\n";
   if (!text(m["last_error"]).empty() && text(m["last_error"]) != "-") {
     out << "  last error: " << text(m["last_error"]) << "\n";
@@ -140,6 +150,9 @@ void print_human(Command c, const json& result) {
         if (!e["detail"].empty()) std::cout << "  " << e["detail"].dump();
         std::cout << "\n";
       }
+      break;
+    case Command::kDiffs:
+      std::cout << tandem::format_differences(result["diffs"]);
       break;
     case Command::kThrottle:
       std::cout << text(result["name"])
@@ -231,6 +244,12 @@ int main(int argc, char** argv) {
   auto* events = app.add_subcommand("events", "The tail of the audit log");
   events->add_option("NAME", name, "the migration")->required();
   events->add_option("--limit", limit, "how many events (1-1000)")->check(CLI::Range(1, 1000));
+  std::string pair;
+  auto* diffs = app.add_subcommand(
+      "diffs", "The shadow-read parameter sets whose old and new answers differed, with the rows");
+  diffs->add_option("NAME", name, "the migration")->required();
+  diffs->add_option("--pair", pair, "only this shadow-read pair");
+  diffs->add_option("--limit", limit, "how many (1-1000)")->check(CLI::Range(1, 1000));
   auto* watch = app.add_subcommand("watch", "Show status again and again until interrupted");
   watch->add_option("NAME", name, "the migration (default: all)");
   watch->add_option("--interval", interval, "seconds between refreshes")
@@ -290,6 +309,10 @@ int main(int argc, char** argv) {
   } else if (*events) {
     c = Command::kEvents;
     fields = {{"name", name}, {"limit", limit}};
+  } else if (*diffs) {
+    c = Command::kDiffs;
+    fields = {{"name", name}, {"limit", limit}};
+    if (!pair.empty()) fields["pair"] = pair;
   } else if (!*list) {
     return kUsage;
   }

@@ -72,6 +72,15 @@ int main(int argc, char** argv) {
   status->add_option("FILE", file, "spec file")->required();
   status->add_option("--dsn", dsn, "libpq connection string");
   status->add_flag("--json", json, "machine-readable output");
+  std::string pair;
+  int limit = 20;
+  auto* diffs = app.add_subcommand(
+      "diffs", "The shadow-read parameter sets whose old and new answers differed, with the rows");
+  diffs->add_option("FILE", file, "spec file")->required();
+  diffs->add_option("--dsn", dsn, "libpq connection string");
+  diffs->add_option("--pair", pair, "only this shadow-read pair");
+  diffs->add_option("--limit", limit, "how many (1-1000)")->check(CLI::Range(1, 1000));
+  diffs->add_flag("--json", json, "machine-readable output");
 
   ServeArgs serve_args;
   auto* serve = app.add_subcommand(
@@ -109,6 +118,7 @@ int main(int argc, char** argv) {
   }
   if (*rollback) return cmd_rollback(file, dsn);
   if (*status) return cmd_status(file, dsn, json);
+  if (*diffs) return cmd_diffs(file, dsn, pair, limit, json);
   if (*serve) return cmd_serve(serve_args);
   return kExitUsage;
 }

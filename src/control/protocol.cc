@@ -30,6 +30,7 @@ const std::vector<CommandInfo>& commands() {
       {Command::kThrottle, "throttle", {"name", "for", "off"}},
       {Command::kSet, "set", {"name", "settings"}},
       {Command::kAbort, "abort", {"name"}},
+      {Command::kDiffs, "diffs", {"name", "pair", "limit"}},
   };
   return kCommands;
 }
@@ -148,7 +149,8 @@ ParsedRequest parse_request(const std::string& line) {
     }
     r.phase = *phase;
   }
-  if (r.command == Command::kEvents && j.contains("limit")) {
+  if (r.command == Command::kDiffs && !text("pair", false, r.pair)) return out;
+  if ((r.command == Command::kEvents || r.command == Command::kDiffs) && j.contains("limit")) {
     if (!j["limit"].is_number_integer() || j["limit"].get<long long>() < 1 ||
         j["limit"].get<long long>() > 1000) {
       return fail("bad_field", "\"limit\" must be a whole number from 1 to 1000");

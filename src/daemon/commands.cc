@@ -7,6 +7,7 @@
 #include "daemon/manager.h"
 #include "daemon/submission_store.h"
 #include "daemon/worker.h"
+#include "engine/shadow_samples.h"
 #include "spec/settings.h"
 #include "util/duration.h"
 #include "util/text.h"
@@ -36,6 +37,7 @@ nlohmann::json MigrationManager::handle(const control::Request& r, const std::st
       {Command::kThrottle, &MigrationManager::cmd_throttle},
       {Command::kSet, &MigrationManager::cmd_set},
       {Command::kAbort, &MigrationManager::cmd_abort},
+      {Command::kDiffs, &MigrationManager::cmd_diffs},
   };
   for (const auto& [command, handler] : kCommands) {
     if (command == r.command) return (this->*handler)(r, actor);
@@ -130,6 +132,13 @@ nlohmann::json MigrationManager::cmd_events(const control::Request& r, const std
   if (!r.name.empty()) find(r.name);
   with_db([&](Connection& c) { events = submissions_.events(c, r.name, r.limit); });
   return {{"events", events}};
+}
+
+nlohmann::json MigrationManager::cmd_diffs(const control::Request& r, const std::string&) {
+  find(r.name);
+  nlohmann::json diffs;
+  with_db([&](Connection& c) { diffs = read_differences(c, r.name, r.pair, r.limit); });
+  return {{"name", r.name}, {"diffs", diffs}};
 }
 
 nlohmann::json MigrationManager::cmd_throttle(const control::Request& r, const std::string& actor) {

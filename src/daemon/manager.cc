@@ -412,6 +412,12 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
                   std::chrono::duration_cast<std::chrono::milliseconds>(until->time_since_epoch())
                       .count())
             : nlohmann::json();
+  // Shadow-read pairs compared since this daemon started; `tandemctl diffs`
+  // shows what differed.
+  nlohmann::json reads = nlohmann::json::object();
+  for (const auto& [pair, p] : w.metrics.shadow_reads)
+    reads[pair] = {{"compared", p.compared}, {"differed", p.differed}};
+  j["shadow_reads"] = reads;
   if (w.control) {
     nlohmann::json settings = nlohmann::json::object();
     const Settings current = w.control->settings();

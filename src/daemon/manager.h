@@ -142,6 +142,7 @@ class MigrationManager {
   nlohmann::json cmd_set(const control::Request& r, const std::string& actor);
   nlohmann::json cmd_abort(const control::Request& r, const std::string& actor);
   nlohmann::json cmd_events(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_diffs(const control::Request& r, const std::string& actor);
   // pause, resume and rollback: what the operator wants of the migration now.
   nlohmann::json ask(const control::Request& r, const std::string& actor, Desired desired,
                      const std::string& event);

@@ -31,7 +31,7 @@ class Writer {
     out_ << " " << number(value) << "\n";
   }
   void histogram(const std::string& name, const std::string& labels, const Histogram& h) {
-    const auto& bounds = Histogram::bounds();
+    const auto& bounds = h.upper_bounds();
     for (size_t i = 0; i < bounds.size(); ++i) {
       sample(name + "_bucket", labels + ",le=\"" + number(bounds[i]) + "\"",
              static_cast<double>(h.counts()[i]));
@@ -64,8 +64,14 @@ const std::vector<double>& Histogram::bounds() {
   return kBounds;
 }
 
+const std::vector<double>& Histogram::query_bounds() {
+  static const std::vector<double> kBounds = {0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                              0.05,    0.1,    0.25,  0.5,    1,     5};
+  return kBounds;
+}
+
 void Histogram::observe(double seconds) {
-  const auto& b = bounds();
+  const auto& b = *bounds_;
   for (size_t i = 0; i < b.size(); ++i) {
     if (seconds <= b[i]) ++counts_[i];
   }
@@ -132,6 +138,37 @@ std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
            "How long each verify batch's transaction took.");
   for (const auto& m : migrations) {
     w.histogram("tandem_verify_batch_duration_seconds", migration_label(m), m.verify_batch_seconds);
+  }
+  const auto pair_label = [](const M& m, const std::string& pair) {
+    return migration_label(m) + ",pair=\"" + escape_label(pair) + "\"";
+  };
+  // One counter per shadow-read pair.
+  const auto per_pair = [&](const std::string& name, const std::string& help,
+                            long long MigrationMetrics::Pair::*count) {
+    w.family(name, "counter", help);
+    for (const auto& m : migrations) {
+      for (const auto& [pair, p] : m.shadow_reads) {
+        w.sample(name, pair_label(m, pair), static_cast<double>(p.*count));
+      }
+    }
+  };
+  per_pair("tandem_shadow_reads_compared_total",
+           "Parameter sets a shadow-read pair answered with both queries since this daemon "
+           "started.",
+           &MigrationMetrics::Pair::compared);
+  per_pair("tandem_shadow_reads_differed_total",
+           "Parameter sets whose old and new answers differed (`tandemd diffs`, `tandemctl "
+           "diffs`).",
+           &MigrationMetrics::Pair::differed);
+  w.family("tandem_shadow_read_query_seconds", "histogram",
+           "How long each side's query of a shadow-read pair took, side=\"old\" or \"new\".");
+  for (const auto& m : migrations) {
+    for (const auto& [pair, p] : m.shadow_reads) {
+      w.histogram("tandem_shadow_read_query_seconds", pair_label(m, pair) + ",side=\"old\"",
+                  p.old_seconds);
+      w.histogram("tandem_shadow_read_query_seconds", pair_label(m, pair) + ",side=\"new\"",
+                  p.new_seconds);
+    }
   }
   w.per_migration("tandem_backfill_batch_size", "gauge", "Rows asked for in the last batch.",
                   migrations,

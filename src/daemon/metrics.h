@@ -16,13 +16,17 @@ class Histogram {
  public:
   // 5 ms to 60 s: a batch is meant to take tens to hundreds of milliseconds.
   static const std::vector<double>& bounds();
-  Histogram() : counts_(bounds().size(), 0) {}
+  // 0.25 ms to 5 s: one query of a shadow-read pair.
+  static const std::vector<double>& query_bounds();
+  explicit Histogram(const std::vector<double>& b = bounds()) : bounds_(&b), counts_(b.size(), 0) {}
   void observe(double seconds);
+  const std::vector<double>& upper_bounds() const { return *bounds_; }
   const std::vector<long long>& counts() const { return counts_; }  // per bound, cumulative
   long long count() const { return count_; }
   double sum() const { return sum_; }
 
  private:
+  const std::vector<double>* bounds_;
   std::vector<long long> counts_;
   long long count_ = 0;
   double sum_ = 0;
@@ -49,6 +53,15 @@ struct MigrationMetrics {
   int ranges = 1;
   int ranges_finished = 0;
   int workers = 1;  // running batches of the current step
+  // Per shadow-read pair: parameter sets compared, how many differed, and
+  // each side's query time.
+  struct Pair {
+    long long compared = 0;
+    long long differed = 0;
+    Histogram old_seconds{Histogram::query_bounds()};
+    Histogram new_seconds{Histogram::query_bounds()};
+  };
+  std::map<std::string, Pair> shadow_reads;
 };
 
 // Every metric, with HELP and TYPE lines, one series per migration (and per

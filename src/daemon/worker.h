@@ -113,6 +113,15 @@ struct MigrationManager::Worker : ProgressSink {
     }
     metrics.throttle_reason = reason;
   }
+  void shadow_compared(const std::string& pair, bool differed, double old_ms,
+                       double new_ms) override {
+    std::lock_guard<std::mutex> l(mu);
+    auto& p = metrics.shadow_reads[pair];
+    ++p.compared;
+    if (differed) ++p.differed;
+    p.old_seconds.observe(old_ms / 1000);
+    p.new_seconds.observe(new_ms / 1000);
+  }
   void retrying(const std::string& sqlstate) override {
     std::lock_guard<std::mutex> l(mu);
     ++metrics.retries;

@@ -59,6 +59,10 @@ class ProgressSink {
   virtual void throttling(const std::string& /*reason*/, double /*seconds*/) {}
   // An attempt failed with a retryable error and will be retried.
   virtual void retrying(const std::string& /*sqlstate*/) {}
+  // A shadow-read pair compared one parameter set: whether the answers
+  // differed, and each side's time.
+  virtual void shadow_compared(const std::string& /*pair*/, bool /*differed*/, double /*old_ms*/,
+                               double /*new_ms*/) {}
 };
 
 // On a terminal: one status line rewritten in place. Otherwise: log lines,

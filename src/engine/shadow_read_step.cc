@@ -180,6 +180,8 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
                                                  step.id + " changed no row of the state store");
             }
             tx.commit();
+            if (options_.progress)
+              options_.progress->shadow_compared(pair.name, !diff.empty(), old_ms, new_ms);
             if (!diff.empty()) {
               spdlog::warn("step {}: {} {} differs:\n{}", step.id, pair.name, params_text(params),
                            diff);

@@ -1,5 +1,8 @@
 #include "engine/shadow_samples.h"
 
+#include <cstdio>
+#include <sstream>
+
 namespace tandem {
 
 SampleTally read_sample_tally(Connection& conn, const std::string& migration,
@@ -28,6 +31,57 @@ SampleTally read_sample_tally(Connection& conn, const std::string& migration,
   t.new_p99 = ms(6);
   t.first_difference = r.text(0, 7);
   return t;
+}
+
+nlohmann::json read_differences(Connection& conn, const std::string& migration,
+                                const std::string& pair, int limit) {
+  nlohmann::json out = nlohmann::json::array();
+  if (conn.exec("SELECT to_regclass('tandem.shadow_samples') IS NULL").text(0, 0) == "t")
+    return out;
+  // The step of pair P is reads.P (src/plan/steps.cc).
+  Rows r = conn.exec(
+      "SELECT substr(step_id, 7), ordinal, to_json(params)::text, diff, old_ms, new_ms,"
+      " to_char(done_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+      "  FROM tandem.shadow_samples"
+      " WHERE migration = $1 AND diff IS NOT NULL AND ($2 = '' OR step_id = 'reads.' || $2)"
+      " ORDER BY step_id, ordinal LIMIT $3::int",
+      {migration, pair, std::to_string(limit)});
+  for (size_t i = 0; i < r.size(); ++i) {
+    const auto ms = [&](size_t c) {
+      return r.is_null(i, c) ? nlohmann::json() : nlohmann::json(std::stod(r.text(i, c)));
+    };
+    out.push_back({{"pair", r.text(i, 0)},
+                   {"ordinal", r.integer(i, 1)},
+                   {"params", nlohmann::json::parse(r.text(i, 2))},
+                   {"diff", r.text(i, 3)},
+                   {"old_ms", ms(4)},
+                   {"new_ms", ms(5)},
+                   {"compared_at", r.text(i, 6)}});
+  }
+  return out;
+}
+
+std::string format_differences(const nlohmann::json& diffs) {
+  if (diffs.empty()) return "no differences\n";
+  std::ostringstream out;
+  const auto ms = [](const nlohmann::json& v) {
+    if (!v.is_number()) return std::string("-");
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f ms", v.get<double>());
+    return std::string(buf);
+  };
+  for (const auto& d : diffs) {
+    std::vector<std::string> params;
+    for (const auto& p : d["params"])
+      params.push_back(p.is_string() ? p.get<std::string>() : "NULL");
+    out << d["pair"].get<std::string>() << " #" << d["ordinal"].get<long long>() << " {";
+    for (size_t i = 0; i < params.size(); ++i) out << (i ? ", " : "") << params[i];
+    out << "} (old " << ms(d["old_ms"]) << ", new " << ms(d["new_ms"]) << ", at "
+        << d["compared_at"].get<std::string>() << ")\n";
+    std::istringstream lines(d["diff"].get<std::string>());
+    for (std::string line; std::getline(lines, line);) out << "  " << line << "\n";
+  }
+  return out.str();
 }
 
 }  // namespace tandem

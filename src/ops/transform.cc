@@ -68,7 +68,7 @@ std::string guarded(const std::string& guard, const std::string& work) {
          ", 'off', true);\n  RETURN NULL;\nEND\n";
 }
 
-// `function`(OLD) for an UPDATE or DELETE, `second`(NEW) for an INSERT or
+// `first`(OLD) for an UPDATE or DELETE, then `second`(NEW) for an INSERT or
 // UPDATE.
 std::string old_then_new(const std::string& first, const std::string& second) {
   return "  IF TG_OP <> 'INSERT' THEN\n    PERFORM " + first +

@@ -292,6 +292,60 @@ TEST_F(Daemon, SubmitWatchPauseResumeApproveAndFinishThroughTandemctl) {
             "submitted,pause_requested,settings_changed,resume_requested,approve_requested");
 }
 
+TEST_F(Daemon, ShadowReadDifferencesShowInStatusMetricsAndTandemctlDiffs) {
+  // The new query reads every odd account's balance one too high; the
+  // gate lets up to 1000 through, so the migration goes on to cleanup.
+  const std::string spec = write_temp_file(
+      abalance_spec(1000) +
+      "shadow_reads:\n"
+      "  - name: balance\n"
+      "    params: {table: pgbench_accounts, columns: [aid], sample: 40, seed: 3}\n"
+      "    old: SELECT aid, abalance FROM pgbench_accounts WHERE aid = $1::int\n"
+      "    new: SELECT aid, abalance + aid % 2 FROM pgbench_accounts WHERE aid = $1::int\n"
+      "    max_mismatches: 1000\n");
+  const int port = free_port();
+  serve(socket_path(), "", "", "--metrics-listen 127.0.0.1:" + std::to_string(port));
+  ASSERT_EQ(ctl("submit " + spec).exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 180s))
+      << status().dump();
+  const long long compared = status()["shadow_reads"]["balance"]["compared"].get<long long>();
+  const long long differed = status()["shadow_reads"]["balance"]["differed"].get<long long>();
+  EXPECT_EQ(std::to_string(compared),
+            pg_.psql(db_, "SELECT count(*) FROM tandem.shadow_samples WHERE done_at IS NOT NULL"));
+  EXPECT_EQ(
+      std::to_string(differed),
+      pg_.psql(db_, "SELECT count(*) FROM tandem.shadow_samples WHERE params[1]::int % 2 = 1"));
+  EXPECT_GT(differed, 0);
+  auto r = ctl("status abalance_bigint");
+  EXPECT_NE(r.output.find("shadow read balance: " + std::to_string(compared) + " compared, " +
+                          std::to_string(differed) +
+                          " differed (tandemctl diffs abalance_bigint --pair balance)"),
+            std::string::npos)
+      << r.output;
+  // The differing sets, each with its rows.
+  r = ctl("--json diffs abalance_bigint --pair balance --limit 1000");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json diffs = json::parse(r.output)["diffs"];
+  EXPECT_EQ(static_cast<long long>(diffs.size()), differed);
+  for (const auto& d : diffs) {
+    EXPECT_EQ(std::stoll(d["params"][0].get<std::string>()) % 2, 1) << d.dump();
+    EXPECT_NE(d["diff"].get<std::string>().find("abalance"), std::string::npos) << d.dump();
+  }
+  r = ctl("diffs abalance_bigint --limit 1");
+  EXPECT_EQ(r.output.rfind("balance #", 0), 0u) << r.output;
+  EXPECT_EQ(ctl("diffs nope").exit_code, 1);
+  // Metrics per pair: sets compared and differing, each side's query times.
+  const std::string scrape = http_get(port, "/metrics");
+  const std::string labels = "{migration=\"abalance_bigint\",pair=\"balance\"}";
+  EXPECT_EQ(sample(scrape, "tandem_shadow_reads_compared_total" + labels), compared) << scrape;
+  EXPECT_EQ(sample(scrape, "tandem_shadow_reads_differed_total" + labels), differed) << scrape;
+  EXPECT_EQ(sample(scrape,
+                   "tandem_shadow_read_query_seconds_count{migration=\"abalance_bigint\","
+                   "pair=\"balance\",side=\"new\"}"),
+            compared)
+      << scrape;
+}
+
 TEST_F(Daemon, SigtermMidBackfillExitsZeroAndARestartResumesFromTheCheckpoint) {
   // Two workers: each range's checkpoint carries over the restart.
   spec_ = write_temp_file(abalance_spec(1000, "  backfill_workers: 2\n"));

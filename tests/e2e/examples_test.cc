@@ -132,7 +132,8 @@ TEST_P(Example, RollsBackAfterCutoverUnderItsWorkload) {
 
 INSTANTIATE_TEST_SUITE_P(Examples, Example,
                          ::testing::Values("users_uuid_rekey", "users_full_name_to_pii",
-                                           "balance_v1_to_v2", "orders_id_to_bigint"),
+                                           "balance_v1_to_v2", "orders_id_to_bigint",
+                                           "conversations_doc_to_tables"),
                          [](const auto& info) { return info.param; });
 
 class EveryPhase : public Example {};

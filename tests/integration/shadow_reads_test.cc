@@ -4,6 +4,8 @@
 // the pair, the parameters and the rows; a stopped run goes on without
 // comparing a finished sample again.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -156,6 +158,40 @@ TEST_F(ShadowReads, AWrongNewQueryIsCaughtNamingThePairTheParametersAndTheRows) 
   EXPECT_EQ(reads["samples"]["compared"], 300);
   EXPECT_EQ(reads["samples"]["mismatches"], count("diff IS NOT NULL"));
   EXPECT_GT(reads["samples"]["new_ms"]["p99"].get<double>(), 0);
+  // tandemd diffs lists them, first drawn first: the pair, the parameters,
+  // the rows and both sides' times.
+  auto diffs = run_command(tandemd("diffs " + file +
+                                   " --json --limit 3 --pair orders_of_user"
+                                   " --dsn '" +
+                                   pg_.dsn(db_) + "'") +
+                           " 2>&1");
+  ASSERT_EQ(diffs.exit_code, 0) << diffs.output;
+  const auto d = nlohmann::json::parse(diffs.output)["diffs"];
+  ASSERT_EQ(d.size(), 3u) << diffs.output;
+  EXPECT_EQ(d[0]["pair"], "orders_of_user");
+  EXPECT_EQ(d[0]["diff"].get<std::string>(),
+            q("SELECT diff FROM tandem.shadow_samples WHERE diff IS NOT NULL ORDER BY ordinal"
+              " LIMIT 1"));
+  EXPECT_EQ(d[0]["params"][0].get<std::string>(),
+            q("SELECT params[1] FROM tandem.shadow_samples WHERE diff IS NOT NULL ORDER BY"
+              " ordinal LIMIT 1"));
+  EXPECT_LT(d[0]["ordinal"].get<long long>(), d[1]["ordinal"].get<long long>());
+  EXPECT_GT(d[0]["new_ms"].get<double>(), 0);
+  diffs =
+      run_command(tandemd("diffs " + file + " --limit 1 --dsn '" + pg_.dsn(db_) + "'") + " 2>&1");
+  EXPECT_EQ(diffs.exit_code, 0) << diffs.output;
+  EXPECT_EQ(diffs.output.rfind("orders_of_user #" + d[0]["ordinal"].dump() + " {" +
+                                   d[0]["params"][0].get<std::string>() + "} (old ",
+                               0),
+            0u)
+      << diffs.output;
+  EXPECT_NE(diffs.output.find("\n  old "), std::string::npos) << diffs.output;
+  diffs =
+      run_command(tandemd("diffs " + file + " --pair nope --dsn '" + pg_.dsn(db_) + "'") + " 2>&1");
+  EXPECT_EQ(diffs.exit_code, 1) << diffs.output;
+  EXPECT_NE(diffs.output.find("--pair nope: the spec has no shadow read of that name"),
+            std::string::npos)
+      << diffs.output;
   // The gate holds until the operator accepts these differences, by name:
   // the same samples stand (not drawn again), recorded with who accepted.
   const std::string outcomes =
@@ -273,6 +309,42 @@ TEST_F(ShadowReads, AStoppedRunGoesOnWithoutComparingAFinishedSampleAgain) {
   EXPECT_EQ(q("SELECT count(*) || '/' || count(done_at) || '/' || count(diff)"
               " FROM tandem.shadow_samples"),
             "2000/2000/0");
+}
+
+TEST_F(ShadowReads, AKilledTandemdGoesOnWithoutComparingAFinishedSampleAgain) {
+  const std::string file = write_temp_file(spec_text(kByUserId, 3000));
+  const std::string run =
+      tandemd("run " + file + " --until shadow_read --dsn '" + pg_.dsn(db_) + "'");
+  pid_t pid = spawn(run + " 2>/dev/null");
+  auto c = connect_postgres(pg_.dsn(db_), "watcher");
+  bool comparing = false;
+  for (int i = 0; i < 6000 && !comparing; ++i) {
+    comparing =
+        c->exec("SELECT to_regclass('tandem.shadow_samples') IS NOT NULL").text(0, 0) == "t" &&
+        c->exec("SELECT count(done_at) FROM tandem.shadow_samples").integer(0, 0) >= 300;
+    if (!comparing) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(comparing) << "the comparisons never started";
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "tandemd finished before the kill";
+  const std::string stamps =
+      q("SELECT string_agg(ordinal || '@' || done_at, ',' ORDER BY ordinal)"
+        " FROM tandem.shadow_samples WHERE done_at IS NOT NULL");
+  const std::string done = q("SELECT count(done_at) FROM tandem.shadow_samples");
+  EXPECT_LT(std::stoi(done), 3000) << done;
+  auto r = run_command(run + " 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // What was compared before the kill stands as it was; the rest followed.
+  EXPECT_EQ(q("SELECT string_agg(ordinal || '@' || done_at, ',' ORDER BY ordinal)"
+              " FROM tandem.shadow_samples WHERE ordinal IN (SELECT ordinal FROM"
+              " tandem.shadow_samples ORDER BY done_at LIMIT " +
+              done + ")"),
+            stamps);
+  EXPECT_EQ(q("SELECT count(*) || '/' || count(done_at) || '/' || count(diff)"
+              " FROM tandem.shadow_samples"),
+            "3000/3000/0");
 }
 
 }  // namespace

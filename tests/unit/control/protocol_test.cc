@@ -127,7 +127,7 @@ TEST(Protocol, AnErrorEchoesTheIdOfTheRequestThatCausedIt) {
       error_response(r.error),
       "{\"error\":{\"code\":\"unknown_command\",\"message\":\"unknown command \\\"nope\\\"; "
       "expected one of: list, status, submit, pause, resume, approve, rollback, events, throttle, "
-      "set, abort\"},"
+      "set, abort, diffs\"},"
       "\"id\":\"abc\",\"ok\":false,\"v\":1}\n");
 }
 
@@ -152,6 +152,27 @@ TEST(Protocol, ParsesThrottleSetAndAbort) {
   r = parse_request(R"({"v": 1, "cmd": "abort", "name": "m"})");
   ASSERT_TRUE(r.request);
   EXPECT_EQ(r.request->command, Command::kAbort);
+}
+
+TEST(Protocol, ParsesDiffsWithAnOptionalPairAndABoundedLimit) {
+  auto r = parse_request(R"({"v": 1, "cmd": "diffs", "name": "m", "pair": "p", "limit": 5})");
+  ASSERT_TRUE(r.request);
+  EXPECT_EQ(r.request->command, Command::kDiffs);
+  EXPECT_EQ(r.request->pair, "p");
+  EXPECT_EQ(r.request->limit, 5);
+  r = parse_request(R"({"v": 1, "cmd": "diffs", "name": "m"})");
+  ASSERT_TRUE(r.request);
+  EXPECT_EQ(r.request->pair, "");
+  EXPECT_EQ(r.request->limit, 20);
+  r = parse_request(R"({"v": 1, "cmd": "diffs", "name": "m", "limit": 0})");
+  ASSERT_FALSE(r.request);
+  EXPECT_EQ(r.error.message, "\"limit\" must be a whole number from 1 to 1000");
+  r = parse_request(R"({"v": 1, "cmd": "diffs", "name": "m", "pair": ""})");
+  ASSERT_FALSE(r.request);
+  EXPECT_EQ(r.error.message, "\"pair\" must be a non-empty string");
+  r = parse_request(R"({"v": 1, "cmd": "diffs"})");
+  ASSERT_FALSE(r.request);
+  EXPECT_EQ(r.error.code, "missing_field");
 }
 
 TEST(Protocol, RequestLinesRoundTrip) {

@@ -29,7 +29,23 @@ TEST(Metrics, RendersEveryFamilyWithOneSeriesPerMigration) {
   m.ranges = 3;
   m.ranges_finished = 1;
   m.workers = 2;
+  auto& pair = m.shadow_reads["orders_of_user"];
+  pair.compared = 3;
+  pair.differed = 1;
+  for (double s : {0.0004, 0.002, 0.002}) pair.old_seconds.observe(s);
+  for (double s : {0.0006, 0.0008, 0.03}) pair.new_seconds.observe(s);
   std::string text = render_metrics({m}, "0.1.0");
+  const std::string pl = "migration=\"users_uuid\",pair=\"orders_of_user\"";
+  EXPECT_TRUE(has_line(text, "tandem_shadow_reads_compared_total{" + pl + "} 3")) << text;
+  EXPECT_TRUE(has_line(text, "tandem_shadow_reads_differed_total{" + pl + "} 1")) << text;
+  EXPECT_TRUE(has_line(
+      text, "tandem_shadow_read_query_seconds_bucket{" + pl + ",side=\"old\",le=\"0.0005\"} 1"))
+      << text;
+  EXPECT_TRUE(has_line(
+      text, "tandem_shadow_read_query_seconds_bucket{" + pl + ",side=\"new\",le=\"0.001\"} 2"))
+      << text;
+  EXPECT_TRUE(has_line(text, "tandem_shadow_read_query_seconds_count{" + pl + ",side=\"new\"} 3"))
+      << text;
   EXPECT_TRUE(has_line(text, "tandem_build_info{version=\"0.1.0\"} 1")) << text;
   EXPECT_TRUE(has_line(text, "# TYPE tandem_backfill_rows_total counter"));
   EXPECT_TRUE(has_line(text, "tandem_migration_phase{migration=\"users_uuid\"} 3"));
