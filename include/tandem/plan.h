@@ -4,6 +4,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tandem/phase.h"
@@ -93,6 +94,8 @@ struct StepLock {
 
 // The placeholder a BatchWork statement carries.
 inline constexpr const char* kBatchRange = "{range}";
+// A shadow-read pair's steps are reads.<name> and reads.<name>.after_cutover.
+inline constexpr std::string_view kReadsPrefix = "reads.";
 
 struct Step {
   std::string id;  // stable across runs: "<operation index>.<name>", stored in the state store

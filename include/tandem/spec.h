@@ -397,6 +397,12 @@ struct ShadowReadPair {
   // A write probe: a statement through the old path, run before both reads
   // in their transaction, which is then rolled back.
   std::string write;
+  // A write probe through the new path: a second comparison of the pair at
+  // the end of cutover (step reads.<name>.after_cutover, its own sample),
+  // with this statement before both reads, rolled back; it checks that the
+  // new side's writes reach the old side (a `down`, `reverse` or back
+  // trigger) end to end.
+  std::string write_after_cutover;
   // Where the parameters come from: a sample of rows of `table` (its
   // `columns`, in order, are $1, $2, ...), or each row of `query`.
   std::string table;  // qualified and quoted; empty with `query`

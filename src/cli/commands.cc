@@ -346,7 +346,7 @@ int cmd_diffs(const std::string& file, const std::string& dsn, const std::string
   std::optional<Spec> spec;
   std::optional<Plan> plan;
   if (!load(file, spec, plan)) return kExitBadInput;
-  if (!pair.empty() && !plan->find("reads." + pair)) {
+  if (!pair.empty() && !plan->find(std::string(kReadsPrefix) + pair)) {
     std::cerr << "tandemd: --pair " << pair << ": the spec has no shadow read of that name\n";
     return kExitBadInput;
   }

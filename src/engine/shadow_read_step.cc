@@ -181,7 +181,8 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
             }
             tx.commit();
             if (options_.progress)
-              options_.progress->shadow_compared(pair.name, !diff.empty(), old_ms, new_ms);
+              options_.progress->shadow_compared(step.id.substr(kReadsPrefix.size()), !diff.empty(),
+                                                 old_ms, new_ms);
             if (!diff.empty()) {
               spdlog::warn("step {}: {} {} differs:\n{}", step.id, pair.name, params_text(params),
                            diff);

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "tandem/plan.h"
+
 namespace tandem {
 
 SampleTally read_sample_tally(Connection& conn, const std::string& migration,
@@ -38,14 +40,15 @@ nlohmann::json read_differences(Connection& conn, const std::string& migration,
   nlohmann::json out = nlohmann::json::array();
   if (conn.exec("SELECT to_regclass('tandem.shadow_samples') IS NULL").text(0, 0) == "t")
     return out;
-  // The step of pair P is reads.P (src/plan/steps.cc).
-  Rows r = conn.exec(
-      "SELECT substr(step_id, 7), ordinal, to_json(params)::text, diff, old_ms, new_ms,"
-      " to_char(done_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-      "  FROM tandem.shadow_samples"
-      " WHERE migration = $1 AND diff IS NOT NULL AND ($2 = '' OR step_id = 'reads.' || $2)"
-      " ORDER BY step_id, ordinal LIMIT $3::int",
-      {migration, pair, std::to_string(limit)});
+  const std::string prefix(kReadsPrefix);
+  Rows r =
+      conn.exec("SELECT substr(step_id, " + std::to_string(prefix.size() + 1) +
+                    "), ordinal, to_json(params)::text, diff, old_ms, new_ms,"
+                    " to_char(done_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+                    "  FROM tandem.shadow_samples"
+                    " WHERE migration = $1 AND diff IS NOT NULL AND ($2 = '' OR step_id = $4 || $2)"
+                    " ORDER BY step_id, ordinal LIMIT $3::int",
+                {migration, pair, std::to_string(limit), prefix});
   for (size_t i = 0; i < r.size(); ++i) {
     const auto ms = [&](size_t c) {
       return r.is_null(i, c) ? nlohmann::json() : nlohmann::json(std::stod(r.text(i, c)));

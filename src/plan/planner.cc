@@ -213,6 +213,12 @@ Plan make_plan(const Spec& spec) {
   }
   // After the operations' own checks in shadow_read.
   for (const auto& pair : spec.shadow_reads) steps.push_back(shadow_read_step(spec, pair));
+  // At the end of cutover, after the steps that send the new side's writes
+  // back.
+  for (const auto& pair : spec.shadow_reads) {
+    if (!pair.write_after_cutover.empty())
+      steps.push_back(shadow_read_after_cutover_step(spec, pair));
+  }
   // Phases run in order; within a phase, operations run in dependency order
   // (spec order where nothing depends on a later operation).
   std::stable_sort(steps.begin(), steps.end(), [](const Step& a, const Step& b) {

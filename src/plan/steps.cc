@@ -58,8 +58,21 @@ Step row_trigger_step(const std::string& id, Phase phase, const std::string& des
       .access("none");
 }
 
+Step shadow_read_after_cutover_step(const Spec& spec, const ShadowReadPair& pair) {
+  ShadowReadPair after = pair;
+  after.write = pair.write_after_cutover;
+  after.write_after_cutover.clear();
+  Step s = shadow_read_step(spec, after);
+  const std::string id = s.id + ".after_cutover";
+  s.rollback_sql = fill_template(*s.rollback_sql, {{quote_literal(s.id), quote_literal(id)}});
+  s.id = id;
+  s.phase = Phase::kCutover;
+  s.description = "after cutover, through the new path: " + s.description;
+  return s;
+}
+
 Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair) {
-  const std::string id = "reads." + pair.name;
+  const std::string id = std::string(kReadsPrefix) + pair.name;
   std::string draw;
   if (pair.query.empty()) {
     std::vector<std::string> values, present;

@@ -103,6 +103,9 @@ Step row_trigger_step(const std::string& id, Phase phase, const std::string& des
 // by the two queries as comments; the executor runs the pair from
 // Step::reads. Rollback forgets the samples.
 Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair);
+// The pair's second comparison, at the end of cutover, with its
+// write_after_cutover probe through the new path (reads.<name>.after_cutover).
+Step shadow_read_after_cutover_step(const Spec& spec, const ShadowReadPair& pair);
 
 // A trigger function created in prepare and dropped on rollback.
 Step trigger_function_step(const std::string& id, const std::string& description,

@@ -109,9 +109,10 @@ void latency_ratio(SpecReader& r, const YAML::Node& n, ShadowReadPair& p) {
 
 void parse_pair(SpecReader& r, const YAML::Node& n, Spec& spec) {
   const std::string w = "shadow_reads";
-  if (!r.open_operation(n, w,
-                        {"name", "params", "old", "new", "write", "compare", "key", "ignore",
-                         "tolerate", "max_mismatches", "min_samples", "max_latency_ratio"}))
+  if (!r.open_operation(
+          n, w,
+          {"name", "params", "old", "new", "write", "write_after_cutover", "compare", "key",
+           "ignore", "tolerate", "max_mismatches", "min_samples", "max_latency_ratio"}))
     return;
   const size_t before = r.errors.size();
   ShadowReadPair p;
@@ -120,6 +121,7 @@ void parse_pair(SpecReader& r, const YAML::Node& n, Spec& spec) {
   if (auto q = query(r, n, "old", true, w)) p.old_query = *q;
   if (auto q = query(r, n, "new", true, w)) p.new_query = *q;
   if (auto q = query(r, n, "write", false, w)) p.write = *q;
+  if (auto q = query(r, n, "write_after_cutover", false, w)) p.write_after_cutover = *q;
   int params = -1;  // how many parameters each set has, when the spec says
   if (!n["params"].IsDefined()) {
     r.missing(n, "params", w);
@@ -152,10 +154,11 @@ void parse_pair(SpecReader& r, const YAML::Node& n, Spec& spec) {
     p.sample = static_cast<int>(std::min<long long>(sample, 1000000));
   }
   if (params >= 0) {
-    for (const char* k : {"old", "new", "write"}) {
-      const std::string& q = std::string(k) == "old"   ? p.old_query
-                             : std::string(k) == "new" ? p.new_query
-                                                       : p.write;
+    for (const char* k : {"old", "new", "write", "write_after_cutover"}) {
+      const std::string& q = std::string(k) == "old"     ? p.old_query
+                             : std::string(k) == "new"   ? p.new_query
+                             : std::string(k) == "write" ? p.write
+                                                         : p.write_after_cutover;
       const int highest = highest_parameter(q);
       if (highest > params) {
         r.error(n[k], std::string(k) + ": uses $" + std::to_string(highest) + " but params gives " +

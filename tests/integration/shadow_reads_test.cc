@@ -311,6 +311,68 @@ TEST_F(ShadowReads, AStoppedRunGoesOnWithoutComparingAFinishedSampleAgain) {
             "2000/2000/0");
 }
 
+// After cutover a write through the new path (v2) must reach the old one
+// (v1) through copy_table's `down`: the pair's second comparison, with the
+// write before both reads and rolled back, checks that end to end.
+TEST_F(ShadowReads, AProbeThroughTheNewPathAfterCutoverChecksTheWayBack) {
+  const auto spec_text = [](const std::string& down) {
+    return "name: back\nsettings: {lock_timeout: 300ms, retry_backoff: 20ms}\noperations:\n"
+           "  - copy_table:\n      table: v1\n      to: v2\n      key: [id]\n"
+           "      create: id int PRIMARY KEY, amount numeric(12,2) NOT NULL\n"
+           "      up: {amount: cents / 100.0}\n" +
+           down +
+           "shadow_reads:\n"
+           "  - name: cents\n"
+           "    params: {table: v1, columns: [id], sample: 200, seed: 4}\n"
+           "    old: SELECT cents FROM v1 WHERE id = $1::int\n"
+           "    new: SELECT (amount * 100)::int FROM v2 WHERE id = $1::int\n"
+           "    write_after_cutover: UPDATE v2 SET amount = amount + 1 WHERE id = $1::int\n";
+  };
+  const auto setup = [&](const std::string& db) {
+    pg_.psql(db,
+             "CREATE TABLE v1 (id int PRIMARY KEY, cents int NOT NULL);"
+             "INSERT INTO v1 SELECT g, g FROM generate_series(1, 2000) g;");
+  };
+  setup(db_);
+  Spec s = spec_from(spec_text("      down: {cents: (amount * 100)::int}\n"));
+  Plan plan = make_plan(s);
+  Writers writer(pg_, db_, 1, [](Connection& c, int, long n, Writers::Counts& add) {
+    c.exec("UPDATE v1 SET cents = cents + 1 WHERE id = $1", {std::to_string(1 + n % 2000)});
+    add["cents"] = 1;
+  });
+  EXPECT_EQ(Executor(s, plan, options(Phase::kCutover)).run(), RunOutcome::kReachedUntil);
+  writer.stop();
+  EXPECT_EQ(writer.failed(), 0) << writer.last_error();
+  EXPECT_EQ(q("SELECT count(*) || '/' || count(done_at) || '/' || count(diff) FROM"
+              " tandem.shadow_samples WHERE step_id = 'reads.cents.after_cutover'"),
+            "200/200/0");
+  // The probes were rolled back: v1 holds what the writer committed, v2
+  // follows it.
+  EXPECT_EQ(q("SELECT sum(cents) FROM v1"),
+            std::to_string(2000 * 2001 / 2 + writer.count("cents")));
+  EXPECT_EQ(q("SELECT count(*) FROM v1 JOIN v2 USING (id) WHERE v2.amount * 100 <> v1.cents"), "0");
+  // Without `down` nothing carries v2's writes back: every probe differs.
+  const std::string other = pg_.create_database("reads");
+  setup(other);
+  Spec one_way = spec_from(spec_text(""));
+  RunOptions o = options(Phase::kCutover);
+  o.dsn = pg_.dsn(other);
+  try {
+    Executor(one_way, make_plan(one_way), o).run();
+    FAIL() << "the probe after cutover must fail its gate";
+  } catch (const StepFailedError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("step reads.cents.after_cutover failed: cents: 200 of 200 parameter sets"
+                     " answered differently"),
+              std::string::npos)
+        << m;
+  }
+  EXPECT_EQ(pg_.psql(other,
+                     "SELECT count(*) FROM tandem.shadow_samples WHERE step_id ="
+                     " 'reads.cents' AND diff IS NOT NULL"),
+            "0");
+}
+
 TEST_F(ShadowReads, AKilledTandemdGoesOnWithoutComparingAFinishedSampleAgain) {
   const std::string file = write_temp_file(spec_text(kByUserId, 3000));
   const std::string run =

@@ -1109,5 +1109,42 @@ TEST(Planner, AShadowReadsQueriesStayInsideComments) {
             "DELETE FROM tandem.shadow_samples WHERE migration = 'x' AND step_id = 'reads.p';\n");
 }
 
+// A write probe through the new path is a second comparison at the end of
+// cutover, after the steps that send the new side's writes back.
+TEST(Planner, AProbeAfterCutoverComparesThePairAgainAtTheEndOfCutover) {
+  auto r = parse_spec(
+      "name: x\noperations:\n  - copy_table: {table: v1, to: v2, key: [id], up: {a: c},"
+      " down: {c: a}}\nshadow_reads:\n"
+      "  - name: p\n    params: {table: v1, columns: [id]}\n"
+      "    old: SELECT c FROM v1 WHERE id = $1::int\n"
+      "    new: SELECT a FROM v2 WHERE id = $1::int\n"
+      "    write_after_cutover: UPDATE v2 SET a = a + 1 WHERE id = $1::int\n",
+      "s.yaml");
+  ASSERT_TRUE(r.spec) << r.errors[0].to_string();
+  Plan plan = make_plan(*r.spec);
+  std::vector<std::string> cutover;
+  for (const Step* s : plan.steps_in(Phase::kCutover)) cutover.push_back(s->id);
+  EXPECT_EQ(cutover, (std::vector<std::string>{"1.create_back_trigger", "reads.p.after_cutover"}));
+  const Step* before = plan.find("reads.p");
+  const Step* after = plan.find("reads.p.after_cutover");
+  ASSERT_NE(after, nullptr);
+  EXPECT_TRUE(before->reads->write.empty());
+  EXPECT_EQ(after->reads->write, "UPDATE v2 SET a = a + 1 WHERE id = $1::int");
+  EXPECT_EQ(after->kind, StepKind::kShadowRead);
+  EXPECT_EQ(*after->rollback_sql,
+            "DELETE FROM tandem.shadow_samples WHERE migration = 'x' AND step_id = "
+            "'reads.p.after_cutover';\n");
+  // A probe that uses more parameters than each set has is refused.
+  auto bad = parse_spec(
+      "name: x\noperations: [{sql: {phase: prepare, up: x}}]\nshadow_reads:\n"
+      "  - name: p\n    params: {table: t, columns: [a]}\n    old: SELECT 1\n    new: SELECT 1\n"
+      "    write_after_cutover: UPDATE t SET b = $2\n",
+      "s.yaml");
+  ASSERT_FALSE(bad.errors.empty());
+  EXPECT_EQ(bad.errors[0].to_string(),
+            "s.yaml:8:26: write_after_cutover: uses $2 but params gives 1 value per sample "
+            "(columns)");
+}
+
 }  // namespace
 }  // namespace tandem
