@@ -412,6 +412,13 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
         steps.push_back(j);
       }
       out["steps"] = steps;
+      // The recorded phase is the one to run next: a run stopped after a
+      // phase (--until) or at a gate has not begun it yet.
+      bool started = false;
+      for (const auto& s : steps) {
+        started = started || (s["phase"] == out["phase"] && s["status"] != "pending");
+      }
+      out["phase_started"] = started;
       nlohmann::json phases = nlohmann::json::object();
       for (const auto& [p, secs] : store.phase_seconds(*conn)) phases[phase_name(p)] = secs;
       out["phase_seconds"] = phases;
@@ -426,8 +433,8 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
       std::cout << " on this database\n";
       return kExitOk;
     }
-    std::cout << ", phase " << out["phase"].get<std::string>() << " (updated " << rec->updated_at
-              << ")\n";
+    std::cout << (out["phase_started"].get<bool>() ? ", phase " : " before phase ")
+              << out["phase"].get<std::string>() << " (updated " << rec->updated_at << ")\n";
     std::printf("  %-28s %-12s %-12s %8s  %s\n", "step", "phase", "status", "attempts", "progress");
     for (const auto& s : out["steps"]) {
       std::string progress;

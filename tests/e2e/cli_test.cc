@@ -69,6 +69,20 @@ TEST(CliStatic, BadCommandLineExitsTwo) {
   EXPECT_NE(help.output.find("3  waiting for approval"), std::string::npos) << help.output;
 }
 
+TEST_F(Cli, StatusSaysAStoppedRunHasNotBegunTheNextPhase) {
+  auto r = run("run " + spec_path_ + " --until shadow_read");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto status = run("status " + spec_path_);
+  EXPECT_EQ(status.output.rfind("migration " + std::string("abalance_bigint") +
+                                    ": paused before phase cutover (updated ",
+                                0),
+            0u)
+      << status.output;
+  auto j = nlohmann::json::parse(run("status --json " + spec_path_).output);
+  EXPECT_EQ(j["phase"], "cutover");
+  EXPECT_EQ(j["phase_started"], false);
+}
+
 TEST_F(Cli, StopsAtTheCleanupGateWithItsOwnExitCodeThenFinishesWhenApproved) {
   auto r = run("run " + spec_path_);
   EXPECT_EQ(r.exit_code, 3) << r.output;
