@@ -207,11 +207,10 @@ KeysetWalker::VerifyResult KeysetWalker::verify_next(Connection& conn, const Bat
   // One scan of the chunk, kept for the four answers read off it: the chunk
   // is not first found by its keys (an index-only scan, which right after a
   // backfill visits every row's page) and then read again.
-  std::vector<std::string> cols, aliased, last, order;
+  std::vector<std::string> cols, last, order;
   for (size_t i = 0; i < key_.size(); ++i) {
     const std::string alias = "_k" + std::to_string(i + 1);
     cols.push_back("_row." + key_[i] + " AS " + alias);
-    aliased.push_back(alias);
     last.push_back(alias + "::text");
     order.push_back("_chunk." + alias + " DESC");  // the column, not its text
   }

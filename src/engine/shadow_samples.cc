@@ -6,11 +6,19 @@
 #include "tandem/plan.h"
 
 namespace tandem {
+namespace {
+
+// Before state schema version 11 there are no samples to read.
+bool has_samples(Connection& conn) {
+  return conn.exec("SELECT to_regclass('tandem.shadow_samples') IS NOT NULL").text(0, 0) == "t";
+}
+
+}  // namespace
 
 SampleTally read_sample_tally(Connection& conn, const std::string& migration,
                               const std::string& step_id) {
   SampleTally t;
-  if (conn.exec("SELECT to_regclass('tandem.shadow_samples') IS NULL").text(0, 0) == "t") return t;
+  if (!has_samples(conn)) return t;
   // percentile_cont leaves out the NULL times of sets not compared yet.
   Rows r = conn.exec(
       "SELECT count(*), count(done_at), count(diff),"
@@ -38,8 +46,7 @@ SampleTally read_sample_tally(Connection& conn, const std::string& migration,
 nlohmann::json read_differences(Connection& conn, const std::string& migration,
                                 const std::string& pair, int limit) {
   nlohmann::json out = nlohmann::json::array();
-  if (conn.exec("SELECT to_regclass('tandem.shadow_samples') IS NULL").text(0, 0) == "t")
-    return out;
+  if (!has_samples(conn)) return out;
   const std::string prefix(kReadsPrefix);
   Rows r =
       conn.exec("SELECT substr(step_id, " + std::to_string(prefix.size() + 1) +

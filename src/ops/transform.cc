@@ -32,10 +32,16 @@ namespace {
 // The rows a dry run transforms before the trigger goes live.
 constexpr int kDryRunRows = 100;
 
-std::string qualified_target(const Transform& op, const std::string& name) {
+// A target named "name" (in the source's schema) or "schema.name".
+std::pair<std::string, std::string> target_of(const Transform& op, const std::string& name) {
   const auto dot = name.find('.');
-  if (dot == std::string::npos) return qualified(op.schema, name);
-  return qualified(name.substr(0, dot), name.substr(dot + 1));
+  if (dot == std::string::npos) return {op.schema, name};
+  return {name.substr(0, dot), name.substr(dot + 1)};
+}
+
+std::string qualified_target(const Transform& op, const std::string& name) {
+  const auto [schema, table] = target_of(op, name);
+  return qualified(schema, table);
 }
 
 // The spec's statements as a PL/pgSQL function of the source row.
@@ -287,8 +293,8 @@ void needs_transform(const Transform& op, Needs& n) {
   n.on_table(op.schema, op.table);
   for (const auto& [name, columns] : op.create) n.adds_table(op.schema, name);
   for (const auto& t : op.targets) {
-    const auto dot = t.find('.');
-    n.needs.push_back(dot == std::string::npos ? op.schema + "." + t : t);
+    const auto [schema, table] = target_of(op, t);
+    n.needs.push_back(schema + "." + table);
   }
 }
 

@@ -58,21 +58,12 @@ Step row_trigger_step(const std::string& id, Phase phase, const std::string& des
       .access("none");
 }
 
-Step shadow_read_after_cutover_step(const Spec& spec, const ShadowReadPair& pair) {
-  ShadowReadPair after = pair;
-  after.write = pair.write_after_cutover;
-  after.write_after_cutover.clear();
-  Step s = shadow_read_step(spec, after);
-  const std::string id = s.id + ".after_cutover";
-  s.rollback_sql = fill_template(*s.rollback_sql, {{quote_literal(s.id), quote_literal(id)}});
-  s.id = id;
-  s.phase = Phase::kCutover;
-  s.description = "after cutover, through the new path: " + s.description;
-  return s;
-}
+namespace {
 
-Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair) {
-  const std::string id = std::string(kReadsPrefix) + pair.name;
+// A comparison of `pair` as step `id` of `phase`; `when` starts its
+// description.
+Step pair_step(const Spec& spec, const ShadowReadPair& pair, const std::string& id, Phase phase,
+               const std::string& when) {
   std::string draw;
   if (pair.query.empty()) {
     std::vector<std::string> values, present;
@@ -112,8 +103,8 @@ Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair) {
                      (pair.max_mismatches == 1 ? "" : "s");
   if (pair.min_samples > 0)
     gate += " or fewer than " + std::to_string(pair.min_samples) + " samples";
-  return StepBuilder(id, Phase::kShadowRead,
-                     "answer " + pair.name + " with the old and the new query on up to " +
+  return StepBuilder(id, phase,
+                     when + "answer " + pair.name + " with the old and the new query on up to " +
                          std::to_string(pair.sample) +
                          " sampled parameter sets, both on one snapshot per set, compared " +
                          pair.compare + "; " + gate + " fail it")
@@ -134,6 +125,20 @@ Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair) {
                            "rolled back)"})
       .access("reads")
       .reads(pair);
+}
+
+}  // namespace
+
+Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair) {
+  return pair_step(spec, pair, std::string(kReadsPrefix) + pair.name, Phase::kShadowRead, "");
+}
+
+Step shadow_read_after_cutover_step(const Spec& spec, const ShadowReadPair& pair) {
+  ShadowReadPair after = pair;
+  after.write = pair.write_after_cutover;
+  after.write_after_cutover.clear();
+  return pair_step(spec, after, std::string(kReadsPrefix) + pair.name + ".after_cutover",
+                   Phase::kCutover, "after cutover, through the new path: ");
 }
 
 Step trigger_function_step(const std::string& id, const std::string& description,

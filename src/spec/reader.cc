@@ -349,6 +349,8 @@ std::vector<std::pair<std::string, std::string>> SpecReader::column_map(const YA
                                                                         const std::string& noun,
                                                                         const std::string& values) {
   std::vector<std::pair<std::string, std::string>> out;
+  // One SQL expression per name; or several column definitions.
+  const bool singular = values.back() != 's';
   YAML::Node n = map[key];
   if (!n.IsDefined() || n.IsNull()) {
     missing(map, key, where);
@@ -356,7 +358,7 @@ std::vector<std::pair<std::string, std::string>> SpecReader::column_map(const YA
   }
   if (!n.IsMap() || n.size() == 0) {
     error(n, key + ": expected a mapping of " + noun + " names to " + values +
-                 (values.back() == 's' ? "" : "s") + ", got " +
+                 (singular ? "s" : "") + ", got " +
                  (n.IsMap() ? std::string("an empty mapping") : kind_name(n)));
     return out;
   }
@@ -372,15 +374,14 @@ std::vector<std::pair<std::string, std::string>> SpecReader::column_map(const YA
       continue;
     }
     if (!it->second.IsScalar() || it->second.Scalar().empty()) {
-      error(it->second, key + "." + it->first.Scalar() + ": expected " +
-                            (values[0] == 'S' ? "an " : "") + values + ", got " +
-                            kind_name(it->second));
+      error(it->second, key + "." + it->first.Scalar() + ": expected " + (singular ? "an " : "") +
+                            values + ", got " + kind_name(it->second));
       continue;
     }
     const std::string& e = it->second.Scalar();
     if (e.find(';') != std::string::npos) {
-      error(it->second, key + "." + it->first.Scalar() + ": expected " +
-                            (values[0] == 'S' ? "one " : "") + values + ", found ';'");
+      error(it->second, key + "." + it->first.Scalar() + ": expected " + (singular ? "one " : "") +
+                            values + ", found ';'");
     } else if (!clean_text(e)) {
       error(it->second, key + "." + it->first.Scalar() +
                             ": contains a control character or bytes that are not UTF-8");
