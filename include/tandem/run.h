@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "tandem/phase.h"
 #include "tandem/plan.h"
@@ -63,6 +64,25 @@ enum class RunOutcome {
 
 enum class RollbackOutcome { kRolledBack, kNothingToDo, kStopped };
 
+// One pair's part of a shadow-read round (see Executor::shadow_round).
+struct RoundPair {
+  std::string pair;
+  long long samples = 0, mismatches = 0;
+  double old_p50 = 0, old_p99 = 0, new_p50 = 0, new_p99 = 0;  // milliseconds
+  std::string verdict;                                        // why its gate fails, or ""
+};
+
+struct RoundReport {
+  int round = 0;         // 1, 2, ...: the phase's own comparison is round 0
+  bool stopped = false;  // stopped part way; the next call goes on with it
+  std::vector<RoundPair> pairs;
+  bool passed() const {
+    for (const auto& p : pairs)
+      if (!p.verdict.empty()) return false;
+    return !stopped;
+  }
+};
+
 // Runs a plan's phases in order, resumably, and rolls completed steps back
 // in reverse order. run() and rollback() end with an outcome, or throw an
 // Error whose failure() says how the run ended (tandem/error.h). Not
@@ -76,9 +96,17 @@ class Executor {
 
   RunOutcome run();
   RollbackOutcome rollback();
+  // While the migration waits at the cutover gate: one more round of every
+  // shadow-read pair on a new sample (the seed moved on by the round), or
+  // the rest of a round stopped part way. Throws Error(kBadInput) when the
+  // migration is not waiting there or the spec has no pairs.
+  RoundReport shadow_round();
 
   // After kWaitingApproval: the phase that waits.
   Phase waiting_phase() const;
+  // After kWaitingApproval: why an approval given for it was not taken
+  // (the last shadow-read round failed a gate that was not accepted), or "".
+  const std::string& approval_withheld() const;
   // After kPaused: which threshold, e.g. "replica lag 31.0s over critical_replica_lag 30s".
   const std::string& pause_reason() const;
   // Whether a phase needs an explicit approval before it runs.

@@ -70,6 +70,10 @@ struct Settings {
   int retry_budget = 30;
   std::chrono::milliseconds retry_backoff{100};  // first pause; doubles, with jitter
   std::chrono::milliseconds retry_backoff_max{10000};
+  // While a migration with shadow_reads waits at the cutover gate under
+  // `tandemd serve`, a new round of every pair starts this long after the
+  // last one ended; 0: no rounds.
+  std::chrono::milliseconds shadow_round_interval{600'000};
 };
 
 // Changes a column's type through a shadow column (see docs/operations.md).

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <iostream>
 #include <set>
+#include <thread>
 
 #include "cli/exit_codes.h"
 #include "db/connection.h"
@@ -278,6 +279,14 @@ int cmd_run(const RunArgs& args) {
         return kExitOk;
       case RunOutcome::kWaitingApproval: {
         const char* p = phase_name(executor.waiting_phase());
+        if (!executor.approval_withheld().empty()) {
+          std::cerr << "migration " << spec->name << ": the approval of " << p
+                    << " is withheld: " << executor.approval_withheld()
+                    << "\nTo compare again on new samples: tandemd rounds " << args.file
+                    << "\nTo cut over with these differences: tandemd run " << args.file
+                    << " --approve " << p << " --accept-differences PAIR\n";
+          return kExitNeedsApproval;
+        }
         std::cerr << "migration " << spec->name << " is waiting for approval of phase " << p
                   << (phase_info(executor.waiting_phase()).reversible ? ""
                                                                       : ", which cannot be undone")
@@ -332,13 +341,92 @@ int cmd_rollback(const std::string& file, const std::string& dsn) {
 // A shadow-read step's samples: drawn, compared, differing, and each
 // side's p50 and p99 in milliseconds (null before the first comparison).
 nlohmann::json samples(Connection& conn, const std::string& migration, const std::string& step_id) {
-  const SampleTally t = read_sample_tally(conn, migration, step_id);
+  const SampleTally t = read_sample_tally(conn, migration, step_id, 0);
   const auto ms = [&](double v) { return t.compared > 0 ? nlohmann::json(v) : nlohmann::json(); };
   return {{"drawn", t.drawn},
           {"compared", t.compared},
           {"mismatches", t.mismatches},
           {"old_ms", {{"p50", ms(t.old_p50)}, {"p99", ms(t.old_p99)}}},
           {"new_ms", {{"p50", ms(t.new_p50)}, {"p99", ms(t.new_p99)}}}};
+}
+
+namespace {
+
+std::string round_text(const RoundReport& r) {
+  std::string out = "round " + std::to_string(r.round) + ": " +
+                    (r.stopped    ? "stopped part way"
+                     : r.passed() ? "passed"
+                                  : "failed") +
+                    "\n";
+  for (const auto& p : r.pairs) {
+    char times[128];
+    std::snprintf(times, sizeof times, "; p50 %.2f -> %.2f ms, p99 %.2f -> %.2f ms", p.old_p50,
+                  p.new_p50, p.old_p99, p.new_p99);
+    out += "  " + p.pair + ": " + with_commas(p.samples) + " parameter sets, " +
+           with_commas(p.mismatches) + " differ" + times + "\n";
+    if (!p.verdict.empty()) out += "    gate failed: " + p.verdict + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+int cmd_rounds(const RoundsArgs& args) {
+  std::optional<Spec> spec;
+  std::optional<Plan> plan;
+  if (!load(args.file, spec, plan)) return kExitBadInput;
+  std::chrono::milliseconds every{0};
+  if (!args.every.empty()) {
+    const auto d = parse_duration(args.every);
+    if (!d) {
+      std::cerr << "tandemd: --every " << args.every << ": expected a duration such as 30s\n";
+      return kExitUsage;
+    }
+    every = *d;
+  }
+  RunOptions options;
+  options.dsn = resolve_dsn(args.dsn);
+  options.actor = actor();
+  options.stop = &g_stop;
+  install_stop_handlers();
+  try {
+    Executor executor(*spec, *plan, options);
+    RoundReport last;
+    for (int i = 0; i < args.count; ++i) {
+      if (i > 0) {
+        // The pause, cut short by a signal.
+        const auto until = std::chrono::steady_clock::now() + every;
+        while (!g_stop && std::chrono::steady_clock::now() < until)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (g_stop) break;
+      last = executor.shadow_round();
+      if (args.json) {
+        nlohmann::json j = round_json(last, "");
+        j.erase("finished_at");
+        j["migration"] = spec->name;
+        j["stopped"] = last.stopped;
+        std::cout << to_json_text(j) << std::endl;
+      } else {
+        std::cerr << round_text(last);
+      }
+      if (last.stopped) break;
+    }
+    if (g_stop || last.stopped) {
+      std::cerr << "rounds of " << spec->name
+                << " stopped at a safe point; the next `tandemd rounds` goes on with the round\n";
+      return kExitInterrupted;
+    }
+    if (!last.passed()) {
+      std::cerr << "migration " << spec->name
+                << ": the last round failed; an approval of cutover is withheld until a round "
+                   "passes or its differences are accepted (--accept-differences PAIR)\n";
+      return kExitRoundFailed;
+    }
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+  return kExitOk;
 }
 
 int cmd_diffs(const std::string& file, const std::string& dsn, const std::string& pair, int limit,
@@ -374,6 +462,7 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
     auto conn = connect_postgres(resolve_dsn(dsn), "tandemd status");
     StateStore store(spec->name);
     std::optional<MigrationRecord> rec;
+    RoundReport last_round;
     if (StateStore::schema_version(*conn) > 0) rec = store.load(*conn);
     nlohmann::json out = {{"migration", spec->name}};
     if (!rec) {
@@ -422,6 +511,9 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
       nlohmann::json phases = nlohmann::json::object();
       for (const auto& [p, secs] : store.phase_seconds(*conn)) phases[phase_name(p)] = secs;
       out["phase_seconds"] = phases;
+      std::string finished;
+      last_round = read_last_round(*conn, spec->name, spec->shadow_reads, &finished);
+      out["round"] = last_round.round > 0 ? round_json(last_round, finished) : nlohmann::json();
       out["events"] = store.events_json(*conn, 10);
     }
     if (json) {
@@ -470,6 +562,7 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
                   s["phase"].get<std::string>().c_str(), s["status"].get<std::string>().c_str(),
                   s["attempts"].get<int>(), progress.c_str());
     }
+    if (last_round.round > 0) std::cout << "last shadow-read " << round_text(last_round);
     if (!rec->last_error.empty()) {
       std::cout << "last error (step " << rec->last_step << ", SQLSTATE " << rec->last_sqlstate
                 << "): " << rec->last_error << "\n";

@@ -33,6 +33,14 @@ int cmd_run(const RunArgs& args);
 int cmd_rollback(const std::string& file, const std::string& dsn);
 int cmd_status(const std::string& file, const std::string& dsn, bool json);
 // The shadow-read parameter sets whose answers differed (`pair`: one pair's).
+struct RoundsArgs {
+  std::string file, dsn, every;
+  int count = 1;
+  bool json = false;
+};
+// Exit 0 when the last round passed every gate, kExitRoundFailed when not.
+int cmd_rounds(const RoundsArgs& args);
+
 int cmd_diffs(const std::string& file, const std::string& dsn, const std::string& pair, int limit,
               bool json);
 // The daemon: runs until SIGTERM; see docs/daemon.md.

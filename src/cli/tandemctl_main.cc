@@ -101,6 +101,20 @@ void print_status(const json& m, std::ostream& out) {
         << ": tandemctl approve " << m["name"].get<std::string>() << " "
         << m["waiting_for"].get<std::string>() << "\n";
   }
+  if (m.contains("approval_withheld") && m["approval_withheld"].is_string()) {
+    out << "  approval withheld: " << m["approval_withheld"].get<std::string>()
+        << "\n  (it is taken once a round passes; to cut over with these differences: "
+           "tandemctl approve "
+        << m["name"].get<std::string>() << " cutover --accept-differences PAIR)\n";
+  }
+  if (m.contains("round") && m["round"].is_object()) {
+    const auto& r = m["round"];
+    out << "  shadow-read round " << r["round"].get<int>() << ": "
+        << (r["passed"].get<bool>() ? "passed" : "failed") << "\n";
+    for (const auto& [pair, p] : r["pairs"].items()) {
+      if (p["verdict"].is_string()) out << "    " << pair << ": " << text(p["verdict"]) << "\n";
+    }
+  }
   if (m.contains("throttled") && m["throttled"].is_string()) {
     out << "  throttled (" << m["throttled"].get<std::string>() << ")";
     if (m["throttled_until"].is_number_integer()) {
@@ -217,6 +231,10 @@ int main(int argc, char** argv) {
   approve->add_option("PHASE", phase, "the phase")
       ->required()
       ->check(CLI::IsMember(tandem::phase_names()));
+  std::vector<std::string> accept;
+  approve->add_option("--accept-differences", accept,
+                      "go on past the failed gate of this shadow-read pair (repeatable; "
+                      "recorded with who accepted it)");
   auto* rollback = app.add_subcommand("rollback", "Undo the migration, newest step first");
   rollback->add_option("NAME", name, "the migration")->required();
   auto* abort = app.add_subcommand(
@@ -280,6 +298,7 @@ int main(int argc, char** argv) {
   } else if (*approve) {
     c = Command::kApprove;
     fields = {{"name", name}, {"phase", phase}};
+    if (!accept.empty()) fields["accept"] = accept;
   } else if (*abort) {
     c = Command::kAbort;
     fields["name"] = name;

@@ -82,6 +82,20 @@ int main(int argc, char** argv) {
   diffs->add_option("--limit", limit, "how many (1-1000)")->check(CLI::Range(1, 1000));
   diffs->add_flag("--json", json, "machine-readable output");
 
+  RoundsArgs rounds_args;
+  auto* rounds = app.add_subcommand(
+      "rounds",
+      "While a migration waits at the cutover gate: compare its shadow-read pairs again on new "
+      "samples, round after round");
+  rounds->add_option("FILE", rounds_args.file, "spec file")->required();
+  rounds->add_option("--dsn", rounds_args.dsn, "libpq connection string");
+  rounds->add_option("--count", rounds_args.count, "how many rounds (default 1)")
+      ->check(CLI::Range(1, 100000));
+  rounds->add_option("--every", rounds_args.every,
+                     "pause between rounds, e.g. 30s (default: none)");
+  rounds->add_flag("--json", rounds_args.json, "one JSON object per round on stdout");
+  rounds->footer(kExitCodeHelp);
+
   ServeArgs serve_args;
   auto* serve = app.add_subcommand(
       "serve", "Run as a daemon: own submitted migrations, obey tandemctl on the control socket");
@@ -119,6 +133,7 @@ int main(int argc, char** argv) {
   if (*rollback) return cmd_rollback(file, dsn);
   if (*status) return cmd_status(file, dsn, json);
   if (*diffs) return cmd_diffs(file, dsn, pair, limit, json);
+  if (*rounds) return cmd_rounds(rounds_args);
   if (*serve) return cmd_serve(serve_args);
   return kExitUsage;
 }

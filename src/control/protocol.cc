@@ -24,7 +24,7 @@ const std::vector<CommandInfo>& commands() {
       {Command::kSubmit, "submit", {"spec", "file"}},
       {Command::kPause, "pause", {"name"}},
       {Command::kResume, "resume", {"name"}},
-      {Command::kApprove, "approve", {"name", "phase"}},
+      {Command::kApprove, "approve", {"name", "phase", "accept"}},
       {Command::kRollback, "rollback", {"name"}},
       {Command::kEvents, "events", {"name", "limit"}},
       {Command::kThrottle, "throttle", {"name", "for", "off"}},
@@ -148,6 +148,18 @@ ParsedRequest parse_request(const std::string& line) {
                   "unknown phase \"" + clip(p) + "\"" + did_you_mean(p, phase_names()));
     }
     r.phase = *phase;
+    if (j.contains("accept")) {
+      const auto& a = j["accept"];
+      bool ok = a.is_array() && !a.empty();
+      for (const auto& x : ok ? a : nlohmann::json::array()) {
+        ok = ok && x.is_string() && !x.get<std::string>().empty();
+      }
+      if (!ok) {
+        return fail("bad_field",
+                    "\"accept\" must be a list of shadow-read pair names such as [\"orders\"]");
+      }
+      r.accept = a.get<std::vector<std::string>>();
+    }
   }
   if (r.command == Command::kDiffs && !text("pair", false, r.pair)) return out;
   if ((r.command == Command::kEvents || r.command == Command::kDiffs) && j.contains("limit")) {

@@ -46,8 +46,10 @@ struct Request {
   std::string spec;               // submit: the spec's text
   std::string file;               // submit: where it came from, for error messages
   Phase phase = Phase::kPrepare;  // approve
-  int limit = 20;                 // events: how many, newest last; diffs: how many
-  std::string pair;               // diffs: one shadow-read pair ("" every pair)
+  // approve: shadow-read pairs whose failed gate the operator accepts.
+  std::vector<std::string> accept;
+  int limit = 20;    // events: how many, newest last; diffs: how many
+  std::string pair;  // diffs: one shadow-read pair ("" every pair)
   // throttle: for how long (nullopt: until lifted); `off` lifts it.
   std::optional<std::chrono::milliseconds> throttle_for;
   bool off = false;

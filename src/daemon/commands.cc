@@ -107,14 +107,26 @@ nlohmann::json MigrationManager::cmd_rollback(const control::Request& r, const s
 
 nlohmann::json MigrationManager::cmd_approve(const control::Request& r, const std::string& actor) {
   Worker& w = find(r.name);
-  with_db([&](Connection& c) { submissions_.approve(c, w.name, r.phase, actor); });
+  for (const auto& pair : r.accept) {
+    const bool known =
+        w.spec && std::any_of(w.spec->shadow_reads.begin(), w.spec->shadow_reads.end(),
+                              [&](const ShadowReadPair& p) { return p.name == pair; });
+    if (!known) {
+      throw CommandError("bad_field",
+                         "migration \"" + w.name + "\" has no shadow-read pair \"" + pair + "\"");
+    }
+  }
+  with_db([&](Connection& c) { submissions_.approve(c, w.name, r.phase, r.accept, actor); });
   {
     std::lock_guard<std::mutex> l(w.mu);
     w.approved.insert(r.phase);
+    w.accepted.insert(r.accept.begin(), r.accept.end());
     ++w.generation;
   }
   w.cv.notify_all();
-  return {{"name", r.name}, {"approved", phase_name(r.phase)}};
+  nlohmann::json out = {{"name", r.name}, {"approved", phase_name(r.phase)}};
+  if (!r.accept.empty()) out["accepted"] = r.accept;
+  return out;
 }
 
 nlohmann::json MigrationManager::cmd_abort(const control::Request& r, const std::string& actor) {

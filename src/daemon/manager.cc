@@ -9,6 +9,7 @@
 #include "daemon/submission_store.h"
 #include "daemon/worker.h"
 #include "engine/executor.h"
+#include "engine/shadow_samples.h"
 #include "engine/state_store.h"
 #include "spec/settings.h"
 #include "spec/suggest.h"
@@ -166,6 +167,10 @@ bool MigrationManager::run_once(Worker& w, Desired desired, const std::set<Phase
   o.dsn = options_.dsn;
   o.control = w.control.get();
   o.approve = approved;
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    o.accept_differences = w.accepted;
+  }
   o.actor = actor;
   o.stop = &w.stop;
   o.progress = &w;
@@ -193,10 +198,48 @@ bool MigrationManager::run_once(Worker& w, Desired desired, const std::set<Phase
           std::lock_guard<std::mutex> l(w.mu);
           w.activity = Activity::kWaitingApproval;
           w.waiting_for = ex.waiting_phase();
+          w.approval_withheld = ex.approval_withheld();
         }
-        if (!w.wait_for_command(seen, shutting_down_, std::chrono::hours(1))) return false;
+        try {
+          // The last round, as the database holds it (an earlier daemon's too).
+          std::optional<RoundReport> last;
+          with_db([&](Connection& c) {
+            RoundReport r = read_last_round(c, w.spec->name, w.spec->shadow_reads, nullptr);
+            if (r.round > 0) last = r;
+          });
+          std::lock_guard<std::mutex> l(w.mu);
+          w.round_report = last;
+        } catch (const std::exception& e) {
+          spdlog::warn("migration {}: cannot read its last shadow-read round: {}", w.name,
+                       e.what());
+        }
+        const bool rounds = ex.waiting_phase() == Phase::kCutover && !w.spec->shadow_reads.empty();
+        // At the cutover gate: shadow-read rounds against live traffic, one
+        // every shadow_round_interval, until a command comes.
+        for (;;) {
+          const auto every = w.control->settings().shadow_round_interval;
+          const bool due = rounds && every.count() > 0;
+          if (!w.wait_for_command(seen, shutting_down_,
+                                  due ? every : std::chrono::milliseconds(std::chrono::hours(1))))
+            return false;
+          bool commanded;
+          {
+            std::lock_guard<std::mutex> l(w.mu);
+            commanded = w.generation != seen || !due;
+          }
+          if (commanded) break;
+          const RoundReport r = ex.shadow_round();
+          if (!r.stopped) {
+            std::lock_guard<std::mutex> l(w.mu);
+            w.round_report = r;
+          }
+          // A stop, or an approval waiting for a round that passes: run
+          // again (the approval is judged on the last round).
+          if (r.stopped || (r.passed() && approved.count(Phase::kCutover))) break;
+        }
         std::lock_guard<std::mutex> l(w.mu);
         w.waiting_for.reset();
+        w.approval_withheld.clear();
         return true;
       }
       case RunOutcome::kStopped:
@@ -320,6 +363,11 @@ void MigrationManager::refresh(Worker& w) {
   if (unrecorded || w.generation != before) return;
   w.desired = row->desired;
   w.approved = row->approved;
+  w.accepted.clear();
+  if (row->live.contains("accepted") && row->live["accepted"].is_array()) {
+    for (const auto& a : row->live["accepted"])
+      if (a.is_string()) w.accepted.insert(a.get<std::string>());
+  }
 }
 
 std::string MigrationManager::blocking_migration(Worker& w) {
@@ -398,6 +446,9 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
           : nlohmann::json();
   j["eta_seconds"] = w.eta ? nlohmann::json(std::llround(*w.eta)) : nlohmann::json();
   j["waiting_for"] = w.waiting_for ? nlohmann::json(phase_name(*w.waiting_for)) : nlohmann::json();
+  j["approval_withheld"] =
+      w.approval_withheld.empty() ? nlohmann::json() : nlohmann::json(w.approval_withheld);
+  j["round"] = w.round_report ? round_json(*w.round_report, "") : nlohmann::json();
   j["blocked_by"] = w.blocked_by.empty() ? nlohmann::json() : nlohmann::json(w.blocked_by);
   // Throttled: by hand (maybe until a time), or by a signal right now.
   std::string reason = w.metrics.throttle_reason;

@@ -61,13 +61,21 @@ void PgSubmissionStore::set_desired(Connection& c, const std::string& name, Desi
 }
 
 void PgSubmissionStore::approve(Connection& c, const std::string& name, Phase phase,
-                                const std::string& actor) {
+                                const std::vector<std::string>& accept, const std::string& actor) {
   Transaction tx(c);
   tx.exec(
       "UPDATE tandem.submissions SET approved = array_append(approved, $2::int),"
       " updated_at = now() WHERE name = $1 AND NOT ($2::int = ANY (approved))",
       {name, std::to_string(static_cast<int>(phase))});
-  StateStore(name).event(c, "approve_requested", phase, "", actor);
+  nlohmann::json detail = nlohmann::json::object();
+  if (!accept.empty()) {
+    tx.exec(
+        "UPDATE tandem.submissions SET live = jsonb_set(live, '{accepted}',"
+        " coalesce(live->'accepted', '[]') || $2::jsonb), updated_at = now() WHERE name = $1",
+        {name, nlohmann::json(accept).dump()});
+    detail["accept_differences"] = accept;
+  }
+  StateStore(name).event(c, "approve_requested", phase, "", actor, detail);
   tx.commit();
 }
 

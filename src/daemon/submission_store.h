@@ -29,7 +29,8 @@ class SubmissionStore {
   struct Wishes {
     Desired desired = Desired::kRun;
     std::set<Phase> approved;
-    nlohmann::json live;  // {"settings": {...}, "throttle": {"until": ms | null}}
+    // {"settings": {...}, "throttle": {"until": ms | null}, "accepted": [pair, ...]}
+    nlohmann::json live;
   };
 
   virtual ~SubmissionStore() = default;
@@ -46,8 +47,10 @@ class SubmissionStore {
   // run, pause or rollback; `event` ("" for none) logged with it.
   virtual void set_desired(Connection& c, const std::string& name, Desired desired,
                            const std::string& event, const std::string& actor) = 0;
+  // An approval of `phase`, with the shadow-read pairs whose failed gate
+  // the operator accepts (kept in live "accepted").
   virtual void approve(Connection& c, const std::string& name, Phase phase,
-                       const std::string& actor) = 0;
+                       const std::vector<std::string>& accept, const std::string& actor) = 0;
   // A manual throttle (`until`: epoch ms, or null for no end), or none.
   virtual void set_throttle(Connection& c, const std::string& name,
                             const std::optional<nlohmann::json>& until,
@@ -76,7 +79,7 @@ class PgSubmissionStore : public SubmissionStore {
   void set_desired(Connection& c, const std::string& name, Desired desired,
                    const std::string& event, const std::string& actor) override;
   void approve(Connection& c, const std::string& name, Phase phase,
-               const std::string& actor) override;
+               const std::vector<std::string>& accept, const std::string& actor) override;
   void set_throttle(Connection& c, const std::string& name,
                     const std::optional<nlohmann::json>& until, const nlohmann::json& detail,
                     const std::string& actor) override;

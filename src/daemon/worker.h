@@ -17,6 +17,7 @@
 #include "daemon/worker_state.h"
 #include "engine/progress.h"
 #include "engine/run_control.h"
+#include "tandem/run.h"
 
 namespace tandem {
 
@@ -48,6 +49,7 @@ struct MigrationManager::Worker : ProgressSink {
   };
   std::optional<Pending> pending;
   std::set<Phase> approved;
+  std::set<std::string> accepted;  // shadow-read pairs whose failed gate the operator accepts
   Activity activity = Activity::kStarting;  // see docs/control-protocol.md
   std::optional<Phase> phase;
   std::string step;
@@ -60,10 +62,12 @@ struct MigrationManager::Worker : ProgressSink {
   int workers = 1;  // running batches over them
   std::string last_error;
   std::optional<Phase> waiting_for;
-  std::string blocked_by;                 // waiting_for_table: the earlier migration and table
-  std::unique_ptr<RunControl> control;    // set when the spec parses
-  std::shared_ptr<MigrationStore> store;  // its state; set when the spec parses
-  Settings base;                          // the spec's settings, the daemon's defaults for the rest
+  std::string approval_withheld;            // why an approval of waiting_for was not taken
+  std::optional<RoundReport> round_report;  // the last shadow-read round finished at the gate
+  std::string blocked_by;                   // waiting_for_table: the earlier migration and table
+  std::unique_ptr<RunControl> control;      // set when the spec parses
+  std::shared_ptr<MigrationStore> store;    // its state; set when the spec parses
+  Settings base;  // the spec's settings, the daemon's defaults for the rest
   MigrationMetrics metrics;
 
   void phase_started(Phase p) override {

@@ -288,6 +288,15 @@ bool ExecutorCore::open_migration(std::optional<MigrationRecord>& record,
         }
         for (const auto& p : phase_table()) {
           bool given = options_.approve_all || options_.approve.count(p.phase);
+          if (given && needs_approval(p.phase) && !record->approved.count(p.phase) &&
+              p.phase == Phase::kCutover) {
+            approval_withheld_ = round_blocker();
+            if (!approval_withheld_.empty()) {
+              spdlog::warn("migration {}: approval of cutover withheld: {}", spec_.name,
+                           approval_withheld_);
+              continue;
+            }
+          }
           if (given && needs_approval(p.phase) && !record->approved.count(p.phase)) {
             store_.approve(*conn_, p.phase, options_.actor);
             record->approved.insert(p.phase);
@@ -310,7 +319,18 @@ RunOutcome ExecutorCore::run_phases() {
     auto steps = plan_.steps_in(p.phase);
     bool done = true;
     for (const Step* s : steps) done = done && status[s->id] == StepStatus::kDone;
-    if (done) continue;
+    // A phase without steps is passed, unless `gates:` names it and nothing
+    // after it has begun: the team asked to stop there (shadow-read rounds
+    // run at the cutover gate whether cutover has steps or not).
+    const bool gated_stop =
+        steps.empty() &&
+        std::count(spec_.approval_gates.begin(), spec_.approval_gates.end(), p.phase) > 0 &&
+        !record->approved.count(p.phase) &&
+        std::none_of(plan_.steps.begin(), plan_.steps.end(), [&](const Step& s) {
+          return static_cast<int>(s.phase) > static_cast<int>(p.phase) &&
+                 status[s.id] != StepStatus::kPending;
+        });
+    if (done && !gated_stop) continue;
     if (options_.until && static_cast<int>(p.phase) > static_cast<int>(*options_.until)) {
       record_state(MigrationState::kPaused, p.phase, "");
       return RunOutcome::kReachedUntil;
@@ -436,6 +456,8 @@ Executor::Executor(const Spec& spec, const Plan& plan, RunOptions options)
 Executor::~Executor() = default;
 RunOutcome Executor::run() { return core_->run(); }
 RollbackOutcome Executor::rollback() { return core_->rollback(); }
+RoundReport Executor::shadow_round() { return core_->shadow_round(); }
+const std::string& Executor::approval_withheld() const { return core_->approval_withheld(); }
 Phase Executor::waiting_phase() const { return core_->waiting_phase(); }
 const std::string& Executor::pause_reason() const { return core_->pause_reason(); }
 bool Executor::needs_approval(Phase phase) const { return core_->needs_approval(phase); }

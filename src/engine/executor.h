@@ -71,7 +71,9 @@ class ExecutorCore {
   RunOutcome run();
   RollbackOutcome rollback();
 
+  RoundReport shadow_round();
   Phase waiting_phase() const { return waiting_phase_; }
+  const std::string& approval_withheld() const { return approval_withheld_; }
   // After kPaused: which threshold, e.g. "replica lag 31.0s over critical_replica_lag 30s".
   const std::string& pause_reason() const { return pause_reason_; }
   // Whether a phase needs an explicit approval before it runs.
@@ -197,6 +199,16 @@ class ExecutorCore {
   // A shadow-read pair over its sample (shadow_read_step.cc); false when
   // stopped before the end.
   bool run_shadow_read_step(const Step& step);
+  // Draws round `round` of the pair's sample in `tx` unless it is drawn;
+  // returns how many sets it holds.
+  long long draw_sample(const Step& step, int round, Transaction& tx);
+  // Compares every set of the round not compared yet; false when stopped.
+  bool compare_samples(const Step& step, int round);
+  // The shadow_read phase's pair steps.
+  std::vector<const Step*> pair_steps() const;
+  // Why cutover may not be approved now: the last finished round has a pair
+  // whose gate failed and whose differences are not accepted; or "".
+  std::string round_blocker();
   // Marks the step running and reads its key and its ranges, cutting the
   // table into ranges when it first starts.
   void start_keyset_step(const Step& step, std::vector<std::string>& key,
@@ -251,6 +263,7 @@ class ExecutorCore {
   std::vector<std::unique_ptr<Lane>> workers_;
   std::unique_ptr<Connection>& conn_ = main_.conn;
   Phase waiting_phase_ = Phase::kPrepare;
+  std::string approval_withheld_;
   bool ever_connected_ = false;
   std::string pause_reason_;
   std::atomic<bool> halt_workers_{false};

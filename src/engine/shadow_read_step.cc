@@ -70,18 +70,6 @@ QueryResult answer(Transaction& tx, const std::string& sql, const std::vector<st
   return out;
 }
 
-std::string format_ms(double ms) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, ms < 10 ? "%.2f ms" : "%.0f ms", ms);
-  return buf;
-}
-
-std::string format_ratio(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1fx", x);
-  return buf;
-}
-
 std::string params_text(const std::vector<std::string>& params) {
   std::string out = "(";
   for (size_t i = 0; i < params.size(); ++i) out += (i ? ", " : "") + params[i];
@@ -90,38 +78,26 @@ std::string params_text(const std::vector<std::string>& params) {
 
 }  // namespace
 
-bool ExecutorCore::run_shadow_read_step(const Step& step) {
+long long ExecutorCore::draw_sample(const Step& step, int round, Transaction& tx) {
+  const std::vector<std::string> key = {spec_.name, step.id, std::to_string(round)};
+  long long drawn = tx.exec(
+                          "SELECT count(*) FROM tandem.shadow_samples"
+                          " WHERE migration = $1 AND step_id = $2 AND round = $3::int",
+                          key)
+                        .integer(0, 0);
+  if (drawn == 0) {
+    drawn = tx.exec(step.sql, key).affected;
+    spdlog::info("step {}: {} parameter sets drawn{}", step.id, with_commas(drawn),
+                 round ? " for round " + std::to_string(round) : "");
+  }
+  return drawn;
+}
+
+bool ExecutorCore::compare_samples(const Step& step, int round) {
   const ShadowReadPair& pair = *step.reads;
   const CompareRules rules = rules_of(pair);
-  const std::vector<std::string> key = {spec_.name, step.id};
-  long long drawn = 0;
-  // Differences the operator accepts: the failed gate's sample stands.
-  const bool accepted = options_.accept_differences.count(pair.name) > 0;
-  // The sample, drawn when the step first starts. A step that failed its
-  // gate starts over with a fresh sample (its verdict is void), unless the
-  // operator accepts what it found.
-  with_retries(
-      step.id, "step " + step.id,
-      [&] {
-        Transaction tx(*conn_);
-        set_step_timeouts(tx);
-        if (step_status(step.id) == StepStatus::kFailed && !accepted) {
-          tx.exec("DELETE FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2", key);
-        }
-        store_.mark_step(*conn_, step.id, StepStatus::kRunning);
-        drawn = tx.exec(
-                      "SELECT count(*) FROM tandem.shadow_samples"
-                      " WHERE migration = $1 AND step_id = $2",
-                      key)
-                    .integer(0, 0);
-        if (drawn == 0) {
-          drawn = tx.exec(step.sql, key).affected;
-          spdlog::info("step {}: {} parameter sets drawn", step.id, with_commas(drawn));
-        }
-        tx.commit();
-      },
-      [] { return false; });
-
+  const std::string round_text = std::to_string(round);
+  const std::string pair_label = step.id.substr(kReadsPrefix.size());
   for (;;) {
     if (stop_requested()) return false;
     Rows pending;
@@ -130,18 +106,19 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
         [&] {
           pending = conn_->exec(
               "SELECT ordinal, array_to_json(params)::text FROM tandem.shadow_samples"
-              " WHERE migration = $1 AND step_id = $2 AND done_at IS NULL ORDER BY ordinal"
-              " LIMIT " +
+              " WHERE migration = $1 AND step_id = $2 AND round = $3::int AND done_at IS NULL"
+              " ORDER BY ordinal LIMIT " +
                   std::to_string(kSamplesPerRead),
-              key);
+              {spec_.name, step.id, round_text});
         },
         [] { return false; });
-    if (pending.empty()) break;
+    if (pending.empty()) return true;
     for (size_t i = 0; i < pending.size(); ++i) {
       if (stop_requested()) return false;
       const std::string ordinal = pending.text(i, 0);
       const std::vector<std::string> params =
           nlohmann::json::parse(pending.text(i, 1)).get<std::vector<std::string>>();
+      const std::vector<std::string> id = {spec_.name, step.id, round_text, ordinal};
       with_retries(
           step.id, "step " + step.id + " (sample " + ordinal + ")",
           [&] {
@@ -169,11 +146,11 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
             Transaction tx(*conn_);
             const long long changed =
                 tx.exec(
-                      "UPDATE tandem.shadow_samples SET done_at = now(), old_ms = $4,"
-                      " new_ms = $5, diff = nullif($6, '') WHERE migration = $1"
-                      " AND step_id = $2 AND ordinal = $3 AND done_at IS NULL",
-                      {spec_.name, step.id, ordinal, std::to_string(old_ms), std::to_string(new_ms),
-                       diff})
+                      "UPDATE tandem.shadow_samples SET done_at = now(), old_ms = $5,"
+                      " new_ms = $6, diff = nullif($7, '') WHERE migration = $1"
+                      " AND step_id = $2 AND round = $3::int AND ordinal = $4 AND done_at IS NULL",
+                      {spec_.name, step.id, round_text, ordinal, std::to_string(old_ms),
+                       std::to_string(new_ms), diff})
                     .affected;
             if (changed != 1) {
               throw Error(ErrorKind::kFatal, "the outcome of sample " + ordinal + " of step " +
@@ -181,10 +158,10 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
             }
             tx.commit();
             if (options_.progress)
-              options_.progress->shadow_compared(step.id.substr(kReadsPrefix.size()), !diff.empty(),
-                                                 old_ms, new_ms);
+              options_.progress->shadow_compared(pair_label, !diff.empty(), old_ms, new_ms);
             if (!diff.empty()) {
-              spdlog::warn("step {}: {} {} differs:\n{}", step.id, pair.name, params_text(params),
+              spdlog::warn("step {}{}: {} {} differs:\n{}", step.id,
+                           round ? " round " + round_text : "", pair.name, params_text(params),
                            diff);
             }
           },
@@ -192,46 +169,47 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
             return conn_
                        ->exec(
                            "SELECT 1 FROM tandem.shadow_samples WHERE migration = $1"
-                           " AND step_id = $2 AND ordinal = $3 AND done_at IS NOT NULL",
-                           {spec_.name, step.id, ordinal})
+                           " AND step_id = $2 AND round = $3::int AND ordinal = $4"
+                           " AND done_at IS NOT NULL",
+                           id)
                        .size() == 1;
           });
     }
   }
+}
+
+bool ExecutorCore::run_shadow_read_step(const Step& step) {
+  const ShadowReadPair& pair = *step.reads;
+  // Differences the operator accepts: the failed gate's sample stands.
+  const bool accepted = options_.accept_differences.count(pair.name) > 0;
+  // The sample, drawn when the step first starts. A step that failed its
+  // gate starts over with a fresh sample (its verdict is void), unless the
+  // operator accepts what it found.
+  with_retries(
+      step.id, "step " + step.id,
+      [&] {
+        Transaction tx(*conn_);
+        set_step_timeouts(tx);
+        if (step_status(step.id) == StepStatus::kFailed && !accepted) {
+          tx.exec(
+              "DELETE FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2"
+              " AND round = 0",
+              {spec_.name, step.id});
+        }
+        store_.mark_step(*conn_, step.id, StepStatus::kRunning);
+        draw_sample(step, 0, tx);
+        tx.commit();
+      },
+      [] { return false; });
+  if (!compare_samples(step, 0)) return false;
 
   // The gate, over every sample of the step (earlier runs' included); each
   // side's p50 and p99 timed the same way on the same sets.
   SampleTally tally;
   with_retries(
-      step.id, "step " + step.id, [&] { tally = read_sample_tally(*conn_, spec_.name, step.id); },
-      [] { return false; });
-  const long long samples = tally.drawn;
-  const long long mismatches = tally.mismatches;
-  const struct {
-    const char* name;
-    double old_ms, new_ms, most;
-  } latencies[] = {{"p50", tally.old_p50, tally.new_p50, pair.max_p50_ratio},
-                   {"p99", tally.old_p99, tally.new_p99, pair.max_p99_ratio}};
-  // The gate's verdict: why it fails, or "".
-  std::string verdict;
-  if (mismatches > pair.max_mismatches) {
-    verdict = std::to_string(mismatches) + " of " + std::to_string(samples) +
-              " parameter sets answered differently (at most " +
-              std::to_string(pair.max_mismatches) + " allowed); the first, " +
-              tally.first_difference;
-  } else if (samples < pair.min_samples) {
-    verdict = std::to_string(samples) + " parameter sets drawn, fewer than min_samples (" +
-              std::to_string(pair.min_samples) + ")";
-  } else {
-    for (const auto& l : latencies) {
-      if (verdict.empty() && l.most > 0 && l.old_ms > 0 && l.new_ms > l.most * l.old_ms) {
-        verdict = "the new query's " + std::string(l.name) + " is " + format_ms(l.new_ms) + ", " +
-                  format_ratio(l.new_ms / l.old_ms) + " the old query's " + format_ms(l.old_ms) +
-                  " over " + std::to_string(samples) + " parameter sets (max_latency_ratio " +
-                  l.name + ": " + format_ratio(l.most) + ")";
-      }
-    }
-  }
+      step.id, "step " + step.id,
+      [&] { tally = read_sample_tally(*conn_, spec_.name, step.id, 0); }, [] { return false; });
+  const std::string verdict = gate_verdict(pair, tally);
   if (!verdict.empty() && !accepted) {
     fail(main_, step.id, "step " + step.id,
          Error(ErrorKind::kFatal,
@@ -250,11 +228,7 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
       [&] {
         Transaction tx(*conn_);
         store_.mark_step(*conn_, step.id, StepStatus::kDone);
-        store_.event(*conn_, "step_done", step.phase, step.id, options_.actor,
-                     {{"samples", samples},
-                      {"mismatches", mismatches},
-                      {"old_ms", {{"p50", latencies[0].old_ms}, {"p99", latencies[1].old_ms}}},
-                      {"new_ms", {{"p50", latencies[0].new_ms}, {"p99", latencies[1].new_ms}}}});
+        store_.event(*conn_, "step_done", step.phase, step.id, options_.actor, tally_json(tally));
         if (!verdict.empty()) {
           store_.event(*conn_, "differences_accepted", step.phase, step.id, options_.actor,
                        {{"pair", pair.name}, {"gate", verdict}});
@@ -262,12 +236,7 @@ bool ExecutorCore::run_shadow_read_step(const Step& step) {
         tx.commit();
       },
       [&] { return step_status(step.id) == StepStatus::kDone; });
-  spdlog::info(
-      "step {}: {} parameter sets, {} answered differently; old query p50 {} p99 {}, new query "
-      "p50 {} p99 {}",
-      step.id, with_commas(samples), mismatches, format_ms(latencies[0].old_ms),
-      format_ms(latencies[1].old_ms), format_ms(latencies[0].new_ms),
-      format_ms(latencies[1].new_ms));
+  spdlog::info("step {}: {}", step.id, tally_summary(tally));
   return true;
 }
 

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "tandem/plan.h"
+#include "util/text.h"
 
 namespace tandem {
 namespace {
@@ -13,10 +14,32 @@ bool has_samples(Connection& conn) {
   return conn.exec("SELECT to_regclass('tandem.shadow_samples') IS NOT NULL").text(0, 0) == "t";
 }
 
+std::string format_ms(double ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, ms < 10 ? "%.2f ms" : "%.0f ms", ms);
+  return buf;
+}
+
+std::string format_ratio(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1fx", x);
+  return buf;
+}
+
+// The latencies a gate judges, p50 then p99.
+struct Latency {
+  const char* name;
+  double old_ms, new_ms, most;
+};
+std::vector<Latency> latencies(const ShadowReadPair& pair, const SampleTally& t) {
+  return {{"p50", t.old_p50, t.new_p50, pair.max_p50_ratio},
+          {"p99", t.old_p99, t.new_p99, pair.max_p99_ratio}};
+}
+
 }  // namespace
 
 SampleTally read_sample_tally(Connection& conn, const std::string& migration,
-                              const std::string& step_id) {
+                              const std::string& step_id, int round) {
   SampleTally t;
   if (!has_samples(conn)) return t;
   // percentile_cont leaves out the NULL times of sets not compared yet.
@@ -27,10 +50,10 @@ SampleTally read_sample_tally(Connection& conn, const std::string& migration,
       " percentile_cont(0.5) WITHIN GROUP (ORDER BY new_ms),"
       " percentile_cont(0.99) WITHIN GROUP (ORDER BY new_ms),"
       " (SELECT params::text || E'\\n' || diff FROM tandem.shadow_samples d"
-      "   WHERE d.migration = $1 AND d.step_id = $2 AND d.diff IS NOT NULL"
-      "   ORDER BY ordinal LIMIT 1)"
-      " FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2",
-      {migration, step_id});
+      "   WHERE d.migration = $1 AND d.step_id = $2 AND d.round = $3::int"
+      "     AND d.diff IS NOT NULL ORDER BY ordinal LIMIT 1)"
+      " FROM tandem.shadow_samples WHERE migration = $1 AND step_id = $2 AND round = $3::int",
+      {migration, step_id, std::to_string(round)});
   const auto ms = [&](size_t c) { return r.is_null(0, c) ? 0.0 : std::stod(r.text(0, c)); };
   t.drawn = r.integer(0, 0);
   t.compared = r.integer(0, 1);
@@ -51,10 +74,10 @@ nlohmann::json read_differences(Connection& conn, const std::string& migration,
   Rows r =
       conn.exec("SELECT substr(step_id, " + std::to_string(prefix.size() + 1) +
                     "), ordinal, to_json(params)::text, diff, old_ms, new_ms,"
-                    " to_char(done_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-                    "  FROM tandem.shadow_samples"
+                    " to_char(done_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+                    " round FROM tandem.shadow_samples"
                     " WHERE migration = $1 AND diff IS NOT NULL AND ($2 = '' OR step_id = $4 || $2)"
-                    " ORDER BY step_id, ordinal LIMIT $3::int",
+                    " ORDER BY step_id, round, ordinal LIMIT $3::int",
                 {migration, pair, std::to_string(limit), prefix});
   for (size_t i = 0; i < r.size(); ++i) {
     const auto ms = [&](size_t c) {
@@ -66,9 +89,93 @@ nlohmann::json read_differences(Connection& conn, const std::string& migration,
                    {"diff", r.text(i, 3)},
                    {"old_ms", ms(4)},
                    {"new_ms", ms(5)},
-                   {"compared_at", r.text(i, 6)}});
+                   {"compared_at", r.text(i, 6)},
+                   {"round", r.integer(i, 7)}});
   }
   return out;
+}
+
+std::string gate_verdict(const ShadowReadPair& pair, const SampleTally& t) {
+  if (t.mismatches > pair.max_mismatches) {
+    return std::to_string(t.mismatches) + " of " + std::to_string(t.drawn) +
+           " parameter sets answered differently (at most " + std::to_string(pair.max_mismatches) +
+           " allowed); the first, " + t.first_difference;
+  }
+  if (t.drawn < pair.min_samples) {
+    return std::to_string(t.drawn) + " parameter sets drawn, fewer than min_samples (" +
+           std::to_string(pair.min_samples) + ")";
+  }
+  for (const auto& l : latencies(pair, t)) {
+    if (l.most > 0 && l.old_ms > 0 && l.new_ms > l.most * l.old_ms) {
+      return "the new query's " + std::string(l.name) + " is " + format_ms(l.new_ms) + ", " +
+             format_ratio(l.new_ms / l.old_ms) + " the old query's " + format_ms(l.old_ms) +
+             " over " + std::to_string(t.drawn) + " parameter sets (max_latency_ratio " + l.name +
+             ": " + format_ratio(l.most) + ")";
+    }
+  }
+  return "";
+}
+
+RoundPair round_pair(const ShadowReadPair& pair, const SampleTally& t) {
+  RoundPair p;
+  p.pair = pair.name;
+  p.samples = t.drawn;
+  p.mismatches = t.mismatches;
+  p.old_p50 = t.old_p50;
+  p.old_p99 = t.old_p99;
+  p.new_p50 = t.new_p50;
+  p.new_p99 = t.new_p99;
+  p.verdict = gate_verdict(pair, t);
+  return p;
+}
+
+RoundReport read_last_round(Connection& conn, const std::string& migration,
+                            const std::vector<ShadowReadPair>& pairs, std::string* finished_at) {
+  RoundReport out;
+  if (conn.exec("SELECT to_regclass('tandem.shadow_rounds') IS NOT NULL").text(0, 0) != "t")
+    return out;
+  Rows r = conn.exec(
+      "SELECT round, to_char(finished_at AT TIME ZONE 'UTC',"
+      " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM tandem.shadow_rounds"
+      " WHERE migration = $1 AND finished_at IS NOT NULL ORDER BY round DESC LIMIT 1",
+      {migration});
+  if (r.empty()) return out;
+  out.round = static_cast<int>(r.integer(0, 0));
+  if (finished_at) *finished_at = r.text(0, 1);
+  for (const auto& pair : pairs) {
+    const std::string step_id = std::string(kReadsPrefix) + pair.name;
+    out.pairs.push_back(round_pair(pair, read_sample_tally(conn, migration, step_id, out.round)));
+  }
+  return out;
+}
+
+nlohmann::json round_json(const RoundReport& r, const std::string& finished_at) {
+  nlohmann::json pairs = nlohmann::json::object();
+  for (const auto& p : r.pairs) {
+    pairs[p.pair] = {{"samples", p.samples},
+                     {"mismatches", p.mismatches},
+                     {"old_ms", {{"p50", p.old_p50}, {"p99", p.old_p99}}},
+                     {"new_ms", {{"p50", p.new_p50}, {"p99", p.new_p99}}},
+                     {"verdict", p.verdict.empty() ? nlohmann::json() : nlohmann::json(p.verdict)}};
+  }
+  return {{"round", r.round},
+          {"passed", r.passed()},
+          {"finished_at", finished_at.empty() ? nlohmann::json() : nlohmann::json(finished_at)},
+          {"pairs", pairs}};
+}
+
+std::string tally_summary(const SampleTally& t) {
+  return with_commas(t.drawn) + " parameter sets, " + std::to_string(t.mismatches) +
+         " answered differently; old query p50 " + format_ms(t.old_p50) + " p99 " +
+         format_ms(t.old_p99) + ", new query p50 " + format_ms(t.new_p50) + " p99 " +
+         format_ms(t.new_p99);
+}
+
+nlohmann::json tally_json(const SampleTally& t) {
+  return {{"samples", t.drawn},
+          {"mismatches", t.mismatches},
+          {"old_ms", {{"p50", t.old_p50}, {"p99", t.old_p99}}},
+          {"new_ms", {{"p50", t.new_p50}, {"p99", t.new_p99}}}};
 }
 
 std::string format_differences(const nlohmann::json& diffs) {
@@ -84,7 +191,10 @@ std::string format_differences(const nlohmann::json& diffs) {
     std::vector<std::string> params;
     for (const auto& p : d["params"])
       params.push_back(p.is_string() ? p.get<std::string>() : "NULL");
-    out << d["pair"].get<std::string>() << " #" << d["ordinal"].get<long long>() << " {";
+    const long long round = d.value("round", 0LL);
+    out << d["pair"].get<std::string>();
+    if (round) out << " round " << round;
+    out << " #" << d["ordinal"].get<long long>() << " {";
     for (size_t i = 0; i < params.size(); ++i) out << (i ? ", " : "") << params[i];
     out << "} (old " << ms(d["old_ms"]) << ", new " << ms(d["new_ms"]) << ", at "
         << d["compared_at"].get<std::string>() << ")\n";

@@ -6,6 +6,8 @@
 #include <string>
 
 #include "db/connection.h"
+#include "tandem/run.h"
+#include "tandem/spec.h"
 
 namespace tandem {
 
@@ -17,14 +19,37 @@ struct SampleTally {
   std::string first_difference;  // "{params}\n<diff>" of the first, or ""
 };
 
-// One query; an empty tally when the state schema predates version 11.
+// One query over the samples of one round (0: the shadow_read phase's; see
+// docs/spec.md); an empty tally when the state schema predates version 11.
 SampleTally read_sample_tally(Connection& conn, const std::string& migration,
-                              const std::string& step_id);
+                              const std::string& step_id, int round);
+
+// Why `pair`'s gate fails over `t`, or "": more differences than
+// max_mismatches, fewer sets than min_samples, or a latency ratio over
+// max_latency_ratio, checked in that order.
+std::string gate_verdict(const ShadowReadPair& pair, const SampleTally& t);
+// A pair's part of a round: its tally and the gate's verdict over it.
+RoundPair round_pair(const ShadowReadPair& pair, const SampleTally& t);
+
+// The last finished round (> 0) of the migration's pairs (those of
+// `pairs`, in that order), with when it finished (ISO 8601 UTC); round 0
+// and no pairs when none has finished (or before state schema version 12).
+RoundReport read_last_round(Connection& conn, const std::string& migration,
+                            const std::vector<ShadowReadPair>& pairs, std::string* finished_at);
+// {"round", "passed", "finished_at", "pairs": {name: {"samples", "mismatches",
+// "old_ms", "new_ms", "verdict"}}}
+nlohmann::json round_json(const RoundReport& r, const std::string& finished_at);
+
+// "1,000 parameter sets, 0 answered differently; old query p50 ... p99 ...,
+// new query p50 ... p99 ..."
+std::string tally_summary(const SampleTally& t);
+// {"samples", "mismatches", "old_ms": {"p50", "p99"}, "new_ms": {...}}
+nlohmann::json tally_json(const SampleTally& t);
 
 // The parameter sets whose old and new answers differed, first drawn first:
 // up to `limit`, of one pair (`pair` its name) or of every pair (""). Each:
-// {"pair", "ordinal", "params" (array of text), "diff" (the readable
-// difference), "old_ms", "new_ms", "compared_at"}. An empty array before
+// {"pair", "round", "ordinal", "params" (array of text), "diff" (the
+// readable difference), "old_ms", "new_ms", "compared_at"}. An empty array before
 // state schema version 11.
 nlohmann::json read_differences(Connection& conn, const std::string& migration,
                                 const std::string& pair, int limit);

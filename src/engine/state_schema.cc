@@ -1102,6 +1102,23 @@ CREATE TABLE IF NOT EXISTS tandem.shadow_samples (
 );
 )SQL";
 
+// Version 12: rounds. Round 0 is the shadow_read phase's sample; while a
+// migration waits at the cutover gate, each later round draws a new sample
+// of every pair (with the seed moved on by the round) and is judged by the
+// same gate on its own.
+static const char* kVersion12 = R"SQL(
+ALTER TABLE tandem.shadow_samples ADD COLUMN IF NOT EXISTS round int NOT NULL DEFAULT 0;
+ALTER TABLE tandem.shadow_samples DROP CONSTRAINT shadow_samples_pkey,
+  ADD PRIMARY KEY (migration, step_id, round, ordinal);
+CREATE TABLE IF NOT EXISTS tandem.shadow_rounds (
+  migration   text NOT NULL REFERENCES tandem.migrations (name) ON DELETE CASCADE,
+  round       int NOT NULL,
+  started_at  timestamptz NOT NULL DEFAULT now(),
+  finished_at timestamptz,              -- NULL: not every pair is compared yet
+  PRIMARY KEY (migration, round)
+);
+)SQL";
+
 // Version 10 (kVersion10) and lock_within_budget of version 7 returning at
 // once when the session holds the lock already: the executor takes a step's
 // locks first, and the step's budget may be spent by then.
@@ -1132,9 +1149,9 @@ static std::string version10() {
 }
 
 const std::vector<std::string>& state_schema_versions() {
-  static const std::vector<std::string> kVersions = {kVersion1,  kVersion2,   kVersion3, kVersion4,
-                                                     kVersion5,  kVersion6,   kVersion7, kVersion8,
-                                                     version9(), version10(), kVersion11};
+  static const std::vector<std::string> kVersions = {
+      kVersion1, kVersion2, kVersion3,  kVersion4,   kVersion5,  kVersion6,
+      kVersion7, kVersion8, version9(), version10(), kVersion11, kVersion12};
   return kVersions;
 }
 

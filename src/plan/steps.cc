@@ -74,18 +74,26 @@ Step pair_step(const Spec& spec, const ShadowReadPair& pair, const std::string& 
     const std::string rel = quote_literal(pair.table) + "::regclass";
     const std::string n = std::to_string(pair.sample);
     // Twice the sample's share of the rows the catalog estimates (every
-    // leaf of a partitioned table), then a shuffle that the seed fixes.
+    // leaf of a partitioned table), then a shuffle that the seed fixes. A
+    // round ($3) moves the seed on.
+    const std::string seed = "(" + std::to_string(pair.seed) + " + $3::int)";
     draw = "SELECT ARRAY[" + join(values, ", ") + "] FROM " + pair.table +
            " AS _row\n    TABLESAMPLE BERNOULLI (least(100, 200.0 * " + n +
            " / greatest(1, (SELECT sum(greatest(c.reltuples, 0)) FROM pg_class c\n"
            "      WHERE c.oid IN (SELECT " +
            rel + " UNION ALL SELECT relid FROM pg_partition_tree(" + rel +
-           "))))))\n    REPEATABLE (" + std::to_string(pair.seed) + ")\n   WHERE " +
-           join(present, " AND ") + "\n   ORDER BY md5(ARRAY[" + join(values, ", ") +
-           "]::text || " + quote_literal(std::to_string(pair.seed)) + ") LIMIT " + n;
+           "))))))\n    REPEATABLE (" + seed + ")\n   WHERE " + join(present, " AND ") +
+           "\n   ORDER BY md5(ARRAY[" + join(values, ", ") + "]::text || " + seed +
+           "::text) LIMIT " + n;
   } else {
-    draw = "SELECT ARRAY(SELECT value FROM json_each_text(row_to_json(_q))) FROM (" + pair.query +
-           ") AS _q LIMIT " + std::to_string(pair.sample);
+    // Round 0 takes the query's first rows; a later round ($3) as many in
+    // an order that the round fixes.
+    const std::string values = "SELECT ARRAY(SELECT value FROM json_each_text(row_to_json(_q)))";
+    const std::string n = std::to_string(pair.sample);
+    draw = "(" + values + " FROM (" + pair.query + ") AS _q WHERE $3::int = 0 LIMIT " + n +
+           ")\n  UNION ALL\n  (" + values + " FROM (" + pair.query +
+           ") AS _q WHERE $3::int > 0\n   ORDER BY md5(row_to_json(_q)::text || $3::int) LIMIT " +
+           n + ")";
   }
   auto commented = [](const std::string& what, const std::string& sql) {
     std::string out = "-- " + what + ":\n";
@@ -110,14 +118,18 @@ Step pair_step(const Spec& spec, const ShadowReadPair& pair, const std::string& 
                          pair.compare + "; " + gate + " fail it")
       .kind(StepKind::kShadowRead)
       .sql(
-          "INSERT INTO tandem.shadow_samples (migration, step_id, ordinal, params)\n"
-          "SELECT $1, $2, row_number() OVER (), p FROM (\n  " +
+          "INSERT INTO tandem.shadow_samples (migration, step_id, round, ordinal, params)\n"
+          "SELECT $1, $2, $3::int, row_number() OVER (), p FROM (\n  " +
           draw + ") AS _s(p)\n WHERE array_position(p, NULL) IS NULL;\n" +
           (pair.write.empty() ? ""
                               : commented("write (before both reads, rolled back)", pair.write)) +
           commented("old", pair.old_query) + commented("new", pair.new_query))
       .rollback("DELETE FROM tandem.shadow_samples WHERE migration = " + quote_literal(spec.name) +
-                " AND step_id = " + quote_literal(id) + ";\n")
+                " AND step_id = " + quote_literal(id) + ";\n" +
+                (phase == Phase::kShadowRead
+                     ? "DELETE FROM tandem.shadow_rounds WHERE migration = " +
+                           quote_literal(spec.name) + ";\n"
+                     : ""))
       .lock(pair.write.empty()
                 ? StepLock{LockMode::kAccessShare, "(reads only, in READ ONLY transactions)"}
                 : StepLock{LockMode::kRowExclusive,

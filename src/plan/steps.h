@@ -99,7 +99,8 @@ Step row_trigger_step(const std::string& id, Phase phase, const std::string& des
                       const std::string& function, const char* timing = kBeforeWrite);
 
 // The shadow_read step of a spec's query pair: its SQL draws the parameter
-// sets into tandem.shadow_samples ($1 the migration, $2 the step), followed
+// sets into tandem.shadow_samples ($1 the migration, $2 the step, $3 the
+// round: 0 in the phase, 1, 2, ... at the cutover gate), followed
 // by the two queries as comments; the executor runs the pair from
 // Step::reads. Rollback forgets the samples.
 Step shadow_read_step(const Spec& spec, const ShadowReadPair& pair);

@@ -58,6 +58,7 @@ const std::vector<SettingInfo>& table() {
       {"retry_budget", 1, 10'000, false, nullptr, &Settings::retry_budget},
       {"retry_backoff", 1, 600'000, false, &Settings::retry_backoff, nullptr},
       {"retry_backoff_max", 1, 3'600'000, false, &Settings::retry_backoff_max, nullptr},
+      {"shadow_round_interval", 1000, 86'400'000, true, &Settings::shadow_round_interval, nullptr},
   };
   return kTable;
 }

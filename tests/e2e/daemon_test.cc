@@ -346,6 +346,73 @@ TEST_F(Daemon, ShadowReadDifferencesShowInStatusMetricsAndTandemctlDiffs) {
       << scrape;
 }
 
+// At the cutover gate the daemon compares the pairs again, round after
+// round, under pgbench. A round that fails (the new query made wrong by a
+// knob the test turns) holds back an approval given meanwhile, and status
+// says why; the next round that passes lets it through.
+TEST_F(Daemon, RoundsAtTheCutoverGateHoldAnApprovalUntilOnePasses) {
+  pg_.psql(db_, "CREATE TABLE knob (bump int NOT NULL); INSERT INTO knob VALUES (0);");
+  const std::string spec = write_temp_file(
+      abalance_spec(1000, "  shadow_round_interval: 1s\n") +
+      "gates: {cutover: approval}\n"
+      "shadow_reads:\n"
+      "  - name: balance\n"
+      "    params: {table: pgbench_accounts, columns: [aid], sample: 50, seed: 5}\n"
+      "    old: SELECT aid, abalance FROM pgbench_accounts WHERE aid = $1::int\n"
+      "    new: SELECT aid, abalance + (SELECT bump FROM knob) FROM pgbench_accounts"
+      " WHERE aid = $1::int\n");
+  PgbenchLoad load(pg_, db_);
+  serve(socket_path());
+  ASSERT_EQ(ctl("submit " + spec).exit_code, 0);
+  const auto round = [&] {
+    const json s = status();
+    return s.contains("round") && s["round"].is_object() ? s["round"] : json::object();
+  };
+  ASSERT_TRUE(wait_for([&] { return round().value("round", 0) >= 2; }, 180s)) << status().dump();
+  EXPECT_EQ(status()["waiting_for"], "cutover");
+  EXPECT_TRUE(round()["passed"].get<bool>()) << status().dump();
+  EXPECT_EQ(round()["pairs"]["balance"]["samples"], 50) << status().dump();
+  // The new query goes wrong: the next round fails, and an approval given
+  // now is held back with the reason.
+  pg_.psql(db_, "UPDATE knob SET bump = 1");
+  ASSERT_TRUE(wait_for([&] { return round().value("passed", true) == false; }, 60s))
+      << status().dump();
+  ASSERT_EQ(ctl("approve abalance_bigint cutover").exit_code, 0);
+  ASSERT_TRUE(
+      wait_for([&] { return status().value("approval_withheld", json()).is_string(); }, 60s))
+      << status().dump();
+  EXPECT_NE(status()["approval_withheld"].get<std::string>().find(
+                "of the shadow reads failed the gate of balance: 50 of 50 parameter sets"),
+            std::string::npos)
+      << status().dump();
+  auto r = ctl("status abalance_bigint");
+  EXPECT_NE(r.output.find("approval withheld: round "), std::string::npos) << r.output;
+  EXPECT_EQ(status()["waiting_for"], "cutover");
+  // Right again: the next round passes and the approval goes through.
+  pg_.psql(db_, "UPDATE knob SET bump = 0");
+  ASSERT_TRUE(wait_for([&] { return status().value("waiting_for", json()) == "cleanup"; }, 120s))
+      << status().dump();
+  load.stop();
+  EXPECT_EQ(load.failures(), 0) << load.last_error_output();
+  EXPECT_TRUE(tpcb_invariant_holds(pg_, db_));
+  EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
+  // The rounds in the state store: the failed ones, then the one that passed.
+  EXPECT_EQ(pg_.psql(db_, "SELECT bool_and(finished_at IS NOT NULL) FROM tandem.shadow_rounds"),
+            "t");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT (detail->>'passed') FROM tandem.events WHERE kind = 'round_done'"
+                     " ORDER BY id DESC LIMIT 1"),
+            "true");
+  EXPECT_NE(pg_.psql(db_,
+                     "SELECT count(*) FROM tandem.events WHERE kind = 'round_done'"
+                     " AND NOT (detail->>'passed')::bool"),
+            "0");
+  // An accept for a pair the spec does not have is refused.
+  r = ctl("approve abalance_bigint cleanup --accept-differences nope");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("has no shadow-read pair \"nope\""), std::string::npos) << r.output;
+}
+
 TEST_F(Daemon, SigtermMidBackfillExitsZeroAndARestartResumesFromTheCheckpoint) {
   // Two workers: each range's checkpoint carries over the restart.
   spec_ = write_temp_file(abalance_spec(1000, "  backfill_workers: 2\n"));

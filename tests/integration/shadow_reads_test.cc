@@ -409,5 +409,166 @@ TEST_F(ShadowReads, AKilledTandemdGoesOnWithoutComparingAFinishedSampleAgain) {
             "3000/3000/0");
 }
 
+// At the cutover gate each round draws a new sample (the seed moved on by
+// the round) and is judged by the same gate on its own, under writers on
+// the same keys; a round that fails withholds an approval of cutover until
+// the operator accepts its differences by name.
+TEST_F(ShadowReads, RoundsAtTheCutoverGateDrawNewSamplesAndAFailedRoundWithholdsCutover) {
+  const std::string extra =
+      "    write: INSERT INTO orders (username, total) VALUES ($1, 999)\n"
+      "gates: {cutover: approval}\n";
+  Spec s = spec(kByUserId, 200, extra);
+  Plan plan = make_plan(s);
+  Writers writer(pg_, db_, 2, write_orders);
+  EXPECT_EQ(Executor(s, plan, options(std::nullopt)).run(), RunOutcome::kWaitingApproval);
+  Executor at_gate(s, plan, options(std::nullopt));
+  for (int round = 1; round <= 2; ++round) {
+    const RoundReport r = at_gate.shadow_round();
+    EXPECT_EQ(r.round, round);
+    EXPECT_TRUE(r.passed()) << (r.pairs.empty() ? "" : r.pairs[0].verdict);
+    ASSERT_EQ(r.pairs.size(), 1u);
+    EXPECT_EQ(r.pairs[0].pair, "orders_of_user");
+    EXPECT_EQ(r.pairs[0].samples, 200);
+    EXPECT_EQ(r.pairs[0].mismatches, 0);
+    EXPECT_GT(r.pairs[0].new_p50, 0);
+  }
+  writer.stop();
+  EXPECT_EQ(writer.failed(), 0) << writer.last_error();
+  EXPECT_GT(writer.count("inserted"), 10);
+  // Three samples of 200, each mostly new users.
+  EXPECT_EQ(q("SELECT string_agg(n::text, '/' ORDER BY round) FROM (SELECT round, count(*) n"
+              " FROM tandem.shadow_samples GROUP BY round) r"),
+            "200/200/200");
+  EXPECT_LT(std::stoi(q("SELECT count(*) FROM (SELECT params FROM tandem.shadow_samples"
+                        " WHERE round = 1 INTERSECT SELECT params FROM tandem.shadow_samples"
+                        " WHERE round IN (0, 2)) x")),
+            50);
+  EXPECT_EQ(q("SELECT string_agg(round || ':' || (finished_at IS NOT NULL), ',' ORDER BY round)"
+              " FROM tandem.shadow_rounds"),
+            "1:true,2:true");
+  EXPECT_EQ(q("SELECT count(*) FROM tandem.events WHERE kind = 'round_done'"
+              " AND (detail->>'passed')::bool"),
+            "2");
+
+  // A bug in the sync, injected at the gate: the probe's order no longer
+  // reaches the new path, and round 3 says so.
+  q("DO $$BEGIN EXECUTE (SELECT format('DROP TRIGGER %I ON orders', tgname) FROM pg_trigger"
+    " WHERE tgrelid = 'orders'::regclass AND tgname LIKE 'zz_tandem%'); END$$");
+  const RoundReport failed = at_gate.shadow_round();
+  EXPECT_EQ(failed.round, 3);
+  EXPECT_FALSE(failed.passed());
+  ASSERT_EQ(failed.pairs.size(), 1u);
+  EXPECT_EQ(failed.pairs[0].mismatches, 200);
+  EXPECT_EQ(failed.pairs[0].verdict.rfind("200 of 200 parameter sets answered differently", 0), 0u)
+      << failed.pairs[0].verdict;
+
+  // The approval is withheld: the migration waits at the gate as before.
+  RunOptions approve = options(std::nullopt);
+  approve.approve = {Phase::kCutover};
+  Executor withheld(s, plan, approve);
+  EXPECT_EQ(withheld.run(), RunOutcome::kWaitingApproval);
+  EXPECT_EQ(withheld.waiting_phase(), Phase::kCutover);
+  EXPECT_EQ(withheld.approval_withheld().rfind(
+                "round 3 of the shadow reads failed the gate of orders_of_user: 200 of 200", 0),
+            0u)
+      << withheld.approval_withheld();
+  EXPECT_EQ(q("SELECT state || ' ' || approved_phases::text FROM tandem.migrations"),
+            "waiting_approval {}");
+  // The command line says the same, and how to go on.
+  const std::string file = write_temp_file(spec_text(kByUserId, 200, extra));
+  const std::string dsn = " --dsn '" + pg_.dsn(db_) + "'";
+  auto r = run_command(tandemd("run " + file + " --approve cutover" + dsn) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("the approval of cutover is withheld: round 3 of the shadow reads"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("tandemd rounds " + file), std::string::npos) << r.output;
+  r = run_command(tandemd("status " + file + " --json" + dsn) + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto round = nlohmann::json::parse(r.output)["round"];
+  EXPECT_EQ(round["round"], 3) << r.output;
+  EXPECT_EQ(round["passed"], false) << r.output;
+  EXPECT_EQ(round["pairs"]["orders_of_user"]["mismatches"], 200) << r.output;
+  // `tandemd rounds` runs round 4, which fails the same way: exit 10.
+  // (Its log lines go to stderr, left out here: run_command joins them.)
+  r = run_command("(" + tandemd("rounds " + file + " --json" + dsn) + " 2>/dev/null)");
+  EXPECT_EQ(r.exit_code, 10) << r.output;
+  const auto fourth = nlohmann::json::parse(r.output);
+  EXPECT_EQ(fourth["round"], 4) << r.output;
+  EXPECT_EQ(fourth["pairs"]["orders_of_user"]["mismatches"], 200) << r.output;
+  r = run_command(tandemd("diffs " + file + " --limit 1" + dsn) + " 2>&1");
+  EXPECT_EQ(r.output.rfind("orders_of_user round 3 #1 {", 0), 0u) << r.output;
+
+  // Accepted by name, the approval is taken, with who accepted what.
+  approve.accept_differences = {"orders_of_user"};
+  EXPECT_EQ(Executor(s, plan, approve).run(), RunOutcome::kWaitingApproval);
+  EXPECT_EQ(q("SELECT phase FROM tandem.migrations"),
+            std::to_string(static_cast<int>(Phase::kCleanup)));
+  EXPECT_EQ(q("SELECT actor || ' ' || (detail->>'pair') || ' ' || (detail->>'round') FROM"
+              " tandem.events WHERE kind = 'differences_accepted'"),
+            "test orders_of_user 4");
+  // Rounds run only at the cutover gate.
+  try {
+    Executor(s, plan, options(std::nullopt)).shadow_round();
+    FAIL() << "a round past the gate must be refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    EXPECT_NE(std::string(e.what()).find("is not waiting at the cutover gate"), std::string::npos)
+        << e.what();
+  }
+}
+
+// A round stopped part way goes on, in the next call, with the same sets,
+// and compares none of the finished ones again.
+TEST_F(ShadowReads, AStoppedRoundGoesOnWithItsSample) {
+  Spec s = spec(kByUserId, 2000, "gates: {cutover: approval}\n");
+  Plan plan = make_plan(s);
+  EXPECT_EQ(Executor(s, plan, options(std::nullopt)).run(), RunOutcome::kWaitingApproval);
+  std::atomic<bool> stop{false};
+  std::thread watcher([&] {
+    auto c = connect_postgres(pg_.dsn(db_), "watcher");
+    for (int i = 0; i < 3000 && !stop; ++i) {
+      if (c->exec("SELECT count(done_at) FROM tandem.shadow_samples WHERE round = 1")
+              .integer(0, 0) >= 300)
+        stop = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  RunOptions o = options(std::nullopt);
+  o.stop = &stop;
+  const RoundReport first = Executor(s, plan, o).shadow_round();
+  stop = true;
+  watcher.join();
+  ASSERT_TRUE(first.stopped);
+  EXPECT_FALSE(first.passed());
+  EXPECT_EQ(first.round, 1);
+  const std::string stamps =
+      q("SELECT string_agg(ordinal || '@' || done_at, ',' ORDER BY ordinal)"
+        " FROM tandem.shadow_samples WHERE round = 1 AND done_at IS NOT NULL");
+  const std::string params =
+      q("SELECT md5(string_agg(params::text, ',' ORDER BY ordinal)) FROM tandem.shadow_samples"
+        " WHERE round = 1");
+  EXPECT_EQ(q("SELECT count(*) FROM tandem.shadow_rounds WHERE finished_at IS NULL"), "1");
+  const RoundReport rest = Executor(s, plan, options(std::nullopt)).shadow_round();
+  EXPECT_EQ(rest.round, 1);
+  EXPECT_TRUE(rest.passed());
+  EXPECT_EQ(q("SELECT md5(string_agg(params::text, ',' ORDER BY ordinal)) FROM"
+              " tandem.shadow_samples WHERE round = 1"),
+            params);
+  EXPECT_EQ(q("SELECT string_agg(ordinal || '@' || done_at, ',' ORDER BY ordinal)"
+              " FROM tandem.shadow_samples WHERE round = 1 AND ordinal IN (SELECT ordinal FROM"
+              " tandem.shadow_samples WHERE round = 1 ORDER BY done_at LIMIT " +
+              std::to_string(std::count(stamps.begin(), stamps.end(), ',') + 1) + ")"),
+            stamps);
+  EXPECT_EQ(q("SELECT count(*) || '/' || count(done_at) || '/' || count(diff)"
+              " FROM tandem.shadow_samples WHERE round = 1"),
+            "2000/2000/0");
+  // A rollback forgets the rounds with the samples.
+  EXPECT_EQ(Executor(s, plan, options(std::nullopt)).rollback(), RollbackOutcome::kRolledBack);
+  EXPECT_EQ(q("SELECT (SELECT count(*) FROM tandem.shadow_samples) ||"
+              " '/' || (SELECT count(*) FROM tandem.shadow_rounds)"),
+            "0/0");
+}
+
 }  // namespace
 }  // namespace tandem::testing

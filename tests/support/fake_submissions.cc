@@ -89,9 +89,11 @@ void FakeSubmissionStore::set_desired(Connection&, const std::string& name, Desi
 }
 
 void FakeSubmissionStore::approve(Connection&, const std::string& name, Phase phase,
+                                  const std::vector<std::string>& accept,
                                   const std::string& actor) {
   std::lock_guard<std::mutex> l(mu_);
   at(name).submission.approved.insert(phase);
+  for (const auto& a : accept) at(name).live["accepted"].push_back(a);
   log(name, "approve_requested", actor, {{"phase", phase_name(phase)}});
 }
 

@@ -40,7 +40,7 @@ class FakeSubmissionStore : public SubmissionStore {
   void set_desired(Connection&, const std::string& name, Desired desired, const std::string& event,
                    const std::string& actor) override;
   void approve(Connection&, const std::string& name, Phase phase,
-               const std::string& actor) override;
+               const std::vector<std::string>& accept, const std::string& actor) override;
   void set_throttle(Connection&, const std::string& name,
                     const std::optional<nlohmann::json>& until, const nlohmann::json& detail,
                     const std::string& actor) override;

@@ -1106,7 +1106,8 @@ TEST(Planner, AShadowReadsQueriesStayInsideComments) {
             "-- old:\n--   SELECT 1 WHERE $1 = 'a'\n--   INSERT INTO t VALUES (1)\n"
             "-- new:\n--   SELECT 1\n--    WHERE $1 = 'a'\n");
   EXPECT_EQ(*s->rollback_sql,
-            "DELETE FROM tandem.shadow_samples WHERE migration = 'x' AND step_id = 'reads.p';\n");
+            "DELETE FROM tandem.shadow_samples WHERE migration = 'x' AND step_id = 'reads.p';\n"
+            "DELETE FROM tandem.shadow_rounds WHERE migration = 'x';\n");
 }
 
 // A write probe through the new path is a second comparison at the end of
