@@ -270,7 +270,7 @@ round() {
   path=$([ $((RANDOM % 4)) -eq 0 ] && echo rollback || echo complete)
   log "round $rounds: $ex, $path$([ "$with_standby" -eq 1 ] && echo ', with a synchronous standby')"
   workload_start "$script"
-  drive run "$spec" --until cutover || ok=0
+  drive run "$spec" --until cutover --approve cutover || ok=0
   if [ "$path" = rollback ]; then
     drive rollback "$spec" || ok=0
   elif [ -z "$script" ]; then

@@ -34,6 +34,12 @@ const Bad kBad[] = {
      "\"name\" must be a non-empty string"},
     {"approve without phase", R"({"v": 1, "cmd": "approve", "name": "m"})", "missing_field",
      "command approve needs \"phase\""},
+    {"approve accepting a number",
+     R"({"v": 1, "cmd": "approve", "name": "m", "phase": "cutover", "accept": [3]})", "bad_field",
+     "\"accept\" must be a list of shadow-read pair names such as [\"orders\"]"},
+    {"approve accepting nothing",
+     R"({"v": 1, "cmd": "approve", "name": "m", "phase": "cutover", "accept": []})", "bad_field",
+     "\"accept\" must be a list of shadow-read pair names such as [\"orders\"]"},
     {"approve a misspelt phase", R"({"v": 1, "cmd": "approve", "name": "m", "phase": "cleanpu"})",
      "bad_field", "unknown phase \"cleanpu\"; did you mean \"cleanup\"?"},
     {"submit without spec", R"({"v": 1, "cmd": "submit"})", "missing_field",
@@ -105,8 +111,13 @@ TEST(Protocol, ParsesEachCommandAndEchoesTheId) {
   EXPECT_EQ(r.request->command, Command::kApprove);
   EXPECT_EQ(r.request->name, "m");
   EXPECT_EQ(r.request->phase, Phase::kCleanup);
+  EXPECT_TRUE(r.request->accept.empty());
   EXPECT_EQ(ok_response(r.request->id, {{"approved", true}}),
             "{\"id\":7,\"ok\":true,\"result\":{\"approved\":true},\"v\":1}\n");
+  r = parse_request(
+      R"({"v": 1, "cmd": "approve", "name": "m", "phase": "cutover", "accept": ["a", "b"]})");
+  ASSERT_TRUE(r.request) << r.error.message;
+  EXPECT_EQ(r.request->accept, (std::vector<std::string>{"a", "b"}));
   r = parse_request(R"({"v": 1, "cmd": "submit", "spec": "name: x\n", "file": "x.yaml"})");
   ASSERT_TRUE(r.request);
   EXPECT_EQ(r.request->spec, "name: x\n");
