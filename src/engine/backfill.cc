@@ -28,6 +28,17 @@ std::vector<std::string> walk_key_columns(Connection& conn, const std::string& t
   return out;
 }
 
+bool single_integer_key(Connection& conn, const std::string& table,
+                        const std::vector<std::string>& key) {
+  if (key.size() != 1) return false;
+  return conn.exec(
+                 "SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass"
+                 " AND quote_ident(attname) = $2 AND NOT attisdropped"
+                 " AND atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)",
+                 {table, key[0]})
+             .size() == 1;
+}
+
 namespace {
 
 // The relations that hold a table's rows: the table itself, or each leaf
@@ -233,6 +244,21 @@ KeysetWalker::VerifyResult KeysetWalker::verify_next(Connection& conn, const Bat
     for (size_t c = 0; c < key_.size(); ++c) upper.push_back(r.text(0, 3 + c));
   }
   return v;
+}
+
+std::optional<std::pair<long long, long long>> KeysetWalker::integer_span(
+    Connection& conn, const KeyRange& within) const {
+  Rows r = conn.exec("SELECT min(_row." + key_[0] + "), max(_row." + key_[0] + ") FROM " + table_ +
+                         " AS _row WHERE " + range_predicate(within),
+                     params(within));
+  if (r.is_null(0, 0)) return std::nullopt;
+  return std::make_pair(r.integer(0, 0), r.integer(0, 1));
+}
+
+KeysetWalker::VerifyResult KeysetWalker::verify_span(Connection& conn, const BatchWork& work,
+                                                     const KeyRange& range) const {
+  conn.exec("SET LOCAL enable_indexscan = off");
+  return verify(conn, work, range);
 }
 
 bool KeysetWalker::compares(const BatchWork& work) const {

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "db/connection.h"
@@ -14,6 +15,10 @@ namespace tandem {
 // The columns of the key tandem walks the table by (checks::walk_key_index),
 // quoted, in index order. Throws Error(kFatal) when the table has none.
 std::vector<std::string> walk_key_columns(Connection& conn, const std::string& table);
+// Whether `key` (as walk_key_columns returns it) is one smallint, integer or
+// bigint column of `table`: its chunks can then be cut by arithmetic.
+bool single_integer_key(Connection& conn, const std::string& table,
+                        const std::vector<std::string>& key);
 // The planner's row estimate, or an exact count when the table was never analysed.
 long long estimate_rows(Connection& conn, const std::string& table);
 
@@ -93,6 +98,19 @@ class KeysetWalker {
   // Whether verify runs work.compare (the table is walked by its key) rather
   // than testing work.mismatch row by row.
   bool compares(const BatchWork& work) const;
+  // With a single integer key: the least and greatest key in `within`, or
+  // nullopt when it holds no row (two index probes).
+  std::optional<std::pair<long long, long long>> integer_span(Connection& conn,
+                                                              const KeyRange& within) const;
+  // Set when the key is one integer column (single_integer_key): a verify
+  // checking row by row then cuts its chunks by key value (verify_span).
+  bool integer_key = false;
+  // verify() of a chunk cut by key values rather than row counts, read with
+  // a bitmap or sequential scan: right after a backfill every key has a dead
+  // version beside its live one, and an index scan in key order visits the
+  // heap for both, one tuple at a time (about three times as slow as
+  // reading each page once).
+  VerifyResult verify_span(Connection& conn, const BatchWork& work, const KeyRange& range) const;
 
   // The WHERE clause for a range; parameters are numbered from 1: `after`
   // first, then `upper`. Exposed for tests.

@@ -202,8 +202,11 @@ class ExecutorCore {
   // Draws round `round` of the pair's sample in `tx` unless it is drawn;
   // returns how many sets it holds.
   long long draw_sample(const Step& step, int round, Transaction& tx);
-  // Compares every set of the round not compared yet; false when stopped.
+  // Compares every set of the round not compared yet, on backfill_workers
+  // sessions at once; false when stopped.
   bool compare_samples(const Step& step, int round);
+  // The sets of the round whose ordinal is `share` modulo `shares`, on `lane`.
+  bool compare_share(Lane& lane, const Step& step, int round, int shares, int share);
   // The shadow_read phase's pair steps.
   std::vector<const Step*> pair_steps() const;
   // Why cutover may not be approved now: the last finished round has a pair

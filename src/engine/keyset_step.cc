@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <climits>
 #include <thread>
 
 #include "engine/executor.h"
@@ -146,6 +147,16 @@ bool ExecutorCore::run_keyset_step(const Step& step) {
   StepTally tally;
   start_keyset_step(step, key, ranges, tally);
   KeysetWalker walker(work.table, key);
+  if (step.kind == StepKind::kVerify && !walker.compares(work)) {
+    with_retries(
+        step.id, "step " + step.id,
+        [&] { walker.integer_key = single_integer_key(*conn_, work.table, key); },
+        [] { return false; });
+    if (walker.integer_key) {
+      spdlog::info("step {}: chunks cut by values of {}, each read page by page", step.id,
+                   key[0]);
+    }
+  }
   for (;;) {
     std::vector<Partition*> pending;
     {
@@ -185,6 +196,19 @@ bool ExecutorCore::run_keyset_step(const Step& step) {
   }
 }
 
+namespace {
+
+// The next key span of a verify cut by key values: toward `want` rows a
+// chunk, at most 8 times wider or narrower than the last, 8 times wider over
+// a gap without rows; never past 2^59, so that 8 times it cannot overflow.
+long long next_stride(long long stride, long long rows, long long want) {
+  const double scaled = rows == 0 ? 8.0 * stride : static_cast<double>(stride) * want / rows;
+  const double bounded = std::min(8.0 * stride, std::max(stride / 8.0, scaled));
+  return std::max(1LL, std::min(static_cast<long long>(bounded), 1LL << 59));
+}
+
+}  // namespace
+
 bool ExecutorCore::run_range(Lane& lane, const Step& step, const KeysetWalker& walker,
                              Partition& range, StepTally& tally, BatchSizer& sizer, bool reread,
                              const std::function<bool()>& may_go) {
@@ -200,6 +224,13 @@ bool ExecutorCore::run_range(Lane& lane, const Step& step, const KeysetWalker& w
   // `reread`, once its lock is held: a worker of an earlier tandemd may have
   // committed a batch since the step read it.
   bool current = !reread;
+  // A verify checking row by row over one integer key: chunks are key
+  // spans (lo, lo + stride], the stride steered toward the batch's rows,
+  // up to the range's greatest key, read once its first chunk begins.
+  const bool spans = verify && walker.integer_key && !walker.compares(work);
+  std::optional<std::pair<long long, long long>> span;
+  bool span_read = false;
+  long long stride = 0;
   double batch_seconds = 0;  // the last batch's, when it committed
   double rested = 0;         // the rest after it, counted in the next batch's rate
   while (!range.finished) {
@@ -228,15 +259,40 @@ bool ExecutorCore::run_range(Lane& lane, const Step& step, const KeysetWalker& w
           // A chunk checked row by row is found and read in one pass; the
           // others are found first, so that both tables' rows of the range
           // are joined, or the batch's rows locked by one UPDATE.
-          const bool one_pass = verify && !walker.compares(work);
-          if (one_pass) {
+          const bool one_pass = verify && !walker.compares(work) && !spans;
+          if (spans) {
+            if (!span_read) {
+              span = walker.integer_span(c, {from, range.upper});
+              span_read = true;
+              stride = batch_size;
+            }
+            if (span) {
+              const long long lo =
+                  from.empty() ? std::max(span->first, LLONG_MIN + 1) - 1 : std::stoll(from[0]);
+              // The range may have been cut short since (split_range).
+              const long long hi = range.upper.empty()
+                                       ? span->second
+                                       : std::min(span->second, std::stoll(range.upper[0]));
+              // hi - lo in unsigned arithmetic: exact for any lo < hi.
+              if (lo < hi &&
+                  static_cast<unsigned long long>(stride) <
+                      static_cast<unsigned long long>(hi) - static_cast<unsigned long long>(lo)) {
+                batch.upper = {std::to_string(lo + stride)};
+              }
+            }
+          } else if (one_pass) {
             v = walker.verify_next(c, work, {from, range.upper}, batch_size, batch.upper);
           } else {
             batch.upper = walker.upper_bound(c, {from, range.upper}, batch_size);
           }
           const bool last = batch.upper.empty();
           if (last) batch.upper = range.upper;
-          if (verify && !one_pass) v = walker.verify(c, work, batch);
+          if (spans) {
+            v = walker.verify_span(c, work, batch);
+            stride = next_stride(stride, v.rows, batch_size);
+          } else if (verify && !one_pass) {
+            v = walker.verify(c, work, batch);
+          }
           const long long rows = verify ? v.rows : walker.backfill(c, work, batch);
           const std::vector<std::string> reached = last ? from : batch.upper;
           store_.save_checkpoint(c, step.id, range.worker, range.last_key, reached, rows,

@@ -17,7 +17,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "engine/executor.h"
 #include "engine/shadow_compare.h"
@@ -94,6 +96,42 @@ long long ExecutorCore::draw_sample(const Step& step, int round, Transaction& tx
 }
 
 bool ExecutorCore::compare_samples(const Step& step, int round) {
+  // backfill_workers sessions compare the sets at once, each the sets whose
+  // ordinal leaves its number modulo their count: worker lanes take shares
+  // 1.., the executor's own session share 0.
+  const int n = std::max(1, settings().backfill_workers);
+  if (n == 1) return compare_share(main_, step, round, 1, 0);
+  std::mutex error_mu;
+  std::exception_ptr error;
+  std::atomic<bool> stopped{false};
+  const auto take = [&](Lane& lane, int share) {
+    try {
+      if (!compare_share(lane, step, round, n, share)) stopped = true;
+    } catch (...) {
+      std::lock_guard<std::mutex> l(error_mu);
+      if (!error) error = std::current_exception();
+      halt_workers_ = true;
+    }
+  };
+  halt_workers_ = false;
+  std::vector<std::thread> threads;
+  for (int share = 1; share < n; ++share) {
+    const size_t i = static_cast<size_t>(share - 1);
+    if (i == workers_.size()) {
+      workers_.push_back(std::make_unique<Lane>());
+      workers_.back()->worker = static_cast<int>(i);
+    }
+    Lane& lane = *workers_[i];
+    threads.emplace_back([&take, &lane, share] { take(lane, share); });
+  }
+  take(main_, 0);
+  for (auto& t : threads) t.join();
+  halt_workers_ = false;
+  if (error) std::rethrow_exception(error);
+  return !stopped.load();
+}
+
+bool ExecutorCore::compare_share(Lane& lane, const Step& step, int round, int shares, int share) {
   const ShadowReadPair& pair = *step.reads;
   const CompareRules rules = rules_of(pair);
   const std::string round_text = std::to_string(round);
@@ -102,14 +140,14 @@ bool ExecutorCore::compare_samples(const Step& step, int round) {
     if (stop_requested()) return false;
     Rows pending;
     with_retries(
-        step.id, "step " + step.id,
+        lane, step.id, "step " + step.id,
         [&] {
-          pending = conn_->exec(
+          pending = lane.conn->exec(
               "SELECT ordinal, array_to_json(params)::text FROM tandem.shadow_samples"
               " WHERE migration = $1 AND step_id = $2 AND round = $3::int AND done_at IS NULL"
-              " ORDER BY ordinal LIMIT " +
+              " AND ordinal % $4::int = $5::int ORDER BY ordinal LIMIT " +
                   std::to_string(kSamplesPerRead),
-              {spec_.name, step.id, round_text});
+              {spec_.name, step.id, round_text, std::to_string(shares), std::to_string(share)});
         },
         [] { return false; });
     if (pending.empty()) return true;
@@ -120,7 +158,7 @@ bool ExecutorCore::compare_samples(const Step& step, int round) {
           nlohmann::json::parse(pending.text(i, 1)).get<std::vector<std::string>>();
       const std::vector<std::string> id = {spec_.name, step.id, round_text, ordinal};
       with_retries(
-          step.id, "step " + step.id + " (sample " + ordinal + ")",
+          lane, step.id, "step " + step.id + " (sample " + ordinal + ")",
           [&] {
             double old_ms = 0, new_ms = 0, write_ms = 0;
             QueryResult old_side, new_side, written;
@@ -128,7 +166,7 @@ bool ExecutorCore::compare_samples(const Step& step, int round) {
               // With a write probe: the write first, then both reads, all on
               // one snapshot, and never committed (the destructor rolls it
               // back).
-              Transaction tx(*conn_);
+              Transaction tx(*lane.conn);
               set_step_timeouts(tx);
               tx.exec(pair.write.empty()
                           ? "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -143,7 +181,7 @@ bool ExecutorCore::compare_samples(const Step& step, int round) {
               diff = "the write failed [" + *written.sqlstate + "]: " + written.error +
                      (diff.empty() ? "" : "\n" + diff);
             }
-            Transaction tx(*conn_);
+            Transaction tx(*lane.conn);
             const long long changed =
                 tx.exec(
                       "UPDATE tandem.shadow_samples SET done_at = now(), old_ms = $5,"
@@ -157,8 +195,9 @@ bool ExecutorCore::compare_samples(const Step& step, int round) {
                                                  step.id + " changed no row of the state store");
             }
             tx.commit();
-            if (options_.progress)
-              options_.progress->shadow_compared(pair_label, !diff.empty(), old_ms, new_ms);
+            report([&](ProgressSink& p) {
+              p.shadow_compared(pair_label, !diff.empty(), old_ms, new_ms);
+            });
             if (!diff.empty()) {
               spdlog::warn("step {}{}: {} {} differs:\n{}", step.id,
                            round ? " round " + round_text : "", pair.name, params_text(params),
@@ -166,7 +205,7 @@ bool ExecutorCore::compare_samples(const Step& step, int round) {
             }
           },
           [&] {
-            return conn_
+            return lane.conn
                        ->exec(
                            "SELECT 1 FROM tandem.shadow_samples WHERE migration = $1"
                            " AND step_id = $2 AND round = $3::int AND ordinal = $4"

@@ -183,6 +183,7 @@ TEST_P(FaultSweep, EveryCallCanFailAndTheMigrationStillCompletesIntact) {
   ASSERT_EQ(run(clean), RunOutcome::kCompleted);
   ASSERT_EQ(probe(), GetParam().scenario->done);
   const int total = clean.calls();
+  std::printf("%s: %d calls\n", GetParam().scenario->title, total);
   ASSERT_GT(total, 30);
   const Sample sample = Sample::from_environment();
   int fired = 0;

@@ -37,12 +37,15 @@ class ShadowReads : public ::testing::Test {
   std::string q(const std::string& sql) { return pg_.psql(db_, sql); }
   // orders gains user_id, looked up by username; the pair reads a user's
   // orders by username the old way and by user_id the new way.
-  Spec spec(const std::string& new_query, int sample, const std::string& extra = "") {
-    return spec_from(spec_text(new_query, sample, extra));
+  Spec spec(const std::string& new_query, int sample, const std::string& extra = "",
+            const std::string& settings = "") {
+    return spec_from(spec_text(new_query, sample, extra, settings));
   }
-  std::string spec_text(const std::string& new_query, int sample, const std::string& extra = "") {
+  std::string spec_text(const std::string& new_query, int sample, const std::string& extra = "",
+                        const std::string& settings = "") {
     return std::string(
-        "name: reads\nsettings: {lock_timeout: 300ms, retry_backoff: 20ms}\n"
+        "name: reads\nsettings: {lock_timeout: 300ms, retry_backoff: 20ms" + settings +
+        "}\n"
         "operations:\n"
         "  - add_reference: {table: orders, column: user_id, type: uuid, via: username,"
         " references: users, referenced_column: user_id, lookup: username}\n"
@@ -86,8 +89,9 @@ void write_orders(Connection& c, int client, long n, Writers::Counts& add) {
   }
 }
 
+// Two sessions compare the sets (backfill_workers: 2), each set once.
 TEST_F(ShadowReads, TenThousandComparisonsUnderWritersOnTheSameKeysFindNoDifference) {
-  Spec s = spec(kByUserId, kUsers, "    min_samples: 9000\n");
+  Spec s = spec(kByUserId, kUsers, "    min_samples: 9000\n", ", backfill_workers: 2");
   Plan plan = make_plan(s);
   ASSERT_NE(plan.find("reads.orders_of_user"), nullptr);
   Writers writer(pg_, db_, 2, write_orders);
@@ -521,7 +525,7 @@ TEST_F(ShadowReads, RoundsAtTheCutoverGateDrawNewSamplesAndAFailedRoundWithholds
 // A round stopped part way goes on, in the next call, with the same sets,
 // and compares none of the finished ones again.
 TEST_F(ShadowReads, AStoppedRoundGoesOnWithItsSample) {
-  Spec s = spec(kByUserId, 2000, "gates: {cutover: approval}\n");
+  Spec s = spec(kByUserId, 2000, "gates: {cutover: approval}\n", ", backfill_workers: 2");
   Plan plan = make_plan(s);
   EXPECT_EQ(Executor(s, plan, options(std::nullopt)).run(), RunOutcome::kWaitingApproval);
   std::atomic<bool> stop{false};
