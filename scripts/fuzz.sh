@@ -35,6 +35,7 @@ if [ -z "$only" ] || [ "$only" = control_protocol ]; then
   for req in '{"v":1,"cmd":"list"}' '{"v":1,"cmd":"status","name":"m","id":1}' \
       '{"v":1,"cmd":"submit","spec":"name: m\n","file":"m.yaml"}' \
       '{"v":1,"cmd":"approve","name":"m","phase":"cleanup"}' \
+      '{"v":1,"cmd":"approve","name":"m","phase":"cutover","accept":["p"]}' \
       '{"v":1,"cmd":"events","name":"m","limit":5}' '{"v":1,"cmd":"pause","name":"m"}' \
       "{\"v\":1,\"cmd\":\"list\",\"id\":$(printf '[%.0s' {1..40})$(printf ']%.0s' {1..40})}" \
       "{\"v\":1,\"cmd\":\"list\",\"id\":$(printf '[%.0s' {1..1000})$(printf ']%.0s' {1..1000})}"; do
