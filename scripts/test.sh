@@ -12,9 +12,9 @@ if [ -n "${TANDEM_SANITIZE:-}" ]; then
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
   export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp"
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-  # The fault and crash sweeps try every fourth call under the sanitizers
-  # (a different fourth each day; see below).
-  export TANDEM_SWEEP_EVERY="${TANDEM_SWEEP_EVERY:-4}"
+  # The fault and crash sweeps try every sixth call under the sanitizers
+  # (a different sixth each day; see below).
+  export TANDEM_SWEEP_EVERY="${TANDEM_SWEEP_EVERY:-6}"
 else
   build="${TANDEM_BUILD_DIR:-build}"
   # The fault and crash sweeps try every other call, from an offset that

@@ -522,6 +522,40 @@ TEST_F(ShadowReads, RoundsAtTheCutoverGateDrawNewSamplesAndAFailedRoundWithholds
   }
 }
 
+// Parameters from a query: the phase takes its first rows, each later round
+// as many of its rows in an order the round fixes.
+TEST_F(ShadowReads, RoundsOfAQuerySourceTakeOtherRowsOfTheQuery) {
+  Spec s = spec_from(
+      "name: reads\nsettings: {lock_timeout: 300ms, retry_backoff: 20ms}\noperations:\n"
+      "  - add_reference: {table: orders, column: user_id, type: uuid, via: username,"
+      " references: users, referenced_column: user_id, lookup: username}\n"
+      "gates: {cutover: approval}\n"
+      "shadow_reads:\n"
+      "  - name: orders_of_user\n"
+      "    params: {query: SELECT username FROM users WHERE id % 3 = 0 ORDER BY id, sample: 50}\n"
+      "    old: SELECT id, total FROM orders WHERE username = $1\n"
+      "    new: \"" +
+      std::string(kByUserId) + "\"\n");
+  Plan plan = make_plan(s);
+  EXPECT_EQ(Executor(s, plan, options(std::nullopt)).run(), RunOutcome::kWaitingApproval);
+  Executor at_gate(s, plan, options(std::nullopt));
+  EXPECT_TRUE(at_gate.shadow_round().passed());
+  EXPECT_TRUE(at_gate.shadow_round().passed());
+  const auto drawn = [&](int round) {
+    return q(
+        "SELECT string_agg(params[1], ',' ORDER BY ordinal) FROM tandem.shadow_samples"
+        " WHERE round = " +
+        std::to_string(round));
+  };
+  EXPECT_EQ(drawn(0), q("SELECT string_agg(username, ',' ORDER BY id) FROM (SELECT id, username"
+                        " FROM users WHERE id % 3 = 0 ORDER BY id LIMIT 50) u"));
+  EXPECT_NE(drawn(1), drawn(0));
+  EXPECT_NE(drawn(2), drawn(1));
+  EXPECT_EQ(q("SELECT count(*) || '/' || count(DISTINCT (round, params)) || '/' ||"
+              " bool_and(substr(params[1], 2)::int % 3 = 0) FROM tandem.shadow_samples"),
+            "150/150/true");
+}
+
 // A round stopped part way goes on, in the next call, with the same sets,
 // and compares none of the finished ones again.
 TEST_F(ShadowReads, AStoppedRoundGoesOnWithItsSample) {
