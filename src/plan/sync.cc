@@ -222,6 +222,25 @@ std::string create_compat_view_sql(const CompatView& v) {
              quote_literal(qualified(v.view.schema, v.view.name)) +
              " || ' AS SELECT ' || _cols || ' FROM ' || " + quote_literal(v.from_clause) +
              ";\n"
+             // Its readers are the old table's: they get its grants. Over a
+             // table under row security, the view checks privileges and
+             // policies as its reader, not as its owner (who may bypass them).
+             "  PERFORM tandem.copy_grants(" +
+             quote_literal(v.shape) + "::regclass, " +
+             quote_literal(qualified(v.view.schema, v.view.name)) +
+             "::regclass);\n"
+             "  IF EXISTS (SELECT 1 FROM pg_rewrite r\n"
+             "               JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = "
+             "r.oid\n"
+             "               JOIN pg_class c ON d.refclassid = 'pg_class'::regclass AND c.oid = "
+             "d.refobjid\n"
+             "              WHERE r.ev_class = " +
+             quote_literal(qualified(v.view.schema, v.view.name)) +
+             "::regclass AND c.relrowsecurity) THEN\n"
+             "    EXECUTE 'ALTER VIEW ' || " +
+             quote_literal(qualified(v.view.schema, v.view.name)) +
+             " || ' SET (security_invoker = true)';\n"
+             "  END IF;\n"
              "END\n") +
          ";\n";
 }
