@@ -439,6 +439,8 @@ struct Spec {
   std::vector<ShadowReadPair> shadow_reads;
 
   bool requires_approval(Phase phase) const;
+  // Whether shadow_reads has a pair of this name.
+  bool has_shadow_read(const std::string& name) const;
 };
 
 // One located problem in a spec file.

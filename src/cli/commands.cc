@@ -249,9 +249,7 @@ int cmd_run(const RunArgs& args) {
     }
   }
   for (const auto& name : args.accept_differences) {
-    const bool known = std::any_of(spec->shadow_reads.begin(), spec->shadow_reads.end(),
-                                   [&](const ShadowReadPair& p) { return p.name == name; });
-    if (!known) {
+    if (!spec->has_shadow_read(name)) {
       std::cerr << "tandemd: --accept-differences " << name << ": the spec has no shadow read "
                 << "of that name\n";
       return kExitBadInput;
@@ -403,7 +401,6 @@ int cmd_rounds(const RoundsArgs& args) {
       last = executor.shadow_round();
       if (args.json) {
         nlohmann::json j = round_json(last, "");
-        j.erase("finished_at");
         j["migration"] = spec->name;
         j["stopped"] = last.stopped;
         std::cout << to_json_text(j) << std::endl;

@@ -108,10 +108,7 @@ nlohmann::json MigrationManager::cmd_rollback(const control::Request& r, const s
 nlohmann::json MigrationManager::cmd_approve(const control::Request& r, const std::string& actor) {
   Worker& w = find(r.name);
   for (const auto& pair : r.accept) {
-    const bool known =
-        w.spec && std::any_of(w.spec->shadow_reads.begin(), w.spec->shadow_reads.end(),
-                              [&](const ShadowReadPair& p) { return p.name == pair; });
-    if (!known) {
+    if (!w.spec || !w.spec->has_shadow_read(pair)) {
       throw CommandError("bad_field",
                          "migration \"" + w.name + "\" has no shadow-read pair \"" + pair + "\"");
     }

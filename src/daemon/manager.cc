@@ -193,55 +193,8 @@ bool MigrationManager::run_once(Worker& w, Desired desired, const std::set<Phase
       case RunOutcome::kAlreadyCompleted:
         w.set_activity(Activity::kCompleted);
         return false;
-      case RunOutcome::kWaitingApproval: {
-        {
-          std::lock_guard<std::mutex> l(w.mu);
-          w.activity = Activity::kWaitingApproval;
-          w.waiting_for = ex.waiting_phase();
-          w.approval_withheld = ex.approval_withheld();
-        }
-        try {
-          // The last round, as the database holds it (an earlier daemon's too).
-          std::optional<RoundReport> last;
-          with_db([&](Connection& c) {
-            RoundReport r = read_last_round(c, w.spec->name, w.spec->shadow_reads, nullptr);
-            if (r.round > 0) last = r;
-          });
-          std::lock_guard<std::mutex> l(w.mu);
-          w.round_report = last;
-        } catch (const std::exception& e) {
-          spdlog::warn("migration {}: cannot read its last shadow-read round: {}", w.name,
-                       e.what());
-        }
-        const bool rounds = ex.waiting_phase() == Phase::kCutover && !w.spec->shadow_reads.empty();
-        // At the cutover gate: shadow-read rounds against live traffic, one
-        // every shadow_round_interval, until a command comes.
-        for (;;) {
-          const auto every = w.control->settings().shadow_round_interval;
-          const bool due = rounds && every.count() > 0;
-          if (!w.wait_for_command(seen, shutting_down_,
-                                  due ? every : std::chrono::milliseconds(std::chrono::hours(1))))
-            return false;
-          bool commanded;
-          {
-            std::lock_guard<std::mutex> l(w.mu);
-            commanded = w.generation != seen || !due;
-          }
-          if (commanded) break;
-          const RoundReport r = ex.shadow_round();
-          if (!r.stopped) {
-            std::lock_guard<std::mutex> l(w.mu);
-            w.round_report = r;
-          }
-          // A stop, or an approval waiting for a round that passes: run
-          // again (the approval is judged on the last round).
-          if (r.stopped || (r.passed() && approved.count(Phase::kCutover))) break;
-        }
-        std::lock_guard<std::mutex> l(w.mu);
-        w.waiting_for.reset();
-        w.approval_withheld.clear();
-        return true;
-      }
+      case RunOutcome::kWaitingApproval:
+        return wait_at_gate(w, ex, approved.count(Phase::kCutover) > 0, seen);
       case RunOutcome::kStopped:
       case RunOutcome::kReachedUntil:
         return true;  // a command asked to stop: the loop reads what it wants now
@@ -257,6 +210,55 @@ bool MigrationManager::run_once(Worker& w, Desired desired, const std::set<Phase
     spdlog::warn("migration {}: {}", w.name, e.what());
     return w.wait_for_command(seen, shutting_down_, std::chrono::seconds(5));
   }
+  return true;
+}
+
+bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approved, long seen) {
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    w.activity = Activity::kWaitingApproval;
+    w.waiting_for = ex.waiting_phase();
+    w.approval_withheld = ex.approval_withheld();
+  }
+  const bool rounds = ex.waiting_phase() == Phase::kCutover && !w.spec->shadow_reads.empty();
+  if (!w.spec->shadow_reads.empty()) {
+    try {
+      // The last round, as the database holds it (an earlier daemon's too).
+      std::optional<RoundReport> last;
+      with_db([&](Connection& c) {
+        RoundReport r = read_last_round(c, w.spec->name, w.spec->shadow_reads, nullptr);
+        if (r.round > 0) last = r;
+      });
+      std::lock_guard<std::mutex> l(w.mu);
+      w.round_report = last;
+    } catch (const std::exception& e) {
+      spdlog::warn("migration {}: cannot read its last shadow-read round: {}", w.name, e.what());
+    }
+  }
+  // At the cutover gate: shadow-read rounds against live traffic, one every
+  // shadow_round_interval, until a command comes.
+  for (;;) {
+    const auto every = w.control->settings().shadow_round_interval;
+    const bool due = rounds && every.count() > 0;
+    if (!w.wait_for_command(seen, shutting_down_,
+                            due ? every : std::chrono::milliseconds(std::chrono::hours(1))))
+      return false;
+    {
+      std::lock_guard<std::mutex> l(w.mu);
+      if (w.generation != seen || !due) break;
+    }
+    const RoundReport r = ex.shadow_round();
+    if (!r.stopped) {
+      std::lock_guard<std::mutex> l(w.mu);
+      w.round_report = r;
+    }
+    // A stop, or an approval waiting for a round that passes: run again
+    // (the approval is judged on the last round).
+    if (r.stopped || (r.passed() && cutover_approved)) break;
+  }
+  std::lock_guard<std::mutex> l(w.mu);
+  w.waiting_for.reset();
+  w.approval_withheld.clear();
   return true;
 }
 

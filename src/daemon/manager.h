@@ -29,6 +29,8 @@
 
 namespace tandem {
 
+class Executor;
+
 // A command that cannot be carried out; `code` goes into the error response.
 class CommandError : public std::runtime_error {
  public:
@@ -96,6 +98,10 @@ class MigrationManager {
   // Runs (or rolls back) the migration once, as `desired` says; false when
   // the worker is done: finished, rolled back, or the daemon shutting down.
   bool run_once(Worker& w, Desired desired, const std::set<Phase>& approved, long seen);
+  // After `ex` stopped at a gate: waits for a command, running shadow-read
+  // rounds every shadow_round_interval while the gate is cutover's. Returns
+  // whether to go on (false: shutting down).
+  bool wait_at_gate(Worker& w, Executor& ex, bool cutover_approved, long seen);
   // Starts a worker for every submission that has none yet.
   void adopt_submissions();
   void poll_loop();

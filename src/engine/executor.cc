@@ -287,9 +287,9 @@ bool ExecutorCore::open_migration(std::optional<MigrationRecord>& record,
           record = store_.load(*conn_);
         }
         for (const auto& p : phase_table()) {
-          bool given = options_.approve_all || options_.approve.count(p.phase);
-          if (given && needs_approval(p.phase) && !record->approved.count(p.phase) &&
-              p.phase == Phase::kCutover) {
+          const bool given = options_.approve_all || options_.approve.count(p.phase);
+          if (!given || !needs_approval(p.phase) || record->approved.count(p.phase)) continue;
+          if (p.phase == Phase::kCutover) {
             approval_withheld_ = round_blocker();
             if (!approval_withheld_.empty()) {
               spdlog::warn("migration {}: approval of cutover withheld: {}", spec_.name,
@@ -297,10 +297,8 @@ bool ExecutorCore::open_migration(std::optional<MigrationRecord>& record,
               continue;
             }
           }
-          if (given && needs_approval(p.phase) && !record->approved.count(p.phase)) {
-            store_.approve(*conn_, p.phase, options_.actor);
-            record->approved.insert(p.phase);
-          }
+          store_.approve(*conn_, p.phase, options_.actor);
+          record->approved.insert(p.phase);
         }
         status.clear();
         for (const auto& st : store_.steps(*conn_)) status[st.step_id] = st.status;

@@ -114,6 +114,8 @@ class ExecutorCore {
 
   // (Re)opens the lane's session and takes its lock.
   void connect(Lane& lane);
+  // Worker i's lane, made (without a session) when it has none yet.
+  Lane& worker_lane(size_t i);
   // Takes the lane's lock on its open session (a worker's: that of
   // lane.range, letting go of the range it held), waiting up to lock_wait
   // for another holder to let go; then throws LockHeldError.

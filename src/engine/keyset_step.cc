@@ -153,8 +153,7 @@ bool ExecutorCore::run_keyset_step(const Step& step) {
         [&] { walker.integer_key = single_integer_key(*conn_, work.table, key); },
         [] { return false; });
     if (walker.integer_key) {
-      spdlog::info("step {}: chunks cut by values of {}, each read page by page", step.id,
-                   key[0]);
+      spdlog::info("step {}: chunks cut by values of {}, each read page by page", step.id, key[0]);
     }
   }
   for (;;) {
@@ -227,7 +226,7 @@ bool ExecutorCore::run_range(Lane& lane, const Step& step, const KeysetWalker& w
   // A verify checking row by row over one integer key: chunks are key
   // spans (lo, lo + stride], the stride steered toward the batch's rows,
   // up to the range's greatest key, read once its first chunk begins.
-  const bool spans = verify && walker.integer_key && !walker.compares(work);
+  const bool spans = walker.integer_key;  // set for such verify steps only
   std::optional<std::pair<long long, long long>> span;
   bool span_read = false;
   long long stride = 0;
@@ -545,12 +544,8 @@ bool ExecutorCore::run_ranges_in_parallel(const Step& step, const KeysetWalker& 
       const int running = pool.staff(
           allowed, [&] { return !stop_requested() && !hold.load(); },
           [&](size_t i, Partition* range) {
-            if (i == workers_.size()) {
-              workers_.push_back(std::make_unique<Lane>());
-              workers_.back()->worker = static_cast<int>(i);
-            }
             if (!threads.empty()) spdlog::info("step {}: worker {} starts", step.id, i);
-            Lane& lane = *workers_[i];
+            Lane& lane = worker_lane(i);
             threads.emplace_back([&worker, &lane, range] { worker(lane, range); });
           });
       set_workers(running);

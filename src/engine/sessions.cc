@@ -15,6 +15,14 @@ std::string ExecutorCore::application_name() const {
   return "tandemd " + spec_.name + " pid " + std::to_string(getpid());
 }
 
+ExecutorCore::Lane& ExecutorCore::worker_lane(size_t i) {
+  while (workers_.size() <= i) {
+    workers_.push_back(std::make_unique<Lane>());
+    workers_.back()->worker = static_cast<int>(workers_.size() - 1);
+  }
+  return *workers_[i];
+}
+
 void ExecutorCore::connect(Lane& lane) {
   lane.conn.reset();
   const bool worker = lane.worker >= 0;

@@ -116,12 +116,7 @@ bool ExecutorCore::compare_samples(const Step& step, int round) {
   halt_workers_ = false;
   std::vector<std::thread> threads;
   for (int share = 1; share < n; ++share) {
-    const size_t i = static_cast<size_t>(share - 1);
-    if (i == workers_.size()) {
-      workers_.push_back(std::make_unique<Lane>());
-      workers_.back()->worker = static_cast<int>(i);
-    }
-    Lane& lane = *workers_[i];
+    Lane& lane = worker_lane(static_cast<size_t>(share - 1));
     threads.emplace_back([&take, &lane, share] { take(lane, share); });
   }
   take(main_, 0);

@@ -81,7 +81,6 @@ RoundReport ExecutorCore::shadow_round() {
     }
   }
   const std::string round = std::to_string(report.round);
-  nlohmann::json detail = {{"round", report.round}};
   std::vector<SampleTally> tallies;
   with_retries(
       "", "finishing shadow-read round " + round,
@@ -92,8 +91,6 @@ RoundReport ExecutorCore::shadow_round() {
           tallies.push_back(read_sample_tally(*conn_, spec_.name, s->id, report.round));
           report.pairs.push_back(round_pair(*s->reads, tallies.back()));
         }
-        detail = round_json(report, "");
-        detail.erase("finished_at");
         Transaction tx(*conn_);
         const long long changed =
             tx.exec(
@@ -105,7 +102,8 @@ RoundReport ExecutorCore::shadow_round() {
           throw Error(ErrorKind::kFatal, "the end of shadow-read round " + round +
                                              " changed no row of the state store");
         }
-        store_.event(*conn_, "round_done", Phase::kCutover, "", options_.actor, detail);
+        store_.event(*conn_, "round_done", Phase::kCutover, "", options_.actor,
+                     round_json(report, ""));
         tx.exec(
             "DELETE FROM tandem.shadow_samples WHERE migration = $1 AND round > 0"
             " AND round <= $2::int - " +

@@ -9,9 +9,19 @@
 namespace tandem {
 namespace {
 
-// Before state schema version 11 there are no samples to read.
-bool has_samples(Connection& conn) {
-  return conn.exec("SELECT to_regclass('tandem.shadow_samples') IS NOT NULL").text(0, 0) == "t";
+// Whether a table of the state schema exists: shadow_samples came with
+// version 11, shadow_rounds with 12.
+bool has_table(Connection& conn, const std::string& table) {
+  return conn.exec("SELECT to_regclass($1) IS NOT NULL", {table}).text(0, 0) == "t";
+}
+
+// What a step_done event and a round report say of a pair's sets.
+nlohmann::json counts_json(long long samples, long long mismatches, double old_p50, double old_p99,
+                           double new_p50, double new_p99) {
+  return {{"samples", samples},
+          {"mismatches", mismatches},
+          {"old_ms", {{"p50", old_p50}, {"p99", old_p99}}},
+          {"new_ms", {{"p50", new_p50}, {"p99", new_p99}}}};
 }
 
 std::string format_ms(double ms) {
@@ -41,7 +51,7 @@ std::vector<Latency> latencies(const ShadowReadPair& pair, const SampleTally& t)
 SampleTally read_sample_tally(Connection& conn, const std::string& migration,
                               const std::string& step_id, int round) {
   SampleTally t;
-  if (!has_samples(conn)) return t;
+  if (!has_table(conn, "tandem.shadow_samples")) return t;
   // percentile_cont leaves out the NULL times of sets not compared yet.
   Rows r = conn.exec(
       "SELECT count(*), count(done_at), count(diff),"
@@ -69,7 +79,7 @@ SampleTally read_sample_tally(Connection& conn, const std::string& migration,
 nlohmann::json read_differences(Connection& conn, const std::string& migration,
                                 const std::string& pair, int limit) {
   nlohmann::json out = nlohmann::json::array();
-  if (!has_samples(conn)) return out;
+  if (!has_table(conn, "tandem.shadow_samples")) return out;
   const std::string prefix(kReadsPrefix);
   Rows r =
       conn.exec("SELECT substr(step_id, " + std::to_string(prefix.size() + 1) +
@@ -132,8 +142,7 @@ RoundPair round_pair(const ShadowReadPair& pair, const SampleTally& t) {
 RoundReport read_last_round(Connection& conn, const std::string& migration,
                             const std::vector<ShadowReadPair>& pairs, std::string* finished_at) {
   RoundReport out;
-  if (conn.exec("SELECT to_regclass('tandem.shadow_rounds') IS NOT NULL").text(0, 0) != "t")
-    return out;
+  if (!has_table(conn, "tandem.shadow_rounds")) return out;
   Rows r = conn.exec(
       "SELECT round, to_char(finished_at AT TIME ZONE 'UTC',"
       " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM tandem.shadow_rounds"
@@ -152,16 +161,13 @@ RoundReport read_last_round(Connection& conn, const std::string& migration,
 nlohmann::json round_json(const RoundReport& r, const std::string& finished_at) {
   nlohmann::json pairs = nlohmann::json::object();
   for (const auto& p : r.pairs) {
-    pairs[p.pair] = {{"samples", p.samples},
-                     {"mismatches", p.mismatches},
-                     {"old_ms", {{"p50", p.old_p50}, {"p99", p.old_p99}}},
-                     {"new_ms", {{"p50", p.new_p50}, {"p99", p.new_p99}}},
-                     {"verdict", p.verdict.empty() ? nlohmann::json() : nlohmann::json(p.verdict)}};
+    pairs[p.pair] =
+        counts_json(p.samples, p.mismatches, p.old_p50, p.old_p99, p.new_p50, p.new_p99);
+    pairs[p.pair]["verdict"] = p.verdict.empty() ? nlohmann::json() : nlohmann::json(p.verdict);
   }
-  return {{"round", r.round},
-          {"passed", r.passed()},
-          {"finished_at", finished_at.empty() ? nlohmann::json() : nlohmann::json(finished_at)},
-          {"pairs", pairs}};
+  nlohmann::json out = {{"round", r.round}, {"passed", r.passed()}, {"pairs", pairs}};
+  if (!finished_at.empty()) out["finished_at"] = finished_at;
+  return out;
 }
 
 std::string tally_summary(const SampleTally& t) {
@@ -172,10 +178,7 @@ std::string tally_summary(const SampleTally& t) {
 }
 
 nlohmann::json tally_json(const SampleTally& t) {
-  return {{"samples", t.drawn},
-          {"mismatches", t.mismatches},
-          {"old_ms", {{"p50", t.old_p50}, {"p99", t.old_p99}}},
-          {"new_ms", {{"p50", t.new_p50}, {"p99", t.new_p99}}}};
+  return counts_json(t.drawn, t.mismatches, t.old_p50, t.old_p99, t.new_p50, t.new_p99);
 }
 
 std::string format_differences(const nlohmann::json& diffs) {

@@ -36,8 +36,8 @@ RoundPair round_pair(const ShadowReadPair& pair, const SampleTally& t);
 // and no pairs when none has finished (or before state schema version 12).
 RoundReport read_last_round(Connection& conn, const std::string& migration,
                             const std::vector<ShadowReadPair>& pairs, std::string* finished_at);
-// {"round", "passed", "finished_at", "pairs": {name: {"samples", "mismatches",
-// "old_ms", "new_ms", "verdict"}}}
+// {"round", "passed", "pairs": {name: {"samples", "mismatches", "old_ms",
+// "new_ms", "verdict"}}}, and "finished_at" when it is given.
 nlohmann::json round_json(const RoundReport& r, const std::string& finished_at);
 
 // "1,000 parameter sets, 0 answered differently; old query p50 ... p99 ...,

@@ -39,6 +39,11 @@ bool Spec::requires_approval(Phase phase) const {
   return std::find(approval_gates.begin(), approval_gates.end(), phase) != approval_gates.end();
 }
 
+bool Spec::has_shadow_read(const std::string& pair) const {
+  return std::any_of(shadow_reads.begin(), shadow_reads.end(),
+                     [&](const ShadowReadPair& p) { return p.name == pair; });
+}
+
 namespace {
 
 // Limits that keep a hostile or generated file from taking the parser's time,
