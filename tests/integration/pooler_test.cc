@@ -32,10 +32,18 @@ class PgBouncer {
     auto r = run_command((root ? "runuser -u postgres -- " : "") + std::string("pgbouncer -d ") +
                          dir_ + "/pgbouncer.ini 2>&1");
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    for (int i = 0; i < 100 && access((dir_ + "/.s.PGSQL." + std::to_string(port_)).c_str(), F_OK);
-         ++i) {
-      usleep(50000);
+    // Ready when a client gets through, not when the socket file appears: the
+    // file exists between bind() and listen(), and a loaded machine showed a
+    // refused connection there.
+    bool ready = false;
+    for (int i = 0; i < 200 && !ready; ++i) {
+      ready = run_command(pg.bin_dir() + "/psql -X -At -d '" + dsn("postgres") +
+                          "' -c 'SELECT 1' >/dev/null")
+                  .exit_code == 0;
+      if (!ready) usleep(50000);
     }
+    EXPECT_TRUE(ready) << "PgBouncer did not accept connections within 10 s:\n"
+                       << run_command("cat " + dir_ + "/pgbouncer.log").output;
   }
   ~PgBouncer() {
     run_command("kill $(cat " + dir_ + "/pgbouncer.pid) 2>/dev/null; sleep 0.2; rm -rf " + dir_);
