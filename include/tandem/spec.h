@@ -178,6 +178,25 @@ struct MoveColumn {
   std::optional<ViewName> compat_view;
 };
 
+// One slice of a migration that moves its keys to the new side in slices.
+struct Slice {
+  std::string name;
+  // A predicate over the source row; nullopt: every key no earlier slice took.
+  std::optional<std::string> where;
+};
+
+// The routing of a migration done in slices (docs/slices.md): values of
+// `by` (a column of the source) are routing keys; each key present when the
+// slices are defined belongs to the first slice whose predicate one of its
+// rows matches, for good; keys that appear later go to the side `new_keys`
+// names. Applications ask tandem.route(migration, key) which side serves a key.
+struct Slices {
+  std::string by;
+  std::vector<Slice> list;  // in order: a key belongs to the first that matches
+  bool new_keys_new = true;  // keys created after definition: the new side (or the old)
+  SourceLocation where;
+};
+
 // Rows of one table copied into another of a different shape, kept in sync
 // both ways until cleanup: balances_v1 → balances_v2.
 struct CopyTable {
@@ -192,6 +211,7 @@ struct CopyTable {
   std::vector<std::pair<std::string, std::string>> down;
   std::optional<std::string> create;  // column definitions: tandem creates the target table
   std::optional<ViewName> compat_view;
+  std::optional<Slices> slices;
 };
 
 // Rows of a source table reshaped by SQL the spec gives into rows of other
@@ -441,6 +461,8 @@ struct Spec {
   bool requires_approval(Phase phase) const;
   // Whether shadow_reads has a pair of this name.
   bool has_shadow_read(const std::string& name) const;
+  // The operation done in slices, if one is (at most one per migration).
+  const CopyTable* sliced() const;
 };
 
 // One located problem in a spec file.

@@ -16,6 +16,7 @@
 #include "engine/backfill.h"
 #include "engine/executor.h"
 #include "engine/shadow_samples.h"
+#include "engine/slices.h"
 #include "engine/state_store.h"
 #include "plan/plan_output.h"
 #include "tandem/plan.h"
@@ -277,7 +278,14 @@ int cmd_run(const RunArgs& args) {
         return kExitOk;
       case RunOutcome::kWaitingApproval: {
         const char* p = phase_name(executor.waiting_phase());
-        if (!executor.approval_withheld().empty()) {
+        const std::string& withheld = executor.approval_withheld();
+        if (withheld.rfind("slices not complete", 0) == 0) {
+          std::cerr << "migration " << spec->name << " waits at " << p << ": " << withheld
+                    << "\nThe slices: tandemd slices " << args.file
+                    << "\nThen run again: tandemd run " << args.file << "\n";
+          return kExitNeedsApproval;
+        }
+        if (!withheld.empty()) {
           std::cerr << "migration " << spec->name << ": the approval of " << p
                     << " is withheld: " << executor.approval_withheld()
                     << "\nTo compare again on new samples: tandemd rounds " << args.file
@@ -424,6 +432,88 @@ int cmd_rounds(const RoundsArgs& args) {
     return report(e);
   }
   return kExitOk;
+}
+
+int cmd_slices(const SlicesArgs& args) {
+  std::optional<Spec> spec;
+  std::optional<Plan> plan;
+  if (!load(args.file, spec, plan)) return kExitBadInput;
+  const std::map<std::string, SliceMove> moves = {{"promote", SliceMove::kPromote},
+                                                  {"demote", SliceMove::kDemote},
+                                                  {"rollback", SliceMove::kRollback}};
+  const bool listing = args.action == "list";
+  if (!listing && args.action != "check" && !moves.count(args.action)) {
+    std::cerr << "tandemd slices: unknown action \"" << args.action
+              << "\"; expected list, check, promote, demote or rollback\n";
+    return kExitUsage;
+  }
+  if (!listing && args.slice.empty()) {
+    std::cerr << "tandemd slices: " << args.action << " needs the name of a slice\n";
+    return kExitUsage;
+  }
+  if (!spec->sliced()) {
+    std::cerr << "tandemd slices: migration " << spec->name
+              << " is not done in slices (no `slices:` in " << args.file << ")\n";
+    return kExitBadInput;
+  }
+  try {
+    auto conn = connect_postgres(resolve_dsn(args.dsn), "tandemd slices");
+    if (listing) {
+      const SlicesState s = read_slices(*conn, spec->name);
+      if (args.json) {
+        nlohmann::json j = slices_json(s);
+        j["migration"] = spec->name;
+        std::cout << to_json_text(j) << "\n";
+      } else {
+        std::cout << slices_text(spec->name, s);
+      }
+      return kExitOk;
+    }
+    SliceMoveResult r;
+    r.slice = args.slice;
+    if (args.action == "check") {
+      const SlicesState s = read_slices(*conn, spec->name);
+      if (!s.find(args.slice)) {
+        std::cerr << "tandemd slices: migration " << spec->name << " has no slice \"" << args.slice
+                  << "\" in the database\n";
+        return kExitBadInput;
+      }
+      r.from = s.find(args.slice)->stage;
+      r.check = check_slice(*conn, *spec, args.slice);
+    } else {
+      r = move_slice(*conn, *spec, args.slice, moves.at(args.action), actor(), spec->settings);
+    }
+    nlohmann::json j = {{"migration", spec->name},
+                        {"slice", r.slice},
+                        {"action", args.action},
+                        {"from", to_string(r.from)}};
+    if (r.to) j["to"] = to_string(*r.to);
+    if (!r.refused.empty()) j["refused"] = r.refused;
+    if (r.check) {
+      j["check"] = {
+          {"rows", r.check->rows}, {"differing", r.check->differing}, {"sample", r.check->sample}};
+    }
+    if (args.json) {
+      std::cout << to_json_text(j) << "\n";
+    } else {
+      if (r.check) {
+        std::cerr << "slice " << r.slice << ": " << with_commas(r.check->rows) << " rows checked, "
+                  << with_commas(r.check->differing) << " differing"
+                  << (r.check->sample.empty() ? "" : " (keys " + r.check->sample + ")") << "\n";
+      }
+      if (r.to) {
+        std::cerr << "slice " << r.slice << ": " << to_string(r.from) << " -> " << to_string(*r.to)
+                  << " (served by the " << (routes_new(*r.to) ? "new" : "old") << " side)\n";
+      } else if (!r.refused.empty()) {
+        std::cerr << "slice " << r.slice << " stays " << to_string(r.from) << ": " << r.refused
+                  << "\n";
+      }
+    }
+    if (r.check && r.check->differing > 0) return kExitRoundFailed;
+    return r.refused.empty() ? kExitOk : kExitBadInput;
+  } catch (const std::exception& e) {
+    return report(e);
+  }
 }
 
 int cmd_diffs(const std::string& file, const std::string& dsn, const std::string& pair, int limit,

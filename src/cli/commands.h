@@ -43,6 +43,17 @@ int cmd_rounds(const RoundsArgs& args);
 
 int cmd_diffs(const std::string& file, const std::string& dsn, const std::string& pair, int limit,
               bool json);
+
+struct SlicesArgs {
+  std::string file, dsn;
+  std::string action = "list";  // list, check, promote, demote, rollback
+  std::string slice;
+  bool json = false;
+};
+// The slices of a migration (list), or one slice checked or moved: exit 0
+// done, 1 refused (nothing changed), kExitRoundFailed when the slice's copy
+// check found differences.
+int cmd_slices(const SlicesArgs& args);
 // The daemon: runs until SIGTERM; see docs/daemon.md.
 int cmd_serve(const ServeArgs& args);
 

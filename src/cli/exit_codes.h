@@ -15,7 +15,7 @@ constexpr int kExitUnreachable = 6;      // the database cannot be reached
 constexpr int kExitRollbackRefused = 7;  // an irreversible step has run
 constexpr int kExitInterrupted = 8;      // stopped by a signal at a safe point; run again to resume
 constexpr int kExitPaused = 9;           // a critical threshold paused it; run again to resume
-constexpr int kExitRoundFailed = 10;     // tandemd rounds: the last round failed a gate
+constexpr int kExitRoundFailed = 10;     // a check failed its gate: a shadow-read round, a slice's copy
 
 // The exit code of a command that an error ended: by how the run ended, or
 // else by the kind of error.
@@ -58,6 +58,7 @@ constexpr const char* kExitCodeHelp =
     "  7  rollback refused: an irreversible step has run\n"
     "  8  interrupted by a signal at a safe point; run again to resume\n"
     "  9  paused by a critical threshold (replica lag, active sessions); run again to resume\n"
-    " 10  (rounds) the last shadow-read round failed a pair's gate; cutover is withheld\n";
+    " 10  a check failed its gate: the last shadow-read round (rounds; cutover is withheld),\n"
+    "     or a slice's copy check (slices; the slice stays where it was)\n";
 
 }  // namespace tandem

@@ -96,6 +96,19 @@ int main(int argc, char** argv) {
   rounds->add_flag("--json", rounds_args.json, "one JSON object per round on stdout");
   rounds->footer(kExitCodeHelp);
 
+  SlicesArgs slices_args;
+  auto* slices = app.add_subcommand(
+      "slices",
+      "A migration done in slices: list its slices, check one's copy, or move one up or down "
+      "its stages (old, shadow, live, complete)");
+  slices->add_option("FILE", slices_args.file, "spec file")->required();
+  slices->add_option("ACTION", slices_args.action,
+                     "list (default), check, promote, demote or rollback (to old)");
+  slices->add_option("SLICE", slices_args.slice, "the slice to check or move");
+  slices->add_option("--dsn", slices_args.dsn, "libpq connection string");
+  slices->add_flag("--json", slices_args.json, "machine-readable output");
+  slices->footer(kExitCodeHelp);
+
   ServeArgs serve_args;
   auto* serve = app.add_subcommand(
       "serve", "Run as a daemon: own submitted migrations, obey tandemctl on the control socket");
@@ -134,6 +147,7 @@ int main(int argc, char** argv) {
   if (*status) return cmd_status(file, dsn, json);
   if (*diffs) return cmd_diffs(file, dsn, pair, limit, json);
   if (*rounds) return cmd_rounds(rounds_args);
+  if (*slices) return cmd_slices(slices_args);
   if (*serve) return cmd_serve(serve_args);
   return kExitUsage;
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "engine/retry_policy.h"
+#include "engine/slices.h"
 #include "util/duration.h"
 #include "util/ident.h"
 #include "util/text.h"
@@ -57,10 +58,37 @@ ExecutorCore::ExecutorCore(const Spec& spec, const Plan& plan, RunOptions option
 
 bool ExecutorCore::needs_approval(Phase phase) const {
   if (spec_.requires_approval(phase)) return true;
+  // In slices, cutover waits for every slice to be complete.
+  if (phase == Phase::kCutover && spec_.sliced()) return true;
   for (const Step* s : plan_.steps_in(phase)) {
     if (!s->reversible) return true;
   }
   return false;
+}
+
+std::string ExecutorCore::cutover_blocker() {
+  if (spec_.sliced()) {
+    std::string b = read_slices(*conn_, spec_.name).blocker();
+    if (!b.empty()) return b;
+  }
+  return round_blocker();
+}
+
+bool ExecutorCore::approved_by_slices(Phase phase) {
+  // Only where the slices are all that cutover waits for: no gate of the
+  // spec's, no irreversible step, no failing shadow-read round.
+  if (phase != Phase::kCutover || !spec_.sliced() || spec_.requires_approval(phase)) return false;
+  for (const Step* s : plan_.steps_in(phase)) {
+    if (!s->reversible) return false;
+  }
+  const std::string blocker = cutover_blocker();
+  if (!blocker.empty()) {
+    approval_withheld_ = blocker;
+    return false;
+  }
+  store_.approve(*conn_, phase, "tandem (every slice complete)");
+  spdlog::info("migration {}: every slice is complete; cutover begins", spec_.name);
+  return true;
 }
 
 void ExecutorCore::report(const std::function<void(ProgressSink&)>& f) {
@@ -290,7 +318,7 @@ bool ExecutorCore::open_migration(std::optional<MigrationRecord>& record,
           const bool given = options_.approve_all || options_.approve.count(p.phase);
           if (!given || !needs_approval(p.phase) || record->approved.count(p.phase)) continue;
           if (p.phase == Phase::kCutover) {
-            approval_withheld_ = round_blocker();
+            approval_withheld_ = cutover_blocker();
             if (!approval_withheld_.empty()) {
               spdlog::warn("migration {}: approval of cutover withheld: {}", spec_.name,
                            approval_withheld_);
@@ -332,6 +360,10 @@ RunOutcome ExecutorCore::run_phases() {
     if (options_.until && static_cast<int>(p.phase) > static_cast<int>(*options_.until)) {
       record_state(MigrationState::kPaused, p.phase, "");
       return RunOutcome::kReachedUntil;
+    }
+    if (needs_approval(p.phase) && !record->approved.count(p.phase) &&
+        approved_by_slices(p.phase)) {
+      record->approved.insert(p.phase);
     }
     if (needs_approval(p.phase) && !record->approved.count(p.phase)) {
       waiting_phase_ = p.phase;

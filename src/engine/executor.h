@@ -214,6 +214,12 @@ class ExecutorCore {
   // Why cutover may not be approved now: the last finished round has a pair
   // whose gate failed and whose differences are not accepted; or "".
   std::string round_blocker();
+  // Why cutover cannot be approved now (slices not complete, a failing
+  // round), or "".
+  std::string cutover_blocker();
+  // Records the approval of cutover when the slices are what it waited for
+  // and they are all complete.
+  bool approved_by_slices(Phase phase);
   // Marks the step running and reads its key and its ranges, cutting the
   // table into ranges when it first starts.
   void start_keyset_step(const Step& step, std::vector<std::string>& key,

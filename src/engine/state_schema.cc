@@ -1119,6 +1119,80 @@ CREATE TABLE IF NOT EXISTS tandem.shadow_rounds (
 );
 )SQL";
 
+// Version 13: migrations in slices (docs/slices.md). The routes an
+// application asks tandem.route() for: per migration its routing column, the
+// side of keys created after the slices were defined, and whether routes are
+// closed (every key old), open (each slice by its stage) or cut over (every
+// key new); per slice its stage; per routing key its slice, fixed when the
+// slices were defined.
+static const char* kVersion13 = R"SQL(
+CREATE TABLE IF NOT EXISTS tandem.slice_plans (
+  migration text PRIMARY KEY,
+  by_column text NOT NULL,
+  new_keys  text NOT NULL CHECK (new_keys IN ('old', 'new')),
+  routes    text NOT NULL DEFAULT 'closed' CHECK (routes IN ('closed', 'open', 'cut_over')),
+  since     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS tandem.slices (
+  migration text NOT NULL REFERENCES tandem.slice_plans ON DELETE CASCADE,
+  slice     text NOT NULL,
+  ordinal   int NOT NULL,
+  predicate text,                       -- NULL: the rest
+  keys      bigint NOT NULL DEFAULT 0,
+  stage     text NOT NULL DEFAULT 'old' CHECK (stage IN ('old', 'shadow', 'live', 'complete')),
+  since     timestamptz NOT NULL DEFAULT now(),
+  actor     text NOT NULL DEFAULT '',
+  checked_at timestamptz,               -- the last check of the slice's copy
+  differing bigint,                     -- what it found
+  PRIMARY KEY (migration, slice)
+);
+CREATE TABLE IF NOT EXISTS tandem.slice_members (
+  migration text NOT NULL,
+  key       text NOT NULL,
+  slice     text NOT NULL,
+  PRIMARY KEY (migration, key),
+  FOREIGN KEY (migration, slice) REFERENCES tandem.slices ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS slice_members_slice ON tandem.slice_members (migration, slice);
+
+-- The advisory lock of a slice's routes ('' : the keys of no slice).
+CREATE OR REPLACE FUNCTION tandem.slice_lock_key(migration text, slice text) RETURNS bigint
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  AS $$ SELECT hashtextextended('tandem.slice/' || migration || '/' || slice, 0) $$;
+
+-- 'old' or 'new': the side that serves `key` (a value of the routing column,
+-- as text) of `migration`. Holds the key's routing lock, shared, until the
+-- caller's transaction ends: call it in the transaction that reads or
+-- writes the key, so that no change of stage happens in between.
+CREATE OR REPLACE FUNCTION tandem.route(migration text, key text) RETURNS text
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  member text;
+  plan_routes text;
+  plan_new_keys text;
+  slice_stage text;
+BEGIN
+  SELECT m.slice INTO member FROM tandem.slice_members m
+   WHERE m.migration = route.migration AND m.key = route.key;
+  PERFORM pg_advisory_xact_lock_shared(tandem.slice_lock_key(route.migration, coalesce(member, '')));
+  -- Read after the lock (a fresh snapshot per statement): a change of stage
+  -- that made this call wait is seen.
+  SELECT p.routes, p.new_keys INTO plan_routes, plan_new_keys FROM tandem.slice_plans p
+   WHERE p.migration = route.migration;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'tandem.route: migration % has no slices', route.migration
+      USING ERRCODE = '42704';
+  END IF;
+  IF plan_routes = 'closed' THEN RETURN 'old'; END IF;
+  IF plan_routes = 'cut_over' THEN RETURN 'new'; END IF;
+  IF member IS NULL THEN RETURN plan_new_keys; END IF;
+  SELECT s.stage INTO slice_stage FROM tandem.slices s
+   WHERE s.migration = route.migration AND s.slice = member;
+  RETURN CASE WHEN slice_stage IN ('live', 'complete') THEN 'new' ELSE 'old' END;
+END $$;
+)SQL";
+
 // Version 10 (kVersion10) and lock_within_budget of version 7 returning at
 // once when the session holds the lock already: the executor takes a step's
 // locks first, and the step's budget may be spent by then.
@@ -1151,7 +1225,7 @@ static std::string version10() {
 const std::vector<std::string>& state_schema_versions() {
   static const std::vector<std::string> kVersions = {
       kVersion1, kVersion2, kVersion3,  kVersion4,   kVersion5,  kVersion6,
-      kVersion7, kVersion8, version9(), version10(), kVersion11, kVersion12};
+      kVersion7, kVersion8, version9(), version10(), kVersion11, kVersion12, kVersion13};
   return kVersions;
 }
 

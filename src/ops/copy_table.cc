@@ -14,6 +14,7 @@
 //               `sql` operation once nothing reads it)
 #include "ops/operations.h"
 #include "plan/checks.h"
+#include "plan/slices.h"
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
@@ -37,6 +38,7 @@ Step precheck(const CopyTable& op, const std::string& id, const std::string& sou
   if (op.compat_view) {
     prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
   }
+  if (op.slices) prechecks.push_back(slices_rows_reach_back(op));
   return checks::precheck_step(
       id + "precheck", "check that " + source + " can be copied to " + target, source, prechecks);
 }
@@ -73,6 +75,7 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
                                            " back to " + source + " through down",
                                        h.function("bwd"), *back));
   }
+  if (op.slices) out.push_back(define_slices_step(spec, op, id + "define_slices"));
   out.push_back(row_trigger_step(id + "create_sync_trigger", Phase::kDualWrite,
                                  "INSERT, UPDATE and DELETE on " + source + " reach " + target +
                                      " in the writer's transaction",
@@ -89,7 +92,13 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
                             "no row of " + target + " lacks its row in " + source,
                             orphan_verify_work(forward)));
 
-  if (back) {
+  if (op.slices) {
+    // In slices, both ways are live from the routes' opening: a live slice's
+    // writes land on the new side first.
+    out.push_back(
+        open_routes_step(spec, id + "open_routes", h.trigger("bwd"), target, h.function("bwd")));
+    out.push_back(cut_routes_step(spec, id + "cut_routes"));
+  } else if (back) {
     out.push_back(row_trigger_step(
         id + "create_back_trigger", Phase::kCutover,
         target + " is the truth now: its writes reach " + source + " through down until cleanup",
@@ -104,6 +113,7 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
     out.push_back(drop_compat_view_step(id + "drop_compat_view", *op.compat_view));
   }
 
+  if (op.slices) out.push_back(remove_routes_step(spec, id + "remove_routes"));
   std::vector<std::string> triggers = {h.trigger("fwd") + " ON " + source};
   std::vector<std::string> functions = {h.function("fwd")};
   if (back) {
@@ -119,7 +129,8 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
 std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {
   const std::string w = "copy_table";
   if (!r.open_operation(n, w,
-                        {"schema", "table", "to", "key", "up", "down", "create", "compat_view"}))
+                        {"schema", "table", "to", "key", "up", "down", "create", "compat_view",
+                         "slices"}))
     return std::nullopt;
   const size_t before = r.errors.size();
   CopyTable c;
@@ -136,6 +147,7 @@ std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {
             "copy_table: compat_view needs \"down\", which gives the view its "
             "columns");
   }
+  if (r.errors.size() == before) parse_slices(r, n, c);
   for (const auto* m : {&c.up, &c.down}) {
     for (const auto& [column, expr] : *m) {
       if (std::find(c.key.begin(), c.key.end(), column) != c.key.end()) {

@@ -44,6 +44,14 @@ bool Spec::has_shadow_read(const std::string& pair) const {
                      [&](const ShadowReadPair& p) { return p.name == pair; });
 }
 
+const CopyTable* Spec::sliced() const {
+  for (const auto& o : operations) {
+    const auto* c = std::get_if<CopyTable>(&o.op);
+    if (c && c->slices) return c;
+  }
+  return nullptr;
+}
+
 namespace {
 
 // Limits that keep a hostile or generated file from taking the parser's time,
@@ -207,11 +215,27 @@ class Parser : public SpecReader {
     }
     if (root["gates"].IsDefined()) gates(root["gates"], spec);
     if (root["shadow_reads"].IsDefined()) parse_shadow_reads(*this, root["shadow_reads"], spec);
+    one_sliced_operation(spec);
     if (!errors.empty()) return std::nullopt;
     return spec;
   }
 
  private:
+  // tandem.route answers per migration: one operation of it can be in slices.
+  void one_sliced_operation(const Spec& spec) {
+    const CopyTable* first = spec.sliced();
+    for (const auto& o : spec.operations) {
+      const auto* c = std::get_if<CopyTable>(&o.op);
+      if (!c || !c->slices || c == first) continue;
+      errors.push_back({c->slices->where,
+                        "copy_table: slices: another operation of this migration is in slices "
+                        "already (line " +
+                            std::to_string(first->slices->where.line) +
+                            "); tandem.route answers per migration, so one can be: split the "
+                            "migration in two"});
+    }
+  }
+
   std::optional<SourceLocation> too_deep_flow(const std::string& text) const {
     // yaml-cpp recurses once per level of a flow collection and gives up
     // only at about 500, far from the place.

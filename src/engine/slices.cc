@@ -1,0 +1,243 @@
+#include "engine/slices.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include "engine/state_store.h"
+#include "util/text.h"
+
+namespace tandem {
+
+namespace {
+
+std::string pad_right(const std::string& s, size_t width) {
+  return s.size() >= width ? s + " " : s + std::string(width - s.size(), ' ');
+}
+
+}  // namespace
+
+const SliceRecord* SlicesState::find(const std::string& name) const {
+  for (const auto& s : slices) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+std::string SlicesState::blocker() const {
+  if (!defined) return "slices not complete yet: not even defined (its prepare phase defines them)";
+  std::vector<std::string> waiting;
+  for (const auto& s : slices) {
+    if (s.stage != SliceStage::kComplete)
+      waiting.push_back(s.name + " (" + to_string(s.stage) + ")");
+  }
+  if (waiting.empty()) return "";
+  return "slices not complete yet: " + join(waiting, ", ") +
+         "; cutover begins once every slice is complete (`tandemd slices FILE promote SLICE`)";
+}
+
+SlicesState read_slices(Connection& conn, const std::string& migration) {
+  SlicesState out;
+  if (conn.exec("SELECT to_regclass('tandem.slice_plans') IS NOT NULL").text(0, 0) != "t")
+    return out;
+  const char* iso = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
+  Rows p = conn.exec(std::string("SELECT by_column, new_keys, routes, to_char(since AT TIME ZONE "
+                                 "'UTC', ") +
+                         iso + ") FROM tandem.slice_plans WHERE migration = $1",
+                     {migration});
+  if (p.empty()) return out;
+  out.defined = true;
+  out.by = p.text(0, 0);
+  out.new_keys = p.text(0, 1);
+  out.routes = p.text(0, 2);
+  out.since = p.text(0, 3);
+  Rows r = conn.exec(
+      std::string("SELECT slice, coalesce(predicate, ''), keys, stage, to_char(since AT TIME ZONE "
+                  "'UTC', ") +
+          iso + "), actor, coalesce(to_char(checked_at AT TIME ZONE 'UTC', " + iso +
+          "), ''), differing FROM tandem.slices WHERE migration = $1 ORDER BY ordinal",
+      {migration});
+  for (size_t i = 0; i < r.size(); ++i) {
+    SliceRecord s;
+    s.name = r.text(i, 0);
+    s.predicate = r.text(i, 1);
+    s.keys = r.integer(i, 2);
+    s.stage = slice_stage_from(r.text(i, 3)).value_or(SliceStage::kOld);
+    s.since = r.text(i, 4);
+    s.actor = r.text(i, 5);
+    s.checked_at = r.text(i, 6);
+    if (!r.is_null(i, 7)) s.differing = r.integer(i, 7);
+    out.slices.push_back(std::move(s));
+  }
+  return out;
+}
+
+nlohmann::json slices_json(const SlicesState& s) {
+  nlohmann::json j = {{"defined", s.defined}};
+  if (!s.defined) return j;
+  j["by"] = s.by;
+  j["new_keys"] = s.new_keys;
+  j["routes"] = s.routes;
+  j["since"] = s.since;
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& x : s.slices) {
+    nlohmann::json e = {{"name", x.name},
+                        {"keys", x.keys},
+                        {"stage", to_string(x.stage)},
+                        {"side", routes_new(x.stage) && s.routes == "open" ? "new" : "old"},
+                        {"since", x.since},
+                        {"actor", x.actor}};
+    if (s.routes == "cut_over") e["side"] = "new";
+    if (!x.predicate.empty()) e["where"] = x.predicate;
+    if (!x.checked_at.empty()) {
+      e["checked_at"] = x.checked_at;
+      e["differing"] = x.differing ? nlohmann::json(*x.differing) : nlohmann::json(nullptr);
+    }
+    list.push_back(std::move(e));
+  }
+  j["slices"] = std::move(list);
+  return j;
+}
+
+std::string slices_text(const std::string& migration, const SlicesState& s) {
+  std::ostringstream o;
+  if (!s.defined) {
+    o << "migration " << migration
+      << ": no slices in the database (defined when its prepare phase runs)\n";
+    return o.str();
+  }
+  const char* routes = s.routes == "closed" ? "closed: every key on the old side until "
+                                              "shadow_read has verified the copy"
+                       : s.routes == "open" ? "open: each slice on the side of its stage"
+                                            : "cut over: every key on the new side";
+  o << "migration " << migration << ": routes by " << s.by << ", " << routes
+    << "; keys created since the slices were defined: " << s.new_keys << " side\n";
+  o << pad_right("SLICE", 14) << pad_right("STAGE", 10) << pad_right("KEYS", 12)
+    << pad_right("SINCE", 26) << "LAST CHECK\n";
+  for (const auto& x : s.slices) {
+    std::string check = "-";
+    if (!x.checked_at.empty()) {
+      check = x.checked_at + (x.differing && *x.differing == 0
+                                  ? " passed"
+                                  : " " + with_commas(x.differing.value_or(0)) + " differing");
+    }
+    o << pad_right(x.name, 14) << pad_right(to_string(x.stage), 10)
+      << pad_right(with_commas(x.keys), 12) << pad_right(x.since + " " + x.actor, 26) << check
+      << "\n";
+  }
+  return o.str();
+}
+
+SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::string& slice) {
+  const CopyTable* op = spec.sliced();
+  if (!op) throw Error(ErrorKind::kBadInput, "migration " + spec.name + " has no slices");
+  Rows r = conn.exec(slice_check_sql(*op), {spec.name, slice});
+  SliceCheckResult out;
+  out.rows = r.integer(0, 0);
+  out.differing = r.integer(0, 1);
+  out.sample = r.text(0, 2);
+  Rows u = conn.exec(
+      "UPDATE tandem.slices SET checked_at = now(), differing = $3 WHERE migration = $1 AND "
+      "slice = $2",
+      {spec.name, slice, std::to_string(out.differing)});
+  if (u.affected != 1) {
+    throw Error(ErrorKind::kFatal,
+                "slice " + slice + " of " + spec.name + " went away while it was checked");
+  }
+  return out;
+}
+
+SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string& slice,
+                           SliceMove move, const std::string& actor, const Settings& settings) {
+  SliceMoveResult out;
+  out.slice = slice;
+  if (!spec.sliced()) {
+    out.refused = "migration " + spec.name + " is not done in slices (no `slices:` in its spec)";
+    return out;
+  }
+  const SlicesState state = read_slices(conn, spec.name);
+  if (!state.defined) {
+    out.refused = "migration " + spec.name +
+                  " has no slices in this database yet: its prepare phase defines them "
+                  "(`tandemd run`)";
+    return out;
+  }
+  const SliceRecord* rec = state.find(slice);
+  if (!rec) {
+    std::vector<std::string> names;
+    for (const auto& s : state.slices) names.push_back(s.name);
+    out.refused = "migration " + spec.name + " has no slice \"" + slice +
+                  "\" (its slices: " + join(names, ", ") + ")";
+    return out;
+  }
+  out.from = rec->stage;
+  if (state.routes == "closed") {
+    out.refused = "the routes of " + spec.name +
+                  " open at the end of its shadow_read phase, once the whole copy is verified; "
+                  "until then every slice stays on the old side (`tandemd run` takes it there)";
+    return out;
+  }
+  if (state.routes == "cut_over") {
+    out.refused = spec.name +
+                  " has cut over: every key is on the new side; roll the migration back past "
+                  "cutover to move slices again";
+    return out;
+  }
+  const SliceStep next = next_slice_stage(rec->stage, move);
+  if (!next.to) {
+    out.refused = next.refused;
+    return out;
+  }
+  if (next.copy_check) {
+    out.check = check_slice(conn, spec, slice);
+    if (out.check->differing > 0) {
+      out.refused = with_commas(out.check->differing) + " rows of slice " + slice +
+                    " differ between the old and the new table (keys " + out.check->sample +
+                    "); it stays " + to_string(rec->stage);
+      return out;
+    }
+  }
+  // The change of stage: its routing lock (transactions that routed a key of
+  // the slice finish first, new ones wait for the change), the row changed
+  // only if it is still in the stage read above, the event with it.
+  StateStore store(spec.name);
+  auto backoff = settings.retry_backoff;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      Transaction tx(conn);
+      tx.set_timeouts(settings.lock_timeout, settings.statement_timeout);
+      tx.exec("SELECT pg_advisory_xact_lock(tandem.slice_lock_key($1, $2))", {spec.name, slice});
+      Rows u = tx.exec(
+          "UPDATE tandem.slices s SET stage = $3, since = now(), actor = $4 "
+          " WHERE s.migration = $1 AND s.slice = $2 AND s.stage = $5 AND EXISTS (SELECT 1 FROM "
+          "tandem.slice_plans p WHERE p.migration = $1 AND p.routes = 'open')",
+          {spec.name, slice, to_string(*next.to), actor, to_string(rec->stage)});
+      if (u.affected != 1) {
+        throw Error(ErrorKind::kFatal, "slice " + slice + " of " + spec.name +
+                                           " changed while it was being moved; read "
+                                           "`tandemd slices` and try again");
+      }
+      store.event(conn, "slice_moved", std::nullopt, "", actor,
+                  {{"slice", slice},
+                   {"move", to_string(move)},
+                   {"from", to_string(rec->stage)},
+                   {"to", to_string(*next.to)}});
+      tx.commit();
+      break;
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::kRetryable || attempt >= settings.retry_budget) throw;
+      spdlog::warn("slice {} of {}: {}; attempt {}/{}, retrying in {}ms", slice, spec.name,
+                   e.what(), attempt, settings.retry_budget, backoff.count());
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, settings.retry_backoff_max);
+    }
+  }
+  out.to = next.to;
+  spdlog::info("migration {}: slice {} moved by {} ({}): {} -> {}", spec.name, slice, actor,
+               to_string(move), to_string(rec->stage), to_string(*next.to));
+  return out;
+}
+
+}  // namespace tandem

@@ -1,0 +1,70 @@
+// Slices at run time: what the database holds about a migration's slices,
+// the moves of one slice up and down its stages (each in one transaction
+// with its routing lock, after the checks its move asks for), and what keeps
+// the migration's cutover waiting.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "db/connection.h"
+#include "plan/slices.h"
+#include "tandem/spec.h"
+
+namespace tandem {
+
+struct SliceRecord {
+  std::string name;
+  std::string predicate;  // "" for the rest
+  long long keys = 0;
+  SliceStage stage = SliceStage::kOld;
+  std::string since;  // UTC, ISO 8601
+  std::string actor;
+  std::string checked_at;              // "" when never checked
+  std::optional<long long> differing;  // what the last check found
+};
+
+struct SlicesState {
+  bool defined = false;  // false before prepare defines them (or after a rollback)
+  std::string by, new_keys;
+  std::string routes;  // closed, open, cut_over
+  std::string since;
+  std::vector<SliceRecord> slices;  // in order
+
+  const SliceRecord* find(const std::string& name) const;
+  // "" when every slice is complete; else which are not and where they are.
+  std::string blocker() const;
+};
+
+SlicesState read_slices(Connection& conn, const std::string& migration);
+nlohmann::json slices_json(const SlicesState& s);
+// A table for people: slice, stage, keys, since, checks.
+std::string slices_text(const std::string& migration, const SlicesState& s);
+
+struct SliceCheckResult {
+  long long rows = 0, differing = 0;
+  std::string sample;  // up to five keys of differing rows
+};
+
+struct SliceMoveResult {
+  std::string slice;
+  SliceStage from = SliceStage::kOld;
+  std::optional<SliceStage> to;  // set when the move happened
+  std::optional<SliceCheckResult> check;
+  std::string refused;  // why it did not happen
+};
+
+// Moves `slice` of the sliced migration `spec` one step (promote, demote)
+// or back to old (rollback). The copy check runs first where the move asks
+// for it (into shadow and into live); the change of stage takes the slice's
+// routing lock under `lock_timeout`, retried while it times out, and records
+// an event "slice_moved" with `actor` in the same transaction.
+SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string& slice,
+                           SliceMove move, const std::string& actor, const Settings& settings);
+
+// Checks the copy of one slice's rows and records what it found.
+SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::string& slice);
+
+}  // namespace tandem
