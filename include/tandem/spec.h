@@ -190,7 +190,19 @@ struct Slice {
 // slices are defined belongs to the first slice whose predicate one of its
 // rows matches, for good; keys that appear later go to the side `new_keys`
 // names. Applications ask tandem.route(migration, key) which side serves a key.
+// The health of live slices (docs/slices.md#canary): `query` returns one
+// value, a boolean (false: unhealthy) or a number (above `max`: unhealthy);
+// with $1 in it, it runs once per live slice with the slice's name. A live
+// slice found unhealthy, or whose query fails, goes back to shadow by itself
+// and the slices are held until someone resumes them.
+struct Canary {
+  std::string query;
+  double max = 0;
+  std::chrono::milliseconds every{10'000};
+};
+
 struct Slices {
+  std::optional<Canary> canary;
   std::string by;
   std::vector<Slice> list;  // in order: a key belongs to the first that matches
   bool new_keys_new = true;  // keys created after definition: the new side (or the old)

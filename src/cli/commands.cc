@@ -434,6 +434,63 @@ int cmd_rounds(const RoundsArgs& args) {
   return kExitOk;
 }
 
+namespace {
+
+// tandemd slices FILE watch: the canary read --count times.
+int watch_slices(Connection& conn, const Spec& spec, const SlicesArgs& args) {
+  const auto& canary = spec.sliced()->slices->canary;
+  if (!canary) {
+    std::cerr << "tandemd slices: migration " << spec.name
+              << " has no canary (slices: canary: in the spec)\n";
+    return kExitBadInput;
+  }
+  std::chrono::milliseconds every = canary->every;
+  if (!args.every.empty()) {
+    const auto d = parse_duration(args.every);
+    if (!d) {
+      std::cerr << "tandemd slices: --every " << args.every
+                << ": expected a duration such as 10s\n";
+      return kExitUsage;
+    }
+    every = *d;
+  }
+  install_stop_handlers();
+  for (int i = 0; i < args.count && !g_stop; ++i) {
+    if (i > 0) {
+      const auto until = std::chrono::steady_clock::now() + every;
+      while (!g_stop && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (g_stop) break;
+    }
+    const CanaryOutcome o = watch_canary(conn, spec, spec.settings);
+    nlohmann::json readings = nlohmann::json::array();
+    for (const auto& r : o.readings) {
+      nlohmann::json e = {{"slice", r.slice}, {"value", r.value}, {"healthy", r.healthy}};
+      if (!r.error.empty()) e["error"] = r.error;
+      readings.push_back(std::move(e));
+      if (!args.json) {
+        std::cerr << "slice " << r.slice << ": " << (r.healthy ? "healthy" : "UNHEALTHY")
+                  << (r.error.empty() ? " (value " + r.value + ")" : " (" + r.error + ")") << "\n";
+      }
+    }
+    if (args.json) {
+      std::cout << to_json_text({{"migration", spec.name},
+                                 {"readings", readings},
+                                 {"rolled_back", o.rolled_back}})
+                << std::endl;
+    } else if (o.readings.empty()) {
+      std::cerr << "migration " << spec.name << ": no slice is live; nothing to watch\n";
+    }
+    if (!o.rolled_back.empty()) {
+      if (!args.json) std::cerr << o.alert << "\n";
+      return kExitPaused;
+    }
+  }
+  return g_stop ? kExitInterrupted : kExitOk;
+}
+
+}  // namespace
+
 int cmd_slices(const SlicesArgs& args) {
   std::optional<Spec> spec;
   std::optional<Plan> plan;
@@ -442,12 +499,13 @@ int cmd_slices(const SlicesArgs& args) {
                                                   {"demote", SliceMove::kDemote},
                                                   {"rollback", SliceMove::kRollback}};
   const bool listing = args.action == "list";
-  if (!listing && args.action != "check" && !moves.count(args.action)) {
+  const bool whole = listing || args.action == "watch" || args.action == "resume";
+  if (!whole && args.action != "check" && !moves.count(args.action)) {
     std::cerr << "tandemd slices: unknown action \"" << args.action
-              << "\"; expected list, check, promote, demote or rollback\n";
+              << "\"; expected list, check, promote, demote, rollback, watch or resume\n";
     return kExitUsage;
   }
-  if (!listing && args.slice.empty()) {
+  if (!whole && args.slice.empty()) {
     std::cerr << "tandemd slices: " << args.action << " needs the name of a slice\n";
     return kExitUsage;
   }
@@ -469,6 +527,15 @@ int cmd_slices(const SlicesArgs& args) {
       }
       return kExitOk;
     }
+    if (args.action == "resume") {
+      const bool lifted = resume_slices(*conn, *spec, actor());
+      std::cerr << "migration " << spec->name << ": "
+                << (lifted ? "the hold is lifted; slices may go live again"
+                           : "the slices were not held")
+                << "\n";
+      return kExitOk;
+    }
+    if (args.action == "watch") return watch_slices(*conn, *spec, args);
     SliceMoveResult r;
     r.slice = args.slice;
     if (args.action == "check") {

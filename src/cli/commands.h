@@ -46,8 +46,10 @@ int cmd_diffs(const std::string& file, const std::string& dsn, const std::string
 
 struct SlicesArgs {
   std::string file, dsn;
-  std::string action = "list";  // list, check, promote, demote, rollback
+  std::string action = "list";  // list, check, promote, demote, rollback, watch, resume
   std::string slice;
+  std::string every;  // watch: between readings (default: the canary's every)
+  int count = 1;      // watch: how many readings
   bool json = false;
 };
 // The slices of a migration (list), or one slice checked or moved: exit 0

@@ -57,7 +57,8 @@ constexpr const char* kExitCodeHelp =
     "  6  the database cannot be reached\n"
     "  7  rollback refused: an irreversible step has run\n"
     "  8  interrupted by a signal at a safe point; run again to resume\n"
-    "  9  paused by a critical threshold (replica lag, active sessions); run again to resume\n"
+    "  9  paused by a critical threshold (replica lag, active sessions) or a slice's canary;\n"
+    "     run again (slices: resume) to go on\n"
     " 10  a check failed its gate: the last shadow-read round (rounds; cutover is withheld),\n"
     "     or a slice's copy check (slices; the slice stays where it was)\n";
 

@@ -103,8 +103,13 @@ int main(int argc, char** argv) {
       "its stages (old, shadow, live, complete)");
   slices->add_option("FILE", slices_args.file, "spec file")->required();
   slices->add_option("ACTION", slices_args.action,
-                     "list (default), check, promote, demote or rollback (to old)");
+                     "list (default); check, promote, demote or rollback (to old) SLICE; watch "
+                     "(the canary of live slices); resume (lift the hold of a canary rollback)");
   slices->add_option("SLICE", slices_args.slice, "the slice to check or move");
+  slices->add_option("--count", slices_args.count, "watch: how many readings (default 1)")
+      ->check(CLI::Range(1, 1000000));
+  slices->add_option("--every", slices_args.every,
+                     "watch: pause between readings (default: the canary's every)");
   slices->add_option("--dsn", slices_args.dsn, "libpq connection string");
   slices->add_flag("--json", slices_args.json, "machine-readable output");
   slices->footer(kExitCodeHelp);

@@ -8,6 +8,7 @@
 #include "daemon/submission_store.h"
 #include "daemon/worker.h"
 #include "engine/shadow_samples.h"
+#include "engine/slices.h"
 #include "spec/settings.h"
 #include "util/duration.h"
 #include "util/text.h"
@@ -98,6 +99,18 @@ nlohmann::json MigrationManager::cmd_pause(const control::Request& r, const std:
 }
 
 nlohmann::json MigrationManager::cmd_resume(const control::Request& r, const std::string& actor) {
+  // A resume after a canary rollback lifts the hold on the slices too.
+  Worker& w = find(r.name);
+  if (w.spec && w.spec->sliced()) {
+    try {
+      with_db([&](Connection& c) {
+        if (resume_slices(c, *w.spec, actor))
+          spdlog::info("migration {}: {} lifted the hold on its slices", w.name, actor);
+      });
+    } catch (const std::exception& e) {
+      spdlog::warn("migration {}: cannot lift the hold on its slices: {}", w.name, e.what());
+    }
+  }
   return ask(r, actor, Desired::kRun, "resume_requested");
 }
 

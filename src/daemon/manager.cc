@@ -10,6 +10,7 @@
 #include "daemon/worker.h"
 #include "engine/executor.h"
 #include "engine/shadow_samples.h"
+#include "engine/slices.h"
 #include "engine/state_store.h"
 #include "spec/settings.h"
 #include "spec/suggest.h"
@@ -236,17 +237,36 @@ bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approv
     }
   }
   // At the cutover gate: shadow-read rounds against live traffic, one every
-  // shadow_round_interval, until a command comes.
+  // shadow_round_interval, until a command comes. In slices: the canary of
+  // live slices every canary.every, and the slices looked at every few
+  // seconds (they move from outside too, `tandemd slices`): once every
+  // slice is complete, the run goes on to cutover.
+  using Clock = std::chrono::steady_clock;
+  const CopyTable* sliced = ex.waiting_phase() == Phase::kCutover ? w.spec->sliced() : nullptr;
+  const Canary* canary = sliced && sliced->slices->canary ? &*sliced->slices->canary : nullptr;
+  const auto slices_every = std::chrono::milliseconds(2000);
+  auto next_round = Clock::now() + w.control->settings().shadow_round_interval;
+  auto next_canary = Clock::now() + (canary ? canary->every : slices_every);
+  auto next_look = Clock::now() + slices_every;
+  // Whether complete slices are all cutover waits for (else an approval is).
+  const bool look = sliced && (!w.spec->requires_approval(Phase::kCutover) || cutover_approved);
   for (;;) {
     const auto every = w.control->settings().shadow_round_interval;
     const bool due = rounds && every.count() > 0;
-    if (!w.wait_for_command(seen, shutting_down_,
-                            due ? every : std::chrono::milliseconds(std::chrono::hours(1))))
+    auto until = Clock::now() + std::chrono::hours(1);
+    if (due) until = std::min(until, next_round);
+    if (canary) until = std::min(until, next_canary);
+    if (sliced) until = std::min(until, next_look);
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+    if (!w.wait_for_command(seen, shutting_down_, std::max(wait, std::chrono::milliseconds(0))))
       return false;
     {
       std::lock_guard<std::mutex> l(w.mu);
-      if (w.generation != seen || !due) break;
+      if (w.generation != seen) break;
     }
+    if (sliced && slices_at_gate(w, canary, look, next_canary, next_look)) break;
+    if (!due || Clock::now() < next_round) continue;
+    next_round = Clock::now() + every;
     const RoundReport r = ex.shadow_round();
     if (!r.stopped) {
       std::lock_guard<std::mutex> l(w.mu);
@@ -260,6 +280,33 @@ bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approv
   w.waiting_for.reset();
   w.approval_withheld.clear();
   return true;
+}
+
+bool MigrationManager::slices_at_gate(Worker& w, const Canary* canary, bool look,
+                                      std::chrono::steady_clock::time_point& next_canary,
+                                      std::chrono::steady_clock::time_point& next_look) {
+  using Clock = std::chrono::steady_clock;
+  bool go_on = false;
+  try {
+    with_db([&](Connection& c) {
+      if (canary && Clock::now() >= next_canary) {
+        next_canary = Clock::now() + canary->every;
+        const CanaryOutcome o = watch_canary(c, *w.spec, w.control->settings());
+        if (!o.rolled_back.empty()) {
+          pause_for(w, o.alert);
+          go_on = true;  // the work loop sees the pause
+          return;
+        }
+      }
+      if (look && Clock::now() >= next_look) {
+        next_look = Clock::now() + std::chrono::milliseconds(2000);
+        go_on = read_slices(c, w.spec->name).blocker().empty();
+      }
+    });
+  } catch (const std::exception& e) {
+    spdlog::warn("migration {}: cannot look at its slices: {}", w.name, e.what());
+  }
+  return go_on;
 }
 
 void MigrationManager::work(Worker& w) {

@@ -107,6 +107,12 @@ class MigrationManager {
   void poll_loop();
   // Runs `f` with the control connection, reconnecting once if it was lost.
   void with_db(const std::function<void(Connection&)>& f);
+  // At the cutover gate of a migration in slices: the canary when it is due
+  // (a rollback pauses the worker) and the slices when due; true when the
+  // worker should run again (paused, or every slice complete when `look`).
+  bool slices_at_gate(Worker& w, const Canary* canary, bool look,
+                      std::chrono::steady_clock::time_point& next_canary,
+                      std::chrono::steady_clock::time_point& next_look);
   // The same, unless the control connection stays busy for `wait`: false.
   bool try_with_db(const std::function<void(Connection&)>& f, std::chrono::milliseconds wait);
   void on_db(const std::function<void(Connection&)>& f);  // under db_mu_

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -45,7 +46,7 @@ SlicesState read_slices(Connection& conn, const std::string& migration) {
   const char* iso = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
   Rows p = conn.exec(std::string("SELECT by_column, new_keys, routes, to_char(since AT TIME ZONE "
                                  "'UTC', ") +
-                         iso + ") FROM tandem.slice_plans WHERE migration = $1",
+                         iso + "), coalesce(held, '') FROM tandem.slice_plans WHERE migration = $1",
                      {migration});
   if (p.empty()) return out;
   out.defined = true;
@@ -53,6 +54,7 @@ SlicesState read_slices(Connection& conn, const std::string& migration) {
   out.new_keys = p.text(0, 1);
   out.routes = p.text(0, 2);
   out.since = p.text(0, 3);
+  out.held = p.text(0, 4);
   Rows r = conn.exec(
       std::string("SELECT slice, coalesce(predicate, ''), keys, stage, to_char(since AT TIME ZONE "
                   "'UTC', ") +
@@ -81,6 +83,7 @@ nlohmann::json slices_json(const SlicesState& s) {
   j["new_keys"] = s.new_keys;
   j["routes"] = s.routes;
   j["since"] = s.since;
+  if (!s.held.empty()) j["held"] = s.held;
   nlohmann::json list = nlohmann::json::array();
   for (const auto& x : s.slices) {
     nlohmann::json e = {{"name", x.name},
@@ -114,6 +117,7 @@ std::string slices_text(const std::string& migration, const SlicesState& s) {
                                             : "cut over: every key on the new side";
   o << "migration " << migration << ": routes by " << s.by << ", " << routes
     << "; keys created since the slices were defined: " << s.new_keys << " side\n";
+  if (!s.held.empty()) o << "HELD: " << s.held << "\n";
   o << pad_right("SLICE", 14) << pad_right("STAGE", 10) << pad_right("KEYS", 12)
     << pad_right("SINCE", 26) << "LAST CHECK\n";
   for (const auto& x : s.slices) {
@@ -147,6 +151,88 @@ SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::stri
                 "slice " + slice + " of " + spec.name + " went away while it was checked");
   }
   return out;
+}
+
+CanaryReading read_canary(Connection& conn, const Canary& canary, const std::string& slice) {
+  CanaryReading out;
+  out.slice = slice;
+  try {
+    Transaction tx(conn);
+    tx.exec("SET TRANSACTION READ ONLY");
+    tx.set_timeouts(std::chrono::milliseconds(5000), std::chrono::milliseconds(5000));
+    const bool per_slice = canary.query.find("$1") != std::string::npos;
+    Rows r = per_slice ? tx.exec(canary.query, {slice}) : tx.exec(canary.query);
+    if (r.empty() || r.columns.empty()) {
+      out.error = "the canary query returned no value";
+    } else {
+      out.value = r.text(0, 0);
+      if (r.is_null(0, 0)) {
+        // No data (no requests yet): nothing says it is unhealthy.
+      } else if (out.value == "t" || out.value == "f") {
+        out.healthy = out.value == "t";
+      } else {
+        char* end = nullptr;
+        const double v = std::strtod(out.value.c_str(), &end);
+        if (end == out.value.c_str() || *end != '\0') {
+          out.error =
+              "the canary query returned \"" + out.value + "\", neither a boolean nor a number";
+        } else {
+          out.healthy = v <= canary.max;
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    out.error = std::string("the canary query failed: ") + e.what();
+  }
+  if (!out.error.empty()) out.healthy = false;
+  return out;
+}
+
+CanaryOutcome watch_canary(Connection& conn, const Spec& spec, const Settings& settings) {
+  CanaryOutcome out;
+  const CopyTable* op = spec.sliced();
+  if (!op || !op->slices->canary) return out;
+  const SlicesState state = read_slices(conn, spec.name);
+  if (state.routes != "open") return out;
+  std::vector<std::string> why;
+  for (const auto& s : state.slices) {
+    if (s.stage != SliceStage::kLive) continue;
+    CanaryReading r = read_canary(conn, *op->slices->canary, s.name);
+    if (!r.healthy) {
+      why.push_back(s.name + " (" + (r.error.empty() ? "value " + r.value : r.error) + ")");
+    }
+    out.readings.push_back(std::move(r));
+  }
+  if (why.empty()) return out;
+  // Held first, so that no one promotes a slice between the readings and
+  // the demotions.
+  const std::string reason = "the canary found " + join(why, ", ") + " unhealthy";
+  conn.exec("UPDATE tandem.slice_plans SET held = $2 WHERE migration = $1", {spec.name, reason});
+  for (const auto& r : out.readings) {
+    if (r.healthy) continue;
+    const SliceMoveResult m =
+        move_slice(conn, spec, r.slice, SliceMove::kDemote, "canary", settings);
+    if (m.to) out.rolled_back.push_back(r.slice);
+  }
+  StateStore(spec.name).event(conn, "canary_rollback", std::nullopt, "", "canary",
+                              {{"slices", out.rolled_back}, {"reason", reason}});
+  out.alert = "ALERT: migration " + spec.name + ": " + reason +
+              "; back to shadow: " + join(out.rolled_back, ", ") +
+              ". Their keys are served by the old side again, nothing written on the new side "
+              "is lost; no slice goes live until `tandemd slices FILE resume`";
+  spdlog::error("{}", out.alert);
+  return out;
+}
+
+bool resume_slices(Connection& conn, const Spec& spec, const std::string& actor) {
+  Transaction tx(conn);
+  Rows r =
+      tx.exec("UPDATE tandem.slice_plans SET held = NULL WHERE migration = $1 AND held IS NOT NULL",
+              {spec.name});
+  if (r.affected == 0) return false;
+  StateStore(spec.name).event(conn, "slices_resumed", std::nullopt, "", actor);
+  tx.commit();
+  return true;
 }
 
 SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string& slice,
@@ -189,6 +275,20 @@ SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string
   if (!next.to) {
     out.refused = next.refused;
     return out;
+  }
+  if (*next.to == SliceStage::kLive && !state.held.empty()) {
+    out.refused = "no slice goes live while the slices are held: " + state.held +
+                  "; `tandemd slices FILE resume` once the cause is understood";
+    return out;
+  }
+  const auto& canary = spec.sliced()->slices->canary;
+  if (*next.to == SliceStage::kComplete && canary) {
+    const CanaryReading c = read_canary(conn, *canary, slice);
+    if (!c.healthy) {
+      out.refused = "the canary finds slice " + slice + " unhealthy (" +
+                    (c.error.empty() ? "value " + c.value : c.error) + "); it stays live";
+      return out;
+    }
   }
   if (next.copy_check) {
     out.check = check_slice(conn, spec, slice);

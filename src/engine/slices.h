@@ -31,6 +31,7 @@ struct SlicesState {
   std::string by, new_keys;
   std::string routes;  // closed, open, cut_over
   std::string since;
+  std::string held;                 // why no slice may go live now, or ""
   std::vector<SliceRecord> slices;  // in order
 
   const SliceRecord* find(const std::string& name) const;
@@ -66,5 +67,28 @@ SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string
 
 // Checks the copy of one slice's rows and records what it found.
 SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::string& slice);
+
+// One reading of the canary for one slice.
+struct CanaryReading {
+  std::string slice;
+  std::string value;  // as the query returned it ("" for NULL)
+  bool healthy = true;
+  std::string error;  // the query failed (unhealthy)
+};
+// Runs the canary's query (read-only, 5s at most), with the slice's name as
+// $1 when the query has $1.
+CanaryReading read_canary(Connection& conn, const Canary& canary, const std::string& slice);
+
+struct CanaryOutcome {
+  std::vector<CanaryReading> readings;   // one per live slice
+  std::vector<std::string> rolled_back;  // the slices sent back to shadow
+  std::string alert;                     // what was logged, when any was
+};
+// Reads the canary of every live slice. An unhealthy one goes back to
+// shadow (actor "canary"), after the slices are held (no slice goes live
+// until `resume_slices`), with an event "canary_rollback" and an ALERT line.
+CanaryOutcome watch_canary(Connection& conn, const Spec& spec, const Settings& settings);
+// Lifts the hold a canary rollback left; false when there was none.
+bool resume_slices(Connection& conn, const Spec& spec, const std::string& actor);
 
 }  // namespace tandem

@@ -1131,7 +1131,8 @@ CREATE TABLE IF NOT EXISTS tandem.slice_plans (
   by_column text NOT NULL,
   new_keys  text NOT NULL CHECK (new_keys IN ('old', 'new')),
   routes    text NOT NULL DEFAULT 'closed' CHECK (routes IN ('closed', 'open', 'cut_over')),
-  since     timestamptz NOT NULL DEFAULT now()
+  since     timestamptz NOT NULL DEFAULT now(),
+  held      text                        -- why no slice may go live (the canary), until resumed
 );
 CREATE TABLE IF NOT EXISTS tandem.slices (
   migration text NOT NULL REFERENCES tandem.slice_plans ON DELETE CASCADE,

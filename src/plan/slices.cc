@@ -1,23 +1,60 @@
 #include "plan/slices.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
+#include "util/duration.h"
 #include "util/ident.h"
 #include "util/text.h"
 
 namespace tandem {
 
+namespace {
+
+std::optional<Canary> parse_canary(SpecReader& r, const YAML::Node& n) {
+  const std::string w = "copy_table: slices: canary";
+  if (!r.open_operation(n, w, {"query", "max", "every"})) return std::nullopt;
+  Canary c;
+  if (auto q = r.scalar(n, "query", true, w)) c.query = *q;
+  if (auto m = r.scalar(n, "max", false, w)) {
+    char* end = nullptr;
+    c.max = std::strtod(m->c_str(), &end);
+    if (end == m->c_str() || *end != '\0' || !(c.max >= 0)) {
+      r.error(n["max"], w +
+                            ": max: expected a number of 0 or more (the highest healthy value "
+                            "of the query), got \"" +
+                            *m + "\"");
+    }
+  }
+  if (auto e = r.scalar(n, "every", false, w)) {
+    const auto d = parse_duration(*e);
+    if (!d || d->count() < 100) {
+      r.error(n["every"], w +
+                              ": every: expected a duration of at least 100ms, such as 10s, got "
+                              "\"" +
+                              *e + "\"");
+    } else {
+      c.every = *d;
+    }
+  }
+  if (c.query.empty()) return std::nullopt;
+  return c;
+}
+
+}  // namespace
+
 void parse_slices(SpecReader& r, const YAML::Node& n, CopyTable& op) {
   const YAML::Node s = n["slices"];
   if (!s.IsDefined()) return;
   const std::string w = "copy_table: slices";
-  if (!r.open_operation(s, w, {"by", "new_keys", "list"})) return;
+  if (!r.open_operation(s, w, {"by", "new_keys", "list", "canary"})) return;
   const size_t before = r.errors.size();
   Slices out;
+  if (s["canary"].IsDefined()) out.canary = parse_canary(r, s["canary"]);
   out.where = r.at(s);
   r.identifier(s, "by", true, out.by, w);
   if (auto nk = r.scalar(s, "new_keys", false, w)) {

@@ -279,6 +279,66 @@ TEST_F(SlicesTest, WhatTheNewSideWroteStaysWhenTheSliceGoesBack) {
   EXPECT_EQ(differences(), "0");
 }
 
+TEST_F(SlicesTest, AnUnhealthyCanarySendsItsLiveSliceBackAndHoldsTheOthers) {
+  // The application's error rate per slice, as its monitoring would write it.
+  q("CREATE TABLE app_health (slice text PRIMARY KEY, error_rate numeric);"
+    "INSERT INTO app_health VALUES ('pilot', 0), ('eu', 0), ('rest', NULL)");
+  Spec s = spec_from(
+      spec_text("          - {name: rest}\n",
+                "        canary: {query: \"SELECT error_rate FROM app_health WHERE slice = $1\","
+                " max: 0.05, every: 1s}\n"));
+  ASSERT_TRUE(s.sliced()->slices->canary);
+  Plan plan = make_plan(s);
+  to_the_gate(s, plan);
+  for (const char* slice : {"pilot", "eu"}) {
+    expect_moved(s, slice, SliceMove::kPromote, SliceStage::kShadow);
+    expect_moved(s, slice, SliceMove::kPromote, SliceStage::kLive);
+  }
+  Writers writers(pg_, db_, 2, routed_write);
+  auto c = pg_.connect(db_);
+  CanaryOutcome o = watch_canary(*c, s, s.settings);
+  EXPECT_EQ(o.readings.size(), 2u);
+  EXPECT_TRUE(o.rolled_back.empty());
+  // The pilot's error rate rises past max: it goes back to shadow (its
+  // customers to the old side), eu stays live, and no slice goes live
+  // until someone resumes.
+  q("UPDATE app_health SET error_rate = 0.2 WHERE slice = 'pilot'");
+  o = watch_canary(*c, s, s.settings);
+  EXPECT_EQ(o.rolled_back, std::vector<std::string>{"pilot"});
+  EXPECT_NE(o.alert.find("ALERT: migration contacts_slices: the canary found pilot (value 0.2) "
+                         "unhealthy; back to shadow: pilot"),
+            std::string::npos)
+      << o.alert;
+  EXPECT_EQ(route("1") + route("30"), "oldnew");
+  EXPECT_EQ(q("SELECT string_agg(slice || ':' || stage, ',' ORDER BY ordinal) FROM tandem.slices"),
+            "pilot:shadow,eu:live,rest:old");
+  EXPECT_EQ(q("SELECT actor FROM tandem.slices WHERE slice = 'pilot'"), "canary");
+  EXPECT_EQ(q("SELECT detail->>'slices' FROM tandem.events WHERE kind = 'canary_rollback'"),
+            "[\"pilot\"]");
+  SliceMoveResult r = move(s, "rest", SliceMove::kPromote);
+  EXPECT_TRUE(r.to);  // into shadow: not live
+  r = move(s, "rest", SliceMove::kPromote);
+  EXPECT_FALSE(r.to);
+  EXPECT_NE(r.refused.find("no slice goes live while the slices are held: the canary found"),
+            std::string::npos)
+      << r.refused;
+  // A failing canary query is unhealthy too, and a slice is not completed
+  // while its canary says no.
+  q("ALTER TABLE app_health RENAME COLUMN error_rate TO rate");
+  r = move(s, "eu", SliceMove::kPromote);
+  EXPECT_FALSE(r.to);
+  EXPECT_NE(r.refused.find("the canary query failed"), std::string::npos) << r.refused;
+  q("ALTER TABLE app_health RENAME COLUMN rate TO error_rate");
+  EXPECT_TRUE(resume_slices(*c, s, "test"));
+  EXPECT_FALSE(resume_slices(*c, s, "test"));
+  q("UPDATE app_health SET error_rate = 0.01");
+  expect_moved(s, "pilot", SliceMove::kPromote, SliceStage::kLive);
+  expect_moved(s, "pilot", SliceMove::kPromote, SliceStage::kComplete);
+  writers.stop();
+  EXPECT_EQ(writers.failed(), 0) << writers.last_error();
+  EXPECT_EQ(differences(), "0");
+}
+
 TEST_F(SlicesTest, AStageChangeKilledWhileItWaitsChangesNothing) {
   Spec s = spec_from(spec_text());
   Plan plan = make_plan(s);

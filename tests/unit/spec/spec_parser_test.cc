@@ -195,6 +195,47 @@ const Malformed kMalformed[] = {
      "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w},"
      " compat_view: a_old}\n",
      "bad.yaml:3:71: copy_table: compat_view needs \"down\", which gives the view its columns"},
+    {"slices without down",
+     "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w},"
+     " slices: {by: id, list: [{name: all}]}}\n",
+     "bad.yaml:3:66: copy_table: slices: slices need \"down\": once a slice is live, its writes "
+     "reach the old table through it, so that the slice can go back"},
+    {"slices by a column down does not give",
+     "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w}, down: {w: "
+     "v}, slices: {by: region, list: [{name: all}]}}\n",
+     "bad.yaml:3:85: copy_table: slices: by: \"region\" is neither a key column nor a column that "
+     "down gives, so a row of the new table could not be told which slice it is in"},
+    {"slices with a rest before the end",
+     "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w}, down: {w: "
+     "v}, slices: {by: id, list: [{name: rest}, {name: eu, where: \"w = 1\"}]}}\n",
+     "bad.yaml:3:96: copy_table: slices: slice \"rest\" has no \"where\", so it takes every key "
+     "and the slices after it none; only the last slice may leave it out"},
+    {"slices named twice",
+     "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w}, down: {w: "
+     "v}, slices: {by: id, list: [{name: a, where: \"w = 1\"}, {name: a}]}}\n",
+     "bad.yaml:3:130: copy_table: slices: two slices are named \"a\""},
+    {"slices new keys neither side",
+     "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w}, down: {w: "
+     "v}, slices: {by: id, new_keys: both, list: [{name: all}]}}\n",
+     "bad.yaml:3:99: copy_table: slices: new_keys: expected new or old (the side that serves "
+     "keys created after the slices are defined), got \"both\""},
+    {"slices canary max not a number",
+     "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w}, down: {w: "
+     "v}, slices: {by: id, list: [{name: all}], canary: {query: SELECT true, max: lots}}}\n",
+     "bad.yaml:3:144: copy_table: slices: canary: max: expected a number of 0 or more (the "
+     "highest healthy value of the query), got \"lots\""},
+    {"slices canary misspelt key",
+     "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w}, down: {w: "
+     "v}, slices: {by: id, list: [{name: all}], canary: {query: SELECT true, evry: 5s}}}\n",
+     "bad.yaml:3:139: unknown key \"evry\" in copy_table: slices: canary; did you mean "
+     "\"every\"?"},
+    {"two operations in slices",
+     "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w}, down: {w: "
+     "v}, slices: {by: id, list: [{name: all}]}}\n  - copy_table: {table: c, to: d, key: [id], "
+     "up: {v: w}, down: {w: v}, slices: {by: id, list: [{name: all}]}}\n",
+     "bad.yaml:4:80: copy_table: slices: another operation of this migration is in slices "
+     "already (line 3); tandem.route answers per migration, so one can be: split the migration "
+     "in two"},
     {"transform without tables",
      "name: x\noperations:\n  - transform: {table: d, key: [id], apply: a, remove: r}\n",
      "bad.yaml:3:16: transform: name the tables it writes, in \"create\" (new tables) or "
