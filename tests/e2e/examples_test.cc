@@ -145,6 +145,99 @@ INSTANTIATE_TEST_SUITE_P(Examples, Example,
                                            "conversations_doc_to_tables"),
                          [](const auto& info) { return info.param; });
 
+// contacts_by_customer_slices: old application instances write the legacy
+// table all along (workload.sql); new ones, deployed once the routes exist,
+// route every transaction (workload_routed.sql). Under both, the pilot is
+// promoted, demoted and promoted again, eu goes live and the canary sends it
+// back when its error rate rises, then every slice completes, the migration
+// cuts over by itself and is cleaned up. check.sql holds both tables against
+// the tally of what the workloads committed.
+class SlicesExample : public Example {
+ protected:
+  CommandResult slices(const std::string& args) { return tandem("slices " + spec_ + " " + args); }
+  void move(const std::string& args, int times = 1) {
+    for (int i = 0; i < times; ++i) {
+      auto r = slices(args);
+      EXPECT_EQ(r.exit_code, 0) << args << ": " << r.output;
+    }
+  }
+  std::string stages() {
+    return pg_.psql(db_,
+                    "SELECT string_agg(slice || ':' || stage, ',' ORDER BY ordinal)"
+                    " FROM tandem.slices");
+  }
+};
+
+TEST_P(SlicesExample, MovesSliceBySliceUnderOldAndNewApplicationsAtOnce) {
+  ASSERT_TRUE(check_ok()) << "check.sql must hold before the migration";
+  auto r = run_command(tandemd("plan " + spec_ + " --dsn '" + pg_.dsn(db_) + "'"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto legacy = workload();
+  r = tandem("run " + spec_);
+  ASSERT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("waits at cutover: slices not complete yet: pilot (old), eu (old), "
+                          "rest (old)"),
+            std::string::npos)
+      << r.output;
+  // The new application is deployed: it routes.
+  PgbenchLoad routed(pg_, db_, 2, dir_ + "/workload_routed.sql");
+  routed.start();
+  auto settle = [] { std::this_thread::sleep_for(1500ms); };
+  settle();
+  move("promote pilot", 2);
+  settle();
+  move("demote pilot");
+  settle();
+  move("promote pilot");
+  move("promote eu", 2);
+  settle();
+  EXPECT_EQ(stages(), "pilot:live,eu:live,rest:old");
+  // eu's error rate rises: the canary sends it back and holds the slices.
+  pg_.psql(db_, "UPDATE app_health SET error_rate = 0.3 WHERE slice = 'eu'");
+  r = slices("watch");
+  EXPECT_EQ(r.exit_code, 9) << r.output;
+  EXPECT_NE(r.output.find("ALERT: migration contacts_by_customer_slices: the canary found eu "
+                          "(value 0.3) unhealthy; back to shadow: eu"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(stages(), "pilot:live,eu:shadow,rest:old");
+  r = slices("promote eu");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  settle();
+  pg_.psql(db_, "UPDATE app_health SET error_rate = 0.01 WHERE slice = 'eu'");
+  move("resume");
+  move("promote eu");
+  move("promote rest", 3);
+  move("promote pilot");
+  move("promote eu");
+  settle();
+  EXPECT_EQ(stages(), "pilot:complete,eu:complete,rest:complete");
+  EXPECT_TRUE(check_ok());
+  // Every slice complete: cutover begins by itself. The old instances are
+  // retired before cleanup, which drops what they wrote to.
+  r = tandem("run " + spec_ + " --until cutover");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  expect_no_failures(*legacy);
+  r = tandem("run " + spec_ + " --approve cleanup");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  settle();
+  routed.stop();
+  EXPECT_GT(routed.transactions(), 0);
+  EXPECT_EQ(routed.failures(), 0) << routed.last_error_output();
+  EXPECT_EQ(state(), "completed");
+  EXPECT_TRUE(check_ok());
+  EXPECT_EQ(leftover_triggers(), "");
+  // Writes went to both sides, and customers created meanwhile too.
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(DISTINCT side) || '/' || (count(*) FILTER (WHERE kind ="
+                     " 'insert') > 0) FROM write_tally"),
+            "2/true");
+  EXPECT_EQ(pg_.psql(db_, "SELECT tandem.route('contacts_by_customer_slices', '7')"), "new");
+}
+
+INSTANTIATE_TEST_SUITE_P(Slices, SlicesExample, ::testing::Values("contacts_by_customer_slices"),
+                         [](const auto& info) { return info.param; });
+
 class EveryPhase : public Example {};
 
 TEST_P(EveryPhase, RollsBackFromEachPhaseUnderItsWorkload) {
