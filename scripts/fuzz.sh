@@ -37,6 +37,8 @@ if [ -z "$only" ] || [ "$only" = control_protocol ]; then
       '{"v":1,"cmd":"approve","name":"m","phase":"cleanup"}' \
       '{"v":1,"cmd":"approve","name":"m","phase":"cutover","accept":["p"]}' \
       '{"v":1,"cmd":"events","name":"m","limit":5}' '{"v":1,"cmd":"pause","name":"m"}' \
+      '{"v":1,"cmd":"slices","name":"m"}' \
+      '{"v":1,"cmd":"slice","name":"m","slice":"eu","action":"promote"}' \
       "{\"v\":1,\"cmd\":\"list\",\"id\":$(printf '[%.0s' {1..40})$(printf ']%.0s' {1..40})}" \
       "{\"v\":1,\"cmd\":\"list\",\"id\":$(printf '[%.0s' {1..1000})$(printf ']%.0s' {1..1000})}"; do
     printf '%s' "$req" >"$corpus/seed$i"; i=$((i + 1))

@@ -495,12 +495,10 @@ int cmd_slices(const SlicesArgs& args) {
   std::optional<Spec> spec;
   std::optional<Plan> plan;
   if (!load(args.file, spec, plan)) return kExitBadInput;
-  const std::map<std::string, SliceMove> moves = {{"promote", SliceMove::kPromote},
-                                                  {"demote", SliceMove::kDemote},
-                                                  {"rollback", SliceMove::kRollback}};
+  const auto move = slice_move_from(args.action);
   const bool listing = args.action == "list";
   const bool whole = listing || args.action == "watch" || args.action == "resume";
-  if (!whole && args.action != "check" && !moves.count(args.action)) {
+  if (!whole && args.action != "check" && !move) {
     std::cerr << "tandemd slices: unknown action \"" << args.action
               << "\"; expected list, check, promote, demote, rollback, watch or resume\n";
     return kExitUsage;
@@ -523,7 +521,7 @@ int cmd_slices(const SlicesArgs& args) {
         j["migration"] = spec->name;
         std::cout << to_json_text(j) << "\n";
       } else {
-        std::cout << slices_text(spec->name, s);
+        std::cout << slices_text(spec->name, slices_json(s));
       }
       return kExitOk;
     }
@@ -548,36 +546,16 @@ int cmd_slices(const SlicesArgs& args) {
       r.from = s.find(args.slice)->stage;
       r.check = check_slice(*conn, *spec, args.slice);
     } else {
-      r = move_slice(*conn, *spec, args.slice, moves.at(args.action), actor(), spec->settings);
+      r = move_slice(*conn, *spec, args.slice, *move, actor(), spec->settings);
     }
-    nlohmann::json j = {{"migration", spec->name},
-                        {"slice", r.slice},
-                        {"action", args.action},
-                        {"from", to_string(r.from)}};
-    if (r.to) j["to"] = to_string(*r.to);
-    if (!r.refused.empty()) j["refused"] = r.refused;
-    if (r.check) {
-      j["check"] = {
-          {"rows", r.check->rows}, {"differing", r.check->differing}, {"sample", r.check->sample}};
-    }
+    nlohmann::json j = slice_move_json(r, args.action);
+    j["migration"] = spec->name;
     if (args.json) {
       std::cout << to_json_text(j) << "\n";
     } else {
-      if (r.check) {
-        std::cerr << "slice " << r.slice << ": " << with_commas(r.check->rows) << " rows checked, "
-                  << with_commas(r.check->differing) << " differing"
-                  << (r.check->sample.empty() ? "" : " (keys " + r.check->sample + ")") << "\n";
-      }
-      if (r.to) {
-        std::cerr << "slice " << r.slice << ": " << to_string(r.from) << " -> " << to_string(*r.to)
-                  << " (served by the " << (routes_new(*r.to) ? "new" : "old") << " side)\n";
-      } else if (!r.refused.empty()) {
-        std::cerr << "slice " << r.slice << " stays " << to_string(r.from) << ": " << r.refused
-                  << "\n";
-      }
+      std::cerr << slice_move_text(j);
     }
-    if (r.check && r.check->differing > 0) return kExitRoundFailed;
-    return r.refused.empty() ? kExitOk : kExitBadInput;
+    return slice_move_exit_code(j);
   } catch (const std::exception& e) {
     return report(e);
   }

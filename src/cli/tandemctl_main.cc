@@ -19,6 +19,7 @@
 #include "control/client.h"
 #include "control/protocol.h"
 #include "engine/shadow_samples.h"
+#include "engine/slices.h"
 #include "spec/settings.h"
 #include "tandem/phase.h"
 #include "tandem_version.h"
@@ -39,7 +40,8 @@ const char* kExitHelp =
     "  0  done\n"
     "  1  tandemd refused the command (the message says why)\n"
     "  2  bad command line\n"
-    "  6  the control socket cannot be reached\n";
+    "  6  the control socket cannot be reached\n"
+    " 10  slice: the slice's copy check found differences (it stays where it was)\n";
 
 // Sends one request, returns the response object. Throws std::runtime_error.
 json call(const std::string& socket_path, const std::string& line) {
@@ -168,6 +170,12 @@ void print_human(Command c, const json& result) {
     case Command::kDiffs:
       std::cout << tandem::format_differences(result["diffs"]);
       break;
+    case Command::kSlices:
+      std::cout << tandem::slices_text(text(result["name"]), result);
+      break;
+    case Command::kSlice:
+      std::cout << tandem::slice_move_text(result);
+      break;
     case Command::kThrottle:
       std::cout << text(result["name"])
                 << (result.value("throttled", false) ? ": throttled" : ": throttle lifted");
@@ -268,6 +276,17 @@ int main(int argc, char** argv) {
   diffs->add_option("NAME", name, "the migration")->required();
   diffs->add_option("--pair", pair, "only this shadow-read pair");
   diffs->add_option("--limit", limit, "how many (1-1000)")->check(CLI::Range(1, 1000));
+  auto* slices = app.add_subcommand(
+      "slices", "A migration done in slices: its slices, their stages and last checks");
+  slices->add_option("NAME", name, "the migration")->required();
+  std::vector<std::string> slice_args;
+  auto* slice = app.add_subcommand(
+      "slice",
+      "Check one slice's copy, or move it: promote, demote (one stage), rollback (to old)");
+  slice->add_option("NAME", name, "the migration")->required();
+  slice->add_option("ACTION SLICE", slice_args, "check, promote, demote or rollback; the slice")
+      ->required()
+      ->expected(2);
   auto* watch = app.add_subcommand("watch", "Show status again and again until interrupted");
   watch->add_option("NAME", name, "the migration (default: all)");
   watch->add_option("--interval", interval, "seconds between refreshes")
@@ -332,6 +351,12 @@ int main(int argc, char** argv) {
     c = Command::kDiffs;
     fields = {{"name", name}, {"limit", limit}};
     if (!pair.empty()) fields["pair"] = pair;
+  } else if (*slices) {
+    c = Command::kSlices;
+    fields["name"] = name;
+  } else if (*slice) {
+    c = Command::kSlice;
+    fields = {{"name", name}, {"action", slice_args[0]}, {"slice", slice_args[1]}};
   } else if (!*list) {
     return kUsage;
   }
@@ -359,6 +384,8 @@ int main(int argc, char** argv) {
     } else {
       print_human(c, response["result"]);
     }
+    // A slice that did not move, or whose check found differences.
+    if (c == Command::kSlice) return tandem::slice_move_exit_code(response["result"]);
     if (!*watch) return kOk;
     std::cout.flush();
     std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(interval * 1000)));

@@ -31,6 +31,8 @@ const std::vector<CommandInfo>& commands() {
       {Command::kSet, "set", {"name", "settings"}},
       {Command::kAbort, "abort", {"name"}},
       {Command::kDiffs, "diffs", {"name", "pair", "limit"}},
+      {Command::kSlices, "slices", {"name"}},
+      {Command::kSlice, "slice", {"name", "slice", "action"}},
   };
   return kCommands;
 }
@@ -162,6 +164,15 @@ ParsedRequest parse_request(const std::string& line) {
     }
   }
   if (r.command == Command::kDiffs && !text("pair", false, r.pair)) return out;
+  if (r.command == Command::kSlice) {
+    if (!text("slice", true, r.slice) || !text("action", true, r.action)) return out;
+    const std::vector<std::string> actions = {"check", "promote", "demote", "rollback"};
+    if (std::find(actions.begin(), actions.end(), r.action) == actions.end()) {
+      return fail("bad_field", "unknown action \"" + clip(r.action) +
+                                   "\"; expected check, promote, demote or rollback" +
+                                   did_you_mean(r.action, actions));
+    }
+  }
   if ((r.command == Command::kEvents || r.command == Command::kDiffs) && j.contains("limit")) {
     if (!j["limit"].is_number_integer() || j["limit"].get<long long>() < 1 ||
         j["limit"].get<long long>() > 1000) {

@@ -33,6 +33,8 @@ enum class Command {
   kSet,
   kAbort,
   kDiffs,
+  kSlices,
+  kSlice,
 };
 
 const char* to_string(Command c);
@@ -50,6 +52,8 @@ struct Request {
   std::vector<std::string> accept;
   int limit = 20;    // events: how many, newest last; diffs: how many
   std::string pair;  // diffs: one shadow-read pair ("" every pair)
+  // slice: the slice and what to do with it (check, promote, demote, rollback).
+  std::string slice, action;
   // throttle: for how long (nullopt: until lifted); `off` lifts it.
   std::optional<std::chrono::milliseconds> throttle_for;
   bool off = false;

@@ -39,6 +39,8 @@ nlohmann::json MigrationManager::handle(const control::Request& r, const std::st
       {Command::kSet, &MigrationManager::cmd_set},
       {Command::kAbort, &MigrationManager::cmd_abort},
       {Command::kDiffs, &MigrationManager::cmd_diffs},
+      {Command::kSlices, &MigrationManager::cmd_slices},
+      {Command::kSlice, &MigrationManager::cmd_slice},
   };
   for (const auto& [command, handler] : kCommands) {
     if (command == r.command) return (this->*handler)(r, actor);
@@ -161,6 +163,56 @@ nlohmann::json MigrationManager::cmd_diffs(const control::Request& r, const std:
   nlohmann::json diffs;
   with_db([&](Connection& c) { diffs = read_differences(c, r.name, r.pair, r.limit); });
   return {{"name", r.name}, {"diffs", diffs}};
+}
+
+namespace {
+
+void sliced_or_refuse(const Spec* spec, const std::string& name) {
+  if (!spec || !spec->sliced()) {
+    throw CommandError(
+        "conflict", "migration \"" + name + "\" is not done in slices (no `slices:` in its spec)");
+  }
+}
+
+}  // namespace
+
+nlohmann::json MigrationManager::cmd_slices(const control::Request& r, const std::string&) {
+  Worker& w = find(r.name);
+  sliced_or_refuse(w.spec ? &*w.spec : nullptr, w.name);
+  SlicesState s;
+  with_db([&](Connection& c) { s = read_slices(c, w.spec->name); });
+  record_slices(w, s);
+  nlohmann::json j = slices_json(s);
+  j["name"] = w.name;
+  return j;
+}
+
+nlohmann::json MigrationManager::cmd_slice(const control::Request& r, const std::string& actor) {
+  Worker& w = find(r.name);
+  sliced_or_refuse(w.spec ? &*w.spec : nullptr, w.name);
+  // On a session of its own: a slice's copy check reads all of its rows.
+  auto conn = open_session("tandemd slices");
+  SliceMoveResult m;
+  if (r.action == "check") {
+    const SlicesState s = read_slices(*conn, w.spec->name);
+    const SliceRecord* rec = s.find(r.slice);
+    m.slice = r.slice;
+    if (!rec) {
+      m.refused = "migration " + w.name + " has no slice \"" + r.slice + "\" in the database";
+    } else {
+      m.from = rec->stage;
+      m.check = check_slice(*conn, *w.spec, r.slice);
+    }
+  } else {
+    const auto move = slice_move_from(r.action);
+    if (!move) throw CommandError("bad_field", "unknown action \"" + r.action + "\"");
+    m = move_slice(*conn, *w.spec, r.slice, *move, actor,
+                   w.control ? w.control->settings() : w.spec->settings);
+  }
+  record_slices(w, read_slices(*conn, w.spec->name));
+  nlohmann::json j = slice_move_json(m, r.action);
+  j["name"] = w.name;
+  return j;
 }
 
 nlohmann::json MigrationManager::cmd_throttle(const control::Request& r, const std::string& actor) {

@@ -282,6 +282,13 @@ bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approv
   return true;
 }
 
+void MigrationManager::record_slices(Worker& w, const SlicesState& s) {
+  std::lock_guard<std::mutex> l(w.mu);
+  w.slices = slices_json(s);
+  w.metrics.slices.clear();
+  for (const auto& x : s.slices) w.metrics.slices[x.name] = {to_string(x.stage), x.keys};
+}
+
 bool MigrationManager::slices_at_gate(Worker& w, const Canary* canary, bool look,
                                       std::chrono::steady_clock::time_point& next_canary,
                                       std::chrono::steady_clock::time_point& next_look) {
@@ -293,14 +300,21 @@ bool MigrationManager::slices_at_gate(Worker& w, const Canary* canary, bool look
         next_canary = Clock::now() + canary->every;
         const CanaryOutcome o = watch_canary(c, *w.spec, w.control->settings());
         if (!o.rolled_back.empty()) {
+          {
+            std::lock_guard<std::mutex> l(w.mu);
+            ++w.metrics.canary_rollbacks;
+          }
+          record_slices(w, read_slices(c, w.spec->name));
           pause_for(w, o.alert);
           go_on = true;  // the work loop sees the pause
           return;
         }
       }
-      if (look && Clock::now() >= next_look) {
+      if (Clock::now() >= next_look) {
         next_look = Clock::now() + std::chrono::milliseconds(2000);
-        go_on = read_slices(c, w.spec->name).blocker().empty();
+        const SlicesState s = read_slices(c, w.spec->name);
+        record_slices(w, s);
+        go_on = look && s.blocker().empty();
       }
     });
   } catch (const std::exception& e) {
@@ -498,6 +512,7 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
   j["approval_withheld"] =
       w.approval_withheld.empty() ? nlohmann::json() : nlohmann::json(w.approval_withheld);
   j["round"] = w.round_report ? round_json(*w.round_report, "") : nlohmann::json();
+  if (w.spec && w.spec->sliced()) j["slices"] = w.slices;
   j["blocked_by"] = w.blocked_by.empty() ? nlohmann::json() : nlohmann::json(w.blocked_by);
   // Throttled: by hand (maybe until a time), or by a signal right now.
   std::string reason = w.metrics.throttle_reason;

@@ -29,6 +29,8 @@
 
 namespace tandem {
 
+struct SlicesState;
+
 class Executor;
 
 // A command that cannot be carried out; `code` goes into the error response.
@@ -110,6 +112,8 @@ class MigrationManager {
   // At the cutover gate of a migration in slices: the canary when it is due
   // (a rollback pauses the worker) and the slices when due; true when the
   // worker should run again (paused, or every slice complete when `look`).
+  // Keeps what was read of a worker's slices for status and metrics.
+  void record_slices(Worker& w, const SlicesState& s);
   bool slices_at_gate(Worker& w, const Canary* canary, bool look,
                       std::chrono::steady_clock::time_point& next_canary,
                       std::chrono::steady_clock::time_point& next_look);
@@ -155,6 +159,8 @@ class MigrationManager {
   nlohmann::json cmd_abort(const control::Request& r, const std::string& actor);
   nlohmann::json cmd_events(const control::Request& r, const std::string& actor);
   nlohmann::json cmd_diffs(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_slices(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_slice(const control::Request& r, const std::string& actor);
   // pause, resume and rollback: what the operator wants of the migration now.
   nlohmann::json ask(const control::Request& r, const std::string& actor, Desired desired,
                      const std::string& event);

@@ -170,6 +170,28 @@ std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
                   p.new_seconds);
     }
   }
+  w.family("tandem_slice_stage", "gauge",
+           "1 for the stage each slice of a migration in slices is in (old, shadow, live, "
+           "complete), as last read.");
+  for (const auto& m : migrations) {
+    for (const auto& [slice, s] : m.slices) {
+      w.sample("tandem_slice_stage",
+               migration_label(m) + ",slice=\"" + escape_label(slice) + "\",stage=\"" +
+                   escape_label(s.stage) + "\"",
+               1);
+    }
+  }
+  w.family("tandem_slice_keys", "gauge", "Routing keys of each slice, fixed when defined.");
+  for (const auto& m : migrations) {
+    for (const auto& [slice, s] : m.slices) {
+      w.sample("tandem_slice_keys", migration_label(m) + ",slice=\"" + escape_label(slice) + "\"",
+               static_cast<double>(s.keys));
+    }
+  }
+  w.per_migration("tandem_canary_rollbacks_total", "counter",
+                  "Times the canary sent live slices back to shadow since this daemon started.",
+                  migrations,
+                  [](const M& m) -> Value { return static_cast<double>(m.canary_rollbacks); });
   w.per_migration("tandem_backfill_batch_size", "gauge", "Rows asked for in the last batch.",
                   migrations,
                   [](const M& m) -> Value { return static_cast<double>(m.batch_size); });

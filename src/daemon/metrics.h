@@ -62,6 +62,14 @@ struct MigrationMetrics {
     Histogram new_seconds{Histogram::query_bounds()};
   };
   std::map<std::string, Pair> shadow_reads;
+  // In slices, as last read: each slice's stage and keys; canary rollbacks
+  // since this daemon started.
+  struct SliceGauge {
+    std::string stage;
+    long long keys = 0;
+  };
+  std::map<std::string, SliceGauge> slices;
+  long long canary_rollbacks = 0;
 };
 
 // Every metric, with HELP and TYPE lines, one series per migration (and per

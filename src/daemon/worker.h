@@ -64,6 +64,7 @@ struct MigrationManager::Worker : ProgressSink {
   std::optional<Phase> waiting_for;
   std::string approval_withheld;            // why an approval of waiting_for was not taken
   std::optional<RoundReport> round_report;  // the last shadow-read round finished at the gate
+  nlohmann::json slices;                    // in slices: as last read (slices_json), else null
   std::string blocked_by;                   // waiting_for_table: the earlier migration and table
   std::unique_ptr<RunControl> control;      // set when the spec parses
   std::shared_ptr<MigrationStore> store;    // its state; set when the spec parses

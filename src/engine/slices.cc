@@ -104,34 +104,72 @@ nlohmann::json slices_json(const SlicesState& s) {
   return j;
 }
 
-std::string slices_text(const std::string& migration, const SlicesState& s) {
+std::string slices_text(const std::string& migration, const nlohmann::json& j) {
   std::ostringstream o;
-  if (!s.defined) {
+  if (!j.value("defined", false)) {
     o << "migration " << migration
       << ": no slices in the database (defined when its prepare phase runs)\n";
     return o.str();
   }
-  const char* routes = s.routes == "closed" ? "closed: every key on the old side until "
-                                              "shadow_read has verified the copy"
-                       : s.routes == "open" ? "open: each slice on the side of its stage"
-                                            : "cut over: every key on the new side";
-  o << "migration " << migration << ": routes by " << s.by << ", " << routes
-    << "; keys created since the slices were defined: " << s.new_keys << " side\n";
-  if (!s.held.empty()) o << "HELD: " << s.held << "\n";
-  o << pad_right("SLICE", 14) << pad_right("STAGE", 10) << pad_right("KEYS", 12)
-    << pad_right("SINCE", 26) << "LAST CHECK\n";
-  for (const auto& x : s.slices) {
+  const std::string r = j.value("routes", "");
+  const char* routes = r == "closed" ? "closed: every key on the old side until shadow_read has "
+                                       "verified the copy"
+                       : r == "open" ? "open: each slice on the side of its stage"
+                                     : "cut over: every key on the new side";
+  o << "migration " << migration << ": routes by " << j.value("by", "") << ", " << routes
+    << "; keys created since the slices were defined: " << j.value("new_keys", "") << " side\n";
+  if (j.contains("held")) o << "HELD: " << j["held"].get<std::string>() << "\n";
+  o << pad_right("SLICE", 14) << pad_right("STAGE", 10) << pad_right("SIDE", 6)
+    << pad_right("KEYS", 10) << pad_right("SINCE", 26) << "LAST CHECK\n";
+  for (const auto& x : j.value("slices", nlohmann::json::array())) {
     std::string check = "-";
-    if (!x.checked_at.empty()) {
-      check = x.checked_at + (x.differing && *x.differing == 0
-                                  ? " passed"
-                                  : " " + with_commas(x.differing.value_or(0)) + " differing");
+    if (x.contains("checked_at")) {
+      const long long differing = x["differing"].is_number() ? x["differing"].get<long long>() : -1;
+      check = x["checked_at"].get<std::string>() +
+              (differing == 0 ? " passed" : " " + with_commas(differing) + " differing");
     }
-    o << pad_right(x.name, 14) << pad_right(to_string(x.stage), 10)
-      << pad_right(with_commas(x.keys), 12) << pad_right(x.since + " " + x.actor, 26) << check
-      << "\n";
+    o << pad_right(x.value("name", ""), 14) << pad_right(x.value("stage", ""), 10)
+      << pad_right(x.value("side", ""), 6) << pad_right(with_commas(x.value("keys", 0LL)), 10)
+      << pad_right(x.value("since", ""), 26) << check << "\n";
   }
   return o.str();
+}
+
+nlohmann::json slice_move_json(const SliceMoveResult& r, const std::string& action) {
+  nlohmann::json j = {{"slice", r.slice}, {"action", action}, {"from", to_string(r.from)}};
+  if (r.to) j["to"] = to_string(*r.to);
+  if (!r.refused.empty()) j["refused"] = r.refused;
+  if (r.check) {
+    j["check"] = {
+        {"rows", r.check->rows}, {"differing", r.check->differing}, {"sample", r.check->sample}};
+  }
+  return j;
+}
+
+std::string slice_move_text(const nlohmann::json& j) {
+  std::ostringstream o;
+  const std::string slice = j.value("slice", "");
+  if (j.contains("check")) {
+    const auto& c = j["check"];
+    const std::string sample = c.value("sample", "");
+    o << "slice " << slice << ": " << with_commas(c.value("rows", 0LL)) << " rows checked, "
+      << with_commas(c.value("differing", 0LL)) << " differing"
+      << (sample.empty() ? "" : " (keys " + sample + ")") << "\n";
+  }
+  if (j.contains("to")) {
+    const auto to = slice_stage_from(j["to"].get<std::string>());
+    o << "slice " << slice << ": " << j.value("from", "") << " -> " << j["to"].get<std::string>()
+      << " (served by the " << (to && routes_new(*to) ? "new" : "old") << " side)\n";
+  } else if (j.contains("refused")) {
+    o << "slice " << slice << " stays " << j.value("from", "") << ": "
+      << j["refused"].get<std::string>() << "\n";
+  }
+  return o.str();
+}
+
+int slice_move_exit_code(const nlohmann::json& j) {
+  if (j.contains("check") && j["check"].value("differing", 0LL) > 0) return 10;
+  return j.contains("refused") ? 1 : 0;
 }
 
 SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::string& slice) {

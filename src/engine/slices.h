@@ -40,9 +40,11 @@ struct SlicesState {
 };
 
 SlicesState read_slices(Connection& conn, const std::string& migration);
+// {"defined", "by", "new_keys", "routes", "since", "held", "slices": [...]}
+// (docs/cli.md); what tandemd, the daemon and tandemctl show.
 nlohmann::json slices_json(const SlicesState& s);
-// A table for people: slice, stage, keys, since, checks.
-std::string slices_text(const std::string& migration, const SlicesState& s);
+// That JSON as a table for people: slice, stage, keys, since, the last check.
+std::string slices_text(const std::string& migration, const nlohmann::json& slices);
 
 struct SliceCheckResult {
   long long rows = 0, differing = 0;
@@ -56,6 +58,14 @@ struct SliceMoveResult {
   std::optional<SliceCheckResult> check;
   std::string refused;  // why it did not happen
 };
+
+// {"slice", "action", "from", "to", "refused", "check": {"rows", "differing",
+// "sample"}} and the same as sentences for people.
+nlohmann::json slice_move_json(const SliceMoveResult& r, const std::string& action);
+std::string slice_move_text(const nlohmann::json& move);
+// The exit code of a slice command: 0 done, 1 refused, 10 the copy check
+// found differences.
+int slice_move_exit_code(const nlohmann::json& move);
 
 // Moves `slice` of the sliced migration `spec` one step (promote, demote)
 // or back to old (rollback). The copy check runs first where the move asks

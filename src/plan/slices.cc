@@ -308,6 +308,13 @@ const char* to_string(SliceMove m) {
   return "?";
 }
 
+std::optional<SliceMove> slice_move_from(const std::string& s) {
+  for (SliceMove m : {SliceMove::kPromote, SliceMove::kDemote, SliceMove::kRollback}) {
+    if (s == to_string(m)) return m;
+  }
+  return std::nullopt;
+}
+
 SliceStep next_slice_stage(SliceStage from, SliceMove move) {
   SliceStep out;
   switch (move) {

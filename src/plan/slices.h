@@ -71,6 +71,7 @@ bool routes_new(SliceStage s);
 
 enum class SliceMove { kPromote, kDemote, kRollback };
 const char* to_string(SliceMove m);
+std::optional<SliceMove> slice_move_from(const std::string& s);
 
 // What a move asks for: the stage it leads to, or why it is refused; and
 // what must hold first.

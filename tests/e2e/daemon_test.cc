@@ -413,6 +413,100 @@ TEST_F(Daemon, RoundsAtTheCutoverGateHoldAnApprovalUntilOnePasses) {
   EXPECT_NE(r.output.find("has no shadow-read pair \"nope\""), std::string::npos) << r.output;
 }
 
+// A copy_table in slices under the daemon, with pgbench writing the old
+// table all along: tandemctl lists and moves the slices, the canary sends
+// a live slice back and pauses the migration, a resume lifts the hold, and
+// once every slice is complete the daemon goes on to cutover by itself.
+TEST_F(Daemon, SlicesMoveThroughTandemctlAndTheCanaryPausesTheMigration) {
+  pg_.psql(db_, "CREATE TABLE knob (errors int NOT NULL); INSERT INTO knob VALUES (0);");
+  const std::string spec = write_temp_file(
+      "name: accounts_slices\n"
+      "settings: {lock_timeout: 500ms, batch_size: 5000}\n"
+      "operations:\n"
+      "  - copy_table:\n"
+      "      table: pgbench_accounts\n"
+      "      to: accounts_v2\n"
+      "      key: [aid]\n"
+      "      create: aid int PRIMARY KEY, bid int, abalance int, filler character(84)\n"
+      "      up: {bid: bid, abalance: abalance, filler: filler}\n"
+      "      down: {bid: bid, abalance: abalance, filler: filler}\n"
+      "      slices:\n"
+      "        by: bid\n"
+      "        list: [{name: one, where: bid = 1}, {name: two}]\n"
+      "        canary: {query: SELECT errors FROM knob, max: 0, every: 500ms}\n");
+  PgbenchLoad load(pg_, db_);
+  serve(socket_path());
+  ASSERT_EQ(ctl("submit " + spec).exit_code, 0);
+  const auto status_of = [&] {
+    auto j = json::parse(ctl("--json status accounts_slices").output, nullptr, false);
+    return j.is_discarded() ? json::object() : j;
+  };
+  const auto stage = [&](const std::string& slice) {
+    return pg_.psql(db_, "SELECT stage FROM tandem.slices WHERE slice = '" + slice + "'");
+  };
+  ASSERT_TRUE(wait_for(
+      [&] {
+        const json s = status_of();
+        return s.value("waiting_for", json()) == "cutover" && s.contains("slices") &&
+               s["slices"].is_object() && s["slices"].value("routes", "") == "open";
+      },
+      180s))
+      << status_of().dump();
+  auto r = ctl("slices accounts_slices");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("routes by bid, open"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("one           old       old   1 "), std::string::npos) << r.output;
+  r = ctl("slice accounts_slices promote one");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("slice one: 100,000 rows checked, 0 differing"), std::string::npos)
+      << r.output;
+  r = ctl("--json slice accounts_slices promote one");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(json::parse(r.output, nullptr, false).value("to", ""), "live") << r.output;
+  EXPECT_EQ(ctl("slice accounts_slices promote nope").exit_code, 1);
+  EXPECT_EQ(ctl("slice accounts_slices jump one").exit_code, 1);
+  // The application's errors rise: the canary sends one back and the
+  // migration pauses, the slices held.
+  pg_.psql(db_, "UPDATE knob SET errors = 3");
+  ASSERT_TRUE(wait_for([&] { return status_of().value("state", "") == "paused"; }, 30s))
+      << status_of().dump();
+  EXPECT_EQ(stage("one"), "shadow");
+  EXPECT_NE(status_of().dump().find("ALERT: migration accounts_slices: the canary found one "
+                                    "(value 3)"),
+            std::string::npos)
+      << status_of().dump();
+  r = ctl("slice accounts_slices promote one");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("no slice goes live while the slices are held"), std::string::npos)
+      << r.output;
+  pg_.psql(db_, "UPDATE knob SET errors = 0");
+  ASSERT_EQ(ctl("resume accounts_slices").exit_code, 0);
+  EXPECT_EQ(pg_.psql(db_, "SELECT held IS NULL FROM tandem.slice_plans"), "t");
+  for (const char* move :
+       {"promote one", "promote one", "promote two", "promote two", "promote two"}) {
+    r = ctl(std::string("slice accounts_slices ") + move);
+    EXPECT_EQ(r.exit_code, 0) << move << ": " << r.output;
+  }
+  // Every slice complete: cutover begins without a word, and waits for the
+  // approval of cleanup.
+  ASSERT_TRUE(wait_for([&] { return status_of().value("waiting_for", json()) == "cleanup"; }, 60s))
+      << status_of().dump();
+  EXPECT_EQ(pg_.psql(db_, "SELECT routes FROM tandem.slice_plans"), "cut_over");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(DISTINCT actor) FROM tandem.events WHERE kind ="
+                     " 'slice_moved' AND actor LIKE 'uid:%'"),
+            "1");
+  ASSERT_EQ(ctl("approve accounts_slices cleanup").exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return status_of().value("state", "") == "completed"; }, 60s))
+      << status_of().dump();
+  load.stop();
+  EXPECT_EQ(load.failures(), 0) << load.last_error_output();
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) FROM pgbench_accounts a JOIN accounts_v2 b USING (aid)"
+                     " WHERE a.abalance = b.abalance"),
+            "200000");
+}
+
 TEST_F(Daemon, SigtermMidBackfillExitsZeroAndARestartResumesFromTheCheckpoint) {
   // Two workers: each range's checkpoint carries over the restart.
   spec_ = write_temp_file(abalance_spec(1000, "  backfill_workers: 2\n"));

@@ -68,6 +68,12 @@ const Bad kBad[] = {
      "lock_timeout: expected a duration such as 500ms or 2s, got \"fast\""},
     {"set a list", R"({"v": 1, "cmd": "set", "name": "m", "settings": {"batch_size": [1]}})",
      "bad_field", "setting \"batch_size\" must be a string or a whole number"},
+    {"slice without action", R"({"v": 1, "cmd": "slice", "name": "m", "slice": "eu"})",
+     "missing_field", "command slice needs \"action\""},
+    {"slice with a misspelt action",
+     R"({"v": 1, "cmd": "slice", "name": "m", "slice": "eu", "action": "promte"})", "bad_field",
+     "unknown action \"promte\"; expected check, promote, demote or rollback; did you mean "
+     "\"promote\"?"},
     {"abort without name", R"({"v": 1, "cmd": "abort"})", "missing_field",
      "command abort needs \"name\""},
 };
@@ -138,7 +144,7 @@ TEST(Protocol, AnErrorEchoesTheIdOfTheRequestThatCausedIt) {
       error_response(r.error),
       "{\"error\":{\"code\":\"unknown_command\",\"message\":\"unknown command \\\"nope\\\"; "
       "expected one of: list, status, submit, pause, resume, approve, rollback, events, throttle, "
-      "set, abort, diffs\"},"
+      "set, abort, diffs, slices, slice\"},"
       "\"id\":\"abc\",\"ok\":false,\"v\":1}\n");
 }
 

@@ -34,7 +34,16 @@ TEST(Metrics, RendersEveryFamilyWithOneSeriesPerMigration) {
   pair.differed = 1;
   for (double s : {0.0004, 0.002, 0.002}) pair.old_seconds.observe(s);
   for (double s : {0.0006, 0.0008, 0.03}) pair.new_seconds.observe(s);
+  m.slices["pilot"] = {"live", 3};
+  m.slices["eu"] = {"shadow", 57};
+  m.canary_rollbacks = 2;
   std::string text = render_metrics({m}, "0.1.0");
+  EXPECT_TRUE(has_line(
+      text, "tandem_slice_stage{migration=\"users_uuid\",slice=\"pilot\",stage=\"live\"} 1"))
+      << text;
+  EXPECT_TRUE(has_line(text, "tandem_slice_keys{migration=\"users_uuid\",slice=\"eu\"} 57"))
+      << text;
+  EXPECT_TRUE(has_line(text, "tandem_canary_rollbacks_total{migration=\"users_uuid\"} 2")) << text;
   const std::string pl = "migration=\"users_uuid\",pair=\"orders_of_user\"";
   EXPECT_TRUE(has_line(text, "tandem_shadow_reads_compared_total{" + pl + "} 3")) << text;
   EXPECT_TRUE(has_line(text, "tandem_shadow_reads_differed_total{" + pl + "} 1")) << text;
