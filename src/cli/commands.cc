@@ -647,6 +647,7 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
       last_round = read_last_round(*conn, spec->name, spec->shadow_reads, &finished);
       out["round"] = last_round.round > 0 ? round_json(last_round, finished) : nlohmann::json();
       out["events"] = store.events_json(*conn, 10);
+      if (spec->sliced()) out["slices"] = slices_json(read_slices(*conn, spec->name));
     }
     if (json) {
       std::cout << to_json_text(out) << "\n";
@@ -695,6 +696,7 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
                   s["attempts"].get<int>(), progress.c_str());
     }
     if (last_round.round > 0) std::cout << "last shadow-read " << round_text(last_round);
+    if (out.contains("slices")) std::cout << slices_text(spec->name, out["slices"]);
     if (!rec->last_error.empty()) {
       std::cout << "last error (step " << rec->last_step << ", SQLSTATE " << rec->last_sqlstate
                 << "): " << rec->last_error << "\n";

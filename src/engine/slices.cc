@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/shadow_samples.h"
 #include "engine/state_store.h"
 #include "util/text.h"
 
@@ -325,6 +326,17 @@ SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string
     if (!c.healthy) {
       out.refused = "the canary finds slice " + slice + " unhealthy (" +
                     (c.error.empty() ? "value " + c.value : c.error) + "); it stays live";
+      return out;
+    }
+  }
+  if (*next.to == SliceStage::kLive && !spec.shadow_reads.empty()) {
+    // The shadow reads of the migration: the last round at the cutover gate
+    // (against live traffic) must have passed.
+    const RoundReport last = read_last_round(conn, spec.name, spec.shadow_reads, nullptr);
+    if (last.round > 0 && !last.passed()) {
+      out.refused = "the last shadow-read round (" + std::to_string(last.round) +
+                    ") failed a pair's gate (`tandemd diffs`); a slice goes live once a round "
+                    "passes";
       return out;
     }
   }

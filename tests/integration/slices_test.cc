@@ -339,6 +339,35 @@ TEST_F(SlicesTest, AnUnhealthyCanarySendsItsLiveSliceBackAndHoldsTheOthers) {
   EXPECT_EQ(differences(), "0");
 }
 
+TEST_F(SlicesTest, ASliceGoesLiveOnlyAfterAShadowReadRoundThatPassed) {
+  Spec s = spec_from(spec_text() +
+                     "shadow_reads:\n"
+                     "  - name: hits_of_customer\n"
+                     "    params: {table: contacts, columns: [customer_id], sample: 40, seed: 3}\n"
+                     "    old: SELECT id, hits FROM contacts WHERE customer_id = $1::int\n"
+                     "    new: SELECT id, hits FROM app_contacts WHERE customer_id = $1::int\n"
+                     "    compare: keyed\n    key: [id]\n");
+  Plan plan = make_plan(s);
+  to_the_gate(s, plan);
+  expect_moved(s, "pilot", SliceMove::kPromote, SliceStage::kShadow);
+  // The new side goes wrong behind the sync's back: the next round fails.
+  q("ALTER TABLE app_contacts DISABLE TRIGGER USER; UPDATE app_contacts SET hits = hits + 1;"
+    "ALTER TABLE app_contacts ENABLE TRIGGER USER;");
+  Executor ex(s, plan, options());
+  EXPECT_FALSE(ex.shadow_round().passed());
+  SliceMoveResult r = move(s, "pilot", SliceMove::kPromote);
+  EXPECT_FALSE(r.to);
+  EXPECT_NE(r.refused.find("the last shadow-read round (1) failed a pair's gate"),
+            std::string::npos)
+      << r.refused;
+  q("ALTER TABLE app_contacts DISABLE TRIGGER USER; UPDATE app_contacts SET hits = hits - 1;"
+    "ALTER TABLE app_contacts ENABLE TRIGGER USER;");
+  // Into shadow is not gated by rounds, only live is.
+  expect_moved(s, "eu", SliceMove::kPromote, SliceStage::kShadow);
+  EXPECT_TRUE(ex.shadow_round().passed());
+  expect_moved(s, "pilot", SliceMove::kPromote, SliceStage::kLive);
+}
+
 TEST_F(SlicesTest, AStageChangeKilledWhileItWaitsChangesNothing) {
   Spec s = spec_from(spec_text());
   Plan plan = make_plan(s);
