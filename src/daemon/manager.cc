@@ -315,6 +315,11 @@ bool MigrationManager::slices_at_gate(Worker& w, const Canary* canary, bool look
         const SlicesState s = read_slices(c, w.spec->name);
         record_slices(w, s);
         go_on = look && s.blocker().empty();
+        if (go_on && !w.spec->shadow_reads.empty()) {
+          // A failing round holds cutover too: run again only once one passes.
+          const RoundReport r = read_last_round(c, w.spec->name, w.spec->shadow_reads, nullptr);
+          go_on = r.round == 0 || r.passed();
+        }
       }
     });
   } catch (const std::exception& e) {
