@@ -32,7 +32,9 @@ namespace {
 
 constexpr int kSamplesPerRead = 100;  // pending samples read from the state at a time
 
-CompareRules rules_of(const ShadowReadPair& pair) {
+}  // namespace
+
+CompareRules pair_rules(const ShadowReadPair& pair) {
   CompareRules r;
   r.mode = pair.compare == "ordered" ? CompareMode::kOrdered
            : pair.compare == "keyed" ? CompareMode::kKeyed
@@ -47,11 +49,8 @@ CompareRules rules_of(const ShadowReadPair& pair) {
   return r;
 }
 
-// Runs one side under a savepoint: its rows, or the error it raised (the
-// transaction, and its snapshot, go on). Errors that are no answer (a lost
-// connection, a lock or statement timeout) propagate, to retry the set.
-QueryResult answer(Transaction& tx, const std::string& sql, const std::vector<std::string>& params,
-                   double& ms) {
+QueryResult answer_side(Transaction& tx, const std::string& sql,
+                        const std::vector<std::string>& params, double& ms) {
   QueryResult out;
   tx.exec("SAVEPOINT tandem_side");
   const auto t0 = std::chrono::steady_clock::now();
@@ -71,6 +70,8 @@ QueryResult answer(Transaction& tx, const std::string& sql, const std::vector<st
   }
   return out;
 }
+
+namespace {
 
 std::string params_text(const std::vector<std::string>& params) {
   std::string out = "(";
@@ -128,7 +129,7 @@ bool ExecutorCore::compare_samples(const Step& step, int round) {
 
 bool ExecutorCore::compare_share(Lane& lane, const Step& step, int round, int shares, int share) {
   const ShadowReadPair& pair = *step.reads;
-  const CompareRules rules = rules_of(pair);
+  const CompareRules rules = pair_rules(pair);
   const std::string round_text = std::to_string(round);
   const std::string pair_label = step.id.substr(kReadsPrefix.size());
   for (;;) {
@@ -166,9 +167,9 @@ bool ExecutorCore::compare_share(Lane& lane, const Step& step, int round, int sh
               tx.exec(pair.write.empty()
                           ? "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
                           : "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-              if (!pair.write.empty()) written = answer(tx, pair.write, params, write_ms);
-              old_side = answer(tx, pair.old_query, params, old_ms);
-              new_side = answer(tx, pair.new_query, params, new_ms);
+              if (!pair.write.empty()) written = answer_side(tx, pair.write, params, write_ms);
+              old_side = answer_side(tx, pair.old_query, params, old_ms);
+              new_side = answer_side(tx, pair.new_query, params, new_ms);
               if (pair.write.empty()) tx.commit();
             }
             std::string diff = compare_results(old_side, new_side, rules);

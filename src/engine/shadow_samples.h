@@ -6,10 +6,20 @@
 #include <string>
 
 #include "db/connection.h"
+#include "engine/shadow_compare.h"
 #include "tandem/run.h"
 #include "tandem/spec.h"
 
 namespace tandem {
+
+// The comparison rules a pair's spec asks for (compare, key, ignore, tolerate).
+CompareRules pair_rules(const ShadowReadPair& pair);
+// Runs one side of a pair under a savepoint: its rows, or the error it
+// raised (the transaction, and its snapshot, go on); `ms` its time. Errors
+// that are no answer (a lost connection, a lock or statement timeout)
+// propagate, to retry the set.
+QueryResult answer_side(Transaction& tx, const std::string& sql,
+                        const std::vector<std::string>& params, double& ms);
 
 struct SampleTally {
   long long drawn = 0, compared = 0, mismatches = 0;

@@ -7,8 +7,10 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/shadow_compare.h"
 #include "engine/shadow_samples.h"
 #include "engine/state_store.h"
+#include "util/ident.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -144,6 +146,14 @@ nlohmann::json slice_move_json(const SliceMoveResult& r, const std::string& acti
     j["check"] = {
         {"rows", r.check->rows}, {"differing", r.check->differing}, {"sample", r.check->sample}};
   }
+  if (!r.pairs.empty()) {
+    nlohmann::json pairs = nlohmann::json::object();
+    for (const auto& p : r.pairs) {
+      pairs[p.pair] = {{"compared", p.compared}, {"differing", p.differing}};
+      if (!p.first.empty()) pairs[p.pair]["first"] = p.first;
+    }
+    j["pairs"] = std::move(pairs);
+  }
   return j;
 }
 
@@ -156,6 +166,11 @@ std::string slice_move_text(const nlohmann::json& j) {
     o << "slice " << slice << ": " << with_commas(c.value("rows", 0LL)) << " rows checked, "
       << with_commas(c.value("differing", 0LL)) << " differing"
       << (sample.empty() ? "" : " (keys " + sample + ")") << "\n";
+  }
+  for (const auto& [name, p] : j.value("pairs", nlohmann::json::object()).items()) {
+    o << "slice " << slice << ": shadow-read pair " << name << ", "
+      << with_commas(p.value("compared", 0LL)) << " parameter sets of its keys compared, "
+      << with_commas(p.value("differing", 0LL)) << " differing\n";
   }
   if (j.contains("to")) {
     const auto to = slice_stage_from(j["to"].get<std::string>());
@@ -170,6 +185,11 @@ std::string slice_move_text(const nlohmann::json& j) {
 
 int slice_move_exit_code(const nlohmann::json& j) {
   if (j.contains("check") && j["check"].value("differing", 0LL) > 0) return 10;
+  if (j.contains("refused") && j.contains("pairs")) {
+    for (const auto& [name, p] : j["pairs"].items()) {
+      if (p.value("differing", 0LL) > 0) return 10;
+    }
+  }
   return j.contains("refused") ? 1 : 0;
 }
 
@@ -188,6 +208,59 @@ SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::stri
   if (u.affected != 1) {
     throw Error(ErrorKind::kFatal,
                 "slice " + slice + " of " + spec.name + " went away while it was checked");
+  }
+  return out;
+}
+
+std::vector<SlicePairResult> compare_slice_pairs(Connection& conn, const Spec& spec,
+                                                 const std::string& slice) {
+  std::vector<SlicePairResult> out;
+  const CopyTable* op = spec.sliced();
+  if (!op) return out;
+  const std::string source = qualified(op->schema, op->table);
+  const std::string& by = op->slices->by;
+  for (const auto& pair : spec.shadow_reads) {
+    if (pair.table != source ||
+        std::find(pair.columns.begin(), pair.columns.end(), by) == pair.columns.end())
+      continue;
+    std::vector<std::string> cols, not_null;
+    for (size_t i = 0; i < pair.columns.size(); ++i) {
+      cols.push_back("(_row." + quote_ident(pair.columns[i]) + ")::text AS _p" +
+                     std::to_string(i + 1));
+      not_null.push_back("_row." + quote_ident(pair.columns[i]) + " IS NOT NULL");
+    }
+    // Distinct parameter sets of the slice's rows, in an order fixed by
+    // their values.
+    Rows sets =
+        conn.exec("SELECT * FROM (SELECT DISTINCT " + join(cols, ", ") + " FROM " + source +
+                      " AS _row JOIN tandem.slice_members _m ON _m.migration = $1 AND _m.slice = $2"
+                      " AND _m.key = (_row." +
+                      quote_ident(by) + ")::text WHERE " + join(not_null, " AND ") +
+                      ") _s ORDER BY md5(_s::text) LIMIT " + std::to_string(pair.sample),
+                  {spec.name, slice});
+    SlicePairResult r;
+    r.pair = pair.name;
+    const CompareRules rules = pair_rules(pair);
+    for (size_t i = 0; i < sets.size(); ++i) {
+      std::vector<std::string> params;
+      for (size_t c = 0; c < cols.size(); ++c) params.push_back(sets.text(i, c));
+      QueryResult old_side, new_side, written;
+      double ms = 0;
+      {
+        Transaction tx(conn);
+        tx.set_timeouts(spec.settings.lock_timeout, spec.settings.statement_timeout);
+        tx.exec(pair.write.empty() ? "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                                   : "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+        if (!pair.write.empty()) written = answer_side(tx, pair.write, params, ms);
+        old_side = answer_side(tx, pair.old_query, params, ms);
+        new_side = answer_side(tx, pair.new_query, params, ms);
+      }  // never committed: a write probe is rolled back
+      std::string diff = compare_results(old_side, new_side, rules);
+      if (written.sqlstate) diff = "the write failed [" + *written.sqlstate + "]: " + written.error;
+      ++r.compared;
+      if (!diff.empty() && r.differing++ == 0) r.first = "(" + join(params, ", ") + ")\n" + diff;
+    }
+    out.push_back(std::move(r));
   }
   return out;
 }
@@ -347,6 +420,21 @@ SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string
                     " differ between the old and the new table (keys " + out.check->sample +
                     "); it stays " + to_string(rec->stage);
       return out;
+    }
+    // The shadow reads, on the slice's own keys.
+    out.pairs = compare_slice_pairs(conn, spec, slice);
+    for (const auto& p : out.pairs) {
+      const ShadowReadPair* pair = nullptr;
+      for (const auto& x : spec.shadow_reads) {
+        if (x.name == p.pair) pair = &x;
+      }
+      if (pair && p.differing > pair->max_mismatches) {
+        out.refused = "shadow-read pair " + p.pair + " answered " + with_commas(p.differing) +
+                      " of " + with_commas(p.compared) + " parameter sets of slice " + slice +
+                      " differently (at most " + std::to_string(pair->max_mismatches) +
+                      "); first: " + p.first + "\nit stays " + to_string(rec->stage);
+        return out;
+      }
     }
   }
   // The change of stage: its routing lock (transactions that routed a key of

@@ -51,7 +51,15 @@ struct SliceCheckResult {
   std::string sample;  // up to five keys of differing rows
 };
 
+// One shadow-read pair compared on parameter sets of one slice's keys.
+struct SlicePairResult {
+  std::string pair;
+  long long compared = 0, differing = 0;
+  std::string first;  // "(params)\n<difference>" of the first that differed
+};
+
 struct SliceMoveResult {
+  std::vector<SlicePairResult> pairs;
   std::string slice;
   SliceStage from = SliceStage::kOld;
   std::optional<SliceStage> to;  // set when the move happened
@@ -77,6 +85,13 @@ SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string
 
 // Checks the copy of one slice's rows and records what it found.
 SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::string& slice);
+
+// The spec's shadow-read pairs whose parameters come from the sliced table
+// with the routing column among them, each compared on up to its `sample`
+// parameter sets drawn from the slice's rows, one REPEATABLE READ snapshot
+// per set (a write probe first, rolled back, where the pair has one).
+std::vector<SlicePairResult> compare_slice_pairs(Connection& conn, const Spec& spec,
+                                                 const std::string& slice);
 
 // One reading of the canary for one slice.
 struct CanaryReading {

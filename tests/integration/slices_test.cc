@@ -368,6 +368,43 @@ TEST_F(SlicesTest, ASliceGoesLiveOnlyAfterAShadowReadRoundThatPassed) {
   expect_moved(s, "pilot", SliceMove::kPromote, SliceStage::kLive);
 }
 
+TEST_F(SlicesTest, APairThatAnswersOneCustomerWrongHoldsThatCustomersSlice) {
+  // The new query reads a customer's hits off by what `knob` says for it
+  // (nothing at first).
+  q("CREATE TABLE knob (customer_id int PRIMARY KEY, bump int NOT NULL)");
+  Spec s = spec_from(spec_text() +
+                     "shadow_reads:\n"
+                     "  - name: hits_of_customer\n"
+                     "    params: {table: contacts, columns: [customer_id], sample: 40, seed: 3}\n"
+                     "    old: SELECT id, hits FROM contacts WHERE customer_id = $1::int\n"
+                     "    new: SELECT id, hits + coalesce((SELECT bump FROM knob WHERE"
+                     " customer_id = $1::int), 0) FROM app_contacts WHERE customer_id = $1::int\n"
+                     "    compare: keyed\n    key: [id]\n");
+  Plan plan = make_plan(s);
+  to_the_gate(s, plan);
+  q("INSERT INTO knob VALUES (2, 1)");
+  // The pilot's three customers are compared, customer 2 differs: the
+  // pilot stays old, with the pair's first difference.
+  SliceMoveResult r = move(s, "pilot", SliceMove::kPromote);
+  EXPECT_FALSE(r.to);
+  ASSERT_EQ(r.pairs.size(), 1u);
+  EXPECT_EQ(r.pairs[0].compared, 3);
+  EXPECT_EQ(r.pairs[0].differing, 1);
+  EXPECT_NE(r.refused.find("shadow-read pair hits_of_customer answered 1 of 3 parameter sets of "
+                           "slice pilot differently (at most 0); first: (2)\n"),
+            std::string::npos)
+      << r.refused;
+  EXPECT_EQ(slice_move_exit_code(slice_move_json(r, "promote")), 10);
+  // eu's customers are all right: 40 of its 57 compared, none differs.
+  r = move(s, "eu", SliceMove::kPromote);
+  ASSERT_TRUE(r.to) << r.refused;
+  ASSERT_EQ(r.pairs.size(), 1u);
+  EXPECT_EQ(r.pairs[0].compared, 40);
+  EXPECT_EQ(r.pairs[0].differing, 0);
+  q("DELETE FROM knob");
+  expect_moved(s, "pilot", SliceMove::kPromote, SliceStage::kShadow);
+}
+
 TEST_F(SlicesTest, AStageChangeKilledWhileItWaitsChangesNothing) {
   Spec s = spec_from(spec_text());
   Plan plan = make_plan(s);
