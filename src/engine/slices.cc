@@ -167,7 +167,8 @@ std::string slice_move_text(const nlohmann::json& j) {
       << with_commas(c.value("differing", 0LL)) << " differing"
       << (sample.empty() ? "" : " (keys " + sample + ")") << "\n";
   }
-  for (const auto& [name, p] : j.value("pairs", nlohmann::json::object()).items()) {
+  const nlohmann::json pairs = j.value("pairs", nlohmann::json::object());
+  for (const auto& [name, p] : pairs.items()) {
     o << "slice " << slice << ": shadow-read pair " << name << ", "
       << with_commas(p.value("compared", 0LL)) << " parameter sets of its keys compared, "
       << with_commas(p.value("differing", 0LL)) << " differing\n";
