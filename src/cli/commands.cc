@@ -534,20 +534,8 @@ int cmd_slices(const SlicesArgs& args) {
       return kExitOk;
     }
     if (args.action == "watch") return watch_slices(*conn, *spec, args);
-    SliceMoveResult r;
-    r.slice = args.slice;
-    if (args.action == "check") {
-      const SlicesState s = read_slices(*conn, spec->name);
-      if (!s.find(args.slice)) {
-        std::cerr << "tandemd slices: migration " << spec->name << " has no slice \"" << args.slice
-                  << "\" in the database\n";
-        return kExitBadInput;
-      }
-      r.from = s.find(args.slice)->stage;
-      r.check = check_slice(*conn, *spec, args.slice);
-    } else {
-      r = move_slice(*conn, *spec, args.slice, *move, actor(), spec->settings);
-    }
+    const SliceMoveResult r =
+        slice_action(*conn, *spec, args.slice, args.action, actor(), spec->settings);
     nlohmann::json j = slice_move_json(r, args.action);
     j["migration"] = spec->name;
     if (args.json) {

@@ -192,23 +192,8 @@ nlohmann::json MigrationManager::cmd_slice(const control::Request& r, const std:
   sliced_or_refuse(w.spec ? &*w.spec : nullptr, w.name);
   // On a session of its own: a slice's copy check reads all of its rows.
   auto conn = open_session("tandemd slices");
-  SliceMoveResult m;
-  if (r.action == "check") {
-    const SlicesState s = read_slices(*conn, w.spec->name);
-    const SliceRecord* rec = s.find(r.slice);
-    m.slice = r.slice;
-    if (!rec) {
-      m.refused = "migration " + w.name + " has no slice \"" + r.slice + "\" in the database";
-    } else {
-      m.from = rec->stage;
-      m.check = check_slice(*conn, *w.spec, r.slice);
-    }
-  } else {
-    const auto move = slice_move_from(r.action);
-    if (!move) throw CommandError("bad_field", "unknown action \"" + r.action + "\"");
-    m = move_slice(*conn, *w.spec, r.slice, *move, actor,
-                   w.control ? w.control->settings() : w.spec->settings);
-  }
+  const SliceMoveResult m = slice_action(*conn, *w.spec, r.slice, r.action, actor,
+                                         w.control ? w.control->settings() : w.spec->settings);
   record_slices(w, read_slices(*conn, w.spec->name));
   nlohmann::json j = slice_move_json(m, r.action);
   j["name"] = w.name;

@@ -214,6 +214,14 @@ bool MigrationManager::run_once(Worker& w, Desired desired, const std::set<Phase
   return true;
 }
 
+namespace {
+
+// How often a migration in slices waiting at its cutover gate reads them
+// (they move from outside the daemon too: `tandemd slices`).
+constexpr std::chrono::milliseconds kSlicesLookEvery{2000};
+
+}  // namespace
+
 bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approved, long seen) {
   {
     std::lock_guard<std::mutex> l(w.mu);
@@ -244,10 +252,9 @@ bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approv
   using Clock = std::chrono::steady_clock;
   const CopyTable* sliced = ex.waiting_phase() == Phase::kCutover ? w.spec->sliced() : nullptr;
   const Canary* canary = sliced && sliced->slices->canary ? &*sliced->slices->canary : nullptr;
-  const auto slices_every = std::chrono::milliseconds(2000);
   auto next_round = Clock::now() + w.control->settings().shadow_round_interval;
-  auto next_canary = Clock::now() + (canary ? canary->every : slices_every);
-  auto next_look = Clock::now() + slices_every;
+  auto next_canary = Clock::now() + (canary ? canary->every : kSlicesLookEvery);
+  auto next_look = Clock::now() + kSlicesLookEvery;
   // Whether complete slices are all cutover waits for (else an approval is).
   const bool look = sliced && (!w.spec->requires_approval(Phase::kCutover) || cutover_approved);
   for (;;) {
@@ -311,7 +318,7 @@ bool MigrationManager::slices_at_gate(Worker& w, const Canary* canary, bool look
         }
       }
       if (Clock::now() >= next_look) {
-        next_look = Clock::now() + std::chrono::milliseconds(2000);
+        next_look = Clock::now() + kSlicesLookEvery;
         const SlicesState s = read_slices(c, w.spec->name);
         record_slices(w, s);
         go_on = look && s.blocker().empty();

@@ -49,6 +49,11 @@ CompareRules pair_rules(const ShadowReadPair& pair) {
   return r;
 }
 
+namespace {
+
+// Runs one side under a savepoint: its rows, or the error it raised (the
+// transaction, and its snapshot, go on). Errors that are no answer (a lost
+// connection, a lock or statement timeout) propagate, to retry the set.
 QueryResult answer_side(Transaction& tx, const std::string& sql,
                         const std::vector<std::string>& params, double& ms) {
   QueryResult out;
@@ -67,6 +72,34 @@ QueryResult answer_side(Transaction& tx, const std::string& sql,
     out.sqlstate = e.sqlstate();
     out.error = e.what();
     tx.exec("ROLLBACK TO SAVEPOINT tandem_side");
+  }
+  return out;
+}
+
+}  // namespace
+
+SetOutcome compare_set(Connection& conn, const ShadowReadPair& pair, const CompareRules& rules,
+                       const std::vector<std::string>& params,
+                       const std::function<void(Transaction&)>& limits) {
+  SetOutcome out;
+  double write_ms = 0;
+  QueryResult old_side, new_side, written;
+  {
+    // With a write probe: the write first, then both reads, all on one
+    // snapshot, and never committed (the destructor rolls it back).
+    Transaction tx(conn);
+    limits(tx);
+    tx.exec(pair.write.empty() ? "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                               : "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+    if (!pair.write.empty()) written = answer_side(tx, pair.write, params, write_ms);
+    old_side = answer_side(tx, pair.old_query, params, out.old_ms);
+    new_side = answer_side(tx, pair.new_query, params, out.new_ms);
+    if (pair.write.empty()) tx.commit();
+  }
+  out.diff = compare_results(old_side, new_side, rules);
+  if (written.sqlstate) {
+    out.diff = "the write failed [" + *written.sqlstate + "]: " + written.error +
+               (out.diff.empty() ? "" : "\n" + out.diff);
   }
   return out;
 }
@@ -156,27 +189,10 @@ bool ExecutorCore::compare_share(Lane& lane, const Step& step, int round, int sh
       with_retries(
           lane, step.id, "step " + step.id + " (sample " + ordinal + ")",
           [&] {
-            double old_ms = 0, new_ms = 0, write_ms = 0;
-            QueryResult old_side, new_side, written;
-            {
-              // With a write probe: the write first, then both reads, all on
-              // one snapshot, and never committed (the destructor rolls it
-              // back).
-              Transaction tx(*lane.conn);
-              set_step_timeouts(tx);
-              tx.exec(pair.write.empty()
-                          ? "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
-                          : "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-              if (!pair.write.empty()) written = answer_side(tx, pair.write, params, write_ms);
-              old_side = answer_side(tx, pair.old_query, params, old_ms);
-              new_side = answer_side(tx, pair.new_query, params, new_ms);
-              if (pair.write.empty()) tx.commit();
-            }
-            std::string diff = compare_results(old_side, new_side, rules);
-            if (written.sqlstate) {
-              diff = "the write failed [" + *written.sqlstate + "]: " + written.error +
-                     (diff.empty() ? "" : "\n" + diff);
-            }
+            const SetOutcome set = compare_set(*lane.conn, pair, rules, params,
+                                               [&](Transaction& tx) { set_step_timeouts(tx); });
+            const std::string& diff = set.diff;
+            const double old_ms = set.old_ms, new_ms = set.new_ms;
             Transaction tx(*lane.conn);
             const long long changed =
                 tx.exec(

@@ -2,8 +2,10 @@
 // the gate (shadow_read_step.cc) and `tandemd status` read it the same way.
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "db/connection.h"
 #include "engine/shadow_compare.h"
@@ -14,12 +16,18 @@ namespace tandem {
 
 // The comparison rules a pair's spec asks for (compare, key, ignore, tolerate).
 CompareRules pair_rules(const ShadowReadPair& pair);
-// Runs one side of a pair under a savepoint: its rows, or the error it
-// raised (the transaction, and its snapshot, go on); `ms` its time. Errors
-// that are no answer (a lost connection, a lock or statement timeout)
-// propagate, to retry the set.
-QueryResult answer_side(Transaction& tx, const std::string& sql,
-                        const std::vector<std::string>& params, double& ms);
+
+// One parameter set of `pair` answered both ways on one REPEATABLE READ
+// snapshot (its write probe first; a transaction with a probe is never
+// committed), `limits` setting the transaction's timeouts: the difference
+// ("" when alike, the probe's failure first) and each side's time.
+struct SetOutcome {
+  std::string diff;
+  double old_ms = 0, new_ms = 0;
+};
+SetOutcome compare_set(Connection& conn, const ShadowReadPair& pair, const CompareRules& rules,
+                       const std::vector<std::string>& params,
+                       const std::function<void(Transaction&)>& limits);
 
 struct SampleTally {
   long long drawn = 0, compared = 0, mismatches = 0;

@@ -213,6 +213,27 @@ SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::stri
   return out;
 }
 
+SliceMoveResult slice_action(Connection& conn, const Spec& spec, const std::string& slice,
+                             const std::string& action, const std::string& actor,
+                             const Settings& settings) {
+  if (action != "check") {
+    const auto move = slice_move_from(action);
+    if (!move) throw Error(ErrorKind::kBadInput, "unknown slice action \"" + action + "\"");
+    return move_slice(conn, spec, slice, *move, actor, settings);
+  }
+  SliceMoveResult out;
+  out.slice = slice;
+  const SlicesState s = read_slices(conn, spec.name);
+  const SliceRecord* rec = s.find(slice);
+  if (!rec) {
+    out.refused = "migration " + spec.name + " has no slice \"" + slice + "\" in the database";
+    return out;
+  }
+  out.from = rec->stage;
+  out.check = check_slice(conn, spec, slice);
+  return out;
+}
+
 std::vector<SlicePairResult> compare_slice_pairs(Connection& conn, const Spec& spec,
                                                  const std::string& slice) {
   std::vector<SlicePairResult> out;
@@ -241,23 +262,15 @@ std::vector<SlicePairResult> compare_slice_pairs(Connection& conn, const Spec& s
                   {spec.name, slice});
     SlicePairResult r;
     r.pair = pair.name;
+    r.allowed = pair.max_mismatches;
     const CompareRules rules = pair_rules(pair);
     for (size_t i = 0; i < sets.size(); ++i) {
       std::vector<std::string> params;
       for (size_t c = 0; c < cols.size(); ++c) params.push_back(sets.text(i, c));
-      QueryResult old_side, new_side, written;
-      double ms = 0;
-      {
-        Transaction tx(conn);
-        tx.set_timeouts(spec.settings.lock_timeout, spec.settings.statement_timeout);
-        tx.exec(pair.write.empty() ? "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
-                                   : "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-        if (!pair.write.empty()) written = answer_side(tx, pair.write, params, ms);
-        old_side = answer_side(tx, pair.old_query, params, ms);
-        new_side = answer_side(tx, pair.new_query, params, ms);
-      }  // never committed: a write probe is rolled back
-      std::string diff = compare_results(old_side, new_side, rules);
-      if (written.sqlstate) diff = "the write failed [" + *written.sqlstate + "]: " + written.error;
+      const std::string diff =
+          compare_set(conn, pair, rules, params, [&](Transaction& tx) {
+            tx.set_timeouts(spec.settings.lock_timeout, spec.settings.statement_timeout);
+          }).diff;
       ++r.compared;
       if (!diff.empty() && r.differing++ == 0) r.first = "(" + join(params, ", ") + ")\n" + diff;
     }
@@ -425,14 +438,10 @@ SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string
     // The shadow reads, on the slice's own keys.
     out.pairs = compare_slice_pairs(conn, spec, slice);
     for (const auto& p : out.pairs) {
-      const ShadowReadPair* pair = nullptr;
-      for (const auto& x : spec.shadow_reads) {
-        if (x.name == p.pair) pair = &x;
-      }
-      if (pair && p.differing > pair->max_mismatches) {
+      if (p.differing > p.allowed) {
         out.refused = "shadow-read pair " + p.pair + " answered " + with_commas(p.differing) +
                       " of " + with_commas(p.compared) + " parameter sets of slice " + slice +
-                      " differently (at most " + std::to_string(pair->max_mismatches) +
+                      " differently (at most " + std::to_string(p.allowed) +
                       "); first: " + p.first + "\nit stays " + to_string(rec->stage);
         return out;
       }

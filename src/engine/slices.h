@@ -55,7 +55,8 @@ struct SliceCheckResult {
 struct SlicePairResult {
   std::string pair;
   long long compared = 0, differing = 0;
-  std::string first;  // "(params)\n<difference>" of the first that differed
+  long long allowed = 0;  // the pair's max_mismatches
+  std::string first;      // "(params)\n<difference>" of the first that differed
 };
 
 struct SliceMoveResult {
@@ -82,6 +83,13 @@ int slice_move_exit_code(const nlohmann::json& move);
 // an event "slice_moved" with `actor` in the same transaction.
 SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string& slice,
                            SliceMove move, const std::string& actor, const Settings& settings);
+
+// A slice command: "check" (the slice's copy checked and recorded, the
+// slice not moved) or a move ("promote", "demote", "rollback": move_slice).
+// Another action is bad input.
+SliceMoveResult slice_action(Connection& conn, const Spec& spec, const std::string& slice,
+                             const std::string& action, const std::string& actor,
+                             const Settings& settings);
 
 // Checks the copy of one slice's rows and records what it found.
 SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::string& slice);
