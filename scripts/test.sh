@@ -12,15 +12,15 @@ if [ -n "${TANDEM_SANITIZE:-}" ]; then
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
   export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp"
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-  # The fault and crash sweeps try every sixth call under the sanitizers
-  # (a different sixth each day; see below).
-  export TANDEM_SWEEP_EVERY="${TANDEM_SWEEP_EVERY:-6}"
+  # The fault and crash sweeps try every ninth call under the sanitizers
+  # (a different ninth each day; see below).
+  export TANDEM_SWEEP_EVERY="${TANDEM_SWEEP_EVERY:-9}"
 else
   build="${TANDEM_BUILD_DIR:-build}"
-  # The fault and crash sweeps try every other call, from an offset that
-  # changes daily (so two days' runs try every call) and is printed;
-  # TANDEM_SWEEP_EVERY=1 tries every call (about 20 minutes more).
-  export TANDEM_SWEEP_EVERY="${TANDEM_SWEEP_EVERY:-2}"
+  # The fault and crash sweeps try every third call, from an offset that
+  # changes daily (so three days' runs try every call) and is printed;
+  # TANDEM_SWEEP_EVERY=1 tries every call (about 25 minutes more).
+  export TANDEM_SWEEP_EVERY="${TANDEM_SWEEP_EVERY:-3}"
 fi
 label=()
 [ $# -gt 0 ] && label=(-L "$1")

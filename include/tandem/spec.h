@@ -165,19 +165,6 @@ struct ViewName {
   std::string name;
 };
 
-// A column moved to another table, keyed by the same key: users.full_name →
-// users_pii(user_id, full_name). The target table is created by tandem.
-struct MoveColumn {
-  std::string schema = "public";
-  std::string table;
-  std::string column;
-  std::vector<std::string> key;  // columns of `table` that identify a row (unique, NOT NULL)
-  std::string to_schema = "public";
-  std::string to_table;
-  std::string to_column;  // defaults to `column`
-  std::optional<ViewName> compat_view;
-};
-
 // One slice of a migration that moves its keys to the new side in slices.
 struct Slice {
   std::string name;
@@ -204,9 +191,23 @@ struct Canary {
 struct Slices {
   std::optional<Canary> canary;
   std::string by;
-  std::vector<Slice> list;  // in order: a key belongs to the first that matches
+  std::vector<Slice> list;   // in order: a key belongs to the first that matches
   bool new_keys_new = true;  // keys created after definition: the new side (or the old)
   SourceLocation where;
+};
+
+// A column moved to another table, keyed by the same key: users.full_name →
+// users_pii(user_id, full_name). The target table is created by tandem.
+struct MoveColumn {
+  std::string schema = "public";
+  std::string table;
+  std::string column;
+  std::vector<std::string> key;  // columns of `table` that identify a row (unique, NOT NULL)
+  std::string to_schema = "public";
+  std::string to_table;
+  std::string to_column;  // defaults to `column`
+  std::optional<ViewName> compat_view;
+  std::optional<Slices> slices;
 };
 
 // Rows of one table copied into another of a different shape, kept in sync
@@ -244,6 +245,7 @@ struct Transform {
   // (as named in create or targets) → SQL over the target's changed row,
   // `_row` (the old row and the new one, each in turn), that writes it back.
   std::vector<std::pair<std::string, std::string>> reverse;
+  std::optional<Slices> slices;
 };
 
 // A dependent table that names its parent by an old key (orders.username)
@@ -473,8 +475,10 @@ struct Spec {
   bool requires_approval(Phase phase) const;
   // Whether shadow_reads has a pair of this name.
   bool has_shadow_read(const std::string& name) const;
-  // The operation done in slices, if one is (at most one per migration).
-  const CopyTable* sliced() const;
+  // The slices of the operation done in slices, if one is (at most one per
+  // migration), and that operation.
+  const Slices* sliced() const;
+  const Operation* sliced_operation() const;
 };
 
 // One located problem in a spec file.

@@ -438,7 +438,7 @@ namespace {
 
 // tandemd slices FILE watch: the canary read --count times.
 int watch_slices(Connection& conn, const Spec& spec, const SlicesArgs& args) {
-  const auto& canary = spec.sliced()->slices->canary;
+  const auto& canary = spec.sliced()->canary;
   if (!canary) {
     std::cerr << "tandemd slices: migration " << spec.name
               << " has no canary (slices: canary: in the spec)\n";

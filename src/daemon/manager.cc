@@ -250,8 +250,8 @@ bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approv
   // seconds (they move from outside too, `tandemd slices`): once every
   // slice is complete, the run goes on to cutover.
   using Clock = std::chrono::steady_clock;
-  const CopyTable* sliced = ex.waiting_phase() == Phase::kCutover ? w.spec->sliced() : nullptr;
-  const Canary* canary = sliced && sliced->slices->canary ? &*sliced->slices->canary : nullptr;
+  const Slices* sliced = ex.waiting_phase() == Phase::kCutover ? w.spec->sliced() : nullptr;
+  const Canary* canary = sliced && sliced->canary ? &*sliced->canary : nullptr;
   auto next_round = Clock::now() + w.control->settings().shadow_round_interval;
   auto next_canary = Clock::now() + (canary ? canary->every : kSlicesLookEvery);
   auto next_look = Clock::now() + kSlicesLookEvery;

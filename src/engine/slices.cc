@@ -21,6 +21,28 @@ std::string pad_right(const std::string& s, size_t width) {
   return s.size() >= width ? s + " " : s + std::string(width - s.size(), ' ');
 }
 
+// What the last check of a slice found: differing rows of its copy, or
+// (without a copy) parameter sets its shadow-read pairs answered differently.
+void record_check(Connection& conn, const Spec& spec, const std::string& slice,
+                  long long differing) {
+  Rows u = conn.exec(
+      "UPDATE tandem.slices SET checked_at = now(), differing = $3 WHERE migration = $1 AND "
+      "slice = $2",
+      {spec.name, slice, std::to_string(differing)});
+  if (u.affected != 1) {
+    throw Error(ErrorKind::kFatal,
+                "slice " + slice + " of " + spec.name + " went away while it was checked");
+  }
+}
+
+// Without a copy check, the pairs' differences are what a check records.
+void record_pairs(Connection& conn, const Spec& spec, const std::string& slice,
+                  const std::vector<SlicePairResult>& pairs) {
+  long long differing = 0;
+  for (const auto& p : pairs) differing += p.differing;
+  record_check(conn, spec, slice, differing);
+}
+
 }  // namespace
 
 const SliceRecord* SlicesState::find(const std::string& name) const {
@@ -194,22 +216,16 @@ int slice_move_exit_code(const nlohmann::json& j) {
   return j.contains("refused") ? 1 : 0;
 }
 
-SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::string& slice) {
-  const CopyTable* op = spec.sliced();
-  if (!op) throw Error(ErrorKind::kBadInput, "migration " + spec.name + " has no slices");
-  Rows r = conn.exec(slice_check_sql(*op), {spec.name, slice});
+std::optional<SliceCheckResult> check_slice(Connection& conn, const Spec& spec,
+                                            const std::string& slice) {
+  const SlicedTables t = sliced_tables(spec);
+  if (!t.copy) return std::nullopt;
+  Rows r = conn.exec(slice_check_sql(t), {spec.name, slice});
   SliceCheckResult out;
   out.rows = r.integer(0, 0);
   out.differing = r.integer(0, 1);
   out.sample = r.text(0, 2);
-  Rows u = conn.exec(
-      "UPDATE tandem.slices SET checked_at = now(), differing = $3 WHERE migration = $1 AND "
-      "slice = $2",
-      {spec.name, slice, std::to_string(out.differing)});
-  if (u.affected != 1) {
-    throw Error(ErrorKind::kFatal,
-                "slice " + slice + " of " + spec.name + " went away while it was checked");
-  }
+  record_check(conn, spec, slice, out.differing);
   return out;
 }
 
@@ -231,16 +247,18 @@ SliceMoveResult slice_action(Connection& conn, const Spec& spec, const std::stri
   }
   out.from = rec->stage;
   out.check = check_slice(conn, spec, slice);
+  out.pairs = compare_slice_pairs(conn, spec, slice);
+  if (!out.check) record_pairs(conn, spec, slice, out.pairs);
   return out;
 }
 
 std::vector<SlicePairResult> compare_slice_pairs(Connection& conn, const Spec& spec,
                                                  const std::string& slice) {
   std::vector<SlicePairResult> out;
-  const CopyTable* op = spec.sliced();
-  if (!op) return out;
-  const std::string source = qualified(op->schema, op->table);
-  const std::string& by = op->slices->by;
+  if (!spec.sliced()) return out;
+  const SlicedTables t = sliced_tables(spec);
+  const std::string& source = t.source;
+  const std::string& by = t.by;
   for (const auto& pair : spec.shadow_reads) {
     if (pair.table != source ||
         std::find(pair.columns.begin(), pair.columns.end(), by) == pair.columns.end())
@@ -316,14 +334,14 @@ CanaryReading read_canary(Connection& conn, const Canary& canary, const std::str
 
 CanaryOutcome watch_canary(Connection& conn, const Spec& spec, const Settings& settings) {
   CanaryOutcome out;
-  const CopyTable* op = spec.sliced();
-  if (!op || !op->slices->canary) return out;
+  const Slices* sliced = spec.sliced();
+  if (!sliced || !sliced->canary) return out;
   const SlicesState state = read_slices(conn, spec.name);
   if (state.routes != "open") return out;
   std::vector<std::string> why;
   for (const auto& s : state.slices) {
     if (s.stage != SliceStage::kLive) continue;
-    CanaryReading r = read_canary(conn, *op->slices->canary, s.name);
+    CanaryReading r = read_canary(conn, *sliced->canary, s.name);
     if (!r.healthy) {
       why.push_back(s.name + " (" + (r.error.empty() ? "value " + r.value : r.error) + ")");
     }
@@ -407,7 +425,7 @@ SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string
                   "; `tandemd slices FILE resume` once the cause is understood";
     return out;
   }
-  const auto& canary = spec.sliced()->slices->canary;
+  const auto& canary = spec.sliced()->canary;
   if (*next.to == SliceStage::kComplete && canary) {
     const CanaryReading c = read_canary(conn, *canary, slice);
     if (!c.healthy) {
@@ -429,7 +447,7 @@ SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string
   }
   if (next.copy_check) {
     out.check = check_slice(conn, spec, slice);
-    if (out.check->differing > 0) {
+    if (out.check && out.check->differing > 0) {
       out.refused = with_commas(out.check->differing) + " rows of slice " + slice +
                     " differ between the old and the new table (keys " + out.check->sample +
                     "); it stays " + to_string(rec->stage);
@@ -437,6 +455,7 @@ SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string
     }
     // The shadow reads, on the slice's own keys.
     out.pairs = compare_slice_pairs(conn, spec, slice);
+    if (!out.check) record_pairs(conn, spec, slice, out.pairs);
     for (const auto& p : out.pairs) {
       if (p.differing > p.allowed) {
         out.refused = "shadow-read pair " + p.pair + " answered " + with_commas(p.differing) +

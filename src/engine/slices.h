@@ -84,15 +84,18 @@ int slice_move_exit_code(const nlohmann::json& move);
 SliceMoveResult move_slice(Connection& conn, const Spec& spec, const std::string& slice,
                            SliceMove move, const std::string& actor, const Settings& settings);
 
-// A slice command: "check" (the slice's copy checked and recorded, the
-// slice not moved) or a move ("promote", "demote", "rollback": move_slice).
-// Another action is bad input.
+// A slice command: "check" (the slice's copy checked and recorded, and its
+// shadow-read pairs compared on its keys; the slice not moved) or a move ("promote", "demote",
+// "rollback": move_slice). Another action is bad input.
 SliceMoveResult slice_action(Connection& conn, const Spec& spec, const std::string& slice,
                              const std::string& action, const std::string& actor,
                              const Settings& settings);
 
-// Checks the copy of one slice's rows and records what it found.
-SliceCheckResult check_slice(Connection& conn, const Spec& spec, const std::string& slice);
+// Checks the copy of one slice's rows and records what it found; nullopt
+// for an operation without a copy to check (transform: its shadow-read
+// pairs, compare_slice_pairs, are its check).
+std::optional<SliceCheckResult> check_slice(Connection& conn, const Spec& spec,
+                                            const std::string& slice);
 
 // The spec's shadow-read pairs whose parameters come from the sliced table
 // with the routing column among them, each compared on up to its `sample`

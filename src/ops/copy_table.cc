@@ -12,6 +12,8 @@
 //               `down` (when given); the v1-shaped compatibility view, if asked
 //   cleanup     drop the view and the sync (v1 itself stays: drop it with an
 //               `sql` operation once nothing reads it)
+#include <algorithm>
+
 #include "ops/operations.h"
 #include "plan/checks.h"
 #include "plan/slices.h"
@@ -38,7 +40,10 @@ Step precheck(const CopyTable& op, const std::string& id, const std::string& sou
   if (op.compat_view) {
     prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
   }
-  if (op.slices) prechecks.push_back(slices_rows_reach_back(op));
+  if (op.slices) {
+    prechecks.push_back(slices_by_exists(*op.slices));
+    prechecks.push_back(slices_rows_reach_back(op));
+  }
   return checks::precheck_step(
       id + "precheck", "check that " + source + " can be copied to " + target, source, prechecks);
 }
@@ -75,7 +80,7 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
                                            " back to " + source + " through down",
                                        h.function("bwd"), *back));
   }
-  if (op.slices) out.push_back(define_slices_step(spec, op, id + "define_slices"));
+  if (op.slices) out.push_back(define_slices_step(spec, source, *op.slices, id + "define_slices"));
   out.push_back(row_trigger_step(id + "create_sync_trigger", Phase::kDualWrite,
                                  "INSERT, UPDATE and DELETE on " + source + " reach " + target +
                                      " in the writer's transaction",
@@ -95,8 +100,8 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
   if (op.slices) {
     // In slices, both ways are live from the routes' opening: a live slice's
     // writes land on the new side first.
-    out.push_back(
-        open_routes_step(spec, id + "open_routes", h.trigger("bwd"), target, h.function("bwd")));
+    out.push_back(open_routes_step(spec, id + "open_routes",
+                                   {{h.trigger("bwd"), target, h.function("bwd")}}));
     out.push_back(cut_routes_step(spec, id + "cut_routes"));
   } else if (back) {
     out.push_back(row_trigger_step(
@@ -128,9 +133,8 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
 
 std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {
   const std::string w = "copy_table";
-  if (!r.open_operation(n, w,
-                        {"schema", "table", "to", "key", "up", "down", "create", "compat_view",
-                         "slices"}))
+  if (!r.open_operation(
+          n, w, {"schema", "table", "to", "key", "up", "down", "create", "compat_view", "slices"}))
     return std::nullopt;
   const size_t before = r.errors.size();
   CopyTable c;
@@ -147,7 +151,24 @@ std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {
             "copy_table: compat_view needs \"down\", which gives the view its "
             "columns");
   }
-  if (r.errors.size() == before) parse_slices(r, n, c);
+  if (r.errors.size() == before) {
+    c.slices = parse_slices(r, n, w);
+    if (c.slices) {
+      const YAML::Node s = n["slices"];
+      const bool in_key = std::find(c.key.begin(), c.key.end(), c.slices->by) != c.key.end();
+      const bool in_down = std::any_of(c.down.begin(), c.down.end(),
+                                       [&](const auto& d) { return d.first == c.slices->by; });
+      if (c.down.empty()) {
+        r.error(s,
+                "copy_table: slices: slices need \"down\": once a slice is live, its writes "
+                "reach the old table through it, so that the slice can go back");
+      } else if (!in_key && !in_down) {
+        r.error(s["by"], "copy_table: slices: by: \"" + c.slices->by +
+                             "\" is neither a key column nor a column that down gives, so a row "
+                             "of the new table could not be told which slice it is in");
+      }
+    }
+  }
   for (const auto* m : {&c.up, &c.down}) {
     for (const auto& [column, expr] : *m) {
       if (std::find(c.key.begin(), c.key.end(), column) != c.key.end()) {

@@ -13,8 +13,16 @@
 //               back to the source column (the source trigger stays, so old
 //               writers are still mirrored); the compatibility view, if asked
 //   cleanup     drop the view, both triggers and functions, then the source column
+//
+// In slices (docs/slices.md): prepare defines them; the back trigger comes at
+// the end of shadow_read with the routes' opening (a live slice's writes
+// land on the target first), cutover routes every key to the target, and
+// cleanup forgets the slices before the triggers go.
+#include <algorithm>
+
 #include "ops/operations.h"
 #include "plan/checks.h"
+#include "plan/slices.h"
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
@@ -73,6 +81,7 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
   if (op.compat_view) {
     prechecks.push_back(checks::relation_absent(op.compat_view->schema, op.compat_view->name));
   }
+  if (op.slices) prechecks.push_back(slices_by_exists(*op.slices));
   out.push_back(checks::precheck_step(id + "precheck",
                                       "check that " + source + "." + col + " can move to " + target,
                                       source, prechecks));
@@ -90,6 +99,7 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
       id + "create_back_function",
       "create the function that writes " + target + "." + to_col + " back to " + source + "." + col,
       h.function("bwd"), back));
+  if (op.slices) out.push_back(define_slices_step(spec, source, *op.slices, id + "define_slices"));
   out.push_back(row_trigger_step(id + "create_sync_trigger", Phase::kDualWrite,
                                  "INSERT, UPDATE and DELETE on " + source + " reach " + target +
                                      " in the writer's transaction",
@@ -105,10 +115,16 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
       "every row of " + source + " has its row in " + target + " with the same " + to_col,
       mirror_verify_work(forward)));
 
-  out.push_back(row_trigger_step(
-      id + "create_back_trigger", Phase::kCutover,
-      target + " is the truth now: its writes reach " + source + "." + col + " until cleanup",
-      h.trigger("bwd"), target, h.function("bwd"), kAfterEveryChange));
+  if (op.slices) {
+    out.push_back(open_routes_step(spec, id + "open_routes",
+                                   {{h.trigger("bwd"), target, h.function("bwd")}}));
+    out.push_back(cut_routes_step(spec, id + "cut_routes"));
+  } else {
+    out.push_back(row_trigger_step(
+        id + "create_back_trigger", Phase::kCutover,
+        target + " is the truth now: its writes reach " + source + "." + col + " until cleanup",
+        h.trigger("bwd"), target, h.function("bwd"), kAfterEveryChange));
+  }
   if (op.compat_view) {
     CompatView v{
         *op.compat_view,
@@ -124,6 +140,7 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
     out.push_back(drop_compat_view_step(id + "drop_compat_view", *op.compat_view));
   }
 
+  if (op.slices) out.push_back(remove_routes_step(spec, id + "remove_routes"));
   out.push_back(
       drop_helpers_step(id + "drop_sync", "drop the sync triggers and functions of both directions",
                         {h.trigger("fwd") + " ON " + source, h.trigger("bwd") + " ON " + target},
@@ -135,8 +152,8 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
 
 std::optional<MoveColumn> parse_move_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "move_column";
-  if (!r.open_operation(n, w,
-                        {"schema", "table", "column", "key", "to", "to_column", "compat_view"}))
+  if (!r.open_operation(
+          n, w, {"schema", "table", "column", "key", "to", "to_column", "compat_view", "slices"}))
     return std::nullopt;
   const size_t before = r.errors.size();
   MoveColumn m;
@@ -150,6 +167,15 @@ std::optional<MoveColumn> parse_move_column(SpecReader& r, const YAML::Node& n) 
   m.compat_view = r.compat_view(n, w);
   if (r.errors.size() == before && std::find(m.key.begin(), m.key.end(), m.column) != m.key.end()) {
     r.error(n["column"], "move_column: \"" + m.column + "\" is part of the key; it cannot move");
+  }
+  if (r.errors.size() == before) {
+    m.slices = parse_slices(r, n, w);
+    if (m.slices && m.slices->by == m.column) {
+      r.error(n["slices"]["by"],
+              "move_column: slices: by: \"" + m.column +
+                  "\" is the column that moves; route by a column that stays in " + m.table +
+                  " (a key column, or another that identifies whose row it is)");
+    }
   }
   return m;
 }

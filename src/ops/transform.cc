@@ -16,10 +16,15 @@
 //   shadow_read the spec's shadow_reads pairs compare old and new answers
 //   cleanup     drop the trigger and the functions (the source stays: drop
 //               it with an `sql` operation once nothing reads it)
+//
+// In slices (docs/slices.md; `reverse` required): prepare defines them; the
+// reverse triggers come at the end of shadow_read with the routes' opening,
+// cutover routes every key to the targets, cleanup forgets the slices first.
 #include <cctype>
 
 #include "ops/operations.h"
 #include "plan/checks.h"
+#include "plan/slices.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
 #include "util/ident.h"
@@ -187,6 +192,7 @@ void plan_transform(const Spec& spec, int index, const Transform& op, std::vecto
     prechecks.push_back(checks::relation_absent(op.schema, name));
   for (const auto& t : op.targets)
     prechecks.push_back(checks::referenced_table_exists(qualified_target(op, t)));
+  if (op.slices) prechecks.push_back(slices_by_exists(*op.slices));
   out.push_back(checks::precheck_step(
       id + "precheck", "check that " + n.source + " can be transformed", n.source, prechecks));
 
@@ -207,6 +213,8 @@ void plan_transform(const Spec& spec, int index, const Transform& op, std::vecto
   }
   out.push_back(functions_step(id, op, n));
   out.push_back(dry_run_step(id, op, n));
+  if (op.slices)
+    out.push_back(define_slices_step(spec, n.source, *op.slices, id + "define_slices"));
   out.push_back(row_trigger_step(
       id + "create_sync_trigger", Phase::kDualWrite,
       "INSERT, UPDATE and DELETE on " + n.source + " are transformed in the writer's transaction",
@@ -224,8 +232,14 @@ void plan_transform(const Spec& spec, int index, const Transform& op, std::vecto
     out.push_back(analyze_step(id + "analyze_" + name, qualified(op.schema, name)));
 
   // After cutover the targets are the truth: their writes reach the source
-  // through `reverse` until cleanup.
-  for (size_t i = 0; i < n.reverse.size(); ++i) {
+  // through `reverse` until cleanup. In slices, from the routes' opening.
+  if (op.slices) {
+    std::vector<BackTrigger> back;
+    for (const auto& r : n.reverse) back.push_back({r.trigger, r.target, r.trigger_function});
+    out.push_back(open_routes_step(spec, id + "open_routes", back));
+    out.push_back(cut_routes_step(spec, id + "cut_routes"));
+  }
+  for (size_t i = 0; i < n.reverse.size() && !op.slices; ++i) {
     const Reverse& r = n.reverse[i];
     out.push_back(row_trigger_step(id + "create_back_trigger_" + std::to_string(i + 1),
                                    Phase::kCutover,
@@ -234,6 +248,7 @@ void plan_transform(const Spec& spec, int index, const Transform& op, std::vecto
                                    r.trigger, r.target, r.trigger_function, kAfterEveryChange));
   }
 
+  if (op.slices) out.push_back(remove_routes_step(spec, id + "remove_routes"));
   std::string drop = "DROP TRIGGER IF EXISTS " + n.trigger + " ON " + n.source + ";\n";
   std::vector<TableLock> locks = {{n.source, "SHARE ROW EXCLUSIVE"}};
   for (const auto& r : n.reverse) {
@@ -253,7 +268,8 @@ void plan_transform(const Spec& spec, int index, const Transform& op, std::vecto
 std::optional<Transform> parse_transform(SpecReader& r, const YAML::Node& n) {
   const std::string w = "transform";
   if (!r.open_operation(
-          n, w, {"schema", "table", "key", "create", "targets", "apply", "remove", "reverse"}))
+          n, w,
+          {"schema", "table", "key", "create", "targets", "apply", "remove", "reverse", "slices"}))
     return std::nullopt;
   Transform t;
   r.table_ref(n, w, t.schema, t.table);
@@ -284,6 +300,15 @@ std::optional<Transform> parse_transform(SpecReader& r, const YAML::Node& n) {
       }
       if (auto sql = r.scalar(reverse, table, true, w + ".reverse"))
         t.reverse.emplace_back(table, *sql);
+    }
+  }
+  if (r.errors.size() == before) {
+    t.slices = parse_slices(r, n, w);
+    if (t.slices && t.reverse.size() != t.create.size() + t.targets.size()) {
+      r.error(n["slices"],
+              "transform: slices need \"reverse\" for every table it writes: once a slice is "
+              "live, its writes land on those tables and reach " +
+                  t.table + " through reverse, so that the slice can go back");
     }
   }
   return t;

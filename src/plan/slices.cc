@@ -7,6 +7,7 @@
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
+#include "tandem/error.h"
 #include "util/duration.h"
 #include "util/ident.h"
 #include "util/text.h"
@@ -15,8 +16,8 @@ namespace tandem {
 
 namespace {
 
-std::optional<Canary> parse_canary(SpecReader& r, const YAML::Node& n) {
-  const std::string w = "copy_table: slices: canary";
+std::optional<Canary> parse_canary(SpecReader& r, const YAML::Node& n, const std::string& op) {
+  const std::string w = op + ": slices: canary";
   if (!r.open_operation(n, w, {"query", "max", "every"})) return std::nullopt;
   Canary c;
   if (auto q = r.scalar(n, "query", true, w)) c.query = *q;
@@ -47,14 +48,14 @@ std::optional<Canary> parse_canary(SpecReader& r, const YAML::Node& n) {
 
 }  // namespace
 
-void parse_slices(SpecReader& r, const YAML::Node& n, CopyTable& op) {
+std::optional<Slices> parse_slices(SpecReader& r, const YAML::Node& n, const std::string& op) {
   const YAML::Node s = n["slices"];
-  if (!s.IsDefined()) return;
-  const std::string w = "copy_table: slices";
-  if (!r.open_operation(s, w, {"by", "new_keys", "list", "canary"})) return;
+  if (!s.IsDefined()) return std::nullopt;
+  const std::string w = op + ": slices";
+  if (!r.open_operation(s, w, {"by", "new_keys", "list", "canary"})) return std::nullopt;
   const size_t before = r.errors.size();
   Slices out;
-  if (s["canary"].IsDefined()) out.canary = parse_canary(r, s["canary"]);
+  if (s["canary"].IsDefined()) out.canary = parse_canary(r, s["canary"], op);
   out.where = r.at(s);
   r.identifier(s, "by", true, out.by, w);
   if (auto nk = r.scalar(s, "new_keys", false, w)) {
@@ -91,19 +92,17 @@ void parse_slices(SpecReader& r, const YAML::Node& n, CopyTable& op) {
       out.list.push_back(std::move(slice));
     }
   }
-  if (r.errors.size() != before) return;
-  const bool in_key = std::find(op.key.begin(), op.key.end(), out.by) != op.key.end();
-  const bool in_down =
-      std::any_of(op.down.begin(), op.down.end(), [&](const auto& d) { return d.first == out.by; });
-  if (op.down.empty()) {
-    r.error(s, w + ": slices need \"down\": once a slice is live, its writes reach the old "
-                   "table through it, so that the slice can go back");
-  } else if (!in_key && !in_down) {
-    r.error(s["by"], w + ": by: \"" + out.by +
-                         "\" is neither a key column nor a column that down gives, so a row of "
-                         "the new table could not be told which slice it is in");
-  }
-  op.slices = std::move(out);
+  if (r.errors.size() != before) return std::nullopt;
+  return out;
+}
+
+std::string slices_by_exists(const Slices& s) {
+  return "SELECT format('the routing column (slices: by) %s is not a column of %s', " +
+         quote_literal(s.by) +
+         ", t.rel)\n"
+         "  FROM t WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.rel\n"
+         "   AND a.attname = " +
+         quote_literal(s.by) + " AND a.attnum > 0 AND NOT a.attisdropped)";
 }
 
 std::string slices_rows_reach_back(const CopyTable& op) {
@@ -149,10 +148,9 @@ std::string lock_all_routes_sql(const std::string& migration) {
          ") FROM (SELECT slice FROM tandem.slices WHERE migration = " + m + " ORDER BY slice) s;\n";
 }
 
-Step define_slices_step(const Spec& spec, const CopyTable& op, const std::string& id) {
-  const Slices& s = *op.slices;
+Step define_slices_step(const Spec& spec, const std::string& source, const Slices& s,
+                        const std::string& id) {
   const std::string m = quote_literal(spec.name);
-  const std::string source = qualified(op.schema, op.table);
   std::vector<std::string> names, rows;
   std::string which = "CASE";
   bool rest = false;
@@ -209,20 +207,24 @@ Step define_slices_step(const Spec& spec, const CopyTable& op, const std::string
       .access("reads");
 }
 
-Step open_routes_step(const Spec& spec, const std::string& id, const std::string& back_trigger,
-                      const std::string& target, const std::string& back_function) {
+Step open_routes_step(const Spec& spec, const std::string& id,
+                      const std::vector<BackTrigger>& back) {
   // The routing locks first (transactions that routed finish, new ones
-  // wait), then the table's: a writer that routed may write the target
+  // wait), then the tables': a writer that routed may write a target
   // through the forward trigger, so the other order could deadlock with it.
+  std::string create, drop;
+  std::vector<std::string> tables;
+  for (const auto& b : back) {
+    create += create_row_trigger(b.trigger, b.table, b.function, kAfterEveryChange);
+    drop += "DROP TRIGGER IF EXISTS " + b.trigger + " ON " + b.table + ";\n";
+    tables.push_back(b.table);
+  }
   return StepBuilder(id, Phase::kShadowRead,
-                     "open the routes of " + spec.name + ": writes of " + target +
-                         " reach the old table through down, and each slice is served by the "
-                         "side its stage names")
-      .sql(lock_all_routes_sql(spec.name) +
-           create_row_trigger(back_trigger, target, back_function, kAfterEveryChange) +
-           change_routes(spec.name, "closed", "open"))
-      .rollback(lock_all_routes_sql(spec.name) + "DROP TRIGGER IF EXISTS " + back_trigger + " ON " +
-                target + ";\n" + change_routes(spec.name, "open", "closed"))
+                     "open the routes of " + spec.name + ": writes of " + join(tables, ", ") +
+                         " reach the old side, and each slice is served by the side its stage "
+                         "names")
+      .sql(lock_all_routes_sql(spec.name) + create + change_routes(spec.name, "closed", "open"))
+      .rollback(lock_all_routes_sql(spec.name) + drop + change_routes(spec.name, "open", "closed"))
       .lock(StepLock{LockMode::kShareRowExclusive, "(brief: blocks writes while waiting)"})
       .access("none");
 }
@@ -246,26 +248,56 @@ Step remove_routes_step(const Spec& spec, const std::string& id) {
       .access("none");
 }
 
-std::string slice_check_sql(const CopyTable& op) {
-  const Slices& s = *op.slices;
-  const std::string source = qualified(op.schema, op.table);
-  const std::string target = qualified(op.to_schema, op.to_table);
-  Mirror forward{source, target, op.key, op.up, true, ""};
-  // The routing key of a target row: the column itself when it is a key
-  // column, else what down makes of the row.
-  std::string by_of_target = "_row." + quote_ident(s.by);
-  for (const auto& [column, expr] : op.down) {
-    if (column == s.by) by_of_target = "(" + expr + ")";
+namespace {
+
+// The routing key of a target row whose key columns are the source's: the
+// column itself when it is one of them, else the source row's (its row
+// with the same key).
+std::string by_through_key(const std::string& source, const std::vector<std::string>& key,
+                           const std::string& by) {
+  if (std::find(key.begin(), key.end(), by) != key.end()) return "_row." + quote_ident(by);
+  return "(SELECT _s." + quote_ident(by) + " FROM " + source + " AS _s WHERE " +
+         column_tuple(key, "_s.") + " = " + column_tuple(key, "_row.") + ")";
+}
+
+}  // namespace
+
+SlicedTables sliced_tables(const Spec& spec) {
+  const Operation* o = spec.sliced_operation();
+  if (!o) throw Error(ErrorKind::kBadInput, "migration " + spec.name + " has no slices");
+  SlicedTables t;
+  t.by = spec.sliced()->by;
+  if (const auto* c = std::get_if<CopyTable>(&o->op)) {
+    t.source = qualified(c->schema, c->table);
+    t.copy = Mirror{t.source, qualified(c->to_schema, c->to_table), c->key, c->up, true, ""};
+    // A column that is not a key column: what down makes of the target row.
+    t.by_of_target = "_row." + quote_ident(t.by);
+    for (const auto& [column, expr] : c->down) {
+      if (column == t.by) t.by_of_target = "(" + expr + ")";
+    }
+  } else if (const auto* m = std::get_if<MoveColumn>(&o->op)) {
+    t.source = qualified(m->schema, m->table);
+    t.copy = Mirror{t.source, qualified(m->to_schema, m->to_table),
+                    m->key,   {{m->to_column, "_row." + quote_ident(m->column)}},
+                    true,     ""};
+    t.by_of_target = by_through_key(t.source, m->key, t.by);
+  } else if (const auto* x = std::get_if<Transform>(&o->op)) {
+    t.source = qualified(x->schema, x->table);
   }
+  return t;
+}
+
+std::string slice_check_sql(const SlicedTables& t) {
+  const Mirror& forward = *t.copy;
   std::vector<std::string> quoted_key;
-  for (const auto& k : op.key) quoted_key.push_back(quote_ident(k));
+  for (const auto& k : forward.key) quoted_key.push_back(quote_ident(k));
   const std::string member =
       " JOIN tandem.slice_members _m ON _m.migration = $1 AND _m.slice = $2 AND _m.key = ";
   return "WITH src AS (\n  SELECT " + key_text(quoted_key, "_row.") + " AS k, " +
-         mirror_mismatch(forward) + " AS bad\n    FROM " + source + " AS _row" + member + "(_row." +
-         quote_ident(s.by) + ")::text\n), orphans AS (\n  SELECT " + key_text(quoted_key, "_row.") +
-         " AS k\n    FROM " + target + " AS _row" + member + "(" + by_of_target +
-         ")::text\n   WHERE " + orphan_mismatch(forward) +
+         mirror_mismatch(forward) + " AS bad\n    FROM " + t.source + " AS _row" + member +
+         "(_row." + quote_ident(t.by) + ")::text\n), orphans AS (\n  SELECT " +
+         key_text(quoted_key, "_row.") + " AS k\n    FROM " + forward.to + " AS _row" + member +
+         "(" + t.by_of_target + ")::text\n   WHERE " + orphan_mismatch(forward) +
          "\n), bad AS (\n  SELECT k FROM src WHERE bad UNION ALL SELECT k FROM orphans\n)\n"
          "SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM bad),\n"
          "       (SELECT coalesce(string_agg(k, ' '), '') FROM (SELECT k FROM bad ORDER BY k "

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "plan/sync.h"
 #include "tandem/plan.h"
 #include "tandem/spec.h"
 
@@ -27,9 +28,29 @@ namespace tandem {
 
 class SpecReader;
 
-// Reads `slices:` of a copy_table (`n` is the operation's mapping) into
-// op.slices; errors go to the reader.
-void parse_slices(SpecReader& r, const YAML::Node& n, CopyTable& op);
+// Reads `slices:` of an operation (`n` is its mapping, `op` its name: the
+// operations that can be done in slices are copy_table, move_column and
+// transform); errors go to the reader. nullopt without `slices:` or with an
+// error in it. What `by` may be depends on the operation: each checks it.
+std::optional<Slices> parse_slices(SpecReader& r, const YAML::Node& n, const std::string& op);
+
+// The tables of the operation done in slices as a slice's checks see them.
+struct SlicedTables {
+  std::string source;  // qualified: the table the routing keys come from
+  std::string by;
+  // The copy a slice's check compares (each source row of the slice against
+  // its target row, and target rows of the slice without a source row).
+  // nullopt for transform, whose new side SQL reshapes: the spec's
+  // shadow-read pairs are its check.
+  std::optional<Mirror> copy;
+  std::string by_of_target;  // the routing key of a target row (`_row`), SQL
+};
+// Of spec.sliced_operation(), which must be set.
+SlicedTables sliced_tables(const Spec& spec);
+
+// A precheck (checks:: form, over `t`): the routing column is a column of
+// the source table.
+std::string slices_by_exists(const Slices& s);
 
 // A precheck (checks:: form, over `t`) refusing a source column that a row
 // created on the new side could not fill on its way back: NOT NULL, no
@@ -40,12 +61,17 @@ std::string slices_rows_reach_back(const CopyTable& op);
 // prepare: tandem.slice_plans, tandem.slices and tandem.slice_members for
 // the migration; fails, naming keys, when the last slice has a `where` and
 // some key matches no slice. Rollback forgets them.
-Step define_slices_step(const Spec& spec, const CopyTable& op, const std::string& id);
-// The end of shadow_read: the trigger that carries writes of the new side
-// back to the old (`back_trigger` on `target`, calling `back_function`) and
-// routes opened, in one transaction. Rollback closes them and drops it.
-Step open_routes_step(const Spec& spec, const std::string& id, const std::string& back_trigger,
-                      const std::string& target, const std::string& back_function);
+Step define_slices_step(const Spec& spec, const std::string& source, const Slices& s,
+                        const std::string& id);
+// The triggers that carry writes of the new side back to the old: each
+// `trigger` on `table` calls `function` after every change.
+struct BackTrigger {
+  std::string trigger, table, function;
+};
+// The end of shadow_read: the back triggers created and the routes opened,
+// in one transaction. Rollback closes them and drops the triggers.
+Step open_routes_step(const Spec& spec, const std::string& id,
+                      const std::vector<BackTrigger>& back);
 // cutover: every key to the new side. Rollback opens the routes again.
 Step cut_routes_step(const Spec& spec, const std::string& id);
 // cleanup: the slices and their members forgotten; the plan's row stays, so
@@ -60,7 +86,8 @@ std::string lock_all_routes_sql(const std::string& migration);
 // rows (source rows of the slice), differing (source rows whose target row
 // is missing or not equal to up of it, plus target rows of the slice that
 // lack their source row), sample (up to five keys of differing rows, text).
-std::string slice_check_sql(const CopyTable& op);
+// `t.copy` must be set.
+std::string slice_check_sql(const SlicedTables& t);
 
 // The stages of a slice, in order. old and shadow route to the old side,
 // live and complete to the new.

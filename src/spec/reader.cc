@@ -83,8 +83,13 @@ std::string type_name_problem(const std::string& t) {
 }
 
 SourceLocation SpecReader::at(const YAML::Node& n) const {
-  YAML::Mark m = n.Mark();
-  if (m.is_null()) return {file_, 1, 1};
+  // Mark() of a node that is not there throws.
+  if (!n.IsDefined()) return {file_, 1, 1};
+  return at(n.Mark());
+}
+
+SourceLocation SpecReader::at(const YAML::Mark& m) const {
+  if (m.line < 0 || m.column < 0) return {file_, 1, 1};
   return {file_, m.line + 1, m.column + 1};
 }
 

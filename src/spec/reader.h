@@ -32,7 +32,10 @@ class SpecReader {
 
   std::vector<SpecError> errors;
 
+  // Where a node or a mark is; 1:1 for what has no place in the file (a
+  // node that is not there, a mark yaml-cpp left unset).
   SourceLocation at(const YAML::Node& n) const;
+  SourceLocation at(const YAML::Mark& m) const;
   void error(const YAML::Node& n, const std::string& message);
   // Reports keys of `map` that are not in `allowed`, with "did you mean".
   void check_keys(const YAML::Node& map, const std::vector<std::string>& allowed,

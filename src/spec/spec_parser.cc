@@ -44,12 +44,35 @@ bool Spec::has_shadow_read(const std::string& pair) const {
                      [&](const ShadowReadPair& p) { return p.name == pair; });
 }
 
-const CopyTable* Spec::sliced() const {
+namespace {
+
+// The slices of an operation that can be done in slices, or nullptr.
+const Slices* slices_of(const Operation& o) {
+  return std::visit(
+      [](const auto& op) -> const Slices* {
+        using T = std::decay_t<decltype(op)>;
+        if constexpr (std::is_same_v<T, CopyTable> || std::is_same_v<T, MoveColumn> ||
+                      std::is_same_v<T, Transform>) {
+          return op.slices ? &*op.slices : nullptr;
+        } else {
+          return nullptr;
+        }
+      },
+      o.op);
+}
+
+}  // namespace
+
+const Operation* Spec::sliced_operation() const {
   for (const auto& o : operations) {
-    const auto* c = std::get_if<CopyTable>(&o.op);
-    if (c && c->slices) return c;
+    if (slices_of(o)) return &o;
   }
   return nullptr;
+}
+
+const Slices* Spec::sliced() const {
+  const Operation* o = sliced_operation();
+  return o ? slices_of(*o) : nullptr;
 }
 
 namespace {
@@ -176,13 +199,12 @@ class Parser : public SpecReader {
     try {
       root = YAML::Load(text);
     } catch (const YAML::DeepRecursion& e) {
-      errors.push_back({{file(), e.mark.line + 1, e.mark.column + 1},
-                        "YAML nested more than " + std::to_string(e.depth() - 1) +
-                            " levels deep here; a migration spec nests " +
-                            std::to_string(kMaxDepth) + " at most"});
+      errors.push_back({at(e.mark), "YAML nested more than " + std::to_string(e.depth() - 1) +
+                                        " levels deep here; a migration spec nests " +
+                                        std::to_string(kMaxDepth) + " at most"});
       return std::nullopt;
     } catch (const YAML::ParserException& e) {
-      errors.push_back({{file(), e.mark.line + 1, e.mark.column + 1}, "YAML syntax: " + e.msg});
+      errors.push_back({at(e.mark), "YAML syntax: " + e.msg});
       return std::nullopt;
     } catch (const YAML::Exception& e) {
       errors.push_back({{file(), 1, 1}, std::string("YAML: ") + e.what()});
@@ -223,16 +245,36 @@ class Parser : public SpecReader {
  private:
   // tandem.route answers per migration: one operation of it can be in slices.
   void one_sliced_operation(const Spec& spec) {
-    const CopyTable* first = spec.sliced();
+    const Slices* first = spec.sliced();
+    if (!first) return;
+    // A transform's new side is reshaped by SQL: no copy to compare a
+    // slice's rows with, so its shadow-read pairs are what gates a slice.
+    if (const auto* t = std::get_if<Transform>(&spec.sliced_operation()->op)) {
+      const std::string source = qualified(t->schema, t->table);
+      const bool gated =
+          std::any_of(spec.shadow_reads.begin(), spec.shadow_reads.end(), [&](const auto& p) {
+            return p.table == source &&
+                   std::find(p.columns.begin(), p.columns.end(), first->by) != p.columns.end();
+          });
+      if (!gated) {
+        errors.push_back(
+            {first->where, "transform: slices: no shadow-read pair draws its parameters from " +
+                               t->table + " with \"" + first->by +
+                               "\" among its columns; a transform's slice is checked by such "
+                               "pairs on its own keys (shadow_reads: ... params: {table: " +
+                               t->table + ", columns: [" + first->by + ", ...]})"});
+      }
+    }
     for (const auto& o : spec.operations) {
-      const auto* c = std::get_if<CopyTable>(&o.op);
-      if (!c || !c->slices || c == first) continue;
-      errors.push_back({c->slices->where,
-                        "copy_table: slices: another operation of this migration is in slices "
-                        "already (line " +
-                            std::to_string(first->slices->where.line) +
-                            "); tandem.route answers per migration, so one can be: split the "
-                            "migration in two"});
+      const Slices* s = slices_of(o);
+      if (!s || s == first) continue;
+      errors.push_back(
+          {s->where, std::string(operation_name(o)) +
+                         ": slices: another operation of this migration is in slices already "
+                         "(line " +
+                         std::to_string(first->where.line) +
+                         "); tandem.route answers per migration, so one can be: split the "
+                         "migration in two"});
     }
   }
 
@@ -284,7 +326,7 @@ SpecParseResult parse_spec(const std::string& text, const std::string& file) {
   try {
     result.spec = parser.parse(text);
   } catch (const YAML::Exception& e) {
-    parser.errors.push_back({{file, e.mark.line + 1, e.mark.column + 1}, e.msg});
+    parser.errors.push_back({parser.at(e.mark), "YAML: " + e.msg});
     result.spec.reset();
   }
   result.errors = std::move(parser.errors);

@@ -287,7 +287,7 @@ TEST_F(SlicesTest, AnUnhealthyCanarySendsItsLiveSliceBackAndHoldsTheOthers) {
       spec_text("          - {name: rest}\n",
                 "        canary: {query: \"SELECT error_rate FROM app_health WHERE slice = $1\","
                 " max: 0.05, every: 1s}\n"));
-  ASSERT_TRUE(s.sliced()->slices->canary);
+  ASSERT_TRUE(s.sliced()->canary);
   Plan plan = make_plan(s);
   to_the_gate(s, plan);
   for (const char* slice : {"pilot", "eu"}) {

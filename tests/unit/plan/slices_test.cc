@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tandem/plan.h"
 #include "tandem/spec.h"
 
@@ -72,7 +74,7 @@ operations:
 TEST(SlicePlan, RoutesOpenAfterTheChecksAndTheBackTriggerComesWithThem) {
   auto r = parse_spec(kSliced, "s.yaml");
   ASSERT_TRUE(r.spec) << r.errors[0].to_string();
-  const Slices& s = *r.spec->sliced()->slices;
+  const Slices& s = *r.spec->sliced();
   EXPECT_EQ(s.by, "customer_id");
   EXPECT_FALSE(s.new_keys_new);
   ASSERT_EQ(s.list.size(), 2u);
@@ -125,6 +127,100 @@ TEST(SlicePlan, ANameThatEndsAQuoteStaysInsideIt) {
   const std::string& sql = plan.find("1.define_slices")->sql;
   // The DO block's quote is not one the body contains.
   EXPECT_EQ(sql.find("DO $tandem$"), std::string::npos) << sql;
+}
+
+// The position of each step id in the plan.
+std::vector<std::string> step_ids(const Plan& plan) {
+  std::vector<std::string> ids;
+  for (const auto& st : plan.steps) ids.push_back(st.id);
+  return ids;
+}
+
+long position(const std::vector<std::string>& ids, const std::string& id) {
+  const auto it = std::find(ids.begin(), ids.end(), id);
+  EXPECT_NE(it, ids.end()) << id;
+  return it - ids.begin();
+}
+
+TEST(SlicePlan, AMoveColumnInSlicesOpensItsBackTriggerWithTheRoutes) {
+  auto r = parse_spec(R"Y(name: pii_slices
+operations:
+  - move_column:
+      table: users
+      column: full_name
+      key: [id]
+      to: users_pii
+      slices:
+        by: region
+        list: [{name: eu, where: "region = 'eu'"}, {name: rest}]
+)Y",
+                      "s.yaml");
+  ASSERT_TRUE(r.spec) << r.errors[0].to_string();
+  ASSERT_NE(r.spec->sliced(), nullptr);
+  EXPECT_EQ(r.spec->sliced()->by, "region");
+  const Plan plan = make_plan(*r.spec);
+  const auto ids = step_ids(plan);
+  EXPECT_EQ(plan.find("1.define_slices")->phase, Phase::kPrepare);
+  EXPECT_LT(position(ids, "1.define_slices"), position(ids, "1.create_sync_trigger"));
+  EXPECT_EQ(plan.find("1.open_routes")->phase, Phase::kShadowRead);
+  EXPECT_GT(position(ids, "1.open_routes"), position(ids, "1.verify"));
+  EXPECT_EQ(plan.find("1.cut_routes")->phase, Phase::kCutover);
+  EXPECT_EQ(plan.find("1.create_back_trigger"), nullptr);
+  EXPECT_LT(position(ids, "1.remove_routes"), position(ids, "1.drop_sync"));
+  const Step& open = *plan.find("1.open_routes");
+  EXPECT_NE(open.sql.find("CREATE TRIGGER"), std::string::npos);
+  EXPECT_NE(open.sql.find("ON public.users_pii"), std::string::npos) << open.sql;
+  // The routing column must be a column of users (checked before anything).
+  EXPECT_NE(plan.find("1.precheck")->sql.find("slices: by"), std::string::npos);
+
+  // A slice's check: users rows of the slice against users_pii, and rows of
+  // users_pii told their slice through users (region is not a key column).
+  const SlicedTables t = sliced_tables(*r.spec);
+  EXPECT_EQ(t.source, "public.users");
+  ASSERT_TRUE(t.copy);
+  EXPECT_EQ(t.copy->to, "public.users_pii");
+  EXPECT_NE(t.by_of_target.find("FROM public.users AS _s"), std::string::npos) << t.by_of_target;
+  const std::string check = slice_check_sql(t);
+  EXPECT_NE(check.find("FROM public.users_pii AS _row"), std::string::npos) << check;
+}
+
+TEST(SlicePlan, ATransformInSlicesOpensEveryReverseTriggerWithTheRoutesAndHasNoCopyToCheck) {
+  auto r = parse_spec(R"Y(name: docs_slices
+operations:
+  - transform:
+      table: docs
+      key: [id]
+      create: {parts: "doc_id int PRIMARY KEY, owner int, body text", tags: "doc_id int, tag text"}
+      apply: "INSERT INTO parts VALUES (_row.id, _row.owner, _row.body);"
+      remove: "DELETE FROM parts WHERE doc_id = _row.id; DELETE FROM tags WHERE doc_id = _row.id;"
+      reverse:
+        parts: "UPDATE docs SET body = _row.body WHERE id = _row.doc_id;"
+        tags: "UPDATE docs SET body = body WHERE id = _row.doc_id;"
+      slices:
+        by: owner
+        list: [{name: first, where: "owner < 10"}, {name: rest}]
+shadow_reads:
+  - name: doc_by_owner
+    old: "SELECT body FROM docs WHERE owner = $1 ORDER BY id"
+    new: "SELECT body FROM parts WHERE owner = $1 ORDER BY doc_id"
+    params: {table: docs, columns: [owner]}
+)Y",
+                      "s.yaml");
+  ASSERT_TRUE(r.spec) << r.errors[0].to_string();
+  const Plan plan = make_plan(*r.spec);
+  const auto ids = step_ids(plan);
+  EXPECT_EQ(plan.find("1.define_slices")->phase, Phase::kPrepare);
+  const Step& open = *plan.find("1.open_routes");
+  EXPECT_EQ(open.phase, Phase::kShadowRead);
+  EXPECT_NE(open.sql.find("ON public.parts"), std::string::npos) << open.sql;
+  EXPECT_NE(open.sql.find("ON public.tags"), std::string::npos) << open.sql;
+  EXPECT_NE(open.rollback_sql->find("DROP TRIGGER IF EXISTS"), std::string::npos);
+  EXPECT_EQ(plan.find("1.create_back_trigger_1"), nullptr);
+  EXPECT_EQ(plan.find("1.cut_routes")->phase, Phase::kCutover);
+  EXPECT_LT(position(ids, "1.remove_routes"), position(ids, "1.drop_sync"));
+  const SlicedTables t = sliced_tables(*r.spec);
+  EXPECT_EQ(t.source, "public.docs");
+  EXPECT_FALSE(t.copy);
 }
 
 }  // namespace

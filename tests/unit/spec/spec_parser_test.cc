@@ -229,6 +229,23 @@ const Malformed kMalformed[] = {
      "v}, slices: {by: id, list: [{name: all}], canary: {query: SELECT true, evry: 5s}}}\n",
      "bad.yaml:3:139: unknown key \"evry\" in copy_table: slices: canary; did you mean "
      "\"every\"?"},
+    {"move_column routed by the column that moves",
+     "name: x\noperations:\n  - move_column: {table: u, column: c, key: [id], to: p, slices: {by: "
+     "c, list: [{name: all}]}}\n",
+     "bad.yaml:3:71: move_column: slices: by: \"c\" is the column that moves; route by a column "
+     "that stays in u (a key column, or another that identifies whose row it is)"},
+    {"transform in slices without reverse for each table",
+     "name: x\noperations:\n  - transform: {table: d, key: [id], create: {a: \"id int\", b: \"id "
+     "int\"}, apply: x, remove: y, reverse: {a: z}, slices: {by: id, list: [{name: all}]}}\n",
+     "bad.yaml:3:120: transform: slices need \"reverse\" for every table it writes: once a slice "
+     "is live, its writes land on those tables and reach d through reverse, so that the slice can "
+     "go back"},
+    {"transform in slices without a pair on its keys",
+     "name: x\noperations:\n  - transform: {table: d, key: [id], create: {a: \"id int\"}, apply: "
+     "x, remove: y, reverse: {a: z}, slices: {by: id, list: [{name: all}]}}\n",
+     "bad.yaml:3:107: transform: slices: no shadow-read pair draws its parameters from d with "
+     "\"id\" among its columns; a transform's slice is checked by such pairs on its own keys "
+     "(shadow_reads: ... params: {table: d, columns: [id, ...]})"},
     {"two operations in slices",
      "name: x\noperations:\n  - copy_table: {table: a, to: b, key: [id], up: {v: w}, down: {w: "
      "v}, slices: {by: id, list: [{name: all}]}}\n  - copy_table: {table: c, to: d, key: [id], "
