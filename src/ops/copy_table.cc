@@ -119,16 +119,15 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
   }
 
   if (op.slices) out.push_back(remove_routes_step(spec, id + "remove_routes"));
-  std::vector<std::string> triggers = {h.trigger("fwd") + " ON " + source};
   std::vector<std::string> functions = {h.function("fwd")};
   if (back) {
-    triggers.push_back(h.trigger("bwd") + " ON " + target);
+    out.push_back(drop_back_sync_step(id + "drop_back_sync", h.trigger("bwd"), target, source));
     functions.push_back(h.function("bwd"));
   }
   out.push_back(drop_helpers_step(
       id + "drop_sync",
-      "drop the sync triggers and functions; " + source + " no longer follows " + target, triggers,
-      functions, back ? std::vector<std::string>{source, target} : std::vector<std::string>{}));
+      "drop the sync trigger and functions; " + target + " no longer follows " + source,
+      {h.trigger("fwd") + " ON " + source}, functions, {}));
 }
 
 std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {

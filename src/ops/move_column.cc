@@ -141,10 +141,10 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
   }
 
   if (op.slices) out.push_back(remove_routes_step(spec, id + "remove_routes"));
-  out.push_back(
-      drop_helpers_step(id + "drop_sync", "drop the sync triggers and functions of both directions",
-                        {h.trigger("fwd") + " ON " + source, h.trigger("bwd") + " ON " + target},
-                        {h.function("fwd"), h.function("bwd")}, {source, target}));
+  out.push_back(drop_back_sync_step(id + "drop_back_sync", h.trigger("bwd"), target, source));
+  out.push_back(drop_helpers_step(
+      id + "drop_sync", "drop the sync trigger and the functions of both directions",
+      {h.trigger("fwd") + " ON " + source}, {h.function("fwd"), h.function("bwd")}, {}));
   out.push_back(drop_column_step(id + "drop_source_column",
                                  "drop " + source + "." + col + "; its values live in " + target,
                                  source, col));

@@ -249,18 +249,17 @@ void plan_transform(const Spec& spec, int index, const Transform& op, std::vecto
   }
 
   if (op.slices) out.push_back(remove_routes_step(spec, id + "remove_routes"));
-  std::string drop = "DROP TRIGGER IF EXISTS " + n.trigger + " ON " + n.source + ";\n";
-  std::vector<TableLock> locks = {{n.source, "SHARE ROW EXCLUSIVE"}};
-  for (const auto& r : n.reverse) {
-    drop += "DROP TRIGGER IF EXISTS " + r.trigger + " ON " + r.target + ";\n";
-    locks.push_back({r.target, "SHARE ROW EXCLUSIVE"});
+  for (size_t i = 0; i < n.reverse.size(); ++i) {
+    const Reverse& r = n.reverse[i];
+    out.push_back(drop_back_sync_step(id + "drop_back_sync_" + std::to_string(i + 1), r.trigger,
+                                      r.target, n.source));
   }
   out.push_back(StepBuilder(id + "drop_sync", Phase::kCleanup,
-                            "drop the transform's triggers and functions; the targets and " +
+                            "drop the transform's trigger and functions; the targets and " +
                                 n.source + " no longer follow each other")
-                    .sql(drop + n.drop_functions())
+                    .sql("DROP TRIGGER IF EXISTS " + n.trigger + " ON " + n.source + ";\n" +
+                         n.drop_functions())
                     .reversible(false)
-                    .locks_first(locks)
                     .lock(StepLock::metadata_only())
                     .access("none"));
 }

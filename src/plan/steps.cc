@@ -180,6 +180,15 @@ Step drop_helpers_step(const std::string& id, const std::string& description,
   return s;
 }
 
+Step drop_back_sync_step(const std::string& id, const std::string& trigger,
+                         const std::string& table, const std::string& to) {
+  return drop_helpers_step(id,
+                           "drop the trigger that carries writes of " + table + " back to " + to +
+                               " (a transaction of its own: one table's lock at a time, whatever "
+                               "order writers take the tables in)",
+                           {trigger + " ON " + table}, {}, {});
+}
+
 Step add_nullable_column_step(const std::string& id, const std::string& table,
                               const std::string& column, const std::string& type,
                               const std::string& description) {

@@ -112,6 +112,13 @@ Step shadow_read_after_cutover_step(const Spec& spec, const ShadowReadPair& pair
 Step trigger_function_step(const std::string& id, const std::string& description,
                            const std::string& function, const std::string& body);
 
+// A cleanup step that drops the trigger that carries writes of `table` back
+// to `to`, before the step that drops the forward sync: each of the two
+// locks one table, so writers that take the two tables in either order (one
+// transaction the old way, another the new) never hold what it waits for.
+Step drop_back_sync_step(const std::string& id, const std::string& trigger,
+                         const std::string& table, const std::string& to);
+
 // A cleanup step that drops helper triggers (each "trigger ON table") and
 // functions; irreversible, like all of cleanup. With triggers on several
 // tables, `tables` names them in the order their locks are taken first.

@@ -4,7 +4,8 @@
 // promoted, demoted and rolled back: no write fails, none is lost on either
 // side, both tables end equal. Membership is fixed when the slices are
 // defined; keys created later follow the rule; a stage change killed while
-// it waits changes nothing.
+// it waits changes nothing. The same for move_column, routed by a column
+// that is not a key column.
 #include "engine/slices.h"
 
 #include <gtest/gtest.h>
@@ -435,6 +436,140 @@ TEST_F(SlicesTest, AStageChangeKilledWhileItWaitsChangesNothing) {
   auto r = run_command(tandemd("slices " + file + " promote pilot --dsn '" + pg_.dsn(db_) + "'"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(route("2"), "new");
+}
+
+// move_column in slices: users.score moves to users_scores, routed by region
+// (not a key column: a users_scores row finds its slice through users).
+constexpr int kUsers = 600;
+const char* kRegions[] = {"eu", "us", "apac"};
+
+class MoveColumnSlicesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = pg_.create_database("slices_move");
+    q("CREATE TABLE users (id bigserial PRIMARY KEY, region text NOT NULL, score bigint NOT NULL"
+      " DEFAULT 0); INSERT INTO users (region) SELECT (ARRAY['eu', 'us', 'apac'])[1 + g % 3]"
+      " FROM generate_series(1, " +
+      std::to_string(kUsers) + ") g;");
+  }
+  std::string q(const std::string& sql) { return pg_.psql(db_, sql); }
+  Spec spec() const {
+    return spec_from(
+        "name: scores\n"
+        "settings: {lock_timeout: 300ms, retry_backoff: 20ms, batch_size: 200}\n"
+        "operations:\n"
+        "  - move_column:\n"
+        "      table: users\n"
+        "      column: score\n"
+        "      key: [id]\n"
+        "      to: users_scores\n"
+        "      slices:\n"
+        "        by: region\n"
+        "        list:\n"
+        "          - {name: eu, where: \"region = 'eu'\"}\n"
+        "          - {name: us, where: \"region = 'us'\"}\n"
+        "          - {name: rest}\n");
+  }
+  RunOptions options() const {
+    RunOptions o;
+    o.dsn = pg_.dsn(db_);
+    o.actor = "test";
+    o.approve_all = true;
+    return o;
+  }
+  void moved(const Spec& s, const std::string& slice, SliceMove m, SliceStage to) {
+    auto c = pg_.connect(db_);
+    const SliceMoveResult r = move_slice(*c, s, slice, m, "test", s.settings);
+    ASSERT_TRUE(r.to) << slice << ": " << r.refused;
+    EXPECT_EQ(*r.to, to);
+  }
+  PgServer& pg_ = PgServer::shared();
+  std::string db_;
+};
+
+// One routed transaction: a user's region is read, tandem.route names the
+// side, and the score goes up by one there (users.score on the old side,
+// users_scores.score on the new); every 8th transaction a new user first.
+void routed_score(Connection& c, int client, long n, Writers::Counts& add) {
+  std::string id = std::to_string(1 + (n * 11 + client * 7) % kUsers);
+  if (n % 8 == 7) {
+    id =
+        c.exec("INSERT INTO users (region) VALUES ($1) RETURNING id", {kRegions[n % 3]}).text(0, 0);
+    add["inserted"] = 1;
+  }
+  const std::string region = c.exec("SELECT region FROM users WHERE id = $1", {id}).text(0, 0);
+  const bool on_new = c.exec("SELECT tandem.route('scores', $1)", {region}).text(0, 0) == "new";
+  add[on_new ? "on_new" : "on_old"] = 1;
+  // The new application writes its own row (after cleanup no trigger
+  // creates it for a new user).
+  add["score"] = c.exec(on_new ? "INSERT INTO users_scores AS p (id, score) VALUES ($1, 1)"
+                                 " ON CONFLICT (id) DO UPDATE SET score = p.score + 1"
+                               : "UPDATE users SET score = score + 1 WHERE id = $1",
+                        {id})
+                     .affected;
+}
+
+TEST_F(MoveColumnSlicesTest, RoutedWritersLoseNoScoreAcrossPromotionsRollbacksAndCutover) {
+  const Spec s = spec();
+  const Plan plan = make_plan(s);
+  // A user of the rest (apac) that the writers leave alone.
+  q("INSERT INTO users (id, region) VALUES (100000, 'apac')");
+  {
+    Executor ex(s, plan, options());
+    ASSERT_EQ(ex.run(), RunOutcome::kWaitingApproval);
+    EXPECT_EQ(ex.waiting_phase(), Phase::kCutover);
+  }
+  EXPECT_EQ(q("SELECT string_agg(slice || ':' || keys, ',' ORDER BY ordinal) FROM tandem.slices"),
+            "eu:1,us:1,rest:1");
+  Writers writers(pg_, db_, 2, routed_score);
+  auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); };
+  pause();
+  moved(s, "eu", SliceMove::kPromote, SliceStage::kShadow);
+  moved(s, "eu", SliceMove::kPromote, SliceStage::kLive);
+  moved(s, "us", SliceMove::kPromote, SliceStage::kShadow);
+  moved(s, "us", SliceMove::kPromote, SliceStage::kLive);
+  pause();
+  moved(s, "eu", SliceMove::kRollback, SliceStage::kOld);
+  pause();
+  // What the new side wrote for eu reached users.score: the sides agree.
+  EXPECT_EQ(q("SELECT count(*) FROM users u JOIN users_scores p USING (id)"
+              " WHERE u.score IS DISTINCT FROM p.score"),
+            "0");
+  // A difference planted in one slice's copy (triggers bypassed) refuses
+  // that slice's promotion, naming the key, and not the others'.
+  q("SET session_replication_role = replica; UPDATE users_scores SET score = -1 WHERE id = "
+    "100000");
+  {
+    auto c = pg_.connect(db_);
+    const SliceMoveResult r = move_slice(*c, s, "rest", SliceMove::kPromote, "test", s.settings);
+    EXPECT_FALSE(r.to);
+    ASSERT_TRUE(r.check);
+    EXPECT_EQ(r.check->differing, 1);
+    EXPECT_EQ(r.check->sample, "(100000)");
+  }
+  q("SET session_replication_role = replica; UPDATE users_scores SET score = 0 WHERE id = "
+    "100000");
+  for (const char* slice : {"eu", "rest"}) {
+    moved(s, slice, SliceMove::kPromote, SliceStage::kShadow);
+    moved(s, slice, SliceMove::kPromote, SliceStage::kLive);
+  }
+  pause();
+  for (const char* slice : {"eu", "us", "rest"})
+    moved(s, slice, SliceMove::kPromote, SliceStage::kComplete);
+  // Every slice complete: cutover and cleanup (approved) run; users.score
+  // is dropped, and users_scores has every point scored on either side.
+  EXPECT_EQ(Executor(s, plan, options()).run(), RunOutcome::kCompleted);
+  writers.stop();
+  EXPECT_EQ(writers.failed(), 0) << writers.last_error();
+  EXPECT_GT(writers.count("on_old"), 50);
+  EXPECT_GT(writers.count("on_new"), 50);
+  EXPECT_GT(writers.count("inserted"), 10);
+  EXPECT_EQ(q("SELECT count(*) FROM users_scores"),
+            std::to_string(kUsers + 1 + writers.count("inserted")));
+  EXPECT_EQ(q("SELECT sum(score) FROM users_scores"), std::to_string(writers.count("score")));
+  EXPECT_EQ(q("SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname"
+              " = 'score'"),
+            "0");
 }
 
 }  // namespace

@@ -285,14 +285,14 @@ TEST(Planner, MoveColumnMirrorsEveryWriteThenSyncsBackAfterCutover) {
   Plan plan = plan_of(
       "  - move_column: {table: users, column: full_name, key: [user_id], to: users_pii,"
       " compat_view: users_v1}\n");
-  EXPECT_EQ(
-      ids_and_phases(plan),
-      (std::vector<std::string>{
-          "1.precheck@prepare", "1.create_target@prepare", "1.create_sync_function@prepare",
-          "1.create_back_function@prepare", "1.create_sync_trigger@dual_write",
-          "1.backfill@backfill", "1.analyze@backfill", "1.verify@shadow_read",
-          "1.create_back_trigger@cutover", "1.create_compat_view@cutover",
-          "1.drop_compat_view@cleanup", "1.drop_sync@cleanup", "1.drop_source_column@cleanup"}));
+  EXPECT_EQ(ids_and_phases(plan),
+            (std::vector<std::string>{
+                "1.precheck@prepare", "1.create_target@prepare", "1.create_sync_function@prepare",
+                "1.create_back_function@prepare", "1.create_sync_trigger@dual_write",
+                "1.backfill@backfill", "1.analyze@backfill", "1.verify@shadow_read",
+                "1.create_back_trigger@cutover", "1.create_compat_view@cutover",
+                "1.drop_compat_view@cleanup", "1.drop_back_sync@cleanup", "1.drop_sync@cleanup",
+                "1.drop_source_column@cleanup"}));
   // The backfill locks the rows it copies and never writes an unchanged value.
   const std::string& copy = plan.find("1.backfill")->batch->statement;
   EXPECT_NE(copy.find("FROM public.users AS _row WHERE {range} FOR UPDATE OF _row"),
