@@ -195,10 +195,12 @@ void print_estimates(const nlohmann::json& est) {
 
 }  // namespace
 
-int cmd_plan(const std::string& file, bool json, const std::string& dsn) {
+int cmd_plan(const std::string& file, bool json, const std::string& dsn_flag) {
   std::optional<Spec> spec;
   std::optional<Plan> plan;
   if (!load(file, spec, plan)) return kExitBadInput;
+  // Offline unless a database is named: --dsn, else TANDEM_DSN.
+  const std::string dsn = resolve_dsn(dsn_flag);
   nlohmann::json refusals = nlohmann::json::array();
   nlohmann::json estimates;
   if (!dsn.empty()) {

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/usage.h"
 #include "control/client.h"
 #include "control/protocol.h"
 #include "engine/shadow_samples.h"
@@ -296,7 +297,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
+    int rc = tandem::usage_error(app, e, argc, argv, "tandemctl");
     return rc == 0 ? kOk : kUsage;
   }
 

@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/usage.h"
 #include "tandem/phase.h"
 #include "tandem_version.h"
 #include "util/logging.h"
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> validate_files;
   auto* validate = app.add_subcommand("validate", "Check spec files; exit 0 when all are valid");
   validate->add_option("FILE", validate_files, "spec files")->required();
+  validate->footer(
+      "\nExit codes:\n  0  every file is valid\n  1  a file is not (each error as "
+      "file:line:column: message)\n  2  bad command line\n");
 
   std::string file;
   bool json = false;
@@ -44,7 +48,12 @@ int main(int argc, char** argv) {
   std::string plan_dsn;
   plan->add_option("--dsn", plan_dsn,
                    "also run the read-only prechecks against this database (exit 1 if refused)"
-                   " and estimate what each backfill will write: rows, growth, WAL");
+                   " and estimate what each backfill will write: rows, growth, WAL (default "
+                   "TANDEM_DSN when set; else the plan is made offline)");
+  plan->footer(
+      "\nExit codes:\n  0  planned (and, with a database, every precheck passed)\n  1  invalid "
+      "spec, or a precheck refused\n  2  bad command line\n  6  the database cannot be "
+      "reached\n");
 
   const auto phases = phase_names();
   RunArgs run_args;
@@ -133,7 +142,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
+    int rc = usage_error(app, e, argc, argv, "tandemd");
     return rc == 0 ? kExitOk : kExitUsage;
   }
 

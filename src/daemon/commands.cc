@@ -4,6 +4,9 @@
 // control session.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <iterator>
+
 #include "daemon/manager.h"
 #include "daemon/submission_store.h"
 #include "daemon/worker.h"
@@ -43,7 +46,18 @@ nlohmann::json MigrationManager::handle(const control::Request& r, const std::st
       {Command::kSlice, &MigrationManager::cmd_slice},
   };
   for (const auto& [command, handler] : kCommands) {
-    if (command == r.command) return (this->*handler)(r, actor);
+    if (command != r.command) continue;
+    nlohmann::json out = (this->*handler)(r, actor);
+    // What changes something is logged with who asked and what it did.
+    static const Command kReads[] = {Command::kList, Command::kStatus, Command::kEvents,
+                                     Command::kDiffs, Command::kSlices};
+    if (std::find(std::begin(kReads), std::end(kReads), command) == std::end(kReads)) {
+      nlohmann::json what = out;
+      what.erase("name");
+      spdlog::info("migration {}: {} by {}: {}", out.value("name", r.name),
+                   control::to_string(command), actor, what.dump());
+    }
+    return out;
   }
   throw CommandError("unknown_command", "unknown command");
 }

@@ -229,6 +229,9 @@ bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approv
     w.waiting_for = ex.waiting_phase();
     w.approval_withheld = ex.approval_withheld();
   }
+  const std::string withheld = ex.approval_withheld();
+  spdlog::info("migration {}: waiting for approval of {}{}", w.name, phase_name(ex.waiting_phase()),
+               withheld.empty() ? "" : " (an approval is withheld: " + withheld + ")");
   const bool rounds = ex.waiting_phase() == Phase::kCutover && !w.spec->shadow_reads.empty();
   if (!w.spec->shadow_reads.empty()) {
     try {
@@ -337,12 +340,15 @@ bool MigrationManager::slices_at_gate(Worker& w, const Canary* canary, bool look
 
 void MigrationManager::work(Worker& w) {
   while (!shutting_down_) {
+    bool paused_now = false;
     {
       // A pause given in memory shows at once: the re-read below may wait
       // on a control session that does not answer (up to its deadline).
       std::lock_guard<std::mutex> l(w.mu);
-      if (w.desired == Desired::kPause) w.activity = Activity::kPaused;
+      paused_now = w.desired == Desired::kPause && w.activity != Activity::kPaused;
+      if (paused_now) w.activity = Activity::kPaused;
     }
+    if (paused_now) log_activity(w.name, Activity::kPaused, "");
     try {
       refresh(w);
     } catch (const std::exception& e) {

@@ -133,10 +133,16 @@ struct MigrationManager::Worker : ProgressSink {
     if (sqlstate == "55P03") ++metrics.lock_timeouts;
   }
 
+  // Changes the activity; a change is logged (log_activity).
   void set_activity(Activity a, const std::string& error = "") {
-    std::lock_guard<std::mutex> l(mu);
-    activity = a;
-    if (!error.empty()) last_error = error;
+    Activity before;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      before = activity;
+      activity = a;
+      if (!error.empty()) last_error = error;
+    }
+    if (before != a) log_activity(name, a, error);
   }
   // Waits until a command changes something, or shutdown. Returns false on shutdown.
   bool wait_for_command(long seen, const std::atomic<bool>& shutting_down,

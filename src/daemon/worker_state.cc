@@ -1,5 +1,7 @@
 #include "daemon/worker_state.h"
 
+#include <spdlog/spdlog.h>
+
 namespace tandem {
 
 const char* to_string(Desired d) {
@@ -40,6 +42,15 @@ const char* to_string(Activity a) {
       return "completed";
   }
   return "?";
+}
+
+void log_activity(const std::string& migration, Activity a, const std::string& detail) {
+  const std::string what = std::string(to_string(a)) + (detail.empty() ? "" : ": " + detail);
+  if (a == Activity::kFailed) {
+    spdlog::error("migration {}: {}", migration, what);
+  } else if (a != Activity::kRetrying) {  // retries log their own warning
+    spdlog::info("migration {}: {}", migration, what);
+  }
 }
 
 std::optional<Desired> parse_desired(const std::string& text) {

@@ -38,6 +38,9 @@ enum class Activity {
 
 const char* to_string(Desired d);
 const char* to_string(Activity a);
+// The log line of a migration's change of activity: failed at error level
+// with the error, the others at info ("migration NAME: completed").
+void log_activity(const std::string& migration, Activity a, const std::string& detail);
 // The stored text back; nullopt for text no tandemd writes.
 std::optional<Desired> parse_desired(const std::string& text);
 

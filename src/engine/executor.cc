@@ -14,6 +14,7 @@
 #include "engine/slices.h"
 #include "util/duration.h"
 #include "util/ident.h"
+#include "util/logging.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -208,6 +209,7 @@ void ExecutorCore::fail(Lane& lane, const std::string& step_id, const std::strin
 }
 
 RunOutcome ExecutorCore::run() {
+  LogContextScope log({spec_.name, "", ""});
   try {
     return run_phases();
   } catch (const CriticalPauseError& e) {
@@ -219,6 +221,7 @@ RunOutcome ExecutorCore::run() {
 }
 
 RollbackOutcome ExecutorCore::rollback() {
+  LogContextScope log({spec_.name, "rollback", ""});
   try {
     return rollback_steps();
   } catch (const StoppedError&) {
@@ -371,6 +374,8 @@ RunOutcome ExecutorCore::run_phases() {
       return RunOutcome::kWaitingApproval;
     }
     record_state(MigrationState::kRunning, p.phase, "phase_started");
+    log_context().phase = phase_name(p.phase);
+    log_context().step.clear();
     if (options_.progress) options_.progress->phase_started(p.phase);
     for (const Step* s : steps) {
       if (status[s->id] == StepStatus::kDone) continue;
@@ -379,6 +384,7 @@ RunOutcome ExecutorCore::run_phases() {
         return RunOutcome::kStopped;
       }
       auto t0 = time_.now();
+      log_context().step = s->id;
       if (options_.progress) options_.progress->step_started(*s);
       bool finished = true;  // false: stopped part way (the steps that run long)
       if (s->kind == StepKind::kBackfill || s->kind == StepKind::kVerify) {

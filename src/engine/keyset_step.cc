@@ -11,6 +11,7 @@
 #include "engine/range_pool.h"
 #include "util/duration.h"
 #include "util/ident.h"
+#include "util/logging.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -546,7 +547,10 @@ bool ExecutorCore::run_ranges_in_parallel(const Step& step, const KeysetWalker& 
           [&](size_t i, Partition* range) {
             if (!threads.empty()) spdlog::info("step {}: worker {} starts", step.id, i);
             Lane& lane = worker_lane(i);
-            threads.emplace_back([&worker, &lane, range] { worker(lane, range); });
+            threads.emplace_back([&worker, &lane, range, log = log_context()] {
+              LogContextScope scope(log);
+              worker(lane, range);
+            });
           });
       set_workers(running);
       // Until a worker ends, or a changed backfill_workers may need more.

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "engine/executor.h"
+#include "util/logging.h"
 
 namespace tandem {
 
@@ -67,6 +68,7 @@ RollbackOutcome ExecutorCore::rollback_steps() {
 }
 
 void ExecutorCore::rollback_step(const Step& step) {
+  log_context().step = step.id;
   const Settings st = settings();
   if (options_.progress) spdlog::info("rolling back step {}: {}", step.id, step.description);
   const std::string sql = step.rollback_sql.value_or("");

@@ -24,6 +24,7 @@
 #include "engine/executor.h"
 #include "engine/shadow_compare.h"
 #include "engine/shadow_samples.h"
+#include "util/logging.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -151,7 +152,10 @@ bool ExecutorCore::compare_samples(const Step& step, int round) {
   std::vector<std::thread> threads;
   for (int share = 1; share < n; ++share) {
     Lane& lane = worker_lane(static_cast<size_t>(share - 1));
-    threads.emplace_back([&take, &lane, share] { take(lane, share); });
+    threads.emplace_back([&take, &lane, share, log = log_context()] {
+      LogContextScope scope(log);
+      take(lane, share);
+    });
   }
   take(main_, 0);
   for (auto& t : threads) t.join();

@@ -8,6 +8,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
+#include <utility>
 
 namespace tandem {
 
@@ -60,7 +62,52 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
   }
 };
 
+// %Q: "migration NAME: " when the thread works on a migration and the
+// message does not name it first already.
+class MigrationPrefixFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    const std::string& m = log_context().migration;
+    if (m.empty()) return;
+    const std::string_view payload(msg.payload.data(), msg.payload.size());
+    const std::string named = "migration " + m;
+    if (payload.substr(0, named.size()) == named || payload.substr(0, m.size() + 1) == m + ":")
+      return;
+    const std::string prefix = named + ": ";
+    dest.append(prefix.data(), prefix.data() + prefix.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<MigrationPrefixFlag>();
+  }
+};
+
+// %K: the context's fields as JSON members, each followed by a comma.
+class ContextFieldsFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    const LogContext& c = log_context();
+    std::string out;
+    for (const auto& [key, value] :
+         {std::pair<const char*, const std::string*>{"migration", &c.migration},
+          {"phase", &c.phase},
+          {"step", &c.step}}) {
+      if (!value->empty()) out += std::string("\"") + key + "\":\"" + json_escape(*value) + "\",";
+    }
+    dest.append(out.data(), out.data() + out.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<ContextFieldsFlag>();
+  }
+};
+
 }  // namespace
+
+LogContext& log_context() {
+  thread_local LogContext context;
+  return context;
+}
 
 std::optional<LogFormat> parse_log_format(const std::string& text) {
   if (text == "text") return LogFormat::kText;
@@ -119,22 +166,28 @@ void setup_logging(LogFormat format, const std::string& level) {
     spdlog::set_default_logger(logger);
   }
   spdlog::set_level(spdlog::level::from_str(level));
-  const bool journal = stderr_is_journal();
-  const bool tty = isatty(STDERR_FILENO);
+  logger->set_formatter(log_formatter(format, stderr_is_journal(), isatty(STDERR_FILENO)));
+}
+
+std::unique_ptr<spdlog::formatter> log_formatter(LogFormat format, bool journal, bool tty) {
   std::string pattern;
   if (format == LogFormat::kJson) {
     pattern = std::string(journal ? "%W" : "") +
-              R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%J"})";
+              R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l",%K"msg":"%J"})";
   } else if (journal) {
-    pattern = "%W%v";
+    pattern = "%W%Q%v";
   } else if (tty) {
-    pattern = "%H:%M:%S.%e %^%l%$ %v";
+    pattern = "%H:%M:%S.%e %^%l%$ %Q%v";
   } else {
-    pattern = "%Y-%m-%dT%H:%M:%S.%e %l %v";
+    pattern = "%Y-%m-%dT%H:%M:%S.%e %l %Q%v";
   }
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
-  formatter->add_flag<PriorityFlag>('W').add_flag<JsonMessageFlag>('J').set_pattern(pattern);
-  logger->set_formatter(std::move(formatter));
+  formatter->add_flag<PriorityFlag>('W')
+      .add_flag<JsonMessageFlag>('J')
+      .add_flag<MigrationPrefixFlag>('Q')
+      .add_flag<ContextFieldsFlag>('K')
+      .set_pattern(pattern);
+  return formatter;
 }
 
 }  // namespace tandem

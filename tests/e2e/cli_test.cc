@@ -119,6 +119,52 @@ TEST_F(Cli, PlanWithADsnRefusesADependentViewAndChangesNothing) {
   r = run_command(tandemd("plan --json " + spec_path_ + " --dsn '" + pg_.dsn(db_) + "'"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(nlohmann::json::parse(r.output)["refusals"].empty());
+  // Without --dsn, TANDEM_DSN names the database, as the help says.
+  pg_.psql(db_, "CREATE VIEW balances AS SELECT aid, abalance FROM pgbench_accounts");
+  r = run_command("TANDEM_DSN='" + pg_.dsn(db_) + "' " + tandemd("plan " + spec_path_));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("prechecks against the database: REFUSED"), std::string::npos)
+      << r.output;
+  pg_.psql(db_, "DROP VIEW balances");
+}
+
+TEST(CliUsage, AMistypedCommandOrOptionIsNamedWithTheClosestOne) {
+  auto r = run_command(tandemd("rnu x.yaml"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.output,
+            "tandemd: unknown command \"rnu\"; did you mean \"run\"? (`tandemd --help` lists "
+            "the commands)\n");
+  r = run_command(tandemd("--log-level debug stauts x.yaml"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("unknown command \"stauts\"; did you mean \"status\"?"),
+            std::string::npos)
+      << r.output;
+  r = run_command(tandemd("run --untill cutover x.yaml"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.output,
+            "tandemd run: unknown option \"--untill\"; did you mean \"--until\"? (`tandemd run "
+            "--help` lists the options)\n");
+  r = run_command(std::string(TANDEMCTL_PATH) + " staus x");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("tandemctl: unknown command \"staus\"; did you mean \"status\"?"),
+            std::string::npos)
+      << r.output;
+  // What CLI11 says of anything else stays as it was.
+  r = run_command(tandemd("run"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("FILE is required"), std::string::npos) << r.output;
+}
+
+TEST(CliUsage, EachCommandsHelpListsItsOwnExitCodes) {
+  auto r = run_command(tandemd("validate --help"));
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("0  every file is valid"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("rollback refused"), std::string::npos) << r.output;
+  r = run_command(tandemd("plan --help"));
+  EXPECT_NE(r.output.find("6  the database cannot be reached"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("interrupted by a signal"), std::string::npos) << r.output;
+  r = run_command(tandemd("run --help"));
+  EXPECT_NE(r.output.find("interrupted by a signal"), std::string::npos) << r.output;
 }
 
 // The estimates `plan --dsn` prints against what the backfill then writes:

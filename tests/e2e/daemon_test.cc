@@ -146,8 +146,9 @@ class Daemon : public ::testing::Test {
   pid_t serve(const std::string& socket, const std::string& extra_env = "",
               const std::string& config = "", const std::string& extra_args = "") {
     pid_t pid = spawn("env " + extra_env + " " +
-                      tandemd("serve --dsn '" + dsn_ + "' --socket " + socket +
-                              (config.empty() ? "" : " --config " + config) + " " + extra_args));
+                          tandemd("serve --dsn '" + dsn_ + "' --socket " + socket +
+                                  (config.empty() ? "" : " --config " + config) + " " + extra_args),
+                      log_);
     daemons_.push_back(pid);
     EXPECT_TRUE(wait_for([&] { return access(socket.c_str(), F_OK) == 0; }, 20s))
         << "the control socket never appeared";
@@ -204,7 +205,8 @@ class Daemon : public ::testing::Test {
 
   PgServer& pg_ = PgServer::shared();
   std::string db_, spec_;
-  std::string dsn_;  // the daemon's
+  std::string dsn_;                // the daemon's
+  std::string log_ = "/dev/null";  // where serve() sends the daemon's output
   std::vector<pid_t> daemons_;
 };
 
@@ -1191,13 +1193,49 @@ TEST(DaemonLogs, UnderTheJournalLinesCarryAPriorityAndNoTimestamp) {
   EXPECT_GE(count, 2);
 }
 
+TEST_F(Daemon, ItsLogSaysWhatHappensToEachMigrationUnderItsName) {
+  log_ = write_temp_file("", ".log");
+  serve(socket_path());
+  const std::string doomed = write_temp_file(
+      "name: doomed\noperations:\n  - sql: {phase: prepare, up: 'SELECT 1/0', down: 'SELECT "
+      "1'}\n");
+  ASSERT_EQ(ctl("submit " + doomed).exit_code, 0);
+  ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
+  auto state_of = [&](const std::string& name) {
+    auto j = json::parse(ctl("--json status " + name).output, nullptr, false);
+    return j.is_discarded() ? std::string() : j.value("state", "");
+  };
+  ASSERT_TRUE(wait_for([&] { return state_of("doomed") == "failed"; }, 60s));
+  ASSERT_TRUE(wait_for([&] { return state_of("abalance_bigint") == "waiting_approval"; }, 120s));
+  ASSERT_EQ(ctl("pause abalance_bigint").exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return state_of("abalance_bigint") == "paused"; }, 30s));
+  const std::string log = read_file(log_);
+  // Each command that changes something, with who sent it; each change of
+  // state; the failure with its error, at error level.
+  const std::string uid = "uid:" + std::to_string(getuid());
+  for (const std::string& line : std::vector<std::string>{
+           "migration doomed: submit by " + uid + ": {\"submitted\":true}",
+           "migration abalance_bigint: submit by " + uid, "migration doomed: running",
+           "migration abalance_bigint: waiting for approval of",
+           "migration abalance_bigint: pause by " + uid, "migration abalance_bigint: paused"}) {
+    EXPECT_NE(log.find(line), std::string::npos) << line << " in:\n" << log;
+  }
+  const auto failed = log.find("migration doomed: failed: step 1.sql failed: division by zero");
+  ASSERT_NE(failed, std::string::npos) << log;
+  const auto newline = log.rfind('\n', failed);
+  const auto start = newline == std::string::npos ? 0 : newline + 1;
+  EXPECT_NE(log.substr(start, failed - start).find(" error "), std::string::npos)
+      << log.substr(start, 200);
+}
+
 TEST(DaemonConfig, TheSystemdUnitVerifies) {
   if (run_command("command -v systemd-analyze").exit_code != 0) {
     GTEST_SKIP() << "systemd-analyze is not installed";
   }
   // verify wants ExecStart's binary to exist: point it at the one just built.
   std::string unit = read_file(std::string(TANDEM_SOURCE_DIR) + "/config/tandemd.service");
-  unit.replace(unit.find("/usr/local/bin/tandemd"), 22, TANDEMD_PATH);
+  const std::string installed = "/usr/bin/tandemd";
+  unit.replace(unit.find(installed), installed.size(), TANDEMD_PATH);
   std::string dir = "/tmp/tandem-unit-" + std::to_string(getpid());
   run_command("mkdir -p " + dir);
   {

@@ -119,10 +119,10 @@ std::string write_temp_file(const std::string& text, const std::string& suffix) 
 
 std::string tandemd(const std::string& args) { return std::string(TANDEMD_PATH) + " " + args; }
 
-pid_t spawn(const std::string& command) {
+pid_t spawn(const std::string& command, const std::string& output) {
   pid_t pid = fork();
   if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", ("exec " + command + " >/dev/null 2>&1").c_str(),
+    execl("/bin/sh", "sh", "-c", ("exec " + command + " >>" + output + " 2>&1").c_str(),
           static_cast<char*>(nullptr));
     _exit(127);
   }

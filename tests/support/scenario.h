@@ -41,8 +41,9 @@ double worst_query_seconds(Connection& conn, const std::string& sql,
 
 // The tandemd binary with `args`, as a shell command.
 std::string tandemd(const std::string& args);
-// Starts a shell command in the background, its output discarded.
-pid_t spawn(const std::string& command);
+// Starts a shell command in the background, its output (stdout and stderr)
+// appended to `output` (discarded by default).
+pid_t spawn(const std::string& command, const std::string& output = "/dev/null");
 // The whole content of a file; fails the test when it cannot be read.
 std::string read_file(const std::string& path);
 

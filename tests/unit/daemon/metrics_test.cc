@@ -1,6 +1,13 @@
 #include "daemon/metrics.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
 
 #include "daemon/metrics_server.h"
 #include "util/logging.h"
@@ -125,6 +132,64 @@ TEST(Logging, JsonEscapeKeepsOneObjectPerLine) {
   EXPECT_EQ(json_escape("say \"hi\"\n\tand\x01"), "say \\\"hi\\\"\\n\\tand\\u0001");
   EXPECT_EQ(parse_log_format("json"), LogFormat::kJson);
   EXPECT_FALSE(parse_log_format("xml"));
+}
+
+// Writes a few lines through the formatter of `format`: one outside any
+// migration, some inside one (one already naming it), one from a thread
+// that copied the context, one from a thread that did not.
+std::string lines_of(LogFormat format) {
+  std::ostringstream out;
+  spdlog::logger logger("test", std::make_shared<spdlog::sinks::ostream_sink_st>(out));
+  logger.set_formatter(log_formatter(format, /*journal=*/true, /*tty=*/false));
+  logger.info("before");
+  {
+    LogContextScope scope({"orders", "backfill", "1.backfill"});
+    logger.warn("step 1.backfill: lock timeout");
+    logger.info("migration orders: completed");
+    std::thread([&logger, log = log_context()] {
+      LogContextScope copied(log);
+      logger.info("a worker's batch");
+    }).join();
+    std::thread([&logger] { logger.info("another thread"); }).join();
+  }
+  logger.info("after");
+  return out.str();
+}
+
+TEST(Logging, TheLinesOfAMigrationNameItAndJsonCarriesItsPhaseAndStep) {
+  EXPECT_EQ(lines_of(LogFormat::kText),
+            "<6>before\n"
+            "<4>migration orders: step 1.backfill: lock timeout\n"
+            "<6>migration orders: completed\n"
+            "<6>migration orders: a worker's batch\n"
+            "<6>another thread\n"
+            "<6>after\n");
+  std::istringstream json(lines_of(LogFormat::kJson));
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(json, line);) {
+    ASSERT_EQ(line.rfind("<", 0), 0u) << line;
+    lines.push_back(nlohmann::json::parse(line.substr(3)));
+  }
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_FALSE(lines[0].contains("migration"));
+  EXPECT_EQ(lines[1]["migration"], "orders");
+  EXPECT_EQ(lines[1]["phase"], "backfill");
+  EXPECT_EQ(lines[1]["step"], "1.backfill");
+  EXPECT_EQ(lines[1]["msg"], "step 1.backfill: lock timeout");
+  EXPECT_EQ(lines[3]["step"], "1.backfill");
+  EXPECT_FALSE(lines[4].contains("migration"));
+  EXPECT_FALSE(lines[5].contains("migration"));
+
+  // Off the journal: the timestamp first, untouched by the prefix.
+  std::ostringstream out;
+  spdlog::logger logger("plain", std::make_shared<spdlog::sinks::ostream_sink_st>(out));
+  logger.set_formatter(log_formatter(LogFormat::kText, false, false));
+  LogContextScope scope({"orders", "", ""});
+  logger.info("completed");
+  EXPECT_TRUE(std::regex_match(
+      out.str(),
+      std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} info migration orders: completed\n)")))
+      << out.str();
 }
 
 }  // namespace
