@@ -51,6 +51,9 @@ struct RunOptions {
   // Where the migration's state lives; schema `tandem` in the target
   // database (StateStore) when null. Unit tests pass a fake.
   MigrationStore* store = nullptr;
+  // Run by tandemd serve: the next moves a failure names are tandemctl's
+  // (`tandemctl resume NAME`), not the command line's.
+  bool under_daemon = false;
 };
 
 enum class RunOutcome {

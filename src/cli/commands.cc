@@ -157,45 +157,47 @@ nlohmann::json estimate_backfills(Connection& conn, const Plan& plan) {
   return {{"max_wal_size_bytes", max_wal}, {"steps", steps}};
 }
 
-void print_estimates(const nlohmann::json& est) {
-  if (est["steps"].empty()) return;
-  std::cout << "\nwhat the backfills will write (estimated from the catalog now):\n";
+// What the backfills will write, one step after another (plan --dsn).
+std::string estimates_text(const nlohmann::json& est) {
+  std::ostringstream out;
+  if (est["steps"].empty()) return "";
+  out << "\nwhat the backfills will write (estimated from the catalog now):\n";
   for (const auto& e : est["steps"]) {
     const auto step = e["step"].get<std::string>(), table = e["table"].get<std::string>();
     if (!e["exists"].get<bool>()) {
-      std::cout << "  step " << step << ": " << table << " is not there yet: nothing to estimate\n";
+      out << "  step " << step << ": " << table << " is not there yet: nothing to estimate\n";
       continue;
     }
-    std::cout << "  step " << step << ": " << (e["rows_at_most"].get<bool>() ? "at most" : "about")
-              << " " << with_commas(e["rows"].get<long long>()) << " rows of " << table
-              << " (table " << format_bytes(e["table_bytes"].get<long long>()) << ", indexes "
-              << format_bytes(e["index_bytes"].get<long long>()) << ")\n";
+    out << "  step " << step << ": " << (e["rows_at_most"].get<bool>() ? "at most" : "about") << " "
+        << with_commas(e["rows"].get<long long>()) << " rows of " << table << " (table "
+        << format_bytes(e["table_bytes"].get<long long>()) << ", indexes "
+        << format_bytes(e["index_bytes"].get<long long>()) << ")\n";
     if (e["wal_bytes"].is_null()) {
-      std::cout << "    each row is written into another table; its size is not estimated\n";
+      out << "    each row is written into another table; its size is not estimated\n";
       continue;
     }
-    std::cout << "    the table and its indexes grow by about "
-              << format_bytes(e["growth_bytes"].get<long long>())
-              << ": a new version of every row, its space reusable after VACUUM but not"
-                 " returned to the disk\n";
-    std::cout << "    about " << format_bytes(e["wal_bytes"].get<long long>()) << " of WAL";
+    out << "    the table and its indexes grow by about "
+        << format_bytes(e["growth_bytes"].get<long long>())
+        << ": a new version of every row, its space reusable after VACUUM but not"
+           " returned to the disk\n";
+    out << "    about " << format_bytes(e["wal_bytes"].get<long long>()) << " of WAL";
     const long long checkpoints = e["checkpoints_from_wal"].get<long long>();
     if (checkpoints > 0) {
-      std::cout << ": about " << checkpoints << " checkpoint" << (checkpoints > 1 ? "s" : "")
-                << " will start from its volume (max_wal_size "
-                << format_bytes(est["max_wal_size_bytes"].get<long long>())
-                << "), each followed by whole pages in the WAL again; a larger max_wal_size or"
-                   " throttle_wal_rate_mb spreads them\n";
+      out << ": about " << checkpoints << " checkpoint" << (checkpoints > 1 ? "s" : "")
+          << " will start from its volume (max_wal_size "
+          << format_bytes(est["max_wal_size_bytes"].get<long long>())
+          << "), each followed by whole pages in the WAL again; a larger max_wal_size or"
+             " throttle_wal_rate_mb spreads them\n";
     } else {
-      std::cout << " (max_wal_size " << format_bytes(est["max_wal_size_bytes"].get<long long>())
-                << ")\n";
+      out << " (max_wal_size " << format_bytes(est["max_wal_size_bytes"].get<long long>()) << ")\n";
     }
   }
+  return out.str();
 }
 
 }  // namespace
 
-int cmd_plan(const std::string& file, bool json, const std::string& dsn_flag) {
+int cmd_plan(const std::string& file, const std::string& format, const std::string& dsn_flag) {
   std::optional<Spec> spec;
   std::optional<Plan> plan;
   if (!load(file, spec, plan)) return kExitBadInput;
@@ -214,13 +216,26 @@ int cmd_plan(const std::string& file, bool json, const std::string& dsn_flag) {
       return report(e);
     }
   }
-  if (json) {
+  if (format == "json") {
     nlohmann::json out = plan_to_json(*plan);
     if (!dsn.empty()) {
       out["refusals"] = refusals;
       out["estimates"] = estimates;
     }
     std::cout << to_json_text(out) << "\n";
+  } else if (format == "markdown") {
+    std::cout << plan_to_markdown(*plan);
+    if (!dsn.empty()) {
+      std::cout << "\n**Prechecks against the database: "
+                << (refusals.empty() ? "passed" : "REFUSED") << "**\n";
+      if (!refusals.empty()) std::cout << "\n";
+      for (const auto& r : refusals) {
+        std::cout << "- `" << r["step"].get<std::string>()
+                  << "`: " << markdown_cell(r["reason"].get<std::string>()) << "\n";
+      }
+      const std::string est = estimates_text(estimates);
+      if (!est.empty()) std::cout << "\n```" << est << "```\n";
+    }
   } else {
     std::cout << plan_to_text(*plan);
     if (!dsn.empty()) {
@@ -230,7 +245,7 @@ int cmd_plan(const std::string& file, bool json, const std::string& dsn_flag) {
         std::cout << "  step " << r["step"].get<std::string>() << ": "
                   << r["reason"].get<std::string>() << "\n";
       }
-      print_estimates(estimates);
+      std::cout << estimates_text(estimates);
     }
   }
   return refusals.empty() ? kExitOk : kExitBadInput;

@@ -26,9 +26,9 @@ struct ServeArgs {
 };
 
 int cmd_validate(const std::vector<std::string>& files);
-// With a DSN, also runs the plan's read-only prechecks against the database
-// and exits 1 when any refuses.
-int cmd_plan(const std::string& file, bool json, const std::string& dsn);
+// `format`: text, json or markdown. With a DSN, also runs the plan's
+// read-only prechecks against the database and exits 1 when any refuses.
+int cmd_plan(const std::string& file, const std::string& format, const std::string& dsn);
 int cmd_run(const RunArgs& args);
 int cmd_rollback(const std::string& file, const std::string& dsn);
 int cmd_status(const std::string& file, const std::string& dsn, bool json);

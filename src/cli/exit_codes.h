@@ -15,7 +15,8 @@ constexpr int kExitUnreachable = 6;      // the database cannot be reached
 constexpr int kExitRollbackRefused = 7;  // an irreversible step has run
 constexpr int kExitInterrupted = 8;      // stopped by a signal at a safe point; run again to resume
 constexpr int kExitPaused = 9;           // a critical threshold paused it; run again to resume
-constexpr int kExitRoundFailed = 10;     // a check failed its gate: a shadow-read round, a slice's copy
+constexpr int kExitRoundFailed =
+    10;  // a check failed its gate: a shadow-read round, a slice's copy
 
 // The exit code of a command that an error ended: by how the run ended, or
 // else by the kind of error.

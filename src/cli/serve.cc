@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "cli/commands.h"
@@ -143,20 +145,26 @@ int cmd_serve(const ServeArgs& args) {
   manager_options.shutdown_grace = config.shutdown_grace;
   manager_options.defaults = config.defaults;
   MigrationManager manager(manager_options);
-  // Recover before serving: READY=1 means state is recovered and the
-  // database is reachable.
-  for (int attempt = 1;; ++attempt) {
-    try {
-      manager.recover();
-      break;
-    } catch (const std::exception& e) {
-      if (g_serve_stop) return kExitInterrupted;
-      spdlog::warn("cannot reach the database yet (attempt {}): {}", attempt, e.what());
-      notify("STATUS=waiting for the database: " + std::string(e.what()));
-      std::this_thread::sleep_for(std::chrono::seconds(std::min(attempt, 10)));
-    }
-  }
+  // The socket opens first, so that tandemctl can tell a daemon waiting for
+  // its database from one that is not running: until the submitted
+  // migrations are recovered every command is answered `unavailable`, with
+  // why. READY=1 means state is recovered and the database is reachable.
+  // A command that comes in the first moments (a script that starts the
+  // daemon, then submits) waits up to 2 s for the recovery.
+  std::atomic<bool> recovered{false};
+  std::mutex waiting_mu;
+  std::condition_variable recovered_cv;
+  std::string waiting_for = "recovering the submitted migrations";
   ControlServer server(config.control, [&](const control::Request& r, uid_t uid) {
+    if (!recovered.load()) {
+      std::unique_lock<std::mutex> l(waiting_mu);
+      if (!recovered_cv.wait_for(l, std::chrono::seconds(2), [&] { return recovered.load(); }))
+        return control::error_response(
+            {"unavailable",
+             "tandemd is waiting for its database (" + waiting_for +
+                 "); it keeps trying, and answers commands once it has recovered its migrations",
+             r.id});
+    }
     const std::string actor = "uid:" + std::to_string(uid);
     try {
       return control::ok_response(r.id, manager.handle(r, actor));
@@ -166,13 +174,43 @@ int cmd_serve(const ServeArgs& args) {
       return control::error_response({"internal", e.what(), r.id});
     }
   });
+  try {
+    server.start();
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    server.stop();
+    manager.shutdown();
+    return kExitBadInput;
+  }
+  for (int attempt = 1;; ++attempt) {
+    try {
+      manager.recover();
+      break;
+    } catch (const std::exception& e) {
+      if (g_serve_stop) {
+        server.stop();
+        return kExitInterrupted;
+      }
+      spdlog::warn("cannot reach the database yet (attempt {}): {}", attempt, e.what());
+      notify("STATUS=waiting for the database: " + std::string(e.what()));
+      {
+        std::lock_guard<std::mutex> l(waiting_mu);
+        waiting_for = e.what();
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(std::min(attempt, 10)));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> l(waiting_mu);
+    recovered = true;
+  }
+  recovered_cv.notify_all();
   std::unique_ptr<MetricsServer> metrics;
   if (!config.metrics_listen.empty()) {
     metrics = std::make_unique<MetricsServer>(config.metrics_listen,
                                               [&manager] { return manager.metrics(); });
   }
   try {
-    server.start();
     if (metrics) {
       metrics->start();
       spdlog::info("metrics on http://{}/metrics", config.metrics_listen);

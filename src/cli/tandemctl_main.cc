@@ -24,6 +24,7 @@
 #include "spec/settings.h"
 #include "tandem/phase.h"
 #include "tandem_version.h"
+#include "util/duration.h"
 #include "util/text.h"
 
 namespace {
@@ -35,6 +36,7 @@ constexpr int kOk = 0;
 constexpr int kRefused = 1;      // the daemon answered with an error
 constexpr int kUsage = 2;        // bad command line
 constexpr int kUnreachable = 6;  // the socket cannot be reached
+constexpr int kTimedOut = 11;    // wait: the state did not come in time
 
 const char* kExitHelp =
     "Exit codes:\n"
@@ -42,7 +44,8 @@ const char* kExitHelp =
     "  1  tandemd refused the command (the message says why)\n"
     "  2  bad command line\n"
     "  6  the control socket cannot be reached\n"
-    " 10  slice: the slice's copy check found differences (it stays where it was)\n";
+    " 10  slice: the slice's copy check found differences (it stays where it was)\n"
+    " 11  wait: the state did not come within --timeout\n";
 
 // Sends one request, returns the response object. Throws std::runtime_error.
 json call(const std::string& socket_path, const std::string& line) {
@@ -208,6 +211,67 @@ void print_human(Command c, const json& result) {
 
 }  // namespace
 
+// The states a migration can end in until someone acts: waiting for one of
+// the others is over when the migration reaches it.
+bool settled(const std::string& state) {
+  return state == "completed" || state == "failed" || state == "rolled_back";
+}
+
+// tandemctl wait: status asked every `interval` until the migration is in
+// `target` ("STATE" or "waiting_approval:PHASE"), it settles in another
+// state (exit 1), or `timeout` passes (exit 11).
+int wait_for_state(const std::string& socket_path, const std::string& name,
+                   const std::string& target, std::chrono::milliseconds timeout,
+                   std::chrono::milliseconds interval, bool as_json) {
+  const auto colon = target.find(':');
+  const std::string want = target.substr(0, colon);
+  const std::string phase = colon == std::string::npos ? "" : target.substr(colon + 1);
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    json response;
+    try {
+      response =
+          call(socket_path, tandem::control::request_line(Command::kStatus, {{"name", name}}));
+    } catch (const std::exception& e) {
+      std::cerr << "tandemctl: " << e.what() << "\n";
+      return kUnreachable;
+    }
+    if (!response.value("ok", false)) {
+      std::cerr << "tandemctl: " << response["error"].value("message", "error") << " ("
+                << response["error"].value("code", "?") << ")\n";
+      return kRefused;
+    }
+    const json& s = response["result"];
+    const std::string state = s.value("state", "");
+    const json waiting = s.value("waiting_for", json());
+    const bool reached =
+        state == want &&
+        (phase.empty() || (waiting.is_string() && waiting.get<std::string>() == phase));
+    const auto waited =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start);
+    if (reached || (settled(state) && state != want)) {
+      if (as_json) {
+        std::cout << s.dump() << "\n";
+      } else if (reached) {
+        std::cout << "migration " << name << " is " << target << " (waited "
+                  << tandem::format_duration(waited) << ")\n";
+      } else {
+        std::cerr << "tandemctl: migration " << name << " is " << state << ", not " << target
+                  << (s.value("last_error", "").empty() ? "" : ": " + s.value("last_error", ""))
+                  << "\n";
+      }
+      return reached ? kOk : kRefused;
+    }
+    if (std::chrono::steady_clock::now() - start >= timeout) {
+      std::cerr << "tandemctl: migration " << name << " is still " << state
+                << (waiting.is_string() ? " (" + waiting.get<std::string>() + ")" : "") << " after "
+                << tandem::format_duration(waited) << ", not " << target << "\n";
+      return kTimedOut;
+    }
+    std::this_thread::sleep_for(interval);
+  }
+}
+
 // Long, and left so: one CLI11 subcommand per control command, declared
 // one after another as `tandemctl --help` lists them.
 int main(int argc, char** argv) {
@@ -292,13 +356,38 @@ int main(int argc, char** argv) {
   watch->add_option("NAME", name, "the migration (default: all)");
   watch->add_option("--interval", interval, "seconds between refreshes")
       ->check(CLI::Range(0.2, 3600.0));
-  for (auto* sub : app.get_subcommands({})) sub->footer(kExitHelp);
+  std::string wait_for, wait_timeout = "1h";
+  auto* wait = app.add_subcommand(
+      "wait", "Wait until a migration is in a state: completed, waiting_approval[:PHASE], ...");
+  wait->add_option("NAME", name, "the migration")->required();
+  wait->add_option("--for", wait_for,
+                   "the state: completed, failed, rolled_back, paused, running or "
+                   "waiting_approval, or waiting_approval:PHASE (e.g. waiting_approval:cutover)")
+      ->required();
+  wait->add_option("--timeout", wait_timeout, "give up after this long (exit 11), e.g. 30m")
+      ->check([](const std::string& v) {
+        return tandem::parse_duration(v) ? "" : "expected a duration such as 90s, 30m or 2h";
+      });
+  double wait_interval = 1;
+  wait->add_option("--interval", wait_interval, "seconds between looks")
+      ->check(CLI::Range(0.2, 3600.0));
+  for (auto* sub : app.get_subcommands({})) {
+    sub->footer(kExitHelp);
+    // --json after the command too: `tandemctl status NAME --json`.
+    sub->add_flag("--json", as_json, "print the daemon's JSON response");
+  }
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = tandem::usage_error(app, e, argc, argv, "tandemctl");
     return rc == 0 ? kOk : kUsage;
+  }
+
+  if (*wait) {
+    return wait_for_state(socket_path, name, wait_for, *tandem::parse_duration(wait_timeout),
+                          std::chrono::milliseconds(static_cast<int>(wait_interval * 1000)),
+                          as_json);
   }
 
   Command c = Command::kList;
@@ -379,7 +468,9 @@ int main(int argc, char** argv) {
       }
       return kRefused;
     }
-    if (*watch && !as_json) std::cout << "\033[H\033[2J";
+    // On a terminal the screen is redrawn; into a pipe, one status after
+    // another.
+    if (*watch && !as_json) std::cout << (isatty(STDOUT_FILENO) ? "\033[H\033[2J" : "\n");
     if (as_json) {
       std::cout << response["result"].dump() << "\n";
     } else {

@@ -44,7 +44,12 @@ int main(int argc, char** argv) {
   bool json = false;
   auto* plan = app.add_subcommand("plan", "Print every step of every phase: SQL, rollback, lock");
   plan->add_option("FILE", file, "spec file")->required();
-  plan->add_flag("--json", json, "machine-readable output");
+  plan->add_flag("--json", json, "machine-readable output (the same as --format json)");
+  std::string plan_format = "text";
+  plan->add_option("--format", plan_format,
+                   "text, json, or markdown (for a pull request's comment: the steps as a table, "
+                   "irreversible ones flagged, the SQL folded)")
+      ->check(CLI::IsMember({"text", "json", "markdown"}));
   std::string plan_dsn;
   plan->add_option("--dsn", plan_dsn,
                    "also run the read-only prechecks against this database (exit 1 if refused)"
@@ -135,7 +140,7 @@ int main(int argc, char** argv) {
                     "/run/tandemd/control.sock)");
   serve->add_option("--metrics-listen", serve_args.metrics_listen,
                     "serve Prometheus metrics on HOST:PORT (overrides the config), e.g. "
-                    "127.0.0.1:9187");
+                    "127.0.0.1:9188 (9187 is postgres_exporter's)");
   serve->add_flag("--check-config", serve_args.check_config,
                   "load the config, print what it resolves to (password hidden), exit 0 or 1");
 
@@ -152,7 +157,7 @@ int main(int argc, char** argv) {
   if (app.get_option("--log-format")->count()) serve_args.log_format = log_format;
 
   if (*validate) return cmd_validate(validate_files);
-  if (*plan) return cmd_plan(file, json, plan_dsn);
+  if (*plan) return cmd_plan(file, json ? "json" : plan_format, plan_dsn);
   if (*run) {
     run_args.progress_tty = isatty(STDERR_FILENO);
     return cmd_run(run_args);

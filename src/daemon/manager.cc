@@ -55,9 +55,11 @@ void MigrationManager::on_db(const std::function<void(Connection&)>& f) {
   for (int attempt = 0;; ++attempt) {
     try {
       if (!db_ || !db_->is_open()) db_ = open_session("tandemd control");
+      db_up_ = true;
       f(*db_);
       return;
     } catch (const Error& e) {
+      if (!db_ || !db_->is_open()) db_up_ = false;
       if (attempt > 0 || (db_ && db_->is_open())) throw;
       db_.reset();  // the connection was lost: once more on a new one
     }
@@ -178,6 +180,7 @@ bool MigrationManager::run_once(Worker& w, Desired desired, const std::set<Phase
   o.lock_wait = std::chrono::milliseconds(500);
   o.connect = options_.connect;
   o.store = w.store.get();
+  o.under_daemon = true;
   try {
     Executor ex(*w.spec, *w.plan, o);
     if (desired == Desired::kRollback) {
@@ -732,7 +735,7 @@ std::string MigrationManager::metrics() {
     }
     all.push_back(std::move(m));
   }
-  return render_metrics(all, TANDEM_VERSION);
+  return render_metrics(all, TANDEM_VERSION, db_up_.load());
 }
 
 }  // namespace tandem

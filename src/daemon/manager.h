@@ -172,6 +172,7 @@ class MigrationManager {
   std::map<std::string, std::unique_ptr<Worker>> workers_;
   std::timed_mutex db_mu_;
   std::unique_ptr<Connection> db_;
+  std::atomic<bool> db_up_{false};  // the last attempt reached the database
   std::atomic<bool> shutting_down_{false};
   std::mutex poll_mu_;
   std::condition_variable poll_cv_;

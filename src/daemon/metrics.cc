@@ -5,6 +5,8 @@
 #include <functional>
 #include <sstream>
 
+#include "tandem/phase.h"
+
 namespace tandem {
 
 namespace {
@@ -98,12 +100,17 @@ std::string escape_label(const std::string& value) {
 // Long, and left so: one metric family after another, in the order
 // docs/daemon.md lists them.
 std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
-                           const std::string& version) {
+                           const std::string& version, bool database_up) {
   using M = MigrationMetrics;
   using Value = std::optional<double>;
   Writer w;
   w.family("tandem_build_info", "gauge", "Always 1; the version of tandemd.");
   w.sample("tandem_build_info", "version=\"" + escape_label(version) + "\"", 1);
+
+  w.family("tandem_database_up", "gauge",
+           "1 when the daemon's session reached the database the last time it tried (it "
+           "tries every few seconds), else 0.");
+  w.sample("tandem_database_up", "", database_up ? 1 : 0);
 
   w.family("tandem_migrations", "gauge", "Migrations this daemon owns.");
   w.sample("tandem_migrations", "", static_cast<double>(migrations.size()));
@@ -113,6 +120,14 @@ std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
                   "4 shadow_read, 5 cutover, 6 cleanup; 0 before the first.",
                   migrations,
                   [](const M& m) -> Value { return m.phase ? static_cast<int>(*m.phase) : 0; });
+  w.family("tandem_migration_phase_info", "gauge",
+           "1 for the phase a migration is in, as a label (as tandem_migration_state has the "
+           "state); none before the first.");
+  for (const auto& m : migrations) {
+    if (!m.phase) continue;
+    w.sample("tandem_migration_phase_info",
+             migration_label(m) + ",phase=\"" + phase_name(*m.phase) + "\"", 1);
+  }
   w.family("tandem_migration_state", "gauge",
            "1 for the state a migration is in (running, paused, waiting_approval, ...).");
   for (const auto& m : migrations) {

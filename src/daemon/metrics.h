@@ -74,8 +74,10 @@ struct MigrationMetrics {
 
 // Every metric, with HELP and TYPE lines, one series per migration (and per
 // reason or bucket); no per-row labels.
+// `database_up`: whether the daemon's own session reached the database the
+// last time it tried.
 std::string render_metrics(const std::vector<MigrationMetrics>& migrations,
-                           const std::string& version);
+                           const std::string& version, bool database_up = true);
 
 // A label value escaped for the text format: backslash, quote, newline.
 std::string escape_label(const std::string& value);

@@ -17,7 +17,7 @@ std::pair<std::string, unsigned short> parse_listen_address(const std::string& l
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) {
     throw std::runtime_error("metrics address \"" + listen +
-                             "\": expected HOST:PORT such as 127.0.0.1:9187");
+                             "\": expected HOST:PORT such as 127.0.0.1:9188");
   }
   std::string host = listen.substr(0, colon);
   const std::string port_text = listen.substr(colon + 1);

@@ -19,10 +19,13 @@ std::string first_line(const std::string& s) {
   t = end == std::string::npos ? t : t.substr(0, end + 1);
   auto nl = t.find('\n');
   if (nl != std::string::npos) {
-    std::string rest = t.substr(nl + 1);
-    for (char& c : rest) {
-      if (c == '\n') c = ' ';
+    // libpq indents its hint lines with a tab: one line, spaces, no tab.
+    std::string rest;
+    for (char c : t.substr(nl + 1)) {
+      if (c == '\n' || c == '\t') c = ' ';
+      if (c != ' ' || (!rest.empty() && rest.back() != ' ')) rest += c;
     }
+    while (!rest.empty() && rest.back() == ' ') rest.pop_back();
     t = t.substr(0, nl) + " (" + rest + ")";
   }
   return t;

@@ -194,13 +194,17 @@ void ExecutorCore::fail(Lane& lane, const std::string& step_id, const std::strin
   if (lane.conn && lane.conn->is_open()) {
     store_.record_failure(*lane.conn, step_id, e, true, attempts);
   }
+  const std::string resume = options_.under_daemon ? "`tandemctl resume " + spec_.name + "`"
+                                                   : std::string("run the same command");
+  const std::string undo = options_.under_daemon ? "`tandemctl rollback " + spec_.name + "`"
+                                                 : std::string("run `tandemd rollback`");
   std::string next =
       spent && e.sqlstate() == "55P03"
           ? "Next: find the session holding a conflicting lock (pg_locks joined with "
-            "pg_stat_activity), end it or wait for it, then run the same command to resume; "
-            "or run `tandemd rollback` to undo the migration."
-          : "Next: the migration is parked as failed; fix the cause, then run the same "
-            "command to resume, or run `tandemd rollback` to undo the migration.";
+            "pg_stat_activity), end it or wait for it, then " +
+                resume + " to resume; or " + undo + " to undo the migration."
+          : "Next: the migration is parked as failed; fix the cause, then " + resume +
+                " to resume, or " + undo + " to undo the migration.";
   throw StepFailedError(
       what + " failed: " + e.what() + sqlstate_note(e) +
           (spent ? " (retry budget of " + std::to_string(attempts) + " attempts spent)" : "") +

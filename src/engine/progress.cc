@@ -1,9 +1,12 @@
 #include "engine/progress.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "util/duration.h"
 #include "util/text.h"
@@ -46,7 +49,34 @@ std::string format_progress(const ProgressUpdate& u) {
   return out;
 }
 
+std::string fit_to_width(const std::string& line, int width) {
+  if (width < 2) return "";
+  int columns = 0;
+  for (size_t i = 0; i < line.size(); ++i) {
+    if ((static_cast<unsigned char>(line[i]) & 0xC0) == 0x80) continue;  // a continuation byte
+    if (++columns == width) {
+      // The rest must fit in this last column, or it gives way to "…".
+      size_t rest = i + 1;
+      while (rest < line.size() && (static_cast<unsigned char>(line[rest]) & 0xC0) == 0x80) ++rest;
+      if (rest >= line.size()) return line;
+      return line.substr(0, i) + "\u2026";
+    }
+  }
+  return line;
+}
+
 namespace {
+
+// The terminal's width (stderr's), else COLUMNS, else 80.
+int terminal_width() {
+  struct winsize ws {};
+  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  if (const char* c = std::getenv("COLUMNS")) {
+    const int n = std::atoi(c);
+    if (n > 0) return n;
+  }
+  return 80;
+}
 
 class TerminalProgress final : public ProgressSink {
  public:
@@ -59,7 +89,9 @@ class TerminalProgress final : public ProgressSink {
     std::fprintf(stderr, "  %s: %s\n", step.id.c_str(), step.description.c_str());
   }
   void progress(const ProgressUpdate& u) override {
-    std::string line = format_progress(u);
+    // Two columns of indent, and the last column left free (a line that
+    // fills it wraps on some terminals).
+    std::string line = fit_to_width(format_progress(u), terminal_width() - 3);
     std::fprintf(stderr, "\r\033[K  %s", line.c_str());
     std::fflush(stderr);
     dirty_ = true;

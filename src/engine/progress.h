@@ -71,5 +71,8 @@ std::unique_ptr<ProgressSink> make_terminal_progress();
 std::unique_ptr<ProgressSink> make_log_progress(std::chrono::seconds interval);
 
 std::string format_progress(const ProgressUpdate& u);
+// `line` cut to `width` columns (UTF-8 aware), ending in "…" when cut: the
+// progress line redrawn in place must not wrap.
+std::string fit_to_width(const std::string& line, int width);
 
 }  // namespace tandem

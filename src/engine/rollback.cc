@@ -35,12 +35,19 @@ RollbackOutcome ExecutorCore::rollback_steps() {
     bool ran = st == StepStatus::kDone ||
                ((st == StepStatus::kRunning || st == StepStatus::kFailed) && !s.transactional);
     if (!s.reversible && ran) {
-      throw RollbackRefusedError(
-          "cannot roll back migration \"" + spec_.name + "\": step " + s.id + " (" +
-          phase_name(s.phase) + ": " + s.description +
-          ") has run and cannot be undone. The migration can only go forward: run it again "
-          "with --approve " +
-          phase_name(s.phase) + " to finish it.");
+      // A completed migration has nothing left to finish: say so, not how.
+      const std::string forward =
+          record->state == MigrationState::kCompleted
+              ? "The migration is complete; to undo its changes, write a migration that "
+                "makes them the other way."
+          : options_.under_daemon
+              ? "The migration can only go forward: `tandemctl approve " + spec_.name + " " +
+                    phase_name(s.phase) + "` and `tandemctl resume " + spec_.name + "` finish it."
+              : "The migration can only go forward: run it again with --approve " +
+                    std::string(phase_name(s.phase)) + " to finish it.";
+      throw RollbackRefusedError("cannot roll back migration \"" + spec_.name + "\": step " + s.id +
+                                 " (" + phase_name(s.phase) + ": " + s.description +
+                                 ") has run and cannot be undone. " + forward);
     }
   }
   record_state(MigrationState::kRollingBack, record->phase, "rollback_started");

@@ -2,6 +2,7 @@
 #include "plan/plan_output.h"
 
 #include <sstream>
+#include <vector>
 
 namespace tandem {
 
@@ -96,6 +97,62 @@ std::string plan_to_text(const Plan& plan) {
       }
     }
   }
+  return out.str();
+}
+
+std::string markdown_cell(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|') {
+      out += "\\|";
+    } else if (c == '\n') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+std::string plan_to_markdown(const Plan& plan) {
+  std::ostringstream out;
+  std::vector<std::string> irreversible;
+  for (const auto& s : plan.steps) {
+    if (!s.rollback_sql) irreversible.push_back("`" + s.id + "` (" + phase_name(s.phase) + ")");
+  }
+  out << "### tandem plan: `" << plan.migration << "`\n\n" << plan.steps.size() << " steps. ";
+  if (irreversible.empty()) {
+    out << "Every step can be rolled back.\n\n";
+  } else {
+    out << "**Irreversible** (after them the migration can only go forward): ";
+    for (size_t i = 0; i < irreversible.size(); ++i) out << (i ? ", " : "") << irreversible[i];
+    out << ".\n\n";
+  }
+  out << "| phase | step | what it does | lock | the table meanwhile | rollback |\n"
+         "|---|---|---|---|---|---|\n";
+  for (const auto& p : phase_table()) {
+    for (const Step* s : plan.steps_in(p.phase)) {
+      const std::string rollback = !s->rollback_sql           ? "**irreversible**"
+                                   : s->rollback_sql->empty() ? "nothing to undo"
+                                                              : "yes";
+      out << "| " << p.name << " | `" << s->id << "`" << (s->rollback_sql ? "" : " ⚠️") << " | "
+          << markdown_cell(s->description) << " | " << markdown_cell(s->lock.to_string()) << " | "
+          << markdown_cell(s->table_access) << " | " << rollback << " |\n";
+    }
+  }
+  out << "\n<details><summary>SQL of each step</summary>\n";
+  for (const auto& s : plan.steps) {
+    const std::string sql = locks_sql(s.locks, s.locks_query) + s.sql;
+    // A fence longer than any run of backticks in the SQL.
+    std::string fence = "```";
+    while (sql.find(fence) != std::string::npos) fence += "`";
+    out << "\n`" << s.id << "` (" << phase_name(s.phase) << ")"
+        << (s.generates ? ", runs each statement this query returns" : "") << ":\n\n"
+        << fence << "sql\n"
+        << sql << (sql.empty() || sql.back() == '\n' ? "" : "\n") << fence << "\n";
+  }
+  out << "\n</details>\n";
   return out.str();
 }
 

@@ -166,6 +166,13 @@ void setup_logging(LogFormat format, const std::string& level) {
     spdlog::set_default_logger(logger);
   }
   spdlog::set_level(spdlog::level::from_str(level));
+  // NO_COLOR (no-color.org): set to anything but empty, no colours.
+  const char* no_color = std::getenv("NO_COLOR");
+  const bool colour = !(no_color && *no_color);
+  for (auto& sink : logger->sinks()) {
+    if (auto* s = dynamic_cast<spdlog::sinks::stderr_color_sink_mt*>(sink.get()))
+      s->set_color_mode(colour ? spdlog::color_mode::automatic : spdlog::color_mode::never);
+  }
   logger->set_formatter(log_formatter(format, stderr_is_journal(), isatty(STDERR_FILENO)));
 }
 

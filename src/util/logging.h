@@ -1,5 +1,5 @@
 // How tandemd writes its log lines to stderr:
-//  - on a terminal: short time, coloured level;
+//  - on a terminal: short time, coloured level (no colour with NO_COLOR set);
 //  - under systemd (stderr is the JOURNAL_STREAM): a syslog priority prefix
 //    ("<6>") and no timestamp, since the journal adds its own;
 //  - otherwise: ISO timestamp and level;

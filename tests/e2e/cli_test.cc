@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -58,6 +60,20 @@ TEST(CliStatic, PlanJsonListsEveryPhaseWithLocksAndRollbacks) {
     EXPECT_FALSE(phase["steps"].empty()) << phase["phase"];
     for (const auto& step : phase["steps"]) EXPECT_FALSE(step["lock"].get<std::string>().empty());
   }
+}
+
+// The markdown plan of an example, against its golden copy in
+// tests/golden (TANDEM_UPDATE_GOLDEN=1 writes it again: review the diff).
+TEST(CliStatic, PlanAsMarkdownIsItsGoldenCopy) {
+  const std::string src = TANDEM_SOURCE_DIR;
+  auto r = run_command(tandemd("plan --format markdown " + src +
+                               "/migrations/examples/pgbench_abalance_bigint.yaml"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const std::string golden = src + "/tests/golden/plan_pgbench_abalance_bigint.md";
+  if (std::getenv("TANDEM_UPDATE_GOLDEN")) {
+    std::ofstream(golden) << r.output;
+  }
+  EXPECT_EQ(r.output, read_file(golden));
 }
 
 TEST(CliStatic, BadCommandLineExitsTwo) {
@@ -125,6 +141,14 @@ TEST_F(Cli, PlanWithADsnRefusesADependentViewAndChangesNothing) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("prechecks against the database: REFUSED"), std::string::npos)
       << r.output;
+  // The same for a pull request's comment.
+  r = run_command("TANDEM_DSN='" + pg_.dsn(db_) + "' " +
+                  tandemd("plan --format markdown " + spec_path_));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("**Prechecks against the database: REFUSED**\n\n- `1.precheck`: view "
+                          "balances uses column abalance"),
+            std::string::npos)
+      << r.output;
   pg_.psql(db_, "DROP VIEW balances");
 }
 
@@ -153,6 +177,17 @@ TEST(CliUsage, AMistypedCommandOrOptionIsNamedWithTheClosestOne) {
   r = run_command(tandemd("run"));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("FILE is required"), std::string::npos) << r.output;
+}
+
+TEST(CliUsage, AConnectionErrorIsOneLineWithoutTabs) {
+  const std::string spec =
+      std::string(TANDEM_SOURCE_DIR) + "/migrations/examples/pgbench_abalance_bigint.yaml";
+  auto r = run_command(tandemd("status " + spec + " --dsn 'host=/nonexistent'"));
+  EXPECT_EQ(r.exit_code, 6);
+  EXPECT_NE(r.output.find("No such file or directory (Is the server running locally"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find('\t'), std::string::npos) << r.output;
 }
 
 TEST(CliUsage, EachCommandsHelpListsItsOwnExitCodes) {

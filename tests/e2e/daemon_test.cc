@@ -152,6 +152,11 @@ class Daemon : public ::testing::Test {
     daemons_.push_back(pid);
     EXPECT_TRUE(wait_for([&] { return access(socket.c_str(), F_OK) == 0; }, 20s))
         << "the control socket never appeared";
+    // The socket opens before the daemon has recovered its migrations;
+    // until then commands are answered `unavailable`.
+    EXPECT_TRUE(wait_for(
+        [&] { return run_command(tandemctl(socket, "list") + " >/dev/null").exit_code == 0; }, 30s))
+        << "the daemon never answered";
     return pid;
   }
   CommandResult ctl(const std::string& args, int n = 0) {
@@ -1131,7 +1136,7 @@ TEST(DaemonConfig, TheExampleConfigLoadsAndHidesThePassword) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output, "database: user=tandem password=*** dbname=app host=db (from " + dsn +
                           ")\ncontrol socket: /run/tandemd/control.sock (mode 0660)\n"
-                          "allowed uids: 0\nmetrics: 127.0.0.1:9187\nlog: info, text\n"
+                          "allowed uids: 0\nmetrics: 127.0.0.1:9188\nlog: info, text\n"
                           "shutdown grace: 10.0s\ndefault batch_size: 5000\n"
                           "default lock_timeout: 500ms\n");
   std::string bad = write_temp_file("control:\n  mode: \"0666\"\n");
@@ -1193,7 +1198,8 @@ TEST(DaemonLogs, UnderTheJournalLinesCarryAPriorityAndNoTimestamp) {
   EXPECT_GE(count, 2);
 }
 
-TEST_F(Daemon, ItsLogSaysWhatHappensToEachMigrationUnderItsName) {
+// The daemon's log names each migration; `tandemctl wait` follows them.
+TEST_F(Daemon, ItsLogSaysWhatHappensToEachMigrationUnderItsNameAndWaitFollowsIt) {
   log_ = write_temp_file("", ".log");
   serve(socket_path());
   const std::string doomed = write_temp_file(
@@ -1205,8 +1211,34 @@ TEST_F(Daemon, ItsLogSaysWhatHappensToEachMigrationUnderItsName) {
     auto j = json::parse(ctl("--json status " + name).output, nullptr, false);
     return j.is_discarded() ? std::string() : j.value("state", "");
   };
-  ASSERT_TRUE(wait_for([&] { return state_of("doomed") == "failed"; }, 60s));
-  ASSERT_TRUE(wait_for([&] { return state_of("abalance_bigint") == "waiting_approval"; }, 120s));
+  auto r = ctl("wait doomed --for failed --timeout 60s --interval 0.2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("migration doomed is failed (waited ", 0), 0u) << r.output;
+  // --json after the command as well as before it.
+  EXPECT_EQ(json::parse(ctl("status doomed --json").output, nullptr, false).value("state", ""),
+            "failed");
+  r = ctl("wait abalance_bigint --for waiting_approval:cleanup --timeout 120s");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(state_of("abalance_bigint"), "waiting_approval");
+  // A migration that settled elsewhere ends the wait (exit 1, with why);
+  // one that does not get there in time, exit 11.
+  r = ctl("wait doomed --for completed");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("tandemctl: migration doomed is failed, not completed: step 1.sql "
+                          "failed: division by zero"),
+            std::string::npos)
+      << r.output;
+  r = ctl("wait abalance_bigint --for completed --timeout 1s --interval 0.2");
+  EXPECT_EQ(r.exit_code, 11);
+  EXPECT_NE(r.output.find("tandemctl: migration abalance_bigint is still waiting_approval "
+                          "(cleanup) after "),
+            std::string::npos)
+      << r.output;
+  // watch into a pipe: statuses one after another, no screen-clearing escapes.
+  r = run_command("timeout 2 " + tandemctl(socket_path(), "watch abalance_bigint --interval 0.3") +
+                  " | head -c 4000");
+  EXPECT_NE(r.output.find("abalance_bigint"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find('\033'), std::string::npos) << r.output;
   ASSERT_EQ(ctl("pause abalance_bigint").exit_code, 0);
   ASSERT_TRUE(wait_for([&] { return state_of("abalance_bigint") == "paused"; }, 30s));
   const std::string log = read_file(log_);
@@ -1222,10 +1254,44 @@ TEST_F(Daemon, ItsLogSaysWhatHappensToEachMigrationUnderItsName) {
   }
   const auto failed = log.find("migration doomed: failed: step 1.sql failed: division by zero");
   ASSERT_NE(failed, std::string::npos) << log;
+  // The next moves it names are tandemctl's.
+  EXPECT_NE(log.find("fix the cause, then `tandemctl resume doomed` to resume, or `tandemctl "
+                     "rollback doomed` to undo the migration."),
+            std::string::npos)
+      << log;
   const auto newline = log.rfind('\n', failed);
   const auto start = newline == std::string::npos ? 0 : newline + 1;
   EXPECT_NE(log.substr(start, failed - start).find(" error "), std::string::npos)
       << log.substr(start, 200);
+}
+
+TEST(DaemonLogs, WithoutItsDatabaseTheDaemonAnswersThatItWaitsForIt) {
+  const std::string socket = "/tmp/tandem-nodb-" + std::to_string(getpid());
+  const pid_t pid = spawn(tandemd("serve --dsn 'host=/nonexistent' --socket " + socket));
+  bool up = false;
+  for (int i = 0; i < 200 && !up; ++i) {
+    std::this_thread::sleep_for(50ms);
+    up = access(socket.c_str(), F_OK) == 0;
+  }
+  EXPECT_TRUE(up) << "the socket must open before the database answers";
+  // Not "is tandemd serve running?" (exit 6): it runs, and says what it waits for.
+  bool waited = false;
+  CommandResult r;
+  for (int i = 0; i < 100 && !waited; ++i) {
+    r = run_command(tandemctl(socket, "list") + " 2>&1");
+    waited = r.output.find("cannot connect to the database") != std::string::npos;
+    if (!waited) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("tandemctl: tandemd is waiting for its database (cannot connect to the "
+                          "database: "),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("(unavailable)"), std::string::npos) << r.output;
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status)) << status;
 }
 
 TEST(DaemonConfig, TheSystemdUnitVerifies) {

@@ -23,6 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto plan = tandem::make_plan(*result.spec);
       (void)plan_to_json(plan).dump();
       (void)plan_to_text(plan);
+      (void)plan_to_markdown(plan);
     } catch (const tandem::Error& e) {
       if (e.kind() != tandem::ErrorKind::kBadInput) std::abort();
     }

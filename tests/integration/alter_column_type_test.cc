@@ -169,8 +169,8 @@ TEST_F(AlterColumnTypeUnderLoad, RollbackAfterCleanupIsRefused) {
     EXPECT_STREQ(e.what(),
                  "cannot roll back migration \"abalance_bigint\": step 1.drop_old_column "
                  "(cleanup: drop the backward sync and the old column _tandem_old_abalance) has "
-                 "run and cannot be undone. The migration can only go forward: run it again with "
-                 "--approve cleanup to finish it.");
+                 "run and cannot be undone. The migration is complete; to undo its changes, "
+                 "write a migration that makes them the other way.");
   }
   EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
 }

@@ -102,7 +102,7 @@ TEST(DaemonConfigFile, EveryMistakeIsRefusedWithItsPlace) {
             ":2:3: unknown key \"path\" in control; expected socket, mode, owner, group or "
             "allowed_uids");
   EXPECT_EQ(error_of("metrics:\n  listen: localhost\n"),
-            ":2:11: metrics address \"localhost\": expected HOST:PORT such as 127.0.0.1:9187");
+            ":2:11: metrics address \"localhost\": expected HOST:PORT such as 127.0.0.1:9188");
   EXPECT_EQ(error_of("metrics:\n  port: 9187\n"),
             ":2:3: unknown key \"port\" in metrics; expected listen");
   EXPECT_EQ(error_of("log:\n  level: verbose\n"),

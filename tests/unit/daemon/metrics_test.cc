@@ -48,6 +48,12 @@ TEST(Metrics, RendersEveryFamilyWithOneSeriesPerMigration) {
   EXPECT_TRUE(has_line(
       text, "tandem_slice_stage{migration=\"users_uuid\",slice=\"pilot\",stage=\"live\"} 1"))
       << text;
+  // The phase as a label too, and whether the database answers.
+  EXPECT_TRUE(
+      has_line(text, "tandem_migration_phase_info{migration=\"users_uuid\",phase=\"backfill\"} 1"))
+      << text;
+  EXPECT_TRUE(has_line(text, "tandem_database_up 1")) << text;
+  EXPECT_TRUE(has_line(render_metrics({m}, "0.1.0", false), "tandem_database_up 0"));
   EXPECT_TRUE(has_line(text, "tandem_slice_keys{migration=\"users_uuid\",slice=\"eu\"} 57"))
       << text;
   EXPECT_TRUE(has_line(text, "tandem_canary_rollbacks_total{migration=\"users_uuid\"} 2")) << text;
@@ -110,6 +116,7 @@ TEST(Metrics, BeforeThePhaseIsKnownThePhaseIsZeroAndNoEstimateIsShown) {
   m.state = "starting";
   const std::string text = render_metrics({m}, "x");
   EXPECT_TRUE(has_line(text, "tandem_migration_phase{migration=\"m\"} 0"));
+  EXPECT_EQ(text.find("tandem_migration_phase_info{"), std::string::npos) << text;
   EXPECT_TRUE(has_line(text, "tandem_step_ranges{migration=\"m\"} 1"));
   // Not known yet: the series is absent, not 0 (a 0 ETA would read as done).
   EXPECT_EQ(text.find("tandem_step_eta_seconds{"), std::string::npos) << text;

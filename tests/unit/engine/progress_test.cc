@@ -1,9 +1,10 @@
 // The rate meter behind progress and ETA, and the keyset walker's range
 // predicates: pure parts of the engine.
+#include "engine/progress.h"
+
 #include <gtest/gtest.h>
 
 #include "engine/backfill.h"
-#include "engine/progress.h"
 
 namespace tandem {
 namespace {
@@ -28,6 +29,17 @@ TEST(KeysetWalker, RangePredicateNumbersParametersAfterThenUpper) {
   KeysetWalker two("t", {"a", "b"});
   EXPECT_EQ(two.range_predicate({{"1", "2"}, {"3", "4"}}),
             "(_row.a, _row.b) > ($1, $2) AND (_row.a, _row.b) <= ($3, $4)");
+}
+
+TEST(Progress, TheLineRedrawnInPlaceIsCutToTheTerminalsWidth) {
+  EXPECT_EQ(fit_to_width("[backfill] 1.backfill  5,000 rows", 80),
+            "[backfill] 1.backfill  5,000 rows");
+  EXPECT_EQ(fit_to_width("abcdef", 6), "abcdef");
+  EXPECT_EQ(fit_to_width("abcdefg", 6), "abcde\u2026");
+  // Columns, not bytes: "é" is two bytes and one column.
+  EXPECT_EQ(fit_to_width("d\u00e9j\u00e0 vu", 7), "d\u00e9j\u00e0 vu");
+  EXPECT_EQ(fit_to_width("d\u00e9j\u00e0 vu!", 7), "d\u00e9j\u00e0 v\u2026");
+  EXPECT_EQ(fit_to_width("abc", 1), "");
 }
 
 }  // namespace

@@ -1147,5 +1147,24 @@ TEST(Planner, AProbeAfterCutoverComparesThePairAgainAtTheEndOfCutover) {
             "(columns)");
 }
 
+TEST(PlanOutput, MarkdownNamesTheIrreversibleStepsAndKeepsEachRowOnOneLine) {
+  Plan plan = plan_of(
+      "  - sql: {phase: prepare, up: \"SELECT 'a|b'\", down: 'SELECT 1'}\n"
+      "  - sql: {phase: cleanup, up: \"SELECT '```'\"}\n");
+  const std::string md = plan_to_markdown(plan);
+  EXPECT_NE(md.find("**Irreversible** (after them the migration can only go forward): `2.sql` "
+                    "(cleanup)."),
+            std::string::npos)
+      << md;
+  // The pipe in a cell is escaped: the row keeps its columns.
+  EXPECT_NE(md.find("| prepare | `1.sql` | hand-written: SELECT 'a\\|b' |"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| cleanup | `2.sql` \u26a0\ufe0f |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| **irreversible** |"), std::string::npos) << md;
+  // SQL holding ``` gets a longer fence.
+  EXPECT_NE(md.find("````sql\nSELECT '```'\n````"), std::string::npos) << md;
+  EXPECT_EQ(markdown_cell("a|b\nc \n"), "a\\|b c");
+}
+
 }  // namespace
 }  // namespace tandem
