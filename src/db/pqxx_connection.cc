@@ -19,13 +19,15 @@ std::string first_line(const std::string& s) {
   t = end == std::string::npos ? t : t.substr(0, end + 1);
   auto nl = t.find('\n');
   if (nl != std::string::npos) {
-    // libpq indents its hint lines with a tab: one line, spaces, no tab.
+    // One line: newlines become spaces; libpq's tab before a hint goes.
     std::string rest;
     for (char c : t.substr(nl + 1)) {
-      if (c == '\n' || c == '\t') c = ' ';
-      if (c != ' ' || (!rest.empty() && rest.back() != ' ')) rest += c;
+      if (c == '\t') {
+        if (!rest.empty() && rest.back() != ' ') rest += ' ';
+      } else {
+        rest += c == '\n' ? ' ' : c;
+      }
     }
-    while (!rest.empty() && rest.back() == ' ') rest.pop_back();
     t = t.substr(0, nl) + " (" + rest + ")";
   }
   return t;
