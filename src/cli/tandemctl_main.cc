@@ -211,6 +211,31 @@ void print_human(Command c, const json& result) {
 
 }  // namespace
 
+// Sends one command. With an answer, `result` holds its result and kOk
+// comes back; else the error is printed (the response itself with --json)
+// and the exit code comes back.
+int request(const std::string& socket_path, Command c, const json& fields, bool as_json,
+            json& result) {
+  json response;
+  try {
+    response = call(socket_path, tandem::control::request_line(c, fields));
+  } catch (const std::exception& e) {
+    std::cerr << "tandemctl: " << e.what() << "\n";
+    return kUnreachable;
+  }
+  if (!response.value("ok", false)) {
+    if (as_json) {
+      std::cout << response.dump() << "\n";
+    } else {
+      std::cerr << "tandemctl: " << response["error"].value("message", "error") << " ("
+                << response["error"].value("code", "?") << ")\n";
+    }
+    return kRefused;
+  }
+  result = response["result"];
+  return kOk;
+}
+
 // The states a migration can end in until someone acts: waiting for one of
 // the others is over when the migration reaches it.
 bool settled(const std::string& state) {
@@ -228,20 +253,9 @@ int wait_for_state(const std::string& socket_path, const std::string& name,
   const std::string phase = colon == std::string::npos ? "" : target.substr(colon + 1);
   const auto start = std::chrono::steady_clock::now();
   for (;;) {
-    json response;
-    try {
-      response =
-          call(socket_path, tandem::control::request_line(Command::kStatus, {{"name", name}}));
-    } catch (const std::exception& e) {
-      std::cerr << "tandemctl: " << e.what() << "\n";
-      return kUnreachable;
-    }
-    if (!response.value("ok", false)) {
-      std::cerr << "tandemctl: " << response["error"].value("message", "error") << " ("
-                << response["error"].value("code", "?") << ")\n";
-      return kRefused;
-    }
-    const json& s = response["result"];
+    json s;
+    if (int rc = request(socket_path, Command::kStatus, {{"name", name}}, as_json, s); rc != kOk)
+      return rc;
     const std::string state = s.value("state", "");
     const json waiting = s.value("waiting_for", json());
     const bool reached =
@@ -452,32 +466,18 @@ int main(int argc, char** argv) {
   }
 
   for (;;) {
-    json response;
-    try {
-      response = call(socket_path, tandem::control::request_line(c, fields));
-    } catch (const std::exception& e) {
-      std::cerr << "tandemctl: " << e.what() << "\n";
-      return kUnreachable;
-    }
-    if (!response.value("ok", false)) {
-      if (as_json) {
-        std::cout << response.dump() << "\n";
-      } else {
-        std::cerr << "tandemctl: " << response["error"].value("message", "error") << " ("
-                  << response["error"].value("code", "?") << ")\n";
-      }
-      return kRefused;
-    }
+    json result;
+    if (int rc = request(socket_path, c, fields, as_json, result); rc != kOk) return rc;
     // On a terminal the screen is redrawn; into a pipe, one status after
     // another.
     if (*watch && !as_json) std::cout << (isatty(STDOUT_FILENO) ? "\033[H\033[2J" : "\n");
     if (as_json) {
-      std::cout << response["result"].dump() << "\n";
+      std::cout << result.dump() << "\n";
     } else {
-      print_human(c, response["result"]);
+      print_human(c, result);
     }
     // A slice that did not move, or whose check found differences.
-    if (c == Command::kSlice) return tandem::slice_move_exit_code(response["result"]);
+    if (c == Command::kSlice) return tandem::slice_move_exit_code(result);
     if (!*watch) return kOk;
     std::cout.flush();
     std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(interval * 1000)));

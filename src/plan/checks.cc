@@ -138,9 +138,11 @@ std::string not_in_partition_key(const std::string& column, const std::string& w
          "    OR coalesce(k.partexprs::text, '') LIKE '%:varattno ' || a.attnum || ' %'";
 }
 
-std::string column_exists(const std::string& column) {
+std::string column_exists(const std::string& column, const std::string& what) {
   const std::string col = quote_literal(column);
-  return "SELECT format('column %I does not exist in table %s', " + col +
+  std::string role;  // a format string: its % doubled
+  for (char c : what) role += c == '%' ? "%%" : std::string(1, c);
+  return "SELECT format(" + quote_literal(role + " %I does not exist in table %s") + ", " + col +
          ", rel) FROM t\n"
          " WHERE rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel\n"
          "   AND attname = " +

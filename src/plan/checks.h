@@ -48,7 +48,9 @@ std::string not_partitioned(const std::string& why);
 // Refuses a column in the partition key of the table or of any of its
 // partitioned partitions: "column c is in the partition key of <rel>; <why>".
 std::string not_in_partition_key(const std::string& column, const std::string& why);
-std::string column_exists(const std::string& column);
+// `what` names the column's role in the refusal ("column", "the routing
+// column (slices: by)").
+std::string column_exists(const std::string& column, const std::string& what = "column");
 // column_exists for each of `columns` of schema.table that no operation of
 // `spec` adds (those exist by the time the precheck runs, not before).
 std::vector<std::string> columns_exist(const Spec& spec, const std::string& schema,

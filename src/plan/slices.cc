@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <set>
 
+#include "plan/checks.h"
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
@@ -97,12 +98,7 @@ std::optional<Slices> parse_slices(SpecReader& r, const YAML::Node& n, const std
 }
 
 std::string slices_by_exists(const Slices& s) {
-  return "SELECT format('the routing column (slices: by) %s is not a column of %s', " +
-         quote_literal(s.by) +
-         ", t.rel)\n"
-         "  FROM t WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.rel\n"
-         "   AND a.attname = " +
-         quote_literal(s.by) + " AND a.attnum > 0 AND NOT a.attisdropped)";
+  return checks::column_exists(s.by, "the routing column (slices: by)");
 }
 
 std::string slices_rows_reach_back(const CopyTable& op) {

@@ -1319,20 +1319,11 @@ TEST(DaemonConfig, TheSystemdUnitVerifies) {
   if (run_command("command -v systemd-analyze").exit_code != 0) {
     GTEST_SKIP() << "systemd-analyze is not installed";
   }
-  // verify wants ExecStart's binary to exist: point it at the one just built.
-  std::string unit = read_file(std::string(TANDEM_SOURCE_DIR) + "/config/tandemd.service");
-  const std::string installed = "/usr/bin/tandemd";
-  unit.replace(unit.find(installed), installed.size(), TANDEMD_PATH);
-  std::string dir = "/tmp/tandem-unit-" + std::to_string(getpid());
-  run_command("mkdir -p " + dir);
-  {
-    std::ofstream out(dir + "/tandemd.service");
-    out << unit;
-  }
-  auto r = run_command("systemd-analyze verify " + dir + "/tandemd.service 2>&1");
+  // Against the binary just built.
+  auto r = verify_unit(read_file(std::string(TANDEM_SOURCE_DIR) + "/config/tandemd.service"),
+                       TANDEMD_PATH);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output, "");
-  run_command("rm -rf " + dir);
 }
 
 }  // namespace

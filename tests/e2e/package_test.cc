@@ -9,7 +9,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
 #include "daemon/config.h"
@@ -112,17 +111,9 @@ TEST_F(PackageTest, TheInstalledUnitVerifiesAgainstTheInstalledBinary) {
   if (run_command("command -v systemd-analyze").exit_code != 0) {
     GTEST_SKIP() << "systemd-analyze is not installed";
   }
-  // verify wants ExecStart's binary where the unit says: the unit as
-  // installed, pointed into the scratch root.
-  std::string unit = read_file(root_ + "/usr/lib/systemd/system/tandemd.service");
-  const std::string installed = "/usr/bin/tandemd";
-  unit.replace(unit.find(installed), installed.size(), root_ + installed);
-  run_command("mkdir -p " + dir_ + "/unit");
-  {
-    std::ofstream out(dir_ + "/unit/tandemd.service");
-    out << unit;
-  }
-  auto r = run_command("systemd-analyze verify " + dir_ + "/unit/tandemd.service 2>&1");
+  // The unit as installed, against the binary installed in the scratch root.
+  auto r = verify_unit(read_file(root_ + "/usr/lib/systemd/system/tandemd.service"),
+                       root_ + "/usr/bin/tandemd");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output, "");
 }

@@ -137,4 +137,18 @@ std::string read_file(const std::string& path) {
   return out.str();
 }
 
+CommandResult verify_unit(std::string unit, const std::string& binary) {
+  const std::string installed = "/usr/bin/tandemd";
+  unit.replace(unit.find(installed), installed.size(), binary);
+  const std::string dir = "/tmp/tandem-unit-" + std::to_string(getpid());
+  run_command("mkdir -p " + dir);
+  {
+    std::ofstream out(dir + "/tandemd.service");
+    out << unit;
+  }
+  auto r = run_command("systemd-analyze verify " + dir + "/tandemd.service 2>&1");
+  run_command("rm -rf " + dir);
+  return r;
+}
+
 }  // namespace tandem::testing

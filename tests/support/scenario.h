@@ -46,6 +46,9 @@ std::string tandemd(const std::string& args);
 pid_t spawn(const std::string& command, const std::string& output = "/dev/null");
 // The whole content of a file; fails the test when it cannot be read.
 std::string read_file(const std::string& path);
+// `systemd-analyze verify` of a unit file's text, its ExecStart's
+// /usr/bin/tandemd pointed at `binary` (verify wants the binary to exist).
+CommandResult verify_unit(std::string unit, const std::string& binary);
 
 // Writes text to a new temporary file and returns its path.
 std::string write_temp_file(const std::string& text, const std::string& suffix = ".yaml");
