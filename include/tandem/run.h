@@ -24,6 +24,7 @@ class ProgressSink;    // told of phases, steps and progress (src/engine/progres
 class RunControl;      // live settings and the manual throttle (src/engine/run_control.h)
 class TimeSource;      // the clock (src/engine/time_source.h)
 class MigrationStore;  // where the migration's state lives (src/engine/migration_store.h)
+class Hooks;           // the team's hooks (src/engine/hooks.h, docs/hooks.md)
 class ExecutorCore;
 
 struct RunOptions {
@@ -54,6 +55,9 @@ struct RunOptions {
   // Run by tandemd serve: the next moves a failure names are tandemctl's
   // (`tandemctl resume NAME`), not the command line's.
   bool under_daemon = false;
+  // Told of the migration's start, phases, gates and end; its before-cutover
+  // hooks must pass before cutover begins. None when null.
+  Hooks* hooks = nullptr;
 };
 
 enum class RunOutcome {
@@ -112,6 +116,10 @@ class Executor {
   const std::string& approval_withheld() const;
   // After kPaused: which threshold, e.g. "replica lag 31.0s over critical_replica_lag 30s".
   const std::string& pause_reason() const;
+  // After kWaitingApproval: whether the cutover waits because a
+  // before-cutover hook failed (approval_withheld() says how); running
+  // again tries the hooks again.
+  bool held_by_hook() const;
   // Whether a phase needs an explicit approval before it runs.
   bool needs_approval(Phase phase) const;
 

@@ -15,6 +15,7 @@
 #include "db/connection.h"
 #include "engine/backfill.h"
 #include "engine/executor.h"
+#include "engine/hooks.h"
 #include "engine/shadow_samples.h"
 #include "engine/slices.h"
 #include "engine/state_store.h"
@@ -59,6 +60,30 @@ bool load(const std::string& file, std::optional<Spec>& spec, std::optional<Plan
     std::cerr << file << ": " << e.what() << "\n";
     return false;
   }
+  return true;
+}
+
+// The hooks of --hooks-path/--hook-url, or none; false (after saying why)
+// when the flags cannot be used.
+bool make_hooks(const HookArgs& a, std::unique_ptr<Hooks>& out) {
+  HookSettings s;
+  s.path = a.path;
+  s.url = a.url;
+  if (!a.timeout.empty()) {
+    const auto d = parse_duration(a.timeout);
+    if (!d || d->count() <= 0) {
+      std::cerr << "tandemd: --hook-timeout " << a.timeout << ": expected a duration such as 10s\n";
+      return false;
+    }
+    s.timeout = *d;
+  }
+  if (!s.enabled()) return true;
+  const std::string problem = check_hook_settings(s);
+  if (!problem.empty()) {
+    std::cerr << "tandemd: " << problem << "\n";
+    return false;
+  }
+  out = std::make_unique<Hooks>(s);
   return true;
 }
 
@@ -274,6 +299,9 @@ int cmd_run(const RunArgs& args) {
     }
     options.accept_differences.insert(name);
   }
+  std::unique_ptr<Hooks> hooks;
+  if (!make_hooks(args.hooks, hooks)) return kExitUsage;
+  options.hooks = hooks.get();
   auto progress =
       args.progress_tty ? make_terminal_progress() : make_log_progress(std::chrono::seconds(5));
   options.progress = progress.get();
@@ -296,6 +324,11 @@ int cmd_run(const RunArgs& args) {
       case RunOutcome::kWaitingApproval: {
         const char* p = phase_name(executor.waiting_phase());
         const std::string& withheld = executor.approval_withheld();
+        if (executor.held_by_hook()) {
+          std::cerr << "migration " << spec->name << ": cutover is held: " << withheld
+                    << "\nWhen the hook passes, run again: tandemd run " << args.file << "\n";
+          return kExitNeedsApproval;
+        }
         if (withheld.rfind("slices not complete", 0) == 0) {
           std::cerr << "migration " << spec->name << " waits at " << p << ": " << withheld
                     << "\nThe slices: tandemd slices " << args.file
@@ -332,13 +365,16 @@ int cmd_run(const RunArgs& args) {
   return kExitOk;
 }
 
-int cmd_rollback(const std::string& file, const std::string& dsn) {
+int cmd_rollback(const std::string& file, const std::string& dsn, const HookArgs& hook_args) {
   std::optional<Spec> spec;
   std::optional<Plan> plan;
   if (!load(file, spec, plan)) return kExitBadInput;
   RunOptions options;
   options.dsn = resolve_dsn(dsn);
   options.actor = actor();
+  std::unique_ptr<Hooks> hooks;
+  if (!make_hooks(hook_args, hooks)) return kExitUsage;
+  options.hooks = hooks.get();
   options.stop = &g_stop;
   install_stop_handlers();
   try {

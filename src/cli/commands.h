@@ -6,12 +6,18 @@
 
 namespace tandem {
 
+// --hooks-path, --hook-url, --hook-timeout of run and rollback.
+struct HookArgs {
+  std::string path, url, timeout;
+};
+
 struct RunArgs {
   std::string file;
   std::string dsn;
   std::string until;
   std::vector<std::string> approve;
   std::vector<std::string> accept_differences;
+  HookArgs hooks;
   bool progress_tty = false;
 };
 
@@ -30,7 +36,7 @@ int cmd_validate(const std::vector<std::string>& files);
 // read-only prechecks against the database and exits 1 when any refuses.
 int cmd_plan(const std::string& file, const std::string& format, const std::string& dsn);
 int cmd_run(const RunArgs& args);
-int cmd_rollback(const std::string& file, const std::string& dsn);
+int cmd_rollback(const std::string& file, const std::string& dsn, const HookArgs& hooks);
 int cmd_status(const std::string& file, const std::string& dsn, bool json);
 // The shadow-read parameter sets whose answers differed (`pair`: one pair's).
 struct RoundsArgs {

@@ -124,6 +124,7 @@ int cmd_serve(const ServeArgs& args) {
     for (const auto& [key, value] : config.defaults) {
       std::printf("default %s: %s\n", key.c_str(), value.c_str());
     }
+    std::printf("hooks: %s\n", hooks_text(config.hooks).c_str());
     return kExitOk;
   }
 
@@ -144,6 +145,7 @@ int cmd_serve(const ServeArgs& args) {
   manager_options.dsn = config.dsn;
   manager_options.shutdown_grace = config.shutdown_grace;
   manager_options.defaults = config.defaults;
+  manager_options.hooks = config.hooks;
   MigrationManager manager(manager_options);
   // The socket opens first, so that tandemctl can tell a daemon waiting for
   // its database from one that is not running: until the submitted

@@ -74,12 +74,27 @@ int main(int argc, char** argv) {
   run->add_option("--accept-differences", run_args.accept_differences,
                   "go on past the failed gate of this shadow-read pair with the differences it "
                   "found (repeatable; recorded with who accepted them)");
+  // Hooks (docs/hooks.md), for run and rollback.
+  const auto add_hook_options = [](CLI::App* sub, HookArgs& h) {
+    sub->add_option("--hooks-path", h.path,
+                    "run the executables in this directory named tandem-on-EVENT[-...] on the "
+                    "migration's events (start, phase-change, waiting-approval, before-cutover, "
+                    "critical-pause, success, failure, rolled-back); a failing before-cutover "
+                    "hook holds the cutover");
+    sub->add_option("--hook-url", h.url, "POST each event's JSON to this http:// URL");
+    sub->add_option("--hook-timeout", h.timeout,
+                    "how long one hook may take before it is killed and counts as failed "
+                    "(default 10s)");
+  };
+  add_hook_options(run, run_args.hooks);
   run->footer(kExitCodeHelp);
 
   std::string dsn;
+  HookArgs rollback_hooks;
   auto* rollback = app.add_subcommand("rollback", "Undo a migration back to its starting state");
   rollback->add_option("FILE", file, "spec file")->required();
   rollback->add_option("--dsn", dsn, "libpq connection string");
+  add_hook_options(rollback, rollback_hooks);
   rollback->footer(kExitCodeHelp);
 
   auto* status = app.add_subcommand("status", "Show where a migration stands");
@@ -162,7 +177,7 @@ int main(int argc, char** argv) {
     run_args.progress_tty = isatty(STDERR_FILENO);
     return cmd_run(run_args);
   }
-  if (*rollback) return cmd_rollback(file, dsn);
+  if (*rollback) return cmd_rollback(file, dsn, rollback_hooks);
   if (*status) return cmd_status(file, dsn, json);
   if (*diffs) return cmd_diffs(file, dsn, pair, limit, json);
   if (*rounds) return cmd_rounds(rounds_args);

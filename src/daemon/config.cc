@@ -70,6 +70,31 @@ class Section {
     c.shutdown_grace = *d;
   }
 
+  void hooks(const YAML::Node& h, DaemonConfig& c) const {
+    if (!h.IsMap()) fail(h, "hooks: expected a mapping (path, url, timeout, retry)");
+    for (const auto& entry : h) {
+      const std::string key = entry.first.as<std::string>();
+      const std::string value = entry.second.as<std::string>("");
+      if (key == "path") {
+        c.hooks.path = value;
+      } else if (key == "url") {
+        c.hooks.url = value;
+      } else if (key == "timeout" || key == "retry") {
+        auto d = parse_duration(value);
+        if (!d || d->count() <= 0 || *d > std::chrono::hours(1)) {
+          fail(entry.second, key + ": expected a duration from 1ms to 1h, such as 10s");
+        }
+        (key == "timeout" ? c.hooks.timeout : c.hooks.retry) = *d;
+      } else {
+        const std::vector<std::string> keys = {"path", "url", "timeout", "retry"};
+        fail(entry.first, "unknown key \"" + key + "\" in hooks" + did_you_mean(key, keys) +
+                              "; expected path, url, timeout or retry");
+      }
+    }
+    const std::string problem = check_hook_settings(c.hooks);
+    if (!problem.empty()) fail(h, problem);
+  }
+
   void defaults(const YAML::Node& d, DaemonConfig& c) const {
     Settings probe;
     for (const auto& entry : d) {
@@ -168,8 +193,8 @@ DaemonConfig load_config(const std::string& file) {
   const YAML::Node root = read_yaml(file);
   if (!root.IsMap()) throw std::runtime_error(file + ": expected a mapping at the top level");
   const Section section(file);
-  const std::vector<std::string> sections = {"database", "control",        "metrics",
-                                             "log",      "shutdown_grace", "defaults"};
+  const std::vector<std::string> sections = {"database",       "control",  "metrics", "log",
+                                             "shutdown_grace", "defaults", "hooks"};
   // Range-for keeps each (key, value) pair alive for the whole body; members
   // reached through it-> die at the end of their expression.
   for (const auto& entry : root) {
@@ -183,6 +208,7 @@ DaemonConfig load_config(const std::string& file) {
   if (YAML::Node n = root["log"]) section.log(n, c);
   if (YAML::Node n = root["shutdown_grace"]) section.shutdown_grace(n, c);
   if (YAML::Node n = root["defaults"]) section.defaults(n, c);
+  if (YAML::Node n = root["hooks"]) section.hooks(n, c);
   if (YAML::Node n = root["database"]) section.database(n, c);
   if (YAML::Node n = root["control"]) section.control(n, c);
   return c;

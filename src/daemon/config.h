@@ -1,6 +1,6 @@
 // tandemd.yaml, the daemon's config file (docs/daemon.md): the database, the
-// control socket, the metrics endpoint, logging, the shutdown grace and
-// defaults for migration settings.
+// control socket, the metrics endpoint, logging, the shutdown grace,
+// defaults for migration settings and hooks.
 #pragma once
 
 #include <chrono>
@@ -8,6 +8,7 @@
 #include <string>
 
 #include "daemon/server.h"
+#include "engine/hooks.h"
 
 namespace tandem {
 
@@ -20,6 +21,7 @@ struct DaemonConfig {
   std::string log_format = "text";
   std::chrono::milliseconds shutdown_grace{10000};
   std::map<std::string, std::string> defaults;  // migration settings
+  HookSettings hooks;
 };
 
 // Reads the config at `file` ("": every default); throws std::runtime_error

@@ -29,7 +29,8 @@ constexpr std::chrono::seconds kRecordWait{2};
 MigrationManager::MigrationManager(Options options)
     : options_(std::move(options)),
       own_submissions_(options_.submissions ? nullptr : std::make_unique<PgSubmissionStore>()),
-      submissions_(options_.submissions ? *options_.submissions : *own_submissions_) {}
+      submissions_(options_.submissions ? *options_.submissions : *own_submissions_),
+      hooks_(options_.hooks.enabled() ? std::make_unique<Hooks>(options_.hooks) : nullptr) {}
 
 std::unique_ptr<Connection> MigrationManager::open_session(const std::string& app) const {
   return options_.connect ? options_.connect(options_.dsn, app)
@@ -181,6 +182,7 @@ bool MigrationManager::run_once(Worker& w, Desired desired, const std::set<Phase
   o.connect = options_.connect;
   o.store = w.store.get();
   o.under_daemon = true;
+  o.hooks = hooks_.get();
   try {
     Executor ex(*w.spec, *w.plan, o);
     if (desired == Desired::kRollback) {
@@ -261,6 +263,9 @@ bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approv
   auto next_round = Clock::now() + w.control->settings().shadow_round_interval;
   auto next_canary = Clock::now() + (canary ? canary->every : kSlicesLookEvery);
   auto next_look = Clock::now() + kSlicesLookEvery;
+  // Held by a failing before-cutover hook: the run tries it again this often.
+  const bool held = ex.held_by_hook() && hooks_;
+  const auto next_hook = Clock::now() + (held ? hooks_->settings().retry : std::chrono::hours(1));
   // Whether complete slices are all cutover waits for (else an approval is).
   const bool look = sliced && (!w.spec->requires_approval(Phase::kCutover) || cutover_approved);
   for (;;) {
@@ -270,6 +275,7 @@ bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approv
     if (due) until = std::min(until, next_round);
     if (canary) until = std::min(until, next_canary);
     if (sliced) until = std::min(until, next_look);
+    if (held) until = std::min(until, next_hook);
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
     if (!w.wait_for_command(seen, shutting_down_, std::max(wait, std::chrono::milliseconds(0))))
       return false;
@@ -278,6 +284,7 @@ bool MigrationManager::wait_at_gate(Worker& w, Executor& ex, bool cutover_approv
       if (w.generation != seen) break;
     }
     if (sliced && slices_at_gate(w, canary, look, next_canary, next_look)) break;
+    if (held && Clock::now() >= next_hook) break;
     if (!due || Clock::now() < next_round) continue;
     next_round = Clock::now() + every;
     const RoundReport r = ex.shadow_round();

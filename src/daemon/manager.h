@@ -23,6 +23,7 @@
 #include "daemon/submission_store.h"
 #include "daemon/worker_state.h"
 #include "db/connection.h"
+#include "engine/hooks.h"
 #include "engine/migration_store.h"
 #include "tandem/plan.h"
 #include "tandem/spec.h"
@@ -57,6 +58,9 @@ class MigrationManager {
     // Settings for migrations whose spec does not give them (key -> text,
     // as in a spec; checked by the config loader).
     std::map<std::string, std::string> defaults;
+    // Hooks told of every migration's start, phases, gates and end
+    // (docs/hooks.md); read at start.
+    HookSettings hooks;
     // Seams for tests. How sessions are opened (connect_postgres when
     // empty); where submissions are kept (tandem.submissions when null);
     // each migration's state (a StateStore when empty).
@@ -178,6 +182,7 @@ class MigrationManager {
   std::condition_variable poll_cv_;
   bool record_now_ = false;  // guarded by poll_mu_: a command left something to record
   std::thread poller_;
+  std::unique_ptr<Hooks> hooks_;  // when options_.hooks names any
 };
 
 }  // namespace tandem

@@ -10,6 +10,8 @@
 #include <map>
 #include <thread>
 
+#include "db/conninfo.h"
+#include "engine/hooks.h"
 #include "engine/retry_policy.h"
 #include "engine/slices.h"
 #include "util/duration.h"
@@ -214,23 +216,56 @@ void ExecutorCore::fail(Lane& lane, const std::string& step_id, const std::strin
 
 RunOutcome ExecutorCore::run() {
   LogContextScope log({spec_.name, "", ""});
+  held_by_hook_ = false;
   try {
-    return run_phases();
+    const RunOutcome outcome = run_phases();
+    if (outcome == RunOutcome::kCompleted) notify_hooks("success", "", Phase::kCleanup);
+    if (outcome == RunOutcome::kWaitingApproval && !held_by_hook_) {
+      notify_hooks("waiting-approval", approval_withheld_, waiting_phase_);
+    }
+    return outcome;
   } catch (const CriticalPauseError& e) {
     pause_reason_ = e.what();
+    notify_hooks("critical-pause", pause_reason_);
     return RunOutcome::kPaused;
   } catch (const StoppedError&) {
     return RunOutcome::kStopped;
+  } catch (const Error& e) {
+    // A step that failed for good, or a migration refused before it began.
+    if (e.failure() == Failure::kStepFailed || e.kind() == ErrorKind::kBadInput) {
+      notify_hooks("failure", e.what());
+    }
+    throw;
   }
 }
 
 RollbackOutcome ExecutorCore::rollback() {
   LogContextScope log({spec_.name, "rollback", ""});
   try {
-    return rollback_steps();
+    const RollbackOutcome outcome = rollback_steps();
+    if (outcome == RollbackOutcome::kRolledBack) notify_hooks("rolled-back");
+    return outcome;
   } catch (const StoppedError&) {
     return RollbackOutcome::kStopped;
+  } catch (const Error& e) {
+    if (e.failure() == Failure::kStepFailed) notify_hooks("failure", e.what());
+    throw;
   }
+}
+
+void ExecutorCore::notify_hooks(const std::string& event, const std::string& error,
+                                std::optional<Phase> phase) {
+  if (!options_.hooks) return;
+  const LogContext& c = log_context();
+  options_.hooks->notify({event, spec_.name, phase ? phase_name(*phase) : c.phase,
+                          phase ? "" : c.step, error, redacted_conninfo(options_.dsn),
+                          options_.actor});
+}
+
+std::string ExecutorCore::before_cutover_hooks() {
+  if (!options_.hooks) return "";
+  return options_.hooks->gate({"before-cutover", spec_.name, phase_name(Phase::kCutover), "", "",
+                               redacted_conninfo(options_.dsn), options_.actor});
 }
 
 std::vector<std::pair<std::string, std::string>> precheck_refusals(
@@ -282,6 +317,7 @@ bool ExecutorCore::spec_still_fits(const MigrationRecord& record, const std::str
 bool ExecutorCore::open_migration(std::optional<MigrationRecord>& record,
                                   std::map<std::string, StepStatus>& status) {
   bool already_completed = false;
+  bool started = false;  // recorded now, not before
   // Everything here is idempotent, so after any retryable error or an
   // in-doubt commit it simply runs again from the top.
   with_retries(
@@ -320,6 +356,7 @@ bool ExecutorCore::open_migration(std::optional<MigrationRecord>& record,
           check_before_start();
           store_.start(*conn_, spec_.text, plan_, options_.actor);
           record = store_.load(*conn_);
+          started = true;
         }
         for (const auto& p : phase_table()) {
           const bool given = options_.approve_all || options_.approve.count(p.phase);
@@ -339,6 +376,7 @@ bool ExecutorCore::open_migration(std::optional<MigrationRecord>& record,
         for (const auto& st : store_.steps(*conn_)) status[st.step_id] = st.status;
       },
       [] { return false; });
+  if (started) notify_hooks("start", "", Phase::kPrepare);
   return already_completed;
 }
 
@@ -377,7 +415,22 @@ RunOutcome ExecutorCore::run_phases() {
       record_state(MigrationState::kWaitingApproval, p.phase, "waiting_approval");
       return RunOutcome::kWaitingApproval;
     }
+    const bool begun = std::any_of(steps.begin(), steps.end(), [&](const Step* s) {
+      return status[s->id] != StepStatus::kPending;
+    });
+    if (p.phase == Phase::kCutover && !begun) {
+      const std::string why = before_cutover_hooks();
+      if (!why.empty()) {
+        held_by_hook_ = true;
+        waiting_phase_ = p.phase;
+        approval_withheld_ = "a before-cutover hook failed: " + why;
+        spdlog::warn("migration {}: cutover is held: {}", spec_.name, approval_withheld_);
+        record_state(MigrationState::kWaitingApproval, p.phase, "cutover_held");
+        return RunOutcome::kWaitingApproval;
+      }
+    }
     record_state(MigrationState::kRunning, p.phase, "phase_started");
+    notify_hooks("phase-change", "", p.phase);
     log_context().phase = phase_name(p.phase);
     log_context().step.clear();
     if (options_.progress) options_.progress->phase_started(p.phase);
@@ -499,6 +552,7 @@ RollbackOutcome Executor::rollback() { return core_->rollback(); }
 RoundReport Executor::shadow_round() { return core_->shadow_round(); }
 const std::string& Executor::approval_withheld() const { return core_->approval_withheld(); }
 Phase Executor::waiting_phase() const { return core_->waiting_phase(); }
+bool Executor::held_by_hook() const { return core_->held_by_hook(); }
 const std::string& Executor::pause_reason() const { return core_->pause_reason(); }
 bool Executor::needs_approval(Phase phase) const { return core_->needs_approval(phase); }
 

@@ -76,6 +76,7 @@ class ExecutorCore {
   const std::string& approval_withheld() const { return approval_withheld_; }
   // After kPaused: which threshold, e.g. "replica lag 31.0s over critical_replica_lag 30s".
   const std::string& pause_reason() const { return pause_reason_; }
+  bool held_by_hook() const { return held_by_hook_; }
   // Whether a phase needs an explicit approval before it runs.
   bool needs_approval(Phase phase) const;
 
@@ -187,6 +188,12 @@ class ExecutorCore {
   std::optional<StepStatus> step_status(const std::string& step_id);
   // Sets the migration's state (and logs an event) with retries.
   void record_state(MigrationState state, Phase phase, const std::string& event);
+  // Queues `event` for the hooks, if any, with the phase and step the run is
+  // in (log_context()) unless `phase` is given.
+  void notify_hooks(const std::string& event, const std::string& error = "",
+                    std::optional<Phase> phase = std::nullopt);
+  // Before cutover's first step: "" when every before-cutover hook passed.
+  std::string before_cutover_hooks();
 
   void run_step(const Step& step);
   void run_sql_step(const Step& step);
@@ -277,6 +284,7 @@ class ExecutorCore {
   std::string approval_withheld_;
   bool ever_connected_ = false;
   std::string pause_reason_;
+  bool held_by_hook_ = false;  // the last run() waits because a before-cutover hook failed
   std::atomic<bool> halt_workers_{false};
   const std::vector<std::string> migrated_tables_;  // schema.name: what the spec touches
   TimeSource& time_;

@@ -2,6 +2,7 @@
 // pgbench load, including kill -9 at random points of every phase.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "support/scenario.h"
@@ -454,6 +456,118 @@ TEST_F(Cli, ParallelWorkersSurviveKillNineMidBackfillAndResumeExactly) {
   EXPECT_EQ(key_ranges_summary(pg_, db_, "1.verify", 12), "12+|t|400000|t");
   EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
   EXPECT_EQ(pg_.psql(db_, "SELECT state FROM tandem.migrations"), "completed");
+}
+
+// A scratch directory of hook executables (docs/hooks.md) that append what
+// they are told to `calls`.
+class HookDir {
+ public:
+  HookDir() {
+    char name[] = "/tmp/tandem-e2e-hooks-XXXXXX";
+    path_ = mkdtemp(name);
+    for (const char* e : {"start", "phase-change", "waiting-approval", "critical-pause", "success",
+                          "failure", "rolled-back"}) {
+      write(std::string("tandem-on-") + e,
+            "echo \"$TANDEM_HOOK $TANDEM_PHASE\" >> " + path_ + "/calls");
+    }
+  }
+  ~HookDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  void write(const std::string& name, const std::string& body) {
+    const std::string file = path_ + "/" + name;
+    std::ofstream(file) << "#!/bin/sh\n" << body << "\n";
+    chmod(file.c_str(), 0755);
+  }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  bool exists(const std::string& name) const { return access(file(name).c_str(), F_OK) == 0; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST_F(Cli, HooksHearEveryEventASlowOneHoldsNothingBackAndAFailingBeforeCutoverHoldsTheCutover) {
+  HookDir hooks;
+  // before-cutover passes once the test allows it.
+  hooks.write("tandem-on-before-cutover",
+              "echo \"before-cutover $TANDEM_PHASE\" >> " + hooks.file("calls") + "\nif [ -e " +
+                  hooks.file("allow") +
+                  " ]; then exit 0; fi\necho checking the release train\necho 'the release "
+                  "train is not ready'\nexit 3");
+  // The phase-change hook of backfill hangs until the test lets it go.
+  hooks.write("tandem-on-phase-change-slow",
+              "[ \"$TANDEM_PHASE\" = backfill ] || exit 0\ntouch " + hooks.file("slow-started") +
+                  "\nwhile [ ! -e " + hooks.file("release") + " ]; do sleep 0.05; done\ntouch " +
+                  hooks.file("slow-ended"));
+  hooks.write("tandem-on-success-payload", "cat > " + hooks.file("success.json"));
+  PgbenchLoad load(pg_, db_);
+  load.start();
+  const std::string flags = " --approve all --hooks-path " + hooks.path() + " --hook-timeout 300s";
+  const std::string out = write_temp_file("", ".log");
+  const pid_t pid =
+      spawn("env TANDEM_DSN='" + pg_.dsn(db_) + "' " + tandemd("run " + spec_path_ + flags), out);
+  // The backfill, the shadow read and the check all pass while the backfill's
+  // hook hangs; the cutover is held by its hook.
+  bool held = false;
+  for (int i = 0; i < 2400 && !held; ++i) {
+    std::this_thread::sleep_for(50ms);
+    try {  // the state schema does not exist at first
+      held = pg_.psql(db_,
+                      "SELECT EXISTS (SELECT FROM tandem.events WHERE kind = "
+                      "'cutover_held')") == "t";
+    } catch (const std::exception&) {
+    }
+  }
+  ASSERT_TRUE(held) << read_file(out);
+  EXPECT_TRUE(hooks.exists("slow-started"));
+  EXPECT_FALSE(hooks.exists("slow-ended")) << "the slow hook ended before the backfill did";
+  EXPECT_EQ(pg_.psql(db_, "SELECT state || ' ' || phase FROM tandem.migrations"),
+            "waiting_approval 5");
+  EXPECT_EQ(
+      pg_.psql(db_, "SELECT count(*) FROM tandem.steps WHERE status <> 'pending' AND phase = 5"),
+      "0");
+  std::ofstream(hooks.file("release")) << "";
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const std::string first = read_file(out);
+  ASSERT_TRUE(WIFEXITED(status)) << first;
+  EXPECT_EQ(WEXITSTATUS(status), 3) << first;
+  EXPECT_NE(first.find("migration abalance_bigint: cutover is held: a before-cutover hook "
+                       "failed: tandem-on-before-cutover exited with status 3: the release train "
+                       "is not ready\nWhen the hook passes, run again: tandemd run " +
+                       spec_path_ + "\n"),
+            std::string::npos)
+      << first;
+  // Still held while the hook fails; once it passes, the cutover and the rest.
+  auto r = run("run " + spec_path_ + flags);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  std::ofstream(hooks.file("allow")) << "";
+  r = run("run " + spec_path_ + flags);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  load.stop();
+  EXPECT_EQ(load.failures(), 0) << load.last_error_output();
+  EXPECT_GT(load.transactions(), 0);
+  EXPECT_TRUE(tpcb_invariant_holds(pg_, db_));
+  EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
+  // Every event in the migration's order (the before-cutover ones ran while
+  // the queue waited for the slow hook, so they are checked apart).
+  std::string queued, gates;
+  std::istringstream calls(read_file(hooks.file("calls")));
+  for (std::string line; std::getline(calls, line);) {
+    (line.rfind("before-cutover", 0) == 0 ? gates : queued) += line + "\n";
+  }
+  EXPECT_EQ(queued,
+            "start prepare\nphase-change prepare\nphase-change dual_write\nphase-change "
+            "backfill\nphase-change shadow_read\nphase-change cutover\nphase-change "
+            "cleanup\nsuccess cleanup\n");
+  EXPECT_EQ(gates, "before-cutover cutover\nbefore-cutover cutover\nbefore-cutover cutover\n");
+  const auto payload = nlohmann::json::parse(read_file(hooks.file("success.json")));
+  EXPECT_EQ(payload["hook"], "success");
+  EXPECT_EQ(payload["migration"], "abalance_bigint");
+  EXPECT_NE(payload["database"].get<std::string>().find("dbname=" + db_), std::string::npos);
+  // A bad hook flag changes nothing and says why.
+  r = run("run " + spec_path_ + " --hooks-path /nonexistent/hooks");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(r.output, "tandemd: hooks path /nonexistent/hooks is not a directory\n");
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -1284,6 +1285,84 @@ TEST_F(Daemon, ItsLogSaysWhatHappensToEachMigrationUnderItsNameAndWaitFollowsIt)
   const auto start = newline == std::string::npos ? 0 : newline + 1;
   EXPECT_NE(log.substr(start, failed - start).find(" error "), std::string::npos)
       << log.substr(start, 200);
+}
+
+TEST_F(Daemon, AFailingBeforeCutoverHookHoldsTheCutoverUntilItPassesAndHooksHearEachEventOnce) {
+  char name[] = "/tmp/tandem-daemon-hooks-XXXXXX";
+  const std::string dir = mkdtemp(name);
+  const auto hook = [&](const std::string& file, const std::string& body) {
+    std::ofstream(dir + "/" + file) << "#!/bin/sh\n" << body << "\n";
+    chmod((dir + "/" + file).c_str(), 0755);
+  };
+  for (const char* e : {"start", "phase-change", "waiting-approval", "success", "failure"}) {
+    hook(std::string("tandem-on-") + e, "echo \"$TANDEM_HOOK $TANDEM_PHASE\" >> " + dir + "/calls");
+  }
+  hook("tandem-on-before-cutover", "echo \"before-cutover\" >> " + dir + "/calls\n[ -e " + dir +
+                                       "/allow ] || { echo 'change freeze until 18:00'; exit 1; }");
+  log_ = write_temp_file("", ".log");
+  serve(socket_path(), "",
+        write_temp_file("hooks:\n  path: " + dir + "\n  timeout: 20s\n  retry: 300ms\n"));
+  ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
+  ASSERT_TRUE(wait_for(
+      [&] {
+        return status().value("approval_withheld", json()).is_string() &&
+               status()["approval_withheld"].get<std::string>().find("before-cutover") !=
+                   std::string::npos;
+      },
+      180s))
+      << status().dump();
+  json st = status();
+  EXPECT_EQ(st.value("state", ""), "waiting_approval") << st.dump();
+  EXPECT_EQ(st.value("waiting_for", json()), "cutover") << st.dump();
+  EXPECT_EQ(st["approval_withheld"],
+            "a before-cutover hook failed: tandem-on-before-cutover exited with status 1: change "
+            "freeze until 18:00");
+  // Tried again every `retry`, and held each time.
+  ASSERT_TRUE(wait_for(
+      [&] {
+        const std::string c = read_file(dir + "/calls");
+        size_t held = 0;
+        for (auto at = c.find("before-cutover\n"); at != std::string::npos;
+             at = c.find("before-cutover\n", at + 1)) {
+          ++held;
+        }
+        return held >= 3;
+      },
+      30s))
+      << read_file(dir + "/calls");
+  EXPECT_EQ(
+      pg_.psql(db_, "SELECT count(*) FROM tandem.steps WHERE status <> 'pending' AND phase = 5"),
+      "0");
+  std::ofstream(dir + "/allow") << "";
+  auto r = ctl("wait abalance_bigint --for waiting_approval:cleanup --timeout 120s");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(ctl("approve abalance_bigint cleanup").exit_code, 0);
+  r = ctl("wait abalance_bigint --for completed --timeout 120s");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(wait_for(
+      [&] { return read_file(dir + "/calls").find("success") != std::string::npos; }, 30s));
+  // The events in order; the before-cutover ones apart (they run where the
+  // cutover begins, the others on the hooks' own thread); the cleanup gate
+  // told once although the worker ran the migration up to it more than once.
+  std::string queued;
+  int gates = 0;
+  std::istringstream calls(read_file(dir + "/calls"));
+  for (std::string line; std::getline(calls, line);) {
+    if (line == "before-cutover") {
+      ++gates;
+    } else {
+      queued += line + "\n";
+    }
+  }
+  EXPECT_GE(gates, 3);
+  EXPECT_EQ(queued,
+            "start prepare\nphase-change prepare\nphase-change dual_write\nphase-change "
+            "backfill\nphase-change shadow_read\nphase-change cutover\nwaiting-approval "
+            "cleanup\nphase-change cleanup\nsuccess cleanup\n");
+  EXPECT_NE(read_file(log_).find("migration abalance_bigint: cutover is held: a before-cutover "
+                                 "hook failed"),
+            std::string::npos);
+  std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 TEST(DaemonLogs, WithoutItsDatabaseTheDaemonAnswersThatItWaitsForIt) {

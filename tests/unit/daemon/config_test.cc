@@ -56,8 +56,14 @@ TEST(DaemonConfigFile, ReadsEverySection) {
              "\ncontrol:\n  socket: /tmp/x.sock\n  mode: \"0640\"\n  group: ops\n"
              "  allowed_uids: [0, 1000]\nmetrics:\n  listen: 127.0.0.1:9187\n"
              "log:\n  level: debug\n  format: json\nshutdown_grace: 30s\n"
-             "defaults:\n  batch_size: 2000\n  lock_timeout: 1s\n");
+             "defaults:\n  batch_size: 2000\n  lock_timeout: 1s\n"
+             "hooks:\n  path: /tmp\n  url: http://127.0.0.1:8080/tandem\n  timeout: 5s\n"
+             "  retry: 1m\n");
   DaemonConfig c = load_config(f.path());
+  EXPECT_EQ(c.hooks.path, "/tmp");
+  EXPECT_EQ(c.hooks.url, "http://127.0.0.1:8080/tandem");
+  EXPECT_EQ(c.hooks.timeout, std::chrono::seconds(5));
+  EXPECT_EQ(c.hooks.retry, std::chrono::minutes(1));
   EXPECT_EQ(c.dsn, "host=db dbname=app");
   EXPECT_EQ(c.dsn_source, dsn.path());
   EXPECT_EQ(c.control.path, "/tmp/x.sock");
@@ -86,7 +92,16 @@ TEST(DaemonConfigFile, TakesTheDsnFromAnEnvironmentVariable) {
 TEST(DaemonConfigFile, EveryMistakeIsRefusedWithItsPlace) {
   EXPECT_EQ(error_of("databse:\n  dsn: x\n"),
             ":1:1: unknown key \"databse\"; did you mean \"database\"?; expected one of database, "
-            "control, metrics, log, shutdown_grace, defaults");
+            "control, metrics, log, shutdown_grace, defaults, hooks");
+  EXPECT_EQ(error_of("hooks:\n  paht: /tmp\n"),
+            ":2:3: unknown key \"paht\" in hooks; did you mean \"path\"?; expected path, url, "
+            "timeout or retry");
+  EXPECT_EQ(error_of("hooks:\n  path: /nonexistent/hooks\n"),
+            ":2:3: hooks path /nonexistent/hooks is not a directory");
+  EXPECT_EQ(error_of("hooks:\n  timeout: 0s\n"),
+            ":2:12: timeout: expected a duration from 1ms to 1h, such as 10s");
+  EXPECT_EQ(error_of("hooks: /tmp\n"),
+            ":1:8: hooks: expected a mapping (path, url, timeout, retry)");
   EXPECT_EQ(error_of("database:\n  dsn: x\n  dsn_env: PATH\n"),
             ":2:3: give one of dsn, dsn_env and dsn_file, not several");
   EXPECT_EQ(error_of("database:\n  dsn_file: /nonexistent/dsn\n"),
