@@ -154,6 +154,13 @@ void print_status(const json& m, std::ostream& out) {
   }
 }
 
+void print_event(const json& e) {
+  std::cout << text(e["at"]) << "  " << text(e["kind"]) << "  " << text(e["phase"]) << "  "
+            << text(e["step"]) << "  " << text(e["actor"]);
+  if (!e["detail"].empty()) std::cout << "  " << e["detail"].dump();
+  std::cout << "\n";
+}
+
 void print_human(Command c, const json& result) {
   switch (c) {
     case Command::kList:
@@ -164,12 +171,7 @@ void print_human(Command c, const json& result) {
       print_status(result, std::cout);
       break;
     case Command::kEvents:
-      for (const auto& e : result["events"]) {
-        std::cout << text(e["at"]) << "  " << text(e["kind"]) << "  " << text(e["phase"]) << "  "
-                  << text(e["step"]) << "  " << text(e["actor"]);
-        if (!e["detail"].empty()) std::cout << "  " << e["detail"].dump();
-        std::cout << "\n";
-      }
+      for (const auto& e : result["events"]) print_event(e);
       break;
     case Command::kDiffs:
       std::cout << tandem::format_differences(result["diffs"]);
@@ -286,6 +288,46 @@ int wait_for_state(const std::string& socket_path, const std::string& name,
   }
 }
 
+// tandemctl events --follow: the tail, then each new event as it is
+// recorded (one JSON object per line with --json), until the migration
+// settles: exit 0 completed or rolled back, 1 failed.
+int follow_events(const std::string& socket_path, const std::string& name, int limit,
+                  std::chrono::milliseconds interval, bool as_json) {
+  long long last = 0;
+  json fields = {{"name", name}, {"limit", limit}};
+  for (;;) {
+    // The state first: an event recorded between the two requests is
+    // printed now or in the next round, never lost.
+    json s, result;
+    if (int rc = request(socket_path, Command::kStatus, {{"name", name}}, as_json, s); rc != kOk)
+      return rc;
+    if (int rc = request(socket_path, Command::kEvents, fields, as_json, result); rc != kOk)
+      return rc;
+    for (const auto& e : result["events"]) {
+      if (as_json) {
+        std::cout << e.dump() << "\n";
+      } else {
+        print_event(e);
+      }
+      last = std::max(last, e.value("id", 0LL));
+    }
+    std::cout.flush();
+    const std::string state = s.value("state", "");
+    if (settled(state) && result["events"].size() < 1000) {
+      if (!as_json) {
+        std::cerr << "tandemctl: migration " << name << " is " << state
+                  << (state == "failed" && !s.value("last_error", "").empty()
+                          ? ": " + s.value("last_error", "")
+                          : "")
+                  << "\n";
+      }
+      return state == "failed" ? kRefused : kOk;
+    }
+    fields = {{"name", name}, {"limit", 1000}, {"after", last}};
+    if (result["events"].size() < 1000) std::this_thread::sleep_for(interval);
+  }
+}
+
 // Long, and left so: one CLI11 subcommand per control command, declared
 // one after another as `tandemctl --help` lists them.
 int main(int argc, char** argv) {
@@ -349,6 +391,14 @@ int main(int argc, char** argv) {
   auto* events = app.add_subcommand("events", "The tail of the audit log");
   events->add_option("NAME", name, "the migration")->required();
   events->add_option("--limit", limit, "how many events (1-1000)")->check(CLI::Range(1, 1000));
+  bool follow = false;
+  events->add_flag("-f,--follow", follow,
+                   "then print each new event as it is recorded (one JSON object per line with "
+                   "--json), until the migration is completed or rolled back (exit 0) or failed "
+                   "(exit 1)");
+  double events_interval = 1;
+  events->add_option("--interval", events_interval, "--follow: seconds between looks (default 1)")
+      ->check(CLI::Range(0.05, 3600.0));
   std::string pair;
   auto* diffs = app.add_subcommand(
       "diffs", "The shadow-read parameter sets whose old and new answers differed, with the rows");
@@ -449,6 +499,11 @@ int main(int argc, char** argv) {
     }
     fields = {{"name", name}, {"settings", settings}};
   } else if (*events) {
+    if (follow) {
+      return follow_events(socket_path, name, limit,
+                           std::chrono::milliseconds(static_cast<int>(events_interval * 1000)),
+                           as_json);
+    }
     c = Command::kEvents;
     fields = {{"name", name}, {"limit", limit}};
   } else if (*diffs) {

@@ -26,7 +26,7 @@ const std::vector<CommandInfo>& commands() {
       {Command::kResume, "resume", {"name"}},
       {Command::kApprove, "approve", {"name", "phase", "accept"}},
       {Command::kRollback, "rollback", {"name"}},
-      {Command::kEvents, "events", {"name", "limit"}},
+      {Command::kEvents, "events", {"name", "limit", "after"}},
       {Command::kThrottle, "throttle", {"name", "for", "off"}},
       {Command::kSet, "set", {"name", "settings"}},
       {Command::kAbort, "abort", {"name"}},
@@ -179,6 +179,12 @@ ParsedRequest parse_request(const std::string& line) {
       return fail("bad_field", "\"limit\" must be a whole number from 1 to 1000");
     }
     r.limit = static_cast<int>(j["limit"].get<long long>());
+  }
+  if (r.command == Command::kEvents && j.contains("after")) {
+    if (!j["after"].is_number_integer() || j["after"].get<long long>() < 0) {
+      return fail("bad_field", "\"after\" must be an event id (a whole number, 0 or more)");
+    }
+    r.after = j["after"].get<long long>();
   }
   if (r.command == Command::kThrottle) {
     if (j.contains("off")) {

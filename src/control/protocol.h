@@ -50,8 +50,9 @@ struct Request {
   Phase phase = Phase::kPrepare;  // approve
   // approve: shadow-read pairs whose failed gate the operator accepts.
   std::vector<std::string> accept;
-  int limit = 20;    // events: how many, newest last; diffs: how many
-  std::string pair;  // diffs: one shadow-read pair ("" every pair)
+  int limit = 20;       // events: how many, newest last; diffs: how many
+  long long after = 0;  // events: only those with a greater id, oldest first (following)
+  std::string pair;     // diffs: one shadow-read pair ("" every pair)
   // slice: the slice and what to do with it (check, promote, demote, rollback).
   std::string slice, action;
   // throttle: for how long (nullopt: until lifted); `off` lifts it.

@@ -168,7 +168,7 @@ nlohmann::json MigrationManager::cmd_abort(const control::Request& r, const std:
 nlohmann::json MigrationManager::cmd_events(const control::Request& r, const std::string&) {
   nlohmann::json events;
   if (!r.name.empty()) find(r.name);
-  with_db([&](Connection& c) { events = submissions_.events(c, r.name, r.limit); });
+  with_db([&](Connection& c) { events = submissions_.events(c, r.name, r.limit, r.after); });
   return {{"events", events}};
 }
 

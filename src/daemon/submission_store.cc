@@ -6,9 +6,10 @@ namespace tandem {
 
 void PgSubmissionStore::prepare(Connection& c) { StateStore::ensure_schema(c); }
 
-nlohmann::json PgSubmissionStore::events(Connection& c, const std::string& name, int limit) {
+nlohmann::json PgSubmissionStore::events(Connection& c, const std::string& name, int limit,
+                                         long long after) {
   if (StateStore::schema_version(c) == 0) return nlohmann::json::array();
-  return StateStore(name).events_json(c, limit);
+  return StateStore(name).events_json(c, limit, after);
 }
 
 std::vector<SubmissionStore::Submission> PgSubmissionStore::all(Connection& c) {

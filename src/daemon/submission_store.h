@@ -63,8 +63,10 @@ class SubmissionStore {
   virtual std::vector<std::pair<std::string, std::string>> ahead_of(Connection& c,
                                                                     const std::string& name) = 0;
   // The newest `limit` events of migration `name`, oldest first, as the
-  // control protocol sends them; empty where tandem has never run.
-  virtual nlohmann::json events(Connection& c, const std::string& name, int limit) = 0;
+  // control protocol sends them; with `after`, the first `limit` whose id is
+  // greater. Empty where tandem has never run.
+  virtual nlohmann::json events(Connection& c, const std::string& name, int limit,
+                                long long after) = 0;
 };
 
 // The submissions in table tandem.submissions of the daemon's database.
@@ -87,7 +89,8 @@ class PgSubmissionStore : public SubmissionStore {
                       const std::string& actor) override;
   std::vector<std::pair<std::string, std::string>> ahead_of(Connection& c,
                                                             const std::string& name) override;
-  nlohmann::json events(Connection& c, const std::string& name, int limit) override;
+  nlohmann::json events(Connection& c, const std::string& name, int limit,
+                        long long after) override;
 };
 
 }  // namespace tandem

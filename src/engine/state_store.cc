@@ -384,13 +384,14 @@ void StateStore::event(Connection& conn, const std::string& kind, std::optional<
        detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
 }
 
-nlohmann::json StateStore::events_json(Connection& conn, int limit) const {
-  Rows r = conn.exec(
-      "SELECT id, at::text, kind, coalesce(phase, 0), coalesce(step_id, ''),"
-      " coalesce(actor, ''), coalesce(detail::text, '{}') FROM ("
-      "  SELECT * FROM tandem.events WHERE migration = $1 ORDER BY id DESC LIMIT $2) e"
-      " ORDER BY id",
-      {migration_, std::to_string(limit)});
+nlohmann::json StateStore::events_json(Connection& conn, int limit, long long after) const {
+  Rows r =
+      conn.exec(std::string("SELECT id, at::text, kind, coalesce(phase, 0), coalesce(step_id, ''),"
+                            " coalesce(actor, ''), coalesce(detail::text, '{}') FROM ("
+                            "  SELECT * FROM tandem.events WHERE migration = $1 AND id > $3::bigint"
+                            " ORDER BY id ") +
+                    (after > 0 ? "" : "DESC") + " LIMIT $2) e ORDER BY id",
+                {migration_, std::to_string(limit), std::to_string(after)});
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < r.size(); ++i) {
     nlohmann::json e = {{"id", r.integer(i, 0)}, {"at", r.text(i, 1)},

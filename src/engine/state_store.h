@@ -66,7 +66,9 @@ class StateStore : public MigrationStore {
              const nlohmann::json& detail = nlohmann::json::object()) override;
 
   // For status and reports (not part of a run).
-  nlohmann::json events_json(Connection& conn, int limit) const;
+  // The newest `limit` events, oldest first; with `after`, the first
+  // `limit` events whose id is greater (to follow the log).
+  nlohmann::json events_json(Connection& conn, int limit, long long after = 0) const;
   // Wall time of each phase with finished steps: first step start to last step end.
   std::vector<std::pair<Phase, double>> phase_seconds(Connection& conn) const;
 

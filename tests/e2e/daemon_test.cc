@@ -1303,6 +1303,10 @@ TEST_F(Daemon, AFailingBeforeCutoverHookHoldsTheCutoverUntilItPassesAndHooksHear
   serve(socket_path(), "",
         write_temp_file("hooks:\n  path: " + dir + "\n  timeout: 20s\n  retry: 300ms\n"));
   ASSERT_EQ(ctl("submit " + spec_).exit_code, 0);
+  // The audit log followed from the start to the end.
+  const std::string followed = write_temp_file("", ".jsonl");
+  const pid_t follower = spawn(
+      tandemctl(socket_path(), "events abalance_bigint --follow --json --interval 0.1"), followed);
   ASSERT_TRUE(wait_for(
       [&] {
         return status().value("approval_withheld", json()).is_string() &&
@@ -1362,6 +1366,29 @@ TEST_F(Daemon, AFailingBeforeCutoverHookHoldsTheCutoverUntilItPassesAndHooksHear
   EXPECT_NE(read_file(log_).find("migration abalance_bigint: cutover is held: a before-cutover "
                                  "hook failed"),
             std::string::npos);
+  // --follow ended by itself with the migration: every event once, in
+  // order, the same as the log holds.
+  EXPECT_EQ(exit_code(follower), 0) << read_file(followed);
+  std::vector<long long> ids;
+  std::vector<std::string> kinds;
+  std::istringstream lines(read_file(followed));
+  for (std::string line; std::getline(lines, line);) {
+    const json e = json::parse(line);
+    ids.push_back(e["id"].get<long long>());
+    kinds.push_back(e["kind"].get<std::string>());
+  }
+  ASSERT_FALSE(ids.empty());
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()) &&
+              std::adjacent_find(ids.begin(), ids.end()) == ids.end());
+  EXPECT_EQ(kinds.back(), "completed");
+  EXPECT_NE(std::find(kinds.begin(), kinds.end(), "cutover_held"), kinds.end());
+  std::vector<long long> stored;
+  const json all = json::parse(ctl("events abalance_bigint --limit 1000 --json").output);
+  for (const auto& e : all["events"])
+    stored.push_back(e["id"].get<long long>());
+  // (It began with the newest 20 then; the log may hold more before them.)
+  ASSERT_LE(ids.size(), stored.size());
+  EXPECT_EQ(ids, std::vector<long long>(stored.end() - ids.size(), stored.end()));
   std::system(("rm -rf '" + dir + "'").c_str());
 }
 

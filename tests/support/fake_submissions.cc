@@ -125,13 +125,20 @@ std::vector<std::pair<std::string, std::string>> FakeSubmissionStore::ahead_of(C
   return {};  // one migration at a time in these tests: the table gate is tested on a server
 }
 
-nlohmann::json FakeSubmissionStore::events(Connection&, const std::string& name, int limit) {
+nlohmann::json FakeSubmissionStore::events(Connection&, const std::string& name, int limit,
+                                           long long after) {
   std::lock_guard<std::mutex> l(mu_);
   nlohmann::json out = nlohmann::json::array();
+  long long id = 0;  // the position in the log, from 1
   for (const auto& e : events_) {
-    if (e.migration == name) out.push_back({{"kind", e.kind}, {"actor", e.actor}});
+    ++id;
+    if (e.migration == name && id > after) {
+      out.push_back({{"id", id}, {"kind", e.kind}, {"actor", e.actor}});
+    }
   }
-  while (static_cast<int>(out.size()) > limit) out.erase(out.begin());
+  while (static_cast<int>(out.size()) > limit) {
+    out.erase(after > 0 ? out.end() - 1 : out.begin());
+  }
   return out;
 }
 

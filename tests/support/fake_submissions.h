@@ -48,7 +48,7 @@ class FakeSubmissionStore : public SubmissionStore {
                       const std::string& actor) override;
   std::vector<std::pair<std::string, std::string>> ahead_of(Connection&,
                                                             const std::string& name) override;
-  nlohmann::json events(Connection&, const std::string& name, int limit) override;
+  nlohmann::json events(Connection&, const std::string& name, int limit, long long after) override;
 
  private:
   Row& at(const std::string& name);

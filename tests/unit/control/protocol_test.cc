@@ -46,6 +46,10 @@ const Bad kBad[] = {
      "command submit needs \"spec\""},
     {"events limit zero", R"({"v": 1, "cmd": "events", "name": "m", "limit": 0})", "bad_field",
      "\"limit\" must be a whole number from 1 to 1000"},
+    {"events after negative", R"({"v": 1, "cmd": "events", "name": "m", "after": -1})", "bad_field",
+     "\"after\" must be an event id (a whole number, 0 or more)"},
+    {"events after text", R"({"v": 1, "cmd": "events", "name": "m", "after": "7"})", "bad_field",
+     "\"after\" must be an event id (a whole number, 0 or more)"},
     {"invalid utf-8", "{\"v\": 1, \"cmd\": \"st\xff\"}", "bad_json", "request is not valid UTF-8"},
     {"throttle for nonsense", R"({"v": 1, "cmd": "throttle", "name": "m", "for": "soon"})",
      "bad_field", "\"for\" must be a duration such as 90s or 10m, got \"soon\""},
@@ -132,6 +136,10 @@ TEST(Protocol, ParsesEachCommandAndEchoesTheId) {
   ASSERT_TRUE(r.request);
   EXPECT_EQ(r.request->limit, 5);
   EXPECT_EQ(r.request->name, "m");
+  EXPECT_EQ(r.request->after, 0);
+  r = parse_request(R"({"v": 1, "cmd": "events", "name": "m", "after": 41})");
+  ASSERT_TRUE(r.request);
+  EXPECT_EQ(r.request->after, 41);
   r = parse_request(R"({"v": 1, "cmd": "list"})");
   ASSERT_TRUE(r.request);
   EXPECT_EQ(r.request->command, Command::kList);
