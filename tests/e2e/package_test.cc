@@ -9,7 +9,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
+#include <regex>
 #include <string>
+#include <vector>
 
 #include "daemon/config.h"
 #include "support/pg_server.h"
@@ -155,6 +157,52 @@ TEST(Docker, TheComposeRehearsalParsesAndTheDaemonConfigItMountsLoads) {
   EXPECT_NE(dockerfile.find("FROM debian:bookworm AS build"), std::string::npos);
   EXPECT_NE(dockerfile.find("COPY --from=build /tandem.deb"), std::string::npos);
   EXPECT_NE(dockerfile.find("USER tandem"), std::string::npos);
+}
+
+// Every scalar of `n`, depth first.
+void scalars(const YAML::Node& n, std::vector<std::string>& out) {
+  if (n.IsScalar()) out.push_back(n.as<std::string>());
+  if (n.IsSequence()) {
+    for (const auto& x : n) scalars(x, out);
+  }
+  if (n.IsMap()) {
+    for (const auto& x : n) scalars(x.second, out);
+  }
+}
+
+TEST(CiRecipes, TheWorkflowsInTheDocsParseAndEveryCommandAndFlagTheyUseExists) {
+  const std::string doc = read_file(std::string(TANDEM_SOURCE_DIR) + "/docs/ci.md");
+  std::vector<YAML::Node> workflows;
+  for (size_t at = doc.find("```yaml\n"); at != std::string::npos;
+       at = doc.find("```yaml\n", at + 1)) {
+    const size_t begin = at + 8;
+    const std::string text = doc.substr(begin, doc.find("```\n", begin) - begin);
+    ASSERT_NO_THROW(workflows.push_back(YAML::Load(text))) << text;
+  }
+  ASSERT_EQ(workflows.size(), 2u);
+  EXPECT_TRUE(workflows[0]["jobs"]["plan"].IsMap());
+  EXPECT_TRUE(workflows[1]["submit"].IsMap());
+  // Each `tandemd SUB --flag ...` and `tandemctl SUB --flag ...` in a script
+  // names a command and flags that its --help lists.
+  std::vector<std::string> lines;
+  for (const auto& w : workflows) scalars(w, lines);
+  const std::regex command(R"((tandemd|tandemctl) ([a-z]+)([^|;&\n]*))");
+  const std::regex flag(R"(--[a-z][a-z-]*)");
+  int checked = 0;
+  for (const auto& text : lines) {
+    for (std::sregex_iterator m(text.begin(), text.end(), command), end; m != end; ++m) {
+      const std::string binary = (*m)[1] == "tandemd" ? TANDEMD_PATH : TANDEMCTL_PATH;
+      const auto help = run_command(binary + " " + (*m)[2].str() + " --help");
+      ASSERT_EQ(help.exit_code, 0) << (*m)[0] << "\n" << help.output;
+      const std::string args = (*m)[3];
+      for (std::sregex_iterator f(args.begin(), args.end(), flag); f != end; ++f) {
+        EXPECT_NE(help.output.find((*f)[0].str()), std::string::npos)
+            << (*m)[0] << ": " << (*f)[0] << " is not in its --help";
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 15);
 }
 
 }  // namespace
