@@ -20,6 +20,7 @@
 #include "engine/slices.h"
 #include "engine/state_store.h"
 #include "plan/plan_output.h"
+#include "spec/schema.h"
 #include "tandem/plan.h"
 #include "util/duration.h"
 #include "util/text.h"
@@ -123,6 +124,11 @@ std::string resolve_dsn(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("TANDEM_DSN")) return env;
   return "";
+}
+
+int cmd_schema(const std::string& which) {
+  std::cout << to_json_text(which == "config" ? config_schema() : spec_schema()) << "\n";
+  return kExitOk;
 }
 
 int cmd_validate(const std::vector<std::string>& files) {

@@ -32,6 +32,8 @@ struct ServeArgs {
 };
 
 int cmd_validate(const std::vector<std::string>& files);
+// The JSON Schema of a spec ("spec") or of the daemon's config ("config").
+int cmd_schema(const std::string& which);
 // `format`: text, json or markdown. With a DSN, also runs the plan's
 // read-only prechecks against the database and exits 1 when any refuses.
 int cmd_plan(const std::string& file, const std::string& format, const std::string& dsn);

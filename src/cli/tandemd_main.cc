@@ -143,6 +143,14 @@ int main(int argc, char** argv) {
   slices->add_flag("--json", slices_args.json, "machine-readable output");
   slices->footer(kExitCodeHelp);
 
+  std::string schema_of = "spec";
+  auto* schema = app.add_subcommand(
+      "schema",
+      "Print the JSON Schema of a migration spec (spec) or of tandemd.yaml (config), for editors "
+      "and linters");
+  schema->add_option("WHICH", schema_of, "spec (default) or config")
+      ->check(CLI::IsMember({"spec", "config"}));
+
   ServeArgs serve_args;
   auto* serve = app.add_subcommand(
       "serve", "Run as a daemon: own submitted migrations, obey tandemctl on the control socket");
@@ -183,5 +191,6 @@ int main(int argc, char** argv) {
   if (*rounds) return cmd_rounds(rounds_args);
   if (*slices) return cmd_slices(slices_args);
   if (*serve) return cmd_serve(serve_args);
+  if (*schema) return cmd_schema(schema_of);
   return kExitUsage;
 }

@@ -26,6 +26,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -187,9 +188,7 @@ void plan_add_column(const Spec& spec, int index, const AddColumn& op, std::vect
 
 std::optional<AddColumn> parse_add_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "add_column";
-  if (!r.open_operation(
-          n, w, {"schema", "table", "column", "type", "backfill", "default", "unique", "not_null"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("add_column"))) return std::nullopt;
   AddColumn a;
   r.table_ref(n, w, a.schema, a.table);
   r.identifier(n, "column", true, a.column, w);

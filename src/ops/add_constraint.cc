@@ -7,6 +7,7 @@
 #include "plan/index_build.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -161,10 +162,7 @@ void plan_constraint_not_valid(const std::string& id, const std::string& table,
 
 std::optional<AddConstraint> parse_add_constraint(SpecReader& r, const YAML::Node& n) {
   const std::string w = "add_constraint";
-  if (!r.open_operation(n, w,
-                        {"schema", "table", "name", "check", "foreign_key", "unique", "references",
-                         "referenced_columns", "on_delete", "orphans"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("add_constraint"))) return std::nullopt;
   const size_t before = r.errors.size();
   AddConstraint c;
   r.table_ref(n, w, c.schema, c.table);

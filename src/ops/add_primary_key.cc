@@ -26,6 +26,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -252,8 +253,7 @@ void plan_add_primary_key(const Spec& spec, int index, const AddPrimaryKey& op,
 
 std::optional<AddPrimaryKey> parse_add_primary_key(SpecReader& r, const YAML::Node& n) {
   const std::string w = "add_primary_key";
-  if (!r.open_operation(n, w, {"schema", "table", "columns", "name", "replace", "old_key_name"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("add_primary_key"))) return std::nullopt;
   AddPrimaryKey k;
   r.table_ref(n, w, k.schema, k.table);
   k.columns = r.string_list(n, "columns", w);

@@ -29,6 +29,7 @@
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -224,11 +225,7 @@ void plan_add_reference(const Spec& spec, int index, const AddReference& op,
 
 std::optional<AddReference> parse_add_reference(SpecReader& r, const YAML::Node& n) {
   const std::string w = "add_reference";
-  if (!r.open_operation(
-          n, w,
-          {"schema", "table", "column", "type", "via", "references", "referenced_column", "lookup",
-           "on_delete", "not_null", "index", "drop_via", "compat_view", "orphans"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("add_reference"))) return std::nullopt;
   AddReference a;
   r.table_ref(n, w, a.schema, a.table);
   r.identifier(n, "column", true, a.column, w);

@@ -37,6 +37,7 @@
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "tandem/error.h"
 #include "util/ident.h"
 #include "util/text.h"
@@ -480,8 +481,7 @@ void plan_alter_column_type(const Spec& spec, int index, const AlterColumnType& 
 
 std::optional<AlterColumnType> parse_alter_column_type(SpecReader& r, const YAML::Node& n) {
   const std::string w = "alter_column_type";
-  if (!r.open_operation(n, w, {"schema", "table", "column", "type", "up", "down"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("alter_column_type"))) return std::nullopt;
   AlterColumnType a;
   r.table_ref(n, w, a.schema, a.table);
   r.identifier(n, "column", true, a.column, w);
@@ -497,12 +497,7 @@ void needs_alter_column_type(const AlterColumnType& op, Needs& n) {
 
 std::optional<AlterColumn> parse_alter_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "alter_column";
-  if (!r.open_operation(
-          n, w,
-          {"schema", "table", "column", "type", "not_null", "check", "check_name", "unique",
-           "unique_name", "references", "referenced_column", "foreign_key_name", "on_delete",
-           "default", "comment", "rename", "compat_view", "up", "down"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("alter_column"))) return std::nullopt;
   AlterColumn a;
   r.table_ref(n, w, a.schema, a.table);
   r.identifier(n, "column", true, a.column, w);

@@ -20,6 +20,7 @@
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -132,9 +133,7 @@ void plan_copy_table(const Spec& spec, int index, const CopyTable& op, std::vect
 
 std::optional<CopyTable> parse_copy_table(SpecReader& r, const YAML::Node& n) {
   const std::string w = "copy_table";
-  if (!r.open_operation(
-          n, w, {"schema", "table", "to", "key", "up", "down", "create", "compat_view", "slices"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("copy_table"))) return std::nullopt;
   const size_t before = r.errors.size();
   CopyTable c;
   r.table_ref(n, w, c.schema, c.table);

@@ -8,6 +8,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -65,10 +66,7 @@ bool plain_name(const std::string& s) {
 
 std::optional<CreateIndex> parse_create_index(SpecReader& r, const YAML::Node& n) {
   const std::string w = "create_index";
-  if (!r.open_operation(n, w,
-                        {"schema", "table", "name", "columns", "include", "unique", "method",
-                         "with", "where", "phase"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("create_index"))) return std::nullopt;
   CreateIndex c;
   r.table_ref(n, w, c.schema, c.table);
   r.identifier(n, "name", true, c.name, w);

@@ -9,6 +9,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -37,7 +38,7 @@ void plan_create_table(const Spec&, int index, const CreateTable& op, std::vecto
 
 std::optional<CreateTable> parse_create_table(SpecReader& r, const YAML::Node& n) {
   const std::string w = "create_table";
-  if (!r.open_operation(n, w, {"schema", "table", "columns"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("create_table"))) return std::nullopt;
   CreateTable c;
   r.table_ref(n, w, c.schema, c.table);
   c.columns = r.string_list(n, "columns", w);

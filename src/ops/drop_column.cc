@@ -8,6 +8,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -144,7 +145,7 @@ void plan_drop_column(const Spec& spec, int index, const DropColumn& op, std::ve
 
 std::optional<DropColumn> parse_drop_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "drop_column";
-  if (!r.open_operation(n, w, {"schema", "table", "column", "type", "down"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("drop_column"))) return std::nullopt;
   const size_t before = r.errors.size();
   DropColumn d;
   r.table_ref(n, w, d.schema, d.table);

@@ -9,6 +9,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -93,7 +94,7 @@ void plan_drop_constraint(const Spec&, int index, const DropConstraint& op,
 
 std::optional<DropConstraint> parse_drop_constraint(SpecReader& r, const YAML::Node& n) {
   const std::string w = "drop_constraint";
-  if (!r.open_operation(n, w, {"schema", "table", "name"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("drop_constraint"))) return std::nullopt;
   DropConstraint d;
   r.table_ref(n, w, d.schema, d.table);
   r.identifier(n, "name", true, d.name, w);

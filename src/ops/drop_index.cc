@@ -10,6 +10,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -54,7 +55,7 @@ void plan_drop_index(const Spec&, int index, const DropIndex& op, std::vector<St
 
 std::optional<DropIndex> parse_drop_index(SpecReader& r, const YAML::Node& n) {
   const std::string w = "drop_index";
-  if (!r.open_operation(n, w, {"schema", "table", "name"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("drop_index"))) return std::nullopt;
   DropIndex d;
   r.table_ref(n, w, d.schema, d.table);
   r.identifier(n, "name", true, d.name, w);

@@ -8,6 +8,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -53,7 +54,7 @@ void plan_drop_table(const Spec& spec, int index, const DropTable& op, std::vect
 
 std::optional<DropTable> parse_drop_table(SpecReader& r, const YAML::Node& n) {
   const std::string w = "drop_table";
-  if (!r.open_operation(n, w, {"schema", "table"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("drop_table"))) return std::nullopt;
   DropTable d;
   r.table_ref(n, w, d.schema, d.table);
   return d;

@@ -26,6 +26,7 @@
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -152,9 +153,7 @@ void plan_move_column(const Spec& spec, int index, const MoveColumn& op, std::ve
 
 std::optional<MoveColumn> parse_move_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "move_column";
-  if (!r.open_operation(
-          n, w, {"schema", "table", "column", "key", "to", "to_column", "compat_view", "slices"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("move_column"))) return std::nullopt;
   const size_t before = r.errors.size();
   MoveColumn m;
   r.table_ref(n, w, m.schema, m.table);

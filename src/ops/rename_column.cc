@@ -7,6 +7,7 @@
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -36,8 +37,7 @@ void plan_rename_column(const Spec&, int index, const RenameColumn& op, std::vec
 
 std::optional<RenameColumn> parse_rename_column(SpecReader& r, const YAML::Node& n) {
   const std::string w = "rename_column";
-  if (!r.open_operation(n, w, {"schema", "table", "column", "to", "compat_view"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("rename_column"))) return std::nullopt;
   RenameColumn rc;
   r.table_ref(n, w, rc.schema, rc.table);
   r.identifier(n, "column", true, rc.column, w);

@@ -5,6 +5,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -25,7 +26,7 @@ void plan_rename_constraint(const Spec&, int index, const RenameConstraint& op,
 
 std::optional<RenameConstraint> parse_rename_constraint(SpecReader& r, const YAML::Node& n) {
   const std::string w = "rename_constraint";
-  if (!r.open_operation(n, w, {"schema", "table", "name", "to"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("rename_constraint"))) return std::nullopt;
   RenameConstraint rc;
   r.table_ref(n, w, rc.schema, rc.table);
   r.identifier(n, "name", true, rc.name, w);

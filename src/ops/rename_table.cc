@@ -10,6 +10,7 @@
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -45,7 +46,7 @@ void plan_rename_table(const Spec&, int index, const RenameTable& op, std::vecto
 
 std::optional<RenameTable> parse_rename_table(SpecReader& r, const YAML::Node& n) {
   const std::string w = "rename_table";
-  if (!r.open_operation(n, w, {"schema", "table", "to", "compat_view"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("rename_table"))) return std::nullopt;
   RenameTable rt;
   r.table_ref(n, w, rt.schema, rt.table);
   r.new_name(n, rt.table, rt.to, w, "table");

@@ -5,6 +5,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -43,7 +44,7 @@ void plan_set_comment(const Spec& spec, int index, const SetComment& op, std::ve
 
 std::optional<SetComment> parse_set_comment(SpecReader& r, const YAML::Node& n) {
   const std::string w = "set_comment";
-  if (!r.open_operation(n, w, {"schema", "table", "column", "comment"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("set_comment"))) return std::nullopt;
   SetComment c;
   r.table_ref(n, w, c.schema, c.table);
   if (n["column"].IsDefined()) {

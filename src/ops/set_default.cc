@@ -6,6 +6,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -46,7 +47,7 @@ void plan_set_default(const Spec& spec, int index, const SetDefault& op, std::ve
 
 std::optional<SetDefault> parse_set_default(SpecReader& r, const YAML::Node& n) {
   const std::string w = "set_default";
-  if (!r.open_operation(n, w, {"schema", "table", "column", "default"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("set_default"))) return std::nullopt;
   SetDefault d;
   r.table_ref(n, w, d.schema, d.table);
   r.identifier(n, "column", true, d.column, w);

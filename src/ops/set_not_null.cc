@@ -6,6 +6,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -61,7 +62,7 @@ void plan_set_not_null(const Spec& spec, int index, const SetNotNull& op, std::v
 
 std::optional<SetNotNull> parse_set_not_null(SpecReader& r, const YAML::Node& n) {
   const std::string w = "set_not_null";
-  if (!r.open_operation(n, w, {"schema", "table", "column"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("set_not_null"))) return std::nullopt;
   SetNotNull s;
   r.table_ref(n, w, s.schema, s.table);
   r.identifier(n, "column", true, s.column, w);

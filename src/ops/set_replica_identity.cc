@@ -14,6 +14,7 @@
 #include "plan/checks.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 
 namespace tandem {
@@ -83,7 +84,7 @@ void plan_set_replica_identity(const Spec&, int index, const SetReplicaIdentity&
 
 std::optional<SetReplicaIdentity> parse_set_replica_identity(SpecReader& r, const YAML::Node& n) {
   const std::string w = "set_replica_identity";
-  if (!r.open_operation(n, w, {"schema", "table", "identity", "index"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("set_replica_identity"))) return std::nullopt;
   SetReplicaIdentity s;
   r.table_ref(n, w, s.schema, s.table);
   if (auto v = r.scalar(n, "identity", true, w)) {

@@ -4,6 +4,7 @@
 #include "ops/operations.h"
 #include "plan/index_build.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 
 namespace tandem {
 namespace {
@@ -48,8 +49,7 @@ void plan_sql_operation(const Spec&, int index, const SqlOperation& op, std::vec
 }
 
 std::optional<SqlOperation> parse_sql_operation(SpecReader& r, const YAML::Node& n) {
-  if (!r.open_operation(n, "sql", {"phase", "up", "down", "transaction", "lock"}))
-    return std::nullopt;
+  if (!r.open_operation(n, "sql", schema_keys("sql"))) return std::nullopt;
   SqlOperation s;
   if (!n["phase"].IsDefined()) {
     r.missing(n, "phase", "sql");

@@ -27,6 +27,7 @@
 #include "plan/slices.h"
 #include "plan/steps.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "util/ident.h"
 #include "util/text.h"
 
@@ -266,10 +267,7 @@ void plan_transform(const Spec& spec, int index, const Transform& op, std::vecto
 
 std::optional<Transform> parse_transform(SpecReader& r, const YAML::Node& n) {
   const std::string w = "transform";
-  if (!r.open_operation(
-          n, w,
-          {"schema", "table", "key", "create", "targets", "apply", "remove", "reverse", "slices"}))
-    return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("transform"))) return std::nullopt;
   Transform t;
   r.table_ref(n, w, t.schema, t.table);
   t.key = r.string_list(n, "key", w);

@@ -8,6 +8,7 @@
 #include "plan/steps.h"
 #include "plan/sync.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "tandem/error.h"
 #include "util/duration.h"
 #include "util/ident.h"
@@ -19,7 +20,7 @@ namespace {
 
 std::optional<Canary> parse_canary(SpecReader& r, const YAML::Node& n, const std::string& op) {
   const std::string w = op + ": slices: canary";
-  if (!r.open_operation(n, w, {"query", "max", "every"})) return std::nullopt;
+  if (!r.open_operation(n, w, schema_keys("canary"))) return std::nullopt;
   Canary c;
   if (auto q = r.scalar(n, "query", true, w)) c.query = *q;
   if (auto m = r.scalar(n, "max", false, w)) {
@@ -53,7 +54,7 @@ std::optional<Slices> parse_slices(SpecReader& r, const YAML::Node& n, const std
   const YAML::Node s = n["slices"];
   if (!s.IsDefined()) return std::nullopt;
   const std::string w = op + ": slices";
-  if (!r.open_operation(s, w, {"by", "new_keys", "list", "canary"})) return std::nullopt;
+  if (!r.open_operation(s, w, schema_keys("slices"))) return std::nullopt;
   const size_t before = r.errors.size();
   Slices out;
   if (s["canary"].IsDefined()) out.canary = parse_canary(r, s["canary"], op);
@@ -78,7 +79,7 @@ std::optional<Slices> parse_slices(SpecReader& r, const YAML::Node& n, const std
     std::set<std::string> names;
     for (size_t i = 0; i < list.size(); ++i) {
       const YAML::Node item = list[i];
-      if (!r.open_operation(item, w + " item", {"name", "where"})) continue;
+      if (!r.open_operation(item, w + " item", schema_keys("slice"))) continue;
       Slice slice;
       r.identifier(item, "name", true, slice.name, w);
       if (!slice.name.empty() && !names.insert(slice.name).second) {

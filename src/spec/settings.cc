@@ -128,6 +128,35 @@ std::string setting_text(const Settings& s, const std::string& key) {
   return std::to_string(s.*(info->number));
 }
 
+nlohmann::json settings_schema() {
+  nlohmann::json props = nlohmann::json::object();
+  for (const auto& info : table()) {
+    nlohmann::json p;
+    const std::string range = "; " + range_text(info);
+    if (info.text) {
+      p = {{"type", "string"}};
+      p["description"] = std::string(info.key == std::string("backfill_window")
+                                         ? "a daily window such as 22:00-06:00 (local time)"
+                                         : "one SQL query");
+    } else {
+      nlohmann::json whole = {{"type", "integer"}, {"minimum", info.min}, {"maximum", info.max}};
+      if (info.zero_means_off) whole = {{"anyOf", {whole, {{"const", 0}}}}};
+      if (info.duration) {
+        // "500ms", "2s", "1.5s", "3m20s", or a number of milliseconds.
+        p = {{"anyOf",
+              {{{"type", "string"}, {"pattern", "^(([0-9]+(\\.[0-9]+)?(ms|s|m|h))+|[0-9]+)$"}},
+               whole}}};
+        p["description"] = "a duration such as 500ms, 2s or 3m20s" + range;
+      } else {
+        p = whole;
+        p["description"] = "a whole number" + range;
+      }
+    }
+    props[info.key] = p;
+  }
+  return {{"type", "object"}, {"properties", props}, {"additionalProperties", false}};
+}
+
 std::string check_settings(const Settings& s) {
   if (s.retry_backoff_max < s.retry_backoff) {
     return "retry_backoff_max must not be less than retry_backoff";

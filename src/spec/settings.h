@@ -3,6 +3,7 @@
 // this one table, so both accept and refuse exactly the same things.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -23,5 +24,9 @@ std::string setting_text(const Settings& s, const std::string& key);
 
 // Checks that hold between settings; "" when they all do.
 std::string check_settings(const Settings& s);
+
+// The JSON Schema of a `settings` mapping, from the same table: each key
+// with its type and, for whole numbers, its range (spec/schema.h).
+nlohmann::json settings_schema();
 
 }  // namespace tandem

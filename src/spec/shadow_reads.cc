@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "spec/schema.h"
 #include "spec/suggest.h"
 #include "util/ident.h"
 
@@ -98,7 +99,7 @@ void latency_ratio(SpecReader& r, const YAML::Node& n, ShadowReadPair& p) {
     out = x;
   };
   if (v.IsMap()) {
-    r.check_keys(v, {"p50", "p99"}, "max_latency_ratio");
+    r.check_keys(v, schema_keys("max_latency_ratio"), "max_latency_ratio");
     if (v["p50"].IsDefined()) ratio(v["p50"], p.max_p50_ratio);
     if (v["p99"].IsDefined()) ratio(v["p99"], p.max_p99_ratio);
   } else {
@@ -109,11 +110,7 @@ void latency_ratio(SpecReader& r, const YAML::Node& n, ShadowReadPair& p) {
 
 void parse_pair(SpecReader& r, const YAML::Node& n, Spec& spec) {
   const std::string w = "shadow_reads";
-  if (!r.open_operation(
-          n, w,
-          {"name", "params", "old", "new", "write", "write_after_cutover", "compare", "key",
-           "ignore", "tolerate", "max_mismatches", "min_samples", "max_latency_ratio"}))
-    return;
+  if (!r.open_operation(n, w, schema_keys("shadow_reads"))) return;
   const size_t before = r.errors.size();
   ShadowReadPair p;
   p.where = r.at(n);
@@ -125,8 +122,7 @@ void parse_pair(SpecReader& r, const YAML::Node& n, Spec& spec) {
   int params = -1;  // how many parameters each set has, when the spec says
   if (!n["params"].IsDefined()) {
     r.missing(n, "params", w);
-  } else if (r.open_operation(n["params"], "params",
-                              {"table", "schema", "columns", "sample", "seed", "query"})) {
+  } else if (r.open_operation(n["params"], "params", schema_keys("params"))) {
     const YAML::Node ps = n["params"];
     if (ps["query"].IsDefined() == ps["table"].IsDefined()) {
       r.error(ps, "params: give either table (and columns) or query");

@@ -16,6 +16,7 @@
 
 #include "ops/registry.h"
 #include "spec/reader.h"
+#include "spec/schema.h"
 #include "spec/settings.h"
 #include "spec/shadow_reads.h"
 #include "spec/suggest.h"
@@ -221,8 +222,7 @@ class Parser : public SpecReader {
       return std::nullopt;
     }
     if (!well_formed(root, 0)) return std::nullopt;
-    check_keys(root, {"name", "description", "settings", "operations", "gates", "shadow_reads"},
-               "the spec");
+    check_keys(root, schema_keys("spec"), "the spec");
     Spec spec;
     spec.file = file();
     spec.text = text;

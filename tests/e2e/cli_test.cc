@@ -78,6 +78,24 @@ TEST(CliStatic, PlanAsMarkdownIsItsGoldenCopy) {
   EXPECT_EQ(r.output, read_file(golden));
 }
 
+// The schemas published in schema/ are what `tandemd schema` prints (the
+// same golden rule: TANDEM_UPDATE_GOLDEN=1 writes them again).
+TEST(CliStatic, TheSchemasInTheRepositoryAreWhatTandemdSchemaPrints) {
+  const std::string src = TANDEM_SOURCE_DIR;
+  for (const std::string which : {"spec", "config"}) {
+    auto r = run_command(tandemd("schema " + which));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j["$schema"], "http://json-schema.org/draft-07/schema#");
+    const std::string file =
+        src + "/schema/" + (which == "spec" ? "spec" : "tandemd-config") + ".schema.json";
+    if (std::getenv("TANDEM_UPDATE_GOLDEN")) std::ofstream(file) << r.output;
+    EXPECT_EQ(r.output, read_file(file))
+        << file << " is stale: tandemd schema " << which << " > " << file;
+  }
+  EXPECT_EQ(run_command(tandemd("schema nonsense")).exit_code, 2);
+}
+
 TEST(CliStatic, BadCommandLineExitsTwo) {
   EXPECT_EQ(run_command(tandemd("run")).exit_code, 2);
   EXPECT_EQ(run_command(tandemd("frobnicate")).exit_code, 2);

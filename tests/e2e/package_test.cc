@@ -53,7 +53,8 @@ TEST_F(PackageTest, TheDebInstallsWhatTheServiceNeedsWhereTheUnitLooksForIt) {
         "/usr/share/man/man8/tandemd.8", "/usr/share/man/man1/tandemctl.1",
         "/usr/lib/sysusers.d/tandem.conf", "/usr/lib/tmpfiles.d/tandem.conf",
         "/etc/tandem/tandemd.yaml", "/usr/share/doc/tandem/daemon.md",
-        "/usr/share/doc/tandem/README.md"}) {
+        "/usr/share/doc/tandem/README.md", "/usr/share/tandem/schema/spec.schema.json",
+        "/usr/share/tandem/schema/tandemd-config.schema.json"}) {
     EXPECT_TRUE(exists(root_ + path)) << path;
   }
   // The installed binaries run (their libraries are the host's).

@@ -1,5 +1,14 @@
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "spec/schema.h"
+#include "spec/settings.h"
 #include "tandem/spec.h"
 #include "util/text.h"
 
@@ -462,6 +471,153 @@ TEST(SpecParser, UnreadableFileNamesTheFile) {
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].to_string(),
             "/nonexistent/spec.yaml: cannot read the file: No such file or directory");
+}
+
+// Each file of `files` checked against `schema` by python3-jsonschema (a
+// checker tandem did not write), as YAML editors read it: file -> "" when
+// valid, else the first reason.
+std::map<std::string, std::string> schema_verdicts(
+    const nlohmann::json& schema, const std::map<std::string, std::string>& files) {
+  char name[] = "/tmp/tandem-schema-XXXXXX";
+  const std::string dir = mkdtemp(name);
+  std::ofstream(dir + "/schema.json") << schema.dump();
+  for (const auto& [file, text] : files) std::ofstream(dir + "/" + file) << text;
+  std::ofstream(dir + "/check.py")
+      << "import json, os, sys, yaml, jsonschema\n"
+         "d = sys.argv[1]\n"
+         "v = jsonschema.Draft7Validator(json.load(open(os.path.join(d, 'schema.json'))))\n"
+         "out = {}\n"
+         "for f in sorted(os.listdir(d)):\n"
+         "    if not f.endswith('.yaml'): continue\n"
+         "    try:\n"
+         "        doc = yaml.safe_load(open(os.path.join(d, f)))\n"
+         "    except yaml.YAMLError as e:\n"
+         "        out[f] = 'YAML: ' + str(e).splitlines()[0]; continue\n"
+         "    errors = sorted(v.iter_errors(doc), key=lambda e: list(e.path))\n"
+         "    out[f] = errors[0].message[:200] if errors else ''\n"
+         "json.dump(out, open(os.path.join(d, 'verdicts.json'), 'w'))\n";
+  const std::string cmd = "/usr/bin/python3 " + dir + "/check.py " + dir + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  std::map<std::string, std::string> out;
+  std::ifstream in(dir + "/verdicts.json");
+  if (rc == 0 && in) out = nlohmann::json::parse(in).get<std::map<std::string, std::string>>();
+  std::system(("rm -rf '" + dir + "'").c_str());
+  return out;
+}
+
+// Malformed specs the parser refuses for what a schema cannot say: how
+// values relate to each other or to the SQL they hold. Every other one the
+// schema must refuse too.
+const std::set<std::string> kBeyondASchema = {
+    // What the SQL says (one statement, the parameters it uses, a type's
+    // parentheses).
+    "alter up with semicolon",
+    "copy table expression with two statements",
+    "shadow read with a parameter it is not given",
+    "shadow read with two statements",
+    "type with an open parenthesis",
+    // How values relate: to each other, across keys or list items.
+    "backoff max below backoff",
+    "copy table maps a key column",
+    "foreign key column count",
+    "move column of a key column",
+    "move_column routed by the column that moves",
+    "rename column to itself",
+    "shadow read asking more samples than it draws",
+    "slices by a column down does not give",
+    "slices named twice",
+    "slices with a rest before the end",
+    "transform in slices without a pair on its keys",
+    "transform in slices without reverse for each table",
+    "two operations in slices",
+    "two shadow reads of one name",
+    // YAML itself: a schema checker sees the document after the loader
+    // kept one of the two values.
+    "duplicate key",
+    "duplicate key in an operation",
+};
+
+TEST(SpecSchema, RefusesEveryMalformedSpecItCanAndAcceptsEveryExample) {
+  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import jsonschema, yaml' 2>/dev/null"), 0)
+      << "python3-jsonschema and python3-yaml are needed (scripts/deps.sh installs them)";
+  std::map<std::string, std::string> files;
+  std::map<std::string, std::string> titles;
+  int i = 0;
+  for (const auto& m : kMalformed) {
+    const std::string f = "bad-" + std::to_string(i++) + ".yaml";
+    files[f] = m.text;
+    titles[f] = m.title;
+  }
+  std::vector<std::string> examples;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(
+           std::string(TANDEM_SOURCE_DIR) + "/migrations")) {
+    if (e.path().extension() != ".yaml") continue;
+    const std::string f = "good-" + std::to_string(i++) + ".yaml";
+    std::ifstream in(e.path());
+    files[f] = std::string(std::istreambuf_iterator<char>(in), {});
+    titles[f] = e.path().string();
+    examples.push_back(f);
+    // The parser accepts it too.
+    EXPECT_TRUE(parse_spec(files[f], e.path().string()).spec.has_value()) << e.path();
+  }
+  ASSERT_GE(examples.size(), 7u);
+  const auto verdicts = schema_verdicts(spec_schema(), files);
+  ASSERT_EQ(verdicts.size(), files.size());
+  std::set<std::string> accepted;
+  for (const auto& [f, why] : verdicts) {
+    const bool example = f.rfind("good-", 0) == 0;
+    if (example) {
+      EXPECT_EQ(why, "") << titles[f];
+    } else if (why.empty()) {
+      accepted.insert(titles[f]);
+    }
+  }
+  // Exactly the ones a schema cannot refuse: a new fixture the schema lets
+  // through is either a gap in the schema or belongs in kBeyondASchema.
+  EXPECT_EQ(accepted, kBeyondASchema);
+}
+
+TEST(SpecSchema, EveryOperationIsInItWithTheKeysTheParserAccepts) {
+  const nlohmann::json s = spec_schema();
+  std::set<std::string> in_schema;
+  for (const auto& alt : s["definitions"]["operation"]["oneOf"]) {
+    const std::string op = alt["required"][0];
+    in_schema.insert(op);
+    std::set<std::string> keys;
+    for (const auto& [k, v] : s["definitions"][op]["properties"].items()) keys.insert(k);
+    const auto& parsed = schema_keys(op);
+    EXPECT_EQ(keys, std::set<std::string>(parsed.begin(), parsed.end())) << op;
+  }
+  EXPECT_EQ(in_schema, std::set<std::string>(operation_names().begin(), operation_names().end()));
+  std::set<std::string> settings;
+  for (const auto& [k, v] : s["properties"]["settings"]["properties"].items()) settings.insert(k);
+  EXPECT_EQ(settings, std::set<std::string>(setting_keys().begin(), setting_keys().end()));
+}
+
+TEST(ConfigSchema, AcceptsTheExampleConfigsAndRefusesMistakes) {
+  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import jsonschema, yaml' 2>/dev/null"), 0);
+  const auto read = [](const std::string& path) {
+    std::ifstream in(std::string(TANDEM_SOURCE_DIR) + "/" + path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const auto verdicts = schema_verdicts(
+      config_schema(), {{"good-example.yaml", read("config/tandemd.yaml")},
+                        {"good-docker.yaml", read("docker/tandemd.yaml")},
+                        {"good-hooks.yaml", "hooks:\n  path: /etc/tandem/hooks\n  timeout: 5s\n"},
+                        {"bad-key.yaml", "databse:\n  dsn: x\n"},
+                        {"bad-level.yaml", "log:\n  level: verbose\n"},
+                        {"bad-two-dsns.yaml", "database:\n  dsn: x\n  dsn_env: Y\n"},
+                        {"bad-mode.yaml", "control:\n  mode: \"0666\"\n"},
+                        {"bad-https.yaml", "hooks:\n  url: https://example.com/x\n"},
+                        {"bad-default.yaml", "defaults:\n  batch_sise: 10\n"}});
+  ASSERT_EQ(verdicts.size(), 9u);
+  for (const auto& [f, why] : verdicts) {
+    if (f.rfind("good-", 0) == 0) {
+      EXPECT_EQ(why, "") << f;
+    } else {
+      EXPECT_NE(why, "") << f;
+    }
+  }
 }
 
 }  // namespace
