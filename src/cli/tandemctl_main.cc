@@ -163,9 +163,72 @@ void print_event(const json& e) {
 
 void print_human(Command c, const json& result) {
   switch (c) {
-    case Command::kList:
-      if (result["migrations"].empty()) std::cout << "no migrations\n";
+    case Command::kList: {
+      const long long finished = result.value("finished_not_shown", 0LL);
+      if (result["migrations"].empty()) {
+        std::cout << (finished ? "no migration under way\n" : "no migrations\n");
+      }
       for (const auto& m : result["migrations"]) print_status(m, std::cout);
+      if (finished) {
+        std::cout << "(" << finished
+                  << " completed or rolled back not shown: tandemctl list --all)\n";
+      }
+      break;
+    }
+    case Command::kSubmit: {
+      const std::string n = text(result["name"]);
+      if (result.value("resubmitted", false)) {
+        std::cout << "migration " << n << " submitted again: it starts over (tandemctl watch " << n
+                  << ")\n";
+      } else if (result.value("submitted", false)) {
+        std::cout << "migration " << n << " submitted: tandemd runs it (tandemctl watch " << n
+                  << ")\n";
+      } else {
+        std::cout << "migration " << n
+                  << " was submitted already with this spec; nothing changed\n";
+      }
+      break;
+    }
+    case Command::kPause:
+    case Command::kResume:
+    case Command::kRollback:
+    case Command::kAbort: {
+      const std::string n = text(result["name"]);
+      if (c == Command::kPause) {
+        std::cout << "migration " << n << " pauses after the batch or step in flight\n";
+      } else if (c == Command::kResume) {
+        std::cout << "migration " << n << " resumes\n";
+      } else if (c == Command::kRollback) {
+        std::cout << "migration " << n << " rolls back (tandemctl wait " << n
+                  << " --for rolled_back)\n";
+      } else {
+        std::cout << "migration " << n << " stops now"
+                  << (result.value("cancelled", false)
+                          ? ": the statement in flight is cancelled (its transaction rolls back)"
+                          : "")
+                  << "; tandemctl resume " << n << " goes on from its checkpoint\n";
+      }
+      if (!result.value("recorded", true)) {
+        std::cout << "(the database did not answer the daemon in time: this holds in the daemon "
+                     "now and is recorded once the database answers)\n";
+      }
+      break;
+    }
+    case Command::kApprove: {
+      const std::string n = text(result["name"]);
+      std::cout << "migration " << n << ": " << text(result["approved"]) << " approved";
+      if (result.contains("accepted")) {
+        std::string pairs;
+        for (const auto& p : result["accepted"]) pairs += (pairs.empty() ? "" : ", ") + text(p);
+        std::cout << ", with the differences of " << pairs << " accepted";
+      }
+      std::cout << "\n";
+      break;
+    }
+    case Command::kForget:
+      std::cout << "migration " << text(result["name"])
+                << " forgotten: off the list (its state and events stay in the database; a "
+                   "rolled-back one may be submitted again)\n";
       break;
     case Command::kStatus:
       print_status(result, std::cout);
@@ -203,10 +266,6 @@ void print_human(Command c, const json& result) {
     default:
       for (auto it = result.begin(); it != result.end(); ++it) {
         std::cout << it.key() << ": " << text(it.value()) << "\n";
-      }
-      if (result.contains("recorded") && !result.value("recorded", true)) {
-        std::cout << "(the database did not answer the daemon in time: this holds in the daemon "
-                     "now and is recorded once the database answers)\n";
       }
   }
 }
@@ -346,7 +405,15 @@ int main(int argc, char** argv) {
   std::string name, file, phase;
   int limit = 20;
   double interval = 2;
-  auto* list = app.add_subcommand("list", "Every migration the daemon owns, with its state");
+  auto* list = app.add_subcommand(
+      "list", "The migrations the daemon owns that are under way, with their state");
+  bool list_all = false;
+  list->add_flag("-a,--all", list_all, "completed and rolled-back ones too");
+  auto* forget = app.add_subcommand(
+      "forget",
+      "Take a completed or rolled-back migration (or one that failed before changing anything) "
+      "off the daemon's list; a rolled-back one may then be submitted again");
+  forget->add_option("NAME", name, "the migration")->required();
   auto* status = app.add_subcommand("status", "Phase, step, progress, rate, ETA and last error");
   status->add_option("NAME", name, "the migration (default: all)");
   auto* submit = app.add_subcommand("submit", "Hand a spec file to the daemon, which runs it");
@@ -516,7 +583,12 @@ int main(int argc, char** argv) {
   } else if (*slice) {
     c = Command::kSlice;
     fields = {{"name", name}, {"action", slice_args[0]}, {"slice", slice_args[1]}};
-  } else if (!*list) {
+  } else if (*forget) {
+    c = Command::kForget;
+    fields["name"] = name;
+  } else if (*list) {
+    if (list_all) fields["all"] = true;
+  } else {
     return kUsage;
   }
 

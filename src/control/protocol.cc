@@ -19,7 +19,7 @@ struct CommandInfo {
 
 const std::vector<CommandInfo>& commands() {
   static const std::vector<CommandInfo> kCommands = {
-      {Command::kList, "list", {}},
+      {Command::kList, "list", {"all"}},
       {Command::kStatus, "status", {"name"}},
       {Command::kSubmit, "submit", {"spec", "file"}},
       {Command::kPause, "pause", {"name"}},
@@ -33,6 +33,7 @@ const std::vector<CommandInfo>& commands() {
       {Command::kDiffs, "diffs", {"name", "pair", "limit"}},
       {Command::kSlices, "slices", {"name"}},
       {Command::kSlice, "slice", {"name", "slice", "action"}},
+      {Command::kForget, "forget", {"name"}},
   };
   return kCommands;
 }
@@ -185,6 +186,10 @@ ParsedRequest parse_request(const std::string& line) {
       return fail("bad_field", "\"after\" must be an event id (a whole number, 0 or more)");
     }
     r.after = j["after"].get<long long>();
+  }
+  if (r.command == Command::kList && j.contains("all")) {
+    if (!j["all"].is_boolean()) return fail("bad_field", "\"all\" must be true or false");
+    r.all = j["all"].get<bool>();
   }
   if (r.command == Command::kThrottle) {
     if (j.contains("off")) {

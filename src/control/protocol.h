@@ -35,6 +35,7 @@ enum class Command {
   kDiffs,
   kSlices,
   kSlice,
+  kForget,
 };
 
 const char* to_string(Command c);
@@ -58,6 +59,7 @@ struct Request {
   // throttle: for how long (nullopt: until lifted); `off` lifts it.
   std::optional<std::chrono::milliseconds> throttle_for;
   bool off = false;
+  bool all = false;  // list: finished migrations too
   // set: setting name -> value as text ("2000", "250ms"), checked against the
   // same table as a spec's settings.
   std::map<std::string, std::string> settings;

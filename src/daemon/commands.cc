@@ -44,6 +44,7 @@ nlohmann::json MigrationManager::handle(const control::Request& r, const std::st
       {Command::kDiffs, &MigrationManager::cmd_diffs},
       {Command::kSlices, &MigrationManager::cmd_slices},
       {Command::kSlice, &MigrationManager::cmd_slice},
+      {Command::kForget, &MigrationManager::cmd_forget},
   };
   for (const auto& [command, handler] : kCommands) {
     if (command != r.command) continue;
@@ -62,10 +63,79 @@ nlohmann::json MigrationManager::handle(const control::Request& r, const std::st
   throw CommandError("unknown_command", "unknown command");
 }
 
-nlohmann::json MigrationManager::cmd_list(const control::Request&, const std::string&) {
+nlohmann::json MigrationManager::cmd_list(const control::Request& r, const std::string&) {
   nlohmann::json out = nlohmann::json::array();
-  for (Worker* w : all_workers()) out.push_back(status_of(*w));
-  return {{"migrations", out}};
+  int finished = 0;  // left out: completed or rolled back
+  for (Worker* w : all_workers()) {
+    nlohmann::json s = status_of(*w);
+    if (!r.all && (s["state"] == "completed" || s["state"] == "rolled_back")) {
+      ++finished;
+      continue;
+    }
+    out.push_back(std::move(s));
+  }
+  return {{"migrations", out}, {"finished_not_shown", finished}};
+}
+
+bool MigrationManager::changed_nothing(Worker& w) {
+  if (!w.store || !w.plan) return true;  // its spec never parsed: it never ran
+  bool nothing = true;
+  with_db([&](Connection& c) {
+    for (const auto& s : w.store->steps(c)) {
+      const Step* step = nullptr;
+      for (const auto& p : w.plan->steps) {
+        if (p.id == s.step_id) step = &p;
+      }
+      // Done (or undone) steps changed something; a step that failed or was
+      // cut short changed nothing when its transaction rolled back.
+      const bool cut_short = s.status == StepStatus::kRunning || s.status == StepStatus::kFailed;
+      const bool left_work = s.status == StepStatus::kDone || s.status == StepStatus::kRolledBack ||
+                             (cut_short && (!step || !step->transactional));
+      if (left_work && !(step && step->kind == StepKind::kPrecheck)) nothing = false;
+    }
+  });
+  return nothing;
+}
+
+nlohmann::json MigrationManager::cmd_forget(const control::Request& r, const std::string& actor) {
+  Worker& w = find(r.name);
+  Activity a;
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    a = w.activity;
+  }
+  const bool finished = a == Activity::kCompleted || a == Activity::kRolledBack;
+  if (!finished && !(a == Activity::kFailed && changed_nothing(w))) {
+    throw CommandError(
+        "not_finished",
+        "migration " + r.name + " is " + to_string(a) +
+            "; only a completed or rolled-back migration, or one that failed before changing "
+            "anything, can be forgotten (to undo it first: tandemctl rollback " +
+            r.name + ")");
+  }
+  with_db([&](Connection& c) { submissions_.forget(c, r.name, actor); });
+  retire(w);
+  return {{"name", r.name}, {"forgotten", true}};
+}
+
+void MigrationManager::retire(Worker& w) {
+  w.retired = true;
+  {
+    std::lock_guard<std::mutex> l(w.mu);
+    ++w.generation;
+  }
+  w.stop = true;
+  w.cv.notify_all();
+  {
+    std::lock_guard<std::mutex> l(w.launch_mu);
+    if (w.thread.joinable()) w.thread.join();
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = workers_.find(w.name);
+  if (it != workers_.end() && it->second.get() == &w) {
+    retired_.push_back(std::move(it->second));
+    workers_.erase(it);
+  }
 }
 
 nlohmann::json MigrationManager::cmd_status(const control::Request& r, const std::string&) {
@@ -85,22 +155,53 @@ nlohmann::json MigrationManager::cmd_submit(const control::Request& r, const std
     throw CommandError("bad_spec", e.what());
   }
   const std::string name = parsed.spec->name;
+  // A migration this daemon rolled back may be submitted again, with the
+  // same spec or another: it starts over.
+  Worker* old = nullptr;
+  Activity old_activity = Activity::kStarting;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = workers_.find(name);
+    if (it != workers_.end()) old = it->second.get();
+  }
+  if (old) {
+    std::lock_guard<std::mutex> l(old->mu);
+    old_activity = old->activity;
+  }
+  const bool again = old && old_activity == Activity::kRolledBack && old->finished;
   bool inserted = false;
   with_db([&](Connection& c) {
     submissions_.prepare(c);
     if (auto existing = submissions_.spec_text(c, name)) {
+      if (again) {
+        submissions_.replace(c, name, r.spec, r.file, actor);
+        inserted = true;
+        return;
+      }
+      if (old && old_activity == Activity::kCompleted) {
+        throw CommandError("conflict", "migration \"" + name +
+                                           "\" is completed; a new migration needs a new name "
+                                           "(tandemctl forget " +
+                                           name + " takes the finished one off the list)");
+      }
       if (*existing != r.spec) {
         throw CommandError("conflict", "a different spec named \"" + name +
-                                           "\" was submitted already; give this one "
-                                           "another name");
+                                           "\" was submitted already and is " +
+                                           (old ? to_string(old_activity) : "not finished") +
+                                           "; give this one another name, or roll that one "
+                                           "back (tandemctl rollback " +
+                                           name + ") and submit again");
       }
       return;  // the same spec again: nothing to do
     }
     submissions_.insert(c, name, r.spec, r.file, actor);
     inserted = true;
   });
+  if (again && inserted) retire(*old);
   if (inserted) start_worker(name, r.spec, r.file, Desired::kRun, {});
-  return {{"name", name}, {"submitted", inserted}};
+  nlohmann::json out = {{"name", name}, {"submitted", inserted}};
+  if (again && inserted) out["resubmitted"] = true;
+  return out;
 }
 
 nlohmann::json MigrationManager::ask(const control::Request& r, const std::string& actor,

@@ -349,7 +349,7 @@ bool MigrationManager::slices_at_gate(Worker& w, const Canary* canary, bool look
 }
 
 void MigrationManager::work(Worker& w) {
-  while (!shutting_down_) {
+  while (!shutting_down_ && !w.retired) {
     bool paused_now = false;
     {
       // A pause given in memory shows at once: the re-read below may wait

@@ -165,6 +165,13 @@ class MigrationManager {
   nlohmann::json cmd_diffs(const control::Request& r, const std::string& actor);
   nlohmann::json cmd_slices(const control::Request& r, const std::string& actor);
   nlohmann::json cmd_slice(const control::Request& r, const std::string& actor);
+  nlohmann::json cmd_forget(const control::Request& r, const std::string& actor);
+  // Takes a worker out of the daemon (forgotten, or replaced by a
+  // resubmission): its thread ends and is joined; the object is kept, so
+  // pointers to it stay valid, but no command or listing finds it.
+  void retire(Worker& w);
+  // Whether a failed migration changed nothing: no step but prechecks began.
+  bool changed_nothing(Worker& w);
   // pause, resume and rollback: what the operator wants of the migration now.
   nlohmann::json ask(const control::Request& r, const std::string& actor, Desired desired,
                      const std::string& event);
@@ -174,6 +181,7 @@ class MigrationManager {
   SubmissionStore& submissions_;
   std::mutex mu_;  // guards workers_
   std::map<std::string, std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<Worker>> retired_;  // guarded by mu_
   std::timed_mutex db_mu_;
   std::unique_ptr<Connection> db_;
   std::atomic<bool> db_up_{false};  // the last attempt reached the database

@@ -52,6 +52,30 @@ void PgSubmissionStore::insert(Connection& c, const std::string& name, const std
   tx.commit();
 }
 
+void PgSubmissionStore::forget(Connection& c, const std::string& name, const std::string& actor) {
+  Transaction tx(c);
+  Rows r = tx.exec("DELETE FROM tandem.submissions WHERE name = $1 RETURNING file, submitted_by",
+                   {name});
+  if (r.size() != 1) throw Error(ErrorKind::kFatal, "no submission " + name + " to forget");
+  StateStore(name).event(c, "forgotten", std::nullopt, "", actor,
+                         {{"file", r.text(0, 0)}, {"submitted_by", r.text(0, 1)}});
+  tx.commit();
+}
+
+void PgSubmissionStore::replace(Connection& c, const std::string& name,
+                                const std::string& spec_text, const std::string& file,
+                                const std::string& actor) {
+  Transaction tx(c);
+  Rows r = tx.exec(
+      "UPDATE tandem.submissions SET spec_text = $2, file = $3, submitted_by = $4,"
+      " submitted_at = now(), updated_at = now(), desired = 'run', approved = '{}',"
+      " live = '{}' WHERE name = $1 RETURNING 1",
+      {name, spec_text, file, actor});
+  if (r.size() != 1) throw Error(ErrorKind::kFatal, "no submission " + name + " to replace");
+  StateStore(name).event(c, "resubmitted", std::nullopt, "", actor, {{"file", file}});
+  tx.commit();
+}
+
 void PgSubmissionStore::set_desired(Connection& c, const std::string& name, Desired desired,
                                     const std::string& event, const std::string& actor) {
   Transaction tx(c);

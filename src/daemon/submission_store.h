@@ -62,6 +62,13 @@ class SubmissionStore {
   // `name`: earlier submissions, and migrations run by `tandemd run`.
   virtual std::vector<std::pair<std::string, std::string>> ahead_of(Connection& c,
                                                                     const std::string& name) = 0;
+  // Removes the submission (the migration's own state and its events stay),
+  // logging "forgotten"; throws when there is none.
+  virtual void forget(Connection& c, const std::string& name, const std::string& actor) = 0;
+  // A rolled-back submission submitted again: the new spec, to run, without
+  // approvals or live settings; logs "resubmitted". Throws when there is none.
+  virtual void replace(Connection& c, const std::string& name, const std::string& spec_text,
+                       const std::string& file, const std::string& actor) = 0;
   // The newest `limit` events of migration `name`, oldest first, as the
   // control protocol sends them; with `after`, the first `limit` whose id is
   // greater. Empty where tandem has never run.
@@ -91,6 +98,9 @@ class PgSubmissionStore : public SubmissionStore {
                                                             const std::string& name) override;
   nlohmann::json events(Connection& c, const std::string& name, int limit,
                         long long after) override;
+  void forget(Connection& c, const std::string& name, const std::string& actor) override;
+  void replace(Connection& c, const std::string& name, const std::string& spec_text,
+               const std::string& file, const std::string& actor) override;
 };
 
 }  // namespace tandem

@@ -29,6 +29,7 @@ struct MigrationManager::Worker : ProgressSink {
   std::optional<Plan> plan;
   std::atomic<bool> stop{false};
   std::atomic<bool> finished{false};  // the thread has returned: completed, rolled back, ...
+  std::atomic<bool> retired{false};   // forgotten or resubmitted: its thread ends, unlisted
   std::mutex launch_mu;               // guards thread
   std::thread thread;
 

@@ -1384,12 +1384,93 @@ TEST_F(Daemon, AFailingBeforeCutoverHookHoldsTheCutoverUntilItPassesAndHooksHear
   EXPECT_NE(std::find(kinds.begin(), kinds.end(), "cutover_held"), kinds.end());
   std::vector<long long> stored;
   const json all = json::parse(ctl("events abalance_bigint --limit 1000 --json").output);
-  for (const auto& e : all["events"])
-    stored.push_back(e["id"].get<long long>());
+  for (const auto& e : all["events"]) stored.push_back(e["id"].get<long long>());
   // (It began with the newest 20 then; the log may hold more before them.)
   ASSERT_LE(ids.size(), stored.size());
   EXPECT_EQ(ids, std::vector<long long>(stored.end() - ids.size(), stored.end()));
   std::system(("rm -rf '" + dir + "'").c_str());
+}
+
+TEST_F(Daemon, FinishedMigrationsLeaveTheListAreForgottenAndARolledBackOneIsSubmittedAgain) {
+  serve(socket_path());
+  PgbenchLoad load(pg_, db_);
+  load.start();
+  // A migration that failed before changing anything may be forgotten.
+  const std::string doomed = write_temp_file(
+      "name: doomed\noperations:\n  - sql: {phase: prepare, up: 'SELECT 1/0', down: 'SELECT "
+      "1'}\n");
+  ASSERT_EQ(ctl("submit " + doomed).exit_code, 0);
+  auto r = ctl("wait doomed --for failed --timeout 60s --interval 0.2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = ctl("forget doomed");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output,
+            "migration doomed forgotten: off the list (its state and events stay in the database; "
+            "a rolled-back one may be submitted again)\n");
+  EXPECT_EQ(ctl("list --all").output, "no migrations\n");
+  EXPECT_EQ(pg_.psql(db_, "SELECT count(*) FROM tandem.submissions"), "0");
+  EXPECT_EQ(pg_.psql(db_,
+                     "SELECT count(*) FROM tandem.events WHERE migration = 'doomed' AND "
+                     "kind = 'forgotten'"),
+            "1");
+  r = ctl("status doomed");
+  EXPECT_EQ(r.exit_code, 1);
+
+  // One under way is not.
+  r = ctl("submit " + spec_);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output,
+            "migration abalance_bigint submitted: tandemd runs it (tandemctl watch "
+            "abalance_bigint)\n");
+  EXPECT_EQ(ctl("submit " + spec_).output,
+            "migration abalance_bigint was submitted already with this spec; nothing changed\n");
+  r = ctl("forget abalance_bigint");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("only a completed or rolled-back migration, or one that failed before "
+                          "changing anything, can be forgotten (to undo it first: tandemctl "
+                          "rollback abalance_bigint) (not_finished)"),
+            std::string::npos)
+      << r.output;
+  // Rolled back from the cleanup gate, it leaves the list...
+  ASSERT_EQ(ctl("wait abalance_bigint --for waiting_approval:cleanup --timeout 120s").exit_code, 0);
+  r = ctl("rollback abalance_bigint");
+  EXPECT_EQ(r.output,
+            "migration abalance_bigint rolls back (tandemctl wait abalance_bigint --for "
+            "rolled_back)\n");
+  ASSERT_EQ(ctl("wait abalance_bigint --for rolled_back --timeout 120s").exit_code, 0);
+  EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "integer");
+  EXPECT_EQ(
+      ctl("list").output,
+      "no migration under way\n(1 completed or rolled back not shown: tandemctl list --all)\n");
+  EXPECT_NE(ctl("list --all").output.find("abalance_bigint"), std::string::npos);
+  // ...and is submitted again, with another spec under its name: it starts over.
+  const std::string second = write_temp_file(abalance_spec(700));
+  r = ctl("submit " + second);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output,
+            "migration abalance_bigint submitted again: it starts over (tandemctl watch "
+            "abalance_bigint)\n");
+  ASSERT_EQ(ctl("wait abalance_bigint --for waiting_approval:cleanup --timeout 120s").exit_code, 0);
+  EXPECT_EQ(status()["settings"].value("batch_size", ""), "700");
+  r = ctl("approve abalance_bigint cleanup");
+  EXPECT_EQ(r.output, "migration abalance_bigint: cleanup approved\n");
+  ASSERT_EQ(ctl("wait abalance_bigint --for completed --timeout 120s").exit_code, 0);
+  load.stop();
+  EXPECT_EQ(load.failures(), 0) << load.last_error_output();
+  EXPECT_TRUE(tpcb_invariant_holds(pg_, db_));
+  EXPECT_EQ(column_type(pg_, db_, "pgbench_accounts", "abalance"), "bigint");
+  // A completed migration's name is not taken again; forgotten, it is off the list.
+  r = ctl("submit " + spec_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("migration \"abalance_bigint\" is completed; a new migration needs a new "
+                          "name (tandemctl forget abalance_bigint takes the finished one off the "
+                          "list) (conflict)"),
+            std::string::npos)
+      << r.output;
+  ASSERT_EQ(ctl("forget abalance_bigint").exit_code, 0);
+  EXPECT_EQ(ctl("list --all").output, "no migrations\n");
+  EXPECT_EQ(pg_.psql(db_, "SELECT state FROM tandem.migrations WHERE name = 'abalance_bigint'"),
+            "completed");
 }
 
 TEST(DaemonLogs, WithoutItsDatabaseTheDaemonAnswersThatItWaitsForIt) {

@@ -1,5 +1,6 @@
 #include "support/fake_submissions.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace tandem::testing {
@@ -79,6 +80,23 @@ void FakeSubmissionStore::insert(Connection&, const std::string& name, const std
   order_.push_back(name);
   rows_[name] = Row{{name, spec_text, file, Desired::kRun, {}}, actor, nlohmann::json::object()};
   log(name, "submitted", actor, {{"file", file}});
+}
+
+void FakeSubmissionStore::forget(Connection&, const std::string& name, const std::string& actor) {
+  std::lock_guard<std::mutex> l(mu_);
+  at(name);  // throws when there is none
+  rows_.erase(name);
+  order_.erase(std::find(order_.begin(), order_.end(), name));
+  log(name, "forgotten", actor);
+}
+
+void FakeSubmissionStore::replace(Connection&, const std::string& name,
+                                  const std::string& spec_text, const std::string& file,
+                                  const std::string& actor) {
+  std::lock_guard<std::mutex> l(mu_);
+  Row& row = at(name);
+  row = Row{{name, spec_text, file, Desired::kRun, {}}, actor, nlohmann::json::object()};
+  log(name, "resubmitted", actor, {{"file", file}});
 }
 
 void FakeSubmissionStore::set_desired(Connection&, const std::string& name, Desired desired,

@@ -49,6 +49,9 @@ class FakeSubmissionStore : public SubmissionStore {
   std::vector<std::pair<std::string, std::string>> ahead_of(Connection&,
                                                             const std::string& name) override;
   nlohmann::json events(Connection&, const std::string& name, int limit, long long after) override;
+  void forget(Connection&, const std::string& name, const std::string& actor) override;
+  void replace(Connection&, const std::string& name, const std::string& spec_text,
+               const std::string& file, const std::string& actor) override;
 
  private:
   Row& at(const std::string& name);

@@ -152,7 +152,7 @@ TEST(Protocol, AnErrorEchoesTheIdOfTheRequestThatCausedIt) {
       error_response(r.error),
       "{\"error\":{\"code\":\"unknown_command\",\"message\":\"unknown command \\\"nope\\\"; "
       "expected one of: list, status, submit, pause, resume, approve, rollback, events, throttle, "
-      "set, abort, diffs, slices, slice\"},"
+      "set, abort, diffs, slices, slice, forget\"},"
       "\"id\":\"abc\",\"ok\":false,\"v\":1}\n");
 }
 
