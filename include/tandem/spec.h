@@ -61,6 +61,9 @@ struct Settings {
   std::string throttle_query;
   // "HH:MM-HH:MM" in tandemd's local time: batches run only inside it; empty: any time.
   std::string backfill_window;
+  // What the lint of `sql` steps does with what it finds (src/spec/sql_lint.h):
+  // warn (validate, plan and run say it), error (the spec is refused), off.
+  std::string sql_lint = "warn";
   // Critical thresholds (0: off): crossing one pauses the migration with an
   // alert until an operator resumes it. No work is lost.
   std::chrono::milliseconds critical_replica_lag{0};
@@ -491,6 +494,9 @@ struct SpecError {
 struct SpecParseResult {
   std::optional<Spec> spec;
   std::vector<SpecError> errors;  // empty when spec is set
+  // What the lint of `sql` steps found (settings.sql_lint: warn), each
+  // located at its operation: said, not refused.
+  std::vector<SpecError> warnings;
 };
 
 // Parses spec text. `file` names the source in error messages. Never throws.

@@ -49,10 +49,22 @@ std::string actor() {
          std::to_string(getuid()) + ", pid " + std::to_string(getpid()) + ")";
 }
 
-// Loads and plans a spec; prints located errors and returns false on failure.
-bool load(const std::string& file, std::optional<Spec>& spec, std::optional<Plan>& plan) {
+// "file:line:column: warning: message"
+std::string warning_text(const SpecError& w) {
+  return w.where.to_string() + ": warning: " + w.message;
+}
+
+// Loads and plans a spec; prints located errors and returns false on
+// failure. With `warnings`, what the lint of sql steps found is printed
+// too and kept there.
+bool load(const std::string& file, std::optional<Spec>& spec, std::optional<Plan>& plan,
+          std::vector<SpecError>* warnings = nullptr) {
   auto parsed = load_spec_file(file);
   for (const auto& e : parsed.errors) std::cerr << e.to_string() << "\n";
+  if (warnings) {
+    for (const auto& w : parsed.warnings) std::cerr << warning_text(w) << "\n";
+    *warnings = parsed.warnings;
+  }
   if (!parsed.spec) return false;
   spec = std::move(parsed.spec);
   try {
@@ -136,7 +148,8 @@ int cmd_validate(const std::vector<std::string>& files) {
   for (const auto& f : files) {
     std::optional<Spec> spec;
     std::optional<Plan> plan;
-    if (load(f, spec, plan)) {
+    std::vector<SpecError> warnings;
+    if (load(f, spec, plan, &warnings)) {
       std::cout << f << ": ok (" << spec->name << ", " << plan->steps.size() << " steps)\n";
     } else {
       rc = kExitBadInput;
@@ -231,7 +244,8 @@ std::string estimates_text(const nlohmann::json& est) {
 int cmd_plan(const std::string& file, const std::string& format, const std::string& dsn_flag) {
   std::optional<Spec> spec;
   std::optional<Plan> plan;
-  if (!load(file, spec, plan)) return kExitBadInput;
+  std::vector<SpecError> warnings;
+  if (!load(file, spec, plan, &warnings)) return kExitBadInput;
   // Offline unless a database is named: --dsn, else TANDEM_DSN.
   const std::string dsn = resolve_dsn(dsn_flag);
   nlohmann::json refusals = nlohmann::json::array();
@@ -249,6 +263,11 @@ int cmd_plan(const std::string& file, const std::string& format, const std::stri
   }
   if (format == "json") {
     nlohmann::json out = plan_to_json(*plan);
+    out["warnings"] = nlohmann::json::array();
+    for (const auto& w : warnings) {
+      out["warnings"].push_back(
+          {{"line", w.where.line}, {"column", w.where.column}, {"message", w.message}});
+    }
     if (!dsn.empty()) {
       out["refusals"] = refusals;
       out["estimates"] = estimates;
@@ -256,6 +275,12 @@ int cmd_plan(const std::string& file, const std::string& format, const std::stri
     std::cout << to_json_text(out) << "\n";
   } else if (format == "markdown") {
     std::cout << plan_to_markdown(*plan);
+    if (!warnings.empty()) {
+      std::cout << "\n**Lint of hand-written SQL:**\n\n";
+      for (const auto& w : warnings) {
+        std::cout << "- line " << w.where.line << ": " << markdown_cell(w.message) << "\n";
+      }
+    }
     if (!dsn.empty()) {
       std::cout << "\n**Prechecks against the database: "
                 << (refusals.empty() ? "passed" : "REFUSED") << "**\n";
@@ -285,7 +310,8 @@ int cmd_plan(const std::string& file, const std::string& format, const std::stri
 int cmd_run(const RunArgs& args) {
   std::optional<Spec> spec;
   std::optional<Plan> plan;
-  if (!load(args.file, spec, plan)) return kExitBadInput;
+  std::vector<SpecError> warnings;
+  if (!load(args.file, spec, plan, &warnings)) return kExitBadInput;
   RunOptions options;
   options.dsn = resolve_dsn(args.dsn);
   options.actor = actor();

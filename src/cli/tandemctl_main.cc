@@ -177,6 +177,9 @@ void print_human(Command c, const json& result) {
     }
     case Command::kSubmit: {
       const std::string n = text(result["name"]);
+      for (const auto& w : result.value("warnings", json::array())) {
+        std::cerr << "tandemctl: warning: " << text(w) << "\n";
+      }
       if (result.value("resubmitted", false)) {
         std::cout << "migration " << n << " submitted again: it starts over (tandemctl watch " << n
                   << ")\n";

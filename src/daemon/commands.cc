@@ -201,6 +201,10 @@ nlohmann::json MigrationManager::cmd_submit(const control::Request& r, const std
   if (inserted) start_worker(name, r.spec, r.file, Desired::kRun, {});
   nlohmann::json out = {{"name", name}, {"submitted", inserted}};
   if (again && inserted) out["resubmitted"] = true;
+  if (!parsed.warnings.empty()) {
+    out["warnings"] = nlohmann::json::array();
+    for (const auto& w : parsed.warnings) out["warnings"].push_back(w.to_string());
+  }
   return out;
 }
 

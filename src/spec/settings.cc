@@ -29,6 +29,11 @@ std::string check_window(const std::string& v) {
   return "expected a daily window such as 22:00-06:00 (local time), got \"" + v + "\"";
 }
 
+std::string check_lint(const std::string& v) {
+  if (v == "warn" || v == "error" || v == "off") return "";
+  return "expected warn, error or off, got \"" + v + "\"";
+}
+
 std::string check_query(const std::string& v) {
   if (v.find(';') != std::string::npos &&
       v.find_first_not_of(" \t\n;", v.find(';')) != std::string::npos) {
@@ -53,6 +58,7 @@ const std::vector<SettingInfo>& table() {
       {"throttle_commit_latency", 1, 60'000, true, &Settings::throttle_commit_latency, nullptr},
       {"throttle_query", 0, 0, true, nullptr, nullptr, &Settings::throttle_query, &check_query},
       {"backfill_window", 0, 0, true, nullptr, nullptr, &Settings::backfill_window, &check_window},
+      {"sql_lint", 0, 0, false, nullptr, nullptr, &Settings::sql_lint, &check_lint},
       {"critical_replica_lag", 100, 3'600'000, true, &Settings::critical_replica_lag, nullptr},
       {"critical_active_sessions", 1, 100'000, true, nullptr, &Settings::critical_active_sessions},
       {"retry_budget", 1, 10'000, false, nullptr, &Settings::retry_budget},
@@ -133,11 +139,15 @@ nlohmann::json settings_schema() {
   for (const auto& info : table()) {
     nlohmann::json p;
     const std::string range = "; " + range_text(info);
-    if (info.text) {
+    const std::string key = info.key;
+    if (key == "sql_lint") {
+      p = {{"enum", {"warn", "error", "off"}},
+           {"description", "what the lint of sql steps does with what it finds"}};
+    } else if (info.text) {
       p = {{"type", "string"}};
-      p["description"] = std::string(info.key == std::string("backfill_window")
-                                         ? "a daily window such as 22:00-06:00 (local time)"
-                                         : "one SQL query");
+      p["description"] =
+          std::string(key == "backfill_window" ? "a daily window such as 22:00-06:00 (local time)"
+                                               : "one SQL query");
     } else {
       nlohmann::json whole = {{"type", "integer"}, {"minimum", info.min}, {"maximum", info.max}};
       if (info.zero_means_off) whole = {{"anyOf", {whole, {{"const", 0}}}}};

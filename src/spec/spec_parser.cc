@@ -19,6 +19,7 @@
 #include "spec/schema.h"
 #include "spec/settings.h"
 #include "spec/shadow_reads.h"
+#include "spec/sql_lint.h"
 #include "spec/suggest.h"
 #include "tandem/spec.h"
 #include "util/duration.h"
@@ -239,7 +240,41 @@ class Parser : public SpecReader {
     if (root["shadow_reads"].IsDefined()) parse_shadow_reads(*this, root["shadow_reads"], spec);
     one_sliced_operation(spec);
     if (!errors.empty()) return std::nullopt;
+    lint(spec);
+    if (!errors.empty()) return std::nullopt;
     return spec;
+  }
+
+  std::vector<SpecError> warnings;
+
+  // The lint of `sql` steps (settings.sql_lint): warnings, or errors when
+  // it is error. The statements are read in the spec's order, so that an
+  // index on a table the spec created, or SET NOT NULL after a validated
+  // check, is not flagged.
+  void lint(const Spec& spec) {
+    const std::string mode = spec.settings.sql_lint;
+    if (mode == "off") return;
+    SqlLintContext context;
+    for (size_t i = 0; i < spec.operations.size(); ++i) {
+      const Operation& o = spec.operations[i];
+      if (const auto* t = std::get_if<CreateTable>(&o.op)) context.created.insert(t->table);
+      const auto* s = std::get_if<SqlOperation>(&o.op);
+      if (!s) continue;
+      const std::string step = "sql step " + std::to_string(i + 1) + ".sql";
+      const auto say = [&](const std::string& side, const SqlLintFinding& f) {
+        const std::string m = step + " (" + side + "): " + f.to_string();
+        if (mode == "error") {
+          errors.push_back({o.where, m + " (settings: sql_lint: error; warn lets it run)"});
+        } else {
+          warnings.push_back({o.where, m});
+        }
+      };
+      SqlLintContext undo = context;  // down runs on rollback, not after up
+      for (const auto& f : lint_sql(s->up, s->transaction, context)) say("up", f);
+      if (s->down) {
+        for (const auto& f : lint_sql(*s->down, s->transaction, undo)) say("down", f);
+      }
+    }
   }
 
  private:
@@ -330,6 +365,7 @@ SpecParseResult parse_spec(const std::string& text, const std::string& file) {
     result.spec.reset();
   }
   result.errors = std::move(parser.errors);
+  result.warnings = std::move(parser.warnings);
   std::stable_sort(
       result.errors.begin(), result.errors.end(), [](const SpecError& a, const SpecError& b) {
         return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);

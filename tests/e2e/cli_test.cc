@@ -96,6 +96,44 @@ TEST(CliStatic, TheSchemasInTheRepositoryAreWhatTandemdSchemaPrints) {
   EXPECT_EQ(run_command(tandemd("schema nonsense")).exit_code, 2);
 }
 
+TEST(CliStatic, TheLintOfSqlStepsWarnsInValidateAndPlanAndRefusesWhenStrict) {
+  const std::string ops =
+      "operations:\n"
+      "  - sql:\n"
+      "      phase: prepare\n"
+      "      up: ALTER TABLE orders ALTER COLUMN id TYPE bigint\n"
+      "      down: ALTER TABLE orders ALTER COLUMN id TYPE int\n";
+  const std::string file = write_temp_file("name: widen\n" + ops);
+  auto r = run_command(tandemd("validate " + file));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(
+      r.output.find(file + ":3:5: warning: sql step 1.sql (up): ALTER COLUMN id TYPE on orders: a "
+                           "type change rewrites orders and its indexes under an ACCESS EXCLUSIVE "
+                           "lock (unless the new type is binary-coercible, such as varchar(n) to "
+                           "text); instead: the alter_column_type operation (a shadow column, a "
+                           "batched backfill, a swap in one short transaction)\n"),
+      std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find(file + ": ok (widen, 1 steps)"), std::string::npos) << r.output;
+  r = run_command(tandemd("plan --format markdown " + file));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("**Lint of hand-written SQL:**\n\n- line 3: sql step 1.sql (up): ALTER "
+                          "COLUMN id TYPE on orders"),
+            std::string::npos)
+      << r.output;
+  r = run_command("(" + tandemd("plan --json " + file) + " 2>/dev/null)");
+  EXPECT_EQ(nlohmann::json::parse(r.output)["warnings"].size(), 2u) << r.output;
+  // Strict: refused by validate, and by run before it connects (exit 1, not 6).
+  const std::string strict = write_temp_file("name: widen\nsettings:\n  sql_lint: error\n" + ops);
+  r = run_command(tandemd("validate " + strict));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(strict + ":5:5: sql step 1.sql (up): ALTER COLUMN id TYPE on orders"),
+            std::string::npos)
+      << r.output;
+  r = run_command("TANDEM_DSN='host=/nonexistent' " + tandemd("run " + strict));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+}
+
 TEST(CliStatic, BadCommandLineExitsTwo) {
   EXPECT_EQ(run_command(tandemd("run")).exit_code, 2);
   EXPECT_EQ(run_command(tandemd("frobnicate")).exit_code, 2);

@@ -1160,7 +1160,7 @@ TEST(DaemonConfig, TheExampleConfigLoadsAndHidesThePassword) {
                           ")\ncontrol socket: /run/tandemd/control.sock (mode 0660)\n"
                           "allowed uids: 0\nmetrics: 127.0.0.1:9188\nlog: info, text\n"
                           "shutdown grace: 10.0s\ndefault batch_size: 5000\n"
-                          "default lock_timeout: 500ms\n");
+                          "default lock_timeout: 500ms\nhooks: off\n");
   std::string bad = write_temp_file("control:\n  mode: \"0666\"\n");
   r = run_command(tandemd("serve --check-config --config " + bad) + " 2>&1");
   EXPECT_EQ(r.exit_code, 1);
