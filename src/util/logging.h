@@ -50,7 +50,10 @@ void setup_logging(LogFormat format, const std::string& level);
 
 // The formatter of those lines: `journal` when stderr is the journal's
 // stream, `tty` on a terminal. Exposed for tests.
-std::unique_ptr<spdlog::formatter> log_formatter(LogFormat format, bool journal, bool tty);
+// `bare`: the message alone (for the journal's native protocol, which has
+// the priority and the time as fields of their own).
+std::unique_ptr<spdlog::formatter> log_formatter(LogFormat format, bool journal, bool tty,
+                                                 bool bare = false);
 
 // The message escaped as the inside of a JSON string. Exposed for tests.
 std::string json_escape(const std::string& text);

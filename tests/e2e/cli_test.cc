@@ -1,14 +1,19 @@
 // End to end: the real tandemd binary against a real PostgreSQL under
 // pgbench load, including kill -9 at random points of every phase.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -624,6 +629,83 @@ TEST_F(Cli, HooksHearEveryEventASlowOneHoldsNothingBackAndAFailingBeforeCutoverH
   r = run("run " + spec_path_ + " --hooks-path /nonexistent/hooks");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_EQ(r.output, "tandemd: hooks path /nonexistent/hooks is not a directory\n");
+}
+
+// Under journald, lines go through the journal's native protocol with the
+// migration, phase and step as fields. The journal's socket is stood in
+// for: in a mount namespace of its own, the daemon's /run is a tmpfs whose
+// systemd/journal is a directory where the test listens.
+TEST_F(Cli, UnderJournaldLinesCarryTheMigrationPhaseAndStepAsFields) {
+  if (run_command("unshare -m true").exit_code != 0) {
+    GTEST_SKIP() << "no mount namespace here (unshare -m needs CAP_SYS_ADMIN)";
+  }
+  char name[] = "/tmp/tandem-journal-XXXXXX";
+  const std::string dir = mkdtemp(name);
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = dir + "/socket";
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  int big = 8 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  const std::string err = write_temp_file("", ".log");
+  struct stat st {};
+  ASSERT_EQ(stat(err.c_str(), &st), 0);
+  const std::string stream = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  // Read as journald does, while the run sends: a full queue would block it.
+  std::vector<std::map<std::string, std::string>> entries;
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    char buf[65536];
+    while (!done) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n <= 0) continue;
+      std::map<std::string, std::string> e;
+      std::istringstream in(std::string(buf, static_cast<size_t>(n)));
+      for (std::string line; std::getline(in, line);) {
+        const auto eq = line.find('=');
+        if (eq != std::string::npos) e[line.substr(0, eq)] = line.substr(eq + 1);
+      }
+      entries.push_back(e);
+    }
+  });
+  auto r = run_command(
+      "unshare -m sh -c 'mount -t tmpfs tmpfs /run && mkdir -p "
+      "/run/systemd/journal && mount --bind " +
+      dir + " /run/systemd/journal && exec env JOURNAL_STREAM=" + stream + " TANDEM_DSN=\"" +
+      pg_.dsn(db_) + "\" " + tandemd("run " + spec_path_ + " --until backfill") + " 2>>" + err +
+      "'");
+  EXPECT_EQ(r.exit_code, 0) << r.output << read_file(err);
+  // Every log line went to the journal; stderr has the command's last word only.
+  EXPECT_EQ(read_file(err),
+            "migration abalance_bigint stopped after phase backfill as asked; run again without "
+            "--until to go on\n");
+  std::this_thread::sleep_for(200ms);  // what is still queued
+  done = true;
+  reader.join();
+  close(fd);
+  run_command("rm -rf " + dir);
+  ASSERT_FALSE(entries.empty());
+  bool step_line = false;
+  for (const auto& e : entries) {
+    EXPECT_EQ(e.at("SYSLOG_IDENTIFIER"), "tandemd");
+    EXPECT_EQ(e.at("PRIORITY").size(), 1u);
+    EXPECT_EQ(e.at("MESSAGE").find('\n'), std::string::npos);
+    if (e.count("MIGRATION")) {
+      EXPECT_EQ(e.at("MIGRATION"), "abalance_bigint");
+      // The text still names it, for journalctl's plain output.
+      EXPECT_EQ(e.at("MESSAGE").rfind("migration abalance_bigint: ", 0), 0u) << e.at("MESSAGE");
+    }
+    if (e.count("STEP") && e.at("STEP") == "1.backfill") {
+      step_line = true;
+      EXPECT_EQ(e.at("PHASE"), "backfill");
+    }
+  }
+  EXPECT_TRUE(step_line) << entries.size() << " entries, none from the backfill step";
 }
 
 }  // namespace

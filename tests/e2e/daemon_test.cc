@@ -1187,6 +1187,11 @@ TEST(DaemonConfig, BadSettingsInTheConfigAreLocated) {
 }
 
 TEST(DaemonLogs, UnderTheJournalLinesCarryAPriorityAndNoTimestamp) {
+  // With the journal's socket there, lines go through it (tandem_e2e_cli
+  // tests that); the stream's prefixes are what is left without it.
+  if (access("/run/systemd/journal/socket", F_OK) == 0) {
+    GTEST_SKIP() << "journald runs here: lines go to its socket, not to the stream";
+  }
   // Stand in for systemd: stderr is a file, JOURNAL_STREAM names its device and inode.
   std::string log = write_temp_file("", ".log");
   struct stat st {};
