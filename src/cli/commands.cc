@@ -494,7 +494,7 @@ int cmd_rounds(const RoundsArgs& args) {
       last = executor.shadow_round();
       if (args.json) {
         nlohmann::json j = round_json(last, "");
-        j["migration"] = spec->name;
+        j["name"] = spec->name;
         j["stopped"] = last.stopped;
         std::cout << to_json_text(j) << std::endl;
       } else {
@@ -559,7 +559,7 @@ int watch_slices(Connection& conn, const Spec& spec, const SlicesArgs& args) {
       }
     }
     if (args.json) {
-      std::cout << to_json_text({{"migration", spec.name},
+      std::cout << to_json_text({{"name", spec.name},
                                  {"readings", readings},
                                  {"rolled_back", o.rolled_back}})
                 << std::endl;
@@ -603,7 +603,7 @@ int cmd_slices(const SlicesArgs& args) {
       const SlicesState s = read_slices(*conn, spec->name);
       if (args.json) {
         nlohmann::json j = slices_json(s);
-        j["migration"] = spec->name;
+        j["name"] = spec->name;
         std::cout << to_json_text(j) << "\n";
       } else {
         std::cout << slices_text(spec->name, slices_json(s));
@@ -622,7 +622,7 @@ int cmd_slices(const SlicesArgs& args) {
     const SliceMoveResult r =
         slice_action(*conn, *spec, args.slice, args.action, actor(), spec->settings);
     nlohmann::json j = slice_move_json(r, args.action);
-    j["migration"] = spec->name;
+    j["name"] = spec->name;
     if (args.json) {
       std::cout << to_json_text(j) << "\n";
     } else {
@@ -647,7 +647,7 @@ int cmd_diffs(const std::string& file, const std::string& dsn, const std::string
     auto conn = connect_postgres(resolve_dsn(dsn), "tandemd diffs");
     const nlohmann::json diffs = read_differences(*conn, spec->name, pair, limit);
     if (json) {
-      std::cout << to_json_text({{"migration", spec->name}, {"diffs", diffs}}) << "\n";
+      std::cout << to_json_text({{"name", spec->name}, {"diffs", diffs}}) << "\n";
     } else {
       std::cout << format_differences(diffs);
     }
@@ -669,25 +669,27 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
     std::optional<MigrationRecord> rec;
     RoundReport last_round;
     if (StateStore::schema_version(*conn) > 0) rec = store.load(*conn);
-    nlohmann::json out = {{"migration", spec->name}};
+    const auto text_or_null = [](const std::string& s) {
+      return s.empty() ? nlohmann::json() : nlohmann::json(s);
+    };
+    nlohmann::json out = {{"version", 1}, {"name", spec->name}};
     if (!rec) {
       out["state"] = "not_started";
     } else {
       out["state"] = to_string(rec->state);
       out["phase"] = phase_name(rec->phase);
       out["updated_at"] = rec->updated_at;
-      out["last_step"] = rec->last_step;
-      out["last_error"] =
-          rec->last_error.empty() ? nlohmann::json() : nlohmann::json(rec->last_error);
-      out["last_sqlstate"] = rec->last_sqlstate;
+      out["last_step"] = text_or_null(rec->last_step);
+      out["last_error"] = text_or_null(rec->last_error);
+      out["last_sqlstate"] = text_or_null(rec->last_sqlstate);
       nlohmann::json steps = nlohmann::json::array();
       for (const auto& s : store.steps(*conn)) {
         nlohmann::json j = {{"id", s.step_id},
                             {"phase", phase_name(s.phase)},
                             {"status", to_string(s.status)},
                             {"attempts", s.attempts},
-                            {"started_at", s.started_at},
-                            {"finished_at", s.finished_at}};
+                            {"started_at", text_or_null(s.started_at)},
+                            {"finished_at", text_or_null(s.finished_at)}};
         if (!s.last_error.empty()) {
           j["last_error"] = s.last_error;
           j["last_sqlstate"] = s.last_sqlstate;

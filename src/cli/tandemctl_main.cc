@@ -86,6 +86,16 @@ std::string text(const json& v) {
   return v.dump();
 }
 
+// A field that is text or null (absent): "" for null.
+std::string field(const json& j, const char* key) {
+  return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "";
+}
+
+// A whole number with thousands separators, as tandemd writes them; "-" for null.
+std::string count(const json& v) {
+  return v.is_number() ? tandem::with_commas(v.get<long long>()) : text(v);
+}
+
 void print_status(const json& m, std::ostream& out) {
   out << m["name"].get<std::string>() << "  " << text(m["state"]);
   if (m["phase"].is_string()) out << "  phase " << m["phase"].get<std::string>();
@@ -93,8 +103,8 @@ void print_status(const json& m, std::ostream& out) {
   out << "\n";
   if (m["percent"].is_number()) {
     out << "  " << bar(m["percent"].get<double>()) << " " << m["percent"].get<double>() << "%  "
-        << text(m["rows_done"]) << "/" << text(m["rows_total"]) << " rows  "
-        << text(m["rows_per_second"]) << " rows/s  ETA " << eta(m["eta_seconds"]);
+        << count(m["rows_done"]) << "/" << count(m["rows_total"]) << " rows  "
+        << count(m["rows_per_second"]) << " rows/s  ETA " << eta(m["eta_seconds"]);
     if (m.value("ranges", 1) > 1) {
       const int workers = m.value("workers", 1);
       out << "  " << m.value("ranges_finished", 0) << "/" << m["ranges"].get<int>()
@@ -123,12 +133,9 @@ void print_status(const json& m, std::ostream& out) {
   }
   if (m.contains("throttled") && m["throttled"].is_string()) {
     out << "  throttled (" << m["throttled"].get<std::string>() << ")";
-    if (m["throttled_until"].is_number_integer()) {
-      auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
-      double left = std::max<long long>(0, m["throttled_until"].get<long long>() - now) / 1000.0;
-      out << " for " << eta(left) << " more";
+    if (m.contains("throttled_for_seconds") && m["throttled_for_seconds"].is_number()) {
+      out << " for " << eta(m["throttled_for_seconds"]) << " more (until "
+          << text(m["throttled_until"]) << ")";
     }
     if (m["throttled"] == "manual") {
       out << "; lift with: tandemctl throttle " << m["name"].get<std::string>() << " --off";
@@ -251,11 +258,8 @@ void print_human(Command c, const json& result) {
     case Command::kThrottle:
       std::cout << text(result["name"])
                 << (result.value("throttled", false) ? ": throttled" : ": throttle lifted");
-      if (result["until"].is_number_integer()) {
-        std::time_t t = static_cast<std::time_t>(result["until"].get<long long>() / 1000);
-        char buf[32];
-        std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
-        std::cout << " until " << buf;
+      if (result["until"].is_string()) {
+        std::cout << " until " << result["until"].get<std::string>();
       } else if (result.value("throttled", false)) {
         std::cout << " until lifted (tandemctl throttle " << text(result["name"]) << " --off)";
       }
@@ -335,8 +339,7 @@ int wait_for_state(const std::string& socket_path, const std::string& name,
                   << tandem::format_duration(waited) << ")\n";
       } else {
         std::cerr << "tandemctl: migration " << name << " is " << state << ", not " << target
-                  << (s.value("last_error", "").empty() ? "" : ": " + s.value("last_error", ""))
-                  << "\n";
+                  << (field(s, "last_error").empty() ? "" : ": " + field(s, "last_error")) << "\n";
       }
       return reached ? kOk : kRefused;
     }
@@ -378,8 +381,8 @@ int follow_events(const std::string& socket_path, const std::string& name, int l
     if (settled(state) && result["events"].size() < 1000) {
       if (!as_json) {
         std::cerr << "tandemctl: migration " << name << " is " << state
-                  << (state == "failed" && !s.value("last_error", "").empty()
-                          ? ": " + s.value("last_error", "")
+                  << (state == "failed" && !field(s, "last_error").empty()
+                          ? ": " + field(s, "last_error")
                           : "")
                   << "\n";
       }

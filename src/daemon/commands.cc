@@ -340,7 +340,9 @@ nlohmann::json MigrationManager::cmd_throttle(const control::Request& r, const s
       w.control->throttle(until);
     }
   }
-  return {{"name", w.name}, {"throttled", !r.off}, {"until", until_ms}};
+  return {{"name", w.name},
+          {"throttled", !r.off},
+          {"until", until ? nlohmann::json(rfc3339(*until)) : nlohmann::json()}};
 }
 
 nlohmann::json MigrationManager::cmd_set(const control::Request& r, const std::string& actor) {

@@ -518,17 +518,21 @@ MigrationManager::Worker& MigrationManager::find(const std::string& name) {
 
 nlohmann::json MigrationManager::status_of(Worker& w) {
   std::lock_guard<std::mutex> l(w.mu);
-  nlohmann::json j = {{"name", w.name},
+  const auto text_or_null = [](const std::string& s) {
+    return s.empty() ? nlohmann::json() : nlohmann::json(s);
+  };
+  nlohmann::json j = {{"version", 1},
+                      {"name", w.name},
                       {"file", w.file},
                       {"state", to_string(w.activity)},
                       {"desired", to_string(w.desired)},
-                      {"step", w.step},
+                      {"step", text_or_null(w.step)},
                       {"rows_done", w.rows_done},
                       {"rows_per_second", std::llround(w.rate)},
                       {"ranges", w.ranges},
                       {"ranges_finished", w.ranges_finished},
                       {"workers", w.workers},
-                      {"last_error", w.last_error}};
+                      {"last_error", text_or_null(w.last_error)}};
   j["phase"] = w.phase ? nlohmann::json(phase_name(*w.phase)) : nlohmann::json();
   j["rows_total"] = w.rows_total ? nlohmann::json(*w.rows_total) : nlohmann::json();
   j["percent"] =
@@ -550,11 +554,13 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
     until = w.control->throttle_until();
   }
   j["throttled"] = reason.empty() ? nlohmann::json() : nlohmann::json(reason);
-  j["throttled_until"] =
-      until ? nlohmann::json(
-                  std::chrono::duration_cast<std::chrono::milliseconds>(until->time_since_epoch())
-                      .count())
-            : nlohmann::json();
+  j["throttled_until"] = until ? nlohmann::json(rfc3339(*until)) : nlohmann::json();
+  j["throttled_for_seconds"] =
+      until
+          ? nlohmann::json(std::max<long long>(0, std::chrono::duration_cast<std::chrono::seconds>(
+                                                      *until - RunControl::SystemClock::now())
+                                                      .count()))
+          : nlohmann::json();
   // Shadow-read pairs compared since this daemon started; `tandemctl diffs`
   // shows what differed.
   nlohmann::json reads = nlohmann::json::object();

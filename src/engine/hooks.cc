@@ -66,15 +66,6 @@ Url parse_url(const std::string& url) {
   return u;
 }
 
-std::string rfc3339_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // The executables of `event` in `dir`, by name.
 std::vector<std::string> executables(const std::string& dir, const std::string& event) {
   std::vector<std::string> out;
@@ -373,7 +364,7 @@ std::string hook_payload(const HookEvent& e) {
                       {"error", text_or_null(e.error)},
                       {"database", e.database},
                       {"actor", e.actor},
-                      {"time", rfc3339_now()},
+                      {"time", rfc3339(std::chrono::system_clock::now())},
                       {"tandem_version", TANDEM_VERSION}};
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "engine/state_store.h"
 #include "tandem/plan.h"
 #include "util/text.h"
 
@@ -143,11 +144,11 @@ RoundReport read_last_round(Connection& conn, const std::string& migration,
                             const std::vector<ShadowReadPair>& pairs, std::string* finished_at) {
   RoundReport out;
   if (!has_table(conn, "tandem.shadow_rounds")) return out;
-  Rows r = conn.exec(
-      "SELECT round, to_char(finished_at AT TIME ZONE 'UTC',"
-      " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM tandem.shadow_rounds"
-      " WHERE migration = $1 AND finished_at IS NOT NULL ORDER BY round DESC LIMIT 1",
-      {migration});
+  Rows r =
+      conn.exec("SELECT round, " + rfc3339_sql("finished_at") +
+                    " FROM tandem.shadow_rounds"
+                    " WHERE migration = $1 AND finished_at IS NOT NULL ORDER BY round DESC LIMIT 1",
+                {migration});
   if (r.empty()) return out;
   out.round = static_cast<int>(r.integer(0, 0));
   if (finished_at) *finished_at = r.text(0, 1);

@@ -1225,8 +1225,8 @@ static std::string version10() {
 
 const std::vector<std::string>& state_schema_versions() {
   static const std::vector<std::string> kVersions = {
-      kVersion1, kVersion2, kVersion3,  kVersion4,   kVersion5,  kVersion6,
-      kVersion7, kVersion8, version9(), version10(), kVersion11, kVersion12, kVersion13};
+      kVersion1, kVersion2,  kVersion3,   kVersion4,  kVersion5,  kVersion6, kVersion7,
+      kVersion8, version9(), version10(), kVersion11, kVersion12, kVersion13};
   return kVersions;
 }
 

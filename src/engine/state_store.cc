@@ -114,11 +114,16 @@ bool StateStore::try_lock_named(Connection& conn, const std::string& name, std::
   return false;
 }
 
+std::string rfc3339_sql(const std::string& column) {
+  return "to_char(" + column + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+}
+
 std::optional<MigrationRecord> StateStore::load(Connection& conn) {
   Rows r = conn.exec(
       "SELECT name, spec_hash, state, phase, approved_phases::text, coalesce(last_step, ''),"
-      " coalesce(last_error, ''), coalesce(last_sqlstate, ''), created_at::text, updated_at::text"
-      " FROM tandem.migrations WHERE name = $1",
+      " coalesce(last_error, ''), coalesce(last_sqlstate, ''), " +
+          rfc3339_sql("created_at") + ", " + rfc3339_sql("updated_at") +
+          " FROM tandem.migrations WHERE name = $1",
       {migration_});
   if (r.empty()) return std::nullopt;
   MigrationRecord m;
@@ -136,11 +141,12 @@ std::optional<MigrationRecord> StateStore::load(Connection& conn) {
 }
 
 std::vector<StepRecord> StateStore::steps(Connection& conn) {
-  Rows r = conn.exec(
-      "SELECT step_id, phase, status, attempts, coalesce(started_at::text, ''),"
-      " coalesce(finished_at::text, ''), coalesce(last_error, ''), coalesce(last_sqlstate, '')"
-      " FROM tandem.steps WHERE migration = $1 ORDER BY seq",
-      {migration_});
+  Rows r =
+      conn.exec("SELECT step_id, phase, status, attempts, coalesce(" + rfc3339_sql("started_at") +
+                    ", ''), coalesce(" + rfc3339_sql("finished_at") +
+                    ", ''), coalesce(last_error, ''), coalesce(last_sqlstate, '')"
+                    " FROM tandem.steps WHERE migration = $1 ORDER BY seq",
+                {migration_});
   std::vector<StepRecord> out;
   for (size_t i = 0; i < r.size(); ++i) {
     StepRecord s;
@@ -385,18 +391,22 @@ void StateStore::event(Connection& conn, const std::string& kind, std::optional<
 }
 
 nlohmann::json StateStore::events_json(Connection& conn, int limit, long long after) const {
-  Rows r =
-      conn.exec(std::string("SELECT id, at::text, kind, coalesce(phase, 0), coalesce(step_id, ''),"
-                            " coalesce(actor, ''), coalesce(detail::text, '{}') FROM ("
-                            "  SELECT * FROM tandem.events WHERE migration = $1 AND id > $3::bigint"
-                            " ORDER BY id ") +
-                    (after > 0 ? "" : "DESC") + " LIMIT $2) e ORDER BY id",
-                {migration_, std::to_string(limit), std::to_string(after)});
+  Rows r = conn.exec("SELECT id, " + rfc3339_sql("at") +
+                         ", kind, coalesce(phase, 0), coalesce(step_id, ''),"
+                         " coalesce(actor, ''), coalesce(detail::text, '{}') FROM ("
+                         "  SELECT * FROM tandem.events WHERE migration = $1 AND id > $3::bigint"
+                         " ORDER BY id " +
+                         (after > 0 ? "" : "DESC") + " LIMIT $2) e ORDER BY id",
+                     {migration_, std::to_string(limit), std::to_string(after)});
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < r.size(); ++i) {
-    nlohmann::json e = {{"id", r.integer(i, 0)}, {"at", r.text(i, 1)},
-                        {"kind", r.text(i, 2)},  {"step", r.text(i, 4)},
-                        {"actor", r.text(i, 5)}, {"detail", nlohmann::json::parse(r.text(i, 6))}};
+    nlohmann::json e = {
+        {"id", r.integer(i, 0)},
+        {"at", r.text(i, 1)},
+        {"kind", r.text(i, 2)},
+        {"step", r.text(i, 4).empty() ? nlohmann::json() : nlohmann::json(r.text(i, 4))},
+        {"actor", r.text(i, 5)},
+        {"detail", nlohmann::json::parse(r.text(i, 6))}};
     int phase = static_cast<int>(r.integer(i, 3));
     e["phase"] = phase ? nlohmann::json(phase_name(static_cast<Phase>(phase))) : nlohmann::json();
     out.push_back(e);

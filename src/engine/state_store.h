@@ -17,6 +17,11 @@ namespace tandem {
 // PostgreSQL's text form of an int[] of phases, "{1,6}", as phases.
 std::set<Phase> parse_phase_array(const std::string& text);
 
+// SQL that gives the timestamptz `column` as RFC 3339 text in UTC with
+// milliseconds ("2026-12-07T05:12:44.123Z"), NULL for NULL: how every time
+// leaves tandem (status JSON, events, rounds).
+std::string rfc3339_sql(const std::string& column);
+
 class StateStore : public MigrationStore {
  public:
   explicit StateStore(std::string migration) : migration_(std::move(migration)) {}

@@ -59,7 +59,7 @@ nlohmann::json plan_to_json(const Plan& plan) {
                       {"summary", p.summary},
                       {"steps", steps_json}});
   }
-  return {{"migration", plan.migration}, {"phases", phases}};
+  return {{"name", plan.migration}, {"phases", phases}};
 }
 
 namespace {

@@ -18,4 +18,8 @@ std::string format_duration(std::chrono::milliseconds d);
 // "90s", "2m", "1h".
 std::string format_duration_exact(std::chrono::milliseconds d);
 
+// RFC 3339 in UTC with milliseconds, "2026-12-07T05:12:44.123Z": how every
+// time leaves tandem (status JSON, events, hooks).
+std::string rfc3339(std::chrono::system_clock::time_point t);
+
 }  // namespace tandem

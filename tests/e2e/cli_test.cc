@@ -16,6 +16,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -175,6 +176,17 @@ TEST_F(Cli, StopsAtTheCleanupGateWithItsOwnExitCodeThenFinishesWhenApproved) {
   auto j = nlohmann::json::parse(status.output);
   EXPECT_EQ(j["state"], "waiting_approval");
   EXPECT_EQ(j["phase"], "cleanup");
+  // The one dialect (docs/control-protocol.md): version, name, RFC 3339
+  // times in UTC, null rather than "".
+  const std::regex rfc3339(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  EXPECT_EQ(j["version"], 1);
+  EXPECT_EQ(j["name"], "abalance_bigint");
+  EXPECT_TRUE(std::regex_match(j["updated_at"].get<std::string>(), rfc3339)) << j["updated_at"];
+  EXPECT_TRUE(j["last_error"].is_null());
+  EXPECT_TRUE(j["last_sqlstate"].is_null());
+  EXPECT_TRUE(std::regex_match(j["steps"][0]["finished_at"].get<std::string>(), rfc3339));
+  EXPECT_TRUE(j["steps"].back()["started_at"].is_null());
+  EXPECT_TRUE(std::regex_match(j["events"][0]["at"].get<std::string>(), rfc3339));
   r = run("run " + spec_path_ + " --approve cleanup");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("rows moved by 1.backfill: 200,000"), std::string::npos) << r.output;

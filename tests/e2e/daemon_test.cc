@@ -1460,6 +1460,14 @@ TEST_F(Daemon, FinishedMigrationsLeaveTheListAreForgottenAndARolledBackOneIsSubm
   r = ctl("approve abalance_bigint cleanup");
   EXPECT_EQ(r.output, "migration abalance_bigint: cleanup approved\n");
   ASSERT_EQ(ctl("wait abalance_bigint --for completed --timeout 120s").exit_code, 0);
+  // One dialect: tandemctl's status and tandemd's share their fields' names and forms.
+  const json daemon = status();
+  const json cli = json::parse(
+      run_command("TANDEM_DSN='" + dsn_ + "' " + tandemd("status --json " + second)).output);
+  for (const char* key : {"version", "name", "state", "phase", "last_error"}) {
+    EXPECT_EQ(daemon[key], cli[key]) << key;
+  }
+  EXPECT_TRUE(daemon["step"].is_string());
   load.stop();
   EXPECT_EQ(load.failures(), 0) << load.last_error_output();
   EXPECT_TRUE(tpcb_invariant_holds(pg_, db_));

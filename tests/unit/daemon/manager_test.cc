@@ -11,6 +11,7 @@
 
 #include "support/fake_store.h"
 #include "support/fake_submissions.h"
+#include "util/duration.h"
 
 namespace tandem::testing {
 namespace {
@@ -212,11 +213,19 @@ TEST_F(DaemonCommandEffects, ThrottleIsRecordedShownAndLifted) {
                           .count();
   const auto out = ask(control::Command::kThrottle, [](auto& r) { r.throttle_for = 60s; });
   EXPECT_EQ(out["throttled"], true);
-  ASSERT_TRUE(out["until"].is_number_integer());
-  EXPECT_GE(out["until"].get<long long>(), before + 60000);
+  // RFC 3339 out; epoch milliseconds in the stored row.
+  ASSERT_TRUE(out["until"].is_string());
+  EXPECT_EQ(out["until"].get<std::string>().size(), 24u) << out["until"];
+  EXPECT_EQ(out["until"].get<std::string>().back(), 'Z');
   EXPECT_EQ(status()["throttled"], "manual");
   EXPECT_EQ(status()["throttled_until"], out["until"]);
-  EXPECT_EQ(subs_.row("rules")->live["throttle"]["until"], out["until"]);
+  EXPECT_GE(status()["throttled_for_seconds"].get<long long>(), 58);
+  const auto stored = subs_.row("rules")->live["throttle"]["until"];
+  ASSERT_TRUE(stored.is_number_integer());
+  EXPECT_GE(stored.get<long long>(), before + 60000);
+  EXPECT_EQ(rfc3339(std::chrono::system_clock::time_point(
+                std::chrono::milliseconds(stored.get<long long>()))),
+            out["until"]);
   EXPECT_TRUE(logged("throttle_requested"));
   EXPECT_EQ(ask(control::Command::kThrottle, [](auto& r) { r.off = true; })["throttled"], false);
   EXPECT_TRUE(status()["throttled"].is_null());

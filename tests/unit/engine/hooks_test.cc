@@ -71,9 +71,9 @@ TEST_F(HooksTest, EveryExecutableOfTheEventRunsInNameOrderWithTheEventInItsEnvir
   EXPECT_TRUE(j["step"].is_null());
   EXPECT_TRUE(j["error"].is_null());
   EXPECT_EQ(j["database"], "host=db1 dbname=app user=app password=***");
-  // RFC 3339, UTC.
+  // RFC 3339, UTC, milliseconds.
   const std::string t = j["time"];
-  ASSERT_EQ(t.size(), 20u) << t;
+  ASSERT_EQ(t.size(), 24u) << t;
   EXPECT_EQ(t[10], 'T');
   EXPECT_EQ(t.back(), 'Z');
 }
