@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libpqxx-dev libpq-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
-  libboost-dev libsystemd-dev libgtest-dev libgmock-dev help2man
+  libboost-dev libsystemd-dev libgtest-dev libgmock-dev help2man go-md2man
   python3-jsonschema python3-yaml
   postgresql postgresql-contrib pgbouncer
   "$@"

@@ -16,6 +16,7 @@
 #include "daemon/config.h"
 #include "support/pg_server.h"
 #include "support/scenario.h"
+#include "tandem/spec.h"
 
 namespace tandem::testing {
 namespace {
@@ -108,6 +109,14 @@ TEST_F(PackageTest, TheManPagesRenderFromTheBinariesHelp) {
   for (const char* s :
        {"tandemctl - steer tandemd serve", "approve", "TANDEM_SOCKET", "tandemd(8)"})
     EXPECT_NE(c.output.find(s), std::string::npos) << s << " in:\n" << c.output;
+  // The spec's page, made from docs/spec.md: every operation is in it.
+  const auto p = run_command("MANWIDTH=100 man -l " + root_ + "/usr/share/man/man5/tandem-spec.5");
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  for (const std::string s : {"tandem-spec - the migration spec", "DESCRIPTION", "Shadow reads",
+                              "tandemd(8)", "spec.schema.json"})
+    EXPECT_NE(p.output.find(s), std::string::npos) << s;
+  for (const auto& op : operation_names())
+    EXPECT_NE(p.output.find(op), std::string::npos) << op << " is not in tandem-spec(5)";
 }
 
 TEST_F(PackageTest, TheInstalledUnitVerifiesAgainstTheInstalledBinary) {
