@@ -23,6 +23,7 @@
 #include "spec/schema.h"
 #include "tandem/plan.h"
 #include "util/duration.h"
+#include "util/json.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -669,9 +670,6 @@ int cmd_status(const std::string& file, const std::string& dsn, bool json) {
     std::optional<MigrationRecord> rec;
     RoundReport last_round;
     if (StateStore::schema_version(*conn) > 0) rec = store.load(*conn);
-    const auto text_or_null = [](const std::string& s) {
-      return s.empty() ? nlohmann::json() : nlohmann::json(s);
-    };
     nlohmann::json out = {{"version", 1}, {"name", spec->name}};
     if (!rec) {
       out["state"] = "not_started";

@@ -82,10 +82,7 @@ bool MigrationManager::changed_nothing(Worker& w) {
   bool nothing = true;
   with_db([&](Connection& c) {
     for (const auto& s : w.store->steps(c)) {
-      const Step* step = nullptr;
-      for (const auto& p : w.plan->steps) {
-        if (p.id == s.step_id) step = &p;
-      }
+      const Step* step = w.plan->find(s.step_id);
       // Done (or undone) steps changed something; a step that failed or was
       // cut short changed nothing when its transaction rolled back.
       const bool cut_short = s.status == StepStatus::kRunning || s.status == StepStatus::kFailed;

@@ -16,6 +16,7 @@
 #include "spec/suggest.h"
 #include "tandem_version.h"
 #include "util/duration.h"
+#include "util/json.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -518,9 +519,6 @@ MigrationManager::Worker& MigrationManager::find(const std::string& name) {
 
 nlohmann::json MigrationManager::status_of(Worker& w) {
   std::lock_guard<std::mutex> l(w.mu);
-  const auto text_or_null = [](const std::string& s) {
-    return s.empty() ? nlohmann::json() : nlohmann::json(s);
-  };
   nlohmann::json j = {{"version", 1},
                       {"name", w.name},
                       {"file", w.file},
@@ -541,11 +539,10 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
           : nlohmann::json();
   j["eta_seconds"] = w.eta ? nlohmann::json(std::llround(*w.eta)) : nlohmann::json();
   j["waiting_for"] = w.waiting_for ? nlohmann::json(phase_name(*w.waiting_for)) : nlohmann::json();
-  j["approval_withheld"] =
-      w.approval_withheld.empty() ? nlohmann::json() : nlohmann::json(w.approval_withheld);
+  j["approval_withheld"] = text_or_null(w.approval_withheld);
   j["round"] = w.round_report ? round_json(*w.round_report, "") : nlohmann::json();
   if (w.spec && w.spec->sliced()) j["slices"] = w.slices;
-  j["blocked_by"] = w.blocked_by.empty() ? nlohmann::json() : nlohmann::json(w.blocked_by);
+  j["blocked_by"] = text_or_null(w.blocked_by);
   // Throttled: by hand (maybe until a time), or by a signal right now.
   std::string reason = w.metrics.throttle_reason;
   std::optional<RunControl::SystemClock::time_point> until;
@@ -553,7 +550,7 @@ nlohmann::json MigrationManager::status_of(Worker& w) {
     reason = "manual";
     until = w.control->throttle_until();
   }
-  j["throttled"] = reason.empty() ? nlohmann::json() : nlohmann::json(reason);
+  j["throttled"] = text_or_null(reason);
   j["throttled_until"] = until ? nlohmann::json(rfc3339(*until)) : nlohmann::json();
   j["throttled_for_seconds"] =
       until

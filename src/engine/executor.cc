@@ -253,19 +253,26 @@ RollbackOutcome ExecutorCore::rollback() {
   }
 }
 
+HookEvent ExecutorCore::hook_event(const std::string& event, const std::string& error,
+                                   std::optional<Phase> phase) const {
+  const LogContext& c = log_context();
+  return {event,
+          spec_.name,
+          phase ? phase_name(*phase) : c.phase,
+          phase ? "" : c.step,
+          error,
+          redacted_conninfo(options_.dsn),
+          options_.actor};
+}
+
 void ExecutorCore::notify_hooks(const std::string& event, const std::string& error,
                                 std::optional<Phase> phase) {
-  if (!options_.hooks) return;
-  const LogContext& c = log_context();
-  options_.hooks->notify({event, spec_.name, phase ? phase_name(*phase) : c.phase,
-                          phase ? "" : c.step, error, redacted_conninfo(options_.dsn),
-                          options_.actor});
+  if (options_.hooks) options_.hooks->notify(hook_event(event, error, phase));
 }
 
 std::string ExecutorCore::before_cutover_hooks() {
-  if (!options_.hooks) return "";
-  return options_.hooks->gate({"before-cutover", spec_.name, phase_name(Phase::kCutover), "", "",
-                               redacted_conninfo(options_.dsn), options_.actor});
+  return options_.hooks ? options_.hooks->gate(hook_event("before-cutover", "", Phase::kCutover))
+                        : "";
 }
 
 std::vector<std::pair<std::string, std::string>> precheck_refusals(

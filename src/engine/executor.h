@@ -40,6 +40,7 @@
 #include "db/connection.h"
 #include "engine/autovacuum_guard.h"
 #include "engine/backfill.h"
+#include "engine/hooks.h"
 #include "engine/progress.h"
 #include "engine/run_context.h"
 #include "engine/run_control.h"
@@ -188,8 +189,11 @@ class ExecutorCore {
   std::optional<StepStatus> step_status(const std::string& step_id);
   // Sets the migration's state (and logs an event) with retries.
   void record_state(MigrationState state, Phase phase, const std::string& event);
-  // Queues `event` for the hooks, if any, with the phase and step the run is
-  // in (log_context()) unless `phase` is given.
+  // `event` of this migration, with the phase and step the run is in
+  // (log_context()) unless `phase` is given.
+  HookEvent hook_event(const std::string& event, const std::string& error,
+                       std::optional<Phase> phase) const;
+  // Queues `event` for the hooks, if any (hook_event).
   void notify_hooks(const std::string& event, const std::string& error = "",
                     std::optional<Phase> phase = std::nullopt);
   // Before cutover's first step: "" when every before-cutover hook passed.

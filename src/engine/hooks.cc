@@ -20,6 +20,7 @@
 
 #include "tandem_version.h"
 #include "util/duration.h"
+#include "util/json.h"
 #include "util/logging.h"
 
 extern char** environ;
@@ -353,9 +354,6 @@ std::string hooks_text(const HookSettings& s) {
 }
 
 std::string hook_payload(const HookEvent& e) {
-  const auto text_or_null = [](const std::string& s) {
-    return s.empty() ? nlohmann::json() : nlohmann::json(s);
-  };
   nlohmann::json j = {{"version", 1},
                       {"hook", e.event},
                       {"migration", e.migration},

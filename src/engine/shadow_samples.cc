@@ -5,6 +5,7 @@
 
 #include "engine/state_store.h"
 #include "tandem/plan.h"
+#include "util/json.h"
 #include "util/text.h"
 
 namespace tandem {
@@ -164,7 +165,7 @@ nlohmann::json round_json(const RoundReport& r, const std::string& finished_at) 
   for (const auto& p : r.pairs) {
     pairs[p.pair] =
         counts_json(p.samples, p.mismatches, p.old_p50, p.old_p99, p.new_p50, p.new_p99);
-    pairs[p.pair]["verdict"] = p.verdict.empty() ? nlohmann::json() : nlohmann::json(p.verdict);
+    pairs[p.pair]["verdict"] = text_or_null(p.verdict);
   }
   nlohmann::json out = {{"round", r.round}, {"passed", r.passed()}, {"pairs", pairs}};
   if (!finished_at.empty()) out["finished_at"] = finished_at;

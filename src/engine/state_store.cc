@@ -1,6 +1,7 @@
 #include "engine/state_store.h"
 
 #include "engine/state_schema.h"
+#include "util/json.h"
 
 namespace tandem {
 namespace {
@@ -400,13 +401,9 @@ nlohmann::json StateStore::events_json(Connection& conn, int limit, long long af
                      {migration_, std::to_string(limit), std::to_string(after)});
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < r.size(); ++i) {
-    nlohmann::json e = {
-        {"id", r.integer(i, 0)},
-        {"at", r.text(i, 1)},
-        {"kind", r.text(i, 2)},
-        {"step", r.text(i, 4).empty() ? nlohmann::json() : nlohmann::json(r.text(i, 4))},
-        {"actor", r.text(i, 5)},
-        {"detail", nlohmann::json::parse(r.text(i, 6))}};
+    nlohmann::json e = {{"id", r.integer(i, 0)}, {"at", r.text(i, 1)},
+                        {"kind", r.text(i, 2)},  {"step", text_or_null(r.text(i, 4))},
+                        {"actor", r.text(i, 5)}, {"detail", nlohmann::json::parse(r.text(i, 6))}};
     int phase = static_cast<int>(r.integer(i, 3));
     e["phase"] = phase ? nlohmann::json(phase_name(static_cast<Phase>(phase))) : nlohmann::json();
     out.push_back(e);

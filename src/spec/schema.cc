@@ -1,10 +1,13 @@
 #include "spec/schema.h"
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 
 #include "spec/settings.h"
 #include "tandem/phase.h"
+#include "tandem/spec.h"
+#include "util/duration.h"
 
 namespace tandem {
 namespace {
@@ -337,8 +340,7 @@ const Object& object(const std::string& name) {
 }
 
 json duration_schema() {
-  return {{"type", json::array({"string", "integer"})},
-          {"pattern", "^(([0-9]+(\\.[0-9]+)?(ms|s|m|h))+|[0-9]+)$"}};
+  return {{"type", json::array({"string", "integer"})}, {"pattern", kDurationPattern}};
 }
 
 json ref(const std::string& name) { return {{"$ref", "#/definitions/" + name}}; }
@@ -444,12 +446,10 @@ json spec_schema() {
   for (const auto& o : objects()) {
     defs[o.name] = object_schema(o);
   }
+  const auto& ops = operation_names();
   for (const auto& o : objects()) {
     const std::string name = o.name;
-    if (name == "spec" || name == "shadow_reads" || name == "params" || name == "slices" ||
-        name == "slice" || name == "canary" || name == "max_latency_ratio") {
-      continue;
-    }
+    if (std::find(ops.begin(), ops.end(), name) == ops.end()) continue;  // a part of one
     operations.push_back({{"type", "object"},
                           {"properties", {{name, ref(name)}}},
                           {"required", {name}},

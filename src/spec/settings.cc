@@ -1,10 +1,12 @@
 #include "spec/settings.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <functional>
 
 #include "engine/throttle.h"
 #include "util/duration.h"
+#include "util/text.h"
 
 namespace tandem {
 
@@ -22,16 +24,15 @@ struct SettingInfo {
   std::string Settings::*text = nullptr;
   // For text: "" when the value is acceptable, else what is wrong with it.
   std::string (*check)(const std::string&) = nullptr;
+  // For text: what it holds, in the JSON Schema; and, when it is one of a
+  // few words, those (both the check and the schema use them).
+  const char* about = "";
+  std::vector<std::string> choices = {};
 };
 
 std::string check_window(const std::string& v) {
   if (v.empty() || parse_window(v)) return "";
   return "expected a daily window such as 22:00-06:00 (local time), got \"" + v + "\"";
-}
-
-std::string check_lint(const std::string& v) {
-  if (v == "warn" || v == "error" || v == "off") return "";
-  return "expected warn, error or off, got \"" + v + "\"";
 }
 
 std::string check_query(const std::string& v) {
@@ -56,9 +57,20 @@ const std::vector<SettingInfo>& table() {
       {"throttle_replica_lag", 100, 3'600'000, true, &Settings::throttle_replica_lag, nullptr},
       {"throttle_wal_rate_mb", 1, 100'000, true, nullptr, &Settings::throttle_wal_rate_mb},
       {"throttle_commit_latency", 1, 60'000, true, &Settings::throttle_commit_latency, nullptr},
-      {"throttle_query", 0, 0, true, nullptr, nullptr, &Settings::throttle_query, &check_query},
-      {"backfill_window", 0, 0, true, nullptr, nullptr, &Settings::backfill_window, &check_window},
-      {"sql_lint", 0, 0, false, nullptr, nullptr, &Settings::sql_lint, &check_lint},
+      {"throttle_query", 0, 0, true, nullptr, nullptr, &Settings::throttle_query, &check_query,
+       "one SQL query"},
+      {"backfill_window", 0, 0, true, nullptr, nullptr, &Settings::backfill_window, &check_window,
+       "a daily window such as 22:00-06:00 (local time)"},
+      {"sql_lint",
+       0,
+       0,
+       false,
+       nullptr,
+       nullptr,
+       &Settings::sql_lint,
+       nullptr,
+       "what the lint of sql steps does with what it finds",
+       {"warn", "error", "off"}},
       {"critical_replica_lag", 100, 3'600'000, true, &Settings::critical_replica_lag, nullptr},
       {"critical_active_sessions", 1, 100'000, true, nullptr, &Settings::critical_active_sessions},
       {"retry_budget", 1, 10'000, false, nullptr, &Settings::retry_budget},
@@ -99,6 +111,12 @@ std::string set_setting(Settings& s, const std::string& key, const std::string& 
   if (!info) return "unknown setting \"" + key + "\"";
   if (info->text) {
     std::string why = info->check ? info->check(text) : "";
+    if (!info->choices.empty() &&
+        std::find(info->choices.begin(), info->choices.end(), text) == info->choices.end()) {
+      const std::vector<std::string> all_but_last(info->choices.begin(), info->choices.end() - 1);
+      why = "expected " + join(all_but_last, ", ") + " or " + info->choices.back() + ", got \"" +
+            text + "\"";
+    }
     if (!why.empty()) return key + ": " + why;
     s.*(info->text) = text;
     return "";
@@ -139,23 +157,16 @@ nlohmann::json settings_schema() {
   for (const auto& info : table()) {
     nlohmann::json p;
     const std::string range = "; " + range_text(info);
-    const std::string key = info.key;
-    if (key == "sql_lint") {
-      p = {{"enum", {"warn", "error", "off"}},
-           {"description", "what the lint of sql steps does with what it finds"}};
-    } else if (info.text) {
-      p = {{"type", "string"}};
-      p["description"] =
-          std::string(key == "backfill_window" ? "a daily window such as 22:00-06:00 (local time)"
-                                               : "one SQL query");
+    if (info.text) {
+      p = info.choices.empty() ? nlohmann::json{{"type", "string"}}
+                               : nlohmann::json{{"enum", info.choices}};
+      p["description"] = info.about;
     } else {
       nlohmann::json whole = {{"type", "integer"}, {"minimum", info.min}, {"maximum", info.max}};
       if (info.zero_means_off) whole = {{"anyOf", {whole, {{"const", 0}}}}};
       if (info.duration) {
         // "500ms", "2s", "1.5s", "3m20s", or a number of milliseconds.
-        p = {{"anyOf",
-              {{{"type", "string"}, {"pattern", "^(([0-9]+(\\.[0-9]+)?(ms|s|m|h))+|[0-9]+)$"}},
-               whole}}};
+        p = {{"anyOf", {{{"type", "string"}, {"pattern", kDurationPattern}}, whole}}};
         p["description"] = "a duration such as 500ms, 2s or 3m20s" + range;
       } else {
         p = whole;

@@ -20,6 +20,8 @@ std::optional<double> unit_ms(const std::string& unit) {
 
 }  // namespace
 
+const char* const kDurationPattern = "^(([0-9]+(\\.[0-9]+)?(ms|s|m|h))+|[0-9]+)$";
+
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
   // One number and unit ("1.5s"), or several that add up, as format_duration
   // writes them ("1m05s", "2h00m").

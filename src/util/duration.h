@@ -11,6 +11,9 @@ namespace tandem {
 // nullopt on anything else, including negative values.
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
 
+// What parse_duration accepts as text, as a JSON Schema (ECMA-262) pattern.
+extern const char* const kDurationPattern;
+
 // "850ms", "2.5s", "3m20s", "1h05m".
 std::string format_duration(std::chrono::milliseconds d);
 
