@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "cli/common.h"
 #include "cli/exit_codes.h"
 #include "db/connection.h"
 #include "engine/backfill.h"
@@ -27,11 +28,12 @@
 #include "util/text.h"
 
 namespace tandem {
-namespace {
 
 std::atomic<bool> g_stop{false};
 
+namespace {
 void on_signal(int) { g_stop.store(true); }
+}  // namespace
 
 void install_stop_handlers() {
   struct sigaction sa {};
@@ -42,11 +44,11 @@ void install_stop_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-std::string actor() {
+std::string actor(const std::string& command) {
   char host[256] = "?";
   gethostname(host, sizeof host - 1);
   const passwd* pw = getpwuid(getuid());
-  return std::string("tandemd run by ") + (pw ? pw->pw_name : "?") + "@" + host + " (uid " +
+  return "tandemd " + command + " by " + (pw ? pw->pw_name : "?") + "@" + host + " (uid " +
          std::to_string(getuid()) + ", pid " + std::to_string(getpid()) + ")";
 }
 
@@ -59,7 +61,7 @@ std::string warning_text(const SpecError& w) {
 // failure. With `warnings`, what the lint of sql steps found is printed
 // too and kept there.
 bool load(const std::string& file, std::optional<Spec>& spec, std::optional<Plan>& plan,
-          std::vector<SpecError>* warnings = nullptr) {
+          std::vector<SpecError>* warnings) {
   auto parsed = load_spec_file(file);
   for (const auto& e : parsed.errors) std::cerr << e.to_string() << "\n";
   if (warnings) {
@@ -76,6 +78,8 @@ bool load(const std::string& file, std::optional<Spec>& spec, std::optional<Plan
   }
   return true;
 }
+
+namespace {
 
 // The hooks of --hooks-path/--hook-url, or none; false (after saying why)
 // when the flags cannot be used.
@@ -101,12 +105,15 @@ bool make_hooks(const HookArgs& a, std::unique_ptr<Hooks>& out) {
   return true;
 }
 
-// Maps an error that escaped a command to an exit code, after saying it.
+}  // namespace
+
 int report(const std::exception& ex) {
   std::cerr << "tandemd: " << ex.what() << "\n";
   if (const auto* e = dynamic_cast<const Error*>(&ex)) return exit_code_for(*e);
   return kExitStepFailed;
 }
+
+namespace {
 
 void print_summary(const Spec& spec, const Plan& plan, const std::string& dsn) {
   auto conn = connect_postgres(dsn, "tandemd status");
@@ -404,7 +411,7 @@ int cmd_rollback(const std::string& file, const std::string& dsn, const HookArgs
   if (!load(file, spec, plan)) return kExitBadInput;
   RunOptions options;
   options.dsn = resolve_dsn(dsn);
-  options.actor = actor();
+  options.actor = actor("rollback");
   std::unique_ptr<Hooks> hooks;
   if (!make_hooks(hook_args, hooks)) return kExitUsage;
   options.hooks = hooks.get();
@@ -478,7 +485,7 @@ int cmd_rounds(const RoundsArgs& args) {
   }
   RunOptions options;
   options.dsn = resolve_dsn(args.dsn);
-  options.actor = actor();
+  options.actor = actor("rounds");
   options.stop = &g_stop;
   install_stop_handlers();
   try {
@@ -612,7 +619,7 @@ int cmd_slices(const SlicesArgs& args) {
       return kExitOk;
     }
     if (args.action == "resume") {
-      const bool lifted = resume_slices(*conn, *spec, actor());
+      const bool lifted = resume_slices(*conn, *spec, actor("slices"));
       std::cerr << "migration " << spec->name << ": "
                 << (lifted ? "the hold is lifted; slices may go live again"
                            : "the slices were not held")
@@ -621,7 +628,7 @@ int cmd_slices(const SlicesArgs& args) {
     }
     if (args.action == "watch") return watch_slices(*conn, *spec, args);
     const SliceMoveResult r =
-        slice_action(*conn, *spec, args.slice, args.action, actor(), spec->settings);
+        slice_action(*conn, *spec, args.slice, args.action, actor("slices"), spec->settings);
     nlohmann::json j = slice_move_json(r, args.action);
     j["name"] = spec->name;
     if (args.json) {

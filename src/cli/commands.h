@@ -64,6 +64,18 @@ struct SlicesArgs {
 // done, 1 refused (nothing changed), kExitRoundFailed when the slice's copy
 // check found differences.
 int cmd_slices(const SlicesArgs& args);
+// tandemd fleet ACTION FILE (docs/fleet.md).
+struct FleetArgs {
+  std::string action;  // run, status, rollback, validate, events
+  std::string file, control_dsn, wave, owner;
+  std::vector<std::string> approve;
+  bool json = false;
+  int limit = 50;  // events
+};
+// run: 0 completed, 3 waits for an approval (cleanup's), 4 a target failed
+// or is held and nothing else can go on, 8 stopped by a signal.
+// rollback: 0 every target of the wave rolled back, 4 not all.
+int cmd_fleet(const FleetArgs& args);
 // The daemon: runs until SIGTERM; see docs/daemon.md.
 int cmd_serve(const ServeArgs& args);
 

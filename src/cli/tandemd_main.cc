@@ -151,6 +151,52 @@ int main(int argc, char** argv) {
   schema->add_option("WHICH", schema_of, "spec (default) or config")
       ->check(CLI::IsMember({"spec", "config"}));
 
+  // tandemd fleet ACTION FILE: one migration on many databases.
+  FleetArgs fleet_args;
+  auto* fleet = app.add_subcommand(
+      "fleet",
+      "Run one migration on many databases in waves (docs/fleet.md): run, status, "
+      "rollback, events, validate");
+  fleet->require_subcommand(1);
+  const auto fleet_action = [&](const std::string& name, const std::string& about) {
+    auto* sub = fleet->add_subcommand(name, about);
+    sub->add_option("FILE", fleet_args.file, "fleet file")->required();
+    if (name != "validate") {
+      sub->add_option("--control-dsn", fleet_args.control_dsn,
+                      "the control database that keeps the fleet's state (default: the fleet "
+                      "file's control, else TANDEM_CONTROL_DSN)");
+    }
+    sub->footer(
+        "\nExit codes:\n  0  done (run: every target completed; rollback: every target "
+        "rolled back)\n  1  invalid fleet file or spec; nothing was changed\n  2  bad command "
+        "line\n  3  run: waits for an approval (cleanup: --approve cleanup)\n  4  a target "
+        "failed or is held, and nothing else can go on (fleet status says why)\n  6  the "
+        "control database cannot be reached\n  8  stopped by a signal at a safe point; run "
+        "again to resume\n");
+    sub->callback([&fleet_args, name] { fleet_args.action = name; });
+    return sub;
+  };
+  auto* fleet_run =
+      fleet_action("run",
+                   "Run the fleet's migration on every target, wave by wave; with several runners "
+                   "at once they share the targets");
+  fleet_run
+      ->add_option("--approve", fleet_args.approve,
+                   "approve a phase on every target (cleanup: once for the fleet, after "
+                   "every target cut over)")
+      ->check(CLI::IsMember(phases));
+  fleet_run->add_option("--owner", fleet_args.owner,
+                        "how this runner is named in the fleet table (default host:pid)");
+  auto* fleet_status = fleet_action("status", "Show every target's state, with counts per wave");
+  fleet_status->add_flag("--json", fleet_args.json, "machine-readable output");
+  auto* fleet_rollback =
+      fleet_action("rollback", "Roll back every target of a wave (or of the whole fleet)");
+  fleet_rollback->add_option("--wave", fleet_args.wave, "only this wave's targets");
+  auto* fleet_events = fleet_action("events", "Print the fleet's event log, oldest first");
+  fleet_events->add_option("--limit", fleet_args.limit, "how many of the newest (default 50)");
+  fleet_events->add_flag("--json", fleet_args.json, "one JSON object per line");
+  fleet_action("validate", "Check a fleet file and its migration spec; exit 0 when valid");
+
   ServeArgs serve_args;
   auto* serve = app.add_subcommand(
       "serve", "Run as a daemon: own submitted migrations, obey tandemctl on the control socket");
@@ -192,5 +238,6 @@ int main(int argc, char** argv) {
   if (*slices) return cmd_slices(slices_args);
   if (*serve) return cmd_serve(serve_args);
   if (*schema) return cmd_schema(schema_of);
+  if (*fleet) return cmd_fleet(fleet_args);
   return kExitUsage;
 }

@@ -1194,6 +1194,61 @@ BEGIN
 END $$;
 )SQL";
 
+// Version 14: fleets (docs/fleet.md), kept in a control database: one row
+// per fleet and one per target, with what the runners did to it; a fleet's
+// own event log. A target's migration state stays in its own database.
+static const char* kVersion14 = R"SQL(
+CREATE TABLE IF NOT EXISTS tandem.fleets (
+  fleet            text PRIMARY KEY,
+  migration        text NOT NULL,
+  spec_hash        text NOT NULL,       -- the migration spec's
+  reference        text,                -- the schema fingerprint targets must match
+  reference_target text,                -- whose it is (the first wave's first target)
+  reference_text   text,                -- what it covers, as text
+  cleanup_approved_by text,
+  cleanup_approved_at timestamptz,
+  created_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS tandem.fleet_targets (
+  fleet        text NOT NULL REFERENCES tandem.fleets ON DELETE CASCADE,
+  target       text NOT NULL,
+  wave         text NOT NULL,
+  wave_ordinal int  NOT NULL,
+  ordinal      int  NOT NULL,
+  server       text NOT NULL,           -- host:port, for the per-host limit
+  dsn          text NOT NULL,           -- with the password hidden
+  state        text NOT NULL DEFAULT 'pending' CHECK (state IN (
+                 'pending', 'running', 'ready', 'cutting_over', 'cut_over', 'cleaning_up',
+                 'completed', 'waiting_approval', 'failed', 'held', 'rolling_back',
+                 'rolled_back')),
+  phase        text,
+  step         text,
+  rows_done    bigint NOT NULL DEFAULT 0,
+  last_error   text,
+  owner        text,                    -- the runner working on it (host:pid), or NULL
+  since        timestamptz NOT NULL DEFAULT clock_timestamp(),  -- in this state
+  updated_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+  started_at   timestamptz,
+  ready_at     timestamptz,             -- passed its checks, waiting at the cutover barrier
+  cutover_started_at timestamptz,
+  cut_over_at  timestamptz,
+  completed_at timestamptz,
+  fingerprint  text,
+  PRIMARY KEY (fleet, target)
+);
+CREATE TABLE IF NOT EXISTS tandem.fleet_events (
+  id      bigserial PRIMARY KEY,
+  fleet   text NOT NULL,
+  target  text,
+  wave    text,
+  at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+  kind    text NOT NULL,
+  detail  text,
+  actor   text NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS fleet_events_fleet ON tandem.fleet_events (fleet, id);
+)SQL";
+
 // Version 10 (kVersion10) and lock_within_budget of version 7 returning at
 // once when the session holds the lock already: the executor takes a step's
 // locks first, and the step's budget may be spent by then.
@@ -1226,7 +1281,7 @@ static std::string version10() {
 const std::vector<std::string>& state_schema_versions() {
   static const std::vector<std::string> kVersions = {
       kVersion1, kVersion2,  kVersion3,   kVersion4,  kVersion5,  kVersion6, kVersion7,
-      kVersion8, version9(), version10(), kVersion11, kVersion12, kVersion13};
+      kVersion8, version9(), version10(), kVersion11, kVersion12, kVersion13, kVersion14};
   return kVersions;
 }
 

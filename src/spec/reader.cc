@@ -4,8 +4,11 @@
 // with these (src/ops/).
 #include "spec/reader.h"
 
+#include <yaml-cpp/depthguard.h>
+
 #include <algorithm>
 #include <cctype>
+#include <map>
 
 #include "spec/suggest.h"
 #include "util/ident.h"
@@ -398,6 +401,131 @@ std::vector<std::pair<std::string, std::string>> SpecReader::column_map(const YA
 
 std::string SpecReader::place(const YAML::Node& n) {
   return std::to_string(n.Mark().line) + ":" + std::to_string(n.Mark().column) + ":";
+}
+
+std::optional<YAML::Node> SpecReader::load_document(const std::string& text,
+                                                    const std::string& noun,
+                                                    const std::string& what,
+                                                    const std::string& expected, bool sequence) {
+  // YAML allows no control characters in a stream but tab, CR and LF.
+  size_t bad = invalid_utf8_at(text);
+  for (size_t i = 0; i < text.size() && i < bad; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) {
+      bad = i;
+      break;
+    }
+  }
+  if (bad != std::string::npos) {
+    int line = 1, column = 1;
+    for (size_t i = 0; i < bad; ++i) {
+      if (text[i] == '\n') {
+        ++line;
+        column = 1;
+      } else if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {
+        ++column;
+      }
+    }
+    errors.push_back({{file(), line, column},
+                      (static_cast<unsigned char>(text[bad]) < 0x80
+                           ? "the file contains a control character (byte 0x"
+                           : "the file is not valid UTF-8 (byte 0x") +
+                          hex(static_cast<unsigned char>(text[bad]), 2) + ")"});
+    return std::nullopt;
+  }
+  if (text.size() > kMaxSpecBytes) {
+    errors.push_back({{file(), 1, 1},
+                      "the " + noun + " is " + with_commas(static_cast<long long>(text.size())) +
+                          " bytes; tandem reads " + noun + "s of up to " +
+                          with_commas(kMaxSpecBytes) + " bytes" +
+                          (noun == "spec" ? ": split the migration into several" : "")});
+    return std::nullopt;
+  }
+  if (auto deep = too_deep_flow(text)) {
+    errors.push_back({*deep, "nested more than " + std::to_string(kMaxDepth) + " levels deep; a " +
+                                 what + " needs a few"});
+    return std::nullopt;
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    errors.push_back({at(e.mark), "YAML nested more than " + std::to_string(e.depth() - 1) +
+                                      " levels deep here; a " + what + " nests " +
+                                      std::to_string(kMaxDepth) + " at most"});
+    return std::nullopt;
+  } catch (const YAML::ParserException& e) {
+    errors.push_back({at(e.mark), "YAML syntax: " + e.msg});
+    return std::nullopt;
+  } catch (const YAML::Exception& e) {
+    errors.push_back({{file(), 1, 1}, std::string("YAML: ") + e.what()});
+    return std::nullopt;
+  }
+  if (root.IsNull() || !root.IsDefined()) {
+    errors.push_back({{file(), 1, 1}, "the " + noun + " is empty; " + expected});
+    return std::nullopt;
+  }
+  if (sequence ? !root.IsSequence() : !root.IsMap()) {
+    error(root, std::string(sequence ? "expected a list" : "expected a mapping") +
+                    " at the top level, got " + kind_name(root));
+    return std::nullopt;
+  }
+  if (!well_formed(root, 0, what)) return std::nullopt;
+  return root;
+}
+
+std::optional<SourceLocation> SpecReader::too_deep_flow(const std::string& text) const {
+  // yaml-cpp recurses once per level of a flow collection and gives up
+  // only at about 500, far from the place.
+  auto at = flow_nesting_deeper_than(text, kMaxDepth);
+  if (!at) return std::nullopt;
+  return SourceLocation{file(), at->first, at->second};
+}
+
+// Reports a key that a mapping holds twice (yaml-cpp keeps both and reads
+// the first) and nesting deeper than any spec needs. Returns false when
+// the tree is too deep to read further.
+bool SpecReader::well_formed(const YAML::Node& n, int depth, const std::string& what) {
+  if (depth > kMaxDepth) {
+    error(n, "nested more than " + std::to_string(kMaxDepth) + " levels deep; a " + what +
+                 " needs a few");
+    return false;
+  }
+  if (n.IsSequence()) {
+    for (const auto& item : n) {
+      if (!well_formed(item, depth + 1, what)) return false;
+    }
+  } else if (n.IsMap()) {
+    std::map<std::string, SourceLocation> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (it->first.IsScalar()) {
+        auto [first, fresh] = seen.emplace(it->first.Scalar(), at(it->first));
+        if (!fresh) {
+          error(it->first, "duplicate key \"" + printable(it->first.Scalar()) + "\" (first at " +
+                               first->second.to_string() + "); a key may appear once");
+        }
+      }
+      if (!well_formed(it->first, depth + 1, what) || !well_formed(it->second, depth + 1, what)) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+void SpecReader::whole_number(const YAML::Node& map, const std::string& key, long long lowest,
+                              long long highest, long long& out, const std::string& where) {
+  auto v = scalar(map, key, false, where);
+  if (!v) return;
+  try {
+    size_t used = 0;
+    const long long x = std::stoll(*v, &used);
+    if (used != v->size() || x < lowest || x > highest) throw std::out_of_range(*v);
+    out = x;
+  } catch (const std::exception&) {
+    error(map[key], key + ": expected a whole number from " + std::to_string(lowest) + " to " +
+                        std::to_string(highest) + ", got \"" + printable(*v) + "\"");
+  }
 }
 
 }  // namespace tandem

@@ -102,8 +102,32 @@ class SpecReader {
       const YAML::Node& map, const std::string& key, const std::string& where,
       const std::string& noun = "column", const std::string& values = "SQL expression");
 
+  // Reads `text` as one YAML document whose top level is a mapping (a list
+  // when `sequence`): refuses control characters, bytes that are not
+  // UTF-8, more than kMaxSpecBytes, nesting deeper than kMaxDepth and
+  // duplicate keys, each an error located in the file. `noun` ("spec") and
+  // `what` ("migration spec") name the file in messages; `expected` is what
+  // an empty one should have held. nullopt when unusable.
+  std::optional<YAML::Node> load_document(const std::string& text, const std::string& noun,
+                                          const std::string& what, const std::string& expected,
+                                          bool sequence = false);
+  // A whole number from `lowest` to `highest` under `key`, into `out`; an
+  // error when it is something else. Absent: `out` is left as it is.
+  void whole_number(const YAML::Node& map, const std::string& key, long long lowest,
+                    long long highest, long long& out, const std::string& where);
+
+  // Limits that keep a hostile or generated file from taking the parser's
+  // time, memory or stack: no hand-written file comes near them.
+  static constexpr size_t kMaxSpecBytes = 1 << 20;
+  static constexpr int kMaxDepth = 32;
+
  protected:
   static std::string place(const YAML::Node& n);
+  std::optional<SourceLocation> too_deep_flow(const std::string& text) const;
+  // Reports a key that a mapping holds twice (yaml-cpp keeps both and reads
+  // the first) and nesting deeper than any `what` needs. Returns false when
+  // the tree is too deep to read further.
+  bool well_formed(const YAML::Node& n, int depth, const std::string& what);
   const std::string& file() const { return file_; }
 
  private:

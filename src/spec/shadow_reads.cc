@@ -65,17 +65,7 @@ std::optional<std::string> query(SpecReader& r, const YAML::Node& n, const std::
 
 void positive(SpecReader& r, const YAML::Node& n, const std::string& key, long long lowest,
               long long& out, const std::string& where) {
-  auto v = r.scalar(n, key, false, where);
-  if (!v) return;
-  try {
-    size_t used = 0;
-    const long long x = std::stoll(*v, &used);
-    if (used != v->size() || x < lowest || x > 100000000) throw std::out_of_range(*v);
-    out = x;
-  } catch (const std::exception&) {
-    r.error(n[key], key + ": expected a whole number from " + std::to_string(lowest) +
-                        " to 100000000, got \"" + *v + "\"");
-  }
+  r.whole_number(n, key, lowest, 100000000, out, where);
 }
 
 // `max_latency_ratio`: one ratio for p50 and p99, or {p50: x, p99: y}.

@@ -79,11 +79,6 @@ const Slices* Spec::sliced() const {
 
 namespace {
 
-// Limits that keep a hostile or generated file from taking the parser's time,
-// memory or stack: no hand-written migration comes near them.
-constexpr size_t kMaxSpecBytes = 1 << 20;
-constexpr int kMaxDepth = 32;
-
 // The spec's top level: name, description, settings, gates, and the
 // operations list, each item parsed by its operation's row in the table.
 class Parser : public SpecReader {
@@ -159,70 +154,10 @@ class Parser : public SpecReader {
   }
 
   std::optional<Spec> parse(const std::string& text) {
-    // YAML allows no control characters in a stream but tab, CR and LF.
-    size_t bad = invalid_utf8_at(text);
-    for (size_t i = 0; i < text.size() && i < bad; ++i) {
-      const auto c = static_cast<unsigned char>(text[i]);
-      if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) {
-        bad = i;
-        break;
-      }
-    }
-    if (bad != std::string::npos) {
-      int line = 1, column = 1;
-      for (size_t i = 0; i < bad; ++i) {
-        if (text[i] == '\n') {
-          ++line;
-          column = 1;
-        } else if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {
-          ++column;
-        }
-      }
-      errors.push_back({{file(), line, column},
-                        (static_cast<unsigned char>(text[bad]) < 0x80
-                             ? "the file contains a control character (byte 0x"
-                             : "the file is not valid UTF-8 (byte 0x") +
-                            hex(static_cast<unsigned char>(text[bad]), 2) + ")"});
-      return std::nullopt;
-    }
-    if (text.size() > kMaxSpecBytes) {
-      errors.push_back({{file(), 1, 1},
-                        "the spec is " + with_commas(static_cast<long long>(text.size())) +
-                            " bytes; tandem reads specs of up to " + with_commas(kMaxSpecBytes) +
-                            " bytes: split the migration into several"});
-      return std::nullopt;
-    }
-    if (auto deep = too_deep_flow(text)) {
-      errors.push_back({*deep, "nested more than " + std::to_string(kMaxDepth) +
-                                   " levels deep; a migration spec needs a few"});
-      return std::nullopt;
-    }
-    YAML::Node root;
-    try {
-      root = YAML::Load(text);
-    } catch (const YAML::DeepRecursion& e) {
-      errors.push_back({at(e.mark), "YAML nested more than " + std::to_string(e.depth() - 1) +
-                                        " levels deep here; a migration spec nests " +
-                                        std::to_string(kMaxDepth) + " at most"});
-      return std::nullopt;
-    } catch (const YAML::ParserException& e) {
-      errors.push_back({at(e.mark), "YAML syntax: " + e.msg});
-      return std::nullopt;
-    } catch (const YAML::Exception& e) {
-      errors.push_back({{file(), 1, 1}, std::string("YAML: ") + e.what()});
-      return std::nullopt;
-    }
-    if (root.IsNull() || !root.IsDefined()) {
-      errors.push_back({{file(), 1, 1},
-                        "the spec is empty; expected a mapping with \"name\" and "
-                        "\"operations\""});
-      return std::nullopt;
-    }
-    if (!root.IsMap()) {
-      error(root, std::string("expected a mapping at the top level, got ") + kind_name(root));
-      return std::nullopt;
-    }
-    if (!well_formed(root, 0)) return std::nullopt;
+    auto doc = load_document(text, "spec", "migration spec",
+                             "expected a mapping with \"name\" and \"operations\"");
+    if (!doc) return std::nullopt;
+    const YAML::Node& root = *doc;
     check_keys(root, schema_keys("spec"), "the spec");
     Spec spec;
     spec.file = file();
@@ -311,45 +246,6 @@ class Parser : public SpecReader {
                          "); tandem.route answers per migration, so one can be: split the "
                          "migration in two"});
     }
-  }
-
-  std::optional<SourceLocation> too_deep_flow(const std::string& text) const {
-    // yaml-cpp recurses once per level of a flow collection and gives up
-    // only at about 500, far from the place.
-    auto at = flow_nesting_deeper_than(text, kMaxDepth);
-    if (!at) return std::nullopt;
-    return SourceLocation{file(), at->first, at->second};
-  }
-
-  // Reports a key that a mapping holds twice (yaml-cpp keeps both and reads
-  // the first) and nesting deeper than any spec needs. Returns false when
-  // the tree is too deep to read further.
-  bool well_formed(const YAML::Node& n, int depth) {
-    if (depth > kMaxDepth) {
-      error(n, "nested more than " + std::to_string(kMaxDepth) +
-                   " levels deep; a migration spec needs a few");
-      return false;
-    }
-    if (n.IsSequence()) {
-      for (const auto& item : n) {
-        if (!well_formed(item, depth + 1)) return false;
-      }
-    } else if (n.IsMap()) {
-      std::map<std::string, SourceLocation> seen;
-      for (auto it = n.begin(); it != n.end(); ++it) {
-        if (it->first.IsScalar()) {
-          auto [first, fresh] = seen.emplace(it->first.Scalar(), at(it->first));
-          if (!fresh) {
-            error(it->first, "duplicate key \"" + printable(it->first.Scalar()) + "\" (first at " +
-                                 first->second.to_string() + "); a key may appear once");
-          }
-        }
-        if (!well_formed(it->first, depth + 1) || !well_formed(it->second, depth + 1)) {
-          return false;
-        }
-      }
-    }
-    return true;
   }
 };
 

@@ -1,0 +1,302 @@
+// End to end: `tandemd fleet` running the pgbench example on many databases
+// of several PostgreSQL clusters, under pgbench load, in waves; a target
+// that cannot run stopping its wave; a wave rolled back; one of two runners
+// killed with SIGKILL and the other finishing its targets.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "support/scenario.h"
+
+namespace tandem::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string example_spec() {
+  return std::string(TANDEM_SOURCE_DIR) + "/migrations/examples/pgbench_abalance_bigint.yaml";
+}
+
+// Clusters, each with a template database: pgbench at scale 1 ("full", for
+// targets under load) and the same cut to 5,000 accounts ("small").
+class Fleet : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    for (int i = 0; i < 3; ++i) {
+      clusters_.push_back(std::make_unique<PgServer>());
+      PgServer& pg = *clusters_.back();
+      const std::string full = pg.create_database("tpl_full");
+      pgbench_init(pg, full, 1);
+      pg.psql(full, "VACUUM ANALYZE");
+      const std::string small = pg.create_database("tpl_small");
+      pgbench_init(pg, small, 1);
+      pg.psql(small,
+              "DELETE FROM pgbench_accounts WHERE aid > 5000; VACUUM ANALYZE pgbench_accounts");
+      templates_.push_back({full, small});
+    }
+  }
+  static void TearDownTestSuite() { clusters_.clear(); }
+
+  struct Target {
+    int cluster;
+    std::string db, name, labels;
+  };
+  // A new database on `cluster` from its template.
+  Target make_target(int cluster, bool full, const std::string& name, const std::string& labels) {
+    PgServer& pg = *clusters_[cluster];
+    const std::string db = "f" + std::to_string(counter_++) + "_" + name;
+    pg.psql("postgres", "CREATE DATABASE " + db + " TEMPLATE " +
+                            (full ? templates_[cluster].first : templates_[cluster].second));
+    return {cluster, db, name, labels};
+  }
+  std::string fleet_file(const std::vector<Target>& targets, const std::string& waves,
+                         const std::string& extra = "") {
+    std::ostringstream f;
+    f << "name: fleet" << counter_++ << "\nmigration: " << example_spec() << "\ntargets:\n";
+    for (const auto& t : targets) {
+      f << "  - {name: " << t.name << ", dsn: '" << clusters_[t.cluster]->dsn(t.db)
+        << "', labels: {" << t.labels << "}}\n";
+    }
+    f << "waves:\n" << waves << extra;
+    return write_temp_file(f.str());
+  }
+  std::string control_dsn() { return clusters_[0]->dsn(control_db_); }
+  CommandResult fleet(const std::string& args) {
+    return run_command(tandemd("fleet " + args + " --control-dsn '" + control_dsn() + "'"));
+  }
+  std::string control(const std::string& sql) { return clusters_[0]->psql(control_db_, sql); }
+  std::string on(const Target& t, const std::string& sql) {
+    return clusters_[t.cluster]->psql(t.db, sql);
+  }
+  void SetUp() override { control_db_ = clusters_[0]->create_database("control"); }
+
+  static std::vector<std::unique_ptr<PgServer>> clusters_;
+  static std::vector<std::pair<std::string, std::string>> templates_;
+  static int counter_;
+  std::string control_db_;
+};
+
+std::vector<std::unique_ptr<PgServer>> Fleet::clusters_;
+std::vector<std::pair<std::string, std::string>> Fleet::templates_;
+int Fleet::counter_ = 0;
+
+// 30 databases on 3 clusters: a canary, then three waves of 10, 10 and 9
+// with parallel 4; pgbench on three of them (one per later wave, one per
+// cluster) all along. Every target completes, every invariant holds, no
+// pgbench transaction fails, and the synchronised cutover began only after
+// the last target was ready.
+TEST_F(Fleet, CanaryThenWavesUnderLoadWithSynchronisedCutover) {
+  std::vector<Target> targets;
+  std::vector<int> loaded;
+  for (int i = 0; i < 30; ++i) {
+    const int cluster = i % 3;
+    const std::string ring = i == 0 ? "canary" : "r" + std::to_string((i - 1) / 10 + 1);
+    const bool full = i == 4 || i == 14 || i == 26;
+    if (full) loaded.push_back(i);
+    targets.push_back(make_target(cluster, full, "t" + std::to_string(i), "ring: " + ring));
+  }
+  const std::string file = fleet_file(targets,
+                                      "  - {name: canary, select: {ring: canary}}\n"
+                                      "  - {name: r1, select: {ring: r1}, parallel: 4}\n"
+                                      "  - {name: r2, select: {ring: r2}, parallel: 4}\n"
+                                      "  - {name: r3, select: {ring: r3}, parallel: 4}\n");
+  std::vector<std::unique_ptr<PgbenchLoad>> loads;
+  for (int i : loaded) {
+    loads.push_back(
+        std::make_unique<PgbenchLoad>(*clusters_[targets[i].cluster], targets[i].db, 2));
+    loads.back()->start();
+  }
+  std::this_thread::sleep_for(1s);
+
+  CommandResult first = fleet("run " + file);
+  EXPECT_EQ(first.exit_code, 3) << first.output;
+  EXPECT_NE(first.output.find("30 cut_over"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("--approve cleanup"), std::string::npos) << first.output;
+  // The barrier: every cutover began after the last target was ready, and
+  // the canary was ready before any later wave's target started.
+  EXPECT_EQ(control("SELECT max(ready_at) < min(cutover_started_at) FROM tandem.fleet_targets"),
+            "t");
+  EXPECT_EQ(control("SELECT count(*) FROM tandem.fleet_targets WHERE ready_at IS NULL OR "
+                    "cut_over_at IS NULL"),
+            "0");
+  EXPECT_EQ(control("SELECT (SELECT ready_at FROM tandem.fleet_targets WHERE target = 't0') <"
+                    " (SELECT min(started_at) FROM tandem.fleet_targets WHERE wave <> 'canary')"),
+            "t");
+  // Waves in order: each wave's first start after the previous wave's last ready.
+  EXPECT_EQ(control("SELECT bool_and(w.first_start > p.last_ready) FROM"
+                    " (SELECT wave_ordinal, min(started_at) AS first_start FROM"
+                    "  tandem.fleet_targets GROUP BY 1) w JOIN"
+                    " (SELECT wave_ordinal, max(ready_at) AS last_ready FROM"
+                    "  tandem.fleet_targets GROUP BY 1) p ON p.wave_ordinal = w.wave_ordinal - 1"),
+            "t");
+
+  CommandResult status = fleet("status " + file + " --json");
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  const auto j = nlohmann::json::parse(status.output);
+  EXPECT_EQ(j["state"], "waiting_approval");
+  EXPECT_EQ(j["waves"].size(), 4u);
+  EXPECT_EQ(j["targets"].size(), 30u);
+  EXPECT_EQ(j["reference"], "t0");
+
+  CommandResult second = fleet("run " + file + " --approve cleanup");
+  EXPECT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("30 completed"), std::string::npos) << second.output;
+  std::this_thread::sleep_for(1s);
+  for (auto& l : loads) l->stop();
+  for (size_t k = 0; k < loads.size(); ++k) {
+    EXPECT_EQ(loads[k]->failures(), 0) << loads[k]->last_error_output();
+    EXPECT_GT(loads[k]->transactions(), 100);
+    EXPECT_TRUE(
+        tpcb_invariant_holds(*clusters_[targets[loaded[k]].cluster], targets[loaded[k]].db));
+  }
+  for (const auto& t : targets) {
+    EXPECT_EQ(column_type(*clusters_[t.cluster], t.db, "pgbench_accounts", "abalance"), "bigint")
+        << t.name;
+    EXPECT_EQ(leftovers(*clusters_[t.cluster], t.db, "pgbench_accounts"), "") << t.name;
+  }
+  CommandResult text = fleet("status " + file);
+  EXPECT_EQ(text.exit_code, 0);
+  EXPECT_NE(text.output.find("completed, 30 targets"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("wave r3: 9 completed"), std::string::npos) << text.output;
+}
+
+// A target whose table lacks the column differs from the canary's schema:
+// it is held before anything runs on it, its wave stops (on_error: stop),
+// the later wave never starts, and rolling the wave back restores every
+// target in it.
+TEST_F(Fleet, ADriftingTargetStopsItsWaveAndTheWaveRollsBack) {
+  std::vector<Target> targets = {
+      make_target(0, false, "c", "ring: canary"), make_target(1, false, "a1", "ring: a"),
+      make_target(2, false, "a2", "ring: a"), make_target(0, false, "a3", "ring: a"),
+      make_target(1, false, "b1", "ring: b")};
+  on(targets[2], "ALTER TABLE pgbench_accounts DROP COLUMN abalance");
+  const std::string file = fleet_file(targets,
+                                      "  - {name: canary, select: {ring: canary}}\n"
+                                      "  - {name: a, select: {ring: a}, parallel: 3}\n"
+                                      "  - {name: b, select: rest}\n");
+  CommandResult r = fleet("run " + file);
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_NE(r.output.find("a2 (wave a) held: its schema differs from c's (the reference)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("-public.pgbench_accounts: column abalance integer"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(control("SELECT string_agg(target || '=' || state, ',' ORDER BY target) FROM "
+                    "tandem.fleet_targets"),
+            "a1=ready,a2=held,a3=ready,b1=pending,c=ready");
+  EXPECT_EQ(on(targets[4], "SELECT count(*) FROM pg_namespace WHERE nspname = 'tandem'"), "0");
+  EXPECT_EQ(on(targets[2], "SELECT count(*) FROM pg_namespace WHERE nspname = 'tandem'"), "0");
+
+  CommandResult rb = fleet("rollback " + file + " --wave a");
+  EXPECT_EQ(rb.exit_code, 0) << rb.output;
+  EXPECT_EQ(control("SELECT string_agg(target || '=' || state, ',' ORDER BY target) FROM "
+                    "tandem.fleet_targets"),
+            "a1=rolled_back,a2=rolled_back,a3=rolled_back,b1=pending,c=ready");
+  for (int i : {1, 3}) {
+    EXPECT_EQ(
+        column_type(*clusters_[targets[i].cluster], targets[i].db, "pgbench_accounts", "abalance"),
+        "integer");
+    EXPECT_EQ(leftovers(*clusters_[targets[i].cluster], targets[i].db, "pgbench_accounts"), "");
+  }
+  CommandResult events = fleet("events " + file);
+  EXPECT_NE(events.output.find("a2  held: its schema differs"), std::string::npos) << events.output;
+}
+
+// With drift: ignore and on_error: continue, a target whose migration fails
+// (its prechecks refuse it) does not stop the later wave; the run ends with
+// exit 4 naming it, and every other target is cut over.
+TEST_F(Fleet, AFailedTargetUnderContinueLetsTheNextWaveGo) {
+  std::vector<Target> targets = {
+      make_target(0, false, "c", "ring: canary"), make_target(1, false, "a1", "ring: a"),
+      make_target(2, false, "a2", "ring: a"), make_target(0, false, "b1", "ring: b")};
+  on(targets[2], "ALTER TABLE pgbench_accounts DROP COLUMN abalance");
+  const std::string file =
+      fleet_file(targets,
+                 "  - {name: canary, select: {ring: canary}}\n"
+                 "  - {name: a, select: {ring: a}, parallel: 2, on_error: continue}\n"
+                 "  - {name: b, select: rest}\n",
+                 "drift: ignore\ncutover: each\n");
+  CommandResult r = fleet("run " + file);
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_NE(r.output.find("a2 (wave a) failed:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("abalance"), std::string::npos) << r.output;
+  EXPECT_EQ(control("SELECT string_agg(target || '=' || state, ',' ORDER BY target) FROM "
+                    "tandem.fleet_targets"),
+            "a1=cut_over,a2=failed,b1=cut_over,c=cut_over");
+}
+
+// Two runners share a fleet; one is killed with SIGKILL while it works on
+// targets, and the other takes them over from their checkpoints and
+// finishes the fleet.
+TEST_F(Fleet, TheOtherRunnerFinishesAKilledRunnersTargets) {
+  std::vector<Target> targets = {make_target(0, false, "c", "ring: canary")};
+  for (int i = 0; i < 8; ++i) {
+    targets.push_back(make_target(i % 3, true, "m" + std::to_string(i), "ring: main"));
+  }
+  const std::string file = fleet_file(targets,
+                                      "  - {name: canary, select: {ring: canary}}\n"
+                                      "  - {name: main, select: rest, parallel: 4}\n",
+                                      "limits: {per_daemon: 2}\n");
+  const std::string cmd =
+      tandemd("fleet run " + file + " --approve cleanup --control-dsn '" + control_dsn() + "'");
+  const std::string log_a = write_temp_file("", ".log"), log_b = write_temp_file("", ".log");
+  pid_t a = spawn(cmd + " --owner runner-a", log_a);
+  pid_t b = spawn(cmd + " --owner runner-b", log_b);
+  // Kill A once it works on a target of the main wave.
+  ASSERT_TRUE(answers_within(*clusters_[0], control_db_,
+                             "SELECT count(*) > 0 FROM tandem.fleet_targets WHERE owner = "
+                             "'runner-a' AND wave = 'main' AND state = 'running' AND rows_done > 0",
+                             "t", 120s))
+      << read_file(log_a);
+  const std::string taken = control(
+      "SELECT string_agg(target, ',' ORDER BY target) FROM tandem.fleet_targets WHERE owner = "
+      "'runner-a'");
+  kill(a, SIGKILL);
+  int status = 0;
+  waitpid(a, &status, 0);
+  const auto deadline = std::chrono::steady_clock::now() + 300s;
+  while (waitpid(b, &status, WNOHANG) != b) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << read_file(log_b);
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << read_file(log_b);
+  EXPECT_NE(read_file(log_b).find("taking it over from its checkpoints"), std::string::npos)
+      << read_file(log_b);
+  EXPECT_EQ(control("SELECT count(*) FROM tandem.fleet_targets WHERE state = 'completed'"), "9");
+  EXPECT_EQ(control("SELECT max(ready_at) < min(cutover_started_at) FROM tandem.fleet_targets"),
+            "t");
+  for (const auto& t : targets) {
+    EXPECT_EQ(column_type(*clusters_[t.cluster], t.db, "pgbench_accounts", "abalance"), "bigint")
+        << t.name << " (runner A had " << taken << ")";
+    EXPECT_TRUE(tpcb_invariant_holds(*clusters_[t.cluster], t.db)) << t.name;
+  }
+}
+
+TEST_F(Fleet, ValidateAndBadInput) {
+  std::vector<Target> targets = {make_target(0, false, "c", "ring: canary")};
+  const std::string file = fleet_file(targets, "  - {name: canary, select: {ring: canary}}\n");
+  CommandResult ok = run_command(tandemd("fleet validate " + file));
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("1 targets in 1 waves: valid"), std::string::npos) << ok.output;
+  const std::string bad = write_temp_file("migration: " + example_spec() +
+                                          "\ntargets: [{name: x, dsn: y}]\nwaves: [{name: w, "
+                                          "select: {ring: z}}]\n");
+  CommandResult r = fleet("run " + bad);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(":2:11: target \"x\" is in no wave"), std::string::npos) << r.output;
+  EXPECT_EQ(control("SELECT count(*) FROM pg_namespace WHERE nspname = 'tandem'"), "0");
+  CommandResult none = run_command(tandemd("fleet status " + file));
+  EXPECT_EQ(none.exit_code, 2) << none.output;
+  EXPECT_NE(none.output.find("no control database"), std::string::npos) << none.output;
+}
+
+}  // namespace
+}  // namespace tandem::testing
