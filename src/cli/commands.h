@@ -66,8 +66,8 @@ struct SlicesArgs {
 int cmd_slices(const SlicesArgs& args);
 // tandemd fleet ACTION FILE (docs/fleet.md).
 struct FleetArgs {
-  std::string action;  // run, status, rollback, validate, events
-  std::string file, control_dsn, wave, owner;
+  std::string action;  // run, status, rollback, validate, events, pause, resume, retry
+  std::string file, control_dsn, wave, owner, target;
   std::vector<std::string> approve;
   bool json = false;
   int limit = 50;  // events

@@ -1,4 +1,5 @@
 // tandemd fleet: one migration on many databases (docs/fleet.md).
+#include <algorithm>
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
@@ -70,10 +71,18 @@ int fleet_status(const FleetArgs& a, const FleetSpec& fleet) {
   FleetStore store(fleet.name);
   std::optional<FleetRecord> record;
   std::vector<FleetTargetRow> rows;
+  std::map<std::string, std::string> pauses;
   if (StateStore::schema_version(*conn) >= kFleetSchemaVersion) {
     record = store.record(*conn);
-    if (record) rows = store.targets(*conn);
+    if (record) {
+      rows = store.targets(*conn);
+      pauses = store.pauses(*conn);
+    }
   }
+  const auto paused_by = [&](const std::string& wave) {
+    auto it = pauses.find(wave);
+    return it == pauses.end() ? std::string() : it->second;
+  };
   if (!record) {
     std::cerr << "fleet " << fleet.name << " has not run against this control database\n";
     return kExitBadInput;
@@ -90,9 +99,13 @@ int fleet_status(const FleetArgs& a, const FleetSpec& fleet) {
                         {"migration", record->migration},
                         {"state", fleet_state_of(rows)},
                         {"cleanup_approved_by", text_or_null(record->cleanup_approved_by)},
-                        {"reference", text_or_null(record->reference_target)}};
+                        {"reference", text_or_null(record->reference_target)},
+                        {"paused_by", text_or_null(paused_by(""))}};
     j["waves"] = nlohmann::json::array();
-    for (const auto& [w, counts] : waves) j["waves"].push_back({{"name", w}, {"states", counts}});
+    for (const auto& [w, counts] : waves) {
+      j["waves"].push_back(
+          {{"name", w}, {"states", counts}, {"paused_by", text_or_null(paused_by(w))}});
+    }
     j["targets"] = nlohmann::json::array();
     for (const auto& r : rows) {
       j["targets"].push_back({{"name", r.target},
@@ -115,11 +128,13 @@ int fleet_status(const FleetArgs& a, const FleetSpec& fleet) {
     return kExitOk;
   }
   std::cout << "fleet " << fleet.name << " (migration " << record->migration
-            << "): " << fleet_state_of(rows) << ", " << rows.size() << " targets\n";
+            << "): " << fleet_state_of(rows) << ", " << rows.size() << " targets"
+            << (paused_by("").empty() ? "" : "; paused by " + paused_by("")) << "\n";
   for (const auto& [w, counts] : waves) {
     std::vector<std::string> parts;
     for (const auto& [state, n] : counts) parts.push_back(std::to_string(n) + " " + state);
-    std::cout << "  wave " << w << ": " << join(parts, ", ") << "\n";
+    std::cout << "  wave " << w << ": " << join(parts, ", ")
+              << (paused_by(w).empty() ? "" : "; paused by " + paused_by(w)) << "\n";
   }
   std::cout << "\n";
   std::ostringstream t;
@@ -134,6 +149,46 @@ int fleet_status(const FleetArgs& a, const FleetSpec& fleet) {
       << with_commas(r.rows_done) << std::setw(7) << age(r.since_seconds) << note << "\n";
   }
   std::cout << t.str();
+  return kExitOk;
+}
+
+// pause, resume and retry: rows in the control database that every runner
+// of the fleet reads at its next poll.
+int fleet_switch(const FleetArgs& a, const FleetSpec& fleet, const std::string& dsn) {
+  if (!a.wave.empty() && std::none_of(fleet.waves.begin(), fleet.waves.end(),
+                                      [&](const FleetWave& w) { return w.name == a.wave; })) {
+    std::cerr << "tandemd fleet " << a.action << ": fleet " << fleet.name << " has no wave "
+              << a.wave << "\n";
+    return kExitBadInput;
+  }
+  auto conn = connect_postgres(dsn, "tandemd fleet " + a.action);
+  FleetStore store(fleet.name);
+  if (StateStore::schema_version(*conn) < kFleetSchemaVersion || !store.record(*conn)) {
+    std::cerr << "fleet " << fleet.name << " has not run against this control database\n";
+    return kExitBadInput;
+  }
+  const std::string who = actor("fleet " + a.action);
+  const std::string what =
+      a.wave.empty() ? "fleet " + fleet.name : "wave " + a.wave + " of fleet " + fleet.name;
+  if (a.action == "pause") {
+    if (store.pause(*conn, a.wave, who)) {
+      std::cout << what << " is paused: its targets stop at their next safe point and none "
+                << "starts until it is resumed (tandemd fleet resume)\n";
+    } else {
+      std::cout << what << " was paused already\n";
+    }
+  } else if (a.action == "resume") {
+    const int n = store.resume(*conn, a.wave, who);
+    std::cout << (n == 0 ? what + " was not paused; nothing to resume"
+                         : what + ": " + std::to_string(n) + (n == 1 ? " pause" : " pauses") +
+                               " lifted; its runners go on")
+              << "\n";
+  } else {
+    const int n = store.retry(*conn, a.target, who);
+    std::cout << "fleet " << fleet.name << ": " << n << (n == 1 ? " target" : " targets")
+              << " failed or held set to pending; a running `tandemd fleet run` takes "
+              << (n == 1 ? "it" : "them") << " up at once, or run it again\n";
+  }
   return kExitOk;
 }
 
@@ -155,6 +210,9 @@ int cmd_fleet(const FleetArgs& a) {
     if (a.action == "status") return fleet_status(a, *fleet);
     auto dsn = control_dsn(a, *fleet);
     if (!dsn) return kExitUsage;
+    if (a.action == "pause" || a.action == "resume" || a.action == "retry") {
+      return fleet_switch(a, *fleet, *dsn);
+    }
     if (a.action == "events") {
       auto conn = connect_postgres(*dsn, "tandemd fleet events");
       const nlohmann::json events = FleetStore(fleet->name).events(*conn, a.limit);

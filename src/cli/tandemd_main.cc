@@ -156,8 +156,11 @@ int main(int argc, char** argv) {
   auto* fleet = app.add_subcommand(
       "fleet",
       "Run one migration on many databases in waves (docs/fleet.md): run, status, "
-      "rollback, events, validate");
+      "pause, resume, retry, rollback, events, validate");
   fleet->require_subcommand(1);
+  fleet->footer(
+      "\nEach action's --help lists its options and exit codes; docs/fleet.md has the "
+      "fleet file.\n");
   const auto fleet_action = [&](const std::string& name, const std::string& about) {
     auto* sub = fleet->add_subcommand(name, about);
     sub->add_option("FILE", fleet_args.file, "fleet file")->required();
@@ -196,6 +199,15 @@ int main(int argc, char** argv) {
   fleet_events->add_option("--limit", fleet_args.limit, "how many of the newest (default 50)");
   fleet_events->add_flag("--json", fleet_args.json, "one JSON object per line");
   fleet_action("validate", "Check a fleet file and its migration spec; exit 0 when valid");
+  fleet_action("pause",
+               "Pause the fleet (or a wave): every runner stops its targets at their next safe "
+               "point and starts none until resumed")
+      ->add_option("--wave", fleet_args.wave, "only this wave");
+  fleet_action("resume", "Lift the pause of a wave (--wave) or every pause of the fleet")
+      ->add_option("--wave", fleet_args.wave, "only this wave's pause");
+  fleet_action("retry",
+               "Set failed and held targets to pending; running runners take them up at once")
+      ->add_option("--target", fleet_args.target, "only this target");
 
   ServeArgs serve_args;
   auto* serve = app.add_subcommand(

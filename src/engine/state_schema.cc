@@ -1196,7 +1196,7 @@ END $$;
 
 // Version 14: fleets (docs/fleet.md), kept in a control database: one row
 // per fleet and one per target, with what the runners did to it; a fleet's
-// own event log. A target's migration state stays in its own database.
+// own event log; the waves (or whole fleets) an operator paused. A target's migration state stays in its own database.
 static const char* kVersion14 = R"SQL(
 CREATE TABLE IF NOT EXISTS tandem.fleets (
   fleet            text PRIMARY KEY,
@@ -1247,6 +1247,13 @@ CREATE TABLE IF NOT EXISTS tandem.fleet_events (
   actor   text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS fleet_events_fleet ON tandem.fleet_events (fleet, id);
+CREATE TABLE IF NOT EXISTS tandem.fleet_pauses (
+  fleet  text NOT NULL REFERENCES tandem.fleets ON DELETE CASCADE,
+  wave   text NOT NULL,                 -- '' : the whole fleet
+  actor  text NOT NULL,
+  since  timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (fleet, wave)
+);
 )SQL";
 
 // Version 10 (kVersion10) and lock_within_budget of version 7 returning at

@@ -175,7 +175,10 @@ class FleetRunner::Impl {
   void reap();
   // Starts what may start; returns the outcome when nothing more can happen.
   std::optional<FleetOutcome> step(const std::vector<FleetTargetRow>& rows,
-                                   const FleetRecord& record);
+                                   const FleetRecord& record,
+                                   const std::map<std::string, std::string>& pauses);
+  // A job stopped at a safe point: nobody owns its target now.
+  void stopped(Job& j);
   void wait_a_little();
   std::string summary(const std::vector<FleetTargetRow>& rows) const;
 
@@ -349,6 +352,7 @@ void FleetRunner::Impl::work(Job& j) {
           j.ok = true;
           break;
         case RollbackOutcome::kStopped:
+          stopped(j);
           break;
       }
       return;
@@ -356,9 +360,12 @@ void FleetRunner::Impl::work(Job& j) {
     const char* reached = fs::kReady;
     std::string reached_stamp = "ready_at";
     if (j.kind == Kind::kUp) {
-      const bool fresh = among(j.row.state, {fs::kPending, fs::kRolledBack});
-      set_state(j.target, fs::kRunning, "", j.row.started_at.empty() ? "started_at" : "");
+      // Nothing of the migration on the target yet (never started, or rolled
+      // back): its schema must match the reference's; then it starts over.
+      // Else it resumes (failed and retried, stopped, taken over).
+      const bool fresh = j.row.started_at.empty() || j.row.state == fs::kRolledBack;
       if (fresh && fleet_.hold_on_drift && !schema_matches(t)) return;
+      set_state(j.target, fs::kRunning, "", fresh ? "started_at" : "");
       if (together) {
         ro.until = Phase::kShadowRead;
       } else {
@@ -400,7 +407,8 @@ void FleetRunner::Impl::work(Job& j) {
         break;
       }
       case RunOutcome::kStopped:
-        break;  // stays as it is; whoever runs the fleet next resumes it
+        stopped(j);  // its state stays; whoever runs it next resumes it
+        break;
       case RunOutcome::kPaused:
         set_state(j.target, fs::kFailed,
                   "paused: " + ex.pause_reason() + "; no work is lost: run the fleet again");
@@ -430,6 +438,11 @@ void FleetRunner::Impl::work(Job& j) {
     } catch (const std::exception&) {
     }
   }
+}
+
+void FleetRunner::Impl::stopped(Job& j) {
+  spdlog::info("fleet {}: target {} stopped at a safe point", fleet_.name, j.target);
+  with_db([&](Connection& c) { store_.disown(c, j.target); });
 }
 
 void FleetRunner::Impl::start(const FleetTargetRow& row, Kind kind,
@@ -476,8 +489,22 @@ void FleetRunner::Impl::wait_a_little() {
   });
 }
 
-std::optional<FleetOutcome> FleetRunner::Impl::step(const std::vector<FleetTargetRow>& rows,
-                                                    const FleetRecord& record) {
+std::optional<FleetOutcome> FleetRunner::Impl::step(
+    const std::vector<FleetTargetRow>& rows, const FleetRecord& record,
+    const std::map<std::string, std::string>& pauses) {
+  // A paused wave (or fleet): its jobs stop at their next safe point and
+  // none of its targets starts; the runner waits for the resume.
+  const auto paused = [&](const std::string& wave) {
+    return pauses.count("") > 0 || pauses.count(wave) > 0;
+  };
+  bool any_paused = false;
+  for (auto& [name, j] : jobs_) {
+    if (paused(j->row.wave) && !j->stop) {
+      spdlog::info("fleet {}: wave {} is paused: stopping target {} at its next safe point",
+                   fleet_.name, j->row.wave, name);
+      j->stop = true;
+    }
+  }
   const bool together = fleet_.cutover == FleetCutover::kTogether;
   // Which waves may start targets: each while every wave before it passed
   // (a failed target of an on_error: continue wave does not hold it back)
@@ -531,6 +558,10 @@ std::optional<FleetOutcome> FleetRunner::Impl::step(const std::vector<FleetTarge
       break;
     }
     if (jobs_.count(r.target)) continue;
+    if (paused(r.wave)) {
+      any_paused = true;
+      continue;
+    }
     auto nb = not_before_.find(r.target);
     if (nb != not_before_.end() && nb->second > Clock::now()) {
       tried = true;
@@ -573,13 +604,16 @@ std::optional<FleetOutcome> FleetRunner::Impl::step(const std::vector<FleetTarge
     tried = true;
     auto locks = acquire(r, *kind == Kind::kUp && !active(r.state));
     if (locks.empty()) continue;  // another runner has it, or a slot is full
-    if (active(r.state)) {
+    if (active(r.state) && r.owner.empty()) {
+      spdlog::info("fleet {}: target {} ({}) resumes from its checkpoints", fleet_.name, r.target,
+                   r.state);
+    } else if (active(r.state)) {
       spdlog::info("fleet {}: target {} was {} by {}; taking it over from its checkpoints",
-                   fleet_.name, r.target, r.state, r.owner.empty() ? "a runner" : r.owner);
+                   fleet_.name, r.target, r.state, r.owner);
     }
     start(r, *kind, std::move(locks));
   }
-  if (!jobs_.empty() || tried || any_active || soaking) return std::nullopt;
+  if (!jobs_.empty() || tried || any_active || soaking || any_paused) return std::nullopt;
   if (all_cut_over) return FleetOutcome::kWaitingApproval;
   if (any_waiting) return FleetOutcome::kWaitingApproval;
   return FleetOutcome::kFailed;
@@ -621,12 +655,14 @@ FleetOutcome FleetRunner::Impl::run() {
     }
     std::vector<FleetTargetRow> rows;
     std::optional<FleetRecord> record;
+    std::map<std::string, std::string> pauses;
     with_db([&](Connection& c) {
       rows = store_.targets(c);
       record = store_.record(c);
+      pauses = store_.pauses(c);
     });
     if (!record) throw Error(ErrorKind::kFatal, "fleet " + fleet_.name + " has no record");
-    if (auto outcome = step(rows, *record)) {
+    if (auto outcome = step(rows, *record, pauses)) {
       report_ = summary(rows);
       if (*outcome == FleetOutcome::kWaitingApproval) {
         bool cut_over = true;

@@ -51,17 +51,7 @@ void FleetStore::enrol(Connection& c, const std::string& migration, const std::s
         {fleet_, m.target, m.wave, std::to_string(m.wave_ordinal), std::to_string(m.ordinal),
          m.server, m.dsn_redacted});
   }
-  Rows retried = tx.exec(
-      "UPDATE tandem.fleet_targets SET state = 'pending', since = clock_timestamp(),"
-      " updated_at = clock_timestamp(), owner = NULL"
-      " WHERE fleet = $1 AND state IN ('failed', 'held') RETURNING target, wave",
-      {fleet_});
-  for (size_t i = 0; i < retried.size(); ++i) {
-    tx.exec(
-        "INSERT INTO tandem.fleet_events (fleet, target, wave, kind, detail, actor)"
-        " VALUES ($1, $2, $3, 'retried', 'failed or held: tried again', $4)",
-        {fleet_, retried.text(i, 0), retried.text(i, 1), actor});
-  }
+  retry(c, "", actor);
   tx.commit();
 }
 
@@ -132,6 +122,10 @@ void FleetStore::set_state(Connection& c, const std::string& target, const std::
       " owner = nullif($5, ''), since = CASE WHEN state = $3 THEN since ELSE clock_timestamp() END,"
       " updated_at = clock_timestamp()" +
           (stamp.empty() ? std::string() : ", " + stamp + " = clock_timestamp()") +
+          // Starting over (after a rollback): the times of the last go are gone.
+          (stamp == "started_at" ? ", ready_at = NULL, cutover_started_at = NULL, cut_over_at ="
+                                   " NULL, completed_at = NULL"
+                                 : "") +
           " WHERE fleet = $1 AND target = $2 RETURNING wave",
       {fleet_, target, state, error, owner});
   if (r.empty()) {
@@ -168,10 +162,15 @@ bool FleetStore::move(Connection& c, const std::string& target, const std::set<s
 
 void FleetStore::progress(Connection& c, const std::string& target, const std::string& phase,
                           const std::string& step, long long rows_done) {
-  c.exec(
+  // Progress is for people watching: a crash may lose the last of it, so
+  // its commits do not wait for the disk (states and events do).
+  Transaction tx(c);
+  tx.exec("SET LOCAL synchronous_commit = off");
+  tx.exec(
       "UPDATE tandem.fleet_targets SET phase = $3, step = $4, rows_done = $5,"
       " updated_at = clock_timestamp() WHERE fleet = $1 AND target = $2",
       {fleet_, target, phase, step, std::to_string(rows_done)});
+  tx.commit();
 }
 
 void FleetStore::set_fingerprint(Connection& c, const std::string& target,
@@ -204,6 +203,54 @@ void FleetStore::approve_cleanup(Connection& c, const std::string& actor) {
         {fleet_, actor});
   }
   tx.commit();
+}
+
+bool FleetStore::pause(Connection& c, const std::string& wave, const std::string& actor) {
+  Rows r = c.exec(
+      "WITH p AS (INSERT INTO tandem.fleet_pauses (fleet, wave, actor) VALUES ($1, $2, $3)"
+      " ON CONFLICT DO NOTHING RETURNING wave)"
+      " INSERT INTO tandem.fleet_events (fleet, wave, kind, actor)"
+      " SELECT $1, nullif(wave, ''), 'paused', $3 FROM p RETURNING id",
+      {fleet_, wave, actor});
+  return !r.empty();
+}
+
+int FleetStore::resume(Connection& c, const std::string& wave, const std::string& actor) {
+  Rows r = c.exec(
+      "WITH p AS (DELETE FROM tandem.fleet_pauses WHERE fleet = $1 AND ($2 = '' OR wave = $2)"
+      " RETURNING wave)"
+      " INSERT INTO tandem.fleet_events (fleet, wave, kind, actor)"
+      " SELECT $1, nullif(wave, ''), 'resumed', $3 FROM p RETURNING id",
+      {fleet_, wave, actor});
+  return static_cast<int>(r.size());
+}
+
+std::map<std::string, std::string> FleetStore::pauses(Connection& c) {
+  Rows r = c.exec("SELECT wave, actor FROM tandem.fleet_pauses WHERE fleet = $1", {fleet_});
+  std::map<std::string, std::string> out;
+  for (size_t i = 0; i < r.size(); ++i) out[r.text(i, 0)] = r.text(i, 1);
+  return out;
+}
+
+int FleetStore::retry(Connection& c, const std::string& target, const std::string& actor) {
+  // One statement: the targets and their events change together.
+  Rows r = c.exec(
+      "WITH t AS (UPDATE tandem.fleet_targets SET state = 'pending', since = clock_timestamp(),"
+      "   updated_at = clock_timestamp(), owner = NULL"
+      "   WHERE fleet = $1 AND ($2 = '' OR target = $2) AND state IN ('failed', 'held')"
+      "   RETURNING target, wave, last_error)"
+      " INSERT INTO tandem.fleet_events (fleet, target, wave, kind, detail, actor)"
+      " SELECT $1, target, wave, 'retried', 'was failed or held: ' || coalesce(last_error, ''),"
+      " $3 FROM t RETURNING id",
+      {fleet_, target, actor});
+  return static_cast<int>(r.size());
+}
+
+void FleetStore::disown(Connection& c, const std::string& target) {
+  c.exec(
+      "UPDATE tandem.fleet_targets SET owner = NULL, updated_at = clock_timestamp()"
+      " WHERE fleet = $1 AND target = $2",
+      {fleet_, target});
 }
 
 void FleetStore::event(Connection& c, const std::string& target, const std::string& kind,

@@ -5,6 +5,7 @@
 // fleet, so that every runner (and `tandemd fleet status`) sees the same.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -70,7 +71,8 @@ class FleetStore {
   // Every target, by wave and then ordinal.
   std::vector<FleetTargetRow> targets(Connection& c);
   // Moves `target` to `state` (with its error, or NULL), stamping the
-  // column `stamp` ("ready_at", ...; "" for none) with the time now; logs
+  // column `stamp` ("ready_at", ...; "" for none) with the time now (with
+  // "started_at", the later times are cleared: the target starts over); logs
   // an event of kind `state`. Throws Error(kFatal) when no row changed.
   void set_state(Connection& c, const std::string& target, const std::string& state,
                  const std::string& error, const std::string& owner, const std::string& stamp,
@@ -86,6 +88,17 @@ class FleetStore {
   FleetRecord reference(Connection& c, const std::string& target, const std::string& fingerprint,
                         const std::string& text);
   void approve_cleanup(Connection& c, const std::string& actor);
+  // Pauses `wave` ("" : the whole fleet); false when it was paused already.
+  bool pause(Connection& c, const std::string& wave, const std::string& actor);
+  // Lifts the pause of `wave`, or ("") every pause of the fleet; how many.
+  int resume(Connection& c, const std::string& wave, const std::string& actor);
+  // wave ("" : the whole fleet) -> who paused it.
+  std::map<std::string, std::string> pauses(Connection& c);
+  // Sets failed and held targets (only `target`, unless "") to pending, each
+  // with an event `retried`; how many.
+  int retry(Connection& c, const std::string& target, const std::string& actor);
+  // Nobody works on `target` now (its runner stopped it at a safe point).
+  void disown(Connection& c, const std::string& target);
   void event(Connection& c, const std::string& target, const std::string& kind,
              const std::string& detail, const std::string& actor);
   // The newest `limit` events, oldest first.

@@ -280,12 +280,93 @@ TEST_F(Fleet, TheOtherRunnerFinishesAKilledRunnersTargets) {
   }
 }
 
+// A wave paused while a runner works on it: its targets stop at a safe
+// point (rows stop moving, nobody owns them) and none starts, the runner
+// waits; resumed, the same runner finishes them from their checkpoints.
+// `retry` sets a failed target back to pending for the next run.
+TEST_F(Fleet, PauseResumeAndRetry) {
+  std::vector<Target> targets = {make_target(0, false, "c", "ring: canary")};
+  for (int i = 0; i < 4; ++i) {
+    targets.push_back(make_target(i % 3, true, "p" + std::to_string(i), "ring: main"));
+  }
+  const std::string file = fleet_file(targets,
+                                      "  - {name: canary, select: {ring: canary}}\n"
+                                      "  - {name: main, select: rest, parallel: 2}\n");
+  // Small batches, so that the backfill takes a while.
+  const std::string spec = write_temp_file(abalance_spec(200));
+  {
+    std::string text = read_file(file);
+    text.replace(text.find("migration: "),
+                 text.find('\n', text.find("migration: ")) - text.find("migration: "),
+                 "migration: " + spec);
+    FILE* f = fopen(file.c_str(), "w");
+    fputs(text.c_str(), f);
+    fclose(f);
+  }
+  const std::string log = write_temp_file("", ".log");
+  pid_t runner = spawn(
+      tandemd("fleet run " + file + " --approve cleanup --control-dsn '" + control_dsn() + "'"),
+      log);
+  ASSERT_TRUE(answers_within(*clusters_[0], control_db_,
+                             "SELECT count(*) > 0 FROM tandem.fleet_targets WHERE wave = 'main' "
+                             "AND state = 'running' AND rows_done > 0",
+                             "t", 120s))
+      << read_file(log);
+  CommandResult paused = fleet("pause " + file + " --wave main");
+  EXPECT_EQ(paused.exit_code, 0) << paused.output;
+  EXPECT_NE(paused.output.find("wave main of fleet"), std::string::npos) << paused.output;
+  ASSERT_TRUE(answers_within(*clusters_[0], control_db_,
+                             "SELECT count(*) FROM tandem.fleet_targets WHERE wave = 'main' AND "
+                             "owner IS NOT NULL",
+                             "0", 30s))
+      << read_file(log);
+  const std::string before = control("SELECT sum(rows_done) FROM tandem.fleet_targets");
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(control("SELECT sum(rows_done) FROM tandem.fleet_targets"), before);
+  EXPECT_EQ(control("SELECT count(*) FROM tandem.fleet_targets WHERE state = 'completed'"), "0");
+  CommandResult status = fleet("status " + file);
+  EXPECT_NE(status.output.find("; paused by tandemd fleet pause by"), std::string::npos)
+      << status.output;
+  int st = 0;
+  EXPECT_EQ(waitpid(runner, &st, WNOHANG), 0) << "the runner waits while paused";
+  CommandResult resumed = fleet("resume " + file);
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("1 pause lifted"), std::string::npos) << resumed.output;
+  const auto deadline = std::chrono::steady_clock::now() + 300s;
+  while (waitpid(runner, &st, WNOHANG) != runner) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << read_file(log);
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(WEXITSTATUS(st), 0) << read_file(log);
+  EXPECT_NE(read_file(log).find("resumes from its checkpoints"), std::string::npos)
+      << read_file(log);
+  EXPECT_EQ(control("SELECT count(*) FROM tandem.fleet_targets WHERE state = 'completed'"), "5");
+  for (const auto& t : targets) EXPECT_TRUE(tpcb_invariant_holds(*clusters_[t.cluster], t.db));
+
+  // retry: a failed target goes back to pending, once.
+  control(
+      "UPDATE tandem.fleet_targets SET state = 'failed', last_error = 'x' WHERE target = "
+      "'p1'");
+  CommandResult retry = fleet("retry " + file + " --target p1");
+  EXPECT_EQ(retry.exit_code, 0) << retry.output;
+  EXPECT_NE(retry.output.find(": 1 target failed or held set to pending"), std::string::npos)
+      << retry.output;
+  EXPECT_EQ(control("SELECT state FROM tandem.fleet_targets WHERE target = 'p1'"), "pending");
+  CommandResult again = fleet("retry " + file);
+  EXPECT_NE(again.output.find(": 0 targets"), std::string::npos) << again.output;
+  CommandResult bad = fleet("pause " + file + " --wave nope");
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+}
+
 TEST_F(Fleet, ValidateAndBadInput) {
   std::vector<Target> targets = {make_target(0, false, "c", "ring: canary")};
   const std::string file = fleet_file(targets, "  - {name: canary, select: {ring: canary}}\n");
   CommandResult ok = run_command(tandemd("fleet validate " + file));
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_NE(ok.output.find("1 targets in 1 waves: valid"), std::string::npos) << ok.output;
+  CommandResult example = run_command(tandemd("fleet validate " + std::string(TANDEM_SOURCE_DIR) +
+                                              "/migrations/fleets/pgbench_shards.yaml"));
+  EXPECT_EQ(example.exit_code, 0) << example.output;
   const std::string bad = write_temp_file("migration: " + example_spec() +
                                           "\ntargets: [{name: x, dsn: y}]\nwaves: [{name: w, "
                                           "select: {ring: z}}]\n");
