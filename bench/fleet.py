@@ -82,6 +82,7 @@ def fresh_databases(server, n):
     for db in names:
         server.psql("postgres", f"CREATE DATABASE {db} TEMPLATE fleet_template")
     server.psql("postgres", "CREATE DATABASE control")
+    server.psql("postgres", "CHECKPOINT")
     return names
 
 
@@ -139,33 +140,39 @@ def main():
                        stderr=subprocess.DEVNULL)
         server.psql("fleet_template", f"DELETE FROM pgbench_accounts WHERE aid > {args.rows}")
         server.psql("fleet_template", "VACUUM ANALYZE")
+        # Interleaved, so that what the server does in the background (its
+        # checkpoints, the clones' first reads) falls on both alike.
+        plan = []
         for p in [int(x) for x in args.parallel.split(",")]:
+            if not args.no_loops and p in (1, 4):
+                plan.append(("loop", p))
+            plan.append(("fleet", p))
+        for how, p in plan:
             names = fresh_databases(server, args.databases)
-            f = fleet_file(server, names, p, workdir)
-            print(f"== fleet, parallel {p}", flush=True)
-            seconds, w = timed([TANDEMD, "--log-level", "warn", "fleet", "run", f,
-                                "--approve", "cleanup", "--control-dsn", server.dsn("control")],
-                               server)
-            check_all(server, names)
-            results["runs"].append({"how": f"tandemd fleet run, parallel {p}", "parallel": p,
-                                    "seconds": round(seconds, 1),
-                                    "peak_rss_mb": round(w.hwm_kb / 1024, 1),
-                                    "max_threads": w.threads, "max_sessions": w.sessions})
-            print(f"   {seconds:.1f} s, peak RSS {w.hwm_kb / 1024:.1f} MB, {w.threads} threads,"
-                  f" {w.sessions} sessions", flush=True)
-        if not args.no_loops:
-            for jobs in (1, 4):
-                names = fresh_databases(server, args.databases)
-                print(f"== loop of tandemd run, {jobs} at a time", flush=True)
-                script = (f"printf '%s\\n' {' '.join(names)} | xargs -P {jobs} -I DB "
-                          f"{TANDEMD} --log-level warn run {SPEC} --approve cleanup "
-                          f"--dsn 'host={server.dir} port=5432 user=postgres dbname=DB'")
-                seconds, w = timed(["bash", "-c", script], server)
+            if how == "fleet":
+                f = fleet_file(server, names, p, workdir)
+                print(f"== fleet, parallel {p}", flush=True)
+                seconds, w = timed([TANDEMD, "--log-level", "warn", "fleet", "run", f,
+                                    "--approve", "cleanup", "--control-dsn",
+                                    server.dsn("control")], server)
                 check_all(server, names)
-                results["runs"].append({"how": f"loop of tandemd run (xargs -P {jobs})",
-                                        "parallel": jobs, "seconds": round(seconds, 1),
-                                        "max_sessions": w.sessions})
-                print(f"   {seconds:.1f} s, {w.sessions} sessions", flush=True)
+                results["runs"].append({"how": f"tandemd fleet run, parallel {p}",
+                                        "parallel": p, "seconds": round(seconds, 1),
+                                        "peak_rss_mb": round(w.hwm_kb / 1024, 1),
+                                        "max_threads": w.threads, "max_sessions": w.sessions})
+                print(f"   {seconds:.1f} s, peak RSS {w.hwm_kb / 1024:.1f} MB, {w.threads}"
+                      f" threads, {w.sessions} sessions", flush=True)
+                continue
+            print(f"== loop of tandemd run, {p} at a time", flush=True)
+            script = (f"printf '%s\\n' {' '.join(names)} | xargs -P {p} -I DB "
+                      f"{TANDEMD} --log-level warn run {SPEC} --approve cleanup "
+                      f"--dsn 'host={server.dir} port=5432 user=postgres dbname=DB'")
+            seconds, w = timed(["bash", "-c", script], server)
+            check_all(server, names)
+            results["runs"].append({"how": f"loop of tandemd run (xargs -P {p})",
+                                    "parallel": p, "seconds": round(seconds, 1),
+                                    "max_sessions": w.sessions})
+            print(f"   {seconds:.1f} s, {w.sessions} sessions", flush=True)
     finally:
         server.stop()
     base = next((r["seconds"] for r in results["runs"] if r["how"].startswith("loop")
