@@ -125,6 +125,7 @@ int cmd_serve(const ServeArgs& args) {
       std::printf("default %s: %s\n", key.c_str(), value.c_str());
     }
     std::printf("hooks: %s\n", hooks_text(config.hooks).c_str());
+    for (const auto& f : config.fleets) std::printf("fleet: %s\n", f.c_str());
     return kExitOk;
   }
 
@@ -146,6 +147,7 @@ int cmd_serve(const ServeArgs& args) {
   manager_options.shutdown_grace = config.shutdown_grace;
   manager_options.defaults = config.defaults;
   manager_options.hooks = config.hooks;
+  manager_options.fleets = config.fleets;
   MigrationManager manager(manager_options);
   // The socket opens first, so that tandemctl can tell a daemon waiting for
   // its database from one that is not running: until the submitted

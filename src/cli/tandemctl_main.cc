@@ -21,6 +21,7 @@
 #include "control/protocol.h"
 #include "engine/shadow_samples.h"
 #include "engine/slices.h"
+#include "fleet/fleet_status.h"
 #include "spec/settings.h"
 #include "tandem/phase.h"
 #include "tandem_version.h"
@@ -254,6 +255,29 @@ void print_human(Command c, const json& result) {
       break;
     case Command::kSlice:
       std::cout << tandem::slice_move_text(result);
+      break;
+    case Command::kFleet:
+      if (result.contains("fleets")) {
+        if (result["fleets"].empty()) std::cout << "no fleets\n";
+        for (const auto& f : result["fleets"]) {
+          std::cout << text(f["name"]) << "  " << text(f["state"]) << "  "
+                    << f["targets"].get<long long>() << " targets  migration "
+                    << text(f["migration"]) << "  (" << text(f["file"]) << "; runner "
+                    << text(f["runner"]) << ")\n";
+        }
+      } else if (result.contains("targets")) {
+        std::cout << tandem::fleet_status_text(result);
+      } else if (result.contains("events")) {
+        for (const auto& e : result["events"]) {
+          std::cout << text(e["at"]) << "  "
+                    << (e["target"].is_string() ? text(e["target"]) : std::string("(fleet)"))
+                    << "  " << text(e["kind"])
+                    << (e["detail"].is_string() ? ": " + text(e["detail"]) : std::string()) << "  "
+                    << text(e["actor"]) << "\n";
+        }
+      } else {
+        std::cout << text(result["message"]) << "\n";
+      }
       break;
     case Command::kThrottle:
       std::cout << text(result["name"])
@@ -489,6 +513,21 @@ int main(int argc, char** argv) {
   slice->add_option("ACTION SLICE", slice_args, "check, promote, demote or rollback; the slice")
       ->required()
       ->expected(2);
+  std::vector<std::string> fleet_args;
+  std::string fleet_wave, fleet_target;
+  auto* fleet = app.add_subcommand(
+      "fleet",
+      "The fleets the daemon runs (docs/fleet.md): list; status, pause, resume, retry, "
+      "approve (cleanup), rollback or events of one");
+  fleet
+      ->add_option("ACTION FLEET", fleet_args,
+                   "list | status FLEET | pause FLEET | resume FLEET | retry FLEET | "
+                   "approve FLEET | rollback FLEET | events FLEET")
+      ->required()
+      ->expected(1, 2);
+  fleet->add_option("--wave", fleet_wave, "pause, resume, rollback: only this wave");
+  fleet->add_option("--target", fleet_target, "retry: only this target");
+  fleet->add_option("--limit", limit, "events: how many of the newest (default 20)");
   auto* watch = app.add_subcommand("watch", "Show status again and again until interrupted");
   watch->add_option("NAME", name, "the migration (default: all)");
   watch->add_option("--interval", interval, "seconds between refreshes")
@@ -592,6 +631,17 @@ int main(int argc, char** argv) {
   } else if (*forget) {
     c = Command::kForget;
     fields["name"] = name;
+  } else if (*fleet) {
+    c = Command::kFleet;
+    fields = {{"action", fleet_args[0]}};
+    if (fleet_args[0] != "list" && fleet_args.size() < 2) {
+      std::cerr << "tandemctl: fleet " << fleet_args[0] << " needs the fleet's name\n";
+      return kUsage;
+    }
+    if (fleet_args.size() > 1) fields["fleet"] = fleet_args[1];
+    if (!fleet_wave.empty()) fields["wave"] = fleet_wave;
+    if (!fleet_target.empty()) fields["target"] = fleet_target;
+    if (fleet_args[0] == "events") fields["limit"] = limit;
   } else if (*list) {
     if (list_all) fields["all"] = true;
   } else {

@@ -34,6 +34,7 @@ const std::vector<CommandInfo>& commands() {
       {Command::kSlices, "slices", {"name"}},
       {Command::kSlice, "slice", {"name", "slice", "action"}},
       {Command::kForget, "forget", {"name"}},
+      {Command::kFleet, "fleet", {"action", "fleet", "wave", "target", "limit"}},
   };
   return kCommands;
 }
@@ -174,7 +175,22 @@ ParsedRequest parse_request(const std::string& line) {
                                    did_you_mean(r.action, actions));
     }
   }
-  if ((r.command == Command::kEvents || r.command == Command::kDiffs) && j.contains("limit")) {
+  if (r.command == Command::kFleet) {
+    if (!text("action", true, r.action)) return out;
+    const std::vector<std::string> actions = {"list",  "status",  "pause",    "resume",
+                                              "retry", "approve", "rollback", "events"};
+    if (std::find(actions.begin(), actions.end(), r.action) == actions.end()) {
+      return fail("bad_field", "unknown action \"" + clip(r.action) + "\"; expected " +
+                                   join(actions, ", ") + did_you_mean(r.action, actions));
+    }
+    if (!text("fleet", r.action != "list", r.fleet) || !text("wave", false, r.wave) ||
+        !text("target", false, r.target)) {
+      return out;
+    }
+  }
+  if ((r.command == Command::kEvents || r.command == Command::kDiffs ||
+       r.command == Command::kFleet) &&
+      j.contains("limit")) {
     if (!j["limit"].is_number_integer() || j["limit"].get<long long>() < 1 ||
         j["limit"].get<long long>() > 1000) {
       return fail("bad_field", "\"limit\" must be a whole number from 1 to 1000");

@@ -36,6 +36,7 @@ enum class Command {
   kSlices,
   kSlice,
   kForget,
+  kFleet,
 };
 
 const char* to_string(Command c);
@@ -60,6 +61,9 @@ struct Request {
   std::optional<std::chrono::milliseconds> throttle_for;
   bool off = false;
   bool all = false;  // list: finished migrations too
+  // fleet: the fleet, a wave, a target (each "" when not given); what to do
+  // is `action` (list, status, pause, resume, retry, approve, rollback, events).
+  std::string fleet, wave, target;
   // set: setting name -> value as text ("2000", "250ms"), checked against the
   // same table as a spec's settings.
   std::map<std::string, std::string> settings;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <iterator>
 
+#include "daemon/fleet_host.h"
 #include "daemon/manager.h"
 #include "daemon/submission_store.h"
 #include "daemon/worker.h"
@@ -29,6 +30,17 @@ long long epoch_ms(SystemClock::time_point t) {
 
 nlohmann::json MigrationManager::handle(const control::Request& r, const std::string& actor) {
   using control::Command;
+  if (r.command == Command::kFleet) {
+    if (!fleets_) {
+      throw CommandError("unknown_fleet",
+                         "this tandemd runs no fleets (its config's `fleets:` names none)");
+    }
+    nlohmann::json out = fleets_->handle(r, actor);
+    if (r.action != "list" && r.action != "status" && r.action != "events") {
+      spdlog::info("fleet {}: {} by {}: {}", r.fleet, r.action, actor, out.value("message", ""));
+    }
+    return out;
+  }
   static const std::pair<Command, Handler> kCommands[] = {
       {Command::kList, &MigrationManager::cmd_list},
       {Command::kStatus, &MigrationManager::cmd_status},

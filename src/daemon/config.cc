@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "daemon/metrics_server.h"
+#include "fleet/fleet_spec.h"
 #include "spec/settings.h"
 #include "spec/suggest.h"
 #include "util/duration.h"
@@ -68,6 +69,34 @@ class Section {
       fail(g, "shutdown_grace: expected a duration up to 10m, such as 10s");
     }
     c.shutdown_grace = *d;
+  }
+
+  // Each fleet file must load (with its migration spec): a daemon does not
+  // start with one it could not run.
+  void fleets(const YAML::Node& list, DaemonConfig& c) const {
+    if (!list.IsSequence()) fail(list, "fleets: expected a list of fleet files");
+    for (const auto& item : list) {
+      const std::string given = item.as<std::string>("");
+      if (given.empty()) fail(item, "fleets: expected a fleet file's path");
+      std::string path = given;
+      if (path[0] != '/') {
+        const auto slash = file_.rfind('/');
+        if (slash != std::string::npos) path = file_.substr(0, slash + 1) + path;
+      }
+      auto parsed = load_fleet_file(path);
+      if (!parsed.fleet) {
+        fail(item, "fleets: " + path + " does not load: " + parsed.errors.front().to_string() +
+                       (parsed.errors.size() > 1
+                            ? " (and " + std::to_string(parsed.errors.size() - 1) + " more)"
+                            : ""));
+      }
+      auto spec = load_spec_file(parsed.fleet->migration_path);
+      if (!spec.spec) {
+        fail(item, "fleets: " + path +
+                       ": its migration does not load: " + spec.errors.front().to_string());
+      }
+      c.fleets.push_back(path);
+    }
   }
 
   void hooks(const YAML::Node& h, DaemonConfig& c) const {
@@ -194,7 +223,7 @@ DaemonConfig load_config(const std::string& file) {
   if (!root.IsMap()) throw std::runtime_error(file + ": expected a mapping at the top level");
   const Section section(file);
   const std::vector<std::string> sections = {"database",       "control",  "metrics", "log",
-                                             "shutdown_grace", "defaults", "hooks"};
+                                             "shutdown_grace", "defaults", "hooks",   "fleets"};
   // Range-for keeps each (key, value) pair alive for the whole body; members
   // reached through it-> die at the end of their expression.
   for (const auto& entry : root) {
@@ -211,6 +240,7 @@ DaemonConfig load_config(const std::string& file) {
   if (YAML::Node n = root["hooks"]) section.hooks(n, c);
   if (YAML::Node n = root["database"]) section.database(n, c);
   if (YAML::Node n = root["control"]) section.control(n, c);
+  if (YAML::Node n = root["fleets"]) section.fleets(n, c);
   return c;
 }
 

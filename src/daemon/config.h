@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "daemon/server.h"
 #include "engine/hooks.h"
@@ -22,6 +23,9 @@ struct DaemonConfig {
   std::chrono::milliseconds shutdown_grace{10000};
   std::map<std::string, std::string> defaults;  // migration settings
   HookSettings hooks;
+  // Fleet files this daemon runs (docs/fleet.md), as given (relative to the
+  // config file's directory when not absolute, resolved here).
+  std::vector<std::string> fleets;
 };
 
 // Reads the config at `file` ("": every default); throws std::runtime_error

@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 
+#include "daemon/fleet_host.h"
 #include "daemon/metrics.h"
 #include "daemon/submission_store.h"
 #include "daemon/worker.h"
@@ -71,6 +72,15 @@ void MigrationManager::on_db(const std::function<void(Connection&)>& f) {
 void MigrationManager::recover() {
   with_db([&](Connection& c) { submissions_.prepare(c); });
   adopt_submissions();
+  if (!options_.fleets.empty() && !fleets_) {
+    FleetHost::Options o;
+    o.files = options_.fleets;
+    o.dsn = options_.dsn;
+    o.connect = options_.connect;
+    auto host = std::make_unique<FleetHost>(o);
+    host->start();
+    fleets_ = std::move(host);
+  }
   if (!poller_.joinable()) poller_ = std::thread([this] { poll_loop(); });
 }
 
@@ -657,6 +667,9 @@ void MigrationManager::shutdown() {
   shutting_down_ = true;
   poll_cv_.notify_all();
   if (poller_.joinable()) poller_.join();
+  // Each fleet's targets stop at their next safe point (another runner of
+  // the fleet, or this daemon restarted, resumes them).
+  if (fleets_) fleets_->stop();
   const std::vector<Worker*> all = all_workers();
   for (Worker* w : all) {
     w->stop = true;
@@ -745,7 +758,8 @@ std::string MigrationManager::metrics() {
     }
     all.push_back(std::move(m));
   }
-  return render_metrics(all, TANDEM_VERSION, db_up_.load());
+  return render_metrics(all, TANDEM_VERSION, db_up_.load()) +
+         (fleets_ ? fleets_->metrics() : std::string());
 }
 
 }  // namespace tandem

@@ -33,6 +33,7 @@ namespace tandem {
 struct SlicesState;
 
 class Executor;
+class FleetHost;
 
 // A command that cannot be carried out; `code` goes into the error response.
 class CommandError : public std::runtime_error {
@@ -61,6 +62,8 @@ class MigrationManager {
     // Hooks told of every migration's start, phases, gates and end
     // (docs/hooks.md); read at start.
     HookSettings hooks;
+    // Fleet files to run (docs/fleet.md), each with its runner thread.
+    std::vector<std::string> fleets;
     // Seams for tests. How sessions are opened (connect_postgres when
     // empty); where submissions are kept (tandem.submissions when null);
     // each migration's state (a StateStore when empty).
@@ -190,7 +193,8 @@ class MigrationManager {
   std::condition_variable poll_cv_;
   bool record_now_ = false;  // guarded by poll_mu_: a command left something to record
   std::thread poller_;
-  std::unique_ptr<Hooks> hooks_;  // when options_.hooks names any
+  std::unique_ptr<Hooks> hooks_;       // when options_.hooks names any
+  std::unique_ptr<FleetHost> fleets_;  // when options_.fleets names any; started by recover()
 };
 
 }  // namespace tandem

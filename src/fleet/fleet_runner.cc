@@ -67,6 +67,8 @@ class FleetRunner::Impl {
   FleetOutcome run();
   FleetOutcome rollback(const std::string& wave);
   std::string report_;
+  mutable std::mutex snapshot_mu_;
+  std::vector<FleetTargetRow> snapshot_;  // guarded by snapshot_mu_
 
  private:
   enum class Kind { kUp, kCutover, kCleanup, kRollback };
@@ -442,7 +444,14 @@ void FleetRunner::Impl::work(Job& j) {
 
 void FleetRunner::Impl::stopped(Job& j) {
   spdlog::info("fleet {}: target {} stopped at a safe point", fleet_.name, j.target);
-  with_db([&](Connection& c) { store_.disown(c, j.target); });
+  try {
+    with_db([&](Connection& c) { store_.disown(c, j.target); });
+  } catch (const std::exception& e) {
+    // Its row still names this runner; the lease (gone with this runner's
+    // session, or let go of now) is what counts for whoever comes next.
+    spdlog::warn("fleet {}: target {}: could not record that it stopped: {}", fleet_.name, j.target,
+                 e.what());
+  }
 }
 
 void FleetRunner::Impl::start(const FleetTargetRow& row, Kind kind,
@@ -662,7 +671,18 @@ FleetOutcome FleetRunner::Impl::run() {
       pauses = store_.pauses(c);
     });
     if (!record) throw Error(ErrorKind::kFatal, "fleet " + fleet_.name + " has no record");
-    if (auto outcome = step(rows, *record, pauses)) {
+    {
+      std::lock_guard<std::mutex> l(snapshot_mu_);
+      snapshot_ = rows;
+    }
+    auto outcome = step(rows, *record, pauses);
+    if (outcome && *outcome != FleetOutcome::kCompleted && o_.keep_going) {
+      const std::string now = summary(rows);
+      if (now != report_) spdlog::info("{}; waiting for an operator", now);
+      report_ = now;
+      outcome.reset();
+    }
+    if (outcome) {
       report_ = summary(rows);
       if (*outcome == FleetOutcome::kWaitingApproval) {
         bool cut_over = true;
@@ -699,6 +719,7 @@ FleetOutcome FleetRunner::Impl::rollback(const std::string& wave) {
                                     [&](const FleetWave& w) { return w.name == wave; })) {
     throw Error(ErrorKind::kBadInput, "fleet " + fleet_.name + " has no wave " + wave);
   }
+  with_db([&](Connection& c) { store_.pause(c, wave, o_.actor); });
   std::vector<FleetTargetRow> todo;
   for (const auto& r : rows) {
     if (wave.empty() || r.wave == wave) todo.push_back(r);
@@ -720,6 +741,12 @@ FleetOutcome FleetRunner::Impl::rollback(const std::string& wave) {
            !(o_.stop && o_.stop->load())) {
       const FleetTargetRow& r = todo[next];
       auto locks = acquire(r, false);
+      // A runner that the pause is stopping lets go within a batch or so.
+      for (auto until = Clock::now() + o_.lease_wait;
+           locks.empty() && Clock::now() < until && !(o_.stop && o_.stop->load());) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        locks = acquire(r, false);
+      }
       if (locks.empty()) {
         busy.push_back(r.target + (r.owner.empty() ? "" : " (" + r.owner + ")"));
         ++next;
@@ -734,7 +761,10 @@ FleetOutcome FleetRunner::Impl::rollback(const std::string& wave) {
   for (const auto& r : rows) {
     if ((wave.empty() || r.wave == wave) && r.state != fs::kRolledBack) failed.push_back(r.target);
   }
-  report_ = summary(rows);
+  report_ = summary(rows) + "\n" + (wave.empty() ? std::string("the fleet") : "wave " + wave) +
+            " stays paused, so that no runner starts it again: resume it to run it again "
+            "(tandemd fleet resume" +
+            (wave.empty() ? std::string() : " --wave " + wave) + ")";
   if (!busy.empty()) {
     report_ += "\nanother runner works on " + join(busy, ", ") +
                ": stop it (tandemd fleet run stops at a safe point on SIGTERM), then roll back "
@@ -751,5 +781,9 @@ FleetRunner::~FleetRunner() = default;
 FleetOutcome FleetRunner::run() { return impl_->run(); }
 FleetOutcome FleetRunner::rollback(const std::string& wave) { return impl_->rollback(wave); }
 const std::string& FleetRunner::report() const { return impl_->report_; }
+std::vector<FleetTargetRow> FleetRunner::snapshot() const {
+  std::lock_guard<std::mutex> l(impl_->snapshot_mu_);
+  return impl_->snapshot_;
+}
 
 }  // namespace tandem

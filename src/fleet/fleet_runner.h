@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fleet/fleet_spec.h"
+#include "fleet/fleet_store.h"
 #include "tandem/phase.h"
 #include "tandem/plan.h"
 #include "tandem/spec.h"
@@ -36,6 +37,13 @@ struct FleetRunOptions {
   std::string owner;
   const std::atomic<bool>* stop = nullptr;  // stop every target at its next safe point
   std::chrono::milliseconds poll{500};      // how often the fleet table is read
+  // Under tandemd serve: run() waits (polling) when the fleet waits for an
+  // approval or cannot go on, for an operator's retry, approval or
+  // rollback; it returns when every target completed, or when stopped.
+  bool keep_going = false;
+  // rollback(): how long to wait for a target another runner holds (one
+  // that a pause is stopping) before naming it as busy.
+  std::chrono::milliseconds lease_wait{0};
   // Opens a session (control or target); connect_postgres when empty.
   std::function<std::unique_ptr<Connection>(const std::string& dsn, const std::string& app)>
       connect;
@@ -60,12 +68,18 @@ class FleetRunner {
   // or is stopped. Throws Error(kBadInput) for a fleet that cannot start
   // (targets in no wave, another spec recorded under the fleet's name).
   FleetOutcome run();
-  // Rolls back every target of `wave` ("" : of every wave), `parallel` of
-  // the wave at a time. A target another runner works on is an error.
+  // Pauses `wave` ("" : the fleet), so that no runner starts its targets
+  // again, then rolls back every target of it, later waves first,
+  // `parallel` of the wave at a time; the pause stays (resume to run the
+  // wave again). A target another runner still holds after lease_wait is
+  // an error.
   FleetOutcome rollback(const std::string& wave);
   // What the outcome means, in a sentence or a few lines: which targets
   // failed and why, what waits for what, the next command.
   const std::string& report() const;
+  // The targets as the runner last read them (for metrics); safe to call
+  // from any thread while run() goes on.
+  std::vector<FleetTargetRow> snapshot() const;
 
  private:
   class Impl;

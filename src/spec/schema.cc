@@ -530,7 +530,13 @@ json config_schema() {
             {"format", {{"enum", {"text", "json"}}}}}}}},
         {"shutdown_grace", duration},
         {"defaults", defaults},
-        {"hooks", hooks}}}};
+        {"hooks", hooks},
+        {"fleets",
+         {{"type", "array"},
+          {"items", text},
+          {"description",
+           "fleet files (docs/fleet.md) this daemon runs, sharing their targets with every "
+           "other runner of them"}}}}}};
 }
 
 }  // namespace tandem

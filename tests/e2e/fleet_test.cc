@@ -358,6 +358,112 @@ TEST_F(Fleet, PauseResumeAndRetry) {
   EXPECT_EQ(bad.exit_code, 1) << bad.output;
 }
 
+// Two `tandemd serve` daemons run one fleet from their config (`fleets:`),
+// its control database being their own; one is killed with SIGKILL while
+// it works on targets, and the other finishes them. `tandemctl fleet`
+// lists the fleet, shows its status (the table and JSON), approves its
+// cleanup, pauses and resumes it; /metrics-style lines come from the
+// daemon's snapshot.
+TEST_F(Fleet, TwoDaemonsShareAFleetAndOneIsKilled) {
+  std::vector<Target> targets = {make_target(0, false, "c", "ring: canary")};
+  for (int i = 0; i < 6; ++i) {
+    targets.push_back(make_target(i % 3, true, "d" + std::to_string(i), "ring: main"));
+  }
+  const std::string file = fleet_file(targets,
+                                      "  - {name: canary, select: {ring: canary}}\n"
+                                      "  - {name: main, select: rest, parallel: 4}\n",
+                                      "limits: {per_daemon: 2}\n");
+  // The fleet's name is the file's `name:` line.
+  const std::string text = read_file(file);
+  const std::string name = text.substr(6, text.find('\n') - 6);
+  const std::string config =
+      write_temp_file("control:\n  allowed_uids: [0]\nfleets:\n  - " + file + "\n");
+  const std::string sock_a = "/tmp/tandem-fleet-a-" + std::to_string(getpid());
+  const std::string sock_b = "/tmp/tandem-fleet-b-" + std::to_string(getpid());
+  const std::string log_a = write_temp_file("", ".log"), log_b = write_temp_file("", ".log");
+  const int port = 20000 + getpid() % 20000;
+  auto serve = [&](const std::string& sock, const std::string& log, const std::string& extra = "") {
+    return spawn(tandemd("serve --dsn '" + control_dsn() + "' --socket " + sock + " --config " +
+                         config + extra),
+                 log);
+  };
+  auto ctl = [&](const std::string& sock, const std::string& args) {
+    return run_command(std::string(TANDEMCTL_PATH) + " --socket " + sock + " " + args);
+  };
+  pid_t a = serve(sock_a, log_a);
+  pid_t b = serve(sock_b, log_b, " --metrics-listen 127.0.0.1:" + std::to_string(port));
+  // Kill A once it works on a target of the main wave.
+  ASSERT_TRUE(answers_within(*clusters_[0], control_db_,
+                             "SELECT count(*) > 0 FROM tandem.fleet_targets f WHERE wave = 'main'"
+                             " AND state = 'running' AND rows_done > 0 AND owner LIKE '%:" +
+                                 std::to_string(a) + "'",
+                             "t", 120s))
+      << read_file(log_a) << control("SELECT target, state, owner FROM tandem.fleet_targets");
+  kill(a, SIGKILL);
+  waitpid(a, nullptr, 0);
+  // B takes A's targets over and brings every target to the cleanup gate.
+  ASSERT_TRUE(answers_within(*clusters_[0], control_db_,
+                             "SELECT count(*) FROM tandem.fleet_targets WHERE state = 'cut_over'",
+                             "7", 240s))
+      << read_file(log_b) << control("SELECT target, state, last_error FROM tandem.fleet_targets");
+  EXPECT_NE(read_file(log_b).find("taking it over from its checkpoints"), std::string::npos)
+      << read_file(log_b);
+  CommandResult list = ctl(sock_b, "fleet list");
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_NE(list.output.find(name + "  waiting_approval  7 targets"), std::string::npos)
+      << list.output;
+  CommandResult status = ctl(sock_b, "fleet status " + name);
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_NE(status.output.find("wave main: 6 cut_over"), std::string::npos) << status.output;
+  CommandResult js = ctl(sock_b, "--json fleet status " + name);
+  const auto j = nlohmann::json::parse(js.output, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << js.output;
+  EXPECT_EQ(j["state"], "waiting_approval");
+  EXPECT_EQ(j["targets"].size(), 7u);
+  // Paused, the approval waits; resumed, cleanup runs on every target.
+  EXPECT_EQ(ctl(sock_b, "fleet pause " + name).exit_code, 0);
+  CommandResult approve = ctl(sock_b, "fleet approve " + name);
+  EXPECT_EQ(approve.exit_code, 0) << approve.output;
+  EXPECT_NE(approve.output.find("cleanup approved"), std::string::npos) << approve.output;
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(control("SELECT count(*) FROM tandem.fleet_targets WHERE state = 'completed'"), "0");
+  CommandResult resume = ctl(sock_b, "fleet resume " + name);
+  EXPECT_NE(resume.output.find("1 pause lifted"), std::string::npos) << resume.output;
+  ASSERT_TRUE(answers_within(*clusters_[0], control_db_,
+                             "SELECT count(*) FROM tandem.fleet_targets WHERE state = 'completed'",
+                             "7", 120s))
+      << read_file(log_b);
+  EXPECT_EQ(control("SELECT max(ready_at) < min(cutover_started_at) FROM tandem.fleet_targets"),
+            "t");
+  for (const auto& t : targets) {
+    EXPECT_EQ(column_type(*clusters_[t.cluster], t.db, "pgbench_accounts", "abalance"), "bigint")
+        << t.name;
+    EXPECT_TRUE(tpcb_invariant_holds(*clusters_[t.cluster], t.db)) << t.name;
+  }
+  CommandResult unknown = ctl(sock_b, "fleet status nope");
+  EXPECT_EQ(unknown.exit_code, 1) << unknown.output;
+  EXPECT_NE(unknown.output.find("runs no fleet named \"nope\"; it runs " + name), std::string::npos)
+      << unknown.output;
+  // The daemon's metrics, by fleet, wave and target.
+  const CommandResult scrape =
+      run_command("bash -c 'exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(port) +
+                  "; printf \"GET /metrics HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3'");
+  EXPECT_NE(scrape.output.find("tandem_fleet_targets{fleet=\"" + name +
+                               "\",wave=\"main\",state=\"completed\"} 6"),
+            std::string::npos)
+      << scrape.output;
+  EXPECT_NE(scrape.output.find("tandem_fleet_target_state{fleet=\"" + name +
+                               "\",wave=\"main\",target=\"d3\",state=\"completed\"} 1"),
+            std::string::npos)
+      << scrape.output;
+  CommandResult events = ctl(sock_b, "fleet events " + name + " --limit 200");
+  EXPECT_NE(events.output.find("approved cleanup"), std::string::npos) << events.output;
+  kill(b, SIGTERM);
+  int st = 0;
+  waitpid(b, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_file(log_b);
+}
+
 TEST_F(Fleet, ValidateAndBadInput) {
   std::vector<Target> targets = {make_target(0, false, "c", "ring: canary")};
   const std::string file = fleet_file(targets, "  - {name: canary, select: {ring: canary}}\n");

@@ -80,6 +80,16 @@ const Bad kBad[] = {
      "\"promote\"?"},
     {"abort without name", R"({"v": 1, "cmd": "abort"})", "missing_field",
      "command abort needs \"name\""},
+    {"fleet without action", R"({"v": 1, "cmd": "fleet", "fleet": "f"})", "missing_field",
+     "command fleet needs \"action\""},
+    {"fleet with a misspelt action", R"({"v": 1, "cmd": "fleet", "action": "pase", "fleet": "f"})",
+     "bad_field",
+     "unknown action \"pase\"; expected list, status, pause, resume, retry, approve, rollback, "
+     "events; did you mean \"pause\"?"},
+    {"fleet status without the fleet", R"({"v": 1, "cmd": "fleet", "action": "status"})",
+     "missing_field", "command fleet needs \"fleet\""},
+    {"fleet with a migration's name", R"({"v": 1, "cmd": "fleet", "action": "list", "name": "m"})",
+     "bad_field", "command fleet does not take \"name\"; did you mean \"wave\"?"},
 };
 
 class BadRequest : public ::testing::TestWithParam<Bad> {};
@@ -152,8 +162,22 @@ TEST(Protocol, AnErrorEchoesTheIdOfTheRequestThatCausedIt) {
       error_response(r.error),
       "{\"error\":{\"code\":\"unknown_command\",\"message\":\"unknown command \\\"nope\\\"; "
       "expected one of: list, status, submit, pause, resume, approve, rollback, events, throttle, "
-      "set, abort, diffs, slices, slice, forget\"},"
+      "set, abort, diffs, slices, slice, forget, fleet\"},"
       "\"id\":\"abc\",\"ok\":false,\"v\":1}\n");
+}
+
+TEST(Protocol, ParsesFleet) {
+  auto r = parse_request(
+      R"({"v": 1, "cmd": "fleet", "action": "pause", "fleet": "f", "wave": "w", "limit": 5})");
+  ASSERT_TRUE(r.request);
+  EXPECT_EQ(r.request->command, Command::kFleet);
+  EXPECT_EQ(r.request->action, "pause");
+  EXPECT_EQ(r.request->fleet, "f");
+  EXPECT_EQ(r.request->wave, "w");
+  EXPECT_EQ(r.request->limit, 5);
+  r = parse_request(R"({"v": 1, "cmd": "fleet", "action": "list"})");
+  ASSERT_TRUE(r.request);
+  EXPECT_EQ(r.request->fleet, "");
 }
 
 TEST(Protocol, ParsesThrottleSetAndAbort) {

@@ -92,7 +92,11 @@ TEST(DaemonConfigFile, TakesTheDsnFromAnEnvironmentVariable) {
 TEST(DaemonConfigFile, EveryMistakeIsRefusedWithItsPlace) {
   EXPECT_EQ(error_of("databse:\n  dsn: x\n"),
             ":1:1: unknown key \"databse\"; did you mean \"database\"?; expected one of database, "
-            "control, metrics, log, shutdown_grace, defaults, hooks");
+            "control, metrics, log, shutdown_grace, defaults, hooks, fleets");
+  EXPECT_EQ(error_of("fleets: /etc/fleet.yaml\n"), ":1:9: fleets: expected a list of fleet files");
+  EXPECT_EQ(error_of("fleets:\n  - /nonexistent/fleet.yaml\n"),
+            ":2:5: fleets: /nonexistent/fleet.yaml does not load: /nonexistent/fleet.yaml: "
+            "cannot read the file");
   EXPECT_EQ(error_of("hooks:\n  paht: /tmp\n"),
             ":2:3: unknown key \"paht\" in hooks; did you mean \"path\"?; expected path, url, "
             "timeout or retry");

@@ -550,7 +550,7 @@ TEST(SpecSchema, RefusesEveryMalformedSpecItCanAndAcceptsEveryExample) {
   }
   std::vector<std::string> examples;
   for (const auto& e : std::filesystem::recursive_directory_iterator(
-           std::string(TANDEM_SOURCE_DIR) + "/migrations")) {
+           std::string(TANDEM_SOURCE_DIR) + "/migrations/examples")) {
     if (e.path().extension() != ".yaml") continue;
     const std::string f = "good-" + std::to_string(i++) + ".yaml";
     std::ifstream in(e.path());
