@@ -464,6 +464,62 @@ TEST_F(Fleet, TwoDaemonsShareAFleetAndOneIsKilled) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << read_file(log_b);
 }
 
+// Targets from a query against the control database; the canary's wave
+// soaks 2 s before the next starts; the canary's cutover fails (an event
+// trigger refuses its DDL once it is ready), and no other target begins
+// its cutover: they all stay ready, on the old side.
+TEST_F(Fleet, TargetsFromAQuerySoakAndAFailedCutoverStopsTheRest) {
+  std::vector<Target> targets = {make_target(0, false, "q0", "")};
+  for (int i = 1; i < 4; ++i)
+    targets.push_back(make_target(i % 3, false, "q" + std::to_string(i), ""));
+  control("CREATE TABLE shards (name text, dsn text, labels jsonb)");
+  for (size_t i = 0; i < targets.size(); ++i) {
+    control("INSERT INTO shards VALUES ('" + targets[i].name + "', '" +
+            clusters_[targets[i].cluster]->dsn(targets[i].db) + "', '{\"ring\": \"" +
+            (i == 0 ? "canary" : "main") + "\"}')");
+  }
+  const std::string file =
+      write_temp_file("name: queried\nmigration: " + example_spec() +
+                      "\ntargets_query: SELECT name, dsn, labels FROM shards ORDER BY name\n"
+                      "waves:\n"
+                      "  - {name: canary, select: {ring: canary}, soak: 2s}\n"
+                      "  - {name: main, select: rest, parallel: 3}\n"
+                      "limits: {per_daemon: 1}\n");
+  const std::string log = write_temp_file("", ".log");
+  pid_t runner =
+      spawn(tandemd("fleet run " + file + " --control-dsn '" + control_dsn() + "'"), log);
+  ASSERT_TRUE(answers_within(*clusters_[0], control_db_,
+                             "SELECT state FROM tandem.fleet_targets WHERE target = 'q0'", "ready",
+                             60s))
+      << read_file(log);
+  on(targets[0],
+     "CREATE FUNCTION no_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN RAISE "
+     "EXCEPTION 'no DDL here'; END $$; CREATE EVENT TRIGGER no_ddl ON ddl_command_start "
+     "EXECUTE FUNCTION no_ddl()");
+  int st = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 180s;
+  while (waitpid(runner, &st, WNOHANG) != runner) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << read_file(log);
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(WEXITSTATUS(st), 4) << read_file(log);
+  EXPECT_NE(read_file(log).find("q0 (wave canary) failed: "), std::string::npos) << read_file(log);
+  EXPECT_NE(read_file(log).find("no DDL here"), std::string::npos) << read_file(log);
+  EXPECT_EQ(control("SELECT string_agg(target || '=' || state || '/' || (cutover_started_at IS "
+                    "NOT NULL)::text, ',' ORDER BY target) FROM tandem.fleet_targets"),
+            "q0=failed/true,q1=ready/false,q2=ready/false,q3=ready/false");
+  // The soak: the main wave began at least 2 s after the canary was ready.
+  EXPECT_EQ(control("SELECT min(started_at) FILTER (WHERE wave = 'main') - max(ready_at) FILTER "
+                    "(WHERE wave = 'canary') >= interval '2 s' FROM tandem.fleet_targets"),
+            "t");
+  for (size_t i = 1; i < targets.size(); ++i) {
+    EXPECT_EQ(
+        column_type(*clusters_[targets[i].cluster], targets[i].db, "pgbench_accounts", "abalance"),
+        "integer")
+        << "still on the old side: " << targets[i].name;
+  }
+}
+
 TEST_F(Fleet, ValidateAndBadInput) {
   std::vector<Target> targets = {make_target(0, false, "c", "ring: canary")};
   const std::string file = fleet_file(targets, "  - {name: canary, select: {ring: canary}}\n");
