@@ -17,10 +17,10 @@ if [ -n "${TANDEM_SANITIZE:-}" ]; then
   export TANDEM_SWEEP_EVERY="${TANDEM_SWEEP_EVERY:-9}"
 else
   build="${TANDEM_BUILD_DIR:-build}"
-  # The fault and crash sweeps try every third call, from an offset that
-  # changes daily (so three days' runs try every call) and is printed;
+  # The fault and crash sweeps try every fourth call, from an offset that
+  # changes daily (so four days' runs try every call) and is printed;
   # TANDEM_SWEEP_EVERY=1 tries every call (about 25 minutes more).
-  export TANDEM_SWEEP_EVERY="${TANDEM_SWEEP_EVERY:-3}"
+  export TANDEM_SWEEP_EVERY="${TANDEM_SWEEP_EVERY:-4}"
 fi
 label=()
 [ $# -gt 0 ] && label=(-L "$1")
