@@ -136,7 +136,8 @@ class FleetReader : public SpecReader {
         f.per_host = static_cast<int>(h);
       }
     }
-    if (!f.targets.empty() && !f.waves.empty()) {
+    // Which wave each target is in, once the targets and waves are whole.
+    if (errors.empty() && !f.targets.empty() && !f.waves.empty()) {
       std::vector<SpecError> wave_errors;
       assign_waves(f, f.targets, wave_errors);
       errors.insert(errors.end(), wave_errors.begin(), wave_errors.end());
@@ -212,7 +213,7 @@ class FleetReader : public SpecReader {
       return;
     }
     std::map<std::string, SourceLocation> seen;
-    const FleetWave* rest = nullptr;
+    int rest_line = 0;  // of the wave that selects the rest (a line: `out` reallocates)
     for (const auto& w : n) {
       if (!open_operation(w, "wave", kWaveKeys)) continue;
       FleetWave wave;
@@ -268,13 +269,13 @@ class FleetReader : public SpecReader {
         }
       }
       if (wave.rest) {
-        if (rest) {
+        if (rest_line) {
           error(w, "only one wave may select the rest (another does at line " +
-                       std::to_string(rest->where.line) + ")");
+                       std::to_string(rest_line) + ")");
         }
       }
       out.push_back(std::move(wave));
-      if (out.back().rest && !rest) rest = &out.back();
+      if (out.back().rest && !rest_line) rest_line = out.back().where.line;
     }
   }
 };
@@ -324,7 +325,7 @@ std::vector<int> assign_waves(const FleetSpec& fleet, const std::vector<FleetTar
   std::vector<int> out;
   int rest = -1;
   for (size_t w = 0; w < fleet.waves.size(); ++w) {
-    if (fleet.waves[w].rest) rest = static_cast<int>(w);
+    if (fleet.waves[w].rest && rest < 0) rest = static_cast<int>(w);
   }
   for (const auto& t : targets) {
     std::vector<int> in;

@@ -115,6 +115,12 @@ TEST(FleetSpec, MistakesAreLocated) {
                           "select: rest}]\n"),
             "fleet.yaml:3:15: give one of targets, targets_file and targets_query, not several\n"
             "fleet.yaml:3:15: targets_file: cannot read x.yaml");
+  // The second and third `rest` are both refused, naming the first (the
+  // waves' list grows meanwhile: found by the fuzzer as a use after free).
+  EXPECT_EQ(errors_of(m + "targets: [{name: a, dsn: x}]\nwaves:\n  - {name: w1, select: rest}\n"
+                          "  - {name: w2, select: rest}\n  - {name: w3, select: rest}\n"),
+            "fleet.yaml:5:5: only one wave may select the rest (another does at line 4)\n"
+            "fleet.yaml:6:5: only one wave may select the rest (another does at line 4)");
   EXPECT_EQ(errors_of("migration: [a\n"),
             "fleet.yaml:2:1: YAML syntax: end of sequence flow not found");
   EXPECT_EQ(errors_of(""),
