@@ -559,7 +559,18 @@ std::optional<FleetOutcome> FleetRunner::Impl::step(
   }
   if (all_completed) return FleetOutcome::kCompleted;
   const bool barrier = together && all_ready && !cutover_failed;
-  const bool cleanup = all_cut_over && !record.cleanup_approved_by.empty();
+  // Cleanup, once approved: when every target is cut over, or (cleanup:
+  // wave) every target of the wave.
+  std::map<int, bool> wave_cut_over;
+  for (const auto& r : rows) {
+    const bool done = among(r.state, {fs::kCutOver, fs::kCleaningUp, fs::kCompleted});
+    auto [it, fresh] = wave_cut_over.emplace(r.wave_ordinal, done);
+    if (!fresh) it->second = it->second && done;
+  }
+  const auto cleanup = [&](const FleetTargetRow& r) {
+    if (record.cleanup_approved_by.empty()) return false;
+    return fleet_.cleanup_per_wave ? wave_cut_over[r.wave_ordinal] : all_cut_over;
+  };
   bool tried = false;
   for (const auto& r : rows) {
     if (static_cast<int>(jobs_.size()) >= fleet_.per_daemon) {
@@ -593,7 +604,7 @@ std::optional<FleetOutcome> FleetRunner::Impl::step(
                                              : Kind::kUp;
     } else if (r.state == fs::kReady && barrier) {
       kind = Kind::kCutover;
-    } else if (r.state == fs::kCutOver && cleanup) {
+    } else if (r.state == fs::kCutOver && cleanup(r)) {
       kind = Kind::kCleanup;
     }
     if (r.state == fs::kRollingBack) {

@@ -21,9 +21,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kFleetKeys = {"name",         "migration",     "control", "targets",
-                                             "targets_file", "targets_query", "waves",   "cutover",
-                                             "drift",        "limits"};
+const std::vector<std::string> kFleetKeys = {"cleanup", "name",         "migration",     "control",
+                                             "targets", "targets_file", "targets_query", "waves",
+                                             "cutover", "drift",        "limits"};
 const std::vector<std::string> kTargetKeys = {"name", "dsn", "labels"};
 const std::vector<std::string> kWaveKeys = {"name", "select", "parallel", "on_error", "soak"};
 const std::vector<std::string> kLimitKeys = {"per_daemon", "per_host"};
@@ -116,6 +116,16 @@ class FleetReader : public SpecReader {
         error(root["cutover"],
               "cutover: expected together (every target cuts over once all are "
               "ready) or each (every target in its wave), got \"" +
+                  printable(*v) + "\"");
+      }
+    }
+    if (auto v = scalar(root, "cleanup", false, "fleet")) {
+      if (*v == "fleet" || *v == "wave") {
+        f.cleanup_per_wave = *v == "wave";
+      } else {
+        error(root["cleanup"],
+              "cleanup: expected fleet (once every target is cut over) or wave "
+              "(once every target of the wave is), got \"" +
                   printable(*v) + "\"");
       }
     }

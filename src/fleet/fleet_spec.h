@@ -49,8 +49,11 @@ struct FleetSpec {
   std::vector<FleetWave> waves;
   FleetCutover cutover = FleetCutover::kTogether;
   bool hold_on_drift = true;  // drift: hold | ignore
-  int per_daemon = 8;         // targets one runner works on at once
-  int per_host = 4;           // targets of one database server worked on at once, fleet-wide
+  // cleanup: fleet (once every target is cut over) | wave (once every
+  // target of the wave is cut over); approved once for the fleet either way.
+  bool cleanup_per_wave = false;
+  int per_daemon = 8;  // targets one runner works on at once
+  int per_host = 4;    // targets of one database server worked on at once, fleet-wide
 };
 
 struct FleetParseResult {

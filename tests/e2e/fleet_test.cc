@@ -211,7 +211,9 @@ TEST_F(Fleet, ADriftingTargetStopsItsWaveAndTheWaveRollsBack) {
 
 // With drift: ignore and on_error: continue, a target whose migration fails
 // (its prechecks refuse it) does not stop the later wave; the run ends with
-// exit 4 naming it, and every other target is cut over.
+// exit 4 naming it. Each target cuts over in its wave (cutover: each), and
+// with cleanup: wave a wave whose targets are all cut over cleans up: the
+// failed target's wave does not.
 TEST_F(Fleet, AFailedTargetUnderContinueLetsTheNextWaveGo) {
   std::vector<Target> targets = {
       make_target(0, false, "c", "ring: canary"), make_target(1, false, "a1", "ring: a"),
@@ -222,14 +224,14 @@ TEST_F(Fleet, AFailedTargetUnderContinueLetsTheNextWaveGo) {
                  "  - {name: canary, select: {ring: canary}}\n"
                  "  - {name: a, select: {ring: a}, parallel: 2, on_error: continue}\n"
                  "  - {name: b, select: rest}\n",
-                 "drift: ignore\ncutover: each\n");
-  CommandResult r = fleet("run " + file);
+                 "drift: ignore\ncutover: each\ncleanup: wave\n");
+  CommandResult r = fleet("run " + file + " --approve cleanup");
   EXPECT_EQ(r.exit_code, 4) << r.output;
   EXPECT_NE(r.output.find("a2 (wave a) failed:"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("abalance"), std::string::npos) << r.output;
   EXPECT_EQ(control("SELECT string_agg(target || '=' || state, ',' ORDER BY target) FROM "
                     "tandem.fleet_targets"),
-            "a1=cut_over,a2=failed,b1=cut_over,c=cut_over");
+            "a1=cut_over,a2=failed,b1=completed,c=completed");
 }
 
 // Two runners share a fleet; one is killed with SIGKILL while it works on

@@ -39,6 +39,7 @@ TEST(FleetSpec, ReadsTargetsWavesAndSettings) {
           "  - {name: rest, select: rest}\n"
           "cutover: each\n"
           "drift: ignore\n"
+          "cleanup: wave\n"
           "limits: {per_daemon: 3, per_host: 2}\n",
       "fleet.yaml");
   ASSERT_TRUE(r.fleet) << (r.errors.empty() ? "" : r.errors[0].to_string());
@@ -56,6 +57,7 @@ TEST(FleetSpec, ReadsTargetsWavesAndSettings) {
   EXPECT_TRUE(f.waves[2].rest);
   EXPECT_EQ(f.cutover, FleetCutover::kEach);
   EXPECT_FALSE(f.hold_on_drift);
+  EXPECT_TRUE(f.cleanup_per_wave);
   EXPECT_EQ(f.per_daemon, 3);
   EXPECT_EQ(f.per_host, 2);
   std::vector<SpecError> errors;
