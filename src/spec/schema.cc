@@ -332,13 +332,6 @@ const std::vector<Object>& objects() {
   return kObjects;
 }
 
-const Object& object(const std::string& name) {
-  for (const auto& o : objects()) {
-    if (name == o.name) return o;
-  }
-  throw std::logic_error("no schema object " + name);
-}
-
 json duration_schema() {
   return {{"type", json::array({"string", "integer"})}, {"pattern", kDurationPattern}};
 }
