@@ -1,22 +1,15 @@
 // tandemd fleet: one migration on many databases (docs/fleet.md).
-#include <algorithm>
 #include <cstdlib>
-#include <iomanip>
 #include <iostream>
-#include <map>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/exit_codes.h"
 #include "db/connection.h"
-#include "engine/state_store.h"
 #include "fleet/fleet_runner.h"
 #include "fleet/fleet_spec.h"
 #include "fleet/fleet_status.h"
 #include "fleet/fleet_store.h"
-#include "util/json.h"
-#include "util/text.h"
 
 namespace tandem {
 namespace {

@@ -107,34 +107,18 @@ class FleetReader : public SpecReader {
     } else {
       waves(root["waves"], f.waves);
     }
-    if (auto v = scalar(root, "cutover", false, "fleet")) {
-      if (*v == "together") {
-        f.cutover = FleetCutover::kTogether;
-      } else if (*v == "each") {
-        f.cutover = FleetCutover::kEach;
-      } else {
-        error(root["cutover"],
-              "cutover: expected together (every target cuts over once all are "
-              "ready) or each (every target in its wave), got \"" +
-                  printable(*v) + "\"");
-      }
+    if (auto together = either(root, "cutover", "together", "each",
+                               "together (every target cuts over once all are ready) or each "
+                               "(every target in its wave)")) {
+      f.cutover = *together ? FleetCutover::kTogether : FleetCutover::kEach;
     }
-    if (auto v = scalar(root, "cleanup", false, "fleet")) {
-      if (*v == "fleet" || *v == "wave") {
-        f.cleanup_per_wave = *v == "wave";
-      } else {
-        error(root["cleanup"],
-              "cleanup: expected fleet (once every target is cut over) or wave "
-              "(once every target of the wave is), got \"" +
-                  printable(*v) + "\"");
-      }
+    if (auto fleet_wide = either(root, "cleanup", "fleet", "wave",
+                                 "fleet (once every target is cut over) or wave (once every "
+                                 "target of the wave is)")) {
+      f.cleanup_per_wave = !*fleet_wide;
     }
-    if (auto v = scalar(root, "drift", false, "fleet")) {
-      if (*v == "hold" || *v == "ignore") {
-        f.hold_on_drift = *v == "hold";
-      } else {
-        error(root["drift"], "drift: expected hold or ignore, got \"" + printable(*v) + "\"");
-      }
+    if (auto hold = either(root, "drift", "hold", "ignore", "hold or ignore")) {
+      f.hold_on_drift = *hold;
     }
     if (root["limits"].IsDefined()) {
       const YAML::Node l = root["limits"];
@@ -156,6 +140,18 @@ class FleetReader : public SpecReader {
   }
 
  private:
+  // `key`, one of two words: true for `first`, false for `second`, nullopt
+  // when absent or neither (an error saying what was expected).
+  std::optional<bool> either(const YAML::Node& map, const std::string& key,
+                             const std::string& first, const std::string& second,
+                             const std::string& expected) {
+    auto v = scalar(map, key, false, "");
+    if (!v) return std::nullopt;
+    if (*v == first || *v == second) return *v == first;
+    error(map[key], key + ": expected " + expected + ", got \"" + printable(*v) + "\"");
+    return std::nullopt;
+  }
+
   // The item's `name`, checked, and not given to another item of `seen`.
   std::string unique_name(const YAML::Node& item, const std::string& noun,
                           std::map<std::string, SourceLocation>& seen) {
@@ -260,14 +256,9 @@ class FleetReader : public SpecReader {
       long long parallel = 1;
       whole_number(w, "parallel", 1, 256, parallel, "wave " + wave.name);
       wave.parallel = static_cast<int>(parallel);
-      if (auto v = scalar(w, "on_error", false, "wave")) {
-        if (*v == "stop" || *v == "continue") {
-          wave.stop_on_error = *v == "stop";
-        } else {
-          error(w["on_error"],
-                "on_error: expected stop (no later wave starts) or continue, got \"" +
-                    printable(*v) + "\"");
-        }
+      if (auto stop = either(w, "on_error", "stop", "continue",
+                             "stop (no later wave starts) or continue")) {
+        wave.stop_on_error = *stop;
       }
       if (auto v = scalar(w, "soak", false, "wave")) {
         auto d = parse_duration(*v);

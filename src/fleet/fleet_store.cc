@@ -57,25 +57,23 @@ void FleetStore::enrol(Connection& c, const std::string& migration, const std::s
 
 std::optional<FleetRecord> FleetStore::record(Connection& c) {
   Rows r = c.exec(
-      "SELECT fleet, migration, spec_hash, coalesce(reference, ''), coalesce(reference_target, ''),"
+      "SELECT migration, coalesce(reference, ''), coalesce(reference_target, ''),"
       " coalesce(reference_text, ''), coalesce(cleanup_approved_by, '')"
       " FROM tandem.fleets WHERE fleet = $1",
       {fleet_});
   if (r.empty()) return std::nullopt;
-  return FleetRecord{r.text(0, 0), r.text(0, 1), r.text(0, 2), r.text(0, 3),
-                     r.text(0, 4), r.text(0, 5), r.text(0, 6)};
+  return FleetRecord{r.text(0, 0), r.text(0, 1), r.text(0, 2), r.text(0, 3), r.text(0, 4)};
 }
 
 std::vector<FleetTargetRow> FleetStore::targets(Connection& c) {
   Rows r = c.exec(
-      "SELECT target, wave, server, dsn, state, coalesce(phase, ''), coalesce(step, ''),"
-      " coalesce(last_error, ''), coalesce(owner, ''), wave_ordinal, ordinal, rows_done,"
+      "SELECT target, wave, server, state, coalesce(phase, ''), coalesce(step, ''),"
+      " coalesce(last_error, ''), coalesce(owner, ''), wave_ordinal, rows_done,"
       " extract(epoch FROM clock_timestamp() - since)::float8, " +
           rfc3339_sql("since") + ", " + rfc3339_sql("started_at") + ", " + rfc3339_sql("ready_at") +
           ", " + rfc3339_sql("cutover_started_at") + ", " + rfc3339_sql("cut_over_at") + ", " +
           rfc3339_sql("completed_at") +
-          ", coalesce(fingerprint, ''),"
-          " coalesce(extract(epoch FROM clock_timestamp() - coalesce(ready_at, cut_over_at,"
+          ", coalesce(extract(epoch FROM clock_timestamp() - coalesce(ready_at, cut_over_at,"
           " completed_at)), 0)::float8"
           " FROM tandem.fleet_targets WHERE fleet = $1 ORDER BY wave_ordinal, ordinal",
       {fleet_});
@@ -85,24 +83,21 @@ std::vector<FleetTargetRow> FleetStore::targets(Connection& c) {
     t.target = r.text(i, 0);
     t.wave = r.text(i, 1);
     t.server = r.text(i, 2);
-    t.dsn = r.text(i, 3);
-    t.state = r.text(i, 4);
-    t.phase = r.text(i, 5);
-    t.step = r.text(i, 6);
-    t.last_error = r.text(i, 7);
-    t.owner = r.text(i, 8);
-    t.wave_ordinal = static_cast<int>(r.integer(i, 9));
-    t.ordinal = static_cast<int>(r.integer(i, 10));
-    t.rows_done = r.integer(i, 11);
-    t.since_seconds = std::stod(r.text(i, 12));
-    t.since = r.text(i, 13);
-    t.started_at = r.text(i, 14);
-    t.ready_at = r.text(i, 15);
-    t.cutover_started_at = r.text(i, 16);
-    t.cut_over_at = r.text(i, 17);
-    t.completed_at = r.text(i, 18);
-    t.fingerprint = r.text(i, 19);
-    t.passed_seconds = std::stod(r.text(i, 20));
+    t.state = r.text(i, 3);
+    t.phase = r.text(i, 4);
+    t.step = r.text(i, 5);
+    t.last_error = r.text(i, 6);
+    t.owner = r.text(i, 7);
+    t.wave_ordinal = static_cast<int>(r.integer(i, 8));
+    t.rows_done = r.integer(i, 9);
+    t.since_seconds = std::stod(r.text(i, 10));
+    t.since = r.text(i, 11);
+    t.started_at = r.text(i, 12);
+    t.ready_at = r.text(i, 13);
+    t.cutover_started_at = r.text(i, 14);
+    t.cut_over_at = r.text(i, 15);
+    t.completed_at = r.text(i, 16);
+    t.passed_seconds = std::stod(r.text(i, 17));
     out.push_back(std::move(t));
   }
   return out;
@@ -138,26 +133,6 @@ void FleetStore::set_state(Connection& c, const std::string& target, const std::
       " VALUES ($1, $2, $3, $4, nullif($5, ''), $6)",
       {fleet_, target, r.text(0, 0), state, error, actor});
   tx.commit();
-}
-
-bool FleetStore::move(Connection& c, const std::string& target, const std::set<std::string>& from,
-                      const std::string& state, const std::string& owner,
-                      const std::string& actor) {
-  std::vector<std::string> states(from.begin(), from.end());
-  Transaction tx(c);
-  Rows r = tx.exec(
-      "UPDATE tandem.fleet_targets SET state = $3, owner = nullif($4, ''), last_error = NULL,"
-      " since = clock_timestamp(), updated_at = clock_timestamp()"
-      " WHERE fleet = $1 AND target = $2 AND state = ANY(string_to_array($5, ','))"
-      " RETURNING wave",
-      {fleet_, target, state, owner, join(states, ",")});
-  if (r.empty()) return false;
-  tx.exec(
-      "INSERT INTO tandem.fleet_events (fleet, target, wave, kind, actor)"
-      " VALUES ($1, $2, $3, $4, $5)",
-      {fleet_, target, r.text(0, 0), state, actor});
-  tx.commit();
-  return true;
 }
 
 void FleetStore::progress(Connection& c, const std::string& target, const std::string& phase,
@@ -251,15 +226,6 @@ void FleetStore::disown(Connection& c, const std::string& target) {
       "UPDATE tandem.fleet_targets SET owner = NULL, updated_at = clock_timestamp()"
       " WHERE fleet = $1 AND target = $2",
       {fleet_, target});
-}
-
-void FleetStore::event(Connection& c, const std::string& target, const std::string& kind,
-                       const std::string& detail, const std::string& actor) {
-  c.exec(
-      "INSERT INTO tandem.fleet_events (fleet, target, wave, kind, detail, actor)"
-      " SELECT $1, nullif($2, ''), (SELECT wave FROM tandem.fleet_targets WHERE fleet = $1 AND"
-      " target = $2), $3, nullif($4, ''), $5",
-      {fleet_, target, kind, detail, actor});
 }
 
 nlohmann::json FleetStore::events(Connection& c, int limit) {

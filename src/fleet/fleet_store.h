@@ -33,18 +33,17 @@ inline constexpr const char* kRolledBack = "rolled_back";
 }  // namespace fleet_state
 
 struct FleetTargetRow {
-  std::string target, wave, server, dsn, state, phase, step, last_error, owner;
-  int wave_ordinal = 0, ordinal = 0;
+  std::string target, wave, server, state, phase, step, last_error, owner;
+  int wave_ordinal = 0;
   long long rows_done = 0;
   double since_seconds = 0;   // in this state
   double passed_seconds = 0;  // since it was ready (or cut over, or completed); 0 if not yet
   std::string since, started_at, ready_at, cutover_started_at, cut_over_at,
       completed_at;  // RFC 3339
-  std::string fingerprint;
 };
 
 struct FleetRecord {
-  std::string fleet, migration, spec_hash, reference, reference_target, reference_text;
+  std::string migration, reference, reference_target, reference_text;
   std::string cleanup_approved_by;
 };
 
@@ -57,7 +56,6 @@ struct FleetMember {
 class FleetStore {
  public:
   explicit FleetStore(std::string fleet) : fleet_(std::move(fleet)) {}
-  const std::string& fleet() const { return fleet_; }
 
   // Creates or upgrades tandem's schema in the control database.
   static void prepare(Connection& c);
@@ -77,9 +75,6 @@ class FleetStore {
   void set_state(Connection& c, const std::string& target, const std::string& state,
                  const std::string& error, const std::string& owner, const std::string& stamp,
                  const std::string& actor);
-  // The same, only when the target is in one of `from`; false when not.
-  bool move(Connection& c, const std::string& target, const std::set<std::string>& from,
-            const std::string& state, const std::string& owner, const std::string& actor);
   void progress(Connection& c, const std::string& target, const std::string& phase,
                 const std::string& step, long long rows_done);
   void set_fingerprint(Connection& c, const std::string& target, const std::string& fingerprint);
@@ -99,8 +94,6 @@ class FleetStore {
   int retry(Connection& c, const std::string& target, const std::string& actor);
   // Nobody works on `target` now (its runner stopped it at a safe point).
   void disown(Connection& c, const std::string& target);
-  void event(Connection& c, const std::string& target, const std::string& kind,
-             const std::string& detail, const std::string& actor);
   // The newest `limit` events, oldest first.
   nlohmann::json events(Connection& c, int limit);
   // The advisory lock key of `what` ("target/NAME", "slot/WAVE/3", ...).
